@@ -1,0 +1,1 @@
+"""Command groups of the `dialer` CLI, one module each (see dialer/cli.py)."""

@@ -1,0 +1,22 @@
+"""Helpers shared by command modules."""
+
+from __future__ import annotations
+
+import argparse
+
+from dialer.config import Config, load_config
+
+
+def add_config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="PATH", help="config file (default: $TSUNAGU_CONFIG or config/tsunagu.toml)")
+
+
+def config_from(args: argparse.Namespace) -> Config:
+    return load_config(getattr(args, "config", None))
+
+
+def group(sub: argparse._SubParsersAction, name: str, help: str) -> argparse._SubParsersAction:  # type: ignore[type-arg]
+    """A command group whose bare invocation prints its own help."""
+    p = sub.add_parser(name, help=help, description=help)
+    p.set_defaults(_parser=p)
+    return p.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND")

@@ -1,0 +1,304 @@
+"""The main config file (`config/tsunagu.toml`): load, validate, and explain what is wrong in plain words.
+
+Validation is declarative (pydantic models with unknown keys forbidden) so every section documents itself;
+errors are rewritten as `FILE: [section].key: what was expected` lines, never a traceback.
+Secrets are never in the file: a trunk names the environment variable that holds its password.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_CONFIG = Path("config/tsunagu.toml")
+ENV_CONFIG = "TSUNAGU_CONFIG"
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d)$")
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; the message names the file, the key or line, and the fix."""
+
+
+def parse_duration(text: str) -> float:
+    """'30m' -> 1800.0 seconds; used for retry delays and `--for`."""
+    m = _DURATION.match(text.strip())
+    if not m:
+        raise ValueError(f"expected a duration like 90s, 30m, 4h or 1d, got {text!r}")
+    return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class DatabaseConfig(_Section):
+    url: str = "sqlite:///tsunagu.db"
+
+
+class TelephonyConfig(_Section):
+    bind: str = "127.0.0.1"
+    public_address: str = "127.0.0.1"
+    sip_port_base: Annotated[int, Field(ge=1024, le=65000)] = 5070
+    rtp_port_base: Annotated[int, Field(ge=1024, le=65000)] = 40000
+    lines: Annotated[int, Field(ge=1, le=10000)] = 16  # concurrent customer lines the campaign may hold
+    workers: int | Literal["auto"] = "auto"
+    clock_rate: Literal[8000, 16000] = 8000
+    recordings_dir: str = "var/recordings"
+
+
+class TrunkConfig(_Section):
+    name: Annotated[str, Field(min_length=1)]
+    proxy: Annotated[str, Field(pattern=r"^sips?:")]
+    transport: Literal["udp", "tcp"] = "udp"
+    username: str = ""
+    password_env: str = ""  # name of the environment variable holding the password
+    registration: bool = False  # REGISTER with the registrar before dialing
+    registrar: str = ""
+    caller_id: str = ""
+    max_channels: Annotated[int, Field(ge=1)] = 30
+    max_cps: Annotated[float, Field(gt=0)] = 10.0
+    codecs: list[str] = Field(default_factory=lambda: ["PCMU/8000", "PCMA/8000"])
+    dial_prefix: str = ""
+    number_format: Literal["e164", "national", "digits"] = "e164"
+
+    @field_validator("password_env")
+    @classmethod
+    def _env_name(cls, v: str) -> str:
+        if v and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v):
+            raise ValueError("must be the NAME of an environment variable, not the secret itself")
+        return v
+
+    def password(self) -> str:
+        return os.environ.get(self.password_env, "") if self.password_env else ""
+
+
+class AgentConfig(_Section):
+    login: Annotated[str, Field(min_length=1)]
+    name: str = ""
+    sip_uri: Annotated[str, Field(pattern=r"^sips?:")]
+    segments: list[str] = Field(default_factory=list)
+
+
+class RetryConfig(_Section):
+    busy: str = "30m"
+    no_answer: str = "4h"
+    congestion: str = "10m"
+    machine: str = "next_day"
+    invalid: Literal["next_phone", "done"] = "next_phone"
+    rejected: str = "1d"
+    abandoned: str = "72h"
+
+    @field_validator("busy", "no_answer", "congestion", "rejected", "abandoned")
+    @classmethod
+    def _dur(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+    @field_validator("machine")
+    @classmethod
+    def _machine(cls, v: str) -> str:
+        if v != "next_day":
+            parse_duration(v)
+        return v
+
+
+SEGMENTS = ("dormant", "pre_churn", "upsell", "cross_sell")
+
+
+class CampaignConfig(_Section):
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
+    mode: Literal["preview", "progressive", "power", "predictive"] = "predictive"
+    segments: list[Literal["dormant", "pre_churn", "upsell", "cross_sell"]] = Field(
+        default_factory=lambda: list(SEGMENTS)
+    )
+    abandon_target: Annotated[float, Field(gt=0, le=0.03)] = 0.02
+    abandon_limit: Annotated[float, Field(gt=0, le=0.03)] = 0.03
+    abandon_window: Literal["1h", "24h", "30d", "day", "campaign"] = "24h"
+    abandon_regime: Literal["us", "uk"] = "us"
+    connect_limit_s: Annotated[float, Field(gt=0, le=2.0)] = 2.0
+    calling_hours: tuple[str, str] = ("09:00", "20:00")
+    holidays: str = "JP"  # a country code for the `holidays` package, or "" for none
+    trunk: str = ""
+    max_attempts: Annotated[int, Field(ge=1, le=20)] = 6
+    max_attempts_per_phone: Annotated[int, Field(ge=1, le=20)] = 3
+    ring_timeout_s: Annotated[float, Field(ge=15, le=120)] = 24.0
+    max_lines_per_agent: Annotated[float, Field(ge=1, le=5)] = 3.0
+    power_ratio: Annotated[float, Field(ge=1, le=5)] = 1.5
+    wrap_up_timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    info_message: str = "config/sounds/info.wav"
+    record_calls: bool = False
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+
+    @field_validator("calling_hours")
+    @classmethod
+    def _hours(cls, v: tuple[str, str]) -> tuple[str, str]:
+        start, end = v
+        for t in v:
+            if not _HHMM.match(t):
+                raise ValueError(f"expected HH:MM times, got {t!r}")
+        if start >= end:
+            raise ValueError(f"start {start} must be before end {end}")
+        if start < "08:00" or end > "21:00":
+            raise ValueError("calls between 21:00 and 08:00 are never allowed")
+        return v
+
+    @model_validator(mode="after")
+    def _target_below_limit(self) -> CampaignConfig:
+        if self.abandon_target > self.abandon_limit:
+            raise ValueError(f"abandon_target {self.abandon_target} is above abandon_limit {self.abandon_limit}")
+        return self
+
+
+class LtvConfig(_Section):
+    formula: Literal["aov_freq_years", "revenue_margin_years", "aov_freq_years_minus_cost", "discounted_profit"] = (
+        "aov_freq_years"
+    )
+    years: Annotated[float, Field(gt=0)] = 5.0
+    margin: Annotated[float, Field(gt=0, le=1)] = 0.6
+    acquisition_cost: float = 0.0
+    retention_cost: float = 0.0
+    discount_rate: Annotated[float, Field(ge=0, lt=1)] = 0.1
+
+
+class ListsConfig(_Section):
+    region: str = "JP"
+    dormant_min_days: Annotated[int, Field(ge=1)] = 180
+    dormant_max_days: Annotated[int, Field(ge=1)] = 1460
+    pre_churn_min_hazard: Annotated[float, Field(ge=0, le=1)] = 0.15
+    pre_churn_days_before: tuple[int, int] = (5, 1)
+    upsell_days_before: Annotated[int, Field(ge=0)] = 5
+    upsell_days_after: Annotated[int, Field(ge=0)] = 7
+    cross_sell_lookback_days: Annotated[int, Field(ge=1)] = 365
+    horizon_days: Annotated[int, Field(ge=1)] = 14
+    cost_per_attempt: float = 50.0
+    ltv: LtvConfig = Field(default_factory=LtvConfig)
+
+
+class SchedulesConfig(_Section):
+    timezone: str = "Asia/Tokyo"
+    nightly_list_build: str = "0 2 * * *"
+    list_mapping: str = "config/mappings/canonical.toml"
+    list_input: str = "var/crm"
+    list_out: str = "var/lists"
+
+
+class Config(_Section):
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    telephony: TelephonyConfig = Field(default_factory=TelephonyConfig)
+    trunks: list[TrunkConfig] = Field(default_factory=list)
+    agents: list[AgentConfig] = Field(default_factory=list)
+    campaigns: list[CampaignConfig] = Field(default_factory=list)
+    lists: ListsConfig = Field(default_factory=ListsConfig)
+    schedules: SchedulesConfig = Field(default_factory=SchedulesConfig)
+    source: str = Field(default="", exclude=True)
+
+    @model_validator(mode="after")
+    def _cross_refs(self) -> Config:
+        for kind, items, key in (("trunks", self.trunks, "name"), ("agents", self.agents, "login"),
+                                 ("campaigns", self.campaigns, "name")):
+            seen: set[str] = set()
+            for item in items:
+                value = getattr(item, key)
+                if value in seen:
+                    raise ValueError(f"[{kind}] {key} {value!r} appears twice")
+                seen.add(value)
+        trunk_names = {t.name for t in self.trunks}
+        for c in self.campaigns:
+            if c.trunk and c.trunk not in trunk_names:
+                raise ValueError(f"campaign {c.name!r} uses trunk {c.trunk!r}, which is not in [[trunks]]")
+        return self
+
+    def campaign(self, name: str) -> CampaignConfig:
+        for c in self.campaigns:
+            if c.name == name:
+                return c
+        known = ", ".join(c.name for c in self.campaigns) or "none"
+        raise ConfigError(f"{self.source}: no campaign named {name!r} (configured: {known})")
+
+    def trunk(self, name: str) -> TrunkConfig:
+        for t in self.trunks:
+            if t.name == name:
+                return t
+        known = ", ".join(t.name for t in self.trunks) or "none"
+        raise ConfigError(f"{self.source}: no trunk named {name!r} (configured: {known})")
+
+
+def _loc(loc: tuple[Any, ...], data: Any) -> str:
+    """('campaigns', 0, 'abandon_target') -> "[campaigns][0] (name 'demo').abandon_target"."""
+    parts: list[str] = []
+    node = data
+    for i, p in enumerate(loc):
+        if isinstance(p, int):
+            label = f"[{p}]"
+            if isinstance(node, list) and p < len(node) and isinstance(node[p], dict):
+                for k in ("name", "login"):
+                    if k in node[p]:
+                        label = f"[{p}] ({k} {node[p][k]!r})"
+                        break
+            parts.append(label)
+        else:
+            parts.append(("." if i else "") + str(p) if parts else str(p))
+        try:
+            node = node[p]
+        except (KeyError, IndexError, TypeError):
+            node = None
+    return "".join(parts) or "(top level)"
+
+
+def _explain(err: ValidationError, data: Any) -> list[str]:
+    lines = []
+    for e in err.errors():
+        where = _loc(tuple(e["loc"]), data)
+        kind = e["type"]
+        if kind == "extra_forbidden":
+            msg = "unknown key (check the spelling; see config/tsunagu.toml for the keys that exist)"
+        elif kind == "missing":
+            msg = "required key is missing"
+        else:
+            msg = e["msg"]
+            if "input" in e and kind != "value_error" and not isinstance(e["input"], dict | list):
+                msg += f" (got {e['input']!r})"
+        lines.append(f"{where}: {msg}")
+    return lines
+
+
+def parse_config(text: str, source: str = "<string>") -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        lines = _explain(exc, data)
+        raise ConfigError(f"{source}: " + ("\n" + " " * (len(source) + 2)).join(lines)) from None
+    cfg.source = source
+    return cfg
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Load PATH, else $TSUNAGU_CONFIG, else config/tsunagu.toml; embedded defaults if none exists."""
+    chosen = Path(path) if path else Path(os.environ[ENV_CONFIG]) if os.environ.get(ENV_CONFIG) else None
+    if chosen is None:
+        if DEFAULT_CONFIG.exists():
+            chosen = DEFAULT_CONFIG
+        else:
+            cfg = Config()
+            cfg.source = "<defaults>"
+            return cfg
+    try:
+        text = chosen.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{chosen}: no such config file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{chosen}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{chosen}: cannot read ({exc.strerror})") from None
+    return parse_config(text, str(chosen))

@@ -1,0 +1,140 @@
+"""Opening the store: one engine per URL, a schema version, and migrations instead of failures."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import event, inspect, text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, SQLModel, create_engine, select
+
+from dialer.store import models
+from dialer.store.models import Meta
+
+SCHEMA_VERSION = 1
+DEFAULT_URL = "sqlite:///tsunagu.db"
+ENV_URL = "DIALER_DATABASE_URL"
+
+# version -> function that brings a database at (version - 1) up to version. Add entries, never edit them.
+MIGRATIONS: dict[int, Callable[[Engine], None]] = {}
+
+
+class StoreError(Exception):
+    """A database the dialer cannot use as it is (newer schema, unreachable server)."""
+
+
+def resolve_url(configured: str | None = None) -> str:
+    """Environment beats config beats the default, so ops can point a run elsewhere without editing."""
+    return os.environ.get(ENV_URL) or configured or DEFAULT_URL
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+    cur = dbapi_conn.cursor()
+    # WAL lets the monitor read while the runner writes; busy_timeout turns lock contention into waiting.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+_engines: dict[str, Engine] = {}
+
+
+def get_engine(url: str | None = None) -> Engine:
+    url = resolve_url(url)
+    eng = _engines.get(url)
+    if eng is not None:
+        return eng
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1] if "///" in url else ""
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        eng = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(eng, "connect", _sqlite_pragmas)
+    else:
+        eng = create_engine(url, pool_pre_ping=True)
+    _engines[url] = eng
+    return eng
+
+
+def dispose_engines() -> None:
+    for eng in _engines.values():
+        eng.dispose()
+    _engines.clear()
+
+
+def current_version(engine: Engine) -> int | None:
+    if not inspect(engine).has_table("meta"):
+        return None
+    with Session(engine) as s:
+        row = s.get(Meta, "schema_version")
+        return int(row.value) if row else None
+
+
+def init_db(url: str | None = None) -> tuple[Engine, str]:
+    """Create or upgrade the schema; idempotent. Returns the engine and what was done."""
+    engine = get_engine(url)
+    _ = models  # every table is registered on SQLModel.metadata by importing models
+    version = current_version(engine)
+    if version is not None and version > SCHEMA_VERSION:
+        raise StoreError(
+            f"database schema version {version} is newer than this release supports ({SCHEMA_VERSION}); "
+            "upgrade tsunagu instead of running an older one against it"
+        )
+    if version is not None and version < SCHEMA_VERSION:
+        for v in range(version + 1, SCHEMA_VERSION + 1):
+            step = MIGRATIONS.get(v)
+            if step is None:
+                raise StoreError(f"no migration from schema version {v - 1} to {v}")
+            step(engine)
+    SQLModel.metadata.create_all(engine)
+    with Session(engine) as s:
+        existing = s.get(Meta, "schema_version")
+        if existing is None:
+            s.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
+            action = "created"
+        elif int(existing.value) != SCHEMA_VERSION:
+            existing.value = str(SCHEMA_VERSION)
+            s.add(existing)
+            action = f"migrated from {version}"
+        else:
+            action = "already up to date"
+        s.commit()
+    return engine, action
+
+
+@contextmanager
+def session_scope(url: str | None = None) -> Iterator[Session]:
+    """A session that commits on success and rolls back on error."""
+    with Session(get_engine(url), expire_on_commit=False) as s:
+        try:
+            yield s
+            s.commit()
+        except Exception:
+            s.rollback()
+            raise
+
+
+def table_counts(engine: Engine) -> dict[str, int]:
+    out: dict[str, int] = {}
+    with engine.connect() as conn:
+        for name in SQLModel.metadata.tables:
+            out[name] = int(conn.execute(text(f'SELECT COUNT(*) FROM "{name}"')).scalar_one())
+    return out
+
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "StoreError",
+    "dispose_engines",
+    "get_engine",
+    "init_db",
+    "resolve_url",
+    "select",
+    "session_scope",
+    "table_counts",
+]

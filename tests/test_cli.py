@@ -1,0 +1,68 @@
+"""The CLI and the README commands, run as a user runs them (subprocesses, real files)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlmodel import Session, create_engine, select
+
+from dialer.store.models import Meta
+from tests.conftest import REPO, run_env
+
+
+def dialer(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "dialer", *args], cwd=cwd, env=run_env(),
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_help_lists_working_subcommands(tmp_path: Path) -> None:
+    r = dialer("--help", cwd=tmp_path)
+    assert r.returncode == 0
+    for cmd in ("db", "config"):
+        assert cmd in r.stdout
+
+
+def test_db_init_on_empty_directory_then_again(tmp_path: Path) -> None:
+    r = dialer("db", "init", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "created" in r.stdout
+    assert (tmp_path / "tsunagu.db").exists()
+    r2 = dialer("db", "init", cwd=tmp_path)
+    assert r2.returncode == 0 and "already up to date" in r2.stdout
+    eng = create_engine(f"sqlite:///{tmp_path / 'tsunagu.db'}")
+    with Session(eng) as s:
+        assert s.exec(select(Meta).where(Meta.key == "schema_version")).one().value == "1"
+
+
+def test_db_init_honours_database_url_env(tmp_path: Path) -> None:
+    env = run_env() | {"DIALER_DATABASE_URL": f"sqlite:///{tmp_path / 'other.db'}"}
+    r = subprocess.run([sys.executable, "-m", "dialer", "db", "init"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "other.db").exists() and not (tmp_path / "tsunagu.db").exists()
+
+
+def test_config_check_good_and_bad(tmp_path: Path) -> None:
+    r = dialer("config", "check", str(REPO / "config" / "tsunagu.toml"), cwd=tmp_path)
+    assert r.returncode == 0 and "OK" in r.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[campaigns]]\nname = 'x'\nmode = 'turbo'\n", encoding="utf-8")
+    r = dialer("config", "check", str(bad), cwd=tmp_path)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert str(bad) in r.stderr and "mode" in r.stderr
+
+
+def test_group_without_subcommand_prints_help(tmp_path: Path) -> None:
+    r = dialer("db", cwd=tmp_path)
+    assert r.returncode == 2 and "init" in r.stdout
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "scripts/test" in ci
+    readme = (REPO / "README.md").read_text()
+    head = readme[: readme.index("## ", readme.index("scripts/test"))] if "## " in readme else readme
+    assert "scripts/demo" in head and "scripts/test" in head
