@@ -15,6 +15,7 @@ from dialer.store import (
     CallListEntry,
     Campaign,
     CampaignEvent,
+    CampaignStatus,
     ControlCommand,
     Customer,
     Disposition,
@@ -54,6 +55,7 @@ def _rows() -> list[SQLModel]:
                     voc_text="期待と違った", callback_at=T0),
         ControlCommand(campaign="demo", command="mode", argument="progressive", requested_by="test"),
         CampaignEvent(campaign_id=1, kind="mode_drop", message="budget spent"),
+        CampaignStatus(campaign_id=1, mode="predictive", dial_level=1.4, stats={"abandon_1h": 0.01}),
     ]
 
 

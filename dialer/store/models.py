@@ -235,6 +235,8 @@ class Agent(SQLModel, table=True):
     state_since: datetime = Field(default_factory=utcnow)
     ready_since: datetime | None = None
     pause_reason: str = ""
+    # what the agent asked for while on a call (ready | paused | logged_out); applied after wrap-up
+    pending_state: str = ""
     campaign_id: int | None = None
     current_attempt_id: int | None = None
 
@@ -269,6 +271,23 @@ class ControlCommand(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     applied_at: datetime | None = None
     result: str = ""
+
+
+class CampaignStatus(SQLModel, table=True):
+    """The runner's live view of a campaign, rewritten every second so a monitor on another host can read it."""
+
+    __tablename__ = "campaign_status"
+    campaign_id: int = Field(primary_key=True)
+    runner: str = ""  # host:pid of the runner holding the campaign
+    heartbeat_at: datetime = Field(default_factory=utcnow)
+    mode: str = ""  # the mode in effect (may be progressive after an abandon-budget drop)
+    dial_level: float = 0.0
+    lines_dialing: int = 0
+    lines_ringing: int = 0
+    waiting_for_agent: int = 0
+    hit_rate: float = 0.0
+    aht_s: float = 0.0
+    stats: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
 class CampaignEvent(SQLModel, table=True):
