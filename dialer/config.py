@@ -67,6 +67,17 @@ class TrunkConfig(_Section):
     codecs: list[str] = Field(default_factory=lambda: ["PCMU/8000", "PCMA/8000"])
     dial_prefix: str = ""
     number_format: Literal["e164", "national", "digits"] = "e164"
+    # A loopback test carrier that reaches no real person (the demo's SIPp). Only such a trunk may be
+    # dialled outside calling hours; the check below makes it impossible to flag a real carrier this way.
+    sandbox: bool = False
+
+    @model_validator(mode="after")
+    def _sandbox_is_loopback(self) -> TrunkConfig:
+        if self.sandbox:
+            host = self.proxy.split(":", 1)[1].split("@")[-1].split(":")[0].split(";")[0]
+            if not (host.startswith("127.") or host in ("localhost", "[::1]")):
+                raise ValueError(f"sandbox = true is only allowed for a loopback proxy, not {host!r}")
+        return self
 
     @field_validator("password_env")
     @classmethod

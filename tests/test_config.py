@@ -105,3 +105,11 @@ def test_durations() -> None:
     assert parse_duration("30m") == 1800 and parse_duration("4h") == 14400 and parse_duration("90s") == 90
     with pytest.raises(ValueError):
         parse_duration("soon")
+
+
+def test_sandbox_trunk_must_be_loopback() -> None:
+    ok = GOOD.replace('password_env = "T1_PASSWORD"', 'password_env = "T1_PASSWORD"\nsandbox = true')
+    assert parse_config(ok, "f.toml").trunk("t1").sandbox
+    bad = ok.replace("sip:127.0.0.1:5060", "sip:carrier.example.com:5060")
+    with pytest.raises(ConfigError, match="only allowed for a loopback proxy"):
+        parse_config(bad, "f.toml")

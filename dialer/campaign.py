@@ -1,0 +1,609 @@
+"""The live campaign: every tick, ask the pacer how many to dial, lease that many, originate, route answers.
+
+Crash safety rests on one ordering: the attempt row is committed (and its entry marked dialing) BEFORE the
+INVITE leaves, and nothing is re-dialled on restart: in-flight attempts found at start-up are closed as
+`interrupted` and their entries get the ordinary retry delay. The store is the only memory that matters;
+the runner's dicts are caches of it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from dialer.agents import BUSY, AgentBoard, sync_agents
+from dialer.config import CampaignConfig, Config
+from dialer.dtmf import DtmfCollector, DtmfDecodeError, decode
+from dialer.hopper import Hopper, Lease
+from dialer.privacy import mask_phone
+from dialer.store.models import (
+    Attempt,
+    Campaign,
+    CampaignEvent,
+    CampaignStatus,
+    ControlCommand,
+    Disposition,
+)
+from dialer.telephony import CallEvent, Telephony
+from pacing.engine import AgentView as PacingAgent
+from pacing.engine import Pacer, PacerConfig, Snapshot
+
+TICK_S = 0.2
+HEARTBEAT_STALE_S = 10.0
+MODES = ("preview", "progressive", "power", "predictive")
+LIVE_STATES = ("dialing", "ringing", "answered", "connected")
+
+
+class RunnerBusy(RuntimeError):
+    """Another live runner holds the campaign."""
+
+
+def utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+@dataclass
+class Live:
+    """What the runner tracks for a call in flight (the attempt row holds the durable copy)."""
+
+    attempt_id: int
+    entry_id: int
+    customer_id: str
+    segment: str
+    phone: str
+    sku: str
+    dialed: float
+    ringing: float | None = None
+    answered: float | None = None
+    connected: float | None = None
+    agent_id: int | None = None
+    tried_agents: set[int] = field(default_factory=set)
+    abandoned: bool = False
+    dtmf: DtmfCollector = field(default_factory=DtmfCollector)
+    disposed: bool = False
+
+
+@dataclass
+class Wrap:
+    agent_id: int
+    attempt_id: int
+    entry_id: int
+    talk_s: float
+    started: float
+    disposed: bool
+
+
+def sync_campaign(engine: Engine, cc: CampaignConfig) -> int:
+    """Upsert the campaign row from config; the live state and a mode changed while running are kept."""
+    with Session(engine) as s:
+        row = s.exec(select(Campaign).where(Campaign.name == cc.name)).first()
+        if row is None:
+            row = Campaign(name=cc.name, mode=cc.mode)
+        row.segments = list(cc.segments)
+        for f in ("abandon_limit", "abandon_window", "abandon_regime", "connect_limit_s", "holidays", "trunk",
+                  "max_attempts", "max_attempts_per_phone", "ring_timeout_s", "max_lines_per_agent",
+                  "power_ratio", "info_message", "record_calls"):
+            setattr(row, f, getattr(cc, f))
+        if row.id is None:
+            row.abandon_target = cc.abandon_target
+        row.calling_hours_start, row.calling_hours_end = cc.calling_hours
+        row.retry_rules = cc.retry.model_dump()
+        row.updated_at = datetime.now(UTC)
+        s.add(row)
+        s.commit()
+        s.refresh(row)
+        assert row.id is not None
+        return row.id
+
+
+class CampaignRunner:
+    def __init__(self, cfg: Config, name: str, engine: Engine, *, telephony: Telephony | None = None,
+                 clock: Callable[[], float] = time.time, auto_login: bool = False,
+                 state_logger: Any = None, on_event: Callable[[str], None] | None = None) -> None:
+        self.cfg = cfg
+        self.cc = cfg.campaign(name)
+        self.engine = engine
+        self.clock = clock
+        self.trunk = cfg.trunk(self.cc.trunk) if self.cc.trunk else (cfg.trunks[0] if cfg.trunks else None)
+        if self.trunk is None:
+            raise ValueError(f"campaign {name!r} has no trunk and none is configured")
+        self.tel = telephony or Telephony(cfg)
+        self.owns_tel = telephony is None
+        self.campaign_id = sync_campaign(engine, self.cc)
+        sync_agents(engine, cfg.agents)
+        self.runner_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.hopper = Hopper(engine, self.cc, respect_calling_hours=not self.trunk.sandbox)
+        self.board = AgentBoard(engine, self.campaign_id, [a.login for a in cfg.agents], state_logger)
+        self.auto_login = auto_login
+        self.on_event = on_event or (lambda msg: None)
+        self.pacer = Pacer(self._pacer_config(self.cc.mode, self._stored_target()))
+        self.live: dict[int, Live] = {}
+        self.waiting: list[int] = []  # answered attempts waiting for an agent, oldest first
+        self.wraps: dict[int, Wrap] = {}  # by agent id
+        self.last_disposition_id = 0
+        self.last_command_id = 0
+        self.state = "running"
+        self.mode = self.cc.mode
+        self.dropped = False
+        self.last_status = 0.0
+        self.setups: list[float] = []
+        self.counts: dict[str, int] = {}
+        self.last_decision: Any = None
+
+    # ---------------------------------------------------------------- set-up and recovery
+    def _stored_target(self) -> float:
+        with Session(self.engine) as s:
+            row = s.get(Campaign, self.campaign_id)
+            return row.abandon_target if row else self.cc.abandon_target
+
+    def _pacer_config(self, mode: str, target: float) -> PacerConfig:
+        cc = self.cc
+        return PacerConfig(mode=mode, abandon_target=target, abandon_limit=cc.abandon_limit,
+                           abandon_window=cc.abandon_window, abandon_regime=cc.abandon_regime,
+                           connect_limit_s=cc.connect_limit_s, ring_timeout_s=cc.ring_timeout_s,
+                           max_lines_per_agent=cc.max_lines_per_agent, power_ratio=cc.power_ratio)
+
+    def _event(self, kind: str, message: str, level: str = "info") -> None:
+        with Session(self.engine) as s:
+            s.add(CampaignEvent(campaign_id=self.campaign_id, kind=kind, message=message, level=level))
+            s.commit()
+        self.on_event(f"{kind}: {message}")
+
+    def claim(self) -> None:
+        """Refuse to run beside another live runner; take over from a dead one (stale heartbeat)."""
+        now = datetime.now(UTC)
+        with Session(self.engine) as s:
+            st = s.get(CampaignStatus, self.campaign_id)
+            if st is not None and st.runner and st.runner != self.runner_id:
+                age = (now - st.heartbeat_at).total_seconds()
+                if age < HEARTBEAT_STALE_S:
+                    raise RunnerBusy(f"campaign {self.cc.name!r} is already run by {st.runner} "
+                                     f"(heartbeat {age:.1f}s ago)")
+            if st is None:
+                st = CampaignStatus(campaign_id=self.campaign_id)
+            st.runner, st.heartbeat_at, st.mode = self.runner_id, now, self.mode
+            s.add(st)
+            camp = s.get(Campaign, self.campaign_id)
+            if camp is not None:
+                camp.state = "running"
+                s.add(camp)
+            s.commit()
+
+    def recover(self) -> dict[str, int]:
+        """Close what a previous runner left in flight; nothing is dialled again because of it."""
+        now = utc(self.clock())
+        interrupted = 0
+        with Session(self.engine) as s:
+            rows = s.exec(select(Attempt).where(Attempt.campaign_id == self.campaign_id,
+                                                Attempt.state.in_(LIVE_STATES))).all()  # type: ignore[attr-defined]
+            for a in rows:
+                a.state = "interrupted"
+                a.outcome = a.outcome or "interrupted"
+                a.ended_at = a.ended_at or now
+                a.detail = (a.detail + " runner stopped mid-call").strip()
+                s.add(a)
+                interrupted += 1
+            s.commit()
+            last = s.exec(select(Disposition.id).order_by(Disposition.id.desc())).first()  # type: ignore[union-attr]
+            self.last_disposition_id = int(last or 0)
+            lastc = s.exec(select(ControlCommand.id).where(ControlCommand.campaign == self.cc.name,
+                                                           ControlCommand.applied_at.is_not(None))  # type: ignore[union-attr]
+                           .order_by(ControlCommand.id.desc())).first()  # type: ignore[union-attr]
+            self.last_command_id = int(lastc or 0)
+        counts = self.hopper.recover(now)
+        self.board.refresh()
+        for a in self.board.agents.values():
+            if a.state in BUSY or a.state == "unavailable":
+                self.board.set_state(a.id, "ready", now, force=True)
+            elif self.auto_login and a.state == "logged_out":
+                self.board.set_state(a.id, "ready", now)
+        result = {"attempts_interrupted": interrupted, **{f"entries_{k}": v for k, v in counts.items()}}
+        if interrupted or any(counts.values()):
+            self._event("recovered", f"previous run left {interrupted} call(s) in flight; closed as interrupted; "
+                                     f"hopper: {counts}")
+        return result
+
+    # ---------------------------------------------------------------- the loop
+    def run(self, duration_s: float | None = None, should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+        self.claim()
+        if self.owns_tel:
+            self.tel.start()
+        self.recover()
+        self._event("started", f"mode {self.mode}, target {self.pacer_target():.3f}, runner {self.runner_id}")
+        start = self.clock()
+        try:
+            while self.state != "stopped":
+                if duration_s is not None and self.clock() - start >= duration_s:
+                    break
+                if should_stop is not None and should_stop():
+                    break
+                self.tick()
+        finally:
+            self.shutdown()
+        return self.counts
+
+    def pacer_target(self) -> float:
+        return float(self.pacer.cfg.abandon_target)
+
+    def tick(self) -> None:
+        for ev in self.tel.events(timeout_s=TICK_S):
+            self.handle(ev)
+        now = self.clock()
+        self.board.refresh()
+        self.apply_commands()
+        self.apply_dispositions(now)
+        self.end_wraps(now)
+        self.route_waiting(now)
+        if self.state == "running":
+            self.dial(now)
+        if now - self.last_status >= 1.0:
+            self.publish(now)
+            self.last_status = now
+
+    def snapshot(self, now: float) -> Snapshot:
+        agents = []
+        for a in self.board.agents.values():
+            if a.state in ("logged_out", "unavailable"):
+                continue
+            state = "on_call" if a.state in ("on_call",) else a.state
+            agents.append(PacingAgent(state=state, elapsed_s=max(0.0, now - a.state_since.timestamp())))
+        ringing = [now - c.dialed for c in self.live.values() if c.answered is None]
+        free = self.tel.free_lines(self.trunk.name)
+        return Snapshot(now=now, agents=agents, ringing=ringing, waiting=len(self.waiting), trunk_free=free,
+                        cps_headroom=self.tel.cps_headroom(self.trunk.name))
+
+    def dial(self, now: float) -> None:
+        decision = self.pacer.decide(self.snapshot(now))
+        self.last_decision = decision
+        if decision.mode != self.mode and not self.dropped and self.pacer.budget_exhausted(now):
+            self.dropped = True
+            self._event("mode_drop", f"abandon budget for the {self.cc.abandon_window} window is spent: "
+                                     f"dialling progressive until it recovers ({decision.note})", "warning")
+        elif self.dropped and not self.pacer.budget_exhausted(now):
+            self.dropped = False
+            self._event("mode_restore", f"abandon budget recovered: back to {self.mode}")
+        if decision.dial <= 0:
+            return
+        at = utc(now)
+        leases = self.hopper.lease(decision.dial, self.runner_id, at)
+        for lease in leases:
+            self.place(lease, now)
+
+    def place(self, lease: Lease, now: float) -> None:
+        at = utc(now)
+        why = self.hopper.check_dialable(lease.entry_id, lease.phone_e164, at)
+        if why is not None:
+            self.hopper.release(lease.entry_id, at)
+            self.counts["skipped_at_dial_time"] = self.counts.get("skipped_at_dial_time", 0) + 1
+            return
+        with Session(self.engine) as s:
+            att = Attempt(campaign_id=self.campaign_id, entry_id=lease.entry_id, customer_id=lease.customer_id,
+                          segment=lease.segment, phone_e164=lease.phone_e164, trunk=self.trunk.name,
+                          state="dialing", dialed_at=at)
+            s.add(att)
+            s.commit()
+            s.refresh(att)
+            assert att.id is not None
+            attempt_id = att.id
+        self.hopper.mark_dialing(lease.entry_id, attempt_id, at)
+        record = None
+        if self.cc.record_calls:
+            d = Path(self.cfg.telephony.recordings_dir) / self.cc.name
+            d.mkdir(parents=True, exist_ok=True)
+            record = str((d / f"{attempt_id}.wav").resolve())
+        ok = self.tel.originate(attempt_id, lease.phone_e164, self.trunk.name, ring_timeout_s=self.cc.ring_timeout_s,
+                                connect_limit_s=self.cc.connect_limit_s,
+                                info_wav=self.cc.info_message or None, record_path=record)
+        if not ok:
+            # no slot: the INVITE never left, so this is not an attempt; give the entry back untouched
+            with Session(self.engine) as s:
+                row = s.get(Attempt, attempt_id)
+                if row is not None:
+                    s.delete(row)
+                    s.commit()
+            self.hopper.release(lease.entry_id, at)
+            return
+        self.pacer.record_dial(now)
+        self.live[attempt_id] = Live(attempt_id, lease.entry_id, lease.customer_id, lease.segment,
+                                     lease.phone_e164, lease.sku, now)
+        self._count("dialled")
+
+    def _count(self, key: str) -> None:
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    # ---------------------------------------------------------------- events from telephony
+    def _update_attempt(self, attempt_id: int, **fields: Any) -> None:
+        with Session(self.engine) as s:
+            row = s.get(Attempt, attempt_id)
+            if row is None:
+                return
+            for k, v in fields.items():
+                setattr(row, k, v)
+            s.add(row)
+            s.commit()
+
+    def handle(self, ev: CallEvent) -> None:
+        kind = ev.kind
+        if kind in ("trunk_down", "trunk_up", "worker_down"):
+            self._event(kind, ev.detail, "warning" if kind != "trunk_up" else "info")
+            if ev.attempt_id is None:
+                return
+        call = self.live.get(ev.attempt_id) if ev.attempt_id is not None else None
+        if call is None:
+            return
+        if kind == "ringing" and call.ringing is None:
+            call.ringing = ev.at
+            self._update_attempt(call.attempt_id, state="ringing", ringing_at=utc(ev.at), worker=ev.worker)
+        elif kind == "answered":
+            call.answered = ev.at
+            self.pacer.record_outcome(ev.at, "human", ev.at - call.dialed)
+            self._update_attempt(call.attempt_id, state="answered", answered_at=utc(ev.at), sip_status=200,
+                                 outcome="answered", worker=ev.worker)
+            self._count("answered")
+            self.waiting.append(call.attempt_id)
+            self.route_waiting(ev.at)
+        elif kind == "agent_connected":
+            call.connected = ev.at
+            if call.attempt_id in self.waiting:
+                self.waiting.remove(call.attempt_id)
+            wait = ev.at - (call.answered or ev.at)
+            self.pacer.record_connect(ev.at, wait)
+            if call.agent_id is not None:
+                self.board.set_state(call.agent_id, "on_call", utc(ev.at), attempt_id=call.attempt_id)
+            self._update_attempt(call.attempt_id, state="connected", agent_connected_at=utc(ev.at),
+                                 agent_id=call.agent_id)
+            self._count("connected")
+        elif kind == "agent_failed":
+            if call.agent_id is not None:
+                self._event("agent_unavailable", f"agent leg to agent {call.agent_id} failed: {ev.detail}", "warning")
+                self.board.set_state(call.agent_id, "unavailable", utc(ev.at))
+                call.agent_id = None
+            if call.attempt_id not in self.waiting:
+                self.waiting.insert(0, call.attempt_id)
+            self.route_waiting(ev.at)
+        elif kind == "abandoned":
+            call.abandoned = True
+            if call.attempt_id in self.waiting:
+                self.waiting.remove(call.attempt_id)
+            self.pacer.record_abandon(ev.at, ev.at - (call.answered or ev.at))
+            if call.agent_id is not None:
+                self.board.set_state(call.agent_id, "ready", utc(ev.at), force=True)
+                call.agent_id = None
+            self._update_attempt(call.attempt_id, abandoned=True)
+            self._count("abandoned")
+        elif kind == "dtmf":
+            if ev.leg == "agent" and ev.digit:
+                keys = call.dtmf.feed(ev.digit)
+                if keys:
+                    self.dtmf_disposition(call, keys, ev.at)
+        elif kind == "failed":
+            self.finish(call, ev.outcome or "failed", ev.at, ev.sip_status, by="", detail=ev.detail)
+        elif kind == "hangup":
+            self.finish(call, "answered" if call.answered else (ev.outcome or "failed"), ev.at, ev.sip_status,
+                        by=ev.by or "", detail=ev.detail, recording=ev.recording_path)
+
+    def finish(self, call: Live, outcome: str, at: float, sip_status: int | None, *, by: str, detail: str,
+               recording: str | None = None) -> None:
+        self.live.pop(call.attempt_id, None)
+        if call.attempt_id in self.waiting:
+            self.waiting.remove(call.attempt_id)
+        if call.answered is None:
+            ring = at - call.dialed
+            pacing_outcome = {"busy": "busy", "no_answer": "no_answer", "machine": "machine"}.get(outcome, "failed")
+            self.pacer.record_outcome(at, pacing_outcome, ring)
+            self._count(outcome)
+        fields: dict[str, Any] = {"state": "ended", "ended_at": utc(at), "outcome": outcome, "hangup_by": by,
+                                  "detail": detail[:500]}
+        if sip_status is not None and call.answered is None:
+            fields["sip_status"] = sip_status
+        if recording:
+            fields["recording_path"] = recording
+        self._update_attempt(call.attempt_id, **fields)
+        self.hopper.record_result(call.entry_id, outcome, utc(at), abandoned=call.abandoned, phone_e164=call.phone)
+        if call.agent_id is not None and call.connected is not None:
+            talk = at - call.connected
+            self.board.set_state(call.agent_id, "wrap_up", utc(at), attempt_id=call.attempt_id)
+            self.wraps[call.agent_id] = Wrap(call.agent_id, call.attempt_id, call.entry_id, talk, at, call.disposed)
+            if call.disposed:
+                self.end_wrap(call.agent_id, at)
+        elif call.agent_id is not None:
+            self.board.set_state(call.agent_id, "ready", utc(at), force=True)
+
+    # ---------------------------------------------------------------- routing answered calls to agents
+    def route_waiting(self, now: float) -> None:
+        for attempt_id in list(self.waiting):
+            call = self.live.get(attempt_id)
+            if call is None or call.abandoned:
+                self.waiting.remove(attempt_id)
+                continue
+            if call.agent_id is not None:
+                continue
+            agent = self.board.choose(call.segment)
+            if agent is None:
+                return
+            call.agent_id = agent.id
+            call.tried_agents.add(agent.id)
+            self.board.set_state(agent.id, "reserved", utc(now), attempt_id=attempt_id)
+            self._update_attempt(attempt_id, agent_id=agent.id)
+            self.tel.connect_agent(attempt_id, agent.id, agent.sip_uri)
+
+    # ---------------------------------------------------------------- dispositions and wrap-up
+    def dtmf_disposition(self, call: Live, keys: str, at: float) -> None:
+        try:
+            d = decode(keys)
+        except DtmfDecodeError as exc:
+            self._event("dtmf_error", f"attempt {call.attempt_id}: {exc}", "warning")
+            return
+        cb = utc(at) + timedelta(hours=d.callback_hours) if d.outcome == "callback" else None
+        with Session(self.engine) as s:
+            row = Disposition(attempt_id=call.attempt_id, agent_id=call.agent_id, customer_id=call.customer_id,
+                              campaign_id=self.campaign_id, outcome=d.outcome, amount=d.amount, sku=call.sku,
+                              reason_code=d.reason_code, callback_at=cb, source="dtmf")
+            s.add(row)
+            s.commit()
+            s.refresh(row)
+            self.last_disposition_id = max(self.last_disposition_id, int(row.id or 0))
+            self._apply_disposition(row, at)
+
+    def apply_dispositions(self, now: float) -> None:
+        """Dispositions typed in agent consoles (other processes) since the last tick."""
+        with Session(self.engine) as s:
+            rows = s.exec(select(Disposition).where(Disposition.id > self.last_disposition_id)  # type: ignore[operator]
+                          .order_by(Disposition.id)).all()
+        for row in rows:
+            self.last_disposition_id = max(self.last_disposition_id, int(row.id or 0))
+            if row.campaign_id not in (None, self.campaign_id):
+                continue
+            self._apply_disposition(row, now)
+
+    def _apply_disposition(self, row: Disposition, now: float) -> None:
+        entry_id = None
+        agent_login = ""
+        live = self.live.get(row.attempt_id) if row.attempt_id is not None else None
+        if live is not None:
+            live.disposed = True
+            entry_id = live.entry_id
+        else:
+            with Session(self.engine) as s:
+                att = s.get(Attempt, row.attempt_id) if row.attempt_id is not None else None
+                entry_id = att.entry_id if att else None
+        if row.agent_id is not None and row.agent_id in self.board.agents:
+            agent_login = self.board.agents[row.agent_id].login
+        if entry_id is not None:
+            self.hopper.apply_disposition(entry_id, row.outcome, utc(now), callback_at=row.callback_at,
+                                          agent_login=agent_login, sku=row.sku)
+        self._count(f"disposition_{row.outcome}")
+        if row.agent_id is not None and row.agent_id in self.wraps:
+            self.end_wrap(row.agent_id, now)
+
+    def end_wrap(self, agent_id: int, now: float) -> None:
+        w = self.wraps.pop(agent_id, None)
+        if w is None:
+            return
+        self.pacer.record_handle(w.talk_s, max(0.0, now - w.started))
+        self.board.set_state(agent_id, "ready", utc(now))
+
+    def end_wraps(self, now: float) -> None:
+        for agent_id, w in list(self.wraps.items()):
+            if now - w.started >= self.cc.wrap_up_timeout_s:
+                self._event("wrap_timeout", f"agent {agent_id} wrap-up timed out without a disposition")
+                self.end_wrap(agent_id, now)
+        # unavailable agents get another chance after a minute (a softphone that was restarted)
+        for a in list(self.board.agents.values()):
+            if a.state == "unavailable" and now - a.state_since.timestamp() >= 60:
+                self.board.set_state(a.id, "ready", utc(now))
+
+    # ---------------------------------------------------------------- manager commands
+    def apply_commands(self) -> None:
+        with Session(self.engine) as s:
+            rows = s.exec(select(ControlCommand).where(ControlCommand.campaign == self.cc.name,
+                                                       ControlCommand.applied_at.is_(None))  # type: ignore[union-attr]
+                          .order_by(ControlCommand.id)).all()
+            for cmd in rows:
+                cmd.result = self._command(cmd.command, cmd.argument)
+                cmd.applied_at = datetime.now(UTC)
+                s.add(cmd)
+                camp = s.get(Campaign, self.campaign_id)
+                if camp is not None:
+                    camp.state, camp.mode = self.state, self.mode
+                    camp.abandon_target = self.pacer_target()
+                    s.add(camp)
+            s.commit()
+        for cmd in rows:
+            self._event("command", f"{cmd.command} {cmd.argument}: {cmd.result}".strip())
+
+    def _command(self, command: str, arg: str) -> str:
+        if command == "pause":
+            self.state = "paused"
+            return "paused: no new dials; calls in progress continue"
+        if command == "resume":
+            self.state = "running"
+            return "running"
+        if command == "stop":
+            self.state = "stopped"
+            return "stopping"
+        if command == "mode":
+            if arg not in MODES:
+                return f"refused: mode must be one of {', '.join(MODES)}"
+            self.mode = arg
+            self.pacer.set_mode(arg)
+            return f"mode {arg}"
+        if command == "target":
+            try:
+                value = float(arg)
+            except ValueError:
+                return f"refused: {arg!r} is not a number"
+            if not 0 < value <= self.cc.abandon_limit:
+                return f"refused: target must be in (0, {self.cc.abandon_limit}]"
+            self.pacer.set_target(value)
+            return f"abandon target {value:.3f}"
+        return f"refused: unknown command {command!r}"
+
+    # ---------------------------------------------------------------- status for monitors
+    def publish(self, now: float) -> None:
+        d = self.last_decision
+        rates = self.pacer.abandon_rates(now)
+        with Session(self.engine) as s:
+            st = s.get(CampaignStatus, self.campaign_id) or CampaignStatus(campaign_id=self.campaign_id)
+            st.runner = self.runner_id
+            st.heartbeat_at = utc(now)
+            st.mode = d.mode if d is not None else self.mode
+            st.dial_level = float(d.level) if d is not None else 0.0
+            st.lines_dialing = sum(1 for c in self.live.values() if c.ringing is None and c.answered is None)
+            st.lines_ringing = sum(1 for c in self.live.values() if c.ringing is not None and c.answered is None)
+            st.waiting_for_agent = len(self.waiting)
+            est = getattr(self.pacer, "hit_rate", None)
+            st.hit_rate = float(est() if callable(est) else est or 0.0)
+            aht = getattr(self.pacer, "aht", None)
+            st.aht_s = float(aht() if callable(aht) else aht or 0.0)
+            st.stats = {"abandon": rates, "state": self.state, "counts": dict(self.counts),
+                        "note": d.note if d is not None else "", "target": self.pacer_target(),
+                        "dropped_to_progressive": self.dropped}
+            s.add(st)
+            camp = s.get(Campaign, self.campaign_id)
+            if camp is not None and camp.state != self.state:
+                camp.state = self.state
+                s.add(camp)
+            s.commit()
+
+    def shutdown(self) -> None:
+        """Stop dialling, let calls end, release what was leased, and leave the store consistent."""
+        self.state = "stopped"
+        end = time.monotonic() + 5
+        for attempt_id in list(self.live):
+            self.tel.hangup(attempt_id)
+        while self.live and time.monotonic() < end:
+            for ev in self.tel.events(timeout_s=0.2):
+                self.handle(ev)
+        now = self.clock()
+        for agent_id in list(self.wraps):
+            self.end_wrap(agent_id, now)
+        if self.owns_tel:
+            self.tel.stop()
+        for call in list(self.live.values()):
+            self.finish(call, "interrupted", now, None, by="dialer", detail="runner stopped")
+        self.hopper.recover(utc(now))
+        with Session(self.engine) as s:
+            camp = s.get(Campaign, self.campaign_id)
+            if camp is not None:
+                camp.state = "stopped"
+                s.add(camp)
+            st = s.get(CampaignStatus, self.campaign_id)
+            if st is not None:
+                st.runner = ""
+                s.add(st)
+            s.commit()
+        self._event("stopped", f"runner {self.runner_id} stopped: {self.counts}")
+
+
+def describe(call: Live) -> str:
+    return f"attempt {call.attempt_id} to {mask_phone(call.phone)}"
