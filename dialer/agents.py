@@ -92,6 +92,7 @@ class AgentBoard:
                 new = row.pending_state
             if new not in BUSY:
                 row.pending_state = ""  # applied (or overtaken by the console's own change)
+            row.campaign_id = self.campaign_id if new != "logged_out" else None
             if self.state_logger is not None:
                 self.state_logger(s, row, new, at)
             row.state = new
@@ -99,7 +100,6 @@ class AgentBoard:
             if new == "ready":
                 row.ready_since = at
             row.current_attempt_id = attempt_id if new in BUSY else None
-            row.campaign_id = self.campaign_id if new != "logged_out" else None
             s.add(row)
             s.commit()
         view = self.agents.get(agent_id)

@@ -24,6 +24,7 @@ from dialer.agents import BUSY, AgentBoard, sync_agents
 from dialer.config import CampaignConfig, Config
 from dialer.dtmf import DtmfCollector, DtmfDecodeError, decode
 from dialer.hopper import Hopper, Lease
+from dialer.outcomes import enqueue_outcome
 from dialer.privacy import mask_phone
 from dialer.store.models import (
     Attempt,
@@ -449,6 +450,8 @@ class CampaignRunner:
                               campaign_id=self.campaign_id, outcome=d.outcome, amount=d.amount, sku=call.sku,
                               reason_code=d.reason_code, callback_at=cb, source="dtmf")
             s.add(row)
+            s.flush()
+            enqueue_outcome(s, row)  # the CRM hears about it through the durable outbox
             s.commit()
             s.refresh(row)
             self.last_disposition_id = max(self.last_disposition_id, int(row.id or 0))

@@ -51,6 +51,13 @@ class TelephonyConfig(_Section):
     workers: int | Literal["auto"] = "auto"
     clock_rate: Literal[8000, 16000] = 8000
     recordings_dir: str = "var/recordings"
+    # Telephony workers (dialer.telephony): each worker process holds customer AND agent legs (bridging needs
+    # both in one process), so a worker keeps agent_leg_ratio x its customer calls free for agent legs.
+    agent_leg_ratio: Annotated[float, Field(ge=0, le=1)] = 1.0
+    rtp_ports_per_worker: Annotated[int, Field(ge=8, le=20000)] = 200  # >= 2 x calls per worker (+ slack)
+    trunk_retry_s: Annotated[float, Field(gt=0)] = 30.0  # a trunk marked down is tried again after this
+    trunk_503_limit: Annotated[int, Field(ge=1)] = 5  # consecutive 503s that mark a trunk down
+    worker_start_timeout_s: Annotated[float, Field(gt=0)] = 20.0
 
 
 class TrunkConfig(_Section):
@@ -200,6 +207,46 @@ class SchedulesConfig(_Section):
     list_out: str = "var/lists"
 
 
+class BusinessConfig(_Section):
+    """Who is calling: the opening lines of a solicitation call must name the business (特定商取引法)."""
+
+    name: str = "tsunagu通販"
+    phone: str = ""
+
+
+class OutcomesConfig(_Section):
+    """Where dispositions go back to the CRM; the token is read from the environment variable named here."""
+
+    webhook_url: Annotated[str, Field(pattern=r"^(https?://.*)?$")] = ""
+    token_env: str = "TSUNAGU_CRM_TOKEN"
+    batch_size: Annotated[int, Field(ge=1, le=1000)] = 50
+    timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
+    retry_base_s: Annotated[float, Field(gt=0)] = 2.0
+    retry_max_s: Annotated[float, Field(gt=0)] = 600.0
+
+    @field_validator("token_env")
+    @classmethod
+    def _env_name(cls, v: str) -> str:
+        if v and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v):
+            raise ValueError("must be the NAME of an environment variable, not the token itself")
+        return v
+
+    def token(self) -> str:
+        return os.environ.get(self.token_env, "") if self.token_env else ""
+
+
+class ReportsConfig(_Section):
+    # UK regime: the share of answering-machine verdicts assumed to be live people hung up on
+    machine_false_positive_share: Annotated[float, Field(ge=0, le=1)] = 0.0
+    now_window: str = "15m"  # what the monitor's "now" abandon rate looks back over
+
+    @field_validator("now_window")
+    @classmethod
+    def _dur(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+
 class Config(_Section):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     telephony: TelephonyConfig = Field(default_factory=TelephonyConfig)
@@ -208,6 +255,9 @@ class Config(_Section):
     campaigns: list[CampaignConfig] = Field(default_factory=list)
     lists: ListsConfig = Field(default_factory=ListsConfig)
     schedules: SchedulesConfig = Field(default_factory=SchedulesConfig)
+    business: BusinessConfig = Field(default_factory=BusinessConfig)
+    outcomes: OutcomesConfig = Field(default_factory=OutcomesConfig)
+    reports: ReportsConfig = Field(default_factory=ReportsConfig)
     source: str = Field(default="", exclude=True)
 
     @model_validator(mode="after")

@@ -27,6 +27,7 @@ from dialer.store import (
     init_db,
 )
 from dialer.store.db import SCHEMA_VERSION, StoreError, current_version, dispose_engines, table_counts
+from dialer.store.models import AgentStateLog, OutboxItem
 
 T0 = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)
 
@@ -56,6 +57,8 @@ def _rows() -> list[SQLModel]:
         ControlCommand(campaign="demo", command="mode", argument="progressive", requested_by="test"),
         CampaignEvent(campaign_id=1, kind="mode_drop", message="budget spent"),
         CampaignStatus(campaign_id=1, mode="predictive", dial_level=1.4, stats={"abandon_1h": 0.01}),
+        AgentStateLog(agent_id=1, state="ready", campaign_id=1, started_at=T0),
+        OutboxItem(disposition_id=1, idempotency_key="k1", payload={"outcome": "refused"}),
     ]
 
 

@@ -300,3 +300,43 @@ class CampaignEvent(SQLModel, table=True):
     level: str = "info"
     kind: str = ""
     message: str = ""
+
+
+# --- Agent time and CRM feedback (views, reports, outcomes) -------------------------------------------
+
+
+class AgentStateLog(SQLModel, table=True):
+    """One row per stretch of time an agent spent in one state: occupancy's denominator comes from here.
+
+    Written by `dialer.agents_log.log_agent_state` from both the console and the runner, so the history is
+    complete whoever moved the agent; the open stretch has `ended_at` empty.
+    """
+
+    __tablename__ = "agent_state_log"
+    id: int | None = Field(default=None, primary_key=True)
+    agent_id: int = Field(index=True)
+    state: str
+    campaign_id: int | None = None
+    started_at: datetime = Field(default_factory=utcnow, index=True)
+    ended_at: datetime | None = None
+    detail: str = ""  # pause reason, or who made the change
+
+
+class OutboxItem(SQLModel, table=True):
+    """An outcome waiting to reach the CRM: written with the disposition, deleted never, marked when delivered.
+
+    Durable so a CRM outage loses nothing; `idempotency_key` is sent with every try so the CRM can drop
+    repeats of a delivery whose acknowledgement was lost.
+    """
+
+    __tablename__ = "outbox"
+    id: int | None = Field(default=None, primary_key=True)
+    disposition_id: int = Field(unique=True, index=True)
+    idempotency_key: str = Field(unique=True)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    status: str = Field(default="pending", index=True)  # pending | delivered | dead
+    tries: int = 0
+    next_try_at: datetime = Field(default_factory=utcnow)
+    last_error: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+    delivered_at: datetime | None = None

@@ -1,0 +1,40 @@
+"""`dialer agent LOGIN`: the agent's console (state, screen pop, disposition form)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rich.console import Console
+
+from dialer.commands._common import add_config_arg, config_from
+from dialer.errors import UserError
+from dialer.store.db import get_engine, init_db, resolve_url
+from dialer.views.agent_console import AgentConsole, run_live
+
+
+def _run(args: argparse.Namespace) -> int:
+    cfg = config_from(args)
+    url = resolve_url(cfg.database.url)
+    init_db(url)
+    view = AgentConsole(get_engine(url), cfg, args.login)
+    if args.once:
+        view.refresh()
+        console = Console(width=args.width) if args.width else Console()
+        console.print(view.render(console.width))
+        return 0
+    if not sys.stdin.isatty():
+        raise UserError("dialer agent needs a terminal (use --once to print one frame)")
+    run_live(view)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("agent", help="agent console: log in, ready/pause, screen pop, dispositions",
+                       description="Keyboard-only agent console. Keys: l log in, r ready, p pause, o log out, "
+                                   "d or 0-9 disposition, q quit (see README: Terminal views and reports).")
+    p.add_argument("login", help="agent login as in [[agents]] (e.g. a01)")
+    p.add_argument("--once", action="store_true", help="print one frame to stdout and exit")
+    p.add_argument("--width", type=int, default=0, help="frame width for --once")
+    add_config_arg(p)
+    p.set_defaults(func=_run)

@@ -1,0 +1,143 @@
+"""`dialer campaign run`: the live campaign loop, with the manager's live view or headless."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from dialer.commands._common import add_config_arg, config_from, group
+from dialer.config import Config, ConfigError, parse_duration
+from dialer.errors import UserError
+from dialer.store.db import get_engine, init_db
+
+
+def run_campaign(cfg: Config, name: str, *, duration_s: float | None, headless: bool, auto_login: bool = False,
+                 should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+    from dialer.campaign import CampaignRunner, RunnerBusy
+
+    cfg.campaign(name)  # a clear error for an unknown campaign before anything starts
+    init_db(cfg.database.url)
+    engine = get_engine(cfg.database.url)
+    logger = _state_logger()
+    lines: list[str] = []
+    runner = CampaignRunner(cfg, name, engine, auto_login=auto_login, state_logger=logger,
+                            on_event=lines.append)
+    view = None if headless else _live_view(cfg, name)
+    last_print = [0.0]
+
+    def stop_check() -> bool:
+        now = time.monotonic()
+        if view is not None:
+            if view.update():
+                return True  # q in the live view: stop the campaign cleanly
+        elif now - last_print[0] >= 5:
+            last_print[0] = now
+            c = runner.counts
+            d = runner.last_decision
+            print(f"[{time.strftime('%H:%M:%S')}] mode={d.mode if d else runner.mode} dialled={c.get('dialled', 0)} "
+                  f"answered={c.get('answered', 0)} connected={c.get('connected', 0)} "
+                  f"abandoned={c.get('abandoned', 0)} live={len(runner.live)} "
+                  f"agents={runner.board.counts()}", flush=True)
+        while lines:
+            msg = lines.pop(0)
+            if view is None:
+                print(f"  {msg}", flush=True)
+        return bool(should_stop and should_stop())
+
+    try:
+        if view is not None:
+            view.start()
+        return runner.run(duration_s, should_stop=stop_check)
+    except RunnerBusy as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        if view is not None:
+            view.stop()
+
+
+def _state_logger() -> Any:
+    from dialer.agents_log import log_agent_state
+
+    return log_agent_state
+
+
+class _LiveView:
+    """The manager's dashboard (the same Monitor as `dialer monitor`) drawn in the runner's own terminal.
+
+    Keys work here too: p/r/s/m/t write control commands that this runner applies on its next tick.
+    """
+
+    def __init__(self, cfg: Config, name: str) -> None:
+        from rich.console import Console
+
+        from dialer.views.monitor import Monitor
+
+        self.console = Console()
+        self.monitor = Monitor(get_engine(cfg.database.url), cfg, campaign=name)
+        self.live: Any = None
+        self.keys: Any = None
+        self._keys_cm: Any = None
+        self.last = 0.0
+
+    def start(self) -> None:
+        from rich.live import Live
+
+        from dialer.views.render import cbreak_keys
+
+        self.monitor.refresh()
+        self._keys_cm = cbreak_keys()
+        self.keys = self._keys_cm.__enter__()
+        self.live = Live(self.monitor.render(self.console.width), console=self.console, screen=True,
+                         auto_refresh=False)
+        self.live.start()
+
+    def update(self) -> bool:
+        pressed = self.keys.read(0) if self.keys is not None else []
+        for k in pressed:
+            self.monitor.handle_key(k)
+        now = time.monotonic()
+        if pressed or now - self.last >= 0.5:
+            self.last = now
+            self.monitor.refresh()
+            self.live.update(self.monitor.render(self.console.width), refresh=True)
+        return bool(self.monitor.quit)
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+        if self._keys_cm is not None:
+            self._keys_cm.__exit__(None, None, None)
+
+
+def _live_view(cfg: Config, name: str) -> _LiveView:
+    return _LiveView(cfg, name)
+
+
+def _run(args: argparse.Namespace) -> int:
+    cfg = config_from(args)
+    try:
+        duration = parse_duration(args.duration) if args.duration else None
+    except ValueError as exc:
+        raise UserError(f"--for: {exc}") from None
+    headless = args.headless or not sys.stdout.isatty()
+    counts = run_campaign(cfg, args.name, duration_s=duration, headless=headless, auto_login=args.auto_login)
+    print(f"campaign {args.name} stopped: {counts}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    g = group(sub, "campaign", "campaigns: run the live predictive loop")
+    p = g.add_parser("run", help="run a campaign: pace, lease, dial, route answers to agents, record outcomes")
+    p.add_argument("name", help="campaign name from the config")
+    p.add_argument("--for", dest="duration", metavar="DURATION", help="stop after this long (e.g. 90s, 2m, 8h)")
+    p.add_argument("--headless", action="store_true", help="no live view; a status line every 5 s")
+    p.add_argument("--auto-login", action="store_true",
+                   help="log every configured agent in as ready (for unattended softphones, e.g. the demo)")
+    add_config_arg(p)
+    p.set_defaults(func=_run)
+
+
+__all__ = ["ConfigError", "run_campaign"]

@@ -1,0 +1,411 @@
+"""Campaign and compliance figures, computed from the attempts and dispositions themselves.
+
+`campaign_status` is the runner's live estimate; reports recount from the ground truth (attempts,
+dispositions, the agent state log) so a figure shown to a manager or a regulator never depends on a
+process that may have crashed. Plain functions returning plain dicts: the CLI prints them, the monitor
+renders them, the demo prints `campaign_report` at the end.
+
+Definitions (also in the README):
+- answered = attempts whose outcome is `answered` (a person; abandoned ones included).
+- abandon rate, US = abandoned / answered. UK adds `machine_fp_share` x machine verdicts to both the
+  abandoned and the answered counts (machines that were really people hung up on).
+- hit rate = answered / finished dials (attempts no longer dialling or ringing).
+- AHT = (talk + wrap) / calls handled by an agent; talk from attempts (agent_connected_at -> ended_at),
+  wrap from the agent state log.
+- occupancy = (talk + wrap) / logged-in time of the agents who worked the campaign (state log, any state
+  but logged_out), clipped to the campaign's active span.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from dialer.config import Config, parse_duration
+from dialer.dtmf import REFUSAL_REASONS
+from dialer.errors import UserError
+from dialer.privacy import mask_phone
+from dialer.store.models import (
+    Agent,
+    AgentStateLog,
+    Attempt,
+    Block,
+    CallListEntry,
+    Campaign,
+    Disposition,
+)
+
+SALE_OUTCOMES = ("sale", "upsell", "cross_sell")
+IN_FLIGHT = ("dialing", "ringing")
+LIVE_STATES = ("dialing", "ringing", "answered", "connected")
+WINDOW_SECONDS = {"1h": 3600.0, "24h": 86400.0, "30d": 30 * 86400.0}
+
+
+def _aware(dt: datetime | None) -> datetime | None:
+    """The store hands back aware UTC; a naive value (raw SQL, old rows) is taken to be UTC too."""
+    if dt is None:
+        return None
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
+
+
+def window_start(window: str, now: datetime, tz: str = "Asia/Tokyo") -> datetime | None:
+    """Start of an abandon window ending now; None means "since the campaign began"."""
+    if window == "campaign":
+        return None
+    if window == "day":
+        local = now.astimezone(ZoneInfo(tz))
+        return datetime.combine(local.date(), time(0, 0), ZoneInfo(tz)).astimezone(UTC)
+    if window in WINDOW_SECONDS:
+        return now - timedelta(seconds=WINDOW_SECONDS[window])
+    return now - timedelta(seconds=parse_duration(window))
+
+
+@dataclass
+class AbandonCount:
+    answered: int = 0
+    abandoned: int = 0
+    machine: int = 0
+
+    def rate(self, regime: str = "us", machine_fp_share: float = 0.0) -> float | None:
+        extra = machine_fp_share * self.machine if regime == "uk" else 0.0
+        denom = self.answered + extra
+        if denom <= 0:
+            return None
+        return (self.abandoned + extra) / denom
+
+    def as_dict(self, machine_fp_share: float = 0.0) -> dict[str, Any]:
+        return {"answered": self.answered, "abandoned": self.abandoned, "machine": self.machine,
+                "us": self.rate("us"), "uk": self.rate("uk", machine_fp_share)}
+
+
+def count_abandons(attempts: Iterable[Attempt], since: datetime | None, until: datetime | None = None) -> AbandonCount:
+    """Answers and machines are placed in time by answered_at (else dialed_at) so windows slide smoothly."""
+    c = AbandonCount()
+    for a in attempts:
+        at = _aware(a.answered_at) or _aware(a.dialed_at)
+        if at is None or (since is not None and at < since) or (until is not None and at >= until):
+            continue
+        if a.outcome == "answered":
+            c.answered += 1
+            c.abandoned += int(bool(a.abandoned))
+        elif a.outcome == "machine" or a.machine:
+            c.machine += 1
+    return c
+
+
+def _talk_s(a: Attempt) -> float:
+    start, end = _aware(a.agent_connected_at), _aware(a.ended_at)
+    if start is None or end is None:
+        return 0.0
+    return max(0.0, (end - start).total_seconds())
+
+
+def _overlap(start: datetime, end: datetime, lo: datetime | None, hi: datetime) -> float:
+    s = max(start, lo) if lo is not None else start
+    e = min(end, hi)
+    return max(0.0, (e - s).total_seconds())
+
+
+def latest_dispositions(rows: Iterable[Disposition]) -> list[Disposition]:
+    """One disposition per attempt (the last one wins: a console correction overrides a DTMF code)."""
+    by_attempt: dict[int, Disposition] = {}
+    loose: list[Disposition] = []
+    for d in sorted(rows, key=lambda r: r.id or 0):
+        if d.attempt_id is None:
+            loose.append(d)
+        else:
+            by_attempt[d.attempt_id] = d
+    return list(by_attempt.values()) + loose
+
+
+def reason_label(code: str) -> str:
+    name = REFUSAL_REASONS.get(code)
+    return f"{code} {name}" if name else (code or "unspecified")
+
+
+def _load_campaign(s: Session, name: str) -> Campaign:
+    camp = s.exec(select(Campaign).where(Campaign.name == name)).first()
+    if camp is None:
+        known = ", ".join(s.exec(select(Campaign.name)).all()) or "none"
+        raise UserError(f"no campaign named {name!r} in the store (known: {known})")
+    return camp
+
+
+def penetration(s: Session, segments: list[str]) -> dict[str, dict[str, int]]:
+    """How far the list has been worked, per segment: dialled at least once, still to work, given up."""
+    q = select(CallListEntry.segment, CallListEntry.status, CallListEntry.attempts)
+    if segments:
+        q = q.where(CallListEntry.segment.in_(segments))  # type: ignore[attr-defined]
+    out: dict[str, dict[str, int]] = {}
+    for seg, status, attempts in s.exec(q).all():
+        d = out.setdefault(seg, {"entries": 0, "dialled": 0, "remaining": 0, "exhausted": 0, "done": 0,
+                                 "blocked": 0})
+        d["entries"] += 1
+        d["dialled"] += int((attempts or 0) > 0)
+        if status in ("pending", "leased", "dialing"):
+            d["remaining"] += 1
+        elif status == "exhausted":
+            d["exhausted"] += 1
+        elif status == "done":
+            d["done"] += 1
+        elif status in ("blocked", "withdrawn"):
+            d["blocked"] += 1
+    return dict(sorted(out.items()))
+
+
+def _agent_time(s: Session, camp: Campaign, agent_ids: set[int], lo: datetime | None, hi: datetime
+                ) -> tuple[dict[int, float], dict[int, float], bool]:
+    """Logged-in and wrap seconds per agent from the state log, clipped to [lo, hi]."""
+    logged: dict[int, float] = defaultdict(float)
+    wrap: dict[int, float] = defaultdict(float)
+    rows = s.exec(select(AgentStateLog).where(
+        (AgentStateLog.campaign_id == camp.id) | (AgentStateLog.agent_id.in_(agent_ids))  # type: ignore[attr-defined]
+    )).all()
+    for r in rows:
+        if r.agent_id not in agent_ids and r.campaign_id != camp.id:
+            continue
+        start = _aware(r.started_at)
+        assert start is not None
+        end = _aware(r.ended_at) or hi
+        secs = _overlap(start, end, lo, hi)
+        if r.state != "logged_out":
+            logged[r.agent_id] += secs
+        if r.state == "wrap_up" and (r.campaign_id in (None, camp.id)):
+            wrap[r.agent_id] += secs
+    return dict(logged), dict(wrap), bool(rows)
+
+
+def campaign_report(engine: Engine, name: str, *, now: datetime | None = None, machine_fp_share: float = 0.0,
+                    tz: str = "Asia/Tokyo", now_window: str = "15m") -> dict[str, Any]:
+    """Everything a manager asks after a run, recounted from attempts, dispositions and the state log."""
+    now = now or datetime.now(UTC)
+    with Session(engine) as s:
+        camp = _load_campaign(s, name)
+        attempts = list(s.exec(select(Attempt).where(Attempt.campaign_id == camp.id).order_by(Attempt.id)).all())
+        disps = latest_dispositions(s.exec(select(Disposition).where(Disposition.campaign_id == camp.id)).all())
+        agents = {a.id: a for a in s.exec(select(Agent)).all()}
+        regime = camp.abandon_regime
+        first = min((_aware(a.dialed_at) for a in attempts), default=None)
+        ends = [t for a in attempts for t in (_aware(a.ended_at), _aware(a.dialed_at)) if t is not None]
+        in_flight = sum(1 for a in attempts if a.state in LIVE_STATES)
+        last = max(ends, default=None)
+        hi = now if (camp.state != "stopped" or in_flight) else (last or now)
+        agent_ids = {a.agent_id for a in attempts if a.agent_id is not None}
+        logged, wrap, have_log = _agent_time(s, camp, agent_ids, first, hi)
+        pen = penetration(s, list(camp.segments))
+
+    def rate(c: AbandonCount) -> float | None:
+        return c.rate(regime, machine_fp_share)
+
+    total = count_abandons(attempts, None)
+    windows: dict[str, dict[str, Any]] = {}
+    for label, w in (("now", now_window), ("1h", "1h"), ("24h", "24h"), ("window", camp.abandon_window)):
+        c = count_abandons(attempts, window_start(w, now, tz))
+        windows[label] = {"span": w, **c.as_dict(machine_fp_share), "rate": rate(c)}
+
+    finished = [a for a in attempts if a.state not in IN_FLIGHT]
+    connected = [a for a in attempts if a.agent_connected_at is not None]
+    talk_by_agent: dict[int, float] = defaultdict(float)
+    for a in connected:
+        if a.agent_id is not None:
+            talk_by_agent[a.agent_id] += _talk_s(a)
+    talk = sum(_talk_s(a) for a in connected)
+    wrap_total = sum(wrap.values())
+    handled = sum(1 for a in connected if a.ended_at is not None)
+    logged_total = sum(logged.get(i, 0.0) for i in set(logged) | agent_ids)
+    span_h = ((hi - first).total_seconds() / 3600.0) if first else 0.0
+    span_h = max(span_h, 1 / 60) if first else 0.0
+
+    sales = [d for d in disps if d.outcome in SALE_OUTCOMES]
+    disp_counts = Counter(d.outcome for d in disps)
+    refusals = Counter(reason_label(d.reason_code) for d in disps if d.outcome == "refused")
+    attempt_segment = {a.id: a.segment for a in attempts}
+
+    by_segment: dict[str, dict[str, Any]] = {}
+    for seg in sorted({a.segment for a in attempts} | set(pen)):
+        seg_att = [a for a in attempts if a.segment == seg]
+        seg_disps = [d for d in disps if attempt_segment.get(d.attempt_id) == seg]
+        c = count_abandons(seg_att, None)
+        seg_fin = [a for a in seg_att if a.state not in IN_FLIGHT]
+        seg_sales = [d for d in seg_disps if d.outcome in SALE_OUTCOMES]
+        by_segment[seg or "-"] = {
+            "attempts": len(seg_att), "answered": c.answered, "abandoned": c.abandoned, "abandon_rate": rate(c),
+            "hit_rate": (c.answered / len(seg_fin)) if seg_fin else None,
+            "connected_to_agent": sum(1 for a in seg_att if a.agent_connected_at is not None),
+            "outcomes": dict(Counter(a.outcome or "in_flight" for a in seg_att)),
+            "dispositions": dict(Counter(d.outcome for d in seg_disps)),
+            "sales": len(seg_sales), "revenue": sum(d.amount for d in seg_sales),
+            "penetration": pen.get(seg, {}),
+        }
+
+    per_agent: dict[str, dict[str, Any]] = {}
+    for aid in sorted(agent_ids | set(logged), key=lambda i: agents[i].login if i in agents else str(i)):
+        login = agents[aid].login if aid in agents else str(aid)
+        a_sales = [d for d in sales if d.agent_id == aid]
+        li = logged.get(aid, 0.0)
+        busy = talk_by_agent.get(aid, 0.0) + wrap.get(aid, 0.0)
+        per_agent[login] = {
+            "calls": sum(1 for a in connected if a.agent_id == aid), "talk_s": round(talk_by_agent.get(aid, 0.0), 1),
+            "wrap_s": round(wrap.get(aid, 0.0), 1), "logged_in_s": round(li, 1),
+            "occupancy": (busy / li) if li > 0 else None, "sales": len(a_sales),
+            "revenue": sum(d.amount for d in a_sales),
+        }
+
+    return {
+        "campaign": camp.name, "generated_at": now.isoformat(), "state": camp.state, "mode": camp.mode,
+        "abandon_regime": regime, "abandon_target": camp.abandon_target, "abandon_limit": camp.abandon_limit,
+        "abandon_window": camp.abandon_window,
+        "first_dial": first.isoformat() if first else None, "last_activity": last.isoformat() if last else None,
+        "attempts": len(attempts), "in_flight": in_flight,
+        "answered": total.answered, "abandoned": total.abandoned, "machine": total.machine,
+        "abandon_rate": rate(total), "abandon_rate_us": total.rate("us"),
+        "abandon_rate_uk": total.rate("uk", machine_fp_share), "abandon_windows": windows,
+        "connected_to_agent": len(connected),
+        "hit_rate": (total.answered / len(finished)) if finished else None,
+        "talk_s": round(talk, 1), "wrap_s": round(wrap_total, 1),
+        "aht_s": ((talk + wrap_total) / handled) if handled else None,
+        "logged_in_s": round(logged_total, 1),
+        "occupancy": ((talk + wrap_total) / logged_total) if logged_total > 0 else None,
+        "occupancy_source": "agent_state_log" if have_log else "none",
+        "talk_minutes_per_agent_hour": ((talk / 60) / (logged_total / 3600)) if logged_total > 0 else None,
+        "connects_per_hour": (len(connected) / span_h) if span_h else None,
+        "sales_per_hour": (len(sales) / span_h) if span_h else None,
+        "sales": len(sales), "revenue": sum(d.amount for d in sales),
+        "outcomes": dict(Counter(a.outcome or "in_flight" for a in attempts)),
+        "dispositions": dict(disp_counts),
+        "dnc": disp_counts.get("dnc", 0),
+        "refusals": {"total": sum(refusals.values()), "by_reason": dict(refusals.most_common())},
+        "by_segment": by_segment, "agents": per_agent, "penetration": pen,
+    }
+
+
+# ------------------------------------------------------------------------------------------- compliance
+
+
+def _hhmm(text: str) -> time:
+    h, m = text.split(":")
+    return time(int(h), int(m))
+
+
+def compliance_report(engine: Engine, cfg: Config | None = None, *, now: datetime | None = None,
+                      campaign: str | None = None) -> dict[str, Any]:
+    """What an auditor asks: abandon rates per window and regime, calls outside hours, DNC honoured."""
+    now = now or datetime.now(UTC)
+    default_tz = cfg.schedules.timezone if cfg else "Asia/Tokyo"
+    fp_share = cfg.reports.machine_false_positive_share if cfg else 0.0
+    sandbox_trunks = {t.name for t in cfg.trunks if t.sandbox} if cfg else set()
+    out: dict[str, Any] = {"generated_at": now.isoformat(), "timezone": default_tz,
+                           "machine_false_positive_share": fp_share, "campaigns": {}}
+    with Session(engine) as s:
+        q = select(Campaign).order_by(Campaign.name)
+        if campaign:
+            _load_campaign(s, campaign)
+            q = q.where(Campaign.name == campaign)
+        camps = list(s.exec(q).all())
+        entry_tz = {i: tzname for i, tzname in s.exec(select(CallListEntry.id, CallListEntry.timezone)).all()}
+        all_attempts = list(s.exec(select(Attempt).order_by(Attempt.dialed_at)).all())
+        disps = list(s.exec(select(Disposition).where(
+            Disposition.outcome.in_(("dnc", "refused"))).order_by(Disposition.id)).all())  # type: ignore[attr-defined]
+        blocks = list(s.exec(select(Block)).all())
+        entry_sku = {i: sku for i, sku in s.exec(select(CallListEntry.id, CallListEntry.sku)).all()}
+    camp_names = {c.id: c.name for c in camps}
+    total_outside = 0
+    for camp in camps:
+        attempts = [a for a in all_attempts if a.campaign_id == camp.id]
+        windows = {}
+        for w in ("1h", "24h", "30d", "day", "campaign"):
+            windows[w] = count_abandons(attempts, window_start(w, now, default_tz)).as_dict(fp_share)
+        conf = windows[camp.abandon_window]
+        configured_rate = conf["uk" if camp.abandon_regime == "uk" else "us"]
+        start, end = _hhmm(camp.calling_hours_start), _hhmm(camp.calling_hours_end)
+        outside: list[dict[str, Any]] = []
+        sandbox_outside = 0
+        for a in attempts:
+            tzname = entry_tz.get(a.entry_id) or default_tz
+            try:
+                zone = ZoneInfo(tzname)
+            except (KeyError, ValueError):
+                zone = ZoneInfo(default_tz)
+            dialed = _aware(a.dialed_at)
+            assert dialed is not None
+            local = dialed.astimezone(zone)
+            if start <= local.time() < end:
+                continue
+            if a.trunk and a.trunk in sandbox_trunks:
+                sandbox_outside += 1
+                continue
+            outside.append({"attempt_id": a.id, "phone": mask_phone(a.phone_e164), "local_time": local.isoformat(),
+                            "timezone": tzname})
+        total_outside += len(outside)
+        out["campaigns"][camp.name] = {
+            "regime": camp.abandon_regime, "target": camp.abandon_target, "limit": camp.abandon_limit,
+            "window": camp.abandon_window, "calling_hours": [camp.calling_hours_start, camp.calling_hours_end],
+            "attempts": len(attempts), "windows": windows, "abandon_rate_in_window": configured_rate,
+            "within_limit": configured_rate is None or configured_rate <= camp.abandon_limit,
+            "calls_outside_hours": len(outside), "calls_outside_hours_sandbox": sandbox_outside,
+            "outside_hours": outside[:20],
+        }
+    out["calls_outside_hours"] = total_outside
+
+    attempts_by_id = {a.id: a for a in all_attempts}
+    for kind in ("dnc", "refused"):
+        items = []
+        for d in disps:
+            if d.outcome != kind or (campaign and d.campaign_id not in camp_names):
+                continue
+            att = attempts_by_id.get(d.attempt_id)
+            phone = att.phone_e164 if att else ""
+            sku = d.sku or (entry_sku.get(att.entry_id, "") if att else "")
+            at = _aware(d.created_at)
+            assert at is not None
+            block_kinds = ("dnc",) if kind == "dnc" else ("refusal", "dnc")
+            matching = [b for b in blocks if b.kind in block_kinds
+                        and ((phone and b.phone_e164 == phone) or (d.customer_id and b.customer_id == d.customer_id))
+                        and (kind == "dnc" or b.kind == "dnc" or not b.product_scope or b.product_scope == sku)]
+            since = min((_aware(b.since) for b in matching), default=None)  # type: ignore[type-var]
+            after = []
+            for a in all_attempts:
+                dialed = _aware(a.dialed_at)
+                assert dialed is not None
+                if dialed <= at or a.id == d.attempt_id:
+                    continue
+                same = (phone and a.phone_e164 == phone) or (d.customer_id and a.customer_id == d.customer_id)
+                if not same:
+                    continue
+                if kind == "refused" and sku and entry_sku.get(a.entry_id, "") not in ("", sku):
+                    continue  # a refusal bars re-solicitation for that product, not every product
+                after.append(a)
+            items.append({
+                "disposition_id": d.id, "customer_id": d.customer_id, "phone": mask_phone(phone),
+                "campaign": camp_names.get(d.campaign_id, ""), "requested_at": at.isoformat(),
+                "blocked_since": since.isoformat() if since else None,
+                "block_delay_s": round((since - at).total_seconds(), 1) if since else None,
+                "attempts_after": len(after), "reason": reason_label(d.reason_code) if kind == "refused" else "",
+                "sku": sku,
+            })
+        key = "dnc" if kind == "dnc" else "refusals"
+        out[key] = {"requests": len(items), "blocked": sum(1 for i in items if i["blocked_since"]),
+                    "honoured": sum(1 for i in items if i["blocked_since"] and i["attempts_after"] == 0),
+                    "violations": sum(1 for i in items if i["attempts_after"] > 0), "items": items}
+    return out
+
+
+# --------------------------------------------------------------------------------------------- monitor
+
+
+def abandon_trend(attempts: list[Attempt], now: datetime, *, buckets: int = 12, bucket_s: float = 300.0,
+                  regime: str = "us", machine_fp_share: float = 0.0) -> list[float | None]:
+    """Abandon rate per bucket over the last buckets x bucket_s seconds, oldest first (None: no answers)."""
+    out: list[float | None] = []
+    for i in range(buckets, 0, -1):
+        lo = now - timedelta(seconds=i * bucket_s)
+        hi = lo + timedelta(seconds=bucket_s)
+        out.append(count_abandons(attempts, lo, hi).rate(regime, machine_fp_share))
+    return out

@@ -1,0 +1,1 @@
+"""Terminal views: the campaign monitor and the agent console (rich renderables plus a key reader)."""

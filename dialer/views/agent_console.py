@@ -1,0 +1,600 @@
+"""The agent's console: state, screen pop on connect, and the disposition form — keyboard only.
+
+Ownership of the agent row (shared with the runner): while the agent is idle the console moves it between
+logged_out, ready and paused; while reserved / on a call / in wrap-up it writes only `pending_state`, which
+the runner applies after wrap-up. Every idle change is a conditional UPDATE (WHERE state = what we saw), so
+a console never overwrites a reservation the runner made a moment earlier.
+
+Dispositions are INSERTed (source "console") together with their outbox row; the runner picks them up,
+applies blocks, callbacks and retries, and ends the wrap-up.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from dialer.agents_log import log_agent_state
+from dialer.config import Config, ConfigError
+from dialer.dtmf import OUTCOME_BY_DIGIT, REFUSAL_REASONS
+from dialer.errors import UserError
+from dialer.outcomes import enqueue_outcome
+from dialer.store.models import (
+    Agent,
+    AgentStateLog,
+    Attempt,
+    CallListEntry,
+    Campaign,
+    Customer,
+    Disposition,
+    Order,
+    OrderLine,
+    Product,
+    Subscription,
+)
+from dialer.views.render import LineField, aware, dur, last4, local, yen
+
+IDLE = ("logged_out", "ready", "paused", "unavailable")
+BUSY = ("reserved", "on_call", "wrap_up")
+PAUSE_REASONS = {"1": "break", "2": "lunch", "3": "meeting", "4": "training", "5": "admin", "6": "other"}
+OUTCOME_LABEL = {"sale": "sale", "upsell": "upsell", "cross_sell": "cross-sell", "callback": "callback",
+                 "refused": "refused", "dnc": "do-not-call", "wrong_number": "wrong number",
+                 "machine": "answering machine", "no_interest": "no interest", "other": "other"}
+CALL_HOURS = (dtime(8, 0), dtime(21, 0))
+
+# the fields each outcome asks for, in order: (key, prompt, required)
+FORM_FIELDS: dict[str, list[tuple[str, str, bool]]] = {
+    "sale": [("amount", "amount ¥", True), ("sku", "product SKU", True), ("note", "note", False)],
+    "upsell": [("amount", "amount ¥", True), ("sku", "product SKU", True), ("note", "note", False)],
+    "cross_sell": [("amount", "amount ¥", True), ("sku", "product SKU", True), ("note", "note", False)],
+    "callback": [("when", "call back at (HH:MM, YYYY-MM-DD HH:MM, +2h, +1d)", True), ("note", "note", False)],
+    "refused": [("reason", "reason code (1-9)", True), ("expected", "VOC: what they expected", False),
+                ("experienced", "VOC: what they got", False)],
+    "dnc": [("note", "note", False)],
+    "wrong_number": [("note", "note", False)],
+    "machine": [("note", "note", False)],
+    "no_interest": [("note", "note", False)],
+    "other": [("note", "note", False)],
+}
+
+
+class FormError(ValueError):
+    """A field value the form refuses; the message is shown under the field."""
+
+
+def parse_amount(text: str) -> float:
+    t = text.replace(",", "").replace("¥", "").replace("円", "").strip()
+    try:
+        v = float(t)
+    except ValueError:
+        raise FormError(f"amount must be a number of yen, got {text!r}") from None
+    if v < 0:
+        raise FormError("amount must be 0 or more")
+    return v
+
+
+def parse_callback(text: str, now: datetime, tz: str) -> datetime:
+    """'14:30' (today, or tomorrow if past), '2026-11-24 10:00', '+2h', '+30m', '+1d' -> aware UTC.
+
+    Must be in the future and inside calling hours 08:00-21:00 local time (a callback is a promise to
+    call, and calls outside those hours are a nuisance by law).
+    """
+    zone = ZoneInfo(tz)
+    t = text.strip()
+    loc_now = now.astimezone(zone)
+    try:
+        if t.startswith("+"):
+            unit = t[-1]
+            n = float(t[1:-1])
+            secs = n * {"m": 60, "h": 3600, "d": 86400}[unit]
+            when = now + timedelta(seconds=secs)
+        elif len(t) <= 5 and ":" in t:
+            h, m = (int(x) for x in t.split(":"))
+            when_l = datetime.combine(loc_now.date(), dtime(h, m), zone)
+            if when_l <= loc_now:
+                when_l += timedelta(days=1)
+            when = when_l.astimezone(UTC)
+        else:
+            when = datetime.fromisoformat(t.replace("/", "-"))
+            when = (when if when.tzinfo else when.replace(tzinfo=zone)).astimezone(UTC)
+    except (ValueError, KeyError, IndexError):
+        raise FormError(f"cannot read {text!r}: use HH:MM, YYYY-MM-DD HH:MM, +2h, +30m or +1d") from None
+    if when <= now:
+        raise FormError("the callback time must be in the future")
+    lt = when.astimezone(zone).time()
+    if not (CALL_HOURS[0] <= lt < CALL_HOURS[1]):
+        raise FormError(f"{when.astimezone(zone):%Y-%m-%d %H:%M} is outside calling hours 08:00-21:00 ({tz})")
+    return when
+
+
+# ------------------------------------------------------------------------------------------- screen pop
+
+
+def depletion_date(s: Session, customer_id: str, sku: str) -> tuple[date | None, str]:
+    """When the customer's product runs out: their own repurchase interval if history allows, else the
+    product's nominal days per unit times the quantity last shipped."""
+    if not sku:
+        return None, ""
+    rows = s.exec(select(Order, OrderLine).where(Order.customer_id == customer_id, OrderLine.order_id == Order.order_id,
+                                                 OrderLine.sku == sku, Order.status == "shipped")).all()
+    dated = sorted(((o.shipped_at or o.ordered_at), ln.quantity) for o, ln in rows if (o.shipped_at or o.ordered_at))
+    if not dated:
+        return None, ""
+    last_day, qty = dated[-1]
+    assert last_day is not None
+    if len(dated) >= 2:
+        first_day = dated[0][0]
+        assert first_day is not None
+        gap = (last_day - first_day).days / (len(dated) - 1)
+        if gap > 0:
+            return last_day + timedelta(days=round(gap)), "own repurchase interval"
+    prod = s.get(Product, sku)
+    if prod is not None and prod.days_per_unit:
+        return last_day + timedelta(days=round(prod.days_per_unit * max(1, qty))), "product days per unit"
+    return None, ""
+
+
+def screen_pop(engine: Engine, attempt_id: int, agent_name: str, business: str) -> dict[str, Any] | None:
+    """The record the agent needs the moment the call connects (plain data; rendered by `render_pop`)."""
+    with Session(engine) as s:
+        att = s.get(Attempt, attempt_id)
+        if att is None:
+            return None
+        cust = s.get(Customer, att.customer_id)
+        entry = s.get(CallListEntry, att.entry_id) if att.entry_id is not None else None
+        camp = s.get(Campaign, att.campaign_id) if att.campaign_id is not None else None
+        sku = entry.sku if entry else ""
+        prod = s.get(Product, sku) if sku else None
+        orders = []
+        for o in s.exec(select(Order).where(Order.customer_id == att.customer_id)
+                        .order_by(Order.ordered_at.desc()).limit(5)).all():  # type: ignore[union-attr]
+            skus = [ln.sku for ln in s.exec(select(OrderLine).where(OrderLine.order_id == o.order_id)).all()]
+            orders.append({"date": o.ordered_at, "total": o.total, "status": o.status, "skus": skus,
+                           "cycle": o.cycle_no})
+        subs = [{"sku": x.sku, "status": x.status, "next_ship": x.next_ship_date, "shipments": x.shipments_count,
+                 "change_deadline": x.change_deadline, "cancel_reason": x.cancel_reason}
+                for x in s.exec(select(Subscription).where(Subscription.customer_id == att.customer_id)).all()]
+        history = []
+        for d in s.exec(select(Disposition).where(Disposition.customer_id == att.customer_id)
+                        .order_by(Disposition.created_at.desc()).limit(8)).all():  # type: ignore[attr-defined]
+            ag = s.get(Agent, d.agent_id) if d.agent_id is not None else None
+            dc = s.get(Campaign, d.campaign_id) if d.campaign_id is not None else None
+            history.append({"at": d.created_at, "outcome": d.outcome, "amount": d.amount, "sku": d.sku,
+                            "reason": REFUSAL_REASONS.get(d.reason_code, d.reason_code), "voc": d.voc_text,
+                            "agent": ag.login if ag else "", "campaign": dc.name if dc else "", "source": d.source,
+                            "attempt_id": d.attempt_id})
+        depl, depl_how = depletion_date(s, att.customer_id, sku)
+        product_name = prod.name if prod and prod.name else (sku or "ご愛用の商品")
+    opening = (f"お忙しいところ失礼いたします。{business}の{agent_name or '担当'}と申します。"
+               f"本日は「{product_name}」のご案内（お電話による勧誘・販売のご案内）でお電話いたしました。"
+               "今、少しだけお時間よろしいでしょうか。")
+    return {
+        "attempt_id": attempt_id, "state": att.state, "customer_id": att.customer_id,
+        "name": cust.name if cust else "", "kana": cust.name_kana if cust else "", "phone": last4(att.phone_e164),
+        "caution": bool(cust and cust.caution), "notes": cust.notes if cust else "",
+        "ltv": cust.ltv if cust else None, "expected_value": entry.priority if entry else None,
+        "segment": att.segment or (entry.segment if entry else ""), "sub_segment": entry.sub_segment if entry else "",
+        "reason": entry.reason if entry else "", "sku": sku, "product": product_name,
+        "campaign": camp.name if camp else "", "campaign_id": att.campaign_id, "orders": orders, "subscriptions": subs,
+        "depletion": depl, "depletion_how": depl_how, "history": history, "opening": opening,
+        "connected_at": att.agent_connected_at, "ended_at": att.ended_at,
+    }
+
+
+def render_pop(pop: dict[str, Any], tz: str, wide: bool) -> RenderableType:
+    parts: list[RenderableType] = []
+    head = Text()
+    head.append(f"{pop['name'] or pop['customer_id']}", style="bold")
+    if pop["kana"]:
+        head.append(f" ({pop['kana']})")
+    head.append(f"  {pop['customer_id']}  tel {pop['phone']}")
+    if pop["caution"]:
+        head.append("  ⚠ caution", style="bold red")
+    parts.append(head)
+    seg = Text()
+    seg.append(f"{pop['segment']}", style="bold cyan")
+    if pop["sub_segment"]:
+        seg.append(f"/{pop['sub_segment']}")
+    seg.append(f": {pop['reason'] or '—'}  ")
+    seg.append(f"LTV {yen(pop['ltv'])}  call value {yen(pop['expected_value'])}")
+    parts.append(seg)
+    subs = "; ".join(
+        f"{x['sku']} {x['status']}" + (f" next {x['next_ship']:%m-%d}" if x["next_ship"] else "")
+        + f" #{x['shipments']}" + (f" (cancel: {x['cancel_reason']})" if x["cancel_reason"] else "")
+        for x in pop["subscriptions"]) or "none"
+    depl = f"{pop['depletion']:%Y-%m-%d} ({pop['depletion_how']})" if pop["depletion"] else "—"
+    parts.append(Text(f"subscription: {subs}   runs out: {depl}"))
+    orders = "  ".join(f"{o['date']:%y-%m-%d} {yen(o['total'])} {'+'.join(o['skus'])}"
+                       + ("" if o["status"] == "shipped" else f" ({o['status']})")
+                       for o in pop["orders"][: (5 if wide else 3)] if o["date"]) or "none"
+    parts.append(Text(f"orders: {orders}"))
+    hist = Table(box=None, padding=(0, 1), show_header=False)
+    hist.add_column(no_wrap=True)
+    hist.add_column(no_wrap=True)
+    hist.add_column(overflow="fold")
+    for h in pop["history"][: (5 if wide else 3)]:
+        what = h["outcome"] + (f" {yen(h['amount'])}" if h["amount"] else "") + (
+            f" {h['reason']}" if h["outcome"] == "refused" else "")
+        hist.add_row(local(h["at"], tz, "%y-%m-%d"), what, h["voc"] or "")
+    if pop["notes"]:
+        parts.append(Text(f"notes: {pop['notes']}", style="italic"))
+    if pop["history"]:
+        parts.append(Text("earlier contacts:", style="bold"))
+        parts.append(hist)
+    else:
+        parts.append(Text("earlier contacts: none", style="dim"))
+    parts.append(Panel(Text(pop["opening"]), title="opening (特定商取引法)", title_align="left", padding=(0, 1),
+                       border_style="green"))
+    return Panel(Group(*parts), title=f"screen pop — call {pop['attempt_id']} ({pop['campaign']})",
+                 title_align="left", padding=(0, 1), border_style="cyan")
+
+
+# ------------------------------------------------------------------------------------------- console
+
+
+@dataclass
+class AgentConsole:
+    engine: Engine
+    cfg: Config
+    login: str
+    mode: str = "main"  # main | pause | outcome | field | confirm
+    message: str = ""
+    error: str = ""
+    quit: bool = False
+    agent: dict[str, Any] = field(default_factory=dict)
+    pop: dict[str, Any] | None = None
+    pop_attempt: int | None = None
+    disposed: set[int] = field(default_factory=set)
+    outcome: str = ""
+    values: dict[str, str] = field(default_factory=dict)
+    field_index: int = 0
+    line: LineField = field(default_factory=LineField)
+    want_pause_reason: str = ""
+    saved_id: int | None = None
+
+    def __post_init__(self) -> None:
+        with Session(self.engine) as s:
+            row = s.exec(select(Agent).where(Agent.login == self.login)).first()
+            if row is None:
+                known = {a.login: a for a in self.cfg.agents}
+                if self.login not in known:
+                    have = ", ".join(sorted(known)) or "none"
+                    raise UserError(f"no agent {self.login!r} in the store or in {self.cfg.source} (configured: {have})")
+                ac = known[self.login]
+                s.add(Agent(login=ac.login, name=ac.name, sip_uri=ac.sip_uri, segments=list(ac.segments)))
+                s.commit()
+
+    # ------------------------------------------------------------------ reading the store
+    def refresh(self, now: datetime | None = None) -> None:
+        now = now or datetime.now(UTC)
+        with Session(self.engine) as s:
+            a = s.exec(select(Agent).where(Agent.login == self.login)).one()
+            self.agent = {"id": a.id, "login": a.login, "name": a.name, "state": a.state,
+                          "since": aware(a.state_since), "pause_reason": a.pause_reason, "pending": a.pending_state,
+                          "attempt_id": a.current_attempt_id, "campaign_id": a.campaign_id}
+            camp = s.get(Campaign, a.campaign_id) if a.campaign_id is not None else None
+            self.agent["campaign"] = camp.name if camp else ""
+            if self.pop_attempt is not None and self.pop_attempt not in self.disposed:
+                mine = s.exec(select(Disposition.id).where(Disposition.attempt_id == self.pop_attempt)).first()
+                if mine is not None:
+                    self.disposed.add(self.pop_attempt)
+        # a pause asked for during a call: the runner applies it; the console fills in the reason after
+        if self.agent["state"] == "paused" and not self.agent["pause_reason"] and self.want_pause_reason:
+            self._set_idle("paused", now, self.want_pause_reason, expect="paused")
+            self.want_pause_reason = ""
+        aid = self.agent["attempt_id"]
+        if aid is not None and self.agent["state"] in BUSY and aid != self.pop_attempt:
+            self.pop_attempt = aid
+            self.saved_id = None
+        if self.pop_attempt is not None:
+            self.pop = screen_pop(self.engine, self.pop_attempt, self.agent["name"] or self.login,
+                                  self.cfg.business.name)
+
+    def wrap_timeout_s(self) -> float:
+        name = self.agent.get("campaign") or ""
+        try:
+            return self.cfg.campaign(name).wrap_up_timeout_s if name else 60.0
+        except ConfigError:
+            return 60.0
+
+    # ------------------------------------------------------------------ writing agent state
+    def _set_idle(self, new: str, now: datetime, reason: str = "", expect: str | None = None) -> bool:
+        """Idle transition guarded by the state we saw: False (and a message) if the runner got there first."""
+        seen = expect or self.agent["state"]
+        values: dict[str, Any] = {"state": new, "state_since": now, "pause_reason": reason if new == "paused" else "",
+                                  "pending_state": ""}
+        if new == "ready":
+            values["ready_since"] = now
+        if new == "logged_out":
+            values["campaign_id"] = None
+            values["current_attempt_id"] = None
+        with Session(self.engine) as s:
+            row = s.exec(select(Agent).where(Agent.login == self.login)).one()
+            if row.state != seen:
+                self.message = f"state changed to {row.state} meanwhile; try again"
+                return False
+            if new != row.state:
+                log_agent_state(s, row, new, now, detail=reason)
+            elif reason:  # a pause the runner applied after a call: the console knows why
+                open_row = s.exec(select(AgentStateLog).where(AgentStateLog.agent_id == row.id,
+                                                              AgentStateLog.ended_at.is_(None))).first()  # type: ignore[union-attr]
+                if open_row is not None and not open_row.detail:
+                    open_row.detail = reason
+                    s.add(open_row)
+            result = s.execute(update(Agent).where(Agent.id == row.id, Agent.state == seen)  # type: ignore[arg-type]
+                               .values(**values))
+            if getattr(result, "rowcount", 1) != 1:
+                s.rollback()
+                self.message = "state changed meanwhile; try again"
+                return False
+            s.commit()
+        return True
+
+    def _set_pending(self, pending: str) -> None:
+        with Session(self.engine) as s:
+            s.execute(update(Agent).where(Agent.login == self.login,  # type: ignore[arg-type]
+                                          Agent.state.in_(BUSY)).values(pending_state=pending))  # type: ignore[attr-defined]
+            s.commit()
+
+    # ------------------------------------------------------------------ keys
+    def handle_key(self, k: str, now: datetime | None = None) -> None:
+        now = now or datetime.now(UTC)
+        self.error = ""
+        if self.mode == "pause":
+            if k in PAUSE_REASONS:
+                self._pause(PAUSE_REASONS[k], now)
+            self.mode = "main"
+            return
+        if self.mode == "outcome":
+            if k in OUTCOME_BY_DIGIT:
+                self._start_form(OUTCOME_BY_DIGIT[k])
+            elif k == "esc":
+                self.mode = "main"
+            return
+        if self.mode == "field":
+            self._field_key(k, now)
+            return
+        if self.mode == "confirm":
+            if k == "enter":
+                self._save(now)
+            elif k in ("esc", "backspace"):
+                self.mode, self.field_index = "field", len(FORM_FIELDS[self.outcome]) - 1
+                self.line = LineField(self.values.get(FORM_FIELDS[self.outcome][-1][0], ""))
+            return
+        self._main_key(k, now)
+
+    def _main_key(self, k: str, now: datetime) -> None:
+        state = self.agent.get("state", "logged_out")
+        busy = state in BUSY
+        if k == "q":
+            self.quit = True
+        elif k == "l" and state == "logged_out":
+            if self._set_idle("ready", now):
+                self.message = "logged in: ready"
+        elif k == "r":
+            if busy:
+                self._set_pending("")
+                self.want_pause_reason = ""
+                self.message = "back to ready after this call"
+            elif state in ("paused", "unavailable", "logged_out") and self._set_idle("ready", now):
+                self.message = "ready"
+        elif k == "p" and state != "logged_out":
+            self.mode = "pause"
+        elif k == "o":
+            if busy:
+                self._set_pending("logged_out")
+                self.message = "will log out after this call"
+            elif state != "logged_out" and self._set_idle("logged_out", now):
+                self.message = "logged out"
+        elif k == "d" or (k in OUTCOME_BY_DIGIT and self.can_dispose()):
+            if not self.can_dispose():
+                self.message = "no call to set a disposition for"
+            elif k == "d":
+                self.mode = "outcome"
+            else:
+                self._start_form(OUTCOME_BY_DIGIT[k])
+
+    def _pause(self, reason: str, now: datetime) -> None:
+        if self.agent.get("state") in BUSY:
+            self._set_pending("paused")
+            self.want_pause_reason = reason
+            self.message = f"will pause ({reason}) after this call"
+        elif self._set_idle("paused", now, reason):
+            self.message = f"paused: {reason}"
+
+    def can_dispose(self) -> bool:
+        return self.pop is not None and self.pop_attempt is not None and self.pop_attempt not in self.disposed
+
+    def _start_form(self, outcome: str) -> None:
+        self.outcome, self.values, self.field_index = outcome, {}, 0
+        self.mode = "field"
+        self.line = LineField(self._default(FORM_FIELDS[outcome][0][0]))
+
+    def _default(self, key: str) -> str:
+        if key == "sku" and self.pop:
+            return str(self.pop.get("sku") or "")
+        return ""
+
+    def _field_key(self, k: str, now: datetime) -> None:
+        fields = FORM_FIELDS[self.outcome]
+        key, _prompt, required = fields[self.field_index]
+        if k == "esc":
+            self.mode, self.message = "main", "disposition cancelled"
+            return
+        if k == "enter":
+            text = self.line.text.strip()
+            try:
+                if required and not text:
+                    raise FormError("required")
+                self._validate(key, text, now)
+            except FormError as exc:
+                self.error = str(exc)
+                return
+            self.values[key] = text
+            self.field_index += 1
+            if self.field_index >= len(fields):
+                self.mode = "confirm"
+            else:
+                self.line = LineField(self.values.get(fields[self.field_index][0], "")
+                                      or self._default(fields[self.field_index][0]))
+            return
+        if k == "up" and self.field_index > 0:
+            self.values[key] = self.line.text
+            self.field_index -= 1
+            self.line = LineField(self.values.get(fields[self.field_index][0], ""))
+            return
+        self.line.key(k)
+
+    def _validate(self, key: str, text: str, now: datetime) -> None:
+        if key == "amount":
+            parse_amount(text)
+        elif key == "when":
+            parse_callback(text, now, self.cfg.schedules.timezone)
+        elif key == "reason" and text not in REFUSAL_REASONS:
+            raise FormError("reason code must be one of " + ", ".join(f"{c} {n}" for c, n in REFUSAL_REASONS.items()))
+
+    def build_disposition(self, now: datetime) -> Disposition:
+        v = self.values
+        voc = v.get("note", "")
+        if self.outcome == "refused":
+            exp, got = v.get("expected", ""), v.get("experienced", "")
+            voc = " / ".join(x for x in ((f"期待: {exp}" if exp else ""), (f"実際: {got}" if got else "")) if x)
+        assert self.pop is not None
+        return Disposition(
+            attempt_id=self.pop_attempt, agent_id=self.agent["id"], customer_id=self.pop["customer_id"],
+            campaign_id=self.pop["campaign_id"], outcome=self.outcome,
+            amount=parse_amount(v["amount"]) if "amount" in v else 0.0,
+            sku=v.get("sku", "") or str(self.pop.get("sku") or ""),
+            reason_code=v.get("reason", ""), voc_text=voc,
+            callback_at=parse_callback(v["when"], now, self.cfg.schedules.timezone) if "when" in v else None,
+            source="console", created_at=now)
+
+    def _save(self, now: datetime) -> None:
+        try:
+            d = self.build_disposition(now)
+        except FormError as exc:  # e.g. the callback time passed while the form was open
+            self.error = str(exc)
+            self.mode, self.field_index = "field", 0
+            return
+        with Session(self.engine) as s:
+            s.add(d)
+            s.flush()
+            enqueue_outcome(s, d)
+            s.commit()
+            s.refresh(d)
+        self.saved_id = d.id
+        assert self.pop_attempt is not None
+        self.disposed.add(self.pop_attempt)
+        self.mode = "main"
+        self.message = f"saved disposition #{d.id}: {OUTCOME_LABEL[self.outcome]}"
+
+    # ------------------------------------------------------------------ drawing
+    def render(self, width: int = 80, now: datetime | None = None) -> RenderableType:
+        now = now or datetime.now(UTC)
+        tz = self.cfg.schedules.timezone
+        a = self.agent
+        parts: list[RenderableType] = []
+        head = Text()
+        head.append(f"tsunagu agent {a.get('login', self.login)} {a.get('name', '')}  ", style="bold")
+        state = a.get("state", "?")
+        head.append(state.upper(), style={"ready": "bold cyan", "on_call": "bold green", "wrap_up": "bold yellow",
+                                          "paused": "bold magenta", "reserved": "green"}.get(state, "bold"))
+        since = a.get("since")
+        head.append(f" {dur((now - since).total_seconds()) if since else '—'}")
+        if state == "paused" and a.get("pause_reason"):
+            head.append(f" ({a['pause_reason']})")
+        if a.get("pending"):
+            head.append(f"  after call: {a['pending']}", style="yellow")
+        if a.get("campaign"):
+            head.append(f"  campaign {a['campaign']}")
+        head.append(f"  {local(now, tz, '%H:%M:%S')}", style="dim")
+        parts.append(head)
+        if state == "wrap_up" and since:
+            el = (now - since).total_seconds()
+            limit = self.wrap_timeout_s()
+            parts.append(Text(f"wrap-up {dur(el)} / {dur(limit)}", style="bold red" if el > limit * 0.8 else "yellow"))
+        if self.pop is not None and (state in BUSY or self.can_dispose()):
+            parts.append(render_pop(self.pop, tz, width >= 110))
+            if self.pop_attempt in self.disposed:
+                parts.append(Text(f"disposition saved{f' (#{self.saved_id})' if self.saved_id else ''}; "
+                                  "waiting for the dialer to close wrap-up", style="green"))
+        elif state in IDLE:
+            parts.append(Text("waiting for a call" if state == "ready" else "not taking calls", style="dim"))
+        parts.append(self._form())
+        if self.error:
+            parts.append(Text(f"✗ {self.error}", style="bold red"))
+        elif self.message:
+            parts.append(Text(self.message, style="bold"))
+        parts.append(Text(self._keys(), style="dim"))
+        return Group(*parts)
+
+    def _form(self) -> RenderableType:
+        if self.mode == "pause":
+            return Text("pause reason: " + "  ".join(f"{k} {v}" for k, v in PAUSE_REASONS.items()) + "  (other: cancel)",
+                        style="bold reverse")
+        if self.mode == "outcome":
+            return Text("outcome: " + "  ".join(f"{d} {OUTCOME_LABEL[o]}" for d, o in OUTCOME_BY_DIGIT.items())
+                        + "  Esc cancel", style="bold reverse")
+        if self.mode in ("field", "confirm"):
+            t = Text()
+            t.append(f"disposition: {OUTCOME_LABEL[self.outcome]}\n", style="bold")
+            for i, (key, prompt, req) in enumerate(FORM_FIELDS[self.outcome]):
+                if self.mode == "field" and i == self.field_index:
+                    t.append(f"▶ {prompt}{' *' if req else ''}: ", style="bold")
+                    t.append(self.line.text + "▏\n", style="reverse")
+                else:
+                    t.append(f"  {prompt}: {self.values.get(key, '')}\n")
+            if self.outcome == "refused" and self.mode == "field" and FORM_FIELDS["refused"][self.field_index][0] == "reason":
+                t.append("  " + " ".join(f"{c}={n}" for c, n in REFUSAL_REASONS.items()) + "\n", style="dim")
+            if self.mode == "confirm":
+                t.append("Enter = save   Esc = back", style="bold reverse")
+            return t
+        return Text("")
+
+    def _keys(self) -> str:
+        state = self.agent.get("state", "logged_out")
+        if self.mode in ("field",):
+            return "Enter next field  ↑ previous field  Backspace edit  Esc cancel"
+        if self.mode != "main":
+            return ""
+        if state == "logged_out":
+            return "l log in  q quit"
+        if state in BUSY:
+            keys = "d or 0-9 disposition  p pause after call  o log out after call  r ready after call  q quit"
+            return keys
+        extra = "  d disposition (last call)" if self.can_dispose() else ""
+        return f"r ready  p pause  o log out{extra}  q quit"
+
+
+def run_live(console_view: AgentConsole, refresh_s: float = 0.5) -> None:
+    from rich.console import Console
+    from rich.live import Live
+
+    from dialer.views.render import cbreak_keys
+
+    con = Console()
+    console_view.refresh()
+    with cbreak_keys() as keys, Live(console_view.render(con.width), console=con, screen=True,
+                                     auto_refresh=False) as live:
+        last = 0.0
+        while not console_view.quit:
+            pressed = keys.read(0.1)
+            for k in pressed:
+                console_view.handle_key(k)
+                console_view.refresh()
+            if pressed or time.monotonic() - last >= refresh_s:
+                console_view.refresh()
+                live.update(console_view.render(con.width), refresh=True)
+                last = time.monotonic()

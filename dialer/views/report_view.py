@@ -1,0 +1,136 @@
+"""Rich tables for `dialer report`: the same dicts `dialer.reports` returns, laid out for a terminal."""
+
+from __future__ import annotations
+
+import csv
+from typing import IO, Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from dialer.views.render import dur, num, pct, yen
+
+CSV_FIELDS = ["segment", "attempts", "answered", "abandoned", "abandon_rate", "hit_rate", "connected_to_agent",
+              "sales", "revenue", "dialled", "remaining", "exhausted"]
+
+
+def render_campaign_report(r: dict[str, Any]) -> RenderableType:
+    head = Text()
+    head.append(f"campaign {r['campaign']}", style="bold")
+    head.append(f"  {r['state']}  mode {r['mode']}  regime {r['abandon_regime']}  target {pct(r['abandon_target'])}"
+                f"  limit {pct(r['abandon_limit'])}  window {r['abandon_window']}")
+    t = Table(show_header=False, box=None, padding=(0, 2))
+    t.add_column(style="dim")
+    t.add_column(justify="right")
+    t.add_column(style="dim")
+    t.add_column(justify="right")
+    w = r["abandon_windows"]
+    rows = [
+        ("attempts", str(r["attempts"]), "abandon rate (all)", pct(r["abandon_rate"], 2)),
+        ("answered (person)", str(r["answered"]), f"abandon now ({w['now']['span']})", pct(w["now"]["rate"], 2)),
+        ("abandoned", str(r["abandoned"]), "abandon 1h", pct(w["1h"]["rate"], 2)),
+        ("answering machine", str(r["machine"]), "abandon 24h", pct(w["24h"]["rate"], 2)),
+        ("connected to agent", str(r["connected_to_agent"]), f"abandon window ({r['abandon_window']})",
+         pct(w["window"]["rate"], 2)),
+        ("hit rate", pct(r["hit_rate"]), "AHT", dur(r["aht_s"])),
+        ("occupancy", pct(r["occupancy"]), "talk min / agent hour", num(r["talk_minutes_per_agent_hour"])),
+        ("connects / hour", num(r["connects_per_hour"]), "sales / hour", num(r["sales_per_hour"])),
+        ("sales", str(r["sales"]), "revenue", yen(r["revenue"])),
+        ("do-not-call", str(r["dnc"]), "refusals", str(r["refusals"]["total"])),
+    ]
+    for row in rows:
+        t.add_row(*row)
+    seg = Table(title="by segment", title_justify="left", header_style="bold")
+    for col in ("segment", "attempts", "answered", "abandon", "hit", "to agent", "sales", "revenue", "dialled",
+                "left", "exhausted"):
+        seg.add_column(col, justify="left" if col == "segment" else "right")
+    for name, s in r["by_segment"].items():
+        p = s.get("penetration") or {}
+        seg.add_row(name, str(s["attempts"]), str(s["answered"]), pct(s["abandon_rate"]), pct(s["hit_rate"]),
+                    str(s["connected_to_agent"]), str(s["sales"]), yen(s["revenue"]), str(p.get("dialled", "—")),
+                    str(p.get("remaining", "—")), str(p.get("exhausted", "—")))
+    out = Table(title="outcomes", title_justify="left", header_style="bold", box=None)
+    out.add_column("attempt outcome")
+    out.add_column("n", justify="right")
+    out.add_column("disposition")
+    out.add_column("n", justify="right")
+    a_items = sorted(r["outcomes"].items(), key=lambda kv: -kv[1])
+    d_items = sorted(r["dispositions"].items(), key=lambda kv: -kv[1])
+    for i in range(max(len(a_items), len(d_items))):
+        ak, av = a_items[i] if i < len(a_items) else ("", "")
+        dk, dv = d_items[i] if i < len(d_items) else ("", "")
+        out.add_row(ak, str(av), dk, str(dv))
+    parts: list[RenderableType] = [head, t, seg, out]
+    if r["refusals"]["by_reason"]:
+        ref = Table(title="refusal reasons", title_justify="left", header_style="bold", box=None)
+        ref.add_column("reason")
+        ref.add_column("n", justify="right")
+        for k, v in r["refusals"]["by_reason"].items():
+            ref.add_row(k, str(v))
+        parts.append(ref)
+    if r["agents"]:
+        ag = Table(title="agents", title_justify="left", header_style="bold")
+        for col in ("agent", "calls", "talk", "wrap", "logged in", "occupancy", "sales", "revenue"):
+            ag.add_column(col, justify="left" if col == "agent" else "right")
+        for login, a in r["agents"].items():
+            ag.add_row(login, str(a["calls"]), dur(a["talk_s"]), dur(a["wrap_s"]), dur(a["logged_in_s"]),
+                       pct(a["occupancy"]), str(a["sales"]), yen(a["revenue"]))
+        parts.append(ag)
+    return Group(*parts)
+
+
+def write_report_csv(r: dict[str, Any], out: IO[str]) -> None:
+    """One row per segment plus an ALL row; rates as fractions (0.0123), empty when undefined."""
+    w = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")
+    w.writeheader()
+
+    def row(name: str, s: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
+        return {"segment": name, "attempts": s["attempts"], "answered": s["answered"], "abandoned": s["abandoned"],
+                "abandon_rate": "" if s["abandon_rate"] is None else f"{s['abandon_rate']:.4f}",
+                "hit_rate": "" if s["hit_rate"] is None else f"{s['hit_rate']:.4f}",
+                "connected_to_agent": s["connected_to_agent"], "sales": s["sales"], "revenue": f"{s['revenue']:.0f}",
+                "dialled": p.get("dialled", ""), "remaining": p.get("remaining", ""), "exhausted": p.get("exhausted", "")}
+
+    for name, s in r["by_segment"].items():
+        w.writerow(row(name, s, s.get("penetration") or {}))
+    pen = r["penetration"]
+    tot = {k: sum(p[k] for p in pen.values()) for k in ("dialled", "remaining", "exhausted")} if pen else {}
+    w.writerow(row("ALL", r, tot))
+
+
+def render_compliance(c: dict[str, Any]) -> RenderableType:
+    parts: list[RenderableType] = [Text(f"compliance report  {c['generated_at']}  (local time {c['timezone']}, "
+                                        f"UK machine share {c['machine_false_positive_share']:.2f})", style="bold")]
+    t = Table(title="abandon rate per window (US | UK)", title_justify="left", header_style="bold")
+    t.add_column("campaign")
+    t.add_column("regime")
+    for w in ("1h", "24h", "30d", "day", "campaign"):
+        t.add_column(w, justify="right")
+    t.add_column("limit", justify="right")
+    t.add_column("ok", justify="center")
+    t.add_column("outside hours", justify="right")
+    for name, cc in c["campaigns"].items():
+        cells = [f"{pct(cc['windows'][w]['us'], 2)} | {pct(cc['windows'][w]['uk'], 2)}" for w in
+                 ("1h", "24h", "30d", "day", "campaign")]
+        ok = Text("yes", style="green") if cc["within_limit"] else Text("NO", style="bold red")
+        outside = str(cc["calls_outside_hours"]) + (f" (+{cc['calls_outside_hours_sandbox']} sandbox)"
+                                                    if cc["calls_outside_hours_sandbox"] else "")
+        t.add_row(name, f"{cc['regime']} ({cc['window']})", *cells, pct(cc["limit"]), ok, outside)
+    parts.append(t)
+    parts.append(Text(f"calls outside calling hours: {c['calls_outside_hours']} (must be 0)",
+                      style="green" if c["calls_outside_hours"] == 0 else "bold red"))
+    for key, title in (("dnc", "do-not-call requests"), ("refusals", "refusals (no re-solicitation)")):
+        d = c[key]
+        parts.append(Text(f"{title}: {d['requests']} requested, {d['blocked']} blocked, {d['honoured']} honoured, "
+                          f"{d['violations']} called again", style="green" if d["violations"] == 0 else "bold red"))
+        if d["items"]:
+            tt = Table(header_style="bold", box=None)
+            for col in ("customer", "phone", "requested", "blocked since", "delay s", "calls after", "reason"):
+                tt.add_column(col)
+            for i in d["items"][:20]:
+                tt.add_row(i["customer_id"], i["phone"], i["requested_at"][:19], (i["blocked_since"] or "NOT BLOCKED")[:19],
+                           "—" if i["block_delay_s"] is None else f"{i['block_delay_s']:.1f}", str(i["attempts_after"]),
+                           i["reason"])
+            parts.append(tt)
+    return Group(*parts)

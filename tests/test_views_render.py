@@ -1,0 +1,222 @@
+"""Every view rendered from the known store (tests/test_reports.build_store): the numbers on screen."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from sqlmodel import Session, select
+
+from dialer.agents_log import log_agent_state
+from dialer.config import parse_config
+from dialer.reports import campaign_report, compliance_report
+from dialer.store.db import get_engine
+from dialer.store.models import Agent, AgentStateLog, ControlCommand, Disposition, OutboxItem
+from dialer.views.agent_console import AgentConsole, FormError, parse_callback
+from dialer.views.monitor import Monitor
+from dialer.views.render import parse_keys, sparkline
+from dialer.views.report_view import render_campaign_report, render_compliance
+from tests.conftest import REPO, run_env
+from tests.test_reports import NOW, build_store, write_config
+
+
+def text_of(renderable: object, width: int) -> str:
+    con = Console(record=True, width=width, color_system=None)
+    con.print(renderable)
+    return con.export_text()
+
+
+@pytest.fixture()
+def world(db_url: str, tmp_path: Path) -> tuple[str, Path]:
+    build_store(db_url)
+    return db_url, write_config(tmp_path, db_url)
+
+
+def _monitor(world: tuple[str, Path]) -> Monitor:
+    url, cfgp = world
+    cfg = parse_config(cfgp.read_text(encoding="utf-8"), str(cfgp))
+    m = Monitor(get_engine(url), cfg, campaign="demo", by="test")
+    m.refresh(NOW)
+    return m
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_monitor_frame_shows_the_numbers(world: tuple[str, Path], width: int) -> None:
+    m = _monitor(world)
+    out = text_of(m.render(width, NOW), width)
+    lines = out.splitlines()
+    assert all(len(line) <= width for line in lines)
+    if width == 80:
+        assert len(lines) <= 24, out
+    assert "RUNNING" in out and "in effect progressive" in out
+    assert "dial level 1.75" in out and "dialling 2" in out and "ringing 1" in out
+    # abandon now 1/1, 1h 1/6, 24h 2/9, window 24h; the UK share from [reports] does not apply (US campaign)
+    assert "100.0%" in out and "16.7%" in out and "22.2%" in out and "target 2.0%" in out
+    assert "hit 60.0%" in out and "AHT 2:42" in out and "occupancy 4%" in out
+    assert "connects/h 5" in out and "sales/h 1" in out and "¥11,960" in out
+    assert "on_call" in out and "1:35" in out and "顧客7" in out and "lunch" in out
+    assert "dormant" in out and "upsell" in out
+    assert "mode_drop" in out
+    seg = next(line for line in lines if " dormant " in line).split("dormant")[1].split()
+    assert seg[:4] == ["5", "2", "1", "6"]
+
+
+def test_monitor_keys_record_commands(world: tuple[str, Path]) -> None:
+    m = _monitor(world)
+    m.handle_key("p")
+    assert "pause" in text_of(m.render(80, NOW), 80) and "y = yes" in text_of(m.render(80, NOW), 80)
+    m.handle_key("y")
+    m.handle_key("m")
+    m.handle_key("2")
+    m.handle_key("y")
+    m.handle_key("t")
+    for k in "1.5":
+        m.handle_key(k)
+    m.handle_key("enter")
+    m.handle_key("y")
+    m.handle_key("t")
+    for k in "9":
+        m.handle_key(k)
+    m.handle_key("enter")  # 9% is above the 3% limit: refused in the form, nothing recorded
+    assert "at most the limit" in m.message
+    m.handle_key("s")
+    m.handle_key("n")  # declined
+    with Session(get_engine(world[0])) as s:
+        rows = s.exec(select(ControlCommand).order_by(ControlCommand.id)).all()
+        assert [(r.command, r.argument, r.requested_by) for r in rows] == [
+            ("pause", "", "test"), ("mode", "progressive", "test"), ("target", "0.0150", "test")]
+        rows[0].applied_at, rows[0].result = NOW, "paused: no new dials"
+        s.add(rows[0])
+        s.commit()
+    m.refresh(NOW)
+    out = text_of(m.render(120, NOW), 120)
+    assert "pause  19:00:00 — applied: paused: no new dials" in out or "applied: paused: no new dials" in out
+    assert "target 0.0150" in out and "requested" in out
+
+
+def test_monitor_once_cli(world: tuple[str, Path]) -> None:
+    url, cfgp = world
+    out = subprocess.run([sys.executable, "-m", "dialer", "monitor", "--once", "--width", "80", "--config", str(cfgp)],
+                         cwd=REPO, env=run_env(), capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "demo" in out.stdout and "dial level 1.75" in out.stdout and "tab: next" in out.stdout
+
+
+def test_report_views(world: tuple[str, Path]) -> None:
+    url, cfgp = world
+    cfg = parse_config(cfgp.read_text(encoding="utf-8"))
+    out = text_of(render_campaign_report(campaign_report(get_engine(url), "demo", now=NOW)), 120)
+    assert "22.22%" in out and "¥11,960" in out and "2:42" in out and "no_effect_felt" in out
+    comp = text_of(render_compliance(compliance_report(get_engine(url), cfg, now=NOW)), 140)
+    assert "calls outside calling hours: 2" in comp
+    assert "do-not-call requests: 2 requested, 1 blocked, 1 honoured, 1 called again" in comp
+
+
+def _console(world: tuple[str, Path]) -> AgentConsole:
+    url, cfgp = world
+    cfg = parse_config(cfgp.read_text(encoding="utf-8"), str(cfgp))
+    c = AgentConsole(get_engine(url), cfg, "a01")
+    c.refresh(NOW)
+    return c
+
+
+def test_screen_pop(world: tuple[str, Path]) -> None:
+    c = _console(world)
+    out = text_of(c.render(80, NOW), 80)
+    assert "ON_CALL 1:35" in out
+    assert "顧客7" in out and "コキャク7" in out and "tel …0007" in out and "+81" not in out
+    assert "upsell" in out and "trial ends in 3 days" in out and "call value ¥7,000" in out
+    assert "つなぐ通販" in out and "Sato" in out and "青汁" in out and "勧誘" in out
+    # earlier contacts of C7: the upsell sale and cross-sell on earlier calls, shown with amounts
+    assert "¥3,980" in out and "¥2,000" in out
+
+
+def test_screen_pop_depletion_and_history(world: tuple[str, Path]) -> None:
+    url, cfgp = world
+    cfg = parse_config(cfgp.read_text(encoding="utf-8"), str(cfgp))
+    from dialer.views.agent_console import screen_pop
+
+    with Session(get_engine(url)) as s:
+        first = s.exec(select(Disposition).where(Disposition.customer_id == "C1")).one()
+    pop = screen_pop(get_engine(url), int(first.attempt_id or 0), "Sato", cfg.business.name)
+    assert pop is not None
+    assert str(pop["depletion"]) == "2026-11-01" and pop["depletion_how"] == "own repurchase interval"
+    assert pop["subscriptions"][0]["next_ship"].isoformat() == "2026-12-01"
+    assert [h["outcome"] for h in pop["history"]] == ["sale"] and len(pop["orders"]) == 2
+
+
+def test_disposition_form_validates_and_saves(world: tuple[str, Path]) -> None:
+    c = _console(world)
+    for k in ["1", "-", "5", "enter"]:
+        c.handle_key(k, NOW)
+    assert c.error == "amount must be 0 or more"
+    for k in ["backspace", "backspace", "5", "9", "8", "0", "enter"]:
+        c.handle_key(k, NOW)
+    assert c.line.text == "SKU-B"  # the entry's product is the default
+    for k in ["enter", "enter"]:
+        c.handle_key(k, NOW)
+    assert c.mode == "confirm"
+    c.handle_key("enter", NOW)
+    with Session(get_engine(world[0])) as s:
+        d = s.exec(select(Disposition).where(Disposition.created_at == NOW)).one()
+        assert (d.outcome, d.amount, d.sku, d.customer_id) == ("sale", 5980.0, "SKU-B", "C7")
+        assert s.exec(select(OutboxItem).where(OutboxItem.disposition_id == d.id)).one().payload["amount"] == 5980
+    c.refresh(NOW)
+    assert "disposition saved" in text_of(c.render(80, NOW), 80)
+
+
+def test_refusal_needs_known_reason_and_keeps_voc(world: tuple[str, Path]) -> None:
+    c = _console(world)
+    c.handle_key("d", NOW)
+    c.handle_key("5", NOW)
+    for k in ["x", "enter"]:
+        c.handle_key(k, NOW)
+    assert c.error.startswith("reason code must be one of")
+    c.handle_key("backspace", NOW)
+    for k in ["2", "enter", *"肌が変わる", "enter", *"変化なし", "enter", "enter"]:
+        c.handle_key(k, NOW)
+    with Session(get_engine(world[0])) as s:
+        d = s.exec(select(Disposition).where(Disposition.created_at == NOW)).one()
+    assert (d.outcome, d.reason_code, d.voc_text) == ("refused", "2", "期待: 肌が変わる / 実際: 変化なし")
+
+
+def test_callback_time_rules() -> None:
+    tz = "Asia/Tokyo"  # NOW is 19:00 in Tokyo
+    assert parse_callback("20:30", NOW, tz) == NOW + timedelta(minutes=90)
+    assert parse_callback("2026-11-24 10:00", NOW, tz).isoformat() == "2026-11-24T01:00:00+00:00"
+    assert parse_callback("+1d", NOW, tz) == NOW + timedelta(days=1)
+    for bad, why in (("+3h", "outside calling hours"), ("2026-11-20 10:00", "future"), ("soon", "cannot read"),
+                     ("07:30", "outside calling hours")):
+        with pytest.raises(FormError, match=why):
+            parse_callback(bad, NOW, tz)
+
+
+def test_idle_state_changes_are_logged(world: tuple[str, Path]) -> None:
+    url, _ = world
+    c = _console(world)
+    c.handle_key("p", NOW)
+    c.handle_key("2", NOW)  # on a call: pause is pending, the reason waits in the console
+    with Session(get_engine(url)) as s:
+        a = s.exec(select(Agent).where(Agent.login == "a01")).one()
+        assert (a.state, a.pending_state, a.pause_reason) == ("on_call", "paused", "")
+        log_agent_state(s, a, "paused", NOW)  # what the runner does after wrap-up
+        a.state, a.current_attempt_id, a.state_since = "paused", None, NOW
+        s.add(a)
+        s.commit()
+    c.refresh(NOW)
+    c.handle_key("r", NOW + timedelta(seconds=5))
+    with Session(get_engine(url)) as s:
+        a = s.exec(select(Agent).where(Agent.login == "a01")).one()
+        assert a.state == "ready" and a.ready_since is not None
+        log = s.exec(select(AgentStateLog).where(AgentStateLog.agent_id == a.id)
+                     .order_by(AgentStateLog.id)).all()
+    assert [r.state for r in log][-2:] == ["paused", "ready"] and log[-2].detail == "lunch"
+
+
+def test_keys_and_sparkline() -> None:
+    assert parse_keys("ab\r\x1b\x1b[A\x7f\t日本") == ["a", "b", "enter", "esc", "up", "backspace", "tab", "日", "本"]
+    assert sparkline([0.0, 0.015, 0.03, 0.06, None], 0.03) == "▁▅██·"
