@@ -47,7 +47,7 @@ class AgentView:
 
 def sync_agents(engine: Engine, agents: Iterable[AgentConfig]) -> None:
     """Make the store know every configured agent (URI and segments follow the config; state is kept)."""
-    with Session(engine) as s:
+    with Session(engine, expire_on_commit=False) as s:
         for a in agents:
             row = s.exec(select(Agent).where(Agent.login == a.login)).first()
             if row is None:
@@ -71,7 +71,7 @@ class AgentBoard:
         self.agents: dict[int, AgentView] = {}
 
     def refresh(self) -> None:
-        with Session(self.engine) as s:
+        with Session(self.engine, expire_on_commit=False) as s:
             rows = s.exec(select(Agent).where(Agent.login.in_(self.logins))).all()  # type: ignore[attr-defined]
             self.agents = {
                 r.id: AgentView(r.id, r.login, r.sip_uri, list(r.segments), r.state, r.state_since, r.ready_since,
@@ -82,7 +82,7 @@ class AgentBoard:
     def set_state(self, agent_id: int, new: str, at: datetime, *, attempt_id: int | None = None,
                   force: bool = False) -> str:
         """Move an agent; returns the state actually entered (pending_state may redirect wrap-up's end)."""
-        with Session(self.engine) as s:
+        with Session(self.engine, expire_on_commit=False) as s:
             row = s.get(Agent, agent_id)
             if row is None:
                 raise KeyError(agent_id)

@@ -48,6 +48,20 @@ class RunnerBusy(RuntimeError):
     """Another live runner holds the campaign."""
 
 
+def _alive(runner: str) -> bool:
+    """A runner on this host whose process is gone is dead whatever its heartbeat says (kill -9)."""
+    host, _, pid = runner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True  # another host: only the heartbeat can tell
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
@@ -85,7 +99,7 @@ class Wrap:
 
 def sync_campaign(engine: Engine, cc: CampaignConfig) -> int:
     """Upsert the campaign row from config; the live state and a mode changed while running are kept."""
-    with Session(engine) as s:
+    with Session(engine, expire_on_commit=False) as s:
         row = s.exec(select(Campaign).where(Campaign.name == cc.name)).first()
         if row is None:
             row = Campaign(name=cc.name, mode=cc.mode)
@@ -142,7 +156,7 @@ class CampaignRunner:
 
     # ---------------------------------------------------------------- set-up and recovery
     def _stored_target(self) -> float:
-        with Session(self.engine) as s:
+        with Session(self.engine, expire_on_commit=False) as s:
             row = s.get(Campaign, self.campaign_id)
             return row.abandon_target if row else self.cc.abandon_target
 
@@ -154,7 +168,7 @@ class CampaignRunner:
                            max_lines_per_agent=cc.max_lines_per_agent, power_ratio=cc.power_ratio)
 
     def _event(self, kind: str, message: str, level: str = "info") -> None:
-        with Session(self.engine) as s:
+        with Session(self.engine, expire_on_commit=False) as s:
             s.add(CampaignEvent(campaign_id=self.campaign_id, kind=kind, message=message, level=level))
             s.commit()
         self.on_event(f"{kind}: {message}")
@@ -162,11 +176,11 @@ class CampaignRunner:
     def claim(self) -> None:
         """Refuse to run beside another live runner; take over from a dead one (stale heartbeat)."""
         now = datetime.now(UTC)
-        with Session(self.engine) as s:
+        with Session(self.engine, expire_on_commit=False) as s:
             st = s.get(CampaignStatus, self.campaign_id)
             if st is not None and st.runner and st.runner != self.runner_id:
                 age = (now - st.heartbeat_at).total_seconds()
-                if age < HEARTBEAT_STALE_S:
+                if age < HEARTBEAT_STALE_S and _alive(st.runner):
                     raise RunnerBusy(f"campaign {self.cc.name!r} is already run by {st.runner} "
                                      f"(heartbeat {age:.1f}s ago)")
             if st is None:
@@ -183,7 +197,7 @@ class CampaignRunner:
         """Close what a previous runner left in flight; nothing is dialled again because of it."""
         now = utc(self.clock())
         interrupted = 0
-        with Session(self.engine) as s:
+        with Session(self.engine, expire_on_commit=False) as s:
             rows = s.exec(select(Attempt).where(Attempt.campaign_id == self.campaign_id,
                                                 Attempt.state.in_(LIVE_STATES))).all()  # type: ignore[attr-defined]
             for a in rows:
@@ -286,7 +300,7 @@ class CampaignRunner:
             self.hopper.release(lease.entry_id, at)
             self.counts["skipped_at_dial_time"] = self.counts.get("skipped_at_dial_time", 0) + 1
             return
-        with Session(self.engine) as s:
+        with Session(self.engine, expire_on_commit=False) as s:
             att = Attempt(campaign_id=self.campaign_id, entry_id=lease.entry_id, customer_id=lease.customer_id,
                           segment=lease.segment, phone_e164=lease.phone_e164, trunk=self.trunk.name,
                           state="dialing", dialed_at=at)
@@ -306,7 +320,7 @@ class CampaignRunner:
                                 info_wav=self.cc.info_message or None, record_path=record)
         if not ok:
             # no slot: the INVITE never left, so this is not an attempt; give the entry back untouched
-            with Session(self.engine) as s:
+            with Session(self.engine, expire_on_commit=False) as s:
                 row = s.get(Attempt, attempt_id)
                 if row is not None:
                     s.delete(row)
@@ -323,7 +337,7 @@ class CampaignRunner:
 
     # ---------------------------------------------------------------- events from telephony
     def _update_attempt(self, attempt_id: int, **fields: Any) -> None:
-        with Session(self.engine) as s:
+        with Session(self.engine, expire_on_commit=False) as s:
             row = s.get(Attempt, attempt_id)
             if row is None:
                 return
@@ -445,7 +459,7 @@ class CampaignRunner:
             self._event("dtmf_error", f"attempt {call.attempt_id}: {exc}", "warning")
             return
         cb = utc(at) + timedelta(hours=d.callback_hours) if d.outcome == "callback" else None
-        with Session(self.engine) as s:
+        with Session(self.engine, expire_on_commit=False) as s:
             row = Disposition(attempt_id=call.attempt_id, agent_id=call.agent_id, customer_id=call.customer_id,
                               campaign_id=self.campaign_id, outcome=d.outcome, amount=d.amount, sku=call.sku,
                               reason_code=d.reason_code, callback_at=cb, source="dtmf")
@@ -459,7 +473,7 @@ class CampaignRunner:
 
     def apply_dispositions(self, now: float) -> None:
         """Dispositions typed in agent consoles (other processes) since the last tick."""
-        with Session(self.engine) as s:
+        with Session(self.engine, expire_on_commit=False) as s:
             rows = s.exec(select(Disposition).where(Disposition.id > self.last_disposition_id)  # type: ignore[operator]
                           .order_by(Disposition.id)).all()
         for row in rows:
@@ -476,7 +490,7 @@ class CampaignRunner:
             live.disposed = True
             entry_id = live.entry_id
         else:
-            with Session(self.engine) as s:
+            with Session(self.engine, expire_on_commit=False) as s:
                 att = s.get(Attempt, row.attempt_id) if row.attempt_id is not None else None
                 entry_id = att.entry_id if att else None
         if row.agent_id is not None and row.agent_id in self.board.agents:
@@ -507,7 +521,7 @@ class CampaignRunner:
 
     # ---------------------------------------------------------------- manager commands
     def apply_commands(self) -> None:
-        with Session(self.engine) as s:
+        with Session(self.engine, expire_on_commit=False) as s:
             rows = s.exec(select(ControlCommand).where(ControlCommand.campaign == self.cc.name,
                                                        ControlCommand.applied_at.is_(None))  # type: ignore[union-attr]
                           .order_by(ControlCommand.id)).all()
@@ -555,7 +569,7 @@ class CampaignRunner:
     def publish(self, now: float) -> None:
         d = self.last_decision
         rates = self.pacer.abandon_rates(now)
-        with Session(self.engine) as s:
+        with Session(self.engine, expire_on_commit=False) as s:
             st = s.get(CampaignStatus, self.campaign_id) or CampaignStatus(campaign_id=self.campaign_id)
             st.runner = self.runner_id
             st.heartbeat_at = utc(now)
@@ -595,7 +609,7 @@ class CampaignRunner:
         for call in list(self.live.values()):
             self.finish(call, "interrupted", now, None, by="dialer", detail="runner stopped")
         self.hopper.recover(utc(now))
-        with Session(self.engine) as s:
+        with Session(self.engine, expire_on_commit=False) as s:
             camp = s.get(Campaign, self.campaign_id)
             if camp is not None:
                 camp.state = "stopped"
