@@ -140,7 +140,7 @@ class CampaignRunner:
         self.board = AgentBoard(engine, self.campaign_id, [a.login for a in cfg.agents], state_logger)
         self.auto_login = auto_login
         self.on_event = on_event or (lambda msg: None)
-        self.pacer = Pacer(self._pacer_config(self.cc.mode, self._stored_target()))
+        self.pacer = self._restore_pacer()
         self.live: dict[int, Live] = {}
         self.waiting: list[int] = []  # answered attempts waiting for an agent, oldest first
         self.wraps: dict[int, Wrap] = {}  # by agent id
@@ -160,12 +160,22 @@ class CampaignRunner:
             row = s.get(Campaign, self.campaign_id)
             return row.abandon_target if row else self.cc.abandon_target
 
+    def _restore_pacer(self) -> Pacer:
+        """Yesterday's (or the crashed run's) estimates and abandon book: the window's budget survives restarts."""
+        cfg = self._pacer_config(self.cc.mode, self._stored_target())
+        with Session(self.engine, expire_on_commit=False) as s:
+            st = s.get(CampaignStatus, self.campaign_id)
+            saved = (st.stats or {}).get("pacer") if st is not None else None
+        return Pacer.from_state(cfg, saved) if saved else Pacer(cfg)
+
     def _pacer_config(self, mode: str, target: float) -> PacerConfig:
         cc = self.cc
         return PacerConfig(mode=mode, abandon_target=target, abandon_limit=cc.abandon_limit,
                            abandon_window=cc.abandon_window, abandon_regime=cc.abandon_regime,
                            connect_limit_s=cc.connect_limit_s, ring_timeout_s=cc.ring_timeout_s,
-                           max_lines_per_agent=cc.max_lines_per_agent, power_ratio=cc.power_ratio)
+                           max_lines_per_agent=cc.max_lines_per_agent, power_ratio=cc.power_ratio,
+                           prior_hit_rate=cc.prior_hit_rate, prior_talk_s=cc.prior_talk_s,
+                           prior_wrap_s=cc.prior_wrap_s)
 
     def _event(self, kind: str, message: str, level: str = "info") -> None:
         with Session(self.engine, expire_on_commit=False) as s:
@@ -584,7 +594,7 @@ class CampaignRunner:
             st.aht_s = float(aht() if callable(aht) else aht or 0.0)
             st.stats = {"abandon": rates, "state": self.state, "counts": dict(self.counts),
                         "note": d.note if d is not None else "", "target": self.pacer_target(),
-                        "dropped_to_progressive": self.dropped}
+                        "dropped_to_progressive": self.dropped, "pacer": self.pacer.to_state()}
             s.add(st)
             camp = s.get(Campaign, self.campaign_id)
             if camp is not None and camp.state != self.state:

@@ -68,6 +68,9 @@ trunk = "local"
 ring_timeout_s = 18
 max_lines_per_agent = 2.5
 wrap_up_timeout_s = 15
+prior_hit_rate = 0.4
+prior_talk_s = 15
+prior_wrap_s = 2
 info_message = "{info}"
 
 [campaigns.retry]
@@ -144,7 +147,8 @@ def run_demo(args: argparse.Namespace) -> int:
         from dialer.commands.campaign import run_campaign
 
         print(f"==> running campaign 'demo' ({args.mode}) for {args.duration:.0f} s")
-        run_campaign(cfg, "demo", duration_s=args.duration, headless=args.headless, auto_login=True,
+        headless = args.headless or not (sys.stdout.isatty() and sys.stdin.isatty())
+        run_campaign(cfg, "demo", duration_s=args.duration, headless=headless, auto_login=True,
                      should_stop=lambda: stop["now"])
     finally:
         if agents:

@@ -1,0 +1,67 @@
+"""What workers report about calls, and how SIP final statuses become attempt outcomes.
+
+Events are plain data (picklable, no pjsua2 objects) so they cross process boundaries and outlive the calls.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+EventKind = Literal["trying", "ringing", "answered", "agent_connected", "agent_failed", "abandoned", "failed",
+                    "hangup", "dtmf", "worker_down", "trunk_down", "trunk_up"]
+Outcome = Literal["busy", "no_answer", "invalid", "rejected", "congestion", "cancelled", "failed", "interrupted"]
+
+
+@dataclass
+class CallEvent:
+    kind: str
+    attempt_id: int | None = None
+    at: float = field(default_factory=time.time)
+    sip_status: int | None = None
+    outcome: str | None = None
+    by: str | None = None
+    agent_id: int | None = None
+    digit: str | None = None
+    leg: str | None = None
+    worker: str = ""
+    detail: str = ""
+    recording_path: str | None = None
+    trunk: str | None = None
+    # per-leg media figures on "hangup" ({"customer": {"rx": n, "tx": n, "loss": n}, "agent": {...}})
+    stats: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_BY_STATUS: dict[int, str] = {
+    486: "busy", 600: "busy",
+    408: "no_answer", 480: "no_answer", 487: "cancelled",
+    404: "invalid", 484: "invalid", 604: "invalid", 410: "invalid", 414: "invalid", 416: "invalid",
+    603: "rejected", 403: "rejected",
+    503: "congestion", 500: "congestion", 502: "congestion", 504: "congestion",
+}
+
+
+def outcome_for_status(status: int | None, *, ring_timeout: bool = False, cancelled: bool = False) -> str:
+    """Map the final SIP status of an unanswered call to an attempt outcome.
+
+    Our own CANCEL comes back as 487: it is "no_answer" when the ring timer fired and "cancelled" when the
+    campaign hung up first. No response at all (status 408 from the transaction timer, or a transport
+    error reported as 0/5xx) is congestion: the carrier, not the callee, failed.
+    """
+    if ring_timeout:
+        return "no_answer"
+    if cancelled:
+        return "cancelled"
+    if status is None or status <= 0:
+        return "congestion"
+    if status in _BY_STATUS:
+        return _BY_STATUS[status]
+    if 500 <= status < 600:
+        return "congestion"
+    if 600 <= status < 700:
+        return "rejected"
+    return "failed"

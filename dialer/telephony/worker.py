@@ -1,0 +1,719 @@
+"""One telephony worker process: a pjsua2 endpoint that places customer and agent legs and bridges them.
+
+Why a process per endpoint: the wheel allows 4 calls per process (PJSUA_MAX_CALLS), and conference-bridge
+audio only flows between calls of one process, so the worker that holds an answered customer also places
+that customer's agent leg. Everything runs on this process's main thread (threadCnt=0, mainThreadOnly):
+`libHandleEvents` fires the callbacks, which only record facts; actions that touch another call are
+deferred to the loop body (never done inside a SWIG callback).
+
+Commands arrive and events leave over one multiprocessing Connection (a pipe per worker, so a killed
+worker breaks only its own pipe). Messages are plain tuples/dicts.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import os
+import signal
+import time
+import wave
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from dialer.privacy import mask_text
+from dialer.telephony.events import CallEvent, outcome_for_status
+
+PJ_ETOOMANY = 70010
+AGENT_HEADERS = (
+    ("Call-Info", "<sip:{host}>;answer-after=0"),
+    ("Alert-Info", "<http://localhost>;info=alert-autoanswer"),
+)
+
+
+_FN: dict[str, Any] = {}
+
+
+def _pjsua_fn(pj: Any, name: str) -> Any:
+    """A C function of the linked pjsua (not wrapped by SWIG), looked up once."""
+    fn = _FN.get(name)
+    if fn is None:
+        fn = getattr(ctypes.CDLL(pj._pjsua2.__file__), name)
+        fn.restype = ctypes.c_uint
+        _FN[name] = fn
+    return fn
+
+
+def probe_capacity(pj: Any) -> int:
+    """The call limit the linked pjsua was built with (it clamps uaConfig.maxCalls silently)."""
+    return int(_pjsua_fn(pj, "pjsua_call_get_max_count")())
+
+
+def _call_count(pj: Any) -> int:
+    return int(_pjsua_fn(pj, "pjsua_call_get_count")())
+
+
+def wav_seconds(path: str) -> float:
+    try:
+        with wave.open(path, "rb") as w:
+            return w.getnframes() / float(w.getframerate())
+    except (OSError, wave.Error, EOFError):
+        return 0.0
+
+
+@dataclass
+class Att:
+    """Plain data about one attempt in this worker. Legs are referenced only while they are alive."""
+
+    attempt_id: int
+    trunk: str
+    uri: str
+    ring_deadline: float
+    connect_limit: float
+    info_wav: str | None
+    record_path: str | None
+    state: str = "placing"  # placing|calling|answered|connected|abandoning|ending
+    cust: Any = None
+    agent: Any = None
+    agent_id: int | None = None
+    agent_confirmed: bool = False
+    agent_silent: bool = False  # we cancelled the agent leg ourselves (abandon/hangup): no agent_failed
+    agent_pending: tuple[int, str] | None = None  # waiting for a free slot
+    provisional: bool = False
+    ringing_sent: bool = False
+    answered_at: float = 0.0
+    connect_deadline: float = 0.0
+    ring_timed_out: bool = False
+    dialer_cancel: bool = False
+    hangup_by: str | None = None
+    place_until: float = 0.0
+    play_until: float = 0.0
+    recorder: Any = None
+    player: Any = None
+    bridged: bool = False
+    stats: dict[str, Any] = field(default_factory=dict)
+    levels: dict[str, int] = field(default_factory=dict)  # max conference levels seen while bridged/playing
+    next_sample: float = 0.0
+    ended_status: int | None = None
+
+
+class Worker:
+    def __init__(self, spec: dict[str, Any], conn: Connection) -> None:
+        self.spec = spec
+        self.conn = conn
+        self.name = spec["name"]
+        self.atts: dict[int, Att] = {}
+        self.zombies: dict[int, Att] = {}  # already reported, leg still finishing its transaction
+        self.todo: list[Any] = []
+        self.stop = False
+        self.last_slots: tuple[int, int] = (-1, -1)
+        self.accounts: dict[str, Any] = {}
+        self.local_acc: Any = None
+
+    # ------------------------------------------------------------------ messaging
+    def send(self, msg: tuple[Any, ...]) -> None:
+        try:
+            self.conn.send(msg)
+        except (OSError, EOFError, BrokenPipeError):
+            self.stop = True
+
+    def emit(self, kind: str, att: Att | None = None, **kw: Any) -> None:
+        ev = CallEvent(kind=kind, attempt_id=att.attempt_id if att else kw.pop("attempt_id", None),
+                       worker=self.name, trunk=att.trunk if att else kw.pop("trunk", None), **kw)
+        ev.detail = mask_text(ev.detail)
+        self.send(("event", ev.to_dict()))
+
+    # ------------------------------------------------------------------ endpoint
+    def start(self) -> None:
+        import pjsua2 as pj
+
+        self.pj = pj
+        sp = self.spec
+        ep = pj.Endpoint()
+        self.ep = ep
+        ep.libCreate()
+        epc = pj.EpConfig()
+        epc.uaConfig.threadCnt = 0
+        epc.uaConfig.mainThreadOnly = True
+        epc.uaConfig.maxCalls = int(sp.get("max_calls", 512))
+        epc.uaConfig.userAgent = "tsunagu"
+        epc.logConfig.level = int(sp.get("log_level", 0))
+        epc.logConfig.consoleLevel = 0
+        if sp.get("log_file"):
+            epc.logConfig.filename = sp["log_file"]
+        epc.medConfig.clockRate = int(sp["clock_rate"])
+        epc.medConfig.sndClockRate = int(sp["clock_rate"])
+        epc.medConfig.ecTailLen = 0
+        epc.medConfig.noVad = True  # keep RTP flowing: silence suppression hides a broken bridge from peers
+        ep.libInit(epc)
+        self.capacity = probe_capacity(pj)
+        rtp_range = max(int(sp["rtp_range"]), 2 * self.capacity + 16)
+        tc = pj.TransportConfig()
+        tc.port = int(sp["sip_port"])
+        tc.boundAddress = sp["bind"]
+        tc.publicAddress = sp["public"]
+        self.udp_tid = ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tc)
+        if any(t["transport"] == "tcp" for t in sp["trunks"]):
+            ep.transportCreate(pj.PJSIP_TRANSPORT_TCP, tc)
+        ep.libStart()
+        ep.audDevManager().setNullDev()
+        self._codecs([c for t in sp["trunks"] for c in t.get("codecs", [])] or ["PCMU/8000", "PCMA/8000"])
+
+        def media_cfg(acfg: Any) -> None:
+            acfg.mediaConfig.transportConfig.port = int(sp["rtp_port"])
+            acfg.mediaConfig.transportConfig.portRange = rtp_range
+            acfg.mediaConfig.transportConfig.boundAddress = sp["bind"]
+            acfg.mediaConfig.transportConfig.publicAddress = sp["public"]
+            acfg.mediaConfig.lockCodecEnabled = False
+
+        host = f"{sp['public']}:{sp['sip_port']}"
+        self.host = host
+        acfg = pj.AccountConfig()
+        acfg.idUri = f"sip:dialer@{host}"
+        media_cfg(acfg)
+        self.local_acc = _make_account(pj, self, "")
+        self.local_acc.create(acfg, True)
+        for t in sp["trunks"]:
+            acfg = pj.AccountConfig()
+            cid = t["caller_id"]
+            if cid and not cid.startswith(("sip:", "sips:", "<", '"')):
+                cid = f"sip:{cid}@{host}"  # a bare number as caller ID
+            acfg.idUri = cid or f"sip:{t['username'] or 'dialer'}@{host}"
+            media_cfg(acfg)
+            if t["username"]:
+                realm = "*"
+                cred = pj.AuthCredInfo("digest", realm, t["username"], 0, t["password"])
+                acfg.sipConfig.authCreds.append(cred)
+            if t["registration"]:
+                acfg.regConfig.registrarUri = t["registrar"] or t["proxy"]
+                acfg.regConfig.registerOnAdd = True
+                acfg.regConfig.retryIntervalSec = int(sp.get("trunk_retry_s", 30))
+            else:
+                acfg.regConfig.registerOnAdd = False
+            acc = _make_account(pj, self, t["name"])
+            acc.create(acfg)
+            self.accounts[t["name"]] = acc
+        self.send(("ready", {"capacity": self.capacity, "rtp_range": rtp_range, "pid": os.getpid()}))
+
+    def _codecs(self, wanted: list[str]) -> None:
+        """Only the trunks' codecs are offered, in their order (G.711 at 8 kHz by default)."""
+        ep = self.ep
+        for ci in ep.codecEnum2():
+            cid = ci.codecId
+            prio = 0
+            for rank, w in enumerate(wanted):
+                if cid.lower().startswith(w.lower()):
+                    prio = max(prio, 250 - rank)
+            try:
+                ep.codecSetPriority(cid, prio)
+            except self.pj.Error:
+                pass
+
+    # ------------------------------------------------------------------ commands
+    def handle(self, msg: dict[str, Any]) -> None:
+        op = msg["op"]
+        if op == "originate":
+            now = time.monotonic()
+            att = Att(attempt_id=msg["attempt_id"], trunk=msg["trunk"], uri=msg["uri"],
+                      ring_deadline=now + msg["ring_timeout_s"], connect_limit=msg["connect_limit_s"],
+                      info_wav=msg.get("info_wav"), record_path=msg.get("record_path"),
+                      place_until=now + 5.0)
+            self.atts[att.attempt_id] = att
+            self._place(att)
+        elif op == "connect_agent":
+            cur = self.atts.get(msg["attempt_id"])
+            if cur is None or cur.state != "answered" or cur.cust is None:
+                return  # customer gone or already abandoning: the campaign sees that from other events
+            if cur.agent is not None:
+                # the campaign moved on to another agent while this leg is still pending: cancel it quietly
+                self._hangup_leg(cur.agent)
+                cur.agent_silent = True
+            cur.agent_pending = (msg["agent_id"], msg["uri"])
+            self._place_agent(cur)
+        elif op == "hangup":
+            cur = self.atts.get(msg["attempt_id"])
+            if cur is not None:
+                self._end(cur, "dialer")
+        elif op == "register":
+            acc = self.accounts.get(msg["trunk"])
+            if acc is not None:
+                try:
+                    acc.setRegistration(True)
+                except self.pj.Error as exc:
+                    self.send(("reg", {"trunk": msg["trunk"], "ok": False, "code": exc.status,
+                                       "reason": mask_text(str(exc.reason)), "expiration": 0}))
+        elif op == "stop":
+            self.stop = True
+
+    def _place(self, att: Att) -> None:
+        pj = self.pj
+        leg = _make_call(pj, self, self.accounts[att.trunk], att, "customer")
+        prm = pj.CallOpParam(True)
+        prm.opt.audioCount = 1
+        prm.opt.videoCount = 0
+        try:
+            leg.makeCall(att.uri, prm)
+        except pj.Error as exc:
+            if exc.status == PJ_ETOOMANY and time.monotonic() < att.place_until:
+                return  # slot still held by a finishing transaction: retry from the loop
+            del self.atts[att.attempt_id]
+            outcome = "invalid" if "uri" in str(exc.reason).lower() else "failed"
+            self.emit("failed", att, outcome=outcome, detail=f"makeCall: {exc.reason}")
+            return
+        att.cust = leg
+        att.state = "calling"
+        self.emit("trying", att)
+
+    def _place_agent(self, att: Att) -> None:
+        if att.agent_pending is None or att.agent is not None:
+            return
+        pj = self.pj
+        agent_id, uri = att.agent_pending
+        leg = _make_call(pj, self, self.local_acc, att, "agent")
+        prm = pj.CallOpParam(True)
+        prm.opt.audioCount = 1
+        prm.opt.videoCount = 0
+        for name, value in AGENT_HEADERS:
+            h = pj.SipHeader()
+            h.hName = name
+            h.hValue = value.format(host=self.host)
+            prm.txOption.headers.append(h)
+        try:
+            leg.makeCall(uri, prm)
+        except pj.Error as exc:
+            if exc.status == PJ_ETOOMANY:
+                return  # retried by the loop until the connect limit
+            att.agent_pending = None
+            self.emit("agent_failed", att, agent_id=agent_id, leg="agent", detail=f"makeCall: {exc.reason}")
+            return
+        att.agent_pending = None
+        att.agent = leg
+        att.agent_id = agent_id
+        att.agent_confirmed = False
+        att.agent_silent = False
+
+    def _hangup_leg(self, leg: Any, code: int = 0) -> None:
+        prm = self.pj.CallOpParam(True)
+        if code:
+            prm.statusCode = code
+        try:
+            leg.hangup(prm)
+        except self.pj.Error:
+            pass
+
+    def _end(self, att: Att, by: str) -> None:
+        """Hang up both legs of an attempt (the dialer's decision, or the release of the other side)."""
+        if att.state == "placing":
+            del self.atts[att.attempt_id]
+            self.emit("failed", att, outcome="cancelled", detail="hung up before the INVITE left")
+            return
+        if att.state == "calling":
+            att.dialer_cancel = att.dialer_cancel or by == "dialer"
+        elif att.hangup_by is None:
+            att.hangup_by = by
+        if att.state != "calling":
+            att.state = "ending"
+        if att.agent is not None:
+            if not att.agent_confirmed:
+                att.agent_silent = True
+            self._hangup_leg(att.agent)
+        att.agent_pending = None
+        if att.cust is not None:
+            self._hangup_leg(att.cust)
+
+    # ------------------------------------------------------------------ callbacks (record facts only)
+    def on_state(self, leg: Any, att: Att, role: str) -> None:
+        pj = self.pj
+        try:
+            ci = leg.getInfo()
+        except pj.Error:
+            return
+        st = ci.state
+        if role == "customer":
+            if st == pj.PJSIP_INV_STATE_EARLY and not att.ringing_sent:
+                att.ringing_sent = att.provisional = True
+                self.emit("ringing", att, sip_status=ci.lastStatusCode)
+            elif st == pj.PJSIP_INV_STATE_CONFIRMED and att.state == "calling":
+                att.state = "answered"
+                att.answered_at = time.monotonic()
+                att.connect_deadline = att.answered_at + att.connect_limit
+                self.emit("answered", att, sip_status=200)
+                if att.record_path:
+                    self.todo.append(("record", att.attempt_id))
+            elif st == pj.PJSIP_INV_STATE_DISCONNECTED and att.state == "zombie":
+                att.cust = None
+                self.zombies.pop(att.attempt_id, None)
+            elif st == pj.PJSIP_INV_STATE_DISCONNECTED:
+                att.cust = None  # gotcha 1: no reference may outlive DISCONNECTED
+                att.ended_status = ci.lastStatusCode
+                if att.state == "calling":
+                    self._unanswered(att, ci.lastStatusCode, ci.lastReason)
+                else:
+                    if att.hangup_by is None:
+                        att.hangup_by = "customer"
+                    att.state = "ending"
+                    self.todo.append(("release", att.attempt_id))
+        else:
+            if st == pj.PJSIP_INV_STATE_CONFIRMED:
+                att.agent_confirmed = True
+                if att.state == "answered" and att.cust is not None:
+                    att.state = "connected"
+                    self.emit("agent_connected", att, agent_id=att.agent_id, leg="agent",
+                              detail=f"{(time.monotonic() - att.answered_at) * 1000:.0f} ms after answer")
+                    self.todo.append(("bridge", att.attempt_id))
+                else:
+                    att.agent_silent = True
+                    self.todo.append(("release", att.attempt_id))
+            elif st == pj.PJSIP_INV_STATE_DISCONNECTED:
+                att.agent = None
+                if not att.agent_confirmed:
+                    if not att.agent_silent:
+                        self.emit("agent_failed", att, agent_id=att.agent_id, leg="agent",
+                                  sip_status=ci.lastStatusCode, detail=f"agent leg: {ci.lastStatusCode} "
+                                                                       f"{ci.lastReason}")
+                    att.agent_id = None if att.state == "answered" else att.agent_id
+                elif att.state == "connected":
+                    att.hangup_by = att.hangup_by or "agent"
+                    att.state = "ending"
+                self.todo.append(("release", att.attempt_id))
+
+    def _unanswered(self, att: Att, status: int, reason: str) -> None:
+        self.atts.pop(att.attempt_id, None)
+        if att.ring_timed_out and not att.provisional:
+            outcome, detail = "congestion", "no response from the trunk before the ring timeout"
+        else:
+            outcome = outcome_for_status(status, ring_timeout=att.ring_timed_out, cancelled=att.dialer_cancel)
+            detail = f"{status} {reason}"
+        self.emit("failed", att, outcome=outcome, sip_status=status or None, detail=detail)
+
+    def on_tsx(self, att: Att, code: int) -> None:
+        if 100 <= code < 200:
+            att.provisional = True
+
+    def on_media(self, leg: Any, att: Att, role: str) -> None:
+        if role == "customer" and att.record_path and att.recorder is None and att.state != "calling":
+            self.todo.append(("record", att.attempt_id))  # media re-negotiated after answer
+        if role == "agent" or att.state == "connected":
+            att.bridged = False  # a re-INVITE may have given the leg a new conference port: bridge again
+            self.todo.append(("bridge", att.attempt_id))
+
+    def on_dtmf(self, att: Att, role: str, digit: str) -> None:
+        self.emit("dtmf", att, digit=digit, leg=role, agent_id=att.agent_id if role == "agent" else None)
+
+    def on_stream_destroyed(self, leg: Any, att: Att, role: str, idx: int) -> None:
+        try:
+            s = leg.getStreamStat(idx)
+            att.stats[role] = {"rx": int(s.rtcp.rxStat.pkt), "tx": int(s.rtcp.txStat.pkt),
+                               "loss": int(s.rtcp.rxStat.loss),
+                               "level_in": att.levels.get(f"{role}_in", 0),
+                               "level_out": att.levels.get(f"{role}_out", 0)}
+        except self.pj.Error:
+            pass
+
+    def _sample_levels(self, att: Att, now: float) -> None:
+        """Max signal levels per leg: in = heard from the peer, out = sent to it. They show audio crossing
+        the bridge (customer in -> agent out, agent in -> customer out) without any tone detector."""
+        if now < att.next_sample:
+            return
+        att.next_sample = now + 0.05
+        for role, leg in (("customer", att.cust), ("agent", att.agent)):
+            if leg is None:
+                continue
+            a = self._aud(leg)
+            if a is None:
+                continue
+            try:
+                lin, lout = int(a.getRxLevel()), int(a.getTxLevel())
+            except self.pj.Error:
+                continue
+            att.levels[f"{role}_in"] = max(att.levels.get(f"{role}_in", 0), lin)
+            att.levels[f"{role}_out"] = max(att.levels.get(f"{role}_out", 0), lout)
+
+    # ------------------------------------------------------------------ deferred actions and timers
+    def _aud(self, leg: Any) -> Any:
+        try:
+            return leg.getAudioMedia(-1)
+        except self.pj.Error:
+            return None
+
+    def run_todo(self) -> None:
+        todo, self.todo = self.todo, []
+        for action, attempt_id in todo:
+            att = self.atts.get(attempt_id)
+            if att is None:
+                continue
+            if action == "bridge":
+                self._bridge(att)
+            elif action == "record":
+                self._record(att)
+            elif action == "release":
+                self._release(att)
+
+    def _record(self, att: Att) -> None:
+        if att.recorder is not None or att.cust is None or not att.record_path:
+            return
+        a = self._aud(att.cust)
+        if a is None:
+            return
+        try:
+            Path(att.record_path).parent.mkdir(parents=True, exist_ok=True)
+            rec = self.pj.AudioMediaRecorder()
+            rec.createRecorder(att.record_path)
+            a.startTransmit(rec)
+            att.recorder = rec
+        except (self.pj.Error, OSError):
+            att.record_path = None  # reported as recording_path=None on hangup
+
+    def _bridge(self, att: Att) -> None:
+        if att.bridged or att.state != "connected" or att.cust is None or att.agent is None:
+            return
+        a, b = self._aud(att.cust), self._aud(att.agent)
+        if a is None or b is None:
+            return  # media not ready yet: on_media will ask again
+        try:
+            a.startTransmit(b)
+            b.startTransmit(a)
+            if att.recorder is not None:
+                b.startTransmit(att.recorder)
+            att.bridged = True
+        except self.pj.Error:
+            pass
+
+    def _release(self, att: Att) -> None:
+        """One side is gone (or the agent answered too late): hang up the other, finish when both are gone."""
+        if att.state == "ending":
+            if att.agent is not None:
+                if not att.agent_confirmed:
+                    att.agent_silent = True
+                self._hangup_leg(att.agent)
+            if att.cust is not None:
+                self._hangup_leg(att.cust)
+        elif att.agent is not None and att.agent_silent and att.agent_confirmed:
+            self._hangup_leg(att.agent)  # agent answered after the abandon decision
+        if att.cust is None and att.agent is None and att.state in ("ending", "abandoning"):
+            self._finish(att)
+
+    def _finish(self, att: Att) -> None:
+        self.atts.pop(att.attempt_id, None)
+        att.player = None
+        rec_path = att.record_path if att.recorder is not None else None
+        att.recorder = None  # closes the WAV (header written on destroy)
+        self.emit("hangup", att, by=att.hangup_by or "dialer", agent_id=att.agent_id, recording_path=rec_path,
+                  stats=dict(att.stats) or None, sip_status=att.ended_status or None)
+
+    def _abandon(self, att: Att, now: float) -> None:
+        if att.agent is not None and not att.agent_confirmed:
+            att.agent_silent = True
+            self.emit("agent_failed", att, agent_id=att.agent_id, leg="agent",
+                      detail=f"agent did not answer within the {att.connect_limit:g} s connect limit")
+            self._hangup_leg(att.agent)
+        att.agent_pending = None
+        att.state = "abandoning"
+        att.hangup_by = "dialer"
+        secs = wav_seconds(att.info_wav) if att.info_wav else 0.0
+        note = "" if secs or not att.info_wav else f"; MESSAGE NOT PLAYED: {att.info_wav} is missing or not a WAV"
+        self.emit("abandoned", att, by="dialer", detail=f"no agent within {att.connect_limit:g} s{note}")
+        att.play_until = now + (secs + 0.3 if secs else 0.0)
+        if secs and att.cust is not None:
+            a = self._aud(att.cust)
+            try:
+                p = self.pj.AudioMediaPlayer()
+                p.createPlayer(att.info_wav, self.pj.PJMEDIA_FILE_NO_LOOP)
+                if a is not None:
+                    p.startTransmit(a)
+                if att.recorder is not None:
+                    p.startTransmit(att.recorder)
+                att.player = p
+            except self.pj.Error:
+                att.play_until = now
+
+    def timers(self) -> None:
+        now = time.monotonic()
+        for att in list(self.atts.values()):
+            if att.state == "placing":
+                self._place(att)
+            elif att.state == "calling":
+                if now >= att.ring_deadline and not att.ring_timed_out and att.cust is not None:
+                    att.ring_timed_out = True
+                    if not att.provisional:
+                        # a silent trunk: no CANCEL is possible before a provisional response, and pjsip
+                        # would only give up at Timer B (32 s). Report now; keep the leg referenced until
+                        # its DISCONNECTED (its slot stays busy, reported as lingering).
+                        del self.atts[att.attempt_id]
+                        att.state = "zombie"
+                        self.zombies[att.attempt_id] = att
+                        self.emit("failed", att, outcome="congestion",
+                                  detail="no response from the trunk before the ring timeout")
+                    self._hangup_leg(att.cust)
+            elif att.state == "connected":
+                self._sample_levels(att, now)
+            elif att.state == "answered":
+                if att.agent_pending is not None and att.agent is None:
+                    self._place_agent(att)
+                if now >= att.connect_deadline:
+                    self._abandon(att, now)
+            elif att.state == "abandoning":
+                self._sample_levels(att, now)
+                if now >= att.play_until and att.cust is not None and att.play_until >= 0:
+                    att.play_until = -1.0
+                    att.player = None
+                    self._hangup_leg(att.cust)
+                elif att.cust is None and att.agent is None:
+                    self._finish(att)
+
+    def report_slots(self) -> None:
+        used = _call_count(self.pj)
+        live = sum((a.cust is not None) + (a.agent is not None) for a in self.atts.values())
+        if (used, live) != self.last_slots:
+            self.last_slots = (used, live)
+            self.send(("slots", {"used": used, "live": live}))
+
+    # ------------------------------------------------------------------ main loop
+    def loop(self) -> None:
+        ep = self.ep
+        while not self.stop:
+            # short polls while calls are up (timers, connect latency), longer when idle (CPU)
+            ep.libHandleEvents(10 if self.atts else 25)
+            self.run_todo()
+            try:
+                while self.conn.poll():
+                    self.handle(self.conn.recv())
+            except (EOFError, OSError):
+                self.stop = True  # the supervisor is gone
+            self.timers()
+            self.run_todo()
+            self.report_slots()
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        for att in list(self.atts.values()):
+            if att.state == "placing":
+                del self.atts[att.attempt_id]
+                self.emit("failed", att, outcome="cancelled", detail="telephony stopping")
+            else:
+                self._end(att, "dialer")
+        end = time.monotonic() + 5.0
+        while self.atts and time.monotonic() < end:
+            self.ep.libHandleEvents(10)
+            self.run_todo()
+            self.timers()
+        for z in self.zombies.values():
+            z.cust = None
+        self.zombies.clear()
+        for att in list(self.atts.values()):  # legs that never finished their transaction
+            att.cust = att.agent = att.player = att.recorder = None
+            self.emit("failed" if att.state == "calling" else "hangup", att, outcome="interrupted",
+                      by="dialer", detail="telephony stopped before the call ended")
+        self.atts.clear()
+        self.todo.clear()
+        self.accounts.clear()
+        self.local_acc = None
+        gc.collect()
+        self.ep.libHandleEvents(10)
+        self.ep.libDestroy()
+        self.send(("stopped", {}))
+
+
+def _make_account(pj: Any, worker: Worker, trunk: str) -> Any:
+    class Acc(pj.Account):  # type: ignore[misc]
+        def onRegState(self, prm: Any) -> None:
+            if not trunk:
+                return
+            try:
+                ok = 200 <= prm.code < 300
+                worker.send(("reg", {"trunk": trunk, "ok": ok, "code": prm.code,
+                                     "reason": mask_text(prm.reason), "expiration": prm.expiration}))
+            except Exception:  # noqa: BLE001 - never raise into SWIG
+                pass
+
+        def onIncomingCall(self, prm: Any) -> None:
+            c = pj.Call(self, prm.callId)
+            op = pj.CallOpParam()
+            op.statusCode = 603  # a dialer takes no inbound calls
+            try:
+                c.hangup(op)
+            except pj.Error:
+                pass
+
+    return Acc()
+
+
+_LEG: dict[int, Any] = {}
+
+
+def _make_call(pj: Any, worker: Worker, acc: Any, att: Att, role: str) -> Any:
+    cls = _LEG.get(id(worker))
+    if cls is None:
+        cls = _LEG[id(worker)] = _leg_class(pj, worker)
+    return cls(acc, att, role)
+
+
+def _leg_class(pj: Any, worker: Worker) -> Any:
+    class Leg(pj.Call):  # type: ignore[misc]
+        def __init__(self, acc: Any, att: Att, role: str) -> None:
+            super().__init__(acc)
+            self.att = att
+            self.role = role
+
+        def onCallState(self, prm: Any) -> None:
+            try:
+                worker.on_state(self, self.att, self.role)
+            except Exception as exc:  # noqa: BLE001 - an exception into SWIG aborts the process
+                worker.send(("error", {"where": "onCallState", "error": repr(exc)}))
+
+        def onCallTsxState(self, prm: Any) -> None:
+            try:
+                e = prm.e
+                if e.type == pj.PJSIP_EVENT_TSX_STATE and self.role == "customer":
+                    worker.on_tsx(self.att, int(e.body.tsxState.tsx.statusCode))
+            except Exception:  # noqa: BLE001
+                pass
+
+        def onCallMediaState(self, prm: Any) -> None:
+            try:
+                worker.on_media(self, self.att, self.role)
+            except Exception as exc:  # noqa: BLE001
+                worker.send(("error", {"where": "onCallMediaState", "error": repr(exc)}))
+
+        def onDtmfDigit(self, prm: Any) -> None:
+            try:
+                worker.on_dtmf(self.att, self.role, str(prm.digit))
+            except Exception:  # noqa: BLE001
+                pass
+
+        def onStreamDestroyed(self, prm: Any) -> None:
+            try:
+                worker.on_stream_destroyed(self, self.att, self.role, int(prm.streamIdx))
+            except Exception:  # noqa: BLE001
+                pass
+
+    return Leg
+
+
+def main(spec: dict[str, Any], conn: Connection) -> None:
+    """Process entry point: `python -m dialer.telephony.worker FD` (FD: a socket to the supervisor)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us cleanly
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)  # pjlib prints its banner to stdout before logConfig applies; stdout is not ours
+    w = Worker(spec, conn)
+    signal.signal(signal.SIGTERM, lambda *_: setattr(w, "stop", True))
+    try:
+        w.start()
+    except Exception as exc:  # noqa: BLE001 - report why instead of dying silently
+        status = getattr(exc, "status", None)
+        text = exc.info() if hasattr(exc, "info") else repr(exc)
+        try:
+            conn.send(("fatal", {"error": mask_text(str(text)), "status": status}))
+        except OSError:
+            pass
+        return
+    w.loop()
+
+
+if __name__ == "__main__":
+    import sys
+
+    _conn = Connection(int(sys.argv[1]))
+    main(_conn.recv(), _conn)
