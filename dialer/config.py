@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -112,8 +113,15 @@ class RetryConfig(_Section):
     invalid: Literal["next_phone", "done"] = "next_phone"
     rejected: str = "1d"
     abandoned: str = "72h"
+    # (dialer.retry) answered without a disposition yet; local/trunk failures; our own cancel; a crash mid-call
+    answered: str = "1d"
+    failed: str = "10m"
+    cancelled: str = "10m"
+    interrupted: str = "30m"
+    machine_shift: str = "3h"  # machine -> next day, this much later in the local calling day (wraps)
 
-    @field_validator("busy", "no_answer", "congestion", "rejected", "abandoned")
+    @field_validator("busy", "no_answer", "congestion", "rejected", "abandoned", "answered", "failed", "cancelled",
+                     "interrupted", "machine_shift")
     @classmethod
     def _dur(cls, v: str) -> str:
         parse_duration(v)
@@ -150,9 +158,26 @@ class CampaignConfig(_Section):
     max_lines_per_agent: Annotated[float, Field(ge=1, le=5)] = 3.0
     power_ratio: Annotated[float, Field(ge=1, le=5)] = 1.5
     wrap_up_timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    # cold-start priors for the pacing estimators (replaced by the campaign's own history once it has one)
+    prior_hit_rate: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    prior_talk_s: Annotated[float, Field(gt=0)] = 180.0
+    prior_wrap_s: Annotated[float, Field(ge=0)] = 30.0
     info_message: str = "config/sounds/info.wav"
     record_calls: bool = False
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    # hopper / scheduler (dialer.hopper, dialer.schedule): callbacks and the campaign's calendar
+    callback_reserve: str = "15m"  # a callback is held for the agent who set it this long after it is due
+    callback_late_after: str = "5m"  # offered this long after its time: flagged callback_late
+    callback_valid: str = "7d"  # a callback stays callable this long after its time
+    active_days: str = "mon-sun"  # cron day_of_week: the days the scheduler starts the campaign
+    active_from: date | None = None  # the campaign's calendar: first and last day it runs (inclusive)
+    active_until: date | None = None
+
+    @field_validator("callback_reserve", "callback_late_after", "callback_valid")
+    @classmethod
+    def _cb_dur(cls, v: str) -> str:
+        parse_duration(v)
+        return v
 
     @field_validator("calling_hours")
     @classmethod
@@ -196,6 +221,12 @@ class ListsConfig(_Section):
     cross_sell_lookback_days: Annotated[int, Field(ge=1)] = 365
     horizon_days: Annotated[int, Field(ge=1)] = 14
     cost_per_attempt: float = 50.0
+    # expected value of a call: P(reach) x P(convert | segment) x delta-value - cost (see lists/README.md)
+    loyal_min_orders: Annotated[int, Field(ge=2)] = 5
+    cooling_off_days: Annotated[int, Field(ge=0)] = 8
+    p_reach: Annotated[float, Field(gt=0, le=1)] = 0.5
+    p_convert: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=lambda: {"dormant": 0.05, "pre_churn": 0.3, "upsell": 0.4, "cross_sell": 0.3})
     ltv: LtvConfig = Field(default_factory=LtvConfig)
 
 
@@ -205,6 +236,16 @@ class SchedulesConfig(_Section):
     list_mapping: str = "config/mappings/canonical.toml"
     list_input: str = "var/crm"
     list_out: str = "var/lists"
+    # (dialer.schedule) a nightly build missed while the scheduler was down still runs if it is late by less
+    # than this; later than that it is skipped (and recorded) rather than run in business hours
+    list_build_grace: str = "6h"
+    launch_runners: bool = False  # campaign start jobs also spawn `dialer campaign run` when none is live
+
+    @field_validator("list_build_grace")
+    @classmethod
+    def _grace(cls, v: str) -> str:
+        parse_duration(v)
+        return v
 
 
 class BusinessConfig(_Section):

@@ -186,6 +186,13 @@ class CallListEntry(SQLModel, table=True):
     callback_reserved_until: datetime | None = None
     callback_late: bool = False
     locked_until: datetime | None = None
+    # hopper bookkeeping (dialer.hopper): the unique token of the lease that won the row, the attempt being
+    # dialled, numbers found unusable (phone -> invalid | wrong_number | dnc), a per-entry attempt cap
+    # raised by a callback
+    lease_token: str = Field(default="", index=True)
+    current_attempt_id: int | None = None
+    phone_flags: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    attempt_limit: int | None = None
     build_date: date | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)

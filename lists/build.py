@@ -1,0 +1,563 @@
+"""The nightly build: canonical tables -> phones -> segments -> suppression -> priority -> outputs.
+
+Suppression runs before scoring so a blocked customer is never ranked, and every customer ends in exactly
+one bucket (listed, suppressed with a reason, not eligible) so summary.json can prove nothing was lost.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import duckdb
+
+from lists.ingest import Loader, lit
+from lists.ltv import ltv_sql, p_alive_sql, remaining_shipments
+from lists.mapping import SCHEMA, Mapping
+from lists.phones import classify_digits, parse_phone_cell
+from lists.settings import ListSettings
+
+SEGMENTS = ("dormant", "pre_churn", "upsell", "cross_sell")
+# customer-level reasons, in the order they are checked: the first that applies is the one reported
+CUSTOMER_REASONS = ("withdrawn", "tel_ng", "caution", "dnc", "refusal", "no_consent", "duplicate_phone",
+                    "non_consumer_number", "invalid_phone", "no_phone")
+ENTRY_REASONS = ("refusal_product", "max_attempts", "abandon_lock")
+HARD_KINDS = ("dnc", "refusal", "no_consent")  # a refusal blocks everything only when product_scope is empty
+
+
+@dataclass(frozen=True)
+class BlockRow:
+    """A suppression the dialer knows and the CRM may not: dispositions, abandon locks, CRM mirror rows.
+
+    `until` is the first local date the block no longer applies (None: permanent).
+    """
+
+    kind: str  # dnc | refusal | no_consent | abandon_lock
+    phone_e164: str = ""
+    customer_id: str = ""
+    product_scope: str = ""
+    until: date | None = None
+    source: str = "dialer"
+
+
+@dataclass(frozen=True)
+class Suppressions:
+    blocks: Sequence[BlockRow] = ()
+    exhausted: Sequence[tuple[str, str]] = ()  # (customer_id, segment) that reached max attempts
+
+
+@dataclass(frozen=True)
+class Entry:
+    customer_id: str
+    segment: str
+    sub_segment: str
+    sku: str
+    reason: str
+    phones: list[str]
+    priority: float
+    callable_from: date
+    callable_until: date
+
+
+@dataclass
+class BuildResult:
+    """The outputs on disk plus the DuckDB connection, so the shell can stream entries into its store."""
+
+    con: duckdb.DuckDBPyConnection
+    out_dir: Path
+    summary: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+    spill_dir: Path | None = None
+
+    def entries(self, batch: int = 50_000) -> Iterator[Entry]:
+        cur = self.con.execute(
+            "SELECT customer_id, segment, sub_segment, sku, reason, phones, priority, cfrom, cuntil "
+            "FROM entries ORDER BY priority DESC, customer_id, segment")
+        while rows := cur.fetchmany(batch):
+            for r in rows:
+                yield Entry(r[0], r[1], r[2], r[3], r[4], list(r[5]), float(r[6]), r[7], r[8])
+
+    def suppressed_entries(self) -> dict[tuple[str, str], str]:
+        """(customer_id, segment) -> reason, for candidates that were suppressed (used to withdraw)."""
+        rows = self.con.execute("SELECT customer_id, segment, reason FROM suppressed").fetchall()
+        return {(r[0], r[1]): r[2] for r in rows}
+
+    def table_rows(self, table: str, batch: int = 100_000) -> Iterator[list[tuple[Any, ...]]]:
+        """Typed canonical rows (columns as in lists.mapping.SCHEMA minus join helpers), in batches."""
+        cols = [f for f in SCHEMA[table] if f not in ("customer_email", "customer_phone")]
+        if table == "blocks":
+            cols = ["e164" if c == "phone" else c for c in cols]
+            cur = self.con.execute(f"SELECT {', '.join(cols)} FROM blocks_norm")
+        else:
+            cur = self.con.execute(f"SELECT {', '.join(cols)} FROM {table}")
+        while rows := cur.fetchmany(batch):
+            yield rows
+
+    def close(self) -> None:
+        self.con.close()
+        if self.spill_dir is not None:
+            shutil.rmtree(self.spill_dir, ignore_errors=True)
+
+    def __enter__(self) -> BuildResult:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+
+def _one(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> Any:
+    row = con.execute(sql, params or []).fetchone()
+    return row[0] if row else None
+
+
+def _parse_into(con: duckdb.DuckDBPyConnection, keys: list[tuple[str, str, bool]], region: str, table: str,
+                tmp: Path) -> None:
+    """Parse phone cells in Python and append (key, idx, e164, kind, reason, flag) rows to `table`.
+
+    keys: (cache key, text, is_digits): digits-only national numbers take the fast classifier.
+    """
+    path = tmp / f"{table}_new.csv"
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["key", "idx", "e164", "kind", "reason", "flag"])
+        for key, text, digits in keys:
+            results = (classify_digits(text, region),) if digits else parse_phone_cell(text, region)
+            if not results:
+                w.writerow([key, -1, "", "", "empty", ""])
+            for i, r in enumerate(results):
+                w.writerow([key, i, r.e164, r.kind, r.reason, r.flag])
+    con.execute(f"INSERT INTO {table} SELECT key, idx, coalesce(e164, ''), coalesce(kind, ''), coalesce(reason, ''), "
+                "coalesce(flag, '') FROM read_csv(?, header=true, "
+                "columns={'key': 'VARCHAR', 'idx': 'INTEGER', 'e164': 'VARCHAR', 'kind': 'VARCHAR', "
+                "'reason': 'VARCHAR', 'flag': 'VARCHAR'}, quote='\"', escape='\"')", [str(path)])
+    path.unlink()
+
+
+# SQL twin of phones._clean for the common shapes: full-width digits and dashes, a leading label, separators
+_FW = "０１２３４５６７８９－ー−‐（）"
+_HW = "0123456789----()"
+
+
+def _norm_sql(col: str) -> str:
+    return (f"regexp_replace(translate({col}, {lit(_FW)}, {lit(_HW)}), "
+            "'^\\s*(TEL|Tel|tel|電話|携帯|自宅)\\s*[:：]?|^\\s*[(](携帯|自宅|会社)[)]|[\\s()-]', '', 'g')")
+
+
+def _phones(con: duckdb.DuckDBPyConnection, mapping: Mapping, region: str, cache: Path | None, tmp: Path) -> dict[str, int]:
+    """customers.phone/phone2 -> `phones(customer_id, e164, kind, cell, idx, __file, __line, col, raw)`.
+
+    Three tiers: plain JP mobiles are decided in SQL; other cells that reduce to a national digit string
+    are classified per distinct digit string; anything else goes through the full text parser. Results
+    are cached on disk by key, so a nightly rebuild with unchanged phones parses nothing.
+    """
+    tm = mapping.tables["customers"]
+    lab = {f: "+".join(tm.columns[f].columns) if f in tm.columns else f for f in ("phone", "phone2")}
+    jp = region == "JP"
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE cells AS
+        SELECT *, CASE WHEN fast THEN NULL WHEN simple THEN 'd:' || nd ELSE raw END AS key FROM (
+        SELECT *, {"regexp_full_match(nd, '0[789]0[1-9][0-9]{7}')" if jp else "false"} AS fast,
+               {"regexp_full_match(nd, '0[1-9][0-9]{8,9}')" if jp else "false"} AS simple
+          FROM (SELECT *, {_norm_sql('raw')} AS nd FROM (
+            SELECT customer_id, 0 AS cell, phone AS raw, __file, __line, {lit(lab['phone'])} AS col
+              FROM customers WHERE phone IS NOT NULL
+            UNION ALL
+            SELECT customer_id, 1, phone2, __file, __line, {lit(lab['phone2'])} FROM customers WHERE phone2 IS NOT NULL)))""")
+    con.execute("CREATE OR REPLACE TEMP TABLE pcache (key VARCHAR, idx INTEGER, e164 VARCHAR, kind VARCHAR, "
+                "reason VARCHAR, flag VARCHAR)")
+    if cache is not None and cache.exists():
+        try:
+            con.execute("INSERT INTO pcache SELECT key, idx, e164, kind, reason, flag FROM read_parquet(?)", [str(cache)])
+        except duckdb.Error:
+            pass  # an unreadable or old-format cache is just a cold start
+    cached_before = int(_one(con, "SELECT count(DISTINCT key) FROM pcache") or 0)
+    misses = [(k, t, bool(d)) for k, t, d in con.execute(
+        "SELECT DISTINCT key, CASE WHEN simple THEN nd ELSE raw END, simple FROM cells "
+        "WHERE NOT fast AND key NOT IN (SELECT key FROM pcache)").fetchall()]
+    if misses:
+        _parse_into(con, misses, region, "pcache", tmp)
+    if cache is not None and misses:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        con.execute(f"COPY pcache TO {lit(str(cache))} (FORMAT parquet)")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE cell_res AS
+        SELECT c.customer_id, c.cell, 0 AS idx, '+81' || substr(c.nd, 2) AS e164, 'mobile' AS kind,
+               '' AS reason, '' AS flag, c.__file, c.__line, c.col, c.raw
+          FROM cells c WHERE c.fast
+        UNION ALL
+        SELECT c.customer_id, c.cell, p.idx, p.e164, p.kind, p.reason, p.flag, c.__file, c.__line, c.col, c.raw
+          FROM cells c JOIN pcache p ON p.key = c.key WHERE NOT c.fast AND p.idx >= 0""")
+    con.execute("INSERT INTO rejects SELECT __file, __line, col, raw, 'phone ' || reason, 'cell' FROM cell_res "
+                "WHERE reason <> ''")
+    con.execute("INSERT INTO rejects SELECT __file, __line, col, raw, 'warning: ' || flag || ' (number used)', 'flag' "
+                "FROM cell_res WHERE flag <> '' AND reason = ''")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE phones AS SELECT * FROM cell_res WHERE reason = ''
+        QUALIFY row_number() OVER (PARTITION BY customer_id, e164 ORDER BY cell, idx) = 1""")
+    return {"cells": int(_one(con, "SELECT count(*) FROM cells") or 0),
+            "parsed_now": len(misses), "cached_before": cached_before}
+
+
+def _blocks(con: duckdb.DuckDBPyConnection, sup: Suppressions, region: str, as_of: date, tmp: Path) -> None:
+    """CRM blocks (raw phones) + the dialer's blocks -> `blocks_norm`, active on `as_of` only."""
+    con.execute("CREATE OR REPLACE TEMP TABLE bparse (key VARCHAR, idx INTEGER, e164 VARCHAR, kind VARCHAR, "
+                "reason VARCHAR, flag VARCHAR)")
+    raws = [(r[0], r[0], False) for r in con.execute("SELECT DISTINCT phone FROM blocks WHERE phone IS NOT NULL").fetchall()]
+    if raws:
+        _parse_into(con, raws, region, "bparse", tmp)
+    con.execute("""
+        CREATE OR REPLACE TABLE blocks_norm AS
+        SELECT coalesce(p.e164, '') AS e164, coalesce(b.customer_id, '') AS customer_id, b.kind,
+               coalesce(b.product_scope, '') AS product_scope, b.since, CAST(NULL AS DATE) AS until, 'crm' AS source
+          FROM blocks b LEFT JOIN bparse p ON p.key = b.phone AND p.e164 <> ''""")
+    if sup.blocks:
+        path = tmp / "dialer_blocks.csv"
+        with path.open("w", encoding="utf-8", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["e164", "customer_id", "kind", "product_scope", "until", "source"])
+            for b in sup.blocks:
+                w.writerow([b.phone_e164, b.customer_id, b.kind, b.product_scope,
+                            b.until.isoformat() if b.until else "", b.source])
+        con.execute("INSERT INTO blocks_norm SELECT coalesce(e164, ''), coalesce(customer_id, ''), kind, "
+                    "coalesce(product_scope, ''), NULL, until, source FROM read_csv(?, header=true, "
+                    "columns={'e164': 'VARCHAR', 'customer_id': 'VARCHAR', 'kind': 'VARCHAR', "
+                    "'product_scope': 'VARCHAR', 'until': 'DATE', 'source': 'VARCHAR'})", [str(path)])
+        path.unlink()
+    con.execute("DELETE FROM blocks_norm WHERE until IS NOT NULL AND until <= ?", [as_of])
+    con.execute("CREATE OR REPLACE TEMP TABLE exhausted (customer_id VARCHAR, segment VARCHAR)")
+    if sup.exhausted:
+        con.executemany("INSERT INTO exhausted VALUES (?, ?)", [list(x) for x in sup.exhausted])
+
+
+def _metrics(con: duckdb.DuckDBPyConnection, s: ListSettings, as_of: date) -> None:
+    a = lit(as_of.isoformat()) + "::DATE"
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE ord_val AS
+        SELECT o.order_id, o.customer_id, o.status, coalesce(o.shipped_at, o.ordered_at) AS d,
+               coalesce(o.ordered_at, o.shipped_at) AS od, coalesce(o.total, lv.amount, 0) AS value
+          FROM orders o LEFT JOIN (SELECT order_id, sum(quantity * coalesce(unit_price, 0)) AS amount
+                                   FROM order_lines WHERE order_id IN (SELECT order_id FROM orders WHERE total IS NULL)
+                                   GROUP BY 1) lv USING (order_id)""")
+    r, alpha, ba, bb = s.bgnbd
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE cm AS
+        WITH agg AS (
+          SELECT c.customer_id,
+                 count(v.order_id) FILTER (WHERE v.status = 'shipped' AND v.d IS NOT NULL) AS n,
+                 max(v.d) FILTER (WHERE v.status = 'shipped') AS last_d,
+                 min(v.d) FILTER (WHERE v.status = 'shipped') AS first_d,
+                 coalesce(sum(v.value) FILTER (WHERE v.status = 'shipped'), 0) AS revenue,
+                 max(v.od) AS last_order_any
+            FROM customers c LEFT JOIN ord_val v USING (customer_id) GROUP BY c.customer_id)
+        SELECT *, revenue / greatest(n, 1) AS aov,
+               n / greatest(date_diff('day', first_d, {a}) / 365.25, 1.0) AS freq,
+               {p_alive_sql('n - 1', "date_diff('day', first_d, last_d) / 7.0", f"date_diff('day', first_d, {a}) / 7.0", r, alpha, ba, bb)} AS p_alive,
+               customer_id IN (SELECT customer_id FROM subscriptions WHERE status = 'active') AS active_sub
+          FROM agg""")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE sl AS
+        SELECT v.customer_id, v.order_id, v.d, l.sku, l.quantity FROM ord_val v JOIN order_lines l USING (order_id)
+         WHERE v.status = 'shipped' AND v.d IS NOT NULL""")
+    con.execute("""CREATE OR REPLACE TEMP TABLE nontrial AS SELECT DISTINCT sl.customer_id FROM sl
+                   JOIN products p USING (sku) WHERE NOT coalesce(p.is_trial, false)""")
+    # the customer's own rhythm for a sku, when it has shown itself at least twice; only upsell uses it, and
+    # only customers without an active subscription with 3+ orders can have one, so the window stays small
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE own_iv AS
+        SELECT customer_id, sku, median(gap) AS gap FROM (
+          SELECT customer_id, sku, date_diff('day', lag(d) OVER (PARTITION BY customer_id, sku ORDER BY d), d) AS gap
+            FROM (SELECT DISTINCT customer_id, sku, d FROM sl
+                   WHERE customer_id IN (SELECT customer_id FROM cm WHERE n >= 3 AND NOT active_sub)
+                     AND customer_id NOT IN (SELECT customer_id FROM nontrial)))
+         WHERE gap IS NOT NULL AND gap > 0 GROUP BY 1, 2 HAVING count(*) >= 2""")
+
+
+def _candidates(con: duckdb.DuckDBPyConnection, s: ListSettings, as_of: date) -> dict[int, float]:
+    a = lit(as_of.isoformat()) + "::DATE"
+    H = s.horizon_days
+    L = s.ltv
+    con.execute("""CREATE OR REPLACE TEMP TABLE cand (customer_id VARCHAR, segment VARCHAR, sub_segment VARCHAR,
+                   sku VARCHAR, reason VARCHAR, cfrom DATE, cuntil DATE, value DOUBLE)""")
+    con.execute(f"""
+        INSERT INTO cand
+        SELECT customer_id, 'dormant',
+               CASE WHEN n = 1 THEN 'one_time' WHEN n >= {s.loyal_min_orders} THEN 'loyal' ELSE 'repeat' END, '',
+               'last purchase ' || last_d || ' (' || date_diff('day', last_d, {a}) || ' days ago), ' || n ||
+               ' orders, ¥' || CAST(round(revenue) AS BIGINT) || ', P(alive) ' || round(p_alive, 2),
+               {a}, {a} + {H},
+               {L.margin} * aov + p_alive * {ltv_sql('aov', 'freq', L)}
+          FROM cm
+         WHERE n >= 1 AND NOT active_sub AND date_diff('day', last_d, {a}) > {s.dormant_min_days}
+           AND date_diff('day', last_d, {a}) <= {s.dormant_max_days}""")
+    # Kaplan-Meier hazard per shipment number: C(k) cancelled at k over C(k) + R(k) that went past k
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE haz AS
+        WITH n AS (SELECT shipments_count AS k, count(*) AS n, count(*) FILTER (WHERE status = 'cancelled') AS c
+                     FROM subscriptions GROUP BY 1)
+        SELECT k, c, coalesce(sum(n) OVER (ORDER BY k ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING), 0) AS r
+          FROM n""")
+    haz_rows = con.execute("SELECT k, c, r FROM haz ORDER BY k").fetchall()
+    hazard = {int(k): (c / (c + r) if c + r else 0.0) for k, c, r in haz_rows}
+    rem = remaining_shipments(hazard)
+    con.execute("CREATE OR REPLACE TEMP TABLE hz (k BIGINT, h DOUBLE, rem DOUBLE)")
+    if hazard:
+        con.executemany("INSERT INTO hz VALUES (?, ?, ?)", [[k, h, rem[k]] for k, h in hazard.items()])
+    lo, hi = s.pre_churn_days_before
+    con.execute(f"""
+        INSERT INTO cand
+        SELECT customer_id, 'pre_churn', 'after_' || k, sku,
+               'subscription ' || subscription_id || ' (' || sku || ') after shipment ' || k || ': cancel hazard ' ||
+               round(h, 2) || ', next ship ' || next_ship_date,
+               next_ship_date - {lo}, next_ship_date - {hi}, value
+          FROM (SELECT s.*, hz.k, hz.h,
+                       hz.h * {ltv_sql('price', '365.0 / iv', L)} * least(1.0, hz.rem / ({L.years} * 365.0 / iv)) AS value
+                  FROM (SELECT s.*, coalesce(p.price, 0) * s.quantity AS price,
+                               greatest(coalesce(s.interval_days, CAST(p.days_per_unit * s.quantity AS BIGINT), 30), 1) AS iv
+                          FROM subscriptions s LEFT JOIN products p USING (sku)) s
+                  JOIN hz ON hz.k = s.shipments_count
+                 WHERE s.status = 'active' AND s.next_ship_date IS NOT NULL AND hz.h >= {s.pre_churn_min_hazard})
+        QUALIFY row_number() OVER (PARTITION BY customer_id ORDER BY value DESC, subscription_id) = 1""")
+    con.execute(f"""
+        INSERT INTO cand
+        WITH eligible AS (
+          SELECT cm.* FROM cm
+           WHERE n >= 1 AND NOT active_sub AND (n = 1 OR customer_id NOT IN (SELECT customer_id FROM nontrial))),
+        lines AS (
+          SELECT sl.customer_id, sl.sku, sl.d, e.last_order_any,
+                 sl.d + CAST(round(coalesce(iv.gap, sl.quantity * p.days_per_unit)) AS INTEGER) AS dep,
+                 iv.gap IS NOT NULL AS own,
+                 coalesce(nullif(p.upgrade_sku, ''), sl.sku) AS target
+            FROM sl JOIN eligible e ON e.customer_id = sl.customer_id AND sl.d = e.last_d
+            JOIN products p USING (sku) LEFT JOIN own_iv iv ON iv.customer_id = sl.customer_id AND iv.sku = sl.sku
+           WHERE coalesce(iv.gap, sl.quantity * p.days_per_unit) IS NOT NULL
+          QUALIFY row_number() OVER (PARTITION BY sl.customer_id ORDER BY dep DESC, sl.sku) = 1)
+        SELECT l.customer_id, 'upsell', CASE WHEN coalesce(p0.is_trial, false) THEN 'trial' ELSE 'one_time' END, l.sku,
+               l.sku || ' bought ' || l.d || ', runs out ' || l.dep || CASE WHEN l.own THEN ' (own rhythm)' ELSE '' END ||
+               '; offer ' || l.target || ' subscription',
+               greatest(l.dep - {s.upsell_days_before}, l.last_order_any + {s.cooling_off_days}),
+               l.dep + {s.upsell_days_after},
+               {ltv_sql('coalesce(t.price, 0)', '365.0 / greatest(coalesce(t.days_per_unit, 30), 1)', L)}
+          FROM lines l LEFT JOIN products t ON t.sku = l.target LEFT JOIN products p0 ON p0.sku = l.sku""")
+    con.execute(f"""
+        INSERT INTO cand
+        WITH rel AS (
+          SELECT s.customer_id, s.subscription_id, s.sku AS base, unnest(p.related_skus) AS rsku,
+                 generate_subscripts(p.related_skus, 1) AS pos
+            FROM subscriptions s JOIN products p USING (sku) WHERE s.status = 'active'),
+        recent AS (SELECT DISTINCT customer_id, sku FROM sl WHERE d >= {a} - {s.cross_sell_lookback_days}
+                   UNION SELECT customer_id, sku FROM subscriptions WHERE status = 'active')
+        SELECT r.customer_id, 'cross_sell', r.base, r.rsku,
+               'subscribes to ' || r.base || ', has not bought related ' || r.rsku || ' in {s.cross_sell_lookback_days} days',
+               {a}, {a} + {H},
+               {ltv_sql('coalesce(t.price, 0)', '365.0 / greatest(coalesce(t.days_per_unit, 30), 1)', L)}
+          FROM rel r JOIN products t ON t.sku = r.rsku
+         WHERE (r.customer_id, r.rsku) NOT IN (SELECT customer_id, sku FROM recent)
+        QUALIFY row_number() OVER (PARTITION BY r.customer_id ORDER BY r.pos, r.subscription_id) = 1""")
+    return hazard
+
+
+def _suppress(con: duckdb.DuckDBPyConnection, s: ListSettings, as_of: date) -> None:
+    a = lit(as_of.isoformat()) + "::DATE"
+    H = s.horizon_days
+    hard = ", ".join(lit(k) for k in HARD_KINDS)
+    # numbers never to dial: blocked by phone, or belonging to a customer blocked outright
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE hard AS
+        SELECT * FROM blocks_norm WHERE kind IN ({hard}) AND NOT (kind = 'refusal' AND product_scope <> '')""")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE blocked_numbers AS
+        SELECT e164, min(kind) AS kind FROM (
+          SELECT e164, kind FROM hard WHERE e164 <> ''
+          UNION ALL SELECT p.e164, h.kind FROM hard h JOIN phones p ON p.customer_id = h.customer_id
+           WHERE h.customer_id <> '') GROUP BY 1""")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE cust_block AS
+        SELECT customer_id, kind FROM (
+          SELECT customer_id, kind FROM hard WHERE customer_id <> ''
+          UNION ALL SELECT p.customer_id, b.kind FROM phones p JOIN blocked_numbers b USING (e164))""")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE pre_supp AS
+        SELECT c.customer_id,
+          CASE WHEN coalesce(c.withdrawn, false) THEN 'withdrawn'
+               WHEN NOT coalesce(c.tel_ok, true) THEN 'tel_ng'
+               WHEN coalesce(c.caution, false) THEN 'caution'
+               WHEN c.customer_id IN (SELECT customer_id FROM cust_block WHERE kind = 'dnc') THEN 'dnc'
+               WHEN c.customer_id IN (SELECT customer_id FROM cust_block WHERE kind = 'refusal') THEN 'refusal'
+               WHEN c.customer_id IN (SELECT customer_id FROM cust_block WHERE kind = 'no_consent') THEN 'no_consent'
+          END AS reason
+          FROM customers c""")
+    # one number, one customer: the most recent buyer keeps a shared number
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE ph_rank AS
+        SELECT p.*, row_number() OVER (PARTITION BY p.e164 ORDER BY cm.last_d DESC NULLS LAST, p.customer_id) AS owner_rank,
+               first_value(p.customer_id) OVER (PARTITION BY p.e164 ORDER BY cm.last_d DESC NULLS LAST, p.customer_id) AS owner
+          FROM phones p JOIN pre_supp ps USING (customer_id) JOIN cm USING (customer_id) WHERE ps.reason IS NULL""")
+    con.execute("INSERT INTO rejects SELECT __file, __line, col, raw, 'phone duplicate_phone (kept for customer ' || "
+                "owner || ')', 'cell' FROM ph_rank WHERE owner_rank > 1")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE usable AS
+        SELECT customer_id, list(e164 ORDER BY kind <> 'mobile', cell, idx) AS phones
+          FROM ph_rank WHERE owner_rank = 1 GROUP BY 1""")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE cust_supp AS
+        SELECT ps.customer_id, coalesce(ps.reason,
+          CASE WHEN u.customer_id IS NOT NULL THEN NULL
+               WHEN ps.customer_id IN (SELECT customer_id FROM ph_rank) THEN 'duplicate_phone'
+               WHEN ps.customer_id IN (SELECT customer_id FROM cell_res WHERE reason IN
+                    ('toll_free', 'premium_rate', 'shared_cost', 'pager', 'personal_number', 'voicemail',
+                     'not_consumer_number')) THEN 'non_consumer_number'
+               WHEN ps.customer_id IN (SELECT customer_id FROM cell_res WHERE reason <> '') THEN 'invalid_phone'
+               ELSE 'no_phone' END) AS reason, u.phones
+          FROM pre_supp ps LEFT JOIN usable u USING (customer_id)""")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE locks AS
+        SELECT customer_id, max(until) AS until FROM (
+          SELECT customer_id, until FROM blocks_norm WHERE kind = 'abandon_lock' AND customer_id <> ''
+          UNION ALL SELECT p.customer_id, b.until FROM blocks_norm b JOIN phones p USING (e164)
+           WHERE b.kind = 'abandon_lock' AND b.e164 <> '') GROUP BY 1""")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE scoped AS
+        SELECT DISTINCT customer_id, product_scope FROM (
+          SELECT customer_id, product_scope FROM blocks_norm WHERE kind = 'refusal' AND product_scope <> ''
+           AND customer_id <> ''
+          UNION ALL SELECT p.customer_id, b.product_scope FROM blocks_norm b JOIN phones p USING (e164)
+           WHERE b.kind = 'refusal' AND b.product_scope <> '' AND b.e164 <> '')""")
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE judged AS
+        SELECT c.*, greatest(c.cfrom, {a}, coalesce(lk.until, {a})) AS eff_from,
+          CASE WHEN c.cfrom > {a} + {H} OR c.cuntil < {a} THEN 'outside_horizon' END AS horizon,
+          coalesce(cs.reason,
+            CASE WHEN c.segment <> 'dormant' AND (c.customer_id, c.sku) IN (SELECT customer_id, product_scope FROM scoped)
+                   THEN 'refusal_product'
+                 WHEN (c.customer_id, c.segment) IN (SELECT customer_id, segment FROM exhausted) THEN 'max_attempts'
+                 WHEN lk.until IS NOT NULL AND lk.until > c.cuntil THEN 'abandon_lock' END) AS supp,
+          cs.phones
+          FROM cand c JOIN cust_supp cs USING (customer_id) LEFT JOIN locks lk USING (customer_id)""")
+    con.execute("""CREATE OR REPLACE TEMP TABLE suppressed AS
+                   SELECT customer_id, segment, supp AS reason FROM judged WHERE horizon IS NULL AND supp IS NOT NULL""")
+    pr = s.p_convert
+    pconv = "CASE segment " + " ".join(f"WHEN {lit(k)} THEN {float(v)}" for k, v in pr.items()) + " ELSE 0 END"
+    con.execute(f"""
+        CREATE OR REPLACE TABLE entries AS
+        SELECT customer_id, segment, sub_segment, sku, reason, phones,
+               round({s.p_reach} * {pconv} * value - {s.cost_per_attempt}, 2) AS priority,
+               eff_from AS cfrom, cuntil
+          FROM judged WHERE horizon IS NULL AND supp IS NULL""")
+
+
+def _summary(con: duckdb.DuckDBPyConnection, loader: Loader, as_of: date, phone_stats: dict[str, int],
+             hazard: dict[int, float]) -> dict[str, Any]:
+    def pairs(sql: str) -> dict[str, int]:
+        return {str(k): int(v) for k, v in con.execute(sql).fetchall()}
+
+    n_customers = int(_one(con, "SELECT count(*) FROM customers") or 0)
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE buckets AS
+        SELECT c.customer_id,
+          CASE WHEN c.customer_id IN (SELECT customer_id FROM entries) THEN 'listed'
+               WHEN c.customer_id IN (SELECT customer_id FROM suppressed) THEN 'suppressed'
+               ELSE 'not_eligible' END AS bucket,
+          CASE WHEN c.customer_id IN (SELECT customer_id FROM entries) THEN ''
+               WHEN c.customer_id IN (SELECT customer_id FROM suppressed) THEN
+                    (SELECT min(reason) FROM suppressed s WHERE s.customer_id = c.customer_id)
+               WHEN c.customer_id IN (SELECT customer_id FROM judged) THEN 'outside_horizon'
+               WHEN cm.n = 0 THEN 'no_shipped_order'
+               WHEN cm.active_sub THEN 'active_subscriber_no_rule'
+               ELSE 'no_rule_matched' END AS reason
+          FROM customers c JOIN cm USING (customer_id)""")
+    b = pairs("SELECT bucket, count(*) FROM buckets GROUP BY 1")
+    files = loader.files_by_table.get("customers", [])
+    cust_read = sum(loader.rows_read.get(f, 0) for f in files)
+    cust_rej = int(_one(con, "SELECT count(DISTINCT (file, line)) FROM rejects WHERE level = 'row' AND "
+                             "list_contains(?::VARCHAR[], file)", [files]) or 0)
+    listed, supp, ne = b.get("listed", 0), b.get("suppressed", 0), b.get("not_eligible", 0)
+    return {
+        "as_of": as_of.isoformat(),
+        "rows_read": loader.rows_read,
+        "rejected": pairs("SELECT regexp_replace(reason, '(: .*| \\(.*)$', ''), count(*) FROM rejects GROUP BY 1 ORDER BY 1"),
+        "suppressed": pairs("SELECT reason, count(*) FROM suppressed GROUP BY 1 ORDER BY 1"),
+        "suppressed_customers": pairs("SELECT reason, count(*) FROM buckets WHERE bucket = 'suppressed' GROUP BY 1 ORDER BY 1"),
+        "not_eligible": pairs("SELECT reason, count(*) FROM buckets WHERE bucket = 'not_eligible' GROUP BY 1 ORDER BY 1"),
+        "entries": {seg: int(_one(con, "SELECT count(*) FROM entries WHERE segment = ?", [seg]) or 0) for seg in SEGMENTS},
+        "entries_total": int(_one(con, "SELECT count(*) FROM entries") or 0),
+        "hazard": {str(k): round(v, 4) for k, v in sorted(hazard.items())},
+        "phones": phone_stats,
+        "notes": loader.notes,
+        "conservation": {
+            "customers": n_customers, "listed": listed, "suppressed": supp, "not_eligible": ne,
+            "customers_ok": listed + supp + ne == n_customers,
+            "customer_rows_read": cust_read, "customer_rows_rejected": cust_rej,
+            "rows_ok": cust_read == n_customers + cust_rej,
+        },
+    }
+
+
+def build_lists(mapping: Mapping, input_dir: str | Path, out_dir: str | Path, as_of: date,
+                settings: ListSettings | None = None, suppressions: Suppressions | None = None,
+                phone_cache: str | Path | None = None, memory_limit: str = "1500MB", threads: int | None = None,
+                log: Callable[[str], None] | None = None) -> BuildResult:
+    """Build the lists; writes call_list.csv, rejects.csv, summary.json into `out_dir`.
+
+    The returned BuildResult keeps the DuckDB connection open for the caller to stream entries; close it.
+    """
+    s = settings or ListSettings()
+    sup = suppressions or Suppressions()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    say = log or (lambda _m: None)
+    tmpdir = Path(tempfile.mkdtemp(prefix="lists_", dir=out))
+    con = duckdb.connect()
+    con.execute(f"SET memory_limit = {lit(memory_limit)}")
+    # spill files outlive this function (the caller streams from the connection): removed on close()
+    spill = Path(tempfile.mkdtemp(prefix="lists_spill_", dir=out))
+    con.execute(f"SET temp_directory = {lit(str(spill))}")
+    con.execute("SET preserve_insertion_order = true")
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    t: dict[str, float] = {}
+    t0 = time.perf_counter()
+    try:
+        loader = Loader(con, mapping, Path(input_dir), tmpdir, log=say)
+        loader.load_all()
+        t["load"] = time.perf_counter() - t0
+        say("parsing phones")
+        stats = _phones(con, mapping, s.region, Path(phone_cache) if phone_cache else None, tmpdir)
+        _blocks(con, sup, s.region, as_of, tmpdir)
+        t["phones"] = time.perf_counter() - t0 - sum(t.values())
+        say("segments")
+        _metrics(con, s, as_of)
+        hazard = _candidates(con, s, as_of)
+        _suppress(con, s, as_of)
+        t["rules"] = time.perf_counter() - t0 - sum(t.values())
+        summary = _summary(con, loader, as_of, stats, hazard)
+        con.execute(f"""COPY (SELECT customer_id, segment, phones[1] AS phone_e164, array_to_string(phones, ';') AS phones,
+                               reason, priority, cfrom AS callable_from, cuntil AS callable_until
+                          FROM entries ORDER BY priority DESC, customer_id, segment)
+                        TO {lit(str(out / 'call_list.csv'))} (HEADER, DELIMITER ',')""")
+        con.execute(f"""COPY (SELECT file, line, "column", value, reason FROM rejects ORDER BY file, line, "column")
+                        TO {lit(str(out / 'rejects.csv'))} (HEADER, DELIMITER ',')""")
+        t["write"] = time.perf_counter() - t0 - sum(t.values())
+        # keep what the caller streams (canonical tables, entries, suppressed, blocks); free the rest
+        for tmp_table in ("cells", "pcache", "cell_res", "misses", "ord_val", "sl", "own_iv", "nontrial", "cand", "judged",
+                          "ph_rank", "usable", "cust_supp", "pre_supp", "buckets", "rejects", "phones", "hz", "haz"):
+            con.execute(f"DROP TABLE IF EXISTS {tmp_table}")
+        summary["timings_s"] = {k: round(v, 3) for k, v in t.items()}
+        (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
+    except BaseException:
+        con.close()
+        shutil.rmtree(spill, ignore_errors=True)
+        raise
+    finally:
+        for p in sorted(tmpdir.rglob("*"), reverse=True):
+            p.unlink() if p.is_file() else p.rmdir()
+        tmpdir.rmdir()
+    return BuildResult(con=con, out_dir=out, summary=summary, timings=t, spill_dir=spill)

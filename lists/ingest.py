@@ -1,0 +1,462 @@
+"""Load source exports into typed canonical tables inside DuckDB, sending every unusable row or cell to
+`rejects` with its file and line instead of failing the build.
+
+Everything after the CP932 transcode is SQL: a 5M-row orders file is parsed, mapped, typed and checked
+in a few vectorised passes rather than row by row in Python.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+
+from lists.errors import ListsError
+from lists.mapping import KEYS, SCHEMA, Mapping, TableMapping
+
+LOAD_ORDER = ("products", "customers", "orders", "order_lines", "subscriptions", "blocks")
+
+_TRUE = ("1", "true", "yes", "y", "t", "○", "〇", "可", "ok", "有", "有効", "はい")
+_FALSE = ("0", "false", "no", "n", "f", "×", "✕", "不可", "ng", "無", "無効", "いいえ")
+
+
+def q(ident: str) -> str:
+    """Quote an identifier for DuckDB (source columns are often Japanese or contain spaces)."""
+    return '"' + ident.replace('"', '""') + '"'
+
+
+def lit(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def transcode(src: Path, dst: Path, encoding: str) -> int:
+    """Stream a CP932 file to UTF-8 (DuckDB reads UTF-8 only); returns the number of undecodable bytes."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+    bad = 0
+    with src.open("rb") as fin, dst.open("w", encoding="utf-8", newline="") as fout:
+        while chunk := fin.read(1 << 20):
+            text = decoder.decode(chunk)
+            bad += text.count("\ufffd")
+            fout.write(text)
+        tail = decoder.decode(b"", final=True)
+        bad += tail.count("\ufffd")
+        fout.write(tail)
+    return bad
+
+
+def _col(tm: TableMapping, name: str) -> str:
+    expr = f"trim({q(name)})"
+    single = "".join(p for p in tm.strip_prefixes if len(p) == 1)
+    if single:
+        # one-character prefixes (Excel's leading ') strip in one cheap ltrim
+        expr = f"ltrim({expr}, {lit(single)})"
+    for prefix in (p for p in tm.strip_prefixes if len(p) > 1):
+        expr = f"CASE WHEN starts_with({expr}, {lit(prefix)}) THEN substr({expr}, {len(prefix) + 1}) ELSE {expr} END"
+    return f"nullif(trim({expr}), '')" if tm.strip_prefixes else f"nullif({expr}, '')"
+
+
+def _field_expr(tm: TableMapping, f: str) -> str:
+    if f in tm.constants:
+        expr = lit(tm.constants[f])
+    elif f in tm.columns:
+        src = tm.columns[f]
+        if len(src.columns) == 1:
+            expr = _col(tm, src.columns[0])
+        else:
+            expr = f"nullif(concat_ws({lit(src.sep)}, {', '.join(_col(tm, c) for c in src.columns)}), '')"
+    else:
+        expr = "CAST(NULL AS VARCHAR)"
+    if f in tm.values:
+        whens = " ".join(f"WHEN {lit(k.strip().lower())} THEN {lit(v)}" for k, v in tm.values[f].items())
+        expr = f"(CASE lower({expr}) {whens} ELSE {expr} END)"
+    if f in tm.if_nonempty:
+        whens = " ".join(f"WHEN {_col(tm, c)} IS NOT NULL THEN {lit(v)}" for c, v in tm.if_nonempty[f].items())
+        expr = f"(CASE {whens} ELSE {expr} END)"
+    if f in tm.defaults:
+        expr = f"coalesce({expr}, {lit(tm.defaults[f])})"
+    return expr
+
+
+def _label(tm: TableMapping, f: str) -> str:
+    if f in tm.columns:
+        return "+".join(tm.columns[f].columns)
+    return f
+
+
+def _typed(kind: str, s: str, tm: TableMapping) -> str:
+    if kind == "date":
+        fmts = "[" + ", ".join(lit(x) for x in tm.date_formats) + "]"
+        return (f"coalesce(try_cast({s} AS DATE), CAST(coalesce(try_strptime({s}, {fmts}), "
+                f"try_strptime(regexp_extract({s}, '^\\S+'), {fmts})) AS DATE))")
+    if kind == "int":
+        return f"coalesce(try_cast({s} AS BIGINT), try_cast(regexp_replace({s}, '[,\\s]', '', 'g') AS BIGINT))"
+    if kind == "float":
+        return f"coalesce(try_cast({s} AS DOUBLE), try_cast(regexp_replace({s}, '[,¥円\\s]', '', 'g') AS DOUBLE))"
+    if kind == "bool":
+        t = ", ".join(lit(x) for x in _TRUE)
+        fl = ", ".join(lit(x) for x in _FALSE)
+        return f"(CASE WHEN lower({s}) IN ({t}) THEN true WHEN lower({s}) IN ({fl}) THEN false END)"
+    if kind.startswith("enum:"):
+        opts = ", ".join(lit(x) for x in kind[5:].split("|"))
+        return f"(CASE WHEN lower({s}) IN ({opts}) THEN lower({s}) END)"
+    if kind == "list":
+        return (f"list_filter(list_transform(string_split(coalesce({s}, ''), ';'), lambda x: trim(x)), "
+                f"lambda x: x <> '')")
+    return s
+
+
+class Loader:
+    """Loads one mapping's files into a DuckDB connection; `rejects` and `rows_read` accumulate."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, mapping: Mapping, input_dir: Path, workdir: Path,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.con = con
+        self.mapping = mapping
+        self.input_dir = input_dir
+        self.workdir = workdir
+        self.rows_read: dict[str, int] = {}
+        self.files_by_table: dict[str, list[str]] = {}
+        self.notes: list[str] = []
+        self.log = log or (lambda _m: None)
+        self._n = 0
+        con.execute("CREATE OR REPLACE TABLE rejects (file VARCHAR, line BIGINT, \"column\" VARCHAR, "
+                     "value VARCHAR, reason VARCHAR, level VARCHAR DEFAULT 'row')")
+
+    # -- reading ------------------------------------------------------------------------------------
+
+    def _fast_ok(self, tm: TableMapping, src: Path) -> bool:
+        if tm.forward_fill_by or src.suffix.lower() == ".parquet":
+            return False
+        with src.open("rb") as fh:
+            while chunk := fh.read(1 << 24):
+                if b'"' in chunk:
+                    return False
+        return True
+
+    def _check_header(self, tm: TableMapping, path: Path, cols: list[str]) -> None:
+        header = set(cols)
+        for f, src in tm.columns.items():
+            for c in src.columns:
+                if c not in header:
+                    raise ListsError(
+                        f"{path}: column {c!r} not found (mapped to {tm.table}.{f} in {self.mapping.path}); "
+                        f"the file's columns are: {', '.join(cols)}")
+        for c in tm.source_columns():
+            if c not in header:
+                raise ListsError(f"{path}: column {c!r} not found (used by {tm.table} in {self.mapping.path}); "
+                                 f"the file's columns are: {', '.join(cols)}")
+
+    def _csv(self, tm: TableMapping, src: Path, rej: str, scan: str) -> str:
+        return (f"read_csv({lit(str(src))}, header=true, all_varchar=true, delim={lit(tm.delimiter)}, quote='\"', "
+                f"escape='\"', store_rejects=true, rejects_table={lit(rej)}, rejects_scan={lit(scan)}, "
+                f"null_padding=false)")
+
+    def _utf8(self, tm: TableMapping, path: Path) -> Path:
+        if tm.encoding != "cp932":
+            return path
+        self._n += 1
+        src = self.workdir / f"utf8_{self._n}_{path.name}"
+        bad = transcode(path, src, "cp932")
+        if bad:
+            self.notes.append(f"{path.name}: {bad} bytes not valid CP932 were replaced by U+FFFD")
+        return src
+
+    def _read_file(self, tm: TableMapping, path: Path, src: Path) -> tuple[str, str]:
+        """One file -> a raw all-VARCHAR table with `__line`; malformed CSV records go to rejects."""
+        self._n += 1
+        n = self._n
+        raw = f"raw_{n}"
+        rej, scan = f"csvrej_{n}", f"csvscan_{n}"
+        if path.suffix.lower() == ".parquet":
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE {raw} AS SELECT * FROM read_parquet(?)", [str(src)])
+            cols = [r[0] for r in self.con.execute(f"DESCRIBE {raw}").fetchall()]
+            casts = ", ".join(f"CAST({q(c)} AS VARCHAR) AS {q(c)}" for c in cols)
+            self._check_header(tm, path, cols)
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE {raw} AS SELECT {casts}, rowid + 2 AS __line FROM {raw}")
+            self.rows_read[path.name] = self._count(raw)
+            return raw, "__line"
+        try:
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE {raw} AS SELECT * FROM {self._csv(tm, src, rej, scan)}")
+        except duckdb.Error as exc:
+            raise ListsError(f"{path}: cannot be read as CSV ({str(exc).splitlines()[0]})") from None
+        cols = [r[0] for r in self.con.execute(f"DESCRIBE {raw}").fetchall()]
+        self._check_header(tm, path, cols)
+        # one reject per bad record (DuckDB reports one per missing column); its `line` is a record number
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE rj_{n} AS SELECT line AS rec, min(error_type) AS et, "
+                         f"min(csv_line) AS v, string_agg(DISTINCT coalesce(column_name, ''), '+') AS col "
+                         f"FROM {rej} GROUP BY line")
+        bad_lines = self._count(f"rj_{n}")
+        cat = "concat_ws('', " + ", ".join(q(c) for c in cols) + ")" if cols else "''"
+        has_nl = self.con.execute(f"SELECT count(*) FROM {raw} WHERE contains({cat}, chr(10))").fetchone()
+        nl = f"len({cat}) - len(replace({cat}, chr(10), ''))" if has_nl and has_nl[0] else "0"
+        if not bad_lines and nl == "0":
+            # the common case: record i is on line i + 2, read straight from rowid without copying the table
+            self.con.execute(f"DROP TABLE rj_{n}")
+            self.con.execute(f"DROP TABLE IF EXISTS {rej}")
+            self.con.execute(f"DROP TABLE IF EXISTS {scan}")
+            self.rows_read[path.name] = self._count(raw)
+            return raw, "rowid + 2"
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {raw} AS SELECT *, rowid + 2 AS __rec, {nl} AS __nl FROM {raw}")
+        if bad_lines:
+            # good record i sits after every bad record j whose number minus the bad ones before it is <= i + 2
+            self.con.execute(
+                f"UPDATE {raw} SET __rec = __rec + (SELECT count(*) FROM (SELECT rec - row_number() OVER "
+                f"(ORDER BY rec) + 1 AS b FROM rj_{n}) j WHERE j.b <= {raw}.__rec)")
+        if nl != "0":
+            self.con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {raw} AS SELECT * EXCLUDE (__nl), __rec + coalesce(sum(__nl) OVER "
+                f"(ORDER BY __rec ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS __line, __nl FROM {raw}")
+        else:
+            self.con.execute(f"ALTER TABLE {raw} ADD COLUMN __line BIGINT")
+            self.con.execute(f"UPDATE {raw} SET __line = __rec")
+        if bad_lines:
+            self.con.execute(
+                f"INSERT INTO rejects SELECT {lit(path.name)}, rec + coalesce((SELECT sum(__nl) FROM {raw} "
+                f"WHERE __rec < rj.rec), 0), col, v, 'malformed CSV: ' || lower(et), 'row' FROM rj_{n} rj")
+        self.con.execute(f"DROP TABLE rj_{n}")
+        self.con.execute(f"DROP TABLE IF EXISTS {rej}")
+        self.con.execute(f"DROP TABLE IF EXISTS {scan}")
+        self.rows_read[path.name] = self._count(raw) + bad_lines
+        return raw, "__line"
+
+    def _count(self, table: str) -> int:
+        row = self.con.execute(f"SELECT count(*) FROM {table}").fetchone()
+        return int(row[0]) if row else 0
+
+    # -- mapping and typing -------------------------------------------------------------------------
+
+    def load(self, table: str) -> None:
+        """Create the typed canonical table `table` (empty when the mapping has no such table).
+
+        One pass per file maps, types and checks every row (`chk_<table>`); then duplicates are found with a
+        GROUP BY and the clean table is written once.
+        """
+        fields = SCHEMA[table]
+        tm = self.mapping.tables.get(table)
+        tmm = tm or TableMapping(table=table, glob="")
+        files: list[Path] = []
+        if tm is not None:
+            files = sorted(p for p in self.input_dir.glob(tm.glob) if p.is_file())
+            if not files and table == "customers":
+                raise ListsError(f"{self.input_dir}: no file matches {tm.glob!r} (customers, {self.mapping.path})")
+            if not files:
+                self.notes.append(f"{table}: no file matches {tm.glob!r}; table left empty")
+        self.files_by_table[table] = [p.name for p in files]
+        chk = f"chk_{table}"
+        checks = self._checks(table, tmm)
+        case_id = " ".join(f"WHEN {c} THEN {i}" for i, (c, _, _, _) in enumerate(checks)) or "WHEN false THEN 0"
+        checked = [f for f, k in fields.items() if k in ("date", "int", "float", "bool") or k.startswith("enum:")
+                   or k == "list"]
+        typed = ", ".join(f"{_typed(k, q(f), tmm)} AS {q(f)}" for f, k in fields.items())
+        raws = ", ".join(f"{q(f)} AS {q('s_' + f)}" for f in checked)
+        sources: list[tuple[str, str]] = []
+        if not files:
+            raw = f"raw_empty_{table}"
+            cols = ", ".join(f"{q(c)} VARCHAR" for c in tmm.source_columns())
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE {raw} ({cols + ', ' if cols else ''}__line BIGINT)")
+            sources.append(("", raw))
+        first = True
+        exprs = ", ".join(f"{_field_expr(tmm, f)} AS {q(f)}" for f in fields)
+
+        def select(source: str, fname: str, line: str) -> str:
+            return (f"SELECT *, CASE {case_id} END AS __rr FROM (SELECT __file, __line, {typed}, {raws} FROM "
+                    f"(SELECT {lit(fname)} AS __file, {line} AS __line, {exprs} FROM {source}))")
+
+        def put(sql: str) -> None:
+            nonlocal first
+            if first:
+                self.con.execute(f"CREATE OR REPLACE TEMP TABLE {chk} AS {sql}")
+                first = False
+            else:
+                self.con.execute(f"INSERT INTO {chk} {sql}")
+
+        if not files:
+            put(select(sources[0][1], "", "__line"))
+            self.con.execute(f"DROP TABLE {sources[0][1]}")
+        for path in files:
+            src = self._utf8(tmm, path)
+            if self._fast_ok(tmm, src):
+                # one pass straight from the file: no quotes means no embedded newlines, so record i is on
+                # line i + 1 unless DuckDB rejected a record, in which case the careful path below re-reads it
+                self._n += 1
+                rej, scan = f"csvrej_{self._n}", f"csvscan_{self._n}"
+                try:
+                    header = [r[0] for r in self.con.execute(
+                        f"DESCRIBE SELECT * FROM {self._csv(tmm, src, rej + '_d', scan + '_d')}").fetchall()]
+                except duckdb.Error as exc:
+                    raise ListsError(f"{path}: cannot be read as CSV ({str(exc).splitlines()[0]})") from None
+                self._check_header(tmm, path, header)
+                put(select(f"(SELECT row_number() OVER () + 1 AS __rn, * FROM {self._csv(tmm, src, rej, scan)})",
+                           path.name, "__rn"))
+                bad = self._count(rej)
+                for t in (rej, scan, rej + "_d", scan + "_d"):
+                    self.con.execute(f"DROP TABLE IF EXISTS {t}")
+                if not bad:
+                    row = self.con.execute(f"SELECT count(*) FROM {chk} WHERE __file = ?", [path.name]).fetchone()
+                    self.rows_read[path.name] = int(row[0]) if row else 0
+                    continue
+                self.con.execute(f"DELETE FROM {chk} WHERE __file = ?", [path.name])
+            raw, line = self._read_file(tmm, path, src)
+            if tmm.forward_fill_by:
+                key = q(tmm.forward_fill_by)
+                fills = ", ".join(
+                    f"coalesce(nullif(trim({q(c)}), ''), last_value(nullif(trim({q(c)}), '') IGNORE NULLS) OVER "
+                    f"(PARTITION BY {key} ORDER BY {line} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)) "
+                    f"AS {q(c)}" for c in tmm.source_columns() if c != tmm.forward_fill_by)
+                if fills:
+                    self.con.execute(f"CREATE OR REPLACE TEMP TABLE {raw} AS SELECT {line} AS __line, {key}, {fills} "
+                                     f"FROM {raw}")
+                    line = "__line"
+            put(select(raw, path.name, line))
+            self.con.execute(f"DROP TABLE {raw}")
+        self._finish(table, tmm, tm is not None and tm.distinct, checks, checked)
+
+    def _checks(self, table: str, tmm: TableMapping) -> list[tuple[str, str, str, str]]:
+        """Row-level checks (condition, column label, value, reason): the first failing one rejects the row."""
+        fields = SCHEMA[table]
+        checks: list[tuple[str, str, str, str]] = []
+        for f, k in fields.items():
+            label = lit(_label(tmm, f))
+            if k == "key" and not (table == "orders" and f == "customer_id"):
+                checks.append((f"{q(f)} IS NULL", label, "''", lit(f"missing {f}")))
+            if k.startswith("enum:"):
+                s = q("s_" + f)
+                checks.append((f"{q(f)} IS NULL", label, f"coalesce({s}, '')",
+                               f"'unknown {f}: ' || coalesce({s}, '(empty)')"))
+        if table == "order_lines":
+            checks.append(("quantity IS NULL", lit(_label(tmm, "quantity")), "coalesce(s_quantity, '')",
+                           "'quantity is not a whole number'"))
+            checks.append(("quantity <= 0", lit(_label(tmm, "quantity")), "s_quantity", "'quantity must be positive'"))
+        if table == "subscriptions":
+            checks.append(("quantity IS NULL OR quantity <= 0", lit(_label(tmm, "quantity")),
+                           "coalesce(s_quantity, '')", "'quantity must be a positive whole number'"))
+            checks.append(("shipments_count IS NULL OR shipments_count < 0", lit(_label(tmm, "shipments_count")),
+                           "coalesce(s_shipments_count, '')", "'shipments_count must be a whole number >= 0'"))
+        if table == "orders":
+            checks.append(("ordered_at IS NULL AND shipped_at IS NULL", lit(_label(tmm, "ordered_at")),
+                           "coalesce(s_ordered_at, '')",
+                           "CASE WHEN s_ordered_at IS NULL THEN 'no order date' ELSE 'bad date' END"))
+            checks.append(("total < 0", lit(_label(tmm, "total")), "s_total", "'negative total'"))
+        if table == "blocks":
+            checks.append(("phone IS NULL AND customer_id IS NULL", lit("phone+customer_id"), "''",
+                           "'block without phone or customer_id'"))
+        return checks
+
+    def _finish(self, table: str, tmm: TableMapping, distinct: bool, checks: list[tuple[str, str, str, str]],
+                checked: list[str]) -> None:
+        fields = SCHEMA[table]
+        chk = f"chk_{table}"
+        if checks:
+            def pick(j: int) -> str:
+                return "CASE __rr " + " ".join(f"WHEN {i} THEN {c[j]}" for i, c in enumerate(checks)) + " END"
+
+            self.con.execute(f"INSERT INTO rejects SELECT __file, __line, {pick(1)}, {pick(2)}, {pick(3)}, 'row' "
+                             f"FROM {chk} WHERE __rr IS NOT NULL")
+        # cell-level: a value present but unreadable is dropped (NULL) and reported; the row is kept
+        cells = [f"SELECT __file, __line, {lit(_label(tmm, f))}, {q('s_' + f)}, "
+                 f"{lit('bad date' if k == 'date' else f'bad {k}')}, 'cell' FROM {chk} "
+                 f"WHERE __rr IS NULL AND {q('s_' + f)} IS NOT NULL AND {q(f)} IS NULL"
+                 for f, k in fields.items() if k in ("date", "int", "float", "bool") and f in checked]
+        if cells:
+            self.con.execute("INSERT INTO rejects " + " UNION ALL ".join(cells))
+        keep = ", ".join(f"c.{q(f)}" for f in fields)
+        key = KEYS.get(table)
+        if key and distinct:
+            self.con.execute(
+                f"CREATE OR REPLACE TABLE {table} AS SELECT c.__file, c.__line, {keep} FROM {chk} c "
+                f"WHERE __rr IS NULL QUALIFY row_number() OVER (PARTITION BY {q(key)} ORDER BY __file, __line) = 1")
+        elif key:
+            self.con.execute(
+                f"CREATE OR REPLACE TEMP TABLE dupk AS SELECT {q(key)} AS k, min(__line) AS first_line "
+                f"FROM {chk} WHERE __rr IS NULL GROUP BY 1 HAVING count(*) > 1")
+            self.con.execute(
+                f"CREATE OR REPLACE TEMP TABLE duprej AS SELECT c.__file, c.__line, d.k, d.first_line FROM {chk} c "
+                f"JOIN dupk d ON c.{q(key)} = d.k WHERE c.__rr IS NULL "
+                f"QUALIFY row_number() OVER (PARTITION BY d.k ORDER BY c.__file, c.__line) > 1")
+            self.con.execute(
+                f"INSERT INTO rejects SELECT __file, __line, {lit(_label(tmm, key))}, k, "
+                f"'duplicate {key} (first at line ' || first_line || ')', 'row' FROM duprej")
+            # in place: delete the few rejected rows rather than copying millions of good ones
+            self.con.execute(f"DELETE FROM {chk} USING duprej d WHERE {chk}.__file = d.__file AND {chk}.__line = d.__line")
+            self.con.execute(f"DELETE FROM {chk} WHERE __rr IS NOT NULL")
+            self.con.execute("DROP TABLE dupk")
+            self.con.execute("DROP TABLE duprej")
+            self._rename(chk, table, checked)
+            return
+        else:
+            self.con.execute(f"DELETE FROM {chk} WHERE __rr IS NOT NULL")
+            self._rename(chk, table, checked)
+            return
+        self.con.execute(f"DROP TABLE {chk}")
+
+    def _rename(self, chk: str, table: str, checked: list[str]) -> None:
+        for f in checked:
+            self.con.execute(f"ALTER TABLE {chk} DROP COLUMN {q('s_' + f)}")
+        self.con.execute(f"ALTER TABLE {chk} DROP COLUMN __rr")
+        self.con.execute(f"ALTER TABLE {chk} RENAME TO {table}")
+
+    # -- references ---------------------------------------------------------------------------------
+
+    def _reject_where(self, table: str, cond: str, column: str, value: str, reason: str) -> None:
+        self.con.execute(f"INSERT INTO rejects SELECT __file, __line, {lit(column)}, {value}, {reason}, 'row' "
+                         f"FROM {table} WHERE {cond}")
+        self.con.execute(f"DELETE FROM {table} WHERE {cond}")
+
+    def check_references(self) -> None:
+        """Join rows that point at nothing are rejected with their line (unknown customer, sku, order)."""
+        o = self.mapping.tables.get("orders")
+        if o is not None and "customer_id" not in o.columns and "customer_id" not in o.constants:
+            # Shopify orders: no customer id; join on lower-cased e-mail, else on the phone's digits
+            self.con.execute("""
+                CREATE OR REPLACE TEMP TABLE email_ix AS SELECT lower(email) AS k, min(customer_id) AS cid
+                FROM customers WHERE email IS NOT NULL GROUP BY 1""")
+            self.con.execute(f"""
+                CREATE OR REPLACE TEMP TABLE phone_ix AS SELECT k, min(customer_id) AS cid FROM (
+                  SELECT {_digits('phone')} AS k, customer_id FROM customers UNION ALL
+                  SELECT {_digits('phone2')}, customer_id FROM customers) WHERE length(k) >= 9 GROUP BY 1""")
+            self.con.execute(f"""
+                UPDATE orders SET customer_id = coalesce(
+                  (SELECT cid FROM email_ix WHERE email_ix.k = lower(orders.customer_email)),
+                  (SELECT cid FROM phone_ix WHERE phone_ix.k = {_digits('orders.customer_phone')}))
+                WHERE customer_id IS NULL""")
+            label = "+".join(_label(o, f) for f in ("customer_email", "customer_phone") if f in o.columns)
+            self._reject_where("orders", "customer_id IS NULL", label,
+                               "coalesce(customer_email, customer_phone, '')",
+                               "'no customer with this e-mail or phone'")
+        self._reject_where("orders", "customer_id IS NULL OR customer_id NOT IN (SELECT customer_id FROM customers)",
+                           self._lab("orders", "customer_id"), "customer_id", "'unknown customer'")
+        self._reject_where("order_lines", "order_id NOT IN (SELECT order_id FROM orders)",
+                           self._lab("order_lines", "order_id"), "order_id", "'unknown or rejected order'")
+        has_products = self._count("products") > 0
+        if has_products:
+            self._reject_where("order_lines", "sku NOT IN (SELECT sku FROM products)",
+                               self._lab("order_lines", "sku"), "sku", "'unknown sku'")
+            self._reject_where("subscriptions", "sku NOT IN (SELECT sku FROM products)",
+                               self._lab("subscriptions", "sku"), "sku", "'unknown sku'")
+        else:
+            self.notes.append("no product master: skus are not checked and depletion dates cannot be computed")
+        self._reject_where("subscriptions", "customer_id IS NULL OR customer_id NOT IN (SELECT customer_id FROM customers)",
+                           self._lab("subscriptions", "customer_id"), "customer_id", "'unknown customer'")
+
+    def _lab(self, table: str, f: str) -> str:
+        tm = self.mapping.tables.get(table)
+        return _label(tm, f) if tm else f
+
+    def load_all(self) -> None:
+        for t in LOAD_ORDER:
+            self.log(f"loading {t}")
+            self.load(t)
+        self.check_references()
+
+
+def _digits(expr: str) -> str:
+    """Digits of a phone with +81 turned back into a trunk 0, for joining orders to customers by phone."""
+    d = f"regexp_replace(coalesce({expr}, ''), '[^0-9]', '', 'g')"
+    return f"(CASE WHEN starts_with({d}, '81') AND length({d}) >= 11 THEN '0' || substr({d}, 3) ELSE {d} END)"
+
+
+def safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", text)

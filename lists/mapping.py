@@ -1,0 +1,215 @@
+"""Mapping files: how one source's export translates into the canonical tables.
+
+A mapping is TOML so an operator can adapt to a renamed column without code; it is validated up front so
+a typo fails with the mapping file and key named instead of halfway through a nightly build.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lists.errors import ListsError
+
+# canonical table -> field -> type. Types: str, key (required str), date, int, float, bool, enum:a|b, list
+SCHEMA: dict[str, dict[str, str]] = {
+    "customers": {
+        "customer_id": "key", "name": "str", "name_kana": "str", "phone": "str", "phone2": "str",
+        "email": "str", "prefecture": "str", "created_at": "date", "tel_ok": "bool", "withdrawn": "bool",
+        "caution": "bool",
+    },
+    "orders": {
+        "order_id": "key", "customer_id": "key", "ordered_at": "date", "shipped_at": "date",
+        "status": "enum:shipped|cancelled|returned|pending", "channel": "str", "subscription_id": "str",
+        "cycle_no": "int", "total": "float",
+        # join helpers when the export has no customer id (Shopify orders): not stored
+        "customer_email": "str", "customer_phone": "str",
+    },
+    "order_lines": {"order_id": "key", "sku": "key", "quantity": "int", "unit_price": "float"},
+    "subscriptions": {
+        "subscription_id": "key", "customer_id": "key", "sku": "key", "quantity": "int",
+        "status": "enum:active|paused|cancelled|completed", "started_at": "date", "interval_days": "int",
+        "next_ship_date": "date", "change_deadline": "date", "shipments_count": "int", "cancelled_at": "date",
+        "cancel_reason": "str",
+    },
+    "products": {
+        "sku": "key", "name": "str", "days_per_unit": "float", "is_trial": "bool", "upgrade_sku": "str",
+        "related_skus": "list", "price": "float", "unit_cost": "float",
+    },
+    "blocks": {
+        "phone": "str", "customer_id": "str", "kind": "enum:dnc|refusal|no_consent", "product_scope": "str",
+        "since": "date",
+    },
+}
+KEYS = {"customers": "customer_id", "orders": "order_id", "subscriptions": "subscription_id", "products": "sku"}
+DEFAULTS: dict[str, dict[str, str]] = {
+    "customers": {"tel_ok": "1", "withdrawn": "0", "caution": "0"},
+    "orders": {"status": "shipped"},
+    "order_lines": {"quantity": "1"},
+    "subscriptions": {"quantity": "1", "shipments_count": "0"},
+    "products": {"is_trial": "0"},
+}
+ENCODINGS = {"utf-8", "utf-8-sig", "cp932"}
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where one canonical field comes from: one column, or several joined with `sep` (EC-CUBE TEL1-3)."""
+
+    columns: tuple[str, ...]
+    sep: str = ""
+
+
+@dataclass(frozen=True)
+class TableMapping:
+    table: str
+    glob: str
+    encoding: str = "utf-8"
+    delimiter: str = ","
+    columns: dict[str, Source] = field(default_factory=dict)
+    values: dict[str, dict[str, str]] = field(default_factory=dict)
+    if_nonempty: dict[str, dict[str, str]] = field(default_factory=dict)
+    constants: dict[str, str] = field(default_factory=dict)
+    defaults: dict[str, str] = field(default_factory=dict)
+    date_formats: tuple[str, ...] = ("%Y-%m-%d", "%Y/%m/%d", "%Y%m%d")
+    strip_prefixes: tuple[str, ...] = ("'",)
+    forward_fill_by: str = ""
+    distinct: bool = False  # several rows per key are line items of one record: keep the first silently
+
+    def source_columns(self) -> list[str]:
+        cols: list[str] = []
+        for src in self.columns.values():
+            cols.extend(c for c in src.columns if c not in cols)
+        for rules in self.if_nonempty.values():
+            cols.extend(c for c in rules if c not in cols)
+        if self.forward_fill_by and self.forward_fill_by not in cols:
+            cols.append(self.forward_fill_by)
+        return cols
+
+
+@dataclass(frozen=True)
+class HttpSource:
+    url: str
+    token_env: str = ""
+    page_size: int = 500
+    cursor_param: str = "cursor"
+    limit_param: str = "limit"
+    items_key: str = "items"
+    next_key: str = "next_cursor"
+    max_retries: int = 5
+    backoff_s: float = 0.5
+    timeout_s: float = 10.0
+    resources: dict[str, str] = field(default_factory=dict)  # canonical table -> URL path
+
+
+@dataclass(frozen=True)
+class Mapping:
+    name: str
+    path: str
+    tables: dict[str, TableMapping]
+    http: HttpSource | None = None
+
+
+def _err(path: Path, where: str, msg: str) -> ListsError:
+    return ListsError(f"{path}: [{where}] {msg}")
+
+
+def _str_map(path: Path, where: str, raw: Any) -> dict[str, str]:
+    if not isinstance(raw, dict):
+        raise _err(path, where, "expected a table of strings")
+    return {str(k): str(v) for k, v in raw.items()}
+
+
+def _source(path: Path, where: str, raw: Any) -> Source:
+    if isinstance(raw, str):
+        return Source((raw,))
+    if isinstance(raw, list) and raw and all(isinstance(c, str) for c in raw):
+        return Source(tuple(raw), " ")
+    if isinstance(raw, dict) and isinstance(raw.get("columns"), list):
+        extra = set(raw) - {"columns", "sep"}
+        if extra:
+            raise _err(path, where, f"unknown keys {sorted(extra)} (expected columns, sep)")
+        return Source(tuple(str(c) for c in raw["columns"]), str(raw.get("sep", "")))
+    raise _err(path, where, "expected a column name, a list of columns, or {columns = [...], sep = \"-\"}")
+
+
+_TABLE_KEYS = {"glob", "encoding", "delimiter", "columns", "values", "if_nonempty", "constants", "defaults",
+               "date_formats", "strip_prefixes", "forward_fill_by", "distinct"}
+
+
+def _table(path: Path, name: str, raw: Any) -> TableMapping:
+    where = f"tables.{name}"
+    if name not in SCHEMA:
+        raise _err(path, where, f"unknown canonical table (expected one of {', '.join(SCHEMA)})")
+    if not isinstance(raw, dict):
+        raise _err(path, where, "expected a table")
+    extra = set(raw) - _TABLE_KEYS
+    if extra:
+        raise _err(path, where, f"unknown keys {sorted(extra)}")
+    if not isinstance(raw.get("glob"), str):
+        raise _err(path, where, "glob is required (a file pattern relative to the input directory)")
+    enc = str(raw.get("encoding", "utf-8")).lower().replace("_", "-")
+    if enc in {"shift-jis", "shift_jis", "sjis"}:
+        raise _err(path, where, f"encoding {enc!r}: use cp932 (Windows Shift-JIS), which also decodes ①, ㈱ and NEC extensions")
+    if enc not in ENCODINGS:
+        raise _err(path, where, f"encoding {enc!r} not supported (utf-8 or cp932)")
+    fields = SCHEMA[name]
+    columns: dict[str, Source] = {}
+    for f, src in dict(raw.get("columns", {})).items():
+        if f not in fields:
+            raise _err(path, f"{where}.columns.{f}", f"not a canonical field of {name} (fields: {', '.join(fields)})")
+        columns[f] = _source(path, f"{where}.columns.{f}", src)
+    values = {f: _str_map(path, f"{where}.values.{f}", m) for f, m in dict(raw.get("values", {})).items()}
+    if_nonempty = {f: _str_map(path, f"{where}.if_nonempty.{f}", m) for f, m in dict(raw.get("if_nonempty", {})).items()}
+    constants = _str_map(path, f"{where}.constants", raw.get("constants", {}))
+    defaults = {**DEFAULTS.get(name, {}), **_str_map(path, f"{where}.defaults", raw.get("defaults", {}))}
+    for section in (values, if_nonempty, constants):
+        for f in section:
+            if f not in fields:
+                raise _err(path, where, f"{f!r} is not a canonical field of {name}")
+    provided = set(columns) | set(constants) | set(if_nonempty)
+    key = KEYS.get(name)
+    if key and key not in provided:
+        raise _err(path, where, f"the key field {key!r} must be mapped")
+    if name == "orders" and not ({"customer_id", "customer_email", "customer_phone"} & provided):
+        raise _err(path, where, "map customer_id, or customer_email / customer_phone to join on")
+    return TableMapping(
+        table=name, glob=raw["glob"], encoding=enc, delimiter=str(raw.get("delimiter", ",")), columns=columns,
+        values=values, if_nonempty=if_nonempty, constants=constants, defaults=defaults,
+        date_formats=tuple(raw.get("date_formats", TableMapping.date_formats)),
+        strip_prefixes=tuple(raw.get("strip_prefixes", TableMapping.strip_prefixes)),
+        forward_fill_by=str(raw.get("forward_fill_by", "")), distinct=bool(raw.get("distinct", False)),
+    )
+
+
+def load_mapping(path: str | Path) -> Mapping:
+    """Read and validate a mapping file; every problem names the file and the key."""
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ListsError(f"{p}: mapping file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ListsError(f"{p}: not valid TOML: {exc}") from None
+    tables_raw = raw.get("tables")
+    if not isinstance(tables_raw, dict) or "customers" not in tables_raw:
+        raise ListsError(f"{p}: [tables.customers] is required")
+    tables = {name: _table(p, name, t) for name, t in tables_raw.items()}
+    http = None
+    if "http" in raw:
+        h: dict[str, Any] = dict(raw["http"])
+        known = set(HttpSource.__dataclass_fields__)
+        if set(h) - known or "url" not in h:
+            raise _err(p, "http", f"url is required; known keys: {', '.join(sorted(known))}")
+        try:
+            http = HttpSource(
+                url=str(h["url"]), token_env=str(h.get("token_env", "")), page_size=int(h.get("page_size", 500)),
+                cursor_param=str(h.get("cursor_param", "cursor")), limit_param=str(h.get("limit_param", "limit")),
+                items_key=str(h.get("items_key", "items")), next_key=str(h.get("next_key", "next_cursor")),
+                max_retries=int(h.get("max_retries", 5)), backoff_s=float(h.get("backoff_s", 0.5)),
+                timeout_s=float(h.get("timeout_s", 10.0)), resources=_str_map(p, "http.resources", h.get("resources", {})))
+        except (TypeError, ValueError) as exc:
+            raise _err(p, "http", str(exc)) from None
+    return Mapping(name=str(raw.get("name", p.stem)), path=str(p), tables=tables, http=http)
