@@ -1,0 +1,305 @@
+"""Discrete-event simulator of one campaign shift, with common random numbers.
+
+Every lead index i has its outcome draw, ring times, talk and wrap drawn from a generator seeded by
+(seed, chunk of i), so every policy dialling lead i meets the same person, machine or busy tone. The
+only thing a policy changes is *when* it dials each lead (which matters under drift and list change).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from bench.pacing.scenario import Scenario
+
+CHUNK = 4096
+LINE_END, ABANDON, TALK_END, WRAP_END, TICK, LOGIN, BREAK_START, BREAK_END, DECIDE = range(9)
+OUT, READY, ON_CALL, WRAP, PAUSED = range(5)
+STATE_NAMES = {READY: "ready", ON_CALL: "on_call", WRAP: "wrap_up", PAUSED: "paused"}
+
+
+class World:
+    """Lazily generated per-lead draws for one seed."""
+
+    def __init__(self, sc: Scenario, seed: int):
+        self.sc, self.seed = sc, seed
+        self.chunks: dict[int, list[tuple[float, ...]]] = {}
+
+    def lead(self, i: int) -> tuple[float, ...]:
+        c, k = divmod(i, CHUNK)
+        ch = self.chunks.get(c)
+        if ch is None:
+            rng = np.random.default_rng([self.seed, c, 20261123])
+            sc = self.sc
+            cols = [rng.random(CHUNK), sc.ring.draw(rng, CHUNK), sc.machine_ring.draw(rng, CHUNK),
+                    sc.busy_time.draw(rng, CHUNK), rng.uniform(0.5, 2.0, CHUNK), sc.talk.draw(rng, CHUNK),
+                    sc.wrap.draw(rng, CHUNK)]
+            ch = list(zip(*[col.tolist() for col in cols], strict=True))
+            self.chunks[c] = ch
+        return ch[k]
+
+    def outcome(self, i: int, t: float) -> tuple[str, float]:
+        """(outcome, seconds from dial to answer or failure) if lead i is dialled at time t."""
+        u, rh, rm, bt, ft, _, _ = self.lead(i)
+        s = self.sc.shares_at(t)
+        to, setup = self.sc.ring_timeout_s, self.sc.setup_s
+        if u < s.human:
+            return ("human", setup + rh) if setup + rh < to else ("no_answer", to)
+        u -= s.human
+        if u < s.machine:
+            return ("machine", setup + rm) if setup + rm < to else ("no_answer", to)
+        u -= s.machine
+        if u < s.busy:
+            return "busy", bt
+        if u - s.busy < s.failed:
+            return "failed", ft
+        return "no_answer", to
+
+
+class Policy(Protocol):
+    name: str
+    on_events: bool
+
+    def decide(self, sim: Sim, now: float) -> int: ...
+    def on_dial(self, now: float) -> None: ...
+    def on_outcome(self, now: float, outcome: str, ring_s: float) -> None: ...
+    def on_connect(self, now: float, wait_s: float) -> None: ...
+    def on_abandon(self, now: float, wait_s: float) -> None: ...
+    def on_handle(self, talk_s: float, wrap_s: float) -> None: ...
+
+
+@dataclass
+class RunResult:
+    dials: int = 0
+    outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
+        ("human", "machine", "busy", "no_answer", "failed"), 0))
+    connects: int = 0
+    abandons: int = 0
+    answer_times: list[float] = field(default_factory=list)
+    abandon_times: list[float] = field(default_factory=list)
+    waits: list[float] = field(default_factory=list)
+    busy_s: float = 0.0
+    talk_s: float = 0.0
+    avail_s: float = 0.0
+    decide_ms: list[float] = field(default_factory=list)
+    unfinished: int = 0
+
+
+class Sim:
+    def __init__(self, sc: Scenario, seed: int, policy: Policy, min_gap_s: float = 0.25):
+        self.sc, self.seed, self.policy = sc, seed, policy
+        self.world = World(sc, seed)
+        self.heap: list[tuple[float, int, int, int]] = []
+        self.seq = 0
+        self.now = 0.0
+        n = sc.agents
+        self.state = [OUT] * n
+        self.since = [0.0] * n
+        self.free_at = [0.0] * n        # when the current call + wrap ends (oracle uses it)
+        self.cur = [-1] * n             # lead on the agent's current call
+        self.break_pending = [0.0] * n
+        self.ready: set[int] = set()
+        self.ringing: dict[int, float] = {}   # lead -> dial time
+        self.fate: dict[int, tuple[str, float]] = {}
+        self.waiting: dict[int, float] = {}   # lead -> answer time (insertion ordered)
+        self.next_lead = 0
+        self.r = RunResult()
+        self.min_gap = min_gap_s
+        self.last_decide = -math.inf
+        self.decide_pending = False
+        self.cps_second = -1
+        self.cps_used = 0
+        self.on_call_n = 0
+        self.logged_n = 0
+
+    # ------------------------------------------------------------------ plumbing
+    def push(self, t: float, kind: int, arg: int = 0) -> None:
+        self.seq += 1
+        heapq.heappush(self.heap, (t, self.seq, kind, arg))
+
+    def set_state(self, a: int, new: int) -> None:
+        old, shift = self.state[a], self.sc.shift_s
+        d = min(self.now, shift) - min(self.since[a], shift)
+        if d > 0:
+            if old in (ON_CALL, WRAP):
+                self.r.busy_s += d
+                if old == ON_CALL:
+                    self.r.talk_s += d
+            if old in (READY, ON_CALL, WRAP):
+                self.r.avail_s += d
+        if old == READY:
+            self.ready.discard(a)
+        if old == ON_CALL:
+            self.on_call_n -= 1
+        if old in (READY, ON_CALL, WRAP):
+            self.logged_n -= 1
+        if new in (READY, ON_CALL, WRAP):
+            self.logged_n += 1
+        self.state[a], self.since[a] = new, self.now
+        if new == READY:
+            self.ready.add(a)
+        if new == ON_CALL:
+            self.on_call_n += 1
+
+    def logged(self) -> int:
+        return self.logged_n
+
+    def in_progress(self) -> int:
+        return len(self.ringing) + len(self.waiting) + self.on_call_n
+
+    def caps(self) -> int:
+        """Lines the trunk, the CPS limit and max lines per agent allow right now."""
+        sc = self.sc
+        cap = math.floor(sc.max_lines_per_agent * self.logged() + 1e-9) - self.in_progress()
+        if sc.trunks > 0:
+            cap = min(cap, sc.trunks - len(self.ringing) - len(self.waiting) - self.on_call_n)
+        if sc.cps > 0:
+            sec = int(self.now)
+            if sec != self.cps_second:
+                self.cps_second, self.cps_used = sec, 0
+            cap = min(cap, sc.cps - self.cps_used)
+        return max(0, cap)
+
+    # ------------------------------------------------------------------ the run
+    def run(self) -> RunResult:
+        sc = self.sc
+        rng = np.random.default_rng([self.seed, 55, 20261123])
+        for a in range(sc.agents):
+            self.push(sc.login_over_s * a / sc.agents, LOGIN, a)
+            for b in sc.breaks:
+                start = b.at_s + float(rng.uniform(-b.spread_s, b.spread_s)) if b.spread_s else b.at_s
+                self.push(max(0.0, start), BREAK_START, a * 100000 + int(b.duration_s))
+        self.push(0.0, TICK)
+        while self.heap:
+            t, _, kind, arg = heapq.heappop(self.heap)
+            self.now = t
+            if kind == LINE_END:
+                self.line_end(arg)
+            elif kind == ABANDON:
+                self.abandon(arg)
+            elif kind == TALK_END:
+                self.set_state(arg, WRAP)
+            elif kind == WRAP_END:
+                lead = self.world.lead(self.cur[arg])
+                self.policy.on_handle(lead[5], lead[6])
+                self.available(arg)
+            elif kind == TICK:
+                if t < sc.shift_s:
+                    self.decide()
+                    self.push(t + sc.tick_s, TICK)
+            elif kind == DECIDE:
+                self.decide_pending = False
+                self.decide()
+            elif kind == LOGIN:
+                self.available(arg)
+            elif kind == BREAK_START:
+                self.break_start(arg // 100000, float(arg % 100000))
+            elif kind == BREAK_END:
+                self.available(arg)
+        for a in range(sc.agents):
+            self.now = max(self.now, sc.shift_s)
+            self.set_state(a, OUT)
+        return self.r
+
+    def request_decision(self) -> None:
+        if not self.policy.on_events or self.now >= self.sc.shift_s:
+            return
+        if self.now - self.last_decide >= self.min_gap:
+            self.decide()
+        elif not self.decide_pending:
+            self.decide_pending = True
+            self.push(self.last_decide + self.min_gap, DECIDE)
+
+    def decide(self) -> None:
+        if self.now >= self.sc.shift_s:
+            return
+        self.last_decide = self.now
+        t0 = time.perf_counter()
+        n = self.policy.decide(self, self.now)
+        own = getattr(self.policy, "last_ms", None)  # engine policies time the pacer call alone
+        self.r.decide_ms.append(own if own is not None else (time.perf_counter() - t0) * 1000.0)
+        n = min(n, self.caps())
+        for _ in range(max(0, n)):
+            self.dial()
+
+    def dial(self) -> None:
+        i = self.next_lead
+        self.next_lead += 1
+        outcome, dt = self.world.outcome(i, self.now)
+        self.ringing[i] = self.now
+        self.fate[i] = (outcome, self.now + dt)
+        self.cps_used += 1
+        self.r.dials += 1
+        self.policy.on_dial(self.now)
+        self.push(self.now + dt, LINE_END, i)
+
+    def line_end(self, i: int) -> None:
+        t0 = self.ringing.pop(i)
+        outcome, _ = self.fate.pop(i)
+        self.r.outcomes[outcome] += 1
+        self.policy.on_outcome(self.now, outcome, self.now - t0)
+        if outcome != "human":
+            return
+        self.r.answer_times.append(self.now)
+        if self.ready:
+            self.connect(self.ready.pop(), i, self.now)
+        else:
+            self.waiting[i] = self.now
+            self.push(self.now + max(0.0, self.sc.connect_limit_s - self.sc.connect_delay_s), ABANDON, i)
+
+    def abandon(self, i: int) -> None:
+        at = self.waiting.pop(i, None)
+        if at is None:
+            return
+        self.r.abandons += 1
+        self.r.abandon_times.append(self.now)
+        self.policy.on_abandon(self.now, self.now - at + self.sc.connect_delay_s)
+
+    def connect(self, a: int, i: int, answered: float) -> None:
+        self.ready.discard(a)
+        self.set_state(a, ON_CALL)
+        wait = self.now - answered + self.sc.connect_delay_s
+        self.r.connects += 1
+        self.r.waits.append(wait)
+        self.policy.on_connect(self.now, wait)
+        _, _, _, _, _, talk, wrap = self.world.lead(i)
+        self.cur[a] = i
+        end_talk = self.now + self.sc.connect_delay_s + talk
+        self.free_at[a] = end_talk + wrap
+        self.push(end_talk, TALK_END, a)
+        self.push(end_talk + wrap, WRAP_END, a)
+
+    def available(self, a: int) -> None:
+        """Agent logs in, ends wrap-up or comes back from a break."""
+        if self.break_pending[a] > 0 and self.now < self.sc.shift_s:
+            self.set_state(a, PAUSED)
+            self.push(self.now + self.break_pending[a], BREAK_END, a)
+            self.break_pending[a] = 0.0
+            return
+        self.break_pending[a] = 0.0
+        if self.waiting:
+            i = next(iter(self.waiting))
+            answered = self.waiting.pop(i)
+            self.set_state(a, READY)
+            self.connect(a, i, answered)
+            return
+        self.set_state(a, READY)
+        self.free_at[a] = self.now
+        self.request_decision()
+
+    def break_start(self, a: int, dur: float) -> None:
+        if self.now >= self.sc.shift_s:
+            return
+        st = self.state[a]
+        if st == READY:
+            self.set_state(a, PAUSED)
+            self.push(self.now + dur, BREAK_END, a)
+        elif st in (ON_CALL, WRAP):
+            self.break_pending[a] = dur
+        elif st == OUT:  # not logged in yet: the break is skipped
+            pass

@@ -1,0 +1,114 @@
+"""The pacing simulator: call accounting is conserved, worlds are common to policies, the CLI contract."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.pacing.run import METRICS, metrics, run_once
+from bench.pacing.scenario import ScenarioError, load_scenario, scenario_from_dict
+from bench.pacing.sim import World
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = """
+name = "tiny"
+agents = 3
+shift_s = 1800
+seeds = 2
+abandon_limit = 0.03
+connect_limit_s = 2.0
+ring_timeout_s = 24
+[outcomes]
+human = 0.30
+machine = 0.15
+busy = 0.10
+[ring_to_answer]
+dist = "lognormal"
+median = 9.0
+sigma = 0.5
+[talk]
+dist = "lognormal"
+mean = 90.0
+cv = 1.0
+[wrap]
+dist = "uniform"
+low = 5.0
+high = 15.0
+[agents_ramp]
+login_over_s = 60
+[[breaks]]
+at_s = 900
+duration_s = 120
+spread_s = 60
+"""
+
+
+@pytest.fixture()
+def tiny(tmp_path: Path) -> Path:
+    p = tmp_path / "tiny.toml"
+    p.write_text(TINY)
+    return p
+
+
+@pytest.mark.parametrize("policy", ["progressive", "fixed:1.5", "vicidial", "predictive", "oracle"])
+def test_calls_are_conserved(tiny: Path, policy: str) -> None:
+    sc = load_scenario(tiny)
+    r = run_once(sc, policy, seed=1)
+    assert r.dials > 0
+    assert r.dials == sum(r.outcomes.values())          # dialled = human + machine + busy + no answer + failed
+    assert r.outcomes["human"] == r.connects + r.abandons  # every person either reached an agent or was abandoned
+    assert 0 <= r.busy_s <= r.avail_s
+    m = metrics(sc, r)
+    assert 0.0 <= m["occupancy"] <= 1.0 and 0.0 <= m["abandon_rate"] <= 1.0
+
+
+def test_common_random_numbers(tiny: Path) -> None:
+    sc = load_scenario(tiny)
+    a, b = World(sc, 7), World(sc, 7)
+    assert [a.lead(i) for i in range(5000)] == [b.lead(i) for i in range(4999, -1, -1)][::-1]
+    assert World(sc, 8).lead(0) != a.lead(0)
+    # drift changes outcomes only through the dial time, per lead
+    assert a.outcome(3, 0.0) == b.outcome(3, 0.0)
+
+
+def test_drift_and_list_change_shift_the_hit_rate() -> None:
+    sc = scenario_from_dict({"agents": 2, "shift_s": 1000, "outcomes": {"human": 0.2},
+                             "drift": {"factor": 0.5},
+                             "list_change": [{"at_s": 600, "human": 0.4, "machine": 0.1, "busy": 0.1}]})
+    assert sc.shares_at(0).human == pytest.approx(0.2)
+    assert sc.shares_at(500).human == pytest.approx(0.2 * 0.75)
+    assert sc.shares_at(1000).human == pytest.approx(0.4 * 0.5)
+
+
+def test_bad_scenarios_are_named(tmp_path: Path) -> None:
+    p = tmp_path / "bad.toml"
+    p.write_text("agents = 3\n[talk]\ndist = \"lognormal\"\n")
+    with pytest.raises(ScenarioError, match="bad.toml.*talk"):
+        load_scenario(p)
+    p.write_text("agents = [")
+    with pytest.raises(ScenarioError, match="not valid TOML"):
+        load_scenario(p)
+
+
+def test_cli_json_has_the_required_keys(tiny: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "bench.pacing", "--scenario", str(tiny), "--policy", "progressive",
+                          "--policy", "predictive", "--seeds", "2", "--json", "--procs", "1"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["scenario"] == "tiny"
+    assert set(doc["policies"]) == {"progressive", "predictive"}
+    for row in doc["policies"].values():
+        assert set(METRICS) <= set(row)
+        assert all(isinstance(row[k], float) for k in METRICS)
+
+
+def test_cli_refuses_bad_input(tiny: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "bench.pacing", "--scenario", str(tiny), "--policy", "turbo",
+                          "--seeds", "1", "--procs", "1"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "turbo" in out.stderr and "Traceback" not in out.stderr
