@@ -25,7 +25,6 @@ from dialer.config import CampaignConfig, Config
 from dialer.dtmf import DtmfCollector, DtmfDecodeError, decode
 from dialer.hopper import Hopper, Lease
 from dialer.outcomes import enqueue_outcome
-from dialer.privacy import mask_phone
 from dialer.store.models import (
     Attempt,
     Campaign,
@@ -631,6 +630,3 @@ class CampaignRunner:
             s.commit()
         self._event("stopped", f"runner {self.runner_id} stopped: {self.counts}")
 
-
-def describe(call: Live) -> str:
-    return f"attempt {call.attempt_id} to {mask_phone(call.phone)}"

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dialer.agentsim import AgentSpec, read_stats, start_agents, stop_agents
+from dialer.commands._common import duration_arg
 from dialer.config import load_config
 from dialer.errors import UserError
 
@@ -173,7 +174,7 @@ def run_demo(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m dialer.demo", description=__doc__.splitlines()[0])
     ap.add_argument("--headless", action="store_true", help="no live view: print a status line every few seconds")
-    ap.add_argument("--for", dest="duration", type=_duration, default=120.0, help="how long to run (e.g. 120s, 2m)")
+    ap.add_argument("--for", dest="duration", type=duration_arg, default=120.0, help="how long to run (e.g. 120s, 2m)")
     ap.add_argument("--agents", type=int, default=8)
     ap.add_argument("--customers", type=int, default=400)
     ap.add_argument("--mode", default="predictive", choices=["preview", "progressive", "power", "predictive"])
@@ -189,15 +190,6 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 2
-
-
-def _duration(text: str) -> float:
-    from dialer.config import parse_duration
-
-    try:
-        return parse_duration(text) if not text.replace(".", "").isdigit() else float(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 if __name__ == "__main__":

@@ -94,6 +94,18 @@ def _garbage(rng: random.Random) -> str:
                        "020-4123-4567", "0800-111-2222"))
 
 
+# the canonical export's header line per table (lists/README.md documents each column)
+CANONICAL_HEADERS: dict[str, str] = {
+    "customers": "customer_id,name,name_kana,phone,phone2,email,prefecture,created_at,tel_ok,withdrawn,caution",
+    "orders": "order_id,customer_id,ordered_at,shipped_at,status,channel,subscription_id,cycle_no,total",
+    "order_lines": "order_id,sku,quantity,unit_price",
+    "subscriptions": "subscription_id,customer_id,sku,quantity,status,started_at,interval_days,next_ship_date,"
+                     "change_deadline,shipments_count,cancelled_at,cancel_reason",
+    "products": "sku,name,days_per_unit,is_trial,upgrade_sku,related_skus,price,unit_cost",
+    "blocks": "phone,customer_id,kind,product_scope,since",
+}
+
+
 class _W:
     """Six CSV writers, one per canonical table."""
 
@@ -101,16 +113,7 @@ class _W:
         out.mkdir(parents=True, exist_ok=True)
         self.files = {}
         self.w: dict[str, Any] = {}
-        heads = {
-            "customers": "customer_id,name,name_kana,phone,phone2,email,prefecture,created_at,tel_ok,withdrawn,caution",
-            "orders": "order_id,customer_id,ordered_at,shipped_at,status,channel,subscription_id,cycle_no,total",
-            "order_lines": "order_id,sku,quantity,unit_price",
-            "subscriptions": "subscription_id,customer_id,sku,quantity,status,started_at,interval_days,next_ship_date,"
-                             "change_deadline,shipments_count,cancelled_at,cancel_reason",
-            "products": "sku,name,days_per_unit,is_trial,upgrade_sku,related_skus,price,unit_cost",
-            "blocks": "phone,customer_id,kind,product_scope,since",
-        }
-        for name, head in heads.items():
+        for name, head in CANONICAL_HEADERS.items():
             fh = (out / f"{name}.csv").open("w", encoding="utf-8", newline="")
             self.files[name] = fh
             self.w[name] = csv.writer(fh)

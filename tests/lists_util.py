@@ -9,21 +9,14 @@ from typing import Any
 
 from lists import ListSettings, Suppressions, build_lists, load_mapping
 from lists.build import BuildResult
+from lists.sample import CANONICAL_HEADERS
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data" / "lists"
 CANONICAL = REPO / "config" / "mappings" / "canonical.toml"
 AS_OF = date(2026, 11, 23)
 
-HEADS = {
-    "customers": "customer_id,name,name_kana,phone,phone2,email,prefecture,created_at,tel_ok,withdrawn,caution",
-    "orders": "order_id,customer_id,ordered_at,shipped_at,status,channel,subscription_id,cycle_no,total",
-    "order_lines": "order_id,sku,quantity,unit_price",
-    "subscriptions": "subscription_id,customer_id,sku,quantity,status,started_at,interval_days,next_ship_date,"
-                     "change_deadline,shipments_count,cancelled_at,cancel_reason",
-    "products": "sku,name,days_per_unit,is_trial,upgrade_sku,related_skus,price,unit_cost",
-    "blocks": "phone,customer_id,kind,product_scope,since",
-}
+HEADS = CANONICAL_HEADERS
 PRODUCTS = [
     {"sku": "TRIAL-A", "name": "お試し", "days_per_unit": 7, "is_trial": 1, "upgrade_sku": "REG-A", "price": 500},
     {"sku": "REG-A", "name": "定番A", "days_per_unit": 30, "is_trial": 0, "related_skus": "REG-B;REG-C", "price": 3980},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from dialer.config import Config, load_config
+from dialer.config import Config, load_config, parse_duration
 
 
 def add_config_arg(p: argparse.ArgumentParser) -> None:
@@ -20,3 +20,11 @@ def group(sub: argparse._SubParsersAction, name: str, help: str) -> argparse._Su
     p = sub.add_parser(name, help=help, description=help)
     p.set_defaults(_parser=p)
     return p.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND")
+
+
+def duration_arg(text: str) -> float:
+    """argparse `type=` for `--for DURATION`: 90s, 30m, 4h, 1d, or plain seconds; a clear usage error otherwise."""
+    try:
+        return float(text) if text.replace(".", "", 1).isdigit() else parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

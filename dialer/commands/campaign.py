@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from dialer.commands._common import add_config_arg, config_from, group
-from dialer.config import Config, ConfigError, parse_duration
+from dialer.commands._common import add_config_arg, config_from, duration_arg, group
+from dialer.config import Config, ConfigError
 from dialer.errors import UserError
 from dialer.store.db import get_engine, init_db
 
@@ -118,10 +118,7 @@ def _live_view(cfg: Config, name: str) -> _LiveView:
 
 def _run(args: argparse.Namespace) -> int:
     cfg = config_from(args)
-    try:
-        duration = parse_duration(args.duration) if args.duration else None
-    except ValueError as exc:
-        raise UserError(f"--for: {exc}") from None
+    duration = args.duration
     headless = args.headless or not sys.stdout.isatty()
     counts = run_campaign(cfg, args.name, duration_s=duration, headless=headless, auto_login=args.auto_login)
     print(f"campaign {args.name} stopped: {counts}")
@@ -132,7 +129,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     g = group(sub, "campaign", "campaigns: run the live predictive loop")
     p = g.add_parser("run", help="run a campaign: pace, lease, dial, route answers to agents, record outcomes")
     p.add_argument("name", help="campaign name from the config")
-    p.add_argument("--for", dest="duration", metavar="DURATION", help="stop after this long (e.g. 90s, 2m, 8h)")
+    p.add_argument("--for", dest="duration", metavar="DURATION", type=duration_arg, help="stop after this long (e.g. 90s, 2m, 8h)")
     p.add_argument("--headless", action="store_true", help="no live view; a status line every 5 s")
     p.add_argument("--auto-login", action="store_true",
                    help="log every configured agent in as ready (for unattended softphones, e.g. the demo)")

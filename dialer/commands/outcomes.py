@@ -8,8 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from dialer.commands._common import add_config_arg, config_from, group
-from dialer.config import parse_duration
+from dialer.commands._common import add_config_arg, config_from, duration_arg, group
 from dialer.errors import UserError
 from dialer.outcomes import export_csv, push, revive_dead, write_csv_file
 from dialer.store.db import get_engine, init_db, resolve_url
@@ -41,10 +40,7 @@ def _push(args: argparse.Namespace) -> int:
     cfg = config_from(args)
     if not cfg.outcomes.webhook_url:
         raise UserError(f"{cfg.source}: [outcomes] webhook_url is empty: set it, or use `dialer outcomes export`")
-    try:
-        duration = parse_duration(args.for_) if args.for_ else 0.0
-    except ValueError as exc:
-        raise UserError(f"--for: {exc}") from None
+    duration = args.for_ or 0.0
     url = resolve_url(cfg.database.url)
     init_db(url)
     engine = get_engine(url)
@@ -66,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_config_arg(e)
     e.set_defaults(func=_export)
     p = g.add_parser("push", help="queue new dispositions and POST the outbox to [outcomes] webhook_url")
-    p.add_argument("--for", dest="for_", metavar="DURATION",
+    p.add_argument("--for", dest="for_", metavar="DURATION", type=duration_arg,
                    help="keep retrying failed deliveries for this long (e.g. 5m); default: one pass")
     p.add_argument("--retry-dead", action="store_true", help="retry outcomes the CRM rejected with a 4xx")
     add_config_arg(p)

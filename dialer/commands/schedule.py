@@ -11,9 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dialer.commands._common import add_config_arg, config_from, group
-from dialer.config import ENV_CONFIG, parse_duration
-from dialer.errors import UserError
+from dialer.commands._common import add_config_arg, config_from, duration_arg, group
+from dialer.config import ENV_CONFIG
 
 
 def _config_path(args: argparse.Namespace) -> str:
@@ -55,10 +54,7 @@ def _run(args: argparse.Namespace) -> int:
     from dialer.schedule import build_scheduler, ensure_jobs, job_specs, reconcile
 
     cfg = config_from(args)
-    try:
-        duration = parse_duration(args.duration) if args.duration else None
-    except ValueError as exc:
-        raise UserError(f"--for: {exc}") from None
+    duration = args.duration
     path = _config_path(args)
     sched = build_scheduler(cfg)
     sched.start(paused=True)
@@ -94,6 +90,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_config_arg(p)
     p.set_defaults(func=_show)
     r = g.add_parser("run", help="run the scheduler in the foreground (jobs persist in the database)")
-    r.add_argument("--for", dest="duration", metavar="DURATION", help="stop after this long (e.g. 30s, 8h)")
+    r.add_argument("--for", dest="duration", metavar="DURATION", type=duration_arg, help="stop after this long (e.g. 30s, 8h)")
     add_config_arg(r)
     r.set_defaults(func=_run)

@@ -7,7 +7,7 @@ Lists of phones and rule maps are JSON columns so a contact keeps its ordered nu
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column, Index, UniqueConstraint
@@ -16,7 +16,7 @@ from sqlmodel import Field, SQLModel
 
 def utcnow() -> datetime:
     """Aware UTC now: the one clock format every table uses."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Meta(SQLModel, table=True):
