@@ -144,6 +144,7 @@ class CampaignRunner:
         self.waiting: list[int] = []  # answered attempts waiting for an agent, oldest first
         self.wraps: dict[int, Wrap] = {}  # by agent id
         self.last_disposition_id = 0
+        self.applied_here: set[int] = set()  # DTMF dispositions this runner wrote and already applied
         self.last_command_id = 0
         self.state = "running"
         self.mode = self.cc.mode
@@ -477,7 +478,8 @@ class CampaignRunner:
             enqueue_outcome(s, row)  # the CRM hears about it through the durable outbox
             s.commit()
             s.refresh(row)
-            self.last_disposition_id = max(self.last_disposition_id, int(row.id or 0))
+            # not via last_disposition_id: a console row with a lower id may not have been read yet
+            self.applied_here.add(int(row.id or 0))
             self._apply_disposition(row, at)
 
     def apply_dispositions(self, now: float) -> None:
@@ -487,6 +489,9 @@ class CampaignRunner:
                           .order_by(Disposition.id)).all()
         for row in rows:
             self.last_disposition_id = max(self.last_disposition_id, int(row.id or 0))
+            if int(row.id or 0) in self.applied_here:
+                self.applied_here.discard(int(row.id or 0))
+                continue
             if row.campaign_id not in (None, self.campaign_id):
                 continue
             self._apply_disposition(row, now)
