@@ -103,7 +103,15 @@ def run(agents: list[AgentSpec], *, talk_mean: float, talk_cv: float, mix: dict[
                 entry = None
 
         def onCallMediaState(self, prm: Any) -> None:
-            pass
+            # A stream that is not connected to the bridge sends no RTP, and RFC 2833 digits ride on that
+            # flow: connect the (silent) null microphone and speaker like a headset would be.
+            ci = self.getInfo()
+            for i, mi in enumerate(ci.media):
+                if mi.type == pj.PJMEDIA_TYPE_AUDIO and mi.status == pj.PJSUA_CALL_MEDIA_ACTIVE:
+                    am = self.getAudioMedia(i)
+                    mgr = ep.audDevManager()
+                    mgr.getCaptureDevMedia().startTransmit(am)
+                    am.startTransmit(mgr.getPlaybackDevMedia())
 
         def onDtmfDigit(self, prm: Any) -> None:
             stats[self.login].dtmf_received.append(prm.digit)
@@ -133,8 +141,10 @@ def run(agents: list[AgentSpec], *, talk_mean: float, talk_cv: float, mix: dict[
             talk = max(1.0, lognormal(talk_mean, talk_cv))
             now = time.monotonic()
             outcome = rng.choices(list(mix), weights=list(mix.values()))[0]
+            digits = encode_disposition(outcome, rng)
+            # RFC 2833 digits go out on the media clock (~0.25 s each): hang up only once they have surely left
             live[prm.callId] = {"call": call, "agent": self.login, "dtmf_at": now + talk,
-                                "hangup_at": now + talk + 1.5, "digits": encode_disposition(outcome, rng)}
+                                "hangup_at": now + talk + 1.5 + 0.4 * len(digits), "digits": digits}
 
     accounts = []
     for i, a in enumerate(agents):

@@ -66,6 +66,9 @@ ring_timeout_s = 15
 connect_limit_s = 2.0
 max_lines_per_agent = 2.5
 wrap_up_timeout_s = 5
+prior_hit_rate = 0.5
+prior_talk_s = 8
+prior_wrap_s = 1
 info_message = "{REPO / 'config' / 'sounds' / 'info.wav'}"
 """
 
@@ -173,6 +176,12 @@ def test_campaign_end_to_end(world) -> None:  # type: ignore[no-untyped-def]
     with Session(engine) as s:
         dtmf = s.exec(select(Disposition).where(Disposition.source == "dtmf")).all()
         assert sent > 0 and len(dtmf) >= sent - N_AGENTS  # only calls cut by the stop may miss theirs
+        # a do-not-call keyed on the softphone blocks that number at once
+        phone_of = {a.id: a.phone_e164 for a in rows}
+        dnc_blocks = {b.phone_e164 for b in s.exec(select(Block).where(Block.kind == "dnc")).all()}
+        for d in dtmf:
+            if d.outcome == "dnc":
+                assert phone_of[d.attempt_id] in dnc_blocks
         # 8. the mode change made while running was applied and is what the status shows
         cmd = s.exec(select(ControlCommand)).one()
         assert cmd.applied_at is not None and cmd.result == "mode progressive"
