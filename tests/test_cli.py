@@ -20,7 +20,8 @@ def dialer(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_help_lists_working_subcommands(tmp_path: Path) -> None:
     r = dialer("--help", cwd=tmp_path)
     assert r.returncode == 0
-    for cmd in ("db", "config"):
+    for cmd in ("db", "config", "lists", "hopper", "schedule", "trunk", "campaign", "monitor", "agent", "report",
+                "outcomes"):
         assert cmd in r.stdout
 
 
