@@ -7,6 +7,7 @@ one bucket (listed, suppressed with a reason, not eligible) so summary.json can 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import shutil
 import tempfile
@@ -19,12 +20,15 @@ from types import TracebackType
 from typing import Any
 
 import duckdb
+import phonenumbers
 
+from lists import phones as phones_module
 from lists.ingest import Loader, lit
 from lists.ltv import ltv_sql, p_alive_sql, remaining_shipments
 from lists.mapping import SCHEMA, Mapping
 from lists.phones import classify_digits, parse_phone_cell
 from lists.settings import ListSettings
+from lists.tablecache import TableCache
 
 SEGMENTS = ("dormant", "pre_churn", "upsell", "cross_sell")
 # customer-level reasons, in the order they are checked: the first that applies is the one reported
@@ -152,7 +156,34 @@ def _norm_sql(col: str) -> str:
             "'^\\s*(TEL|Tel|tel|電話|携帯|自宅)\\s*[:：]?|^\\s*[(](携帯|自宅|会社)[)]|[\\s()-]', '', 'g')")
 
 
-def _phones(con: duckdb.DuckDBPyConnection, mapping: Mapping, region: str, cache: Path | None, tmp: Path) -> dict[str, int]:
+# the parsed cells depend on the customers table, the region and this code: a change to any is a cold parse
+_PHONE_CODE = hashlib.sha256(b"".join(Path(m).read_bytes() for m in (__file__, phones_module.__file__))
+                             + phonenumbers.__version__.encode()).hexdigest()
+
+
+def _phones(con: duckdb.DuckDBPyConnection, mapping: Mapping, region: str, cache: Path | None, tmp: Path,
+            tcache: TableCache | None = None) -> dict[str, int]:
+    key = tcache.derived_key("customers", "cell_res", region, _PHONE_CODE) if tcache is not None else None
+    got = tcache.restore_derived(con, "cell_res", key) if tcache is not None and key else None
+    if got is not None:
+        stats = {"cells": int(got["cells"]), "parsed_now": 0, "cached_before": int(got["cached_after"])}
+    else:
+        stats = _parse_cells(con, mapping, region, cache, tmp)
+        if tcache is not None and key:
+            tcache.store_derived(con, "cell_res", key, {"cells": stats["cells"], "cached_after": stats.pop("cached_after")})
+        stats.pop("cached_after", None)
+    con.execute("INSERT INTO rejects SELECT __file, __line, col, raw, 'phone ' || reason, 'cell' FROM cell_res "
+                "WHERE reason <> ''")
+    con.execute("INSERT INTO rejects SELECT __file, __line, col, raw, 'warning: ' || flag || ' (number used)', 'flag' "
+                "FROM cell_res WHERE flag <> '' AND reason = ''")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE phones AS SELECT * FROM cell_res WHERE reason = ''
+        QUALIFY row_number() OVER (PARTITION BY customer_id, e164 ORDER BY cell, idx) = 1""")
+    return stats
+
+
+def _parse_cells(con: duckdb.DuckDBPyConnection, mapping: Mapping, region: str, cache: Path | None,
+                 tmp: Path) -> dict[str, int]:
     """customers.phone/phone2 -> `phones(customer_id, e164, kind, cell, idx, __file, __line, col, raw)`.
 
     Three tiers: plain JP mobiles are decided in SQL; other cells that reduce to a national digit string
@@ -196,15 +227,8 @@ def _phones(con: duckdb.DuckDBPyConnection, mapping: Mapping, region: str, cache
         UNION ALL
         SELECT c.customer_id, c.cell, p.idx, p.e164, p.kind, p.reason, p.flag, c.__file, c.__line, c.col, c.raw
           FROM cells c JOIN pcache p ON p.key = c.key WHERE NOT c.fast AND p.idx >= 0""")
-    con.execute("INSERT INTO rejects SELECT __file, __line, col, raw, 'phone ' || reason, 'cell' FROM cell_res "
-                "WHERE reason <> ''")
-    con.execute("INSERT INTO rejects SELECT __file, __line, col, raw, 'warning: ' || flag || ' (number used)', 'flag' "
-                "FROM cell_res WHERE flag <> '' AND reason = ''")
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE phones AS SELECT * FROM cell_res WHERE reason = ''
-        QUALIFY row_number() OVER (PARTITION BY customer_id, e164 ORDER BY cell, idx) = 1""")
-    return {"cells": int(_one(con, "SELECT count(*) FROM cells") or 0),
-            "parsed_now": len(misses), "cached_before": cached_before}
+    return {"cells": int(_one(con, "SELECT count(*) FROM cells") or 0), "parsed_now": len(misses),
+            "cached_before": cached_before, "cached_after": int(_one(con, "SELECT count(DISTINCT key) FROM pcache") or 0)}
 
 
 def _blocks(con: duckdb.DuckDBPyConnection, sup: Suppressions, region: str, as_of: date, tmp: Path) -> None:
@@ -503,11 +527,12 @@ def _summary(con: duckdb.DuckDBPyConnection, loader: Loader, as_of: date, phone_
 
 def build_lists(mapping: Mapping, input_dir: str | Path, out_dir: str | Path, as_of: date,
                 settings: ListSettings | None = None, suppressions: Suppressions | None = None,
-                phone_cache: str | Path | None = None, memory_limit: str = "1500MB", threads: int | None = None,
+                phone_cache: str | Path | None = None, table_cache: str | Path | None = None, memory_limit: str = "1500MB", threads: int | None = None,
                 log: Callable[[str], None] | None = None) -> BuildResult:
     """Build the lists; writes call_list.csv, rejects.csv, summary.json into `out_dir`.
 
     The returned BuildResult keeps the DuckDB connection open for the caller to stream entries; close it.
+    `table_cache` (a directory) keeps the typed tables, so a rebuild re-ingests only changed inputs.
     """
     s = settings or ListSettings()
     sup = suppressions or Suppressions()
@@ -527,10 +552,11 @@ def build_lists(mapping: Mapping, input_dir: str | Path, out_dir: str | Path, as
     t0 = time.perf_counter()
     try:
         loader = Loader(con, mapping, Path(input_dir), tmpdir, log=say)
-        loader.load_all()
+        tcache = TableCache(Path(table_cache), log=say) if table_cache else None
+        loader.load_all(tcache)
         t["load"] = time.perf_counter() - t0
         say("parsing phones")
-        stats = _phones(con, mapping, s.region, Path(phone_cache) if phone_cache else None, tmpdir)
+        stats = _phones(con, mapping, s.region, Path(phone_cache) if phone_cache else None, tmpdir, tcache)
         _blocks(con, sup, s.region, as_of, tmpdir)
         t["phones"] = time.perf_counter() - t0 - sum(t.values())
         say("segments")
@@ -543,13 +569,15 @@ def build_lists(mapping: Mapping, input_dir: str | Path, out_dir: str | Path, as
                                reason, priority, cfrom AS callable_from, cuntil AS callable_until
                           FROM entries ORDER BY priority DESC, customer_id, segment)
                         TO {lit(str(out / 'call_list.csv'))} (HEADER, DELIMITER ',')""")
-        con.execute(f"""COPY (SELECT file, line, "column", value, reason FROM rejects ORDER BY file, line, "column")
+        con.execute(f"""COPY (SELECT file, line, "column", value, reason FROM rejects ORDER BY file, line, "column", reason, value)
                         TO {lit(str(out / 'rejects.csv'))} (HEADER, DELIMITER ',')""")
         t["write"] = time.perf_counter() - t0 - sum(t.values())
         # keep what the caller streams (canonical tables, entries, suppressed, blocks); free the rest
         for tmp_table in ("cells", "pcache", "cell_res", "misses", "ord_val", "sl", "own_iv", "nontrial", "cand", "judged",
                           "ph_rank", "usable", "cust_supp", "pre_supp", "buckets", "rejects", "phones", "hz", "haz"):
             con.execute(f"DROP TABLE IF EXISTS {tmp_table}")
+        if tcache is not None:
+            summary["table_cache"] = tcache.stats()
         summary["timings_s"] = {k: round(v, 3) for k, v in t.items()}
         (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
     except BaseException:

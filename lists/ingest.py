@@ -11,11 +11,15 @@ import codecs
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
 from lists.errors import ListsError
 from lists.mapping import KEYS, SCHEMA, Mapping, TableMapping
+
+if TYPE_CHECKING:
+    from lists.tablecache import TableCache
 
 LOAD_ORDER = ("products", "customers", "orders", "order_lines", "subscriptions", "blocks")
 
@@ -120,6 +124,7 @@ class Loader:
         self.rows_read: dict[str, int] = {}
         self.files_by_table: dict[str, list[str]] = {}
         self.notes: list[str] = []
+        self.ref_rejects: list[tuple[str, int, int]] = []  # (table, first, end rowid in rejects) per reference check
         self.log = log or (lambda _m: None)
         self._n = 0
         con.execute("CREATE OR REPLACE TABLE rejects (file VARCHAR, line BIGINT, \"column\" VARCHAR, "
@@ -237,9 +242,8 @@ class Loader:
         fields = SCHEMA[table]
         tm = self.mapping.tables.get(table)
         tmm = tm or TableMapping(table=table, glob="")
-        files: list[Path] = []
+        files = self.files_for(table)
         if tm is not None:
-            files = sorted(p for p in self.input_dir.glob(tm.glob) if p.is_file())
             if not files and table == "customers":
                 raise ListsError(f"{self.input_dir}: no file matches {tm.glob!r} (customers, {self.mapping.path})")
             if not files:
@@ -401,8 +405,10 @@ class Loader:
     # -- references ---------------------------------------------------------------------------------
 
     def _reject_where(self, table: str, cond: str, column: str, value: str, reason: str) -> None:
+        before = self._count("rejects")
         self.con.execute(f"INSERT INTO rejects SELECT __file, __line, {lit(column)}, {value}, {reason}, 'row' "
                          f"FROM {table} WHERE {cond}")
+        self.ref_rejects.append((table, before, self._count("rejects")))
         self.con.execute(f"DELETE FROM {table} WHERE {cond}")
 
     def check_references(self) -> None:
@@ -445,11 +451,35 @@ class Loader:
         tm = self.mapping.tables.get(table)
         return _label(tm, f) if tm else f
 
-    def load_all(self) -> None:
+    def files_for(self, table: str) -> list[Path]:
+        tm = self.mapping.tables.get(table)
+        return sorted(p for p in self.input_dir.glob(tm.glob) if p.is_file()) if tm is not None else []
+
+    def load_all(self, cache: TableCache | None = None) -> None:
+        """Load every table (from `cache` when its input files are unchanged), then check references."""
         for t in LOAD_ORDER:
+            files = self.files_for(t)
+            key = cache.key(self, t, files) if cache is not None and (files or t != "customers") else ""
+            if cache is not None and key and cache.restore(self, t, key):
+                self.log(f"{t}: inputs unchanged, typed table from cache")
+                continue
             self.log(f"loading {t}")
+            rejects_from, notes_from = self._count("rejects"), len(self.notes)
             self.load(t)
+            if cache is not None and key:
+                cache.store(self, t, key, rejects_from, notes_from)
+        o = self.mapping.tables.get("orders")
+        joins_by_contact = o is not None and "customer_id" not in o.columns and "customer_id" not in o.constants
+        # the reference checks only delete rows (except the Shopify join, which fills customer ids): when every
+        # table matches its cache key, replaying their rejects and deletions is exact
+        refs_ok = cache is not None and not joins_by_contact and cache.all_keyed(LOAD_ORDER)
+        if cache is not None and refs_ok and cache.restore_refs(self):
+            self.log("references: inputs unchanged, from cache")
+            return
+        notes_from = len(self.notes)
         self.check_references()
+        if cache is not None and refs_ok:
+            cache.store_refs(self, notes_from)
 
 
 def _digits(expr: str) -> str:

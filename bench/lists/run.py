@@ -29,9 +29,9 @@ def _child(step: str, data: str, out: str, as_of: str) -> dict[str, float]:
         from lists import build_lists, load_mapping
 
         with build_lists(load_mapping(REPO / "config/mappings/canonical.toml"), data, out, date.fromisoformat(as_of),
-                         phone_cache=Path(out) / "phone_cache.parquet") as r:
+                         phone_cache=Path(out) / "phone_cache.parquet", table_cache=Path(out) / "table_cache") as r:
             extra = {"entries": r.summary["entries_total"], **{f"t_{k}": round(v, 2) for k, v in r.timings.items()},
-                     "parsed_phones": r.summary["phones"]["parsed_now"]}
+                     "parsed_phones": r.summary["phones"]["parsed_now"], "table_cache": r.summary["table_cache"]}
     elif step == "duckdb_dormant":
         import duckdb
 

@@ -360,6 +360,7 @@ def _build(args: argparse.Namespace) -> int:
         sup = store_suppressions(engine, tz)
         cache = Path(args.phone_cache) if args.phone_cache else out / "phone_cache.parquet"
         result = build_lists(mapping, input_dir, out, as_of, settings_from(cfg), sup, phone_cache=cache,
+                             table_cache=cache.parent / "table_cache",
                              memory_limit=args.memory_limit,
                              log=(lambda m: print(f"lists: {m}", file=sys.stderr)) if args.verbose else None)
     except ListsError as exc:
