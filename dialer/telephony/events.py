@@ -7,20 +7,50 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any
 
-EventKind = Literal["trying", "ringing", "answered", "agent_connected", "agent_failed", "abandoned", "failed",
-                    "hangup", "dtmf", "worker_down", "trunk_down", "trunk_up"]
-Outcome = Literal["busy", "no_answer", "invalid", "rejected", "congestion", "cancelled", "failed", "interrupted"]
+
+class EventKind(StrEnum):
+    """What a `CallEvent` reports (a str, so `ev.kind == "answered"` keeps working)."""
+
+    TRYING = "trying"
+    RINGING = "ringing"
+    ANSWERED = "answered"
+    AGENT_CONNECTED = "agent_connected"
+    AGENT_FAILED = "agent_failed"
+    ABANDONED = "abandoned"
+    FAILED = "failed"
+    HANGUP = "hangup"
+    DTMF = "dtmf"
+    REFER_REFUSED = "refer_refused"
+    WORKER_DOWN = "worker_down"
+    TRUNK_DOWN = "trunk_down"
+    TRUNK_UP = "trunk_up"
+
+
+class Outcome(StrEnum):
+    """How an unanswered attempt ended (answered ones end with `hangup`)."""
+
+    BUSY = "busy"
+    NO_ANSWER = "no_answer"
+    INVALID = "invalid"
+    REJECTED = "rejected"
+    CONGESTION = "congestion"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    REDIRECTED = "redirected"  # 3xx: never followed (the target was not checked against DNC or hours)
+    TRUNK_ERROR = "trunk_error"  # the trunk's own fault (credentials refused): NOT an attempt on the contact
 
 
 @dataclass
 class CallEvent:
-    kind: str
+    kind: str  # an EventKind value
     attempt_id: int | None = None
     at: float = field(default_factory=time.time)
     sip_status: int | None = None
-    outcome: str | None = None
+    outcome: str | None = None  # an Outcome value
     by: str | None = None
     agent_id: int | None = None
     digit: str | None = None
@@ -31,6 +61,9 @@ class CallEvent:
     trunk: str | None = None
     # per-leg media figures on "hangup" ({"customer": {"rx": n, "tx": n, "loss": n}, "agent": {...}})
     stats: dict[str, Any] | None = None
+
+    # why the call ended when the dialer ended it for a reason of its own (e.g. "rtp_timeout")
+    cause: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

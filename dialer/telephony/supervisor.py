@@ -8,6 +8,7 @@ can only be bridged between calls of one process.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -25,6 +27,26 @@ from dialer.config import Config, TrunkConfig
 from dialer.privacy import mask_text
 from dialer.telephony.events import CallEvent
 from dialer.telephony.numbers import request_uri
+from dialer.telephony.protocol import (
+    Command,
+    ConnectAgent,
+    Dialog,
+    DialogGone,
+    Event,
+    Fatal,
+    Hangup,
+    Originate,
+    Ready,
+    Register,
+    RegState,
+    Report,
+    Slots,
+    Stop,
+    Stopped,
+    TrunkSpec,
+    WorkerError,
+    WorkerSpec,
+)
 
 log = logging.getLogger("dialer.telephony")
 
@@ -41,7 +63,7 @@ class TelephonyError(RuntimeError):
 class _Worker:
     index: int
     name: str
-    spec: dict[str, Any]
+    spec: WorkerSpec
     proc: Any = None
     conn: Connection | None = None
     ready: bool = False
@@ -115,26 +137,22 @@ class Telephony:
         self.customer_slots_per_worker = 0
         self.started = False
         self.errors: list[str] = []
+        self.dialogs: dict[tuple[int, str], Dialog] = {}  # confirmed dialogs, by (attempt, leg)
+        self._reports = self._report_table()
 
     # ------------------------------------------------------------------ lifecycle
-    def _spec(self, i: int, rtp_stride: int) -> dict[str, Any]:
+    def _spec(self, i: int, rtp_stride: int) -> WorkerSpec:
         tc = self.tc
-        return {
-            "name": f"w{i}",
-            "sip_port": tc.sip_port_base + i,
-            "rtp_port": tc.rtp_port_base + i * rtp_stride,
-            "rtp_range": rtp_stride,
-            "bind": tc.bind,
-            "public": tc.public_address,
-            "clock_rate": tc.clock_rate,
-            "trunk_retry_s": tc.trunk_retry_s,
-            "log_level": int(os.environ.get("TSUNAGU_PJ_LOG_LEVEL", "0")),
-            "log_file": os.environ.get("TSUNAGU_PJ_LOG_DIR", "") and
-            str(Path(os.environ["TSUNAGU_PJ_LOG_DIR"]) / f"pjsua-w{i}.log"),
-            "trunks": [{"name": t.name, "proxy": t.proxy, "transport": t.transport, "username": t.username,
-                        "password": t.password(), "registration": t.registration, "registrar": t.registrar,
-                        "caller_id": t.caller_id, "codecs": list(t.codecs)} for t in self.cfg.trunks],
-        }
+        log_dir = os.environ.get("TSUNAGU_PJ_LOG_DIR", "")
+        return WorkerSpec(
+            name=f"w{i}", sip_port=tc.sip_port_base + i, rtp_port=tc.rtp_port_base + i * rtp_stride,
+            rtp_range=rtp_stride, bind=tc.bind, public=tc.public_address, clock_rate=tc.clock_rate,
+            trunk_retry_s=tc.trunk_retry_s, log_level=int(os.environ.get("TSUNAGU_PJ_LOG_LEVEL", "0")),
+            log_file=str(Path(log_dir) / f"pjsua-w{i}.log") if log_dir else "",
+            trunks=tuple(TrunkSpec(name=t.name, proxy=t.proxy, transport=t.transport, username=t.username,
+                                   password=t.password(), registration=t.registration, registrar=t.registrar,
+                                   caller_id=t.caller_id, codecs=tuple(t.codecs)) for t in self.cfg.trunks),
+        )
 
     def _spawn(self, w: _Worker) -> None:
         """A fresh interpreter running only the worker module (not a fork, not multiprocessing's spawn, which
@@ -191,8 +209,8 @@ class Telephony:
         n = self.tc.workers if isinstance(self.tc.workers, int) else math.ceil(self.tc.lines / per)
         n = max(1, n)
         stride = max(stride, 2 * cap + 16)
-        if w0.spec["rtp_range"] != stride:
-            w0.spec["rtp_range"] = stride
+        if w0.spec.rtp_range != stride:
+            w0.spec = dataclasses.replace(w0.spec, rtp_range=stride)
         w0.customer_slots = per
         rest = []
         for i in range(1, n):
@@ -216,7 +234,7 @@ class Telephony:
         for w in self.workers.values():
             if w.conn is not None and not w.stopped and w.alive():
                 try:
-                    w.conn.send({"op": "stop"})
+                    w.conn.send(Stop())
                 except OSError:
                     pass
         end = time.monotonic() + 12.0
@@ -285,10 +303,10 @@ class Telephony:
         if t.tokens < 1.0:
             return False
         w = max((w for w in self.workers.values() if w.free() > 0), key=lambda w: (w.free(), -w.index))
-        msg = {"op": "originate", "attempt_id": attempt_id, "uri": request_uri(number, t.cfg), "trunk": trunk,
-               "ring_timeout_s": max(MIN_RING_S, float(ring_timeout_s)), "connect_limit_s": float(connect_limit_s),
-               "info_wav": str(Path(info_wav).resolve()) if info_wav else None,
-               "record_path": str(Path(record_path).resolve()) if record_path else None}
+        msg = Originate(attempt_id=attempt_id, uri=request_uri(number, t.cfg), trunk=trunk,
+                        ring_timeout_s=max(MIN_RING_S, float(ring_timeout_s)), connect_limit_s=float(connect_limit_s),
+                        info_wav=str(Path(info_wav).resolve()) if info_wav else None,
+                        record_path=str(Path(record_path).resolve()) if record_path else None)
         if not self._send(w, msg):
             return False
         t.tokens -= 1.0
@@ -301,16 +319,15 @@ class Telephony:
         c = self.calls.get(attempt_id)
         if c is None:
             return
-        self._send(self.workers[c.worker], {"op": "connect_agent", "attempt_id": attempt_id, "agent_id": agent_id,
-                                            "uri": agent_uri})
+        self._send(self.workers[c.worker], ConnectAgent(attempt_id=attempt_id, agent_id=agent_id, uri=agent_uri))
 
     def hangup(self, attempt_id: int) -> None:
         c = self.calls.get(attempt_id)
         if c is None:
             return
-        self._send(self.workers[c.worker], {"op": "hangup", "attempt_id": attempt_id})
+        self._send(self.workers[c.worker], Hangup(attempt_id=attempt_id))
 
-    def _send(self, w: _Worker, msg: dict[str, Any]) -> bool:
+    def _send(self, w: _Worker, msg: Command) -> bool:
         if w.conn is None or w.stopped:
             return False
         try:
@@ -356,31 +373,46 @@ class Telephony:
             if not w.stopped:
                 self._worker_down(w, restart=restart)
 
-    def _message(self, w: _Worker, msg: tuple[str, dict[str, Any]]) -> None:
-        kind, data = msg
-        if kind == "event":
-            self._event(CallEvent(**data))
-        elif kind == "slots":
-            w.used, w.live = int(data["used"]), int(data["live"])
-        elif kind == "ready":
-            w.ready = True
-            w.capacity = int(data["capacity"])
-            w.pid = int(data["pid"])
-            if self.customer_slots_per_worker:
-                w.customer_slots = self.customer_slots_per_worker
-            else:
-                w.customer_slots = max(1, math.floor(w.capacity / (1.0 + self.tc.agent_leg_ratio)))
-        elif kind == "reg":
-            self._registration(data)
-        elif kind == "stopped":
-            w.stopped = True
-        elif kind in ("fatal", "error"):
-            if kind == "fatal":
-                w.fatal_status = data.get("status")
-            where = data.get("where", f"start (SIP port {w.spec['sip_port']}, RTP {w.spec['rtp_port']}+)")
-            text = f"{w.name}: {where}: {data['error']}"
-            self.errors.append(text)
-            log.error("telephony %s", mask_text(text))
+    def _message(self, w: _Worker, msg: Report) -> None:
+        self._reports[type(msg)](w, msg)
+
+    def _report_table(self) -> dict[type[Any], Callable[[_Worker, Any], None]]:
+        return {Event: lambda w, m: self._event(m.event), Slots: self._on_slots, Ready: self._on_ready,
+                RegState: lambda w, m: self._registration(m), Stopped: self._on_stopped, Fatal: self._on_fatal,
+                WorkerError: self._on_error, Dialog: self._on_dialog, DialogGone: self._on_dialog_gone}
+
+    def _on_slots(self, w: _Worker, m: Slots) -> None:
+        w.used, w.live = m.used, m.live
+
+    def _on_ready(self, w: _Worker, m: Ready) -> None:
+        w.ready = True
+        w.capacity = m.capacity
+        w.pid = m.pid
+        if self.customer_slots_per_worker:
+            w.customer_slots = self.customer_slots_per_worker
+        else:
+            w.customer_slots = max(1, math.floor(w.capacity / (1.0 + self.tc.agent_leg_ratio)))
+
+    def _on_stopped(self, w: _Worker, m: Stopped) -> None:
+        w.stopped = True
+
+    def _on_fatal(self, w: _Worker, m: Fatal) -> None:
+        w.fatal_status = m.status
+        self._worker_error(w, f"start (SIP port {w.spec.sip_port}, RTP {w.spec.rtp_port}+)", m.error)
+
+    def _on_error(self, w: _Worker, m: WorkerError) -> None:
+        self._worker_error(w, m.where, m.error)
+
+    def _worker_error(self, w: _Worker, where: str, error: str) -> None:
+        text = f"{w.name}: {where}: {error}"
+        self.errors.append(text)
+        log.error("telephony %s", mask_text(text))
+
+    def _on_dialog(self, w: _Worker, m: Dialog) -> None:
+        self.dialogs[(m.attempt_id, m.leg)] = m
+
+    def _on_dialog_gone(self, w: _Worker, m: DialogGone) -> None:
+        self.dialogs.pop((m.attempt_id, m.leg), None)
 
     def _event(self, ev: CallEvent) -> None:
         if ev.kind in ("failed", "hangup") and ev.attempt_id is not None:
@@ -475,20 +507,20 @@ class Telephony:
                 t.retry_at = now + self.tc.trunk_retry_s
                 for w in self.workers.values():
                     if w.ready and not w.stopped:
-                        self._send(w, {"op": "register", "trunk": t.cfg.name})
+                        self._send(w, Register(trunk=t.cfg.name))
             elif t.down and not t.by_registration and now >= t.retry_at:
                 # half-open: one more congestion failure marks it down again
                 t.consecutive_503 = max(0, self.tc.trunk_503_limit - 1)
                 self._trunk_up(t, f"retrying after {self.tc.trunk_retry_s:g} s")
 
-    def _registration(self, data: dict[str, Any]) -> None:
-        t = self.trunks.get(data["trunk"])
+    def _registration(self, m: RegState) -> None:
+        t = self.trunks.get(m.trunk)
         if t is None:
             return
-        if data["ok"] and data.get("expiration", 1) and t.down and t.by_registration:
+        if m.ok and m.expiration and t.down and t.by_registration:
             self._trunk_up(t, "registered")
-        elif not data["ok"] and not t.down:
-            self._trunk_down(t, f"registration failed: {data['code']} {data['reason']}", registration=True)
+        elif not m.ok and not t.down:
+            self._trunk_down(t, f"registration failed: {m.code} {m.reason}", registration=True)
 
     def trunk_status(self, trunk: str) -> dict[str, Any]:
         t = self._trunk(trunk)

@@ -7,7 +7,8 @@ that customer's agent leg. Everything runs on this process's main thread (thread
 deferred to the loop body (never done inside a SWIG callback).
 
 Commands arrive and events leave over one multiprocessing Connection (a pipe per worker, so a killed
-worker breaks only its own pipe). Messages are plain tuples/dicts.
+worker breaks only its own pipe). Messages are the dataclasses of `protocol` (commands in, reports out),
+dispatched by type through a table.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import signal
 import time
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -25,6 +27,24 @@ from typing import Any
 
 from dialer.privacy import mask_text
 from dialer.telephony.events import CallEvent, outcome_for_status
+from dialer.telephony.protocol import (
+    CallState,
+    Command,
+    ConnectAgent,
+    Event,
+    Fatal,
+    Hangup,
+    Originate,
+    Ready,
+    Register,
+    RegState,
+    Report,
+    Slots,
+    Stop,
+    Stopped,
+    WorkerError,
+    WorkerSpec,
+)
 
 PJ_ETOOMANY = 70010
 AGENT_HEADERS = (
@@ -74,7 +94,7 @@ class Att:
     connect_limit: float
     info_wav: str | None
     record_path: str | None
-    state: str = "placing"  # placing|calling|answered|connected|abandoning|ending
+    state: CallState = CallState.PLACING
     cust: Any = None
     agent: Any = None
     agent_id: int | None = None
@@ -100,10 +120,10 @@ class Att:
 
 
 class Worker:
-    def __init__(self, spec: dict[str, Any], conn: Connection) -> None:
+    def __init__(self, spec: WorkerSpec, conn: Connection) -> None:
         self.spec = spec
         self.conn = conn
-        self.name = spec["name"]
+        self.name = spec.name
         self.atts: dict[int, Att] = {}
         self.zombies: dict[int, Att] = {}  # already reported, leg still finishing its transaction
         self.todo: list[Any] = []
@@ -111,9 +131,16 @@ class Worker:
         self.last_slots: tuple[int, int] = (-1, -1)
         self.accounts: dict[str, Any] = {}
         self.local_acc: Any = None
+        self.commands: dict[type[Any], Callable[[Any], None]] = {
+            Originate: self._originate, ConnectAgent: self._connect_agent, Hangup: self._hangup_cmd,
+            Register: self._register, Stop: self._stop_cmd,
+        }
+        self.actions: dict[str, Callable[[Att], None]] = {
+            "bridge": self._bridge, "record": self._record, "release": self._release,
+        }
 
     # ------------------------------------------------------------------ messaging
-    def send(self, msg: tuple[Any, ...]) -> None:
+    def send(self, msg: Report) -> None:
         try:
             self.conn.send(msg)
         except (OSError, EOFError, BrokenPipeError):
@@ -123,7 +150,7 @@ class Worker:
         ev = CallEvent(kind=kind, attempt_id=att.attempt_id if att else kw.pop("attempt_id", None),
                        worker=self.name, trunk=att.trunk if att else kw.pop("trunk", None), **kw)
         ev.detail = mask_text(ev.detail)
-        self.send(("event", ev.to_dict()))
+        self.send(Event(ev))
 
     # ------------------------------------------------------------------ endpoint
     def start(self) -> None:
@@ -137,65 +164,65 @@ class Worker:
         epc = pj.EpConfig()
         epc.uaConfig.threadCnt = 0
         epc.uaConfig.mainThreadOnly = True
-        epc.uaConfig.maxCalls = int(sp.get("max_calls", 512))
+        epc.uaConfig.maxCalls = sp.max_calls
         epc.uaConfig.userAgent = "tsunagu"
-        epc.logConfig.level = int(sp.get("log_level", 0))
+        epc.logConfig.level = sp.log_level
         epc.logConfig.consoleLevel = 0
-        if sp.get("log_file"):
-            epc.logConfig.filename = sp["log_file"]
-        epc.medConfig.clockRate = int(sp["clock_rate"])
-        epc.medConfig.sndClockRate = int(sp["clock_rate"])
+        if sp.log_file:
+            epc.logConfig.filename = sp.log_file
+        epc.medConfig.clockRate = sp.clock_rate
+        epc.medConfig.sndClockRate = sp.clock_rate
         epc.medConfig.ecTailLen = 0
         epc.medConfig.noVad = True  # keep RTP flowing: silence suppression hides a broken bridge from peers
         ep.libInit(epc)
         self.capacity = probe_capacity(pj)
-        rtp_range = max(int(sp["rtp_range"]), 2 * self.capacity + 16)
+        rtp_range = max(sp.rtp_range, 2 * self.capacity + 16)
         tc = pj.TransportConfig()
-        tc.port = int(sp["sip_port"])
-        tc.boundAddress = sp["bind"]
-        tc.publicAddress = sp["public"]
+        tc.port = sp.sip_port
+        tc.boundAddress = sp.bind
+        tc.publicAddress = sp.public
         self.udp_tid = ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tc)
-        if any(t["transport"] == "tcp" for t in sp["trunks"]):
+        if any(t.transport == "tcp" for t in sp.trunks):
             ep.transportCreate(pj.PJSIP_TRANSPORT_TCP, tc)
         ep.libStart()
         ep.audDevManager().setNullDev()
-        self._codecs([c for t in sp["trunks"] for c in t.get("codecs", [])] or ["PCMU/8000", "PCMA/8000"])
+        self._codecs([c for t in sp.trunks for c in t.codecs] or ["PCMU/8000", "PCMA/8000"])
 
         def media_cfg(acfg: Any) -> None:
-            acfg.mediaConfig.transportConfig.port = int(sp["rtp_port"])
+            acfg.mediaConfig.transportConfig.port = sp.rtp_port
             acfg.mediaConfig.transportConfig.portRange = rtp_range
-            acfg.mediaConfig.transportConfig.boundAddress = sp["bind"]
-            acfg.mediaConfig.transportConfig.publicAddress = sp["public"]
+            acfg.mediaConfig.transportConfig.boundAddress = sp.bind
+            acfg.mediaConfig.transportConfig.publicAddress = sp.public
             acfg.mediaConfig.lockCodecEnabled = False
 
-        host = f"{sp['public']}:{sp['sip_port']}"
+        host = f"{sp.public}:{sp.sip_port}"
         self.host = host
         acfg = pj.AccountConfig()
         acfg.idUri = f"sip:dialer@{host}"
         media_cfg(acfg)
         self.local_acc = _make_account(pj, self, "")
         self.local_acc.create(acfg, True)
-        for t in sp["trunks"]:
+        for t in sp.trunks:
             acfg = pj.AccountConfig()
-            cid = t["caller_id"]
+            cid = t.caller_id
             if cid and not cid.startswith(("sip:", "sips:", "<", '"')):
                 cid = f"sip:{cid}@{host}"  # a bare number as caller ID
-            acfg.idUri = cid or f"sip:{t['username'] or 'dialer'}@{host}"
+            acfg.idUri = cid or f"sip:{t.username or 'dialer'}@{host}"
             media_cfg(acfg)
-            if t["username"]:
+            if t.username:
                 realm = "*"
-                cred = pj.AuthCredInfo("digest", realm, t["username"], 0, t["password"])
+                cred = pj.AuthCredInfo("digest", realm, t.username, 0, t.password)
                 acfg.sipConfig.authCreds.append(cred)
-            if t["registration"]:
-                acfg.regConfig.registrarUri = t["registrar"] or t["proxy"]
+            if t.registration:
+                acfg.regConfig.registrarUri = t.registrar or t.proxy
                 acfg.regConfig.registerOnAdd = True
-                acfg.regConfig.retryIntervalSec = int(sp.get("trunk_retry_s", 30))
+                acfg.regConfig.retryIntervalSec = int(sp.trunk_retry_s)
             else:
                 acfg.regConfig.registerOnAdd = False
-            acc = _make_account(pj, self, t["name"])
+            acc = _make_account(pj, self, t.name)
             acc.create(acfg)
-            self.accounts[t["name"]] = acc
-        self.send(("ready", {"capacity": self.capacity, "rtp_range": rtp_range, "pid": os.getpid()}))
+            self.accounts[t.name] = acc
+        self.send(Ready(capacity=self.capacity, rtp_range=rtp_range, pid=os.getpid()))
 
     def _codecs(self, wanted: list[str]) -> None:
         """Only the trunks' codecs are offered, in their order (G.711 at 8 kHz by default)."""
@@ -212,40 +239,44 @@ class Worker:
                 pass
 
     # ------------------------------------------------------------------ commands
-    def handle(self, msg: dict[str, Any]) -> None:
-        op = msg["op"]
-        if op == "originate":
-            now = time.monotonic()
-            att = Att(attempt_id=msg["attempt_id"], trunk=msg["trunk"], uri=msg["uri"],
-                      ring_deadline=now + msg["ring_timeout_s"], connect_limit=msg["connect_limit_s"],
-                      info_wav=msg.get("info_wav"), record_path=msg.get("record_path"),
-                      place_until=now + 5.0)
-            self.atts[att.attempt_id] = att
-            self._place(att)
-        elif op == "connect_agent":
-            cur = self.atts.get(msg["attempt_id"])
-            if cur is None or cur.state != "answered" or cur.cust is None:
-                return  # customer gone or already abandoning: the campaign sees that from other events
-            if cur.agent is not None:
-                # the campaign moved on to another agent while this leg is still pending: cancel it quietly
-                self._hangup_leg(cur.agent)
-                cur.agent_silent = True
-            cur.agent_pending = (msg["agent_id"], msg["uri"])
-            self._place_agent(cur)
-        elif op == "hangup":
-            cur = self.atts.get(msg["attempt_id"])
-            if cur is not None:
-                self._end(cur, "dialer")
-        elif op == "register":
-            acc = self.accounts.get(msg["trunk"])
-            if acc is not None:
-                try:
-                    acc.setRegistration(True)
-                except self.pj.Error as exc:
-                    self.send(("reg", {"trunk": msg["trunk"], "ok": False, "code": exc.status,
-                                       "reason": mask_text(str(exc.reason)), "expiration": 0}))
-        elif op == "stop":
-            self.stop = True
+    def handle(self, msg: Command) -> None:
+        self.commands[type(msg)](msg)
+
+    def _originate(self, msg: Originate) -> None:
+        now = time.monotonic()
+        att = Att(attempt_id=msg.attempt_id, trunk=msg.trunk, uri=msg.uri,
+                  ring_deadline=now + msg.ring_timeout_s, connect_limit=msg.connect_limit_s,
+                  info_wav=msg.info_wav, record_path=msg.record_path, place_until=now + 5.0)
+        self.atts[att.attempt_id] = att
+        self._place(att)
+
+    def _connect_agent(self, msg: ConnectAgent) -> None:
+        cur = self.atts.get(msg.attempt_id)
+        if cur is None or cur.state is not CallState.ANSWERED or cur.cust is None:
+            return  # customer gone or already abandoning: the campaign sees that from other events
+        if cur.agent is not None:
+            # the campaign moved on to another agent while this leg is still pending: cancel it quietly
+            self._hangup_leg(cur.agent)
+            cur.agent_silent = True
+        cur.agent_pending = (msg.agent_id, msg.uri)
+        self._place_agent(cur)
+
+    def _hangup_cmd(self, msg: Hangup) -> None:
+        cur = self.atts.get(msg.attempt_id)
+        if cur is not None:
+            self._end(cur, "dialer")
+
+    def _register(self, msg: Register) -> None:
+        acc = self.accounts.get(msg.trunk)
+        if acc is not None:
+            try:
+                acc.setRegistration(True)
+            except self.pj.Error as exc:
+                self.send(RegState(trunk=msg.trunk, ok=False, code=int(exc.status),
+                                   reason=mask_text(str(exc.reason)), expiration=0))
+
+    def _stop_cmd(self, msg: Stop) -> None:
+        self.stop = True
 
     def _place(self, att: Att) -> None:
         pj = self.pj
@@ -263,7 +294,7 @@ class Worker:
             self.emit("failed", att, outcome=outcome, detail=f"makeCall: {exc.reason}")
             return
         att.cust = leg
-        att.state = "calling"
+        att.state = CallState.CALLING
         self.emit("trying", att)
 
     def _place_agent(self, att: Att) -> None:
@@ -305,16 +336,16 @@ class Worker:
 
     def _end(self, att: Att, by: str) -> None:
         """Hang up both legs of an attempt (the dialer's decision, or the release of the other side)."""
-        if att.state == "placing":
+        if att.state is CallState.PLACING:
             del self.atts[att.attempt_id]
             self.emit("failed", att, outcome="cancelled", detail="hung up before the INVITE left")
             return
-        if att.state == "calling":
+        if att.state is CallState.CALLING:
             att.dialer_cancel = att.dialer_cancel or by == "dialer"
         elif att.hangup_by is None:
             att.hangup_by = by
-        if att.state != "calling":
-            att.state = "ending"
+        if att.state is not CallState.CALLING:
+            att.state = CallState.ENDING
         if att.agent is not None:
             if not att.agent_confirmed:
                 att.agent_silent = True
@@ -335,31 +366,31 @@ class Worker:
             if st == pj.PJSIP_INV_STATE_EARLY and not att.ringing_sent:
                 att.ringing_sent = att.provisional = True
                 self.emit("ringing", att, sip_status=ci.lastStatusCode)
-            elif st == pj.PJSIP_INV_STATE_CONFIRMED and att.state == "calling":
-                att.state = "answered"
+            elif st == pj.PJSIP_INV_STATE_CONFIRMED and att.state is CallState.CALLING:
+                att.state = CallState.ANSWERED
                 att.answered_at = time.monotonic()
                 att.connect_deadline = att.answered_at + att.connect_limit
                 self.emit("answered", att, sip_status=200)
                 if att.record_path:
                     self.todo.append(("record", att.attempt_id))
-            elif st == pj.PJSIP_INV_STATE_DISCONNECTED and att.state == "zombie":
+            elif st == pj.PJSIP_INV_STATE_DISCONNECTED and att.state is CallState.ZOMBIE:
                 att.cust = None
                 self.zombies.pop(att.attempt_id, None)
             elif st == pj.PJSIP_INV_STATE_DISCONNECTED:
                 att.cust = None  # gotcha 1: no reference may outlive DISCONNECTED
                 att.ended_status = ci.lastStatusCode
-                if att.state == "calling":
+                if att.state is CallState.CALLING:
                     self._unanswered(att, ci.lastStatusCode, ci.lastReason)
                 else:
                     if att.hangup_by is None:
                         att.hangup_by = "customer"
-                    att.state = "ending"
+                    att.state = CallState.ENDING
                     self.todo.append(("release", att.attempt_id))
         else:
             if st == pj.PJSIP_INV_STATE_CONFIRMED:
                 att.agent_confirmed = True
-                if att.state == "answered" and att.cust is not None:
-                    att.state = "connected"
+                if att.state is CallState.ANSWERED and att.cust is not None:
+                    att.state = CallState.CONNECTED
                     self.emit("agent_connected", att, agent_id=att.agent_id, leg="agent",
                               detail=f"{(time.monotonic() - att.answered_at) * 1000:.0f} ms after answer")
                     self.todo.append(("bridge", att.attempt_id))
@@ -373,10 +404,10 @@ class Worker:
                         self.emit("agent_failed", att, agent_id=att.agent_id, leg="agent",
                                   sip_status=ci.lastStatusCode, detail=f"agent leg: {ci.lastStatusCode} "
                                                                        f"{ci.lastReason}")
-                    att.agent_id = None if att.state == "answered" else att.agent_id
-                elif att.state == "connected":
+                    att.agent_id = None if att.state is CallState.ANSWERED else att.agent_id
+                elif att.state is CallState.CONNECTED:
                     att.hangup_by = att.hangup_by or "agent"
-                    att.state = "ending"
+                    att.state = CallState.ENDING
                 self.todo.append(("release", att.attempt_id))
 
     def _unanswered(self, att: Att, status: int, reason: str) -> None:
@@ -393,9 +424,9 @@ class Worker:
             att.provisional = True
 
     def on_media(self, leg: Any, att: Att, role: str) -> None:
-        if role == "customer" and att.record_path and att.recorder is None and att.state != "calling":
+        if role == "customer" and att.record_path and att.recorder is None and att.state is not CallState.CALLING:
             self.todo.append(("record", att.attempt_id))  # media re-negotiated after answer
-        if role == "agent" or att.state == "connected":
+        if role == "agent" or att.state is CallState.CONNECTED:
             att.bridged = False  # a re-INVITE may have given the leg a new conference port: bridge again
             self.todo.append(("bridge", att.attempt_id))
 
@@ -442,14 +473,8 @@ class Worker:
         todo, self.todo = self.todo, []
         for action, attempt_id in todo:
             att = self.atts.get(attempt_id)
-            if att is None:
-                continue
-            if action == "bridge":
-                self._bridge(att)
-            elif action == "record":
-                self._record(att)
-            elif action == "release":
-                self._release(att)
+            if att is not None:
+                self.actions[action](att)
 
     def _record(self, att: Att) -> None:
         if att.recorder is not None or att.cust is None or not att.record_path:
@@ -467,7 +492,7 @@ class Worker:
             att.record_path = None  # reported as recording_path=None on hangup
 
     def _bridge(self, att: Att) -> None:
-        if att.bridged or att.state != "connected" or att.cust is None or att.agent is None:
+        if att.bridged or att.state is not CallState.CONNECTED or att.cust is None or att.agent is None:
             return
         a, b = self._aud(att.cust), self._aud(att.agent)
         if a is None or b is None:
@@ -483,7 +508,7 @@ class Worker:
 
     def _release(self, att: Att) -> None:
         """One side is gone (or the agent answered too late): hang up the other, finish when both are gone."""
-        if att.state == "ending":
+        if att.state is CallState.ENDING:
             if att.agent is not None:
                 if not att.agent_confirmed:
                     att.agent_silent = True
@@ -492,7 +517,7 @@ class Worker:
                 self._hangup_leg(att.cust)
         elif att.agent is not None and att.agent_silent and att.agent_confirmed:
             self._hangup_leg(att.agent)  # agent answered after the abandon decision
-        if att.cust is None and att.agent is None and att.state in ("ending", "abandoning"):
+        if att.cust is None and att.agent is None and att.state in (CallState.ENDING, CallState.ABANDONING):
             self._finish(att)
 
     def _finish(self, att: Att) -> None:
@@ -510,7 +535,7 @@ class Worker:
                       detail=f"agent did not answer within the {att.connect_limit:g} s connect limit")
             self._hangup_leg(att.agent)
         att.agent_pending = None
-        att.state = "abandoning"
+        att.state = CallState.ABANDONING
         att.hangup_by = "dialer"
         secs = wav_seconds(att.info_wav) if att.info_wav else 0.0
         note = "" if secs or not att.info_wav else f"; MESSAGE NOT PLAYED: {att.info_wav} is missing or not a WAV"
@@ -532,9 +557,9 @@ class Worker:
     def timers(self) -> None:
         now = time.monotonic()
         for att in list(self.atts.values()):
-            if att.state == "placing":
+            if att.state is CallState.PLACING:
                 self._place(att)
-            elif att.state == "calling":
+            elif att.state is CallState.CALLING:
                 if now >= att.ring_deadline and not att.ring_timed_out and att.cust is not None:
                     att.ring_timed_out = True
                     if not att.provisional:
@@ -542,19 +567,19 @@ class Worker:
                         # would only give up at Timer B (32 s). Report now; keep the leg referenced until
                         # its DISCONNECTED (its slot stays busy, reported as lingering).
                         del self.atts[att.attempt_id]
-                        att.state = "zombie"
+                        att.state = CallState.ZOMBIE
                         self.zombies[att.attempt_id] = att
                         self.emit("failed", att, outcome="congestion",
                                   detail="no response from the trunk before the ring timeout")
                     self._hangup_leg(att.cust)
-            elif att.state == "connected":
+            elif att.state is CallState.CONNECTED:
                 self._sample_levels(att, now)
-            elif att.state == "answered":
+            elif att.state is CallState.ANSWERED:
                 if att.agent_pending is not None and att.agent is None:
                     self._place_agent(att)
                 if now >= att.connect_deadline:
                     self._abandon(att, now)
-            elif att.state == "abandoning":
+            elif att.state is CallState.ABANDONING:
                 self._sample_levels(att, now)
                 if now >= att.play_until and att.cust is not None and att.play_until >= 0:
                     att.play_until = -1.0
@@ -568,7 +593,7 @@ class Worker:
         live = sum((a.cust is not None) + (a.agent is not None) for a in self.atts.values())
         if (used, live) != self.last_slots:
             self.last_slots = (used, live)
-            self.send(("slots", {"used": used, "live": live}))
+            self.send(Slots(used=used, live=live))
 
     # ------------------------------------------------------------------ main loop
     def loop(self) -> None:
@@ -589,7 +614,7 @@ class Worker:
 
     def shutdown(self) -> None:
         for att in list(self.atts.values()):
-            if att.state == "placing":
+            if att.state is CallState.PLACING:
                 del self.atts[att.attempt_id]
                 self.emit("failed", att, outcome="cancelled", detail="telephony stopping")
             else:
@@ -604,7 +629,7 @@ class Worker:
         self.zombies.clear()
         for att in list(self.atts.values()):  # legs that never finished their transaction
             att.cust = att.agent = att.player = att.recorder = None
-            self.emit("failed" if att.state == "calling" else "hangup", att, outcome="interrupted",
+            self.emit("failed" if att.state is CallState.CALLING else "hangup", att, outcome="interrupted",
                       by="dialer", detail="telephony stopped before the call ended")
         self.atts.clear()
         self.todo.clear()
@@ -613,7 +638,7 @@ class Worker:
         gc.collect()
         self.ep.libHandleEvents(10)
         self.ep.libDestroy()
-        self.send(("stopped", {}))
+        self.send(Stopped())
 
 
 def _make_account(pj: Any, worker: Worker, trunk: str) -> Any:
@@ -623,8 +648,8 @@ def _make_account(pj: Any, worker: Worker, trunk: str) -> Any:
                 return
             try:
                 ok = 200 <= prm.code < 300
-                worker.send(("reg", {"trunk": trunk, "ok": ok, "code": prm.code,
-                                     "reason": mask_text(prm.reason), "expiration": prm.expiration}))
+                worker.send(RegState(trunk=trunk, ok=ok, code=int(prm.code), reason=mask_text(prm.reason),
+                                     expiration=int(prm.expiration)))
             except Exception:  # noqa: BLE001 - never raise into SWIG
                 pass
 
@@ -661,7 +686,7 @@ def _leg_class(pj: Any, worker: Worker) -> Any:
             try:
                 worker.on_state(self, self.att, self.role)
             except Exception as exc:  # noqa: BLE001 - an exception into SWIG aborts the process
-                worker.send(("error", {"where": "onCallState", "error": repr(exc)}))
+                worker.send(WorkerError(where="onCallState", error=repr(exc)))
 
         def onCallTsxState(self, prm: Any) -> None:
             try:
@@ -675,7 +700,7 @@ def _leg_class(pj: Any, worker: Worker) -> Any:
             try:
                 worker.on_media(self, self.att, self.role)
             except Exception as exc:  # noqa: BLE001
-                worker.send(("error", {"where": "onCallMediaState", "error": repr(exc)}))
+                worker.send(WorkerError(where="onCallMediaState", error=repr(exc)))
 
         def onDtmfDigit(self, prm: Any) -> None:
             try:
@@ -692,7 +717,7 @@ def _leg_class(pj: Any, worker: Worker) -> Any:
     return Leg
 
 
-def main(spec: dict[str, Any], conn: Connection) -> None:
+def main(spec: WorkerSpec, conn: Connection) -> None:
     """Process entry point: `python -m dialer.telephony.worker FD` (FD: a socket to the supervisor)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us cleanly
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -705,7 +730,7 @@ def main(spec: dict[str, Any], conn: Connection) -> None:
         status = getattr(exc, "status", None)
         text = exc.info() if hasattr(exc, "info") else repr(exc)
         try:
-            conn.send(("fatal", {"error": mask_text(str(text)), "status": status}))
+            conn.send(Fatal(error=mask_text(str(text)), status=status))
         except OSError:
             pass
         return

@@ -1,0 +1,201 @@
+"""Typed messages between the supervisor and its worker processes, and the worker's call states.
+
+Why typed: the two sides live in different processes and are changed by different people; a dataclass per
+message makes a renamed field a `mypy` error instead of a KeyError in a worker nobody watches. Messages are
+pickled over a `multiprocessing.connection.Connection`, so they hold plain data only (no pjsua2 objects).
+Each side dispatches by message type through a table (`type(msg) -> handler`), never a chain of ifs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from dialer.telephony.events import CallEvent
+
+
+class CallState(StrEnum):
+    """Where one attempt stands inside a worker (customer leg first, then the agent leg)."""
+
+    PLACING = "placing"
+    """Accepted by the worker; the INVITE has not left yet (a slot is still held by a finishing transaction,
+    `PJ_ETOOMANY`): retried from the loop for up to 5 s, then reported `failed`."""
+    CALLING = "calling"
+    """INVITE sent to the trunk, no final response yet (trying / ringing / early media)."""
+    ANSWERED = "answered"
+    """The customer answered (200 OK, ACK sent); the connect limit runs while an agent leg is being placed."""
+    CONNECTED = "connected"
+    """An agent leg is CONFIRMED and bridged to the customer through the worker's conference bridge."""
+    ABANDONING = "abandoning"
+    """No agent within the connect limit: the information message plays to the customer, then we hang up."""
+    ENDING = "ending"
+    """One side hung up (or the dialer did): the other leg is being released; `hangup` is sent when both
+    legs are gone."""
+    ZOMBIE = "zombie"
+    """Already reported to the supervisor as `failed` (a silent trunk: no response at all before the ring
+    timeout, so no CANCEL is possible), but pjsip still holds the INVITE transaction until Timer B (32 s).
+    The leg keeps its call slot (counted as lingering) and is dropped at its DISCONNECTED; no further events."""
+
+
+# ---------------------------------------------------------------------------------------------- set-up
+@dataclass(frozen=True)
+class TrunkSpec:
+    """What a worker needs to know about one trunk (secrets included: this never leaves the host)."""
+
+    name: str
+    proxy: str
+    transport: str = "udp"
+    username: str = ""
+    auth_username: str = ""
+    password: str = ""
+    registration: bool = False
+    register_here: bool = False  # only one worker per host registers each trunk
+    registrar: str = ""
+    caller_id: str = ""
+    from_user: str = ""
+    from_domain: str = ""
+    outbound_proxy: str = ""
+    codecs: tuple[str, ...] = ("PCMU/8000", "PCMA/8000")
+    session_expires_s: int = 600
+
+
+@dataclass(frozen=True)
+class AgentLegSpec:
+    """The account agent legs are placed from (a PBX may want credentials and an outbound proxy)."""
+
+    username: str = ""
+    password: str = ""
+    outbound_proxy: str = ""
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Sent once, first thing on a fresh worker's socket."""
+
+    name: str
+    sip_port: int
+    rtp_port: int
+    rtp_range: int
+    bind: str
+    public: str
+    clock_rate: int
+    trunk_retry_s: float
+    trunks: tuple[TrunkSpec, ...]
+    agent_leg: AgentLegSpec = field(default_factory=AgentLegSpec)
+    log_level: int = 0
+    log_file: str = ""
+    max_calls: int = 512
+    rtp_timeout_s: float = 20.0
+
+
+# ---------------------------------------------------------------------------------------------- commands
+@dataclass(frozen=True)
+class Originate:
+    attempt_id: int
+    uri: str
+    trunk: str
+    ring_timeout_s: float
+    connect_limit_s: float
+    info_wav: str | None = None
+    record_path: str | None = None
+    from_uri: str = ""  # per-campaign caller ID (From), empty = the trunk's
+
+
+@dataclass(frozen=True)
+class ConnectAgent:
+    attempt_id: int
+    agent_id: int
+    uri: str
+
+
+@dataclass(frozen=True)
+class Hangup:
+    attempt_id: int
+
+
+@dataclass(frozen=True)
+class Register:
+    trunk: str
+
+
+@dataclass(frozen=True)
+class Stop:
+    pass
+
+
+Command = Originate | ConnectAgent | Hangup | Register | Stop
+
+
+# ---------------------------------------------------------------------------------------------- reports
+@dataclass(frozen=True)
+class Ready:
+    capacity: int
+    rtp_range: int
+    pid: int
+
+
+@dataclass(frozen=True)
+class Fatal:
+    """The worker could not start; `status` is pjlib's status code (e.g. address in use)."""
+
+    error: str
+    status: int | None = None
+
+
+@dataclass(frozen=True)
+class WorkerError:
+    """An exception caught at a SWIG callback boundary (it would abort the process if it escaped)."""
+
+    where: str
+    error: str
+
+
+@dataclass(frozen=True)
+class Event:
+    event: CallEvent
+
+
+@dataclass(frozen=True)
+class Slots:
+    used: int  # pjsua's own count of busy call slots (includes finishing transactions)
+    live: int  # legs the worker still holds
+
+
+@dataclass(frozen=True)
+class RegState:
+    trunk: str
+    ok: bool
+    code: int
+    reason: str
+    expiration: int
+
+
+@dataclass(frozen=True)
+class Dialog:
+    """A confirmed dialog, as the far end knows it: enough for the supervisor to send a BYE if the worker
+    dies (RFC 3261 12.2.1.1: Request-URI = remote target, Route = route set, same Call-ID and tags)."""
+
+    attempt_id: int
+    leg: str  # customer | agent
+    call_id: str
+    local_uri: str  # our From, with our tag
+    remote_uri: str  # their To, with their tag
+    remote_target: str  # the Contact URI of the 200 OK
+    route_set: tuple[str, ...]  # Record-Route of the 200 OK, reversed (UAC)
+    cseq: int  # the INVITE's CSeq; a BYE uses a higher one
+    transport: str
+    trunk: str | None  # whose credentials answer a challenge (None for an agent leg: the agent account's)
+
+
+@dataclass(frozen=True)
+class DialogGone:
+    attempt_id: int
+    leg: str
+
+
+@dataclass(frozen=True)
+class Stopped:
+    pass
+
+
+Report = Ready | Fatal | WorkerError | Event | Slots | RegState | Dialog | DialogGone | Stopped
