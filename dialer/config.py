@@ -210,6 +210,15 @@ class LtvConfig(_Section):
     discount_rate: Annotated[float, Field(ge=0, lt=1)] = 0.1
 
 
+class HoldoutConfig(_Section):
+    """`[lists.holdout]`: the share of each segment kept from calling as a control group (lists.holdout)."""
+
+    share: Annotated[float, Field(ge=0, le=0.5)] = 0.0
+    seed: str = "tsunagu"
+    period: Annotated[str, Field(min_length=1)] = "month"  # month | quarter | week | year | a fixed label
+    segments: dict[str, Annotated[float, Field(ge=0, le=0.5)]] = Field(default_factory=dict)
+
+
 class ListsConfig(_Section):
     region: str = "JP"
     dormant_min_days: Annotated[int, Field(ge=1)] = 180
@@ -228,6 +237,7 @@ class ListsConfig(_Section):
     p_convert: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
         default_factory=lambda: {"dormant": 0.05, "pre_churn": 0.3, "upsell": 0.4, "cross_sell": 0.3})
     ltv: LtvConfig = Field(default_factory=LtvConfig)
+    holdout: HoldoutConfig = Field(default_factory=HoldoutConfig)
 
 
 class SchedulesConfig(_Section):

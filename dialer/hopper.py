@@ -10,6 +10,7 @@ An entry is dialable at instant `at` only when all of these hold (SQL narrows, P
 - no block applies: `dnc` / `no_consent` (by customer, or by number -> the next number is used), `refusal`
   for the entry's product (`product_scope` empty or equal to the entry's sku; permanent: 再勧誘の禁止), an
   `abandon_lock` whose `until` is in the future; the customer is not withdrawn, tel_ok=0 or flagged caution;
+- the customer is not in the hold-out control group for the entry's segment (dialer.store.holdout);
 - attempts are below the contact's maximum and a number with attempts left remains (dialer.retry).
 
 ORDER (what `preview` shows and `lease` hands out first):
@@ -46,6 +47,7 @@ from sqlmodel import select as orm_select
 from dialer.calling_hours import CallingHours, contact_zones, zone_for_prefecture
 from dialer.config import CampaignConfig, parse_duration
 from dialer.retry import OUTCOMES, Counters, decide, usable_phone
+from dialer.store.holdout import controls as holdout_controls
 from dialer.store.models import Attempt, Block, CallListEntry, Customer
 
 T = CallListEntry.__table__  # type: ignore[attr-defined]
@@ -126,6 +128,7 @@ class Hopper:
         self.callback_valid = timedelta(seconds=parse_duration(campaign.callback_valid))
         self.abandon_lock = timedelta(seconds=parse_duration(campaign.retry.abandoned))
         self._zones: tuple[datetime, list[str]] | None = None
+        self._controls: set[tuple[str, str]] = set()
 
     # ------------------------------------------------------------------ selection
     def _free(self, at: datetime) -> ColumnElement[bool]:
@@ -180,6 +183,7 @@ class Hopper:
         if phones:
             cond.append(BT.c.phone_e164.in_(phones))
         blocks = conn.execute(select(BT).where(or_(*cond), or_(BT.c.until.is_(None), BT.c.until > at))).all()
+        self._controls = holdout_controls(conn, cids)  # hold-out control group: never dialled (issue 19)
         return customers, list(blocks)
 
     def _blocks_for(self, row: Any, phone: str, blocks: list[Any], at: datetime) -> list[Any]:
@@ -198,6 +202,9 @@ class Hopper:
 
     def _judge(self, row: Any, at: datetime, customers: dict[str, Any], blocks: list[Any]) -> _Verdict:
         """Can ROW be dialled at AT? If not, why, and what to write so it is not re-examined."""
+        if (row.customer_id, row.segment) in self._controls:
+            return _Verdict(False, why="holdout: control group",
+                            park={"status": "withdrawn", "status_reason": "suppressed: holdout"})
         cust = customers.get(row.customer_id)
         if cust is not None and (not cust.tel_ok or cust.withdrawn or cust.caution):
             flag = "tel_ok=0" if not cust.tel_ok else "withdrawn" if cust.withdrawn else "caution flag"

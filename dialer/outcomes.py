@@ -7,7 +7,8 @@ retried with the same key and the CRM drops the repeat. Failures back off expone
 
 CSV / JSON fields (one row or object per outcome), documented in the README:
 outcome_id, disposition_id, recorded_at, recorded_at_local, campaign, customer_id, attempt_id, agent,
-segment, outcome, amount, sku, reason_code, reason, voc_text, callback_at, source.
+segment, outcome, amount, sku, reason_code, reason, voc_text, callback_at, source, group (hold-out group:
+treatment | control | "" when none was recorded; dialer.store.holdout).
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ from sqlmodel import Session, select
 
 from dialer.config import OutcomesConfig
 from dialer.dtmf import REFUSAL_REASONS
+from dialer.store.holdout import group_for
 from dialer.store.models import Agent, Attempt, Campaign, Disposition, OutboxItem
 
 FIELDS = ["outcome_id", "disposition_id", "recorded_at", "recorded_at_local", "campaign", "customer_id",
           "attempt_id", "agent", "segment", "outcome", "amount", "sku", "reason_code", "reason", "voc_text",
-          "callback_at", "source"]
+          "callback_at", "source", "group"]
 _NS = uuid.UUID("6f1d3c2e-5b7a-4c1e-9a43-7473756e6167")  # tsunagu's namespace for outcome ids
 
 
@@ -61,6 +63,7 @@ def outcome_payload(session: Session, d: Disposition, tz: str = "Asia/Tokyo") ->
         "amount": d.amount, "sku": d.sku, "reason_code": d.reason_code,
         "reason": REFUSAL_REASONS.get(d.reason_code, "") if d.outcome == "refused" else "",
         "voc_text": d.voc_text, "callback_at": _iso(d.callback_at), "source": d.source,
+        "group": group_for(session.connection(), d.customer_id, att.segment) if att else "",
     }
 
 

@@ -23,6 +23,7 @@ import duckdb
 import phonenumbers
 
 from lists import phones as phones_module
+from lists.holdout import apply_holdout, empty_holdout
 from lists.ingest import Loader, lit
 from lists.ltv import ltv_sql, p_alive_sql, remaining_shipments
 from lists.mapping import SCHEMA, Mapping
@@ -94,6 +95,13 @@ class BuildResult:
         """(customer_id, segment) -> reason, for candidates that were suppressed (used to withdraw)."""
         rows = self.con.execute("SELECT customer_id, segment, reason FROM suppressed").fetchall()
         return {(r[0], r[1]): r[2] for r in rows}
+
+    def holdout_rows(self, batch: int = 100_000) -> Iterator[list[tuple[str, str, str, str]]]:
+        """(customer_id, segment, group, period) of every entry in the hold-out draw (lists.holdout), batched."""
+        cur = self.con.execute("SELECT customer_id, segment, grp, period FROM holdout WHERE period <> '' "
+                               "ORDER BY customer_id, segment")
+        while rows := cur.fetchmany(batch):
+            yield [(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]
 
     def table_rows(self, table: str, batch: int = 100_000) -> Iterator[list[tuple[Any, ...]]]:
         """Typed canonical rows (columns as in lists.mapping.SCHEMA minus join helpers), in batches."""
@@ -563,12 +571,22 @@ def build_lists(mapping: Mapping, input_dir: str | Path, out_dir: str | Path, as
         _metrics(con, s, as_of)
         hazard = _candidates(con, s, as_of)
         _suppress(con, s, as_of)
+        held = apply_holdout(con, s.holdout, as_of) if s.holdout.enabled else None
+        if held is None:
+            empty_holdout(con)
         t["rules"] = time.perf_counter() - t0 - sum(t.values())
         summary = _summary(con, loader, as_of, stats, hazard)
+        if held is not None:
+            summary["holdout"] = held
+        # with a hold-out, every listed row says which group it is in (always treatment: control is not listed)
+        group_col = ", 'treatment' AS \"group\"" if held is not None else ""
         con.execute(f"""COPY (SELECT customer_id, segment, phones[1] AS phone_e164, array_to_string(phones, ';') AS phones,
-                               reason, priority, cfrom AS callable_from, cuntil AS callable_until
+                               reason, priority, cfrom AS callable_from, cuntil AS callable_until{group_col}
                           FROM entries ORDER BY priority DESC, customer_id, segment)
                         TO {lit(str(out / 'call_list.csv'))} (HEADER, DELIMITER ',')""")
+        if held is not None:
+            con.execute(f"""COPY (SELECT customer_id, segment, grp AS "group", period FROM holdout ORDER BY customer_id, segment)
+                            TO {lit(str(out / 'holdout.csv'))} (HEADER, DELIMITER ',')""")
         con.execute(f"""COPY (SELECT file, line, "column", value, reason FROM rejects ORDER BY file, line, "column", reason, value)
                         TO {lit(str(out / 'rejects.csv'))} (HEADER, DELIMITER ',')""")
         t["write"] = time.perf_counter() - t0 - sum(t.values())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lists.holdout import HoldoutSettings
+
 
 @dataclass(frozen=True)
 class LtvSettings:
@@ -38,3 +40,4 @@ class ListSettings:
     # BG/NBD parameters (per week) for P(alive); the CDNOW fit until a weekly fit replaces them
     bgnbd: tuple[float, float, float, float] = (0.243, 4.414, 0.793, 2.426)
     ltv: LtvSettings = field(default_factory=LtvSettings)
+    holdout: HoldoutSettings = field(default_factory=HoldoutSettings)

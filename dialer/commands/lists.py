@@ -26,6 +26,7 @@ from dialer.commands._common import add_config_arg, config_from, group
 from dialer.config import Config
 from dialer.errors import UserError
 from dialer.store.db import init_db, resolve_url
+from dialer.store.holdout import record_assignments
 from dialer.store.models import (
     Block,
     CallListEntry,
@@ -38,6 +39,7 @@ from dialer.store.models import (
 )
 from lists import BlockRow, ListsError, ListSettings, Suppressions, build_lists, load_mapping
 from lists.build import SEGMENTS, BuildResult
+from lists.holdout import HoldoutSettings
 from lists.mapping import SCHEMA
 from lists.settings import LtvSettings
 
@@ -57,6 +59,8 @@ def settings_from(cfg: Config) -> ListSettings:
         ltv=LtvSettings(formula=c.ltv.formula, years=c.ltv.years, margin=c.ltv.margin,
                         acquisition_cost=c.ltv.acquisition_cost, retention_cost=c.ltv.retention_cost,
                         discount_rate=c.ltv.discount_rate),
+        holdout=HoldoutSettings(share=c.holdout.share, seed=c.holdout.seed, period=c.holdout.period,
+                                segments=dict(c.holdout.segments)),
     )
 
 
@@ -370,6 +374,7 @@ def _build(args: argparse.Namespace) -> int:
         mirrored = mirror(engine, result) if not args.no_mirror else {}
         t2 = time.perf_counter()
         stored = upsert_entries(engine, result, tz, as_of)
+        held = record_assignments(engine, result.holdout_rows(), as_of)
         t3 = time.perf_counter()
         s = result.summary
     segs = ", ".join(f"{k} {v}" for k, v in s["entries"].items())
@@ -379,6 +384,10 @@ def _build(args: argparse.Namespace) -> int:
     print(f"store: {stored['inserted']} inserted, {stored['updated']} updated, {stored['withdrawn']} withdrawn, "
           f"{stored['kept_in_progress']} in progress kept, {stored['kept_final']} finished kept; "
           f"mirrored {sum(mirrored.values())} CRM rows")
+    if "holdout" in s:
+        h = s["holdout"]
+        ctl = sum(v.get("control", 0) for v in h["segments"].values())
+        print(f"holdout {h['period']}: {ctl} control entries (suppressed: holdout), {held} assignments recorded")
     print(f"time: build {t1 - t0:.1f}s, mirror {t2 - t1:.1f}s, entries {t3 - t2:.1f}s")
     if not s["conservation"]["customers_ok"] or not s["conservation"]["rows_ok"]:
         print("lists: conservation check FAILED, see summary.json", file=sys.stderr)

@@ -11,6 +11,7 @@ from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, create_engine, select
 
+from dialer.store import holdout as _holdout  # noqa: F401  (registers its tables)
 from dialer.store import models
 from dialer.store.models import Meta
 

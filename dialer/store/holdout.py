@@ -1,0 +1,113 @@
+"""Hold-out assignments in the store: who was treatment or control, per customer, segment and campaign period.
+
+Recorded at every nightly build so a later CRM export can be compared (`dialer report lift`), and read by the
+hopper and the SMS sender so a control customer is never contacted even if an entry for them exists (an older
+build, a hand-made callback). The first assignment of a period is kept: a later build with another seed or
+share cannot move a customer between groups in the middle of an experiment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, datetime
+
+from sqlalchemy import Index, UniqueConstraint, and_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection, Engine
+from sqlmodel import Field, SQLModel
+
+from dialer.store.models import utcnow
+
+
+class HoldoutAssignment(SQLModel, table=True):
+    """One customer's group for one segment in one campaign period (lists.holdout decides it)."""
+
+    __tablename__ = "holdout_assignments"
+    __table_args__ = (
+        UniqueConstraint("period", "customer_id", "segment", name="uq_holdout_period_customer_segment"),
+        Index("ix_holdout_customer_segment", "customer_id", "segment"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    period: str = Field(index=True)
+    customer_id: str
+    segment: str
+    group: str  # treatment | control
+    first_build: date
+    last_build: date
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+HT = HoldoutAssignment.__table__  # type: ignore[attr-defined]
+
+
+def record_assignments(engine: Engine, batches: Iterable[list[tuple[str, str, str, str]]], build_date: date) -> int:
+    """Insert new (customer, segment, group, period) rows; existing ones keep their group, only `last_build` moves."""
+    n = 0
+    ins = sqlite_insert if engine.dialect.name == "sqlite" else pg_insert
+    now = utcnow()
+    with engine.begin() as conn:
+        for rows in batches:
+            if not rows:
+                continue
+            values = [{"period": p, "customer_id": c, "segment": s, "group": g, "first_build": build_date,
+                       "last_build": build_date, "created_at": now} for c, s, g, p in rows]
+            stmt = ins(HT)
+            stmt = stmt.on_conflict_do_update(index_elements=["period", "customer_id", "segment"],
+                                              set_={"last_build": stmt.excluded.last_build})
+            conn.execute(stmt, values)
+            n += len(values)
+    return n
+
+
+def latest_groups(conn: Connection, customer_ids: Iterable[str]) -> dict[tuple[str, str], str]:
+    """(customer, segment) -> the group of the most recent period's assignment (by last build, then period)."""
+    cids = sorted(set(customer_ids))
+    out: dict[tuple[str, str], tuple[date, str, str]] = {}
+    for i in range(0, len(cids), 500):
+        rows = conn.execute(select(HT.c.customer_id, HT.c.segment, HT.c.group, HT.c.last_build, HT.c.period)
+                            .where(HT.c.customer_id.in_(cids[i:i + 500]))).all()
+        for cid, seg, grp, last, period in rows:
+            key = (cid, seg)
+            if key not in out or (last, period) > out[key][:2]:
+                out[key] = (last, period, grp)
+    return {k: v[2] for k, v in out.items()}
+
+
+def controls(conn: Connection, customer_ids: Iterable[str]) -> set[tuple[str, str]]:
+    """The (customer, segment) pairs whose latest assignment is control: never to be contacted."""
+    return {k for k, g in latest_groups(conn, customer_ids).items() if g == "control"}
+
+
+def assignments(engine: Engine, segments: Iterable[str], periods: Iterable[str] | None = None
+                ) -> list[tuple[str, str, str, str, date, date]]:
+    """(customer, segment, group, period, first_build, last_build) for the segments (and periods) asked."""
+    cond = [HT.c.segment.in_(list(segments))]
+    if periods is not None:
+        cond.append(HT.c.period.in_(list(periods)))
+    with engine.connect() as conn:
+        rows = conn.execute(select(HT.c.customer_id, HT.c.segment, HT.c.group, HT.c.period, HT.c.first_build,
+                                   HT.c.last_build).where(and_(*cond)).order_by(HT.c.customer_id)).all()
+    return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+
+
+def group_counts(engine: Engine, segments: Iterable[str]) -> dict[str, dict[str, int]]:
+    """Latest period only: segment -> {treatment: n, control: n} (what the monitor shows)."""
+    segs = list(segments)
+    with engine.connect() as conn:
+        last = conn.execute(select(HT.c.period).where(HT.c.segment.in_(segs))
+                            .order_by(HT.c.last_build.desc(), HT.c.period.desc()).limit(1)).scalar()
+        if last is None:
+            return {}
+        out: dict[str, dict[str, int]] = {}
+        for seg, grp in conn.execute(select(HT.c.segment, HT.c.group).where(HT.c.segment.in_(segs),
+                                                                            HT.c.period == last)).all():
+            d = out.setdefault(seg, {"treatment": 0, "control": 0})
+            d[grp] = d.get(grp, 0) + 1
+    return out
+
+
+
+def group_for(conn: Connection, customer_id: str, segment: str) -> str:
+    """The customer's latest group for the segment, or "" when no hold-out assignment was ever recorded."""
+    return latest_groups(conn, [customer_id]).get((customer_id, segment), "")

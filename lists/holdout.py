@@ -1,0 +1,105 @@
+"""Hold-out control groups: a random share of each segment's eligible customers is kept from calling.
+
+The point is causal: comparing treatment and control later (`dialer report lift`) shows what the calls
+earned. Assignment must therefore be random but *stable*: the same customer stays in the same group for every
+nightly build of one campaign period, so control is never dialled on a later night. It is a pure function of
+(seed, period, customer id) -- a SHA-256 draw, never RNG state -- so SQL (the build) and Python (the store,
+the hopper, the SMS sender) always agree. Only customers who would otherwise be listed take part: a customer
+suppressed for compliance could not be treated, so counting them in either group would bias the comparison.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import date
+
+import duckdb
+
+GROUPS = ("treatment", "control")
+PERIODS = ("month", "quarter", "week", "year")
+_DIGITS = 15  # hex digits of the digest used as the uniform draw (60 bits: exact in a DuckDB BIGINT)
+
+
+@dataclass(frozen=True)
+class HoldoutSettings:
+    """`[lists.holdout]`: share of each segment held out, the seed, and what one campaign period is.
+
+    `period` is `month` (default), `quarter`, `week`, `year`, or any fixed label (e.g. `2026-winter`) for a
+    campaign whose period is not calendar-shaped. `segments` overrides the share per segment.
+    """
+
+    share: float = 0.0
+    seed: str = "tsunagu"
+    period: str = "month"
+    segments: dict[str, float] = field(default_factory=dict)
+
+    def share_for(self, segment: str) -> float:
+        return float(self.segments.get(segment, self.share))
+
+    @property
+    def enabled(self) -> bool:
+        return self.share > 0 or any(v > 0 for v in self.segments.values())
+
+
+def period_key(as_of: date, period: str) -> str:
+    """The campaign period `as_of` falls in: 2026-11, 2026-Q4, 2026-W48, 2026, or the fixed label itself."""
+    if period == "month":
+        return f"{as_of.year:04d}-{as_of.month:02d}"
+    if period == "quarter":
+        return f"{as_of.year:04d}-Q{(as_of.month - 1) // 3 + 1}"
+    if period == "week":
+        y, w, _ = as_of.isocalendar()
+        return f"{y:04d}-W{w:02d}"
+    if period == "year":
+        return f"{as_of.year:04d}"
+    return period
+
+
+def draw(seed: str, period: str, customer_id: str) -> float:
+    """A uniform number in [0, 1) fixed by (seed, period, customer): the customer's lottery ticket."""
+    digest = hashlib.sha256(f"{seed}|{period}|{customer_id}".encode()).hexdigest()
+    return int(digest[:_DIGITS], 16) / float(16**_DIGITS)
+
+
+def group_of(seed: str, period: str, customer_id: str, share: float) -> str:
+    return "control" if draw(seed, period, customer_id) < share else "treatment"
+
+
+def draw_sql(seed: str, period: str, col: str) -> str:
+    """SQL twin of `draw` for DuckDB (same digest, same digits), so the build and Python agree."""
+    prefix = f"{seed}|{period}|".replace("'", "''")
+    return f"(('0x' || substr(sha256('{prefix}' || {col}), 1, {_DIGITS}))::BIGINT / {float(16**_DIGITS)!r})"
+
+
+def apply_holdout(con: duckdb.DuckDBPyConnection, h: HoldoutSettings, as_of: date) -> dict[str, object]:
+    """Split `entries` into treatment and control; control rows move to `suppressed` with reason `holdout`.
+
+    Leaves a `holdout` table (customer_id, segment, grp, period, draw) for every entry that took part, and
+    returns the counts per segment and group for summary.json.
+    """
+    period = period_key(as_of, h.period)
+    share_case = "CASE segment " + " ".join(
+        f"WHEN '{seg.replace(chr(39), '')}' THEN {float(v)!r}" for seg, v in sorted(h.segments.items())
+    ) + f" ELSE {float(h.share)!r} END" if h.segments else f"{float(h.share)!r}"
+    con.execute(f"""
+        CREATE OR REPLACE TABLE holdout AS
+        SELECT customer_id, segment, CASE WHEN u < sh THEN 'control' ELSE 'treatment' END AS grp,
+               '{period.replace("'", "''")}' AS period, u AS draw, sh AS share
+          FROM (SELECT customer_id, segment, {draw_sql(h.seed, period, 'customer_id')} AS u, {share_case} AS sh
+                  FROM entries)""")
+    con.execute("INSERT INTO suppressed SELECT customer_id, segment, 'holdout' FROM holdout WHERE grp = 'control'")
+    con.execute("DELETE FROM entries WHERE (customer_id, segment) IN "
+                "(SELECT customer_id, segment FROM holdout WHERE grp = 'control')")
+    counts: dict[str, dict[str, int]] = {}
+    for seg, grp, n in con.execute("SELECT segment, grp, count(*) FROM holdout GROUP BY 1, 2 ORDER BY 1, 2").fetchall():
+        counts.setdefault(str(seg), {"treatment": 0, "control": 0})[str(grp)] = int(n)
+    return {"period": period, "seed_hash": hashlib.sha256(h.seed.encode()).hexdigest()[:12], "share": h.share,
+            "segments": counts}
+
+
+def empty_holdout(con: duckdb.DuckDBPyConnection) -> None:
+    """No hold-out configured: every listed entry is treatment (kept as a table so outputs have one shape)."""
+    con.execute("""CREATE OR REPLACE TABLE holdout AS
+                   SELECT customer_id, segment, 'treatment' AS grp, '' AS period, 1.0 AS draw, 0.0 AS share
+                     FROM entries""")
