@@ -36,9 +36,10 @@ class AmdParams:
     total_budget_s: float = 4.0  # no verdict by then -> unsure
     beep_min_s: float = 0.12  # a stable pure tone this long is a beep
     beep_drift_hz: float = 30.0  # frame-to-frame frequency wander allowed within one beep
-    long_ring_s: float = 15.0  # rang at least this long before answer -> machine prior
+    ring_prior_from_s: float = 8.0  # the ring prior starts to count from this ring time ...
+    long_ring_s: float = 15.0  # ... and counts fully from this one (then initial silence -> machine)
     long_ring_greeting_scale: float = 0.7  # greeting_max_s is multiplied by this after a long ring
-    long_ring_extra_silence_s: float = 0.35  # and after_greeting_silence_s grows by this
+    long_ring_extra_silence_s: float = 0.35  # and after_greeting_silence_s grows by this (graded in between)
     message_silence_s: float = 1.2  # after a machine verdict, this much silence = greeting over (no beep)
     snr_db: float = 10.0  # VAD: voiced if this far above the noise floor ...
     min_level_db: float = -50.0  # ... and above this absolute level
@@ -75,9 +76,11 @@ class Detector:
         self.p = params or AmdParams()
         self.ring_s = ring_s
         self.long_ring = ring_s is not None and ring_s >= self.p.long_ring_s
-        self.greeting_max = self.p.greeting_max_s * (self.p.long_ring_greeting_scale if self.long_ring else 1.0)
-        self.after_silence = self.p.after_greeting_silence_s + (
-            self.p.long_ring_extra_silence_s if self.long_ring else 0.0)
+        span = max(1e-6, self.p.long_ring_s - self.p.ring_prior_from_s)
+        w = 0.0 if ring_s is None else min(1.0, max(0.0, (ring_s - self.p.ring_prior_from_s) / span))
+        self.ring_weight = w  # 0 = no evidence from the ring, 1 = rang as long as voicemail does
+        self.greeting_max = self.p.greeting_max_s * (1.0 - (1.0 - self.p.long_ring_greeting_scale) * w)
+        self.after_silence = self.p.after_greeting_silence_s + self.p.long_ring_extra_silence_s * w
         self._fa = FrameAnalyzer(snr_db=self.p.snr_db, min_level_db=self.p.min_level_db, tone_purity=self.p.tone_purity)
         self._pending = np.zeros(0, dtype=np.int16)
         self.frames = 0
@@ -128,7 +131,10 @@ class Detector:
 
     # -- per frame -----------------------------------------------------------------------------------------
     def _frame(self, frame: NDArray[np.int16]) -> None:
-        info = self._fa.analyze(frame)
+        self.step(self._fa.analyze(frame))
+
+    def step(self, info: FrameInfo) -> None:
+        """One analysed frame (public so the bench can replay cached frame analyses while tuning timings)."""
         self.frames += 1
         self._track_words(info)
         self._track_tone(info)
@@ -217,6 +223,7 @@ class Detector:
             "reason": reason,
             "ring_s": self.ring_s,
             "long_ring": self.long_ring,
+            "ring_weight": _r(self.ring_weight),
             "initial_silence_s": _r(self.greeting_start if self.greeting_start is not None else t),
             "greeting_s": _r(greeting),
             "words": self.words,
