@@ -49,7 +49,7 @@ def pcm(*parts: np.ndarray) -> np.ndarray:
 
 
 def test_short_greeting_then_silence_is_a_person_decided_fast() -> None:
-    d = classify_pcm(pcm(silence(0.3), speech(0.5), silence(3)))
+    d = classify_pcm(pcm(silence(0.3), speech(0.5), silence(3)), ring_s=3.0)
     assert d.verdict == "human"
     assert d.reason == "after_greeting_silence"
     assert 0.8 + AmdParams().after_greeting_silence_s - 0.1 < d.decided_after_s < 1.5
@@ -58,10 +58,20 @@ def test_short_greeting_then_silence_is_a_person_decided_fast() -> None:
 
 
 def test_long_greeting_is_a_machine() -> None:
-    d = classify_pcm(pcm(silence(0.2), speech(6.0)))
+    d = classify_pcm(pcm(silence(0.2), speech(6.0)), ring_s=3.0)
     assert d.verdict == "machine"
     assert d.reason == "long_greeting"
     assert d.decided_after_s == pytest.approx(0.2 + AmdParams().greeting_max_s, abs=0.1)
+    # after a voicemail-length ring a shorter greeting suffices
+    p = AmdParams()
+    d2 = classify_pcm(pcm(silence(0.2), speech(6.0)), ring_s=25.0)
+    assert d2.decided_after_s == pytest.approx(0.2 + p.greeting_max_s * p.long_ring_greeting_scale, abs=0.1)
+
+
+def test_unknown_ring_time_sits_between_short_and_long_rings() -> None:
+    audio = pcm(silence(0.2), speech(6.0))
+    short, unknown, long_ = (classify_pcm(audio, ring_s=r).decided_after_s for r in (2.0, None, 30.0))
+    assert long_ < unknown < short
 
 
 @pytest.mark.parametrize("hz", [440.0, 850.0, 1000.0, 1400.0, 2000.0])

@@ -9,13 +9,12 @@ parameter set tuned on `dev` is scored on voices it never saw in `test`.
 
 from __future__ import annotations
 
-import audioop  # noqa: F401  (stdlib G.711 codec; deprecated in 3.13, the project targets 3.11)
 import hashlib
 import json
 import subprocess
 import tempfile
-import wave
 import warnings
+import wave
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any

@@ -28,18 +28,19 @@ class AmdParams:
     """Tunables (seconds unless named otherwise). Defaults are those tuned on the bench.amd dev split."""
 
     initial_silence_s: float = 2.5  # nobody speaks this long after answer -> unsure (machine after a long ring)
-    greeting_max_s: float = 1.7  # speech (with short pauses) running longer than this is a recorded greeting
-    after_greeting_silence_s: float = 0.55  # this much silence after a short greeting -> a person waiting
+    greeting_max_s: float = 2.0  # speech (with short pauses) running longer than this is a recorded greeting
+    after_greeting_silence_s: float = 0.3  # this much silence after a short greeting -> a person waiting
     word_min_s: float = 0.08  # shorter voiced blips are clicks, not words
     word_gap_s: float = 0.06  # silence that separates two words
     max_words: int = 6  # more words than this before a pause -> machine
     total_budget_s: float = 4.0  # no verdict by then -> unsure
     beep_min_s: float = 0.12  # a stable pure tone this long is a beep
     beep_drift_hz: float = 30.0  # frame-to-frame frequency wander allowed within one beep
-    ring_prior_from_s: float = 8.0  # the ring prior starts to count from this ring time ...
+    ring_prior_from_s: float = 6.0  # the ring prior starts to count from this ring time ...
     long_ring_s: float = 15.0  # ... and counts fully from this one (then initial silence -> machine)
-    long_ring_greeting_scale: float = 0.7  # greeting_max_s is multiplied by this after a long ring
-    long_ring_extra_silence_s: float = 0.35  # and after_greeting_silence_s grows by this (graded in between)
+    long_ring_greeting_scale: float = 0.6  # greeting_max_s is multiplied by this after a long ring
+    long_ring_extra_silence_s: float = 0.9  # and after_greeting_silence_s grows by this (graded in between)
+    unknown_ring_weight: float = 0.5  # ring prior weight when the ring time is not known
     message_silence_s: float = 1.2  # after a machine verdict, this much silence = greeting over (no beep)
     snr_db: float = 10.0  # VAD: voiced if this far above the noise floor ...
     min_level_db: float = -50.0  # ... and above this absolute level
@@ -77,7 +78,9 @@ class Detector:
         self.ring_s = ring_s
         self.long_ring = ring_s is not None and ring_s >= self.p.long_ring_s
         span = max(1e-6, self.p.long_ring_s - self.p.ring_prior_from_s)
-        w = 0.0 if ring_s is None else min(1.0, max(0.0, (ring_s - self.p.ring_prior_from_s) / span))
+        # unknown ring time (a WAV without sidecar): halfway, neither a quick pick-up nor a voicemail ring
+        w = self.p.unknown_ring_weight if ring_s is None else min(1.0, max(0.0, (ring_s - self.p.ring_prior_from_s)
+                                                                               / span))
         self.ring_weight = w  # 0 = no evidence from the ring, 1 = rang as long as voicemail does
         self.greeting_max = self.p.greeting_max_s * (1.0 - (1.0 - self.p.long_ring_greeting_scale) * w)
         self.after_silence = self.p.after_greeting_silence_s + self.p.long_ring_extra_silence_s * w
