@@ -27,6 +27,10 @@ class ConfigError(Exception):
     """A config file that cannot be used; the message names the file, the key or line, and the fix."""
 
 
+class UnknownNameError(ConfigError):
+    """A name given on the command line (campaign, trunk) that the config does not define: a usage error."""
+
+
 def parse_duration(text: str) -> float:
     """'30m' -> 1800.0 seconds; used for retry delays and `--for`."""
     m = _DURATION.match(text.strip())
@@ -332,14 +336,14 @@ class Config(_Section):
             if c.name == name:
                 return c
         known = ", ".join(c.name for c in self.campaigns) or "none"
-        raise ConfigError(f"{self.source}: no campaign named {name!r} (configured: {known})")
+        raise UnknownNameError(f"{self.source}: no campaign named {name!r} (configured: {known})")
 
     def trunk(self, name: str) -> TrunkConfig:
         for t in self.trunks:
             if t.name == name:
                 return t
         known = ", ".join(t.name for t in self.trunks) or "none"
-        raise ConfigError(f"{self.source}: no trunk named {name!r} (configured: {known})")
+        raise UnknownNameError(f"{self.source}: no trunk named {name!r} (configured: {known})")
 
 
 def _loc(loc: tuple[Any, ...], data: Any) -> str:

@@ -1,4 +1,5 @@
-"""The README's first command, run as written but shorter and in a scratch directory."""
+"""The README's first command, run as written but shorter and in a scratch directory, then the README's next
+commands (`dialer report campaign demo`, `dialer monitor`) exactly as written, from the same directory."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from sqlmodel import Session, create_engine, select
 
 from dialer.store.models import Attempt, CallListEntry
-from tests.conftest import REPO, run_env
+from tests.conftest import run_env
 from tests.sipp import free_udp_port
 
 pytestmark = [pytest.mark.sip, pytest.mark.slow]
@@ -25,10 +26,18 @@ def test_demo_headless_runs_the_whole_chain(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "dialer.demo", "--headless", "--for", "20s", "--agents", "4",
                         "--customers", "200", "--work", str(work), "--carrier-port", str(carrier),
                         "--agent-port-base", str(agents), "--sip-port-base", str(sip)],
-                       cwd=REPO, env=run_env(), capture_output=True, text=True, timeout=240)
+                       cwd=tmp_path, env=run_env(), capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "campaign report" in r.stdout and "attempts" in r.stdout
-    eng = create_engine(f"sqlite:///{work / 'tsunagu.db'}")
+    # no config here: the CLI's default store is ./tsunagu.db, and that is where the demo wrote its run
+    assert "dialer report campaign demo" in r.stdout and str(tmp_path / "tsunagu.db") in r.stdout
+    rep = subprocess.run([sys.executable, "-m", "dialer", "report", "campaign", "demo"], cwd=tmp_path, env=run_env(),
+                         capture_output=True, text=True, timeout=120)
+    assert rep.returncode == 0 and "campaign demo" in rep.stdout and "Traceback" not in rep.stderr, rep.stderr
+    mon = subprocess.run([sys.executable, "-m", "dialer", "monitor", "--once", "--width", "100"], cwd=tmp_path,
+                         env=run_env(), capture_output=True, text=True, timeout=120)
+    assert mon.returncode == 0 and "demo" in mon.stdout and "STOPPED" in mon.stdout, mon.stdout + mon.stderr
+    eng = create_engine(f"sqlite:///{tmp_path / 'tsunagu.db'}")
     with Session(eng) as s:
         entries = s.exec(select(CallListEntry)).all()
         attempts = s.exec(select(Attempt)).all()

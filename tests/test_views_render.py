@@ -220,3 +220,23 @@ def test_idle_state_changes_are_logged(world: tuple[str, Path]) -> None:
 def test_keys_and_sparkline() -> None:
     assert parse_keys("ab\r\x1b\x1b[A\x7f\t日本") == ["a", "b", "enter", "esc", "up", "backspace", "tab", "日", "本"]
     assert sparkline([0.0, 0.015, 0.03, 0.06, None], 0.03) == "▁▅██·"
+
+
+def test_store_text_is_never_markup(world: tuple[str, Path]) -> None:
+    """Names and notes from the store print as typed: `[/]` must not crash a frame, `[upsell]` must not vanish."""
+    from dialer.store.models import Customer
+
+    url, _ = world
+    with Session(get_engine(url)) as s:
+        c7 = s.exec(select(Customer).where(Customer.customer_id == "C7")).one()
+        c7.name, c7.notes = "[/]顧客[bold]", "[red]VIP[/red]"
+        s.add(c7)
+        s.commit()
+    m = _monitor(world)
+    for width in (80, 160):
+        out = text_of(m.render(width, NOW), width)
+        assert "[/]顧客[bold]" in out[:] or "[/]顧客[bo" in out, out
+        assert "[upsell]" in out
+    c = _console(world)
+    out = text_of(c.render(120, NOW), 120)
+    assert "[/]顧客[bold]" in out and "[red]VIP[/red]" in out

@@ -5,25 +5,23 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rich.console import Console
-
 from dialer.commands._common import add_config_arg, config_from
 from dialer.errors import UserError
-from dialer.store.db import get_engine, init_db, resolve_url
+from dialer.store.opening import open_existing
 from dialer.views.agent_console import AgentConsole, run_live
+from dialer.views.render import console
 
 
 def _run(args: argparse.Namespace) -> int:
     cfg = config_from(args)
-    url = resolve_url(cfg.database.url)
-    init_db(url)
-    view = AgentConsole(get_engine(url), cfg, args.login)
+    engine, _where = open_existing(cfg.database.url)
+    view = AgentConsole(engine, cfg, args.login)
     if args.once:
         view.refresh()
-        console = Console(width=args.width) if args.width else Console()
-        console.print(view.render(console.width))
+        con = console(args.width)
+        con.print(view.render(con.width))
         return 0
-    if not sys.stdin.isatty():
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise UserError("dialer agent needs a terminal (use --once to print one frame)")
     run_live(view)
     return 0

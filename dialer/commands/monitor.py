@@ -3,27 +3,29 @@
 from __future__ import annotations
 
 import argparse
-
-from rich.console import Console
+import sys
 
 from dialer.commands._common import add_config_arg, config_from
 from dialer.errors import UserError
-from dialer.store.db import get_engine, init_db, resolve_url
+from dialer.store.opening import open_existing
 from dialer.views.monitor import Monitor, run_live
+from dialer.views.render import console
 
 
 def _run(args: argparse.Namespace) -> int:
     cfg = config_from(args)
-    url = resolve_url(cfg.database.url)
-    init_db(url)
-    mon = Monitor(get_engine(url), cfg, campaign=args.campaign)
+    engine, where = open_existing(cfg.database.url)
+    mon = Monitor(engine, cfg, campaign=args.campaign, store=where)
     mon.refresh()
     if args.campaign and not mon.names:
-        raise UserError(f"no campaign named {args.campaign!r} in the store (start it once with `dialer campaign run`)")
+        raise UserError(f"no campaign named {args.campaign!r} in the store {where} "
+                        "(the runner records it on its first start: `dialer campaign run`)")
     if args.once:
-        console = Console(width=args.width) if args.width else Console()
-        console.print(mon.render(console.width))
+        con = console(args.width)
+        con.print(mon.render(con.width, height=args.height or None))
         return 0
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UserError("dialer monitor needs a terminal for its keys (use --once to print one frame)")
     run_live(mon)
     return 0
 
@@ -31,9 +33,10 @@ def _run(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("monitor", help="live campaign view: pacing, abandon rate, agents, lists; pause/resume/stop",
                        description="Full-screen live view of running campaigns. Keys: p pause, r resume, s stop, "
-                                   "m mode, t abandon target, tab next campaign, q quit.")
+                                   "m mode, t abandon target, tab next campaign, ↑/↓ scroll agents, q quit.")
     p.add_argument("--campaign", metavar="NAME", help="show only this campaign")
     p.add_argument("--once", action="store_true", help="print one frame to stdout and exit (scripts, tests)")
     p.add_argument("--width", type=int, default=0, help="frame width for --once (default: the terminal's)")
+    p.add_argument("--height", type=int, default=0, help="frame height for --once (default: unbounded)")
     add_config_arg(p)
     p.set_defaults(func=_run)

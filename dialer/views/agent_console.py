@@ -44,7 +44,7 @@ from dialer.store.models import (
     Product,
     Subscription,
 )
-from dialer.views.render import LineField, aware, dur, last4, local, yen
+from dialer.views.render import LineField, aware, dur, last4, local, row, yen
 
 IDLE = ("logged_out", "ready", "paused", "unavailable")
 BUSY = ("reserved", "on_call", "wrap_up")
@@ -227,7 +227,7 @@ def render_pop(pop: dict[str, Any], tz: str, wide: bool) -> RenderableType:
     for h in pop["history"][: (5 if wide else 3)]:
         what = h["outcome"] + (f" {yen(h['amount'])}" if h["amount"] else "") + (
             f" {h['reason']}" if h["outcome"] == "refused" else "")
-        hist.add_row(local(h["at"], tz, "%y-%m-%d"), what, h["voc"] or "")
+        row(hist, local(h["at"], tz, "%y-%m-%d"), what, h["voc"] or "")
     if pop["notes"]:
         parts.append(Text(f"notes: {pop['notes']}", style="italic"))
     if pop["history"]:
@@ -237,7 +237,7 @@ def render_pop(pop: dict[str, Any], tz: str, wide: bool) -> RenderableType:
         parts.append(Text("earlier contacts: none", style="dim"))
     parts.append(Panel(Text(pop["opening"]), title="opening (特定商取引法)", title_align="left", padding=(0, 1),
                        border_style="green"))
-    return Panel(Group(*parts), title=f"screen pop — call {pop['attempt_id']} ({pop['campaign']})",
+    return Panel(Group(*parts), title=Text(f"screen pop — call {pop['attempt_id']} ({pop['campaign']})"),
                  title_align="left", padding=(0, 1), border_style="cyan")
 
 

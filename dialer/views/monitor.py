@@ -34,7 +34,7 @@ from dialer.store.models import (
     Customer,
     Disposition,
 )
-from dialer.views.render import LineField, aware, dur, local, pct, sparkline, yen
+from dialer.views.render import LineField, aware, dur, local, pct, row, sparkline, yen
 
 MODES = ("preview", "progressive", "power", "predictive")
 STALE_S = 10.0
@@ -175,10 +175,10 @@ def render_campaign(v: CampaignView, tz: str, width: int) -> RenderableType:
         extra = a["customer"] or (a["pause_reason"] if a["state"] == "paused" else "")
         if a["pending"]:
             extra = (extra + f" → {a['pending']}").strip()
-        agents.add_row(f"{a['login']} {a['name']}"[:14], Text(a["state"], style=STATE_STYLE.get(a["state"], "")),
+        row(agents, f"{a['login']} {a['name']}"[:14], Text(a["state"], style=STATE_STYLE.get(a["state"], "")),
                        dur(a["for_s"]), extra)
     if len(shown) > limit:
-        agents.add_row(f"+{len(shown) - limit} more", "", "", "")
+        row(agents, f"+{len(shown) - limit} more", "", "", "")
     head = Text("agents ", style="bold")
     head.append("  ".join(f"{s} {counts[s]}" for s in AGENT_ORDER if counts.get(s)) or "none logged in")
 
@@ -186,13 +186,13 @@ def render_campaign(v: CampaignView, tz: str, width: int) -> RenderableType:
     for col in ("segment", "dialled", "left", "exhausted", "entries"):
         seg.add_column(col, justify="left" if col == "segment" else "right", no_wrap=True)
     for name, p in r["penetration"].items():
-        seg.add_row(name, str(p["dialled"]), str(p["remaining"]), str(p["exhausted"]), str(p["entries"]))
+        row(seg, name, str(p["dialled"]), str(p["remaining"]), str(p["exhausted"]), str(p["entries"]))
 
     if wide:
         grid = Table.grid(padding=(0, 3))
         grid.add_column()
         grid.add_column()
-        grid.add_row(Group(head, agents), seg)
+        row(grid, Group(head, agents), seg)
         lines.append(grid)
     else:
         lines.append(head)
@@ -206,7 +206,7 @@ def render_campaign(v: CampaignView, tz: str, width: int) -> RenderableType:
         state = f"applied: {c['result']}" if c["applied_at"] else "requested"
         lines.append(Text(f"cmd #{c['id']} {c['command']} {c['argument']} {local(c['created_at'], tz, '%H:%M:%S')}"
                           f" — {state}"[: width - 4], style="green" if c["applied_at"] else "bold yellow"))
-    return Panel(Group(*lines), title=f"[bold]{v.name}[/]", title_align="left", padding=(0, 1))
+    return Panel(Group(*lines), title=Text(v.name, style="bold"), title_align="left", padding=(0, 1))
 
 
 @dataclass
@@ -216,6 +216,7 @@ class Monitor:
     engine: Engine
     cfg: Config
     campaign: str | None = None
+    store: str = ""  # which store this is, shown when it holds nothing
     by: str = field(default_factory=requester)
     selected: int = 0
     prompt: str = ""  # "" | "confirm" | "mode" | "target"
@@ -324,7 +325,7 @@ class Monitor:
         self._ask("target", f"{value:.4f}")
 
     # ------------------------------------------------------------------ drawing
-    def render(self, width: int = 80, now: datetime | None = None) -> RenderableType:
+    def render(self, width: int = 80, now: datetime | None = None, height: int | None = None) -> RenderableType:
         now = now or datetime.now(UTC)
         tz = self.cfg.schedules.timezone
         parts: list[RenderableType] = []
@@ -341,7 +342,9 @@ class Monitor:
                 line.append(f" {c['name']}:{c['state']}/{c['effective'] or c['mode']} ", style=style)
             parts.append(line)
         if not self.names:
-            parts.append(Text("no campaigns in the store yet (the runner creates them on start)", style="dim"))
+            where = f" {self.store}" if self.store else ""
+            parts.append(Text(f"no campaigns in the store{where} yet (the runner records a campaign on its first start)",
+                              style="dim"))
         for v in self.views.values():
             parts.append(render_campaign(v, tz, width))
         parts.append(self._footer())

@@ -18,7 +18,33 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+from rich.console import Console, RenderableType
+from rich.table import Table
+from rich.text import Text
+
 BLOCKS = "▁▂▃▄▅▆▇█"
+
+
+class PipeConsole(Console):
+    """A Console whose closed pipe (`| head`) raises BrokenPipeError for the CLI to end on quietly with exit 0
+    (rich's own handler exits 1, which our exit codes reserve for "a check found a problem")."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError
+
+
+def console(width: int = 0) -> Console:
+    """The console a command prints to; `width` 0 means the terminal's (or, piped, the data's: see reports)."""
+    return PipeConsole(width=width) if width else PipeConsole()
+
+
+def row(table: Table, *cells: RenderableType) -> None:
+    """Add a table row whose strings are shown as text, never parsed as rich markup.
+
+    Names, notes and reasons come from the store (a customer may well be called `[/]` or `[bold]`).
+    """
+    table.add_row(*(Text(c) if isinstance(c, str) else c for c in cells))
 
 
 def sparkline(values: list[float | None], top: float) -> str:

@@ -9,7 +9,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from dialer.views.render import dur, num, pct, yen
+from dialer.views.render import dur, num, pct, row, yen
 
 CSV_FIELDS = ["segment", "attempts", "answered", "abandoned", "abandon_rate", "hit_rate", "connected_to_agent",
               "sales", "revenue", "dialled", "remaining", "exhausted"]
@@ -39,15 +39,15 @@ def render_campaign_report(r: dict[str, Any]) -> RenderableType:
         ("sales", str(r["sales"]), "revenue", yen(r["revenue"])),
         ("do-not-call", str(r["dnc"]), "refusals", str(r["refusals"]["total"])),
     ]
-    for row in rows:
-        t.add_row(*row)
+    for cells in rows:
+        row(t, *cells)
     seg = Table(title="by segment", title_justify="left", header_style="bold")
     for col in ("segment", "attempts", "answered", "abandon", "hit", "to agent", "sales", "revenue", "dialled",
                 "left", "exhausted"):
         seg.add_column(col, justify="left" if col == "segment" else "right")
     for name, s in r["by_segment"].items():
         p = s.get("penetration") or {}
-        seg.add_row(name, str(s["attempts"]), str(s["answered"]), pct(s["abandon_rate"]), pct(s["hit_rate"]),
+        row(seg, name, str(s["attempts"]), str(s["answered"]), pct(s["abandon_rate"]), pct(s["hit_rate"]),
                     str(s["connected_to_agent"]), str(s["sales"]), yen(s["revenue"]), str(p.get("dialled", "—")),
                     str(p.get("remaining", "—")), str(p.get("exhausted", "—")))
     out = Table(title="outcomes", title_justify="left", header_style="bold", box=None)
@@ -60,21 +60,21 @@ def render_campaign_report(r: dict[str, Any]) -> RenderableType:
     for i in range(max(len(a_items), len(d_items))):
         ak, av = a_items[i] if i < len(a_items) else ("", "")
         dk, dv = d_items[i] if i < len(d_items) else ("", "")
-        out.add_row(ak, str(av), dk, str(dv))
+        row(out, ak, str(av), dk, str(dv))
     parts: list[RenderableType] = [head, t, seg, out]
     if r["refusals"]["by_reason"]:
         ref = Table(title="refusal reasons", title_justify="left", header_style="bold", box=None)
         ref.add_column("reason")
         ref.add_column("n", justify="right")
         for k, v in r["refusals"]["by_reason"].items():
-            ref.add_row(k, str(v))
+            row(ref, k, str(v))
         parts.append(ref)
     if r["agents"]:
         ag = Table(title="agents", title_justify="left", header_style="bold")
         for col in ("agent", "calls", "talk", "wrap", "logged in", "occupancy", "sales", "revenue"):
             ag.add_column(col, justify="left" if col == "agent" else "right")
         for login, a in r["agents"].items():
-            ag.add_row(login, str(a["calls"]), dur(a["talk_s"]), dur(a["wrap_s"]), dur(a["logged_in_s"]),
+            row(ag, login, str(a["calls"]), dur(a["talk_s"]), dur(a["wrap_s"]), dur(a["logged_in_s"]),
                        pct(a["occupancy"]), str(a["sales"]), yen(a["revenue"]))
         parts.append(ag)
     return Group(*parts)
@@ -85,7 +85,7 @@ def write_report_csv(r: dict[str, Any], out: IO[str]) -> None:
     w = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")
     w.writeheader()
 
-    def row(name: str, s: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
+    def csv_row(name: str, s: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
         return {"segment": name, "attempts": s["attempts"], "answered": s["answered"], "abandoned": s["abandoned"],
                 "abandon_rate": "" if s["abandon_rate"] is None else f"{s['abandon_rate']:.4f}",
                 "hit_rate": "" if s["hit_rate"] is None else f"{s['hit_rate']:.4f}",
@@ -93,10 +93,10 @@ def write_report_csv(r: dict[str, Any], out: IO[str]) -> None:
                 "dialled": p.get("dialled", ""), "remaining": p.get("remaining", ""), "exhausted": p.get("exhausted", "")}
 
     for name, s in r["by_segment"].items():
-        w.writerow(row(name, s, s.get("penetration") or {}))
+        w.writerow(csv_row(name, s, s.get("penetration") or {}))
     pen = r["penetration"]
     tot = {k: sum(p[k] for p in pen.values()) for k in ("dialled", "remaining", "exhausted")} if pen else {}
-    w.writerow(row("ALL", r, tot))
+    w.writerow(csv_row("ALL", r, tot))
 
 
 def render_compliance(c: dict[str, Any]) -> RenderableType:
@@ -116,7 +116,7 @@ def render_compliance(c: dict[str, Any]) -> RenderableType:
         ok = Text("yes", style="green") if cc["within_limit"] else Text("NO", style="bold red")
         outside = str(cc["calls_outside_hours"]) + (f" (+{cc['calls_outside_hours_sandbox']} sandbox)"
                                                     if cc["calls_outside_hours_sandbox"] else "")
-        t.add_row(name, f"{cc['regime']} ({cc['window']})", *cells, pct(cc["limit"]), ok, outside)
+        row(t, name, f"{cc['regime']} ({cc['window']})", *cells, pct(cc["limit"]), ok, outside)
     parts.append(t)
     parts.append(Text(f"calls outside calling hours: {c['calls_outside_hours']} (must be 0)",
                       style="green" if c["calls_outside_hours"] == 0 else "bold red"))
@@ -129,7 +129,7 @@ def render_compliance(c: dict[str, Any]) -> RenderableType:
             for col in ("customer", "phone", "requested", "blocked since", "delay s", "calls after", "reason"):
                 tt.add_column(col)
             for i in d["items"][:20]:
-                tt.add_row(i["customer_id"], i["phone"], i["requested_at"][:19], (i["blocked_since"] or "NOT BLOCKED")[:19],
+                row(tt, i["customer_id"], i["phone"], i["requested_at"][:19], (i["blocked_since"] or "NOT BLOCKED")[:19],
                            "—" if i["block_delay_s"] is None else f"{i['block_delay_s']:.1f}", str(i["attempts_after"]),
                            i["reason"])
             parts.append(tt)
