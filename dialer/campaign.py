@@ -8,6 +8,7 @@ the runner's dicts are caches of it.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -34,6 +35,7 @@ from dialer.store.models import (
     Disposition,
 )
 from dialer.telephony import CallEvent, Telephony
+from dialer.telephony.amdtap import AmdOrder
 from pacing.engine import AgentView as PacingAgent
 from pacing.engine import Pacer, PacerConfig, Snapshot
 
@@ -61,6 +63,15 @@ def _alive(runner: str) -> bool:
     return True
 
 
+def _amd_fields(amd: dict[str, Any] | None) -> dict[str, Any]:
+    """The attempt columns for an AMD result (nothing when AMD was off)."""
+    if not amd:
+        return {}
+    return {"amd_verdict": str(amd.get("verdict", "")), "amd_decided_s": amd.get("decided_after_s"),
+            "amd_features": json.dumps({"reason": amd.get("reason"), **(amd.get("features") or {})},
+                                       ensure_ascii=False)[:4000]}
+
+
 def utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
@@ -84,6 +95,7 @@ class Live:
     abandoned: bool = False
     dtmf: DtmfCollector = field(default_factory=DtmfCollector)
     disposed: bool = False
+    machine: bool = False  # AMD said machine: occupies a line, never an agent
 
 
 @dataclass
@@ -175,7 +187,24 @@ class CampaignRunner:
                            connect_limit_s=cc.connect_limit_s, ring_timeout_s=cc.ring_timeout_s,
                            max_lines_per_agent=cc.max_lines_per_agent, power_ratio=cc.power_ratio,
                            prior_hit_rate=cc.prior_hit_rate, prior_talk_s=cc.prior_talk_s,
-                           prior_wrap_s=cc.prior_wrap_s)
+                           prior_wrap_s=cc.prior_wrap_s, amd_false_positive_rate=self._amd_fp_share())
+
+    def _amd_fp_share(self) -> float:
+        """People dropped as machines, as a share of machine verdicts (UK abandons): corpus or agents, the higher."""
+        if self.cc.amd != "detect":
+            return 0.0
+        from dialer.amd.share import corpus_fp_share, fp_share
+        from dialer.store.amd import amd_counts
+
+        c = amd_counts(self.engine, self.campaign_id)
+        return fp_share(corpus_fp_share(), c["agent_marked_person"], c["machine_reviewed"])
+
+    def _amd_order(self) -> AmdOrder | None:
+        cc = self.cc
+        if cc.amd != "detect":
+            return None
+        msg = str(Path(cc.amd_message).resolve()) if cc.amd_message else None
+        return AmdOrder(action=cc.amd_machine_action, message_wav=msg, budget_s=cc.amd_budget_s)
 
     def _event(self, kind: str, message: str, level: str = "info") -> None:
         with Session(self.engine, expire_on_commit=False) as s:
@@ -281,7 +310,7 @@ class CampaignRunner:
                 continue
             state = "on_call" if a.state in ("on_call",) else a.state
             agents.append(PacingAgent(state=state, elapsed_s=max(0.0, now - a.state_since.timestamp())))
-        ringing = [now - c.dialed for c in self.live.values() if c.answered is None]
+        ringing = [now - c.dialed for c in self.live.values() if c.answered is None and not c.machine]
         free = self.tel.free_lines(self.trunk.name)
         return Snapshot(now=now, agents=agents, ringing=ringing, waiting=len(self.waiting), trunk_free=free,
                         cps_headroom=self.tel.cps_headroom(self.trunk.name))
@@ -327,7 +356,7 @@ class CampaignRunner:
             record = str((d / f"{attempt_id}.wav").resolve())
         ok = self.tel.originate(attempt_id, lease.phone_e164, self.trunk.name, ring_timeout_s=self.cc.ring_timeout_s,
                                 connect_limit_s=self.cc.connect_limit_s,
-                                info_wav=self.cc.info_message or None, record_path=record)
+                                info_wav=self.cc.info_message or None, record_path=record, amd=self._amd_order())
         if not ok:
             # no slot: the INVITE never left, so this is not an attempt; give the entry back untouched
             with Session(self.engine, expire_on_commit=False) as s:
@@ -372,10 +401,17 @@ class CampaignRunner:
             call.answered = ev.at
             self.pacer.record_outcome(ev.at, "human", ev.at - call.dialed)
             self._update_attempt(call.attempt_id, state="answered", answered_at=utc(ev.at), sip_status=200,
-                                 outcome="answered", worker=ev.worker)
+                                 outcome="answered", worker=ev.worker, **_amd_fields(ev.amd))
             self._count("answered")
             self.waiting.append(call.attempt_id)
             self.route_waiting(ev.at)
+        elif kind == "machine":
+            # a machine answered: the pacer counts it as a machine (not a hit), no agent is reserved
+            call.machine = True
+            self.pacer.record_outcome(ev.at, "machine", ev.at - call.dialed)
+            self._update_attempt(call.attempt_id, state="answered", answered_at=utc(ev.at), sip_status=200,
+                                 machine=True, worker=ev.worker, **_amd_fields(ev.amd))
+            self._count("machine")
         elif kind == "agent_connected":
             call.connected = ev.at
             if call.attempt_id in self.waiting:
@@ -413,7 +449,16 @@ class CampaignRunner:
         elif kind == "failed":
             self.finish(call, ev.outcome or "failed", ev.at, ev.sip_status, by="", detail=ev.detail)
         elif kind == "hangup":
-            self.finish(call, "answered" if call.answered else (ev.outcome or "failed"), ev.at, ev.sip_status,
+            if call.answered:
+                outcome = "answered"
+            elif call.machine:
+                outcome = "machine_message_left" if ev.cause == "machine_message_left" else "machine"
+            elif ev.amd is not None:  # the callee hung up while AMD listened: answered, by whom we cannot say
+                outcome = "answered"
+                self._update_attempt(call.attempt_id, **_amd_fields(ev.amd))
+            else:
+                outcome = ev.outcome or "failed"
+            self.finish(call, outcome, ev.at, ev.sip_status,
                         by=ev.by or "", detail=ev.detail, recording=ev.recording_path)
 
     def finish(self, call: Live, outcome: str, at: float, sip_status: int | None, *, by: str, detail: str,
@@ -421,7 +466,7 @@ class CampaignRunner:
         self.live.pop(call.attempt_id, None)
         if call.attempt_id in self.waiting:
             self.waiting.remove(call.attempt_id)
-        if call.answered is None:
+        if call.answered is None and not call.machine:
             ring = at - call.dialed
             pacing_outcome = {"busy": "busy", "no_answer": "no_answer", "machine": "machine"}.get(outcome, "failed")
             self.pacer.record_outcome(at, pacing_outcome, ring)

@@ -176,6 +176,17 @@ class CampaignConfig(_Section):
     active_days: str = "mon-sun"  # cron day_of_week: the days the scheduler starts the campaign
     active_from: date | None = None  # the campaign's calendar: first and last day it runs (inclusive)
     active_until: date | None = None
+    # answering-machine detection (dialer.amd): off = every answer goes to an agent
+    amd: Literal["off", "detect"] = "off"
+    amd_machine_action: Literal["hangup", "leave_message"] = "hangup"  # hangup -> the machine retry rule
+    amd_message: str = ""  # leave_message: WAV played after the greeting's beep
+    amd_budget_s: Annotated[float, Field(ge=1.0, le=10.0)] = 4.0  # no verdict by then = unsure (a person)
+
+    @model_validator(mode="after")
+    def _amd_message(self) -> CampaignConfig:
+        if self.amd == "detect" and self.amd_machine_action == "leave_message" and not self.amd_message:
+            raise ValueError("amd_machine_action = \"leave_message\" needs amd_message (a WAV file to play)")
+        return self
 
     @field_validator("callback_reserve", "callback_late_after", "callback_valid")
     @classmethod

@@ -28,7 +28,7 @@ DELAY_FIELD = {
     "answered": "answered",
 }
 OUTCOMES = ("answered", "busy", "no_answer", "congestion", "machine", "invalid", "rejected", "cancelled", "failed",
-            "interrupted")
+            "interrupted", "machine_message_left")
 BAD_NUMBER = ("invalid", "wrong_number")
 
 
@@ -85,7 +85,7 @@ def machine_retry(at: datetime, rules: RetryConfig, hours: CallingHours, tz_name
 def retry_at(outcome: str, at: datetime, campaign: CampaignConfig, tz_name: str = DEFAULT_ZONE) -> datetime:
     """When an entry whose last dial ended with OUTCOME may be dialled again."""
     rules = campaign.retry
-    if outcome == "machine":
+    if outcome in ("machine", "machine_message_left"):  # a message left is retried like any machine
         return machine_retry(at, rules, CallingHours.from_campaign(campaign.calling_hours, campaign.holidays), tz_name)
     name = DELAY_FIELD.get(outcome, "failed")
     return at + timedelta(seconds=parse_duration(getattr(rules, name)))

@@ -183,3 +183,27 @@ def test_other_sample_rates_are_resampled(tmp_path: Path) -> None:
     write_pcm(wide, (np.sin(2 * np.pi * 1000 * t16) * 8000).astype(np.int16), rate=16000)
     x = read_pcm(wide)
     assert len(x) == 8000 and len(x8) == 12000
+
+
+def test_tap_reads_the_vector_memory_like_bytes_does() -> None:
+    pj = pytest.importorskip("pjsua2")
+    from dialer.telephony.amdtap import vector_bytes
+
+    v = pj.ByteVector()
+    data = pcm(speech(0.02)).astype("<i2").tobytes()
+    for b in data:
+        v.append(b)
+    assert vector_bytes(v) == bytes(v) == data
+    assert vector_bytes(pj.ByteVector()) == b""
+
+
+def test_session_without_audio_is_unsure_once_the_budget_is_spent() -> None:
+    from dialer.telephony.amdtap import AmdOrder, AmdSession, ring_seconds
+
+    s = AmdSession(AmdOrder(budget_s=2.0), ring_s=ring_seconds(10.0, 4.0, 1.0), answered_at=100.0)
+    assert s.detector.ring_s == 6.0
+    assert s.decision(102.5) is None  # the detector may still be fed late frames
+    d = s.decision(103.1)
+    assert d is not None and (d.verdict, d.reason) == ("unsure", "no_audio")
+    s.on_audio(pcm(silence(0.3), speech(0.4), silence(1.0)).astype("<i2").tobytes())
+    assert s.frames == 1 and s.decision(100.5) is not None and s.decision(100.5).verdict == "human"  # type: ignore[union-attr]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sqlmodel import Session, create_engine, select
 
+from dialer.store.db import SCHEMA_VERSION
 from dialer.store.models import Meta
 from tests.conftest import REPO, run_env
 
@@ -34,7 +35,7 @@ def test_db_init_on_empty_directory_then_again(tmp_path: Path) -> None:
     assert r2.returncode == 0 and "already up to date" in r2.stdout
     eng = create_engine(f"sqlite:///{tmp_path / 'tsunagu.db'}")
     with Session(eng) as s:
-        assert s.exec(select(Meta).where(Meta.key == "schema_version")).one().value == "1"
+        assert s.exec(select(Meta).where(Meta.key == "schema_version")).one().value == str(SCHEMA_VERSION)
 
 
 def test_db_init_honours_database_url_env(tmp_path: Path) -> None:

@@ -125,10 +125,10 @@ def test_older_schema_runs_registered_migrations(db_url: str, monkeypatch: pytes
 
     eng = get_engine(db_url)
     with eng.begin() as conn:
-        conn.execute(text("UPDATE meta SET value = '0' WHERE key = 'schema_version'"))
+        conn.execute(text("UPDATE meta SET value = :v WHERE key = 'schema_version'"), {"v": str(SCHEMA_VERSION - 1)})
     ran: list[int] = []
     monkeypatch.setitem(dbmod.MIGRATIONS, SCHEMA_VERSION, lambda e: ran.append(SCHEMA_VERSION))
     _, action = init_db(db_url)
     assert ran == [SCHEMA_VERSION]
-    assert action == "migrated from 0"
+    assert action == f"migrated from {SCHEMA_VERSION - 1}"
     assert current_version(eng) == SCHEMA_VERSION

@@ -1,5 +1,5 @@
 """`python -m bench.amd`: generate the dev and held-out test corpora, classify every call with the same code
-as `dialer amd classify`, and write the "AMD" section of bench/RESULTS.md plus bench/amd/measured.json
+as `dialer amd classify`, and write the "AMD" section of bench/RESULTS.md plus dialer/amd/measured.json
 (the false-positive share the dialer's abandon figures use).
 
 `--tune` grid-searches the main parameters on the dev split only (the held-out split is never looked at
@@ -20,7 +20,7 @@ from bench.amd.corpus import VOICES, generate
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "RESULTS.md"
-MEASURED = ROOT / "bench" / "amd" / "measured.json"
+MEASURED = ROOT / "dialer" / "amd" / "measured.json"
 SEEDS = {"dev": 1015, "test": 2015}
 HEAD = "## AMD (issue 15)"
 

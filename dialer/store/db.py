@@ -11,16 +11,19 @@ from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, create_engine, select
 
+from dialer.store import amd as _amd
 from dialer.store import holdout as _holdout  # noqa: F401  (registers its tables)
 from dialer.store import models
 from dialer.store.models import Meta
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_URL = "sqlite:///tsunagu.db"
 ENV_URL = "DIALER_DATABASE_URL"
 
 # version -> function that brings a database at (version - 1) up to version. Add entries, never edit them.
-MIGRATIONS: dict[int, Callable[[Engine], None]] = {}
+MIGRATIONS: dict[int, Callable[[Engine], None]] = {
+    2: _amd.migrate_add_amd_columns,  # issue 15: attempts.amd_verdict / amd_decided_s / amd_features
+}
 
 
 class StoreError(Exception):

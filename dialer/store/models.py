@@ -224,6 +224,10 @@ class Attempt(SQLModel, table=True):
     outcome: str = ""
     abandoned: bool = False
     machine: bool = False
+    # answering-machine detection: human | machine | unsure | hangup ("" = AMD off), when, and why (JSON)
+    amd_verdict: str = ""
+    amd_decided_s: float | None = None
+    amd_features: str = ""
     agent_id: int | None = Field(default=None, index=True)
     hangup_by: str = ""  # customer | agent | dialer
     recording_path: str = ""

@@ -17,6 +17,7 @@ class EventKind(StrEnum):
     TRYING = "trying"
     RINGING = "ringing"
     ANSWERED = "answered"
+    MACHINE = "machine"  # answered by a machine (AMD verdict); "answered" is not sent for it
     AGENT_CONNECTED = "agent_connected"
     AGENT_FAILED = "agent_failed"
     ABANDONED = "abandoned"
@@ -64,6 +65,9 @@ class CallEvent:
 
     # why the call ended when the dialer ended it for a reason of its own (e.g. "rtp_timeout")
     cause: str | None = None
+    # answering-machine detection on "answered" / "machine" (and "hangup" if the callee hung up while it
+    # listened): {"verdict", "decided_after_s", "reason", "features", "action", "frames"}
+    amd: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from dialer.telephony.amdtap import AmdOrder
 from dialer.telephony.events import CallEvent
 
 
@@ -99,6 +100,7 @@ class Originate:
     info_wav: str | None = None
     record_path: str | None = None
     from_uri: str = ""  # per-campaign caller ID (From), empty = the trunk's
+    amd: AmdOrder | None = None  # answering-machine detection for this call (None = every answer is a person)
 
 
 @dataclass(frozen=True)

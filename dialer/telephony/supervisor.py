@@ -25,6 +25,7 @@ from typing import Any
 
 from dialer.config import Config, TrunkConfig
 from dialer.privacy import mask_text
+from dialer.telephony.amdtap import AmdOrder
 from dialer.telephony.events import CallEvent
 from dialer.telephony.numbers import request_uri
 from dialer.telephony.protocol import (
@@ -291,7 +292,8 @@ class Telephony:
 
     # ------------------------------------------------------------------ calls
     def originate(self, attempt_id: int, number: str, trunk: str, *, ring_timeout_s: float = 24.0,
-                  connect_limit_s: float = 2.0, info_wav: str | None = None, record_path: str | None = None) -> bool:
+                  connect_limit_s: float = 2.0, info_wav: str | None = None, record_path: str | None = None,
+                  amd: AmdOrder | None = None) -> bool:
         """Send the INVITE from the least loaded worker. False = no free slot or setup budget right now."""
         if attempt_id in self.calls:
             raise ValueError(f"attempt {attempt_id} is already in progress")
@@ -306,7 +308,7 @@ class Telephony:
         msg = Originate(attempt_id=attempt_id, uri=request_uri(number, t.cfg), trunk=trunk,
                         ring_timeout_s=max(MIN_RING_S, float(ring_timeout_s)), connect_limit_s=float(connect_limit_s),
                         info_wav=str(Path(info_wav).resolve()) if info_wav else None,
-                        record_path=str(Path(record_path).resolve()) if record_path else None)
+                        record_path=str(Path(record_path).resolve()) if record_path else None, amd=amd)
         if not self._send(w, msg):
             return False
         t.tokens -= 1.0
@@ -419,7 +421,7 @@ class Telephony:
             c = self._release(ev.attempt_id)
             if c is None:
                 return  # already reported (e.g. interrupted when its worker died)
-        if ev.kind == "answered" and ev.attempt_id in self.calls:
+        if ev.kind in ("answered", "machine") and ev.attempt_id in self.calls:
             self.calls[ev.attempt_id].answered = True
         if ev.trunk in self.trunks:
             t = self.trunks[ev.trunk]
@@ -428,7 +430,7 @@ class Telephony:
                 if t.consecutive_503 >= self.tc.trunk_503_limit and not t.down:
                     self._trunk_down(t, f"{t.consecutive_503} consecutive congestion failures "
                                         f"(last: {ev.sip_status or 'no response'})")
-            elif ev.kind in ("ringing", "answered") or ev.kind == "failed" and ev.outcome in (
+            elif ev.kind in ("ringing", "answered", "machine") or ev.kind == "failed" and ev.outcome in (
                     "busy", "no_answer", "invalid", "rejected"):
                 t.consecutive_503 = 0
         self.pending.append(ev)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from dialer.privacy import mask_text
+from dialer.telephony.amdtap import AmdSession, ring_seconds
 from dialer.telephony.events import CallEvent, outcome_for_status
 from dialer.telephony.protocol import (
     CallState,
@@ -117,6 +118,11 @@ class Att:
     levels: dict[str, int] = field(default_factory=dict)  # max conference levels seen while bridged/playing
     next_sample: float = 0.0
     ended_status: int | None = None
+    amd_order: Any = None  # AmdOrder: listen before treating the answer as a person's
+    amd: Any = None  # AmdSession while answering-machine detection runs on the customer leg
+    sent_at: float = 0.0
+    ringing_at: float = 0.0
+    cause: str | None = None  # why the dialer ended the call, on "hangup" (machine, machine_message_left)
 
 
 class Worker:
@@ -136,7 +142,7 @@ class Worker:
             Register: self._register, Stop: self._stop_cmd,
         }
         self.actions: dict[str, Callable[[Att], None]] = {
-            "bridge": self._bridge, "record": self._record, "release": self._release,
+            "bridge": self._bridge, "record": self._record, "release": self._release, "amd_tap": self._amd_tap,
         }
 
     # ------------------------------------------------------------------ messaging
@@ -246,7 +252,8 @@ class Worker:
         now = time.monotonic()
         att = Att(attempt_id=msg.attempt_id, trunk=msg.trunk, uri=msg.uri,
                   ring_deadline=now + msg.ring_timeout_s, connect_limit=msg.connect_limit_s,
-                  info_wav=msg.info_wav, record_path=msg.record_path, place_until=now + 5.0)
+                  info_wav=msg.info_wav, record_path=msg.record_path, place_until=now + 5.0, amd_order=msg.amd,
+                  sent_at=now)
         self.atts[att.attempt_id] = att
         self._place(att)
 
@@ -365,12 +372,19 @@ class Worker:
         if role == "customer":
             if st == pj.PJSIP_INV_STATE_EARLY and not att.ringing_sent:
                 att.ringing_sent = att.provisional = True
+                att.ringing_at = time.monotonic()
                 self.emit("ringing", att, sip_status=ci.lastStatusCode)
             elif st == pj.PJSIP_INV_STATE_CONFIRMED and att.state is CallState.CALLING:
                 att.state = CallState.ANSWERED
                 att.answered_at = time.monotonic()
                 att.connect_deadline = att.answered_at + att.connect_limit
-                self.emit("answered", att, sip_status=200)
+                if att.amd_order is not None:  # a person or a machine? "answered" waits for the verdict
+                    att.amd = AmdSession(att.amd_order, ring_seconds(att.answered_at, att.ringing_at, att.sent_at),
+                                         att.answered_at)
+                    att.connect_deadline = float("inf")
+                    self.todo.append(("amd_tap", att.attempt_id))
+                else:
+                    self.emit("answered", att, sip_status=200)
                 if att.record_path:
                     self.todo.append(("record", att.attempt_id))
             elif st == pj.PJSIP_INV_STATE_DISCONNECTED and att.state is CallState.ZOMBIE:
@@ -426,6 +440,8 @@ class Worker:
     def on_media(self, leg: Any, att: Att, role: str) -> None:
         if role == "customer" and att.record_path and att.recorder is None and att.state is not CallState.CALLING:
             self.todo.append(("record", att.attempt_id))  # media re-negotiated after answer
+        if role == "customer" and att.amd is not None and att.amd.phase == "listening":
+            self.todo.append(("amd_tap", att.attempt_id))
         if role == "agent" or att.state is CallState.CONNECTED:
             att.bridged = False  # a re-INVITE may have given the leg a new conference port: bridge again
             self.todo.append(("bridge", att.attempt_id))
@@ -491,6 +507,23 @@ class Worker:
         except (self.pj.Error, OSError):
             att.record_path = None  # reported as recording_path=None on hangup
 
+    def _amd_tap(self, att: Att) -> None:
+        if att.amd is not None and att.cust is not None:
+            a = self._aud(att.cust)
+            if a is not None:
+                att.amd.attach(self.pj, a)
+
+    def _amd_step(self, att: Att, now: float) -> bool:
+        """AMD owns an answered call until its verdict; a person's (or unsure) is then announced as answered."""
+        s = att.amd
+        if s.result is not None and s.phase == "done":
+            return False
+        if s.step(self, att, now):
+            return True
+        att.connect_deadline = now + att.connect_limit  # the connect limit runs from the verdict
+        self.emit("answered", att, sip_status=200, amd=s.summary())
+        return False
+
     def _bridge(self, att: Att) -> None:
         if att.bridged or att.state is not CallState.CONNECTED or att.cust is None or att.agent is None:
             return
@@ -523,10 +556,21 @@ class Worker:
     def _finish(self, att: Att) -> None:
         self.atts.pop(att.attempt_id, None)
         att.player = None
+        amd = None
+        note = ""
+        if att.amd is not None:
+            note = att.amd.note
+            if att.amd.result is None:  # hung up while we listened
+                att.cause = att.cause or "hangup_during_amd"
+                amd = {"verdict": "hangup", "decided_after_s": round(time.monotonic() - att.answered_at, 3),
+                       "reason": "hangup", "features": att.amd.detector.features("hangup"), "frames": att.amd.frames}
+            att.amd.close()
+            att.amd = None
         rec_path = att.record_path if att.recorder is not None else None
         att.recorder = None  # closes the WAV (header written on destroy)
         self.emit("hangup", att, by=att.hangup_by or "dialer", agent_id=att.agent_id, recording_path=rec_path,
-                  stats=dict(att.stats) or None, sip_status=att.ended_status or None)
+                  stats=dict(att.stats) or None, sip_status=att.ended_status or None, cause=att.cause, amd=amd,
+                  detail=note)
 
     def _abandon(self, att: Att, now: float) -> None:
         if att.agent is not None and not att.agent_confirmed:
@@ -575,6 +619,8 @@ class Worker:
             elif att.state is CallState.CONNECTED:
                 self._sample_levels(att, now)
             elif att.state is CallState.ANSWERED:
+                if att.amd is not None and self._amd_step(att, now):
+                    continue
                 if att.agent_pending is not None and att.agent is None:
                     self._place_agent(att)
                 if now >= att.connect_deadline:
@@ -628,7 +674,7 @@ class Worker:
             z.cust = None
         self.zombies.clear()
         for att in list(self.atts.values()):  # legs that never finished their transaction
-            att.cust = att.agent = att.player = att.recorder = None
+            att.cust = att.agent = att.player = att.recorder = att.amd = None
             self.emit("failed" if att.state is CallState.CALLING else "hangup", att, outcome="interrupted",
                       by="dialer", detail="telephony stopped before the call ended")
         self.atts.clear()
