@@ -40,9 +40,15 @@ class PacerConfig:
     # beyond the facade's required fields
     prior_ring_median_s: float = 9.0
     bridge_s: float = 0.5                 # answer-to-agent bridging time eaten from the connect limit
-    hour_risk: float = 0.02               # aim so P(an hour's abandon rate > limit) stays about this
+    hour_risk: float = 0.005              # aim so P(an hour's abandon rate > limit) stays about this
+    # (0.005: an 8-hour shift has ~8 independent hours, so P(any hour over) stays near 4 %)
     amd_false_positive_rate: float = 0.0  # UK regime: share of machine verdicts assumed to be people
     model_bias_prior: float | None = None  # prior of realised/model abandons; None: 2 + 8/sqrt(agents)
+    # conservative start: progressive until `warmup_answers` people have answered, then the allowed
+    # risk ramps linearly with the answers seen, reaching full credibility at warmup + ramp answers.
+    warmup_answers: int = 20
+    ramp_answers: int = 80
+    prior_answers: float = 0.0  # evidence the priors are worth (a warm start from yesterday's state)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -99,8 +105,12 @@ class Pacer:
         self.book = AbandonBook(regime=cfg.abandon_regime, amd_false_positive_rate=cfg.amd_false_positive_rate)
         self.ctl = AbandonController(target=cfg.abandon_target, limit=cfg.abandon_limit, hour_risk=cfg.hour_risk)
         self.hs = horizons(cfg.ring_timeout_s)
+        self._handle_h = self.hs + max(0.0, cfg.connect_limit_s - cfg.bridge_s)
         self.dials = 0
+        self.answers = float(cfg.prior_answers)  # people answered so far: the evidence behind the estimates
         self._pruned = -math.inf
+        self.handle.refresh(self._handle_h)
+        self.ring.refresh(self.hs)
 
     # ------------------------------------------------------------------ the decision
     def decide(self, snap: Snapshot) -> Decision:
@@ -160,6 +170,11 @@ class Pacer:
         mb = self.cfg.model_bias_prior
         self.ctl.prior_bias = mb if mb is not None else 2.0 + 8.0 / math.sqrt(logged)
         allowed, cnote = self.ctl.allowed(per_hour, w_ab, w_ans)
+        cred = self.credibility()
+        if cred <= 0.0:
+            return min(prog, cap), (f"warm-up: progressive until {self.cfg.warmup_answers} answers "
+                          f"({self.answers:.0f} so far)")
+        allowed *= cred
         p, pv = self.hit.conservative()
         n, _ = predictive_count(
             ready=ready, waiting=waiting, ringing=np.asarray(snap.ringing, dtype=np.float64),
@@ -167,7 +182,21 @@ class Pacer:
             ring=self.ring, handle=self.handle, hit=p, hit_var=pv, allowed_risk=allowed,
             window_s=max(0.0, self.cfg.connect_limit_s - self.cfg.bridge_s), n_max=cap, hs=self.hs)
         n = min(cap, max(n, prog))
-        return n, f"hit {p:.3f} aht {aht:.0f}s risk {allowed:.4f} ({cnote})"
+        return n, f"hit {p:.3f} aht {aht:.0f}s risk {allowed:.4f} cred {cred:.2f} ({cnote})"
+
+    def credibility(self) -> float:
+        """0 before `warmup_answers` people answered, then a linear ramp to 1 over `ramp_answers`.
+
+        Why: with no evidence the estimates are the priors, and a prior off by 2x in the unsafe
+        direction (hit rate too low, calls too short) makes a state-based pacer overdial at once.
+        Progressive cannot abandon except through pauses, so it is the safe place to learn.
+        """
+        c = self.cfg
+        if self.answers < c.warmup_answers:
+            return 0.0
+        if c.ramp_answers <= 0:
+            return 1.0
+        return min(1.0, (self.answers - c.warmup_answers + 1.0) / c.ramp_answers)
 
     # ------------------------------------------------------------------ observations
     def record_dial(self, now: float) -> None:
@@ -177,7 +206,11 @@ class Pacer:
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, got {outcome!r}")
         self.hit.observe(now, outcome == "human")
+        if outcome == "human":
+            self.answers += 1.0
         self.ring.observe(outcome, ring_s)
+        if self.ring.stale:
+            self.ring.refresh(self.hs)  # between ticks: decide() only reads the tables
         if outcome == "human":
             self.book.answered(now)
         elif outcome == "machine":
@@ -191,7 +224,11 @@ class Pacer:
         self.ctl.observe(True)
 
     def record_handle(self, talk_s: float, wrap_s: float) -> None:
+        """Record a finished call; rebuild the handle-time tables here (between ticks) when stale,
+        so `decide` never pays for a rebuild (p99 stays at the cost of the race model)."""
         self.handle.observe(talk_s, wrap_s)
+        if self.handle.stale:
+            self.handle.refresh(self._handle_h)
 
     # ------------------------------------------------------------------ control and reporting
     def set_mode(self, mode: str) -> None:
@@ -222,7 +259,8 @@ class Pacer:
         return self.handle.aht()
 
     def to_state(self) -> dict[str, Any]:
-        return {"version": 1, "mode": self.mode, "target": self.target, "hit": self.hit.to_state(),
+        return {"version": 1, "mode": self.mode, "target": self.target, "answers": self.answers,
+                "hit": self.hit.to_state(),
                 "ring": self.ring.to_state(), "handle": self.handle.to_state(), "book": self.book.to_state(),
                 "ctl": self.ctl.to_state(), "config": asdict(self.cfg)}
 
@@ -236,4 +274,7 @@ class Pacer:
         p.handle.load_state(state.get("handle", {}))
         p.book.load_state(state.get("book", {}))
         p.ctl.load_state(state.get("ctl", {}))
+        p.answers = max(p.answers, float(state.get("answers", 0.0)))
+        p.handle.refresh(p._handle_h)
+        p.ring.refresh(p.hs)
         return p

@@ -120,6 +120,7 @@ class RingTimes:
         self._tables: tuple[F64, F64, F64, F64] | None = None
         self._tables_h: F64 | None = None
         self._since = 0
+        self.stale = False
 
     def _bin(self, t: float) -> int:
         return int(min(self.nbins - 1, max(0, math.floor(t / self.DT))))
@@ -134,8 +135,13 @@ class RingTimes:
         else:
             self.other[self._bin(ring_s)] += 1.0
         self._since += 1
-        if self._since >= 20:  # the shape moves slowly: refresh the CDFs every 20 outcomes
-            self._cache, self._tables, self._since = None, None, 0
+        if self._since >= 20:  # the shape moves slowly: stale every 20 outcomes, rebuilt by refresh()
+            self.stale = True
+
+    def refresh(self, horizons: F64) -> None:
+        """Rebuild the CDFs and lookup tables (called between ticks, never inside a decision)."""
+        self._cache, self._tables, self._since, self.stale = None, None, 0, False
+        self.tables(horizons)
 
     def cdfs(self) -> tuple[F64, F64]:
         """CDFs of T_h and T_o at the grid edges 0, DT, 2DT, ... (length nbins + 1)."""
@@ -271,13 +277,30 @@ class HandleTimes:
         self._tab: tuple[float, F64, float, F64] | None = None
         self._tab_h: F64 | None = None
         self._since = 0
+        self.stale = False
 
     def observe(self, talk_s: float, wrap_s: float) -> None:
+        """Add a finished call. The lookup tables go stale every `REFRESH` calls; `refresh` rebuilds them.
+
+        Why not rebuild here or in `free_fast`: a rebuild costs ~10 ms at 400 samples, far above the
+        ~0.3 ms a decision may take. The caller rebuilds between ticks (the Pacer does it when it
+        records a handle time, which never happens inside `decide`); the decision keeps using the
+        previous table meanwhile, which is at most `REFRESH` calls old.
+        """
         self.talk.add(talk_s)
         self.wrap.add(wrap_s)
         self._since += 1
-        if self._since >= 50:  # refresh the lookup tables every 50 finished calls
-            self._wq, self._tab, self._since = None, None, 0
+        if self._since >= self.REFRESH:
+            self.stale = True
+
+    REFRESH = 50
+
+    def refresh(self, horizons: F64) -> None:
+        """Rebuild the lookup tables for these horizons (off the decision path)."""
+        self._wq = None
+        self._tab = self._build(horizons)
+        self._tab_h = horizons.copy()
+        self._since, self.stale = 0, False
 
     def _build(self, horizons: F64) -> tuple[float, F64, float, F64]:
         qs = self.talk.quantiles(1000)
@@ -294,8 +317,8 @@ class HandleTimes:
     def free_fast(self, on_call: F64, in_wrap: F64, horizons: F64) -> F64:
         """[agent, horizon] free probabilities for on-call then wrap-up agents, by table lookup."""
         if self._tab is None or self._tab_h is None or not np.array_equal(self._tab_h, horizons):
-            self._tab = self._build(horizons)
-            self._tab_h = horizons.copy()
+            self.refresh(horizons)  # first use or new horizons only; staleness is handled by refresh()
+        assert self._tab is not None
         step_c, tab_c, step_w, tab_w = self._tab
         ic = np.minimum(np.rint(on_call / step_c).astype(np.int64), tab_c.shape[0] - 1)
         iw = np.minimum(np.rint(in_wrap / step_w).astype(np.int64), tab_w.shape[0] - 1)
@@ -339,3 +362,4 @@ class HandleTimes:
         for x in st.get("wrap", []):
             self.wrap.add(float(x))
         self._wq, self._tab = None, None
+        self.stale = False

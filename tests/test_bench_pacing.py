@@ -55,13 +55,16 @@ def tiny(tmp_path: Path) -> Path:
     return p
 
 
-@pytest.mark.parametrize("policy", ["progressive", "fixed:1.5", "vicidial", "predictive", "oracle"])
+@pytest.mark.parametrize("policy", ["progressive", "fixed:1.5", "vicidial", "vicidial:ADAPT_TAPERED:40:Y",
+                                    "predictive", "predictive-warm", "oracle"])
 def test_calls_are_conserved(tiny: Path, policy: str) -> None:
     sc = load_scenario(tiny)
     r = run_once(sc, policy, seed=1)
     assert r.dials > 0
     assert r.dials == sum(r.outcomes.values())          # dialled = human + machine + busy + no answer + failed
-    assert r.outcomes["human"] == r.connects + r.abandons  # every person either reached an agent or was abandoned
+    # every answer AMD passed as a person reached an agent, was abandoned (a person) or dropped (a machine)
+    assert r.outcomes["human"] == r.connects + r.abandons + r.fn_drops
+    assert r.people <= r.outcomes["human"] and r.abandons <= r.people
     assert 0 <= r.busy_s <= r.avail_s
     m = metrics(sc, r)
     assert 0.0 <= m["occupancy"] <= 1.0 and 0.0 <= m["abandon_rate"] <= 1.0

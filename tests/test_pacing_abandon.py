@@ -92,5 +92,5 @@ def test_projected_window_rate_squeezes_allowed_risk() -> None:
     c = AbandonController(target=0.02, limit=0.03)
     free, _ = c.allowed(1000.0, window_ab=0.0, window_ans=1000.0)
     tight, note = c.allowed(1000.0, window_ab=27.0, window_ans=1000.0)
-    spent, _ = c.allowed(1000.0, window_ab=40.0, window_ans=1000.0)
+    spent, _ = c.allowed(1000.0, window_ab=50.0, window_ans=1000.0)  # projection (50 + 18.5) / 2000 > 3 %
     assert spent == 0.0 < tight < free and "squeeze" in note

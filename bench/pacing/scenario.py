@@ -78,6 +78,23 @@ class Break:
     at_s: float
     duration_s: float
     spread_s: float
+    share: float = 1.0  # share of agents taking it (drawn per seed); a duration past the shift is a logout
+
+
+@dataclass(frozen=True)
+class Amd:
+    """Answering-machine detection as the live path has it: a verdict delay and both error rates.
+
+    A person is reported `delay_s` after answering (the connect clock starts at the verdict); a
+    machine `machine_delay_s` after. A false positive hangs up on a person (reported "machine"); a
+    false negative sends a machine to the agent queue (reported "human"; the agent drops it after
+    `fn_talk_s`)."""
+
+    delay_s: float = 1.0
+    machine_delay_s: float = 3.0
+    false_positive: float = 0.02
+    false_negative: float = 0.10
+    fn_talk_s: float = 8.0
 
 
 @dataclass(frozen=True)
@@ -107,6 +124,10 @@ class Scenario:
     login_over_s: float = 0.0
     breaks: tuple[Break, ...] = ()
     prior: dict[str, float] = field(default_factory=dict)
+    amd: Amd = Amd()
+    shift_start_hhmm: int = 900    # local clock at t = 0 (VICIdial's ADAPT_TAPERED reads the wall clock)
+    extra_policies: tuple[str, ...] = ()  # e.g. warm start rows for the cold-start scenarios
+    tags: tuple[str, ...] = ()
 
     def shares_at(self, t: float) -> Shares:
         s = self.shares
@@ -156,8 +177,17 @@ def scenario_from_dict(raw: dict[str, Any], src: str = "<scenario>") -> Scenario
         if "at_s" not in ch:
             raise ScenarioError(f"{src}: list_change #{i + 1} needs at_s")
         changes.append((float(ch["at_s"]), _shares(src, f"list_change #{i + 1}", ch)))
-    breaks = tuple(Break(float(b["at_s"]), float(b["duration_s"]), float(b.get("spread_s", 0.0)))
+    breaks = tuple(Break(float(b["at_s"]), float(b["duration_s"]), float(b.get("spread_s", 0.0)),
+                         float(b.get("share", 1.0)))
                    for b in raw.get("breaks", []))
+    a = raw.get("amd", {})
+    if not isinstance(a, dict):
+        raise ScenarioError(f"{src}: [amd] must be a table")
+    amd = Amd(float(a.get("delay_s", 1.0)), float(a.get("machine_delay_s", 3.0)),
+              float(a.get("false_positive", 0.02)), float(a.get("false_negative", 0.10)),
+              float(a.get("fn_talk_s", 8.0)))
+    if not (0 <= amd.false_positive < 1 and 0 <= amd.false_negative < 1 and amd.delay_s >= 0):
+        raise ScenarioError(f"{src}: [amd] rates must be in [0, 1) and delays >= 0")
     drift = raw.get("drift", {})
     prior = {k: float(v) for k, v in raw.get("pacer", {}).items()}
     return Scenario(
@@ -175,4 +205,6 @@ def scenario_from_dict(raw: dict[str, Any], src: str = "<scenario>") -> Scenario
         wrap=parse_dist(src, "wrap", raw.get("wrap", {"dist": "uniform", "low": 15.0, "high": 45.0})),
         drift=float(drift.get("factor", 1.0)) if isinstance(drift, dict) else float(drift),
         list_changes=tuple(changes), login_over_s=float(raw.get("agents_ramp", {}).get("login_over_s", 0.0)),
-        breaks=breaks, prior=prior)
+        breaks=breaks, prior=prior, amd=amd, shift_start_hhmm=int(raw.get("shift_start_hhmm", 900)),
+        extra_policies=tuple(str(x) for x in raw.get("extra_policies", [])),
+        tags=tuple(str(x) for x in raw.get("tags", [])))

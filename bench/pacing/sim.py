@@ -38,14 +38,14 @@ class World:
             sc = self.sc
             cols = [rng.random(CHUNK), sc.ring.draw(rng, CHUNK), sc.machine_ring.draw(rng, CHUNK),
                     sc.busy_time.draw(rng, CHUNK), rng.uniform(0.5, 2.0, CHUNK), sc.talk.draw(rng, CHUNK),
-                    sc.wrap.draw(rng, CHUNK)]
+                    sc.wrap.draw(rng, CHUNK), rng.random(CHUNK)]
             ch = list(zip(*[col.tolist() for col in cols], strict=True))
             self.chunks[c] = ch
         return ch[k]
 
     def outcome(self, i: int, t: float) -> tuple[str, float]:
         """(outcome, seconds from dial to answer or failure) if lead i is dialled at time t."""
-        u, rh, rm, bt, ft, _, _ = self.lead(i)
+        u, rh, rm, bt, ft = self.lead(i)[:5]
         s = self.sc.shares_at(t)
         to, setup = self.sc.ring_timeout_s, self.sc.setup_s
         if u < s.human:
@@ -59,6 +59,29 @@ class World:
         if u - s.busy < s.failed:
             return "failed", ft
         return "no_answer", to
+
+    def reported(self, i: int, t: float) -> tuple[str, float, str]:
+        """(outcome the dialer sees, seconds from dial to that verdict, true outcome) under imperfect AMD."""
+        true, dt = self.outcome(i, t)
+        amd = self.sc.amd
+        u = self.lead(i)[7]
+        if true == "human":
+            if u < amd.false_positive:
+                return "machine", dt + amd.delay_s, true
+            return "human", dt + amd.delay_s, true
+        if true == "machine":
+            if u < amd.false_negative:
+                return "human", dt + amd.machine_delay_s, true
+            return "machine", dt + amd.machine_delay_s, true
+        return true, dt, true
+
+    def handle(self, i: int) -> tuple[float, float]:
+        """(talk, wrap) of lead i once it reaches an agent; a machine passed by AMD is dropped quickly."""
+        lead = self.lead(i)
+        true, _ = self.outcome(i, 0.0)
+        if true == "machine":
+            return self.sc.amd.fn_talk_s, 2.0
+        return lead[5], lead[6]
 
 
 class Policy(Protocol):
@@ -79,7 +102,10 @@ class RunResult:
     outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
         ("human", "machine", "busy", "no_answer", "failed"), 0))
     connects: int = 0
-    abandons: int = 0
+    abandons: int = 0          # people (truly human) not reached within the connect limit
+    fn_drops: int = 0          # machines AMD passed as people, dropped unanswered (not abandons)
+    amd_fp: int = 0            # people AMD hung up on as machines (same in every policy: common numbers)
+    people: int = 0            # truly human answers that reached the queue
     answer_times: list[float] = field(default_factory=list)
     abandon_times: list[float] = field(default_factory=list)
     waits: list[float] = field(default_factory=list)
@@ -87,6 +113,7 @@ class RunResult:
     talk_s: float = 0.0
     avail_s: float = 0.0
     decide_ms: list[float] = field(default_factory=list)
+    decide_wall_ms: list[float] = field(default_factory=list)
     unfinished: int = 0
 
 
@@ -105,8 +132,12 @@ class Sim:
         self.break_pending = [0.0] * n
         self.ready: set[int] = set()
         self.ringing: dict[int, float] = {}   # lead -> dial time
-        self.fate: dict[int, tuple[str, float]] = {}
+        self.fate: dict[int, tuple[str, float]] = {}   # lead -> (reported outcome, verdict time)
+        self.truth: dict[int, str] = {}
+        self.talk_wrap = [(0.0, 0.0)] * n
         self.waiting: dict[int, float] = {}   # lead -> answer time (insertion ordered)
+        self.dialled_at: dict[int, float] = {}  # waiting lead -> dial time
+        self.last_dialled = 0.0               # dial time of the call just abandoned (VICIdial logs by it)
         self.next_lead = 0
         self.r = RunResult()
         self.min_gap = min_gap_s
@@ -116,6 +147,7 @@ class Sim:
         self.cps_used = 0
         self.on_call_n = 0
         self.logged_n = 0
+        self.fn_leads: set[int] = set()
 
     # ------------------------------------------------------------------ plumbing
     def push(self, t: float, kind: int, arg: int = 0) -> None:
@@ -173,7 +205,9 @@ class Sim:
             self.push(sc.login_over_s * a / sc.agents, LOGIN, a)
             for b in sc.breaks:
                 start = b.at_s + float(rng.uniform(-b.spread_s, b.spread_s)) if b.spread_s else b.at_s
-                self.push(max(0.0, start), BREAK_START, a * 100000 + int(b.duration_s))
+                takes = float(rng.random()) < b.share
+                if takes:
+                    self.push(max(0.0, start), BREAK_START, a * 100000 + int(min(b.duration_s, 99999)))
         self.push(0.0, TICK)
         while self.heap:
             t, _, kind, arg = heapq.heappop(self.heap)
@@ -185,8 +219,8 @@ class Sim:
             elif kind == TALK_END:
                 self.set_state(arg, WRAP)
             elif kind == WRAP_END:
-                lead = self.world.lead(self.cur[arg])
-                self.policy.on_handle(lead[5], lead[6])
+                talk, wrap = self.talk_wrap[arg]
+                self.policy.on_handle(talk, wrap)
                 self.available(arg)
             elif kind == TICK:
                 if t < sc.shift_s:
@@ -221,8 +255,11 @@ class Sim:
         self.last_decide = self.now
         t0 = time.perf_counter()
         n = self.policy.decide(self, self.now)
-        own = getattr(self.policy, "last_ms", None)  # engine policies time the pacer call alone
+        own = getattr(self.policy, "last_ms", None)  # engine policies time the pacer call alone (CPU)
         self.r.decide_ms.append(own if own is not None else (time.perf_counter() - t0) * 1000.0)
+        wall = getattr(self.policy, "last_wall_ms", None)
+        if wall is not None:
+            self.r.decide_wall_ms.append(wall)
         n = min(n, self.caps())
         for _ in range(max(0, n)):
             self.dial()
@@ -230,9 +267,10 @@ class Sim:
     def dial(self) -> None:
         i = self.next_lead
         self.next_lead += 1
-        outcome, dt = self.world.outcome(i, self.now)
+        outcome, dt, true = self.world.reported(i, self.now)
         self.ringing[i] = self.now
         self.fate[i] = (outcome, self.now + dt)
+        self.truth[i] = true
         self.cps_used += 1
         self.r.dials += 1
         self.policy.on_dial(self.now)
@@ -241,33 +279,51 @@ class Sim:
     def line_end(self, i: int) -> None:
         t0 = self.ringing.pop(i)
         outcome, _ = self.fate.pop(i)
+        true = self.truth.pop(i)
         self.r.outcomes[outcome] += 1
         self.policy.on_outcome(self.now, outcome, self.now - t0)
+        if true == "human" and outcome != "human":
+            self.r.amd_fp += 1
         if outcome != "human":
             return
-        self.r.answer_times.append(self.now)
+        if true == "human":
+            self.r.people += 1
+            self.r.answer_times.append(self.now)
+        else:
+            self.fn_leads.add(i)
         if self.ready:
             self.connect(self.ready.pop(), i, self.now)
         else:
             self.waiting[i] = self.now
+            self.dialled_at[i] = t0
             self.push(self.now + max(0.0, self.sc.connect_limit_s - self.sc.connect_delay_s), ABANDON, i)
 
     def abandon(self, i: int) -> None:
         at = self.waiting.pop(i, None)
         if at is None:
             return
-        self.r.abandons += 1
-        self.r.abandon_times.append(self.now)
+        self.last_dialled = self.dialled_at.pop(i, self.now)
+        if i in self.fn_leads:
+            self.fn_leads.discard(i)
+            self.r.fn_drops += 1
+        else:
+            self.r.abandons += 1
+            self.r.abandon_times.append(self.now)
         self.policy.on_abandon(self.now, self.now - at + self.sc.connect_delay_s)
 
     def connect(self, a: int, i: int, answered: float) -> None:
+        self.dialled_at.pop(i, None)
         self.ready.discard(a)
         self.set_state(a, ON_CALL)
         wait = self.now - answered + self.sc.connect_delay_s
         self.r.connects += 1
-        self.r.waits.append(wait)
+        if i in self.fn_leads:
+            self.fn_leads.discard(i)
+        else:
+            self.r.waits.append(wait)
         self.policy.on_connect(self.now, wait)
-        _, _, _, _, _, talk, wrap = self.world.lead(i)
+        talk, wrap = self.world.handle(i)
+        self.talk_wrap[a] = (talk, wrap)
         self.cur[a] = i
         end_talk = self.now + self.sc.connect_delay_s + talk
         self.free_at[a] = end_talk + wrap
