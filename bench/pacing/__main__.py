@@ -85,6 +85,28 @@ def run_all(seeds: int | None, procs: int, policies: list[str], seeds_large: int
     return 0
 
 
+def render_dir(out_dir: Path, seeds_note: str) -> int:
+    """Build the RESULTS section from per-scenario JSON files (`--scenario F --json > DIR/F.json`),
+    so scenarios can run as separate processes and a run cut short keeps what finished."""
+    files = sorted(SCENARIOS.glob("*.toml"), key=lambda p: (int(p.stem.split("-")[0][1:]), p.stem))
+    blocks, summary = [], []
+    for f in files:
+        j = out_dir / f"{f.stem}.json"
+        if not j.exists() or j.stat().st_size == 0:
+            continue
+        try:
+            doc = json.loads(j.read_text())
+        except json.JSONDecodeError:
+            continue
+        sc = load_scenario(f)
+        res = doc["policies"]
+        blocks.append(markdown_rows(sc, res))
+        summary.append(summary_row(sc, res))
+    write_section(render(blocks, summary, None, 0.0, None, len(files), seeds_note))
+    print(f"wrote the Pacing section of {RESULTS} from {len(summary)} of {len(files)} scenarios")
+    return 0
+
+
 def markdown_rows(sc: Scenario, res: dict[str, dict[str, Any]]) -> str:
     rows = [f"#### {sc.name} ({sc.agents} agents, seeds {next(iter(res.values()))['seeds']}"
             + (f"; {', '.join(sc.tags)}" if sc.tags else "") + ")", "",
@@ -129,11 +151,12 @@ def summary_row(sc: Scenario, res: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def render(blocks: list[str], summary: list[dict[str, Any]], seeds: int | None, secs: float,
-           seeds_large: int | None = None, total: int = 0) -> str:
+           seeds_large: int | None = None, total: int = 0, how: str | None = None) -> str:
     opts = (f" --seeds {seeds}" if seeds else "") + (f" --seeds-large {seeds_large}" if seeds_large else "")
     done = f"{len(summary)} of {total} scenarios" if total and len(summary) < total else f"{len(summary)} scenarios"
-    lines = ["Regenerate: `nice -n 10 python -m bench.pacing --all" + opts + "` "
-             f"({done}, {secs / 60:.0f} min on 2 processes of a shared 2-core machine). Scenarios: "
+    how = how or (f"`nice -n 10 python -m bench.pacing --all{opts}` ({done}, {secs / 60:.0f} min on 2 processes "
+                  "of a shared 2-core machine)")
+    lines = [f"Regenerate: {how}; this run: {done}. Scenarios: "
              "`bench/scenarios/*.toml` (held-out calibration scenarios in `bench/scenarios/holdout/` are not "
              "reported). Occupancy = (talk + wrap) / logged-in, non-paused time; abandon = abandoned people / "
              "people answered (US), AMD false positives excluded (they are the same for every policy); "
@@ -184,12 +207,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds-large", type=int, help="with --all: seeds for scenarios of 100+ agents")
     ap.add_argument("--procs", type=int, default=2, help="worker processes (default 2)")
     ap.add_argument("--only", help="with --all: only scenarios whose name matches this glob")
+    ap.add_argument("--render", metavar="DIR", help="write the RESULTS section from DIR/<scenario>.json files")
+    ap.add_argument("--note", default="", help="with --render: how the JSON files were produced")
     args = ap.parse_args(argv)
     policies = args.policies or DEFAULT_POLICIES
     if args.seeds is not None and args.seeds < 1:
         print("error: --seeds must be >= 1", file=sys.stderr)
         return 2
     try:
+        if args.render:
+            return render_dir(Path(args.render), args.note)
         if args.all:
             return run_all(args.seeds, args.procs, policies, args.seeds_large, args.only)
         if not args.scenario:
