@@ -23,6 +23,7 @@ from sqlmodel import Session, select
 
 from dialer.agents import BUSY, AgentBoard, sync_agents
 from dialer.config import CampaignConfig, Config
+from dialer.control import expiry_reason
 from dialer.dtmf import DtmfCollector, DtmfDecodeError, decode
 from dialer.hopper import Hopper, Lease
 from dialer.outcomes import enqueue_outcome
@@ -158,6 +159,7 @@ class CampaignRunner:
         self.last_disposition_id = 0
         self.applied_here: set[int] = set()  # DTMF dispositions this runner wrote and already applied
         self.last_command_id = 0
+        self.started_at = datetime.now(UTC)  # commands given before this run are never applied by it
         self.state = "running"
         self.mode = self.cc.mode
         self.dropped = False
@@ -585,8 +587,10 @@ class CampaignRunner:
                                                        ControlCommand.applied_at.is_(None))  # type: ignore[union-attr]
                           .order_by(ControlCommand.id)).all()
             for cmd in rows:
-                cmd.result = self._command(cmd.command, cmd.argument)
-                cmd.applied_at = datetime.now(UTC)
+                now_dt = datetime.now(UTC)
+                stale = expiry_reason(cmd.created_at, self.started_at, now_dt, self.cfg.ui.command_ttl_s())
+                cmd.result = stale or self._command(cmd.command, cmd.argument)
+                cmd.applied_at = now_dt
                 s.add(cmd)
                 camp = s.get(Campaign, self.campaign_id)
                 if camp is not None:

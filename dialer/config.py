@@ -313,6 +313,23 @@ class ReportsConfig(_Section):
         return v
 
 
+class UiConfig(_Section):
+    """The people-facing side: language of the views and how long a monitor command stays valid."""
+
+    language: Annotated[str, Field(pattern=r"^(ja|en)?$")] = ""  # "" = from the locale (LANG)
+    # a monitor command not applied within this time is expired, never applied late (nor by a later run)
+    command_ttl: str = "10m"
+
+    @field_validator("command_ttl")
+    @classmethod
+    def _ttl(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+    def command_ttl_s(self) -> float:
+        return parse_duration(self.command_ttl)
+
+
 class Config(_Section):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     telephony: TelephonyConfig = Field(default_factory=TelephonyConfig)
@@ -323,6 +340,7 @@ class Config(_Section):
     schedules: SchedulesConfig = Field(default_factory=SchedulesConfig)
     business: BusinessConfig = Field(default_factory=BusinessConfig)
     outcomes: OutcomesConfig = Field(default_factory=OutcomesConfig)
+    ui: UiConfig = Field(default_factory=UiConfig)
     reports: ReportsConfig = Field(default_factory=ReportsConfig)
     source: str = Field(default="", exclude=True)
 

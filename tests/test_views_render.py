@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from datetime import timedelta
@@ -15,7 +16,7 @@ from dialer.agents_log import log_agent_state
 from dialer.config import parse_config
 from dialer.reports import campaign_report, compliance_report
 from dialer.store.db import get_engine
-from dialer.store.models import Agent, AgentStateLog, ControlCommand, Disposition, OutboxItem
+from dialer.store.models import Agent, AgentStateLog, Campaign, ControlCommand, Disposition, OutboxItem
 from dialer.views.agent_console import AgentConsole, FormError, parse_callback
 from dialer.views.monitor import Monitor
 from dialer.views.render import parse_keys, sparkline
@@ -44,25 +45,75 @@ def _monitor(world: tuple[str, Path]) -> Monitor:
     return m
 
 
-@pytest.mark.parametrize("width", [80, 120])
+@pytest.mark.parametrize("width", [80, 120, 160])
 def test_monitor_frame_shows_the_numbers(world: tuple[str, Path], width: int) -> None:
     m = _monitor(world)
-    out = text_of(m.render(width, NOW), width)
+    height = {80: 24, 120: 30, 160: 50}[width]
+    out = text_of(m.render(width, NOW, height=height), width)
     lines = out.splitlines()
     assert all(len(line) <= width for line in lines)
-    if width == 80:
-        assert len(lines) <= 24, out
+    assert len(lines) <= height, out
+    assert lines[-1].startswith("p pause") and "q quit" in lines[-1]  # the legend is always the last line
     assert "RUNNING" in out and "in effect progressive" in out
     assert "dial level 1.75" in out and "dialling 2" in out and "ringing 1" in out
     # abandon now 1/1, 1h 1/6, 24h 2/9, window 24h; the UK share from [reports] does not apply (US campaign)
     assert "100.0%" in out and "16.7%" in out and "22.2%" in out and "target 2.0%" in out
-    assert "hit 60.0%" in out and "AHT 2:42" in out and "occupancy 4%" in out
-    assert "connects/h 5" in out and "sales/h 1" in out and "¥11,960" in out
-    assert "on_call" in out and "1:35" in out and "顧客7" in out and "lunch" in out
+    assert "hit rate 60.0%" in out and "AHT 2:42" in out and "occupancy 4%" in out
+    # one definition of each rate: the monitor prints the report's connects/h and sales/h
+    rep = campaign_report(get_engine(world[0]), "demo", now=NOW)
+    assert f"connects/h {rep['connects_per_hour']:.1f}" in out and f"sales/h {rep['sales_per_hour']:.1f}" in out
+    assert "¥11,960" in out and "12\u00a0dials,\u00a05\u00a0connects" in out
+    assert "on call" in out and "1:35" in out and "顧客7" in out and "lunch" in out
     assert "dormant" in out and "upsell" in out
-    assert "mode_drop" in out
     seg = next(line for line in lines if " dormant " in line).split("dormant")[1].split()
     assert seg[:4] == ["5", "2", "1", "6"]
+    if width == 160:  # the large layout: per-agent stats, hopper, list ETA, 15-minute table
+        assert "calls" in out and "held by runner" in out and "list exhausted in" in out and "by 15 minutes" in out
+        assert "mode_drop" in out
+
+
+def test_monitor_stopped_campaign_shows_no_lines_and_idle_agents(world: tuple[str, Path]) -> None:
+    url, _ = world
+    with Session(get_engine(url)) as s:
+        camp = s.exec(select(Campaign).where(Campaign.name == "demo")).one()
+        camp.state = "stopped"
+        s.add(camp)
+        s.commit()
+    m = _monitor(world)
+    out = text_of(m.render(100, NOW, height=30), 100)
+    assert "STOPPED" in out and "no lines" in out
+    assert "dial level" not in out and "ringing" not in out and "in effect" not in out
+    assert "on call" not in out and "idle" in out and "since 18:" in out and "1:35" not in out
+    assert "顧客7" not in out
+    # and a command to it is refused at once: nothing recorded for a later run to pick up
+    m.handle_key("p")
+    m.handle_key("y")
+    assert "no live runner" in m.message
+    with Session(get_engine(url)) as s:
+        assert s.exec(select(ControlCommand)).all() == []
+
+
+def test_monitor_scrolls_the_agent_list_within_the_height(world: tuple[str, Path]) -> None:
+    url, _ = world
+    with Session(get_engine(url)) as s:
+        camp = s.exec(select(Campaign).where(Campaign.name == "demo")).one()
+        for i in range(30):
+            s.add(Agent(login=f"z{i:02d}", name=f"担当{i:02d}", state="ready", campaign_id=camp.id,
+                        state_since=NOW - timedelta(seconds=i)))
+        s.commit()
+    m = _monitor(world)
+    out = text_of(m.render(80, NOW, height=24), 80)
+    assert len(out.splitlines()) <= 24 and "q quit" in out.splitlines()[-1]
+    page = m.agent_page
+    assert page >= 3 and f"1–{page}/32" in out
+    first_rows = set(re.findall(r"│\s+(z\d\d) ", out))
+    m.handle_key("pgdn")
+    out2 = text_of(m.render(80, NOW, height=24), 80)
+    assert f"{page + 1}–{2 * page}/32" in out2
+    second_rows = set(re.findall(r"│\s+(z\d\d) ", out2))
+    assert second_rows and not (first_rows & second_rows)
+    tall = text_of(m.render(80, NOW, height=50), 80)
+    assert len(tall.splitlines()) <= 50 and m.agent_page > page
 
 
 def test_monitor_keys_record_commands(world: tuple[str, Path]) -> None:
@@ -103,7 +154,9 @@ def test_monitor_once_cli(world: tuple[str, Path]) -> None:
     out = subprocess.run([sys.executable, "-m", "dialer", "monitor", "--once", "--width", "80", "--config", str(cfgp)],
                          cwd=REPO, env=run_env(), capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert "demo" in out.stdout and "dial level 1.75" in out.stdout and "tab: next" in out.stdout
+    # run today, the store's runner beat days ago: no runner, no lines (never the stale dial level)
+    assert "demo" in out.stdout and "NO RUNNER" in out.stdout and "no lines" in out.stdout and "(tab)" in out.stdout
+    assert "dial level 1.75" not in out.stdout
 
 
 def test_report_views(world: tuple[str, Path]) -> None:

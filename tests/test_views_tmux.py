@@ -4,12 +4,15 @@ playing the runner's part in the store. Every wait is bounded."""
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,7 @@ import pytest
 from sqlmodel import Session, select
 
 from dialer.store.db import get_engine
-from dialer.store.models import Agent, Attempt, ControlCommand, Disposition, utcnow
+from dialer.store.models import Agent, Attempt, Campaign, CampaignStatus, ControlCommand, Disposition, utcnow
 from tests.conftest import REPO, run_env
 from tests.test_reports import build_store, write_config
 
@@ -33,8 +36,8 @@ class Tmux:
                              env=run_env())
         return out.stdout
 
-    def start(self, name: str, command: str) -> None:
-        self.run("new-session", "-d", "-s", name, "-x", "100", "-y", "30", command)
+    def start(self, name: str, command: str, size: tuple[int, int] = (100, 30)) -> None:
+        self.run("new-session", "-d", "-s", name, "-x", str(size[0]), "-y", str(size[1]), command)
 
     def keys(self, name: str, *keys: str) -> None:
         for k in keys:
@@ -124,22 +127,70 @@ def test_agent_console_in_a_terminal(term: tuple[Tmux, str, Path]) -> None:
     wait_for(lambda: "agent" not in t.run("list-sessions"), "console exit")
 
 
-def test_monitor_pause_in_a_terminal(term: tuple[Tmux, str, Path]) -> None:
-    t, url, cfg = term
-    t.start("mon", _cmd("monitor", "--campaign", "demo", "--config", str(cfg)))
-    t.wait_screen("mon", "dial level")
-    t.keys("mon", "p")
-    t.wait_screen("mon", "y = yes")
-    t.keys("mon", "y")
-    cmd = wait_for(lambda: Session(get_engine(url)).exec(select(ControlCommand)).first(), "control command")
-    assert (cmd.campaign, cmd.command) == ("demo", "pause") and cmd.requested_by.startswith("monitor:")
-    t.wait_screen("mon", "— requested")
-    with Session(get_engine(url)) as s:  # the runner applies it
-        row = s.get(ControlCommand, cmd.id)
-        assert row is not None
-        row.applied_at, row.result = utcnow(), "paused: no new dials"
-        s.add(row)
+@contextmanager
+def runner_heartbeat(url: str) -> Iterator[None]:
+    """Play the live runner's part: beat every half second so the monitor shows the campaign as live."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.is_set():
+            with Session(get_engine(url)) as s:
+                st = s.exec(select(CampaignStatus)).first()
+                if st is not None:
+                    st.heartbeat_at = utcnow()
+                    s.add(st)
+                    s.commit()
+            stop.wait(0.5)
+
+    th = threading.Thread(target=beat, daemon=True)
+    th.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        th.join(timeout=5)
+
+
+def _many_agents(url: str, n: int) -> None:
+    with Session(get_engine(url)) as s:
+        camp = s.exec(select(Campaign).where(Campaign.name == "demo")).one()
+        for i in range(n):
+            s.add(Agent(login=f"z{i:02d}", name=f"担当{i:02d}", state="ready", campaign_id=camp.id))
         s.commit()
-    t.wait_screen("mon", "applied: paused: no new dials")
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 50)])
+def test_monitor_pause_in_a_terminal(term: tuple[Tmux, str, Path], size: tuple[int, int]) -> None:
+    t, url, cfg = term
+    _many_agents(url, 40)
+    with runner_heartbeat(url):
+        t.start("mon", _cmd("monitor", "--campaign", "demo", "--config", str(cfg)), size)
+        screen = t.wait_screen("mon", "dial level")
+        lines = screen.rstrip("\n").splitlines()
+        assert len(lines) <= size[1] and "q quit" in lines[-1], screen  # the legend stays on screen
+        assert re.search(r"1–\d+/42", screen), screen
+        if size == (160, 50):
+            assert "by 15 minutes" in screen and "list exhausted in" in screen and "calls" in screen
+        first = re.search(r"1–(\d+)/42", screen)
+        assert first is not None
+        page = int(first.group(1))
+        t.keys("mon", "PgDn")
+        first_after = min(page, 42 - page)  # the last page is full, not a stub
+        t.wait_screen("mon", f"{first_after + 1}–{first_after + page}/42")
+        t.keys("mon", "p")
+        t.wait_screen("mon", "y = yes")
+        t.keys("mon", "y")
+        cmd = wait_for(lambda: Session(get_engine(url)).exec(select(ControlCommand)).first(), "control command")
+        assert (cmd.campaign, cmd.command) == ("demo", "pause") and cmd.requested_by.startswith("monitor:")
+        t.wait_screen("mon", "— requested")
+        with Session(get_engine(url)) as s:  # the runner applies it
+            row = s.get(ControlCommand, cmd.id)
+            assert row is not None
+            row.applied_at, row.result = utcnow(), "paused: no new dials"
+            s.add(row)
+            s.commit()
+        t.wait_screen("mon", "applied: paused: no new dials")
+    # the runner goes away: within the heartbeat allowance the monitor stops showing lines
+    t.wait_screen("mon", "NO RUNNER", timeout=20)
     t.keys("mon", "q")
     wait_for(lambda: "mon" not in t.run("list-sessions"), "monitor exit")

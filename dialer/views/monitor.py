@@ -3,19 +3,26 @@
 Figures come from `dialer.reports` (recounted from attempts); the runner's `campaign_status` row adds
 only what exists nowhere else (dial level, lines dialling/ringing/waiting, the mode in effect, heartbeat).
 Commands are INSERTed into `control_commands`; the runner applies them and writes the result back, and
-the view shows each one as "requested" until then and "applied: <result>" after.
+the view shows each one as "requested" until then and "applied: <result>" after — or "expired" once the TTL
+(`[ui] command_ttl`) passed. With no live runner (stopped, or silent longer than the heartbeat allows) the
+view shows no lines and agents as idle since their last change, and refuses to send commands.
+
+Given a height, the frame never exceeds it: the agent list gets the rows left over (scrolled with ↑↓ PgUp
+PgDn), optional lines go first, and the key legend is always the last line. From 140×40 the extra panels
+show: per-agent figures, hopper level, the time left until the list is worked through, and 15-minute rows.
 """
 
 from __future__ import annotations
 
 import getpass
+import io
 import socket
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from rich.console import Group, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -23,7 +30,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from dialer.config import Config
-from dialer.reports import SALE_OUTCOMES, abandon_trend, campaign_report
+from dialer.control import HEARTBEAT_STALE_S, runner_live
+from dialer.i18n import N_, _, fmt_datetime, nfkc
+from dialer.reports import abandon_trend, campaign_report, count_abandons
+from dialer.store.dashboard import add_command, attempts_since, hopper_level, live_runner, state_stretches
 from dialer.store.models import (
     Agent,
     Attempt,
@@ -32,15 +42,22 @@ from dialer.store.models import (
     CampaignStatus,
     ControlCommand,
     Customer,
-    Disposition,
 )
-from dialer.views.render import LineField, aware, dur, local, pct, row, sparkline, yen
+from dialer.views.render import LineField, aware, dur, num, pct, row, sparkline, yen
 
 MODES = ("preview", "progressive", "power", "predictive")
-STALE_S = 10.0
-AGENT_ORDER = ("on_call", "reserved", "wrap_up", "ready", "paused", "unavailable")
+STALE_S = HEARTBEAT_STALE_S
+AGENT_ORDER = ("on_call", "reserved", "wrap_up", "ready", "paused", "unavailable", "logged_out")
 STATE_STYLE = {"on_call": "bold green", "reserved": "green", "wrap_up": "yellow", "ready": "cyan",
-               "paused": "magenta", "unavailable": "red"}
+               "paused": "magenta", "unavailable": "red", "logged_out": "dim"}
+STATE_LABEL = {"on_call": N_("on call"), "reserved": N_("reserved"), "wrap_up": N_("wrap-up"), "ready": N_("ready"),
+               "paused": N_("paused"), "unavailable": N_("unavailable"), "logged_out": N_("logged out"),
+               "idle": N_("idle")}
+CAMPAIGN_STATE = {"running": N_("running"), "paused": N_("paused"), "stopped": N_("stopped")}
+MODE_LABEL = {"preview": N_("preview"), "progressive": N_("progressive"), "power": N_("power"),
+              "predictive": N_("predictive")}
+BUCKET = timedelta(minutes=15)
+LARGE = (140, 40)  # width, height from which the extra panels show
 
 
 def requester() -> str:
@@ -63,6 +80,40 @@ class CampaignView:
     commands: list[dict[str, Any]]
     trend: list[float | None]
     last_hour: dict[str, float]
+    live: bool = False
+    hopper: dict[str, int] = field(default_factory=dict)
+    quarters: list[dict[str, Any]] = field(default_factory=list)
+    eta_h: float | None = None
+
+
+def quarter_hours(attempts: list[Attempt], stretches: list[Any], campaign_id: int | None, now: datetime, *,
+                  n: int, regime: str, fp_share: float) -> list[dict[str, Any]]:
+    """Abandon rate, connects and occupancy per quarter hour (aligned to :00/:15/:30/:45), oldest first.
+
+    Occupancy is (on call + wrap-up) / logged-in time from the agent state log, the report's definition."""
+    top = now.replace(minute=now.minute - now.minute % 15, second=0, microsecond=0)
+    out = []
+    for i in range(n - 1, -1, -1):
+        lo = top - i * BUCKET
+        hi = min(now, lo + BUCKET)
+        c = count_abandons(attempts, lo, hi)
+        connects = sum(1 for a in attempts if a.agent_connected_at is not None
+                       and lo <= (aware(a.agent_connected_at) or now) < hi)
+        busy = logged = 0.0
+        for st in stretches:
+            if campaign_id is not None and st.campaign_id not in (None, campaign_id):
+                continue
+            a, b = aware(st.started_at) or lo, aware(st.ended_at) or now
+            overlap = (min(b, hi) - max(a, lo)).total_seconds()
+            if overlap <= 0 or st.state == "logged_out":
+                continue
+            logged += overlap
+            if st.state in ("on_call", "wrap_up"):
+                busy += overlap
+        out.append({"at": lo, "attempts": sum(1 for a in attempts if lo <= (aware(a.dialed_at) or now) < hi),
+                    "abandon": c.rate(regime, fp_share), "connects": connects,
+                    "occupancy": busy / logged if logged > 0 else None})
+    return out
 
 
 def gather(engine: Engine, name: str, cfg: Config, now: datetime) -> CampaignView:
@@ -73,26 +124,33 @@ def gather(engine: Engine, name: str, cfg: Config, now: datetime) -> CampaignVie
         camp = s.exec(select(Campaign).where(Campaign.name == name)).one()
         st = s.get(CampaignStatus, camp.id)
         status = None
+        live = False
         if st is not None:
             hb = aware(st.heartbeat_at)
+            live = runner_live(st.runner, hb, camp.state, now)
             status = {"mode": st.mode, "dial_level": st.dial_level, "lines_dialing": st.lines_dialing,
                       "lines_ringing": st.lines_ringing, "waiting": st.waiting_for_agent, "runner": st.runner,
-                      "heartbeat_age_s": (now - hb).total_seconds() if hb else None, "stats": dict(st.stats or {})}
+                      "heartbeat_at": hb, "heartbeat_age_s": (now - hb).total_seconds() if hb else None,
+                      "stats": dict(st.stats or {})}
         agents = []
         for a in s.exec(select(Agent).order_by(Agent.login)).all():
-            if a.state == "logged_out" or (a.campaign_id not in (None, camp.id)):
+            if a.campaign_id not in (None, camp.id):
+                continue
+            if a.state == "logged_out" and a.campaign_id is None:
                 continue
             who = ""
-            if a.current_attempt_id is not None:
+            if live and a.current_attempt_id is not None:
                 att = s.get(Attempt, a.current_attempt_id)
                 if att is not None:
                     cust = s.get(Customer, att.customer_id)
                     who = (cust.name if cust and cust.name else att.customer_id) + (f" [{att.segment}]" if att.segment
                                                                                       else "")
             since = aware(a.state_since)
-            agents.append({"login": a.login, "name": a.name, "state": a.state,
-                           "for_s": (now - since).total_seconds() if since else None, "customer": who,
-                           "pause_reason": a.pause_reason, "pending": a.pending_state})
+            # without a live runner nobody is on a call or waiting for one: show who is logged out, else idle
+            state = a.state if live else ("logged_out" if a.state == "logged_out" else "idle")
+            agents.append({"login": a.login, "name": a.name, "state": state, "since": since,
+                           "for_s": (now - since).total_seconds() if since and live else None, "customer": who,
+                           "pause_reason": a.pause_reason if live else "", "pending": a.pending_state if live else ""})
         events = [{"at": e.at, "level": e.level, "kind": e.kind, "message": e.message}
                   for e in s.exec(select(CampaignEvent).where(CampaignEvent.campaign_id == camp.id)
                                   .order_by(CampaignEvent.id.desc()).limit(3)).all()]  # type: ignore[union-attr]
@@ -100,118 +158,228 @@ def gather(engine: Engine, name: str, cfg: Config, now: datetime) -> CampaignVie
                      "applied_at": c.applied_at, "result": c.result, "by": c.requested_by}
                     for c in s.exec(select(ControlCommand).where(ControlCommand.campaign == name)
                                     .order_by(ControlCommand.id.desc()).limit(4)).all()]  # type: ignore[union-attr]
-        hour_ago = now - timedelta(hours=1)
-        attempts = list(s.exec(select(Attempt).where(Attempt.campaign_id == camp.id,
-                                                     Attempt.dialed_at >= now - timedelta(hours=1, minutes=5))).all())
-        sales_h = len(s.exec(select(Disposition.id).where(
-            Disposition.campaign_id == camp.id, Disposition.created_at >= hour_ago,
-            Disposition.outcome.in_(SALE_OUTCOMES))).all())  # type: ignore[attr-defined]
-    connects_h = sum(1 for a in attempts if a.agent_connected_at is not None and aware(a.agent_connected_at)
-                     and aware(a.agent_connected_at) >= hour_ago)  # type: ignore[operator]
-    trend = abandon_trend(attempts, now, regime=rep["abandon_regime"],
-                          machine_fp_share=cfg.reports.machine_false_positive_share)
+        camp_id = camp.id
+    quarters_n = 8
+    since = now - max(timedelta(hours=1, minutes=5), quarters_n * BUCKET)
+    attempts = attempts_since(engine, int(camp_id or 0), since)
+    hour_ago = now - timedelta(hours=1)
+    dials_h = sum(1 for a in attempts if (aware(a.dialed_at) or now) >= hour_ago)
+    connects_h = sum(1 for a in attempts if a.agent_connected_at is not None
+                     and (aware(a.agent_connected_at) or now) >= hour_ago)
+    fp = cfg.reports.machine_false_positive_share
+    trend = abandon_trend(attempts, now, regime=rep["abandon_regime"], machine_fp_share=fp)
+    quarters = quarter_hours(attempts, state_stretches(engine, now - quarters_n * BUCKET), camp_id, now,
+                             n=quarters_n, regime=rep["abandon_regime"], fp_share=fp)
+    segments = list(rep["penetration"])
+    remaining = sum(p["remaining"] for p in rep["penetration"].values())
+    eta = remaining / dials_h if dials_h and live else None
     return CampaignView(name, rep, status, agents, events, commands, trend,
-                        {"connects": float(connects_h), "sales": float(sales_h)})
+                        {"connects": float(connects_h), "dials": float(dials_h)}, live=live,
+                        hopper=hopper_level(engine, segments, now), quarters=quarters, eta_h=eta)
 
 
-def _status_line(v: CampaignView) -> Text:
+def _status_line(v: CampaignView, tz: str) -> Text:
     r, st = v.report, v.status
     t = Text()
     state = r["state"]
-    t.append(f"{state.upper()}", style={"running": "bold green", "paused": "bold yellow"}.get(state, "bold red"))
-    eff = st["mode"] if st and st["mode"] else r["mode"]
-    t.append(f"  mode {r['mode']}")
+    if not v.live and state != "stopped":
+        t.append(_("NO RUNNER"), style="bold red")
+        t.append(f" ({_(CAMPAIGN_STATE.get(state, state))})", style="dim")
+    else:
+        t.append(_(CAMPAIGN_STATE.get(state, state)).upper(),
+                 style={"running": "bold green", "paused": "bold yellow"}.get(state, "bold red"))
+    t.append(f"  {_('mode')} {_(MODE_LABEL.get(r['mode'], r['mode']))}")
+    eff = st["mode"] if v.live and st and st["mode"] else r["mode"]
     if eff != r["mode"]:
-        t.append(f" → in effect {eff}", style="bold yellow")
+        t.append(f" → {_('in effect')} {_(MODE_LABEL.get(eff, eff))}", style="bold yellow")
     if st is None:
-        t.append("  runner: never seen", style="dim")
-    elif state != "stopped" and (st["heartbeat_age_s"] is None or st["heartbeat_age_s"] > STALE_S):
-        t.append(f"  runner silent {dur(st['heartbeat_age_s'])}", style="bold red")
+        t.append(f"  {_('runner: never seen')}", style="dim")
+    elif not v.live:
+        t.append(f"  {_('last heartbeat')} {fmt_datetime(st['heartbeat_at'], tz, 'datetime')}", style="dim")
     return t
 
 
-def render_campaign(v: CampaignView, tz: str, width: int) -> RenderableType:
-    r, st = v.report, v.status
-    wide = width >= 110
-    lines: list[RenderableType] = []
-    lines.append(_status_line(v))
-    if st is not None:
-        lines.append(Text(f"dial level {st['dial_level']:.2f}   dialling {st['lines_dialing']}   "
-                          f"ringing {st['lines_ringing']}   waiting for agent {st['waiting']}"))
-    else:
-        lines.append(Text("dial level —   dialling —   ringing —   waiting for agent —", style="dim"))
+def _lines_line(v: CampaignView) -> Text:
+    st = v.status
+    if v.live and st is not None:
+        return Text(f"{_('dial level')} {st['dial_level']:.2f}   {_('dialling')} {st['lines_dialing']}   "
+                    f"{_('ringing')} {st['lines_ringing']}   {_('waiting for agent')} {st['waiting']}")
+    return Text(_("no lines: no runner is live for this campaign"), style="dim")
+
+
+def _figures(v: CampaignView) -> list[Text]:
+    r = v.report
     w = r["abandon_windows"]
-    ab = Text("abandon ")
-    for key, label in (("now", f"now({w['now']['span']})"), ("1h", "1h"), ("24h", "24h"),
-                       ("window", f"window({r['abandon_window']})")):
+    ab = Text(f"{_('abandon')} ")
+    for key, label in (("now", f"{_('now')}({w['now']['span']})"), ("1h", "1h"), ("24h", "24h"),
+                       ("window", f"{_('window')}({r['abandon_window']})")):
         rate = w[key]["rate"]
         style = "bold red" if rate is not None and rate > r["abandon_limit"] else (
             "yellow" if rate is not None and rate > r["abandon_target"] else "")
         ab.append(f"{label} ", style="dim")
         ab.append(pct(rate), style=style)
         ab.append("  ")
-    ab.append(f"target {pct(r['abandon_target'])} limit {pct(r['abandon_limit'])} [{r['abandon_regime']}] ")
+    ab.append(f"{_('target')} {pct(r['abandon_target'])} {_('limit')} {pct(r['abandon_limit'])} "
+              f"[{r['abandon_regime']}] ")
     ab.append(sparkline(v.trend, r["abandon_limit"]), style="cyan")
-    lines.append(ab)
-    lines.append(Text(f"hit {pct(r['hit_rate'])}  AHT {dur(r['aht_s'])}  occupancy {pct(r['occupancy'], 0)}  "
-                      f"connects/h {v.last_hour['connects']:.0f}  sales/h {v.last_hour['sales']:.0f}  "
-                      f"revenue {yen(r['revenue'])}"))
-    lines.append(Text(f"attempts {r['attempts']}  answered {r['answered']}  abandoned {r['abandoned']}  "
-                      f"to agent {r['connected_to_agent']}  sales {r['sales']}  dnc {r['dnc']}  "
-                      f"refused {r['refusals']['total']}", style="dim"))
+    # rates are the report's (dialer.reports): connects/h and sales/h over the campaign's span
+    figs = Text(f"{_('hit rate')} {pct(r['hit_rate'])}  {_('AHT')} {dur(r['aht_s'])}  "
+                f"{_('occupancy')} {pct(r['occupancy'], 0)}  {_('connects/h')} {num(r['connects_per_hour'])}  "
+                f"{_('sales/h')} {num(r['sales_per_hour'])}")
+    counts = Text(f"{_('attempts')} {r['attempts']}  {_('answered')} {r['answered']}  {_('abandoned')} "
+                  f"{r['abandoned']}  {_('to agent')} {r['connected_to_agent']}  {_('sales')} {r['sales']} "
+                  f"{yen(r['revenue'])}  "
+                  f"{_('DNC')} {r['dnc']}  {_('refused')} {r['refusals']['total']}", style="dim")
+    figs.append(f"   {_('last 60 min')}: {v.last_hour['dials']:.0f}\u00a0{_('dials')},\u00a0"
+                f"{v.last_hour['connects']:.0f}\u00a0{_('connects')}")
+    return [ab, figs, counts]
 
+
+def _agent_sort(a: dict[str, Any]) -> tuple[int, str]:
+    order = AGENT_ORDER + ("idle",)
+    return (order.index(a["state"]) if a["state"] in order else 99, a["login"])
+
+
+def agents_head(v: CampaignView, first: int, shown: int) -> Text:
     counts: dict[str, int] = {}
     for a in v.agents:
         counts[a["state"]] = counts.get(a["state"], 0) + 1
-    agents = Table(box=None, padding=(0, 1), show_header=False, expand=False)
-    agents.add_column("agent", no_wrap=True)
-    agents.add_column("state", no_wrap=True)
-    agents.add_column("for", justify="right", no_wrap=True)
-    agents.add_column("customer", no_wrap=True, overflow="ellipsis", max_width=24 if not wide else 30)
-    shown = sorted(v.agents, key=lambda a: (AGENT_ORDER.index(a["state"]) if a["state"] in AGENT_ORDER else 9,
-                                            a["login"]))
-    limit = 12 if wide else 4
-    for a in shown[:limit]:
+    head = Text(f"{_('agents')} ", style="bold")
+    head.append("  ".join(f"{_(STATE_LABEL.get(s, s))} {counts[s]}" for s in AGENT_ORDER + ("idle",)
+                          if counts.get(s)) or _("none logged in"))
+    if shown < len(v.agents):
+        head.append(f"   {first + 1}–{first + shown}/{len(v.agents)} ↑↓", style="bold cyan")
+    return head
+
+
+def agents_table(v: CampaignView, tz: str, first: int, rows: int, stats: bool, width: int) -> Table:
+    t = Table(box=None, padding=(0, 1), show_header=stats, header_style="bold", expand=False)
+    t.add_column(_("agent"), no_wrap=True, overflow="ellipsis", max_width=16)
+    t.add_column(_("state"), no_wrap=True)
+    t.add_column(_("for"), justify="right", no_wrap=True)
+    if stats:
+        for col in (_("calls"), _("talk"), _("occupancy"), _("sales")):
+            t.add_column(col, justify="right", no_wrap=True)
+    t.add_column(_("customer"), no_wrap=True, overflow="ellipsis", max_width=max(12, min(40, width - 40)))
+    per_agent = v.report.get("agents") or {}
+    for a in sorted(v.agents, key=_agent_sort)[first:first + rows]:
         extra = a["customer"] or (a["pause_reason"] if a["state"] == "paused" else "")
         if a["pending"]:
-            extra = (extra + f" → {a['pending']}").strip()
-        row(agents, f"{a['login']} {a['name']}"[:14], Text(a["state"], style=STATE_STYLE.get(a["state"], "")),
-                       dur(a["for_s"]), extra)
-    if len(shown) > limit:
-        row(agents, f"+{len(shown) - limit} more", "", "", "")
-    head = Text("agents ", style="bold")
-    head.append("  ".join(f"{s} {counts[s]}" for s in AGENT_ORDER if counts.get(s)) or "none logged in")
+            extra = (extra + f" → {_(STATE_LABEL.get(a['pending'], a['pending']))}").strip()
+        when = dur(a["for_s"]) if a["for_s"] is not None else (
+            f"{_('since')} {fmt_datetime(a['since'], tz, 'hm')}" if a["since"] else "—")
+        cells: list[str | Text] = [f"{a['login']} {a['name']}",
+                                   Text(_(STATE_LABEL.get(a["state"], a["state"])),
+                                        style=STATE_STYLE.get(a["state"], "")), when]
+        if stats:
+            s = per_agent.get(a["login"]) or {}
+            cells += [str(s.get("calls", 0)), dur(s.get("talk_s")), pct(s.get("occupancy"), 0),
+                      str(s.get("sales", 0))]
+        row(t, *cells, extra)
+    return t
 
+
+def segments_table(v: CampaignView) -> Table:
     seg = Table(box=None, padding=(0, 1), show_header=True, header_style="bold")
-    for col in ("segment", "dialled", "left", "exhausted", "entries"):
-        seg.add_column(col, justify="left" if col == "segment" else "right", no_wrap=True)
-    for name, p in r["penetration"].items():
+    for col in (_("segment"), _("dialled"), _("left"), _("exhausted"), _("entries")):
+        seg.add_column(col, justify="left" if col == _("segment") else "right", no_wrap=True)
+    for name, p in v.report["penetration"].items():
         row(seg, name, str(p["dialled"]), str(p["remaining"]), str(p["exhausted"]), str(p["entries"]))
+    return seg
 
-    if wide:
+
+def hopper_line(v: CampaignView) -> Text:
+    h = v.hopper
+    t = Text(f"{_('hopper')} ", style="bold")
+    t.append(f"{_('held by runner')} {h.get('held', 0)}  {_('due now')} {h.get('due', 0)}  "
+             f"{_('later')} {h.get('later', 0)}   ")
+    t.append(f"{_('list exhausted in')} ", style="bold")
+    if v.eta_h is None:
+        t.append(_("— (no dials in the last hour)") if v.live else _("— (not dialling)"), style="dim")
+    else:
+        hours, minutes = divmod(int(v.eta_h * 60 + 0.5), 60)
+        t.append("≥ " + _("{h} h {m} min").format(h=hours, m=minutes)
+                 + f" ({v.last_hour['dials']:.0f} {_('dials')}/h)")
+    return t
+
+
+def quarters_table(v: CampaignView, tz: str) -> Table:
+    t = Table(title=_("by 15 minutes"), title_justify="left", title_style="bold", box=None, padding=(0, 1),
+              header_style="bold")
+    for col in (_("from"), _("attempts"), _("abandon"), _("connects"), _("occupancy")):
+        t.add_column(col, justify="left" if col == _("from") else "right", no_wrap=True)
+    limit, target = v.report["abandon_limit"], v.report["abandon_target"]
+    for q in v.quarters:
+        rate = q["abandon"]
+        style = "bold red" if rate is not None and rate > limit else ("yellow" if rate is not None and rate > target
+                                                                      else "")
+        row(t, fmt_datetime(q["at"], tz, "hm"), str(q["attempts"]), Text(pct(rate), style=style), str(q["connects"]),
+            pct(q["occupancy"], 0))
+    return t
+
+
+def notices(v: CampaignView, tz: str, width: int, n_events: int, n_commands: int, ttl_s: float,
+            now: datetime) -> list[Text]:
+    out: list[Text] = []
+    for e in v.events[:n_events]:
+        if e["kind"] in ("mode_drop", "mode_restore", "trunk_down", "agent_unavailable", "recovered", "wrap_timeout"):
+            out.append(Text(f"{fmt_datetime(e['at'], tz, 'time')} {e['kind']}: {e['message']}"[: width - 4],
+                            style="yellow" if e["level"] != "info" else "dim"))
+    for c in v.commands[:n_commands]:
+        created = aware(c["created_at"]) or now
+        if c["applied_at"]:
+            state = f"{_('applied')}: {c['result']}"
+            style = "dim" if c["result"].startswith("expired") else "green"
+        elif (now - created).total_seconds() > ttl_s or not v.live:
+            state, style = _("expired: no runner applied it"), "dim"
+        else:
+            state, style = _("requested"), "bold yellow"
+        out.append(Text(f"{_('cmd')} #{c['id']} {c['command']} {c['argument']} {fmt_datetime(created, tz, 'time')}"
+                        f" — {state}"[: width - 4], style=style))
+    return out
+
+
+def render_campaign(v: CampaignView, tz: str, width: int, *, agent_first: int = 0, agent_rows: int = 12,
+                    large: bool = False, n_events: int = 2, n_commands: int = 2, show_segments: bool = True,
+                    ttl_s: float = 600.0, now: datetime | None = None) -> RenderableType:
+    now = now or datetime.now(UTC)
+    lines: list[RenderableType] = [_status_line(v, tz), _lines_line(v), *_figures(v)]
+    shown = min(agent_rows, max(0, len(v.agents) - agent_first))
+    head = agents_head(v, agent_first, shown)
+    agents = agents_table(v, tz, agent_first, agent_rows, large, width)
+    if large:
+        right = Group(segments_table(v), Text(""), hopper_line(v), Text(""), quarters_table(v, tz))
+        grid = Table.grid(padding=(0, 3), expand=True)
+        grid.add_column(ratio=11)
+        grid.add_column(ratio=9)
+        row(grid, Group(head, agents), right)
+        lines.append(grid)
+    elif width >= 110:
         grid = Table.grid(padding=(0, 3))
         grid.add_column()
         grid.add_column()
-        row(grid, Group(head, agents), seg)
+        row(grid, Group(head, agents), segments_table(v) if show_segments else Text(""))
         lines.append(grid)
+        if show_segments:
+            lines.append(hopper_line(v))
     else:
-        lines.append(head)
-        lines.append(agents)
-        lines.append(seg)
-    for e in v.events[: (2 if wide else 1)]:
-        if e["kind"] in ("mode_drop", "mode_restore", "trunk_down", "agent_unavailable", "recovered", "wrap_timeout"):
-            lines.append(Text(f"{local(e['at'], tz, '%H:%M:%S')} {e['kind']}: {e['message']}"[: width - 4],
-                              style="yellow" if e["level"] != "info" else "dim"))
-    for c in v.commands[: (4 if wide else 2)]:
-        state = f"applied: {c['result']}" if c["applied_at"] else "requested"
-        lines.append(Text(f"cmd #{c['id']} {c['command']} {c['argument']} {local(c['created_at'], tz, '%H:%M:%S')}"
-                          f" — {state}"[: width - 4], style="green" if c["applied_at"] else "bold yellow"))
+        lines += [head, agents]
+        if show_segments:
+            lines.append(segments_table(v))
+    lines += notices(v, tz, width, n_events, n_commands, ttl_s, now)
     return Panel(Group(*lines), title=Text(v.name, style="bold"), title_align="left", padding=(0, 1))
+
+
+def frame_height(renderable: RenderableType, width: int) -> int:
+    """How many terminal lines a renderable takes at this width."""
+    con = Console(file=io.StringIO(), width=width, color_system=None, legacy_windows=False)
+    return len(con.render_lines(renderable, con.options.update(width=width), pad=False))
 
 
 @dataclass
 class Monitor:
-    """State of one monitor session: which campaign is selected and which prompt is open."""
+    """State of one monitor session: which campaign is selected, where the agent list is scrolled, which
+    prompt is open."""
 
     engine: Engine
     cfg: Config
@@ -219,6 +387,8 @@ class Monitor:
     store: str = ""  # which store this is, shown when it holds nothing
     by: str = field(default_factory=requester)
     selected: int = 0
+    agent_first: int = 0
+    agent_page: int = 4
     prompt: str = ""  # "" | "confirm" | "mode" | "target"
     pending: tuple[str, str] | None = None
     line: LineField = field(default_factory=LineField)
@@ -227,18 +397,23 @@ class Monitor:
     names: list[str] = field(default_factory=list)
     views: dict[str, CampaignView] = field(default_factory=dict)
     summary: list[dict[str, Any]] = field(default_factory=list)
+    seen_at: datetime | None = None  # the time of the last refresh: what "live" was judged against
 
     def refresh(self, now: datetime | None = None) -> None:
         now = now or datetime.now(UTC)
+        self.seen_at = now
         with Session(self.engine) as s:
             camps = list(s.exec(select(Campaign).order_by(Campaign.name)).all())
             statuses = {st.campaign_id: st for st in s.exec(select(CampaignStatus)).all()}
         if self.campaign:
             camps = [c for c in camps if c.name == self.campaign]
         self.names = [c.name for c in camps]
-        self.summary = [{"name": c.name, "state": c.state, "mode": c.mode,
-                         "effective": statuses[c.id].mode if c.id in statuses else "",
-                         "level": statuses[c.id].dial_level if c.id in statuses else None} for c in camps]
+        self.summary = []
+        for c in camps:
+            st = statuses.get(c.id)  # type: ignore[arg-type]
+            live = st is not None and runner_live(st.runner, st.heartbeat_at, c.state, now)
+            self.summary.append({"name": c.name, "state": c.state if live or c.state == "stopped" else "no_runner",
+                                 "mode": c.mode, "effective": st.mode if st is not None and live else ""})
         if self.names:
             self.selected %= len(self.names)
             name = self.names[self.selected]
@@ -251,47 +426,52 @@ class Monitor:
         return self.names[self.selected] if self.names else None
 
     # ------------------------------------------------------------------ commands
-    def request(self, command: str, argument: str = "") -> int:
+    def request(self, command: str, argument: str = "", now: datetime | None = None) -> int | None:
+        """Record a command for the live runner; with none live, say so and record nothing."""
         name = self.current
         assert name is not None
-        with Session(self.engine) as s:
-            row = ControlCommand(campaign=name, command=command, argument=argument, requested_by=self.by)
-            s.add(row)
-            s.commit()
-            s.refresh(row)
-            assert row.id is not None
-            self.message = f"requested #{row.id}: {command} {argument}".strip() + f" on {name}"
-            return row.id
+        now = now or self.seen_at or datetime.now(UTC)
+        live, beat = live_runner(self.engine, name, now)
+        if not live:
+            when = fmt_datetime(beat, self.cfg.schedules.timezone, "datetime") if beat else _("never")
+            self.message = _("{name}: no live runner (last heartbeat {when}); {command} not sent").format(
+                name=name, when=when, command=command)
+            return None
+        cid = add_command(self.engine, name, command, argument, self.by)
+        self.message = _("requested #{id}: {command} on {name}").format(
+            id=cid, command=f"{command} {argument}".strip(), name=name)
+        return cid
 
-    def handle_key(self, k: str) -> None:
+    def handle_key(self, raw: str) -> None:
+        k = nfkc(raw) if len(raw) == 1 else raw
         if self.prompt == "confirm":
             if k in ("y", "Y", "enter") and self.pending:
                 self.request(*self.pending)
             else:
-                self.message = "cancelled"
+                self.message = _("cancelled")
             self.prompt, self.pending = "", None
             return
         if self.prompt == "mode":
             if k in ("1", "2", "3", "4"):
                 self._ask("mode", MODES[int(k) - 1])
             else:
-                self.prompt, self.message = "", "cancelled"
+                self.prompt, self.message = "", _("cancelled")
             return
         if self.prompt == "target":
             if k == "esc":
-                self.prompt, self.message = "", "cancelled"
+                self.prompt, self.message = "", _("cancelled")
             elif k == "enter":
                 self._target(self.line.text.strip())
             else:
                 self.line.key(k)
             return
-        if not self.current:
-            if k in ("q", "Q"):
-                self.quit = True
-            return
         if k in ("q", "Q"):
             self.quit = True
-        elif k == "p":
+            return
+        if not self.current:
+            return
+        total = len(self.views[self.current].agents) if self.current in self.views else 0
+        if k == "p":
             self._ask("pause")
         elif k == "r":
             self._ask("resume")
@@ -301,10 +481,20 @@ class Monitor:
             self.prompt = "mode"
         elif k == "t":
             self.prompt, self.line = "target", LineField()
-        elif k in ("tab", "n", "right", "down"):
-            self.selected = (self.selected + 1) % len(self.names)
-        elif k in ("backtab", "left", "up"):
-            self.selected = (self.selected - 1) % len(self.names)
+        elif k in ("tab", "n", "right"):
+            self.selected, self.agent_first = (self.selected + 1) % len(self.names), 0
+        elif k in ("backtab", "left"):
+            self.selected, self.agent_first = (self.selected - 1) % len(self.names), 0
+        elif k in ("down", "j"):
+            self.agent_first = min(max(0, total - self.agent_page), self.agent_first + 1)
+        elif k in ("up", "k"):
+            self.agent_first = max(0, self.agent_first - 1)
+        elif k in ("pgdn", " "):
+            self.agent_first = min(max(0, total - self.agent_page), self.agent_first + self.agent_page)
+        elif k == "pgup":
+            self.agent_first = max(0, self.agent_first - self.agent_page)
+        elif k == "home":
+            self.agent_first = 0
 
     def _ask(self, command: str, argument: str = "") -> None:
         self.prompt, self.pending = "confirm", (command, argument)
@@ -313,59 +503,94 @@ class Monitor:
         name = self.current
         limit = self.views[name].report["abandon_limit"] if name in self.views else 0.03
         try:
-            value = float(text.rstrip("%")) / 100.0
+            value = float(nfkc(text).rstrip("%")) / 100.0
         except ValueError:
-            self.message = f"not a number: {text!r} (type the target in percent, e.g. 1.5)"
+            self.message = _("not a number: {text!r} (type the target in percent, e.g. 1.5)").format(text=text)
             self.prompt = ""
             return
         if not 0 < value <= limit:
-            self.message = f"target must be above 0% and at most the limit {limit * 100:.1f}%"
+            self.message = _("target must be above 0% and at most the limit {limit}").format(
+                limit=f"{limit * 100:.1f}%")
             self.prompt = ""
             return
         self._ask("target", f"{value:.4f}")
 
     # ------------------------------------------------------------------ drawing
     def render(self, width: int = 80, now: datetime | None = None, height: int | None = None) -> RenderableType:
+        """One frame; with a height, the agent list takes the rows left over and the legend always shows."""
         now = now or datetime.now(UTC)
         tz = self.cfg.schedules.timezone
-        parts: list[RenderableType] = []
+        top: list[RenderableType] = []
         head = Text()
-        head.append("tsunagu monitor ", style="bold")
-        head.append(local(now, tz, "%Y-%m-%d %H:%M:%S %Z"))
+        head.append(f"{_('tsunagu monitor')} ", style="bold")
+        head.append(fmt_datetime(now, tz, "full"))
         if len(self.names) > 1:
-            head.append(f"   campaign {self.selected + 1}/{len(self.names)} (tab: next)")
-        parts.append(head)
+            head.append(f"   {_('campaign')} {self.selected + 1}/{len(self.names)} (tab)")
+        top.append(head)
         if len(self.summary) > 1:
             line = Text()
             for i, c in enumerate(self.summary):
                 style = "reverse" if i == self.selected else ""
-                line.append(f" {c['name']}:{c['state']}/{c['effective'] or c['mode']} ", style=style)
-            parts.append(line)
+                state = _("no runner") if c["state"] == "no_runner" else _(CAMPAIGN_STATE.get(c["state"], c["state"]))
+                line.append(f" {c['name']}:{state}/{_(MODE_LABEL.get(c['effective'] or c['mode'], c['mode']))} ",
+                            style=style)
+            top.append(line)
+        footer = self._footer()
         if not self.names:
             where = f" {self.store}" if self.store else ""
-            parts.append(Text(f"no campaigns in the store{where} yet (the runner records a campaign on its first start)",
-                              style="dim"))
-        for v in self.views.values():
-            parts.append(render_campaign(v, tz, width))
-        parts.append(self._footer())
-        return Group(*parts)
+            top.append(Text(_("no campaigns in the store{where} yet (the runner records a campaign on its first "
+                              "start)").format(where=where), style="dim"))
+            return Group(*top, footer)
+        v = self.views[self.names[self.selected]]
+        ttl = self.cfg.ui.command_ttl_s()
+        large = width >= LARGE[0] and (height is None or height >= LARGE[1])
+        tiers = [dict(n_events=2, n_commands=4 if large or width >= 110 else 2, show_segments=True),
+                 dict(n_events=1, n_commands=1, show_segments=True),
+                 dict(n_events=0, n_commands=0, show_segments=True),
+                 dict(n_events=0, n_commands=0, show_segments=False)]
+        total = len(v.agents)
+        if height is None:
+            rows = max(total, 1)
+            body = render_campaign(v, tz, width, agent_first=0, agent_rows=rows, large=large, ttl_s=ttl, now=now,
+                                   **tiers[0])  # type: ignore[arg-type]
+            self.agent_page = rows
+            return Group(*top, body, footer)
+        fixed = frame_height(Group(*top, footer), width)
+        body: RenderableType = Text("")
+        for tier in tiers:
+            base = frame_height(render_campaign(v, tz, width, agent_first=0, agent_rows=0, large=large,
+                                                ttl_s=ttl, now=now, **tier), width)  # type: ignore[arg-type]
+            rows = height - fixed - base
+            if rows >= min(total, 1) or tier is tiers[-1]:
+                rows = max(1, rows)
+                self.agent_page = rows
+                self.agent_first = max(0, min(self.agent_first, total - rows))
+                body = render_campaign(v, tz, width, agent_first=self.agent_first, agent_rows=rows, large=large,
+                                       ttl_s=ttl, now=now, **tier)  # type: ignore[arg-type]
+                break
+        return Group(*top, body, footer)
 
     def _footer(self) -> Text:
         t = Text()
         if self.prompt == "confirm" and self.pending:
             cmd, arg = self.pending
-            t.append(f"{cmd} {arg} on {self.current}? y = yes, any other key = no".replace("  ", " "),
-                     style="bold reverse")
+            t.append(_("{command} on {name}? y = yes, any other key = no").format(
+                command=f"{cmd} {arg}".strip(), name=self.current), style="bold reverse")
         elif self.prompt == "mode":
-            t.append("mode: 1 preview  2 progressive  3 power  4 predictive  (other key: cancel)", style="bold reverse")
+            t.append(_("mode: 1 preview  2 progressive  3 power  4 predictive  (other key: cancel)"),
+                     style="bold reverse")
         elif self.prompt == "target":
-            t.append(f"abandon target in % (Enter to confirm, Esc to cancel): {self.line.text}▏",
+            t.append(_("abandon target in % (Enter to confirm, Esc to cancel): ") + self.line.text + "▏",
                      style="bold reverse")
         else:
             if self.message:
                 t.append(self.message + "\n", style="bold")
-            t.append("p pause  r resume  s stop  m mode  t target  tab next  q quit", style="dim")
+            t.append(LEGEND(), style="dim")
         return t
+
+
+def LEGEND() -> str:  # noqa: N802 - a translated constant
+    return _("p pause  r resume  s stop  m mode  t target  tab next  ↑↓ agents  q quit")
 
 
 def run_live(monitor: Monitor, refresh_s: float = 0.5, max_s: float | None = None) -> None:
@@ -378,7 +603,7 @@ def run_live(monitor: Monitor, refresh_s: float = 0.5, max_s: float | None = Non
     console = Console()
     monitor.refresh()
     start = time.monotonic()
-    with cbreak_keys() as keys, Live(monitor.render(console.width), console=console, screen=True,
+    with cbreak_keys() as keys, Live(monitor.render(console.width, height=console.height), console=console, screen=True,
                                      auto_refresh=False) as live:
         last = 0.0
         while not monitor.quit:
@@ -389,5 +614,5 @@ def run_live(monitor: Monitor, refresh_s: float = 0.5, max_s: float | None = Non
                 monitor.handle_key(k)
             if pressed or time.monotonic() - last >= refresh_s:
                 monitor.refresh()
-                live.update(monitor.render(console.width), refresh=True)
+                live.update(monitor.render(console.width, height=console.height), refresh=True)
                 last = time.monotonic()

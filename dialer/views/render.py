@@ -22,6 +22,8 @@ from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from dialer.i18n import nfkc
+
 BLOCKS = "▁▂▃▄▅▆▇█"
 
 
@@ -100,7 +102,8 @@ def last4(phone: str) -> str:
 # ------------------------------------------------------------------------------------------------ keys
 
 _ESC_SEQ = {"[A": "up", "[B": "down", "[C": "right", "[D": "left", "[Z": "backtab", "OA": "up", "OB": "down",
-            "OC": "right", "OD": "left", "[3~": "delete"}
+            "OC": "right", "OD": "left", "[3~": "delete", "[5~": "pgup", "[6~": "pgdn", "[H": "home", "[1~": "home",
+            "OH": "home"}
 
 
 def parse_keys(text: str) -> list[str]:
@@ -129,7 +132,8 @@ def parse_keys(text: str) -> list[str]:
         elif ch == "\x15":
             keys.append("ctrl-u")
         elif ch >= " ":
-            keys.append(ch)
+            # NFKC: an IME left in 全角 mode types ｐ, １, ：, ￥ — the same keys as p, 1, :, ¥
+            keys.extend(nfkc(ch))
         i += 1
     return keys
 
