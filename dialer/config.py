@@ -145,7 +145,8 @@ SEGMENTS = ("dormant", "pre_churn", "upsell", "cross_sell")
 class CampaignConfig(_Section):
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
     mode: Literal["preview", "progressive", "power", "predictive"] = "predictive"
-    segments: list[Literal["dormant", "pre_churn", "upsell", "cross_sell"]] = Field(
+    # `unpaid` (issue 19) is meant for `dialer sms send`; a call campaign may list it too
+    segments: list[Literal["dormant", "pre_churn", "upsell", "cross_sell", "unpaid"]] = Field(
         default_factory=lambda: list(SEGMENTS)
     )
     abandon_target: Annotated[float, Field(gt=0, le=0.03)] = 0.02
@@ -301,6 +302,79 @@ class OutcomesConfig(_Section):
         return os.environ.get(self.token_env, "") if self.token_env else ""
 
 
+SMS_DEFAULT_TEMPLATE = (
+    "【{business}】{name}様 ご注文代金{amount}円のお支払いが未確認です。"
+    "こちらからお支払いいただけます: {link} 行き違いの際はご容赦ください。"
+    "お問い合わせ: {business} {phone}"
+)
+
+
+class SmsConfig(_Section):
+    """`[sms]`: the unpaid segment and the SMS gateway that sends its payment links (dialer.sms).
+
+    The token and the payment-link signing secret are read from the environment variables named here. The
+    template must identify the sender (business name and a contact number: 特定商取引法 / 特定電子メール法)
+    and carry the link.
+    """
+
+    enabled: bool = False  # build the `unpaid` segment in the nightly list build
+    max_amount: Annotated[float, Field(gt=0)] = 5000.0
+    min_age_days: Annotated[int, Field(ge=0)] = 14
+    max_age_days: Annotated[int, Field(ge=1)] = 365
+    provider: Literal["generic"] = "generic"
+    endpoint: Annotated[str, Field(pattern=r"^(https?://.*)?$")] = ""
+    token_env: str = "TSUNAGU_SMS_TOKEN"
+    sender_id: Annotated[str, Field(min_length=1, max_length=11)] = "TSUNAGU"
+    rate_per_s: Annotated[float, Field(gt=0, le=100)] = 5.0
+    timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
+    retry_base_s: Annotated[float, Field(gt=0)] = 2.0
+    retry_max_s: Annotated[float, Field(gt=0)] = 600.0
+    max_tries: Annotated[int, Field(ge=1, le=50)] = 8
+    payment_url: str = "https://pay.example.jp/p/{token}"
+    link_secret_env: str = "TSUNAGU_PAYLINK_SECRET"
+    template: str = SMS_DEFAULT_TEMPLATE
+    max_chars: Annotated[int, Field(ge=70, le=670)] = 670
+    # a loopback test gateway reaches no phone: quiet hours are not applied (like a sandbox trunk)
+    sandbox: bool = False
+
+    @model_validator(mode="after")
+    def _sandbox_is_loopback(self) -> SmsConfig:
+        if self.sandbox:
+            host = re.sub(r"^https?://", "", self.endpoint).split("/")[0].rsplit(":", 1)[0]
+            if host not in ("127.0.0.1", "localhost", "[::1]"):
+                raise ValueError(f"sandbox = true is only allowed for a loopback gateway, not {host!r}")
+        return self
+
+    @field_validator("token_env", "link_secret_env")
+    @classmethod
+    def _env_name(cls, v: str) -> str:
+        if v and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v):
+            raise ValueError("must be the NAME of an environment variable, not the secret itself")
+        return v
+
+    @field_validator("template")
+    @classmethod
+    def _identifies_sender(cls, v: str) -> str:
+        missing = [k for k in ("{business}", "{phone}", "{link}") if k not in v]
+        if missing:
+            raise ValueError(f"the template must contain {', '.join(missing)} (sender identification and the link)")
+        return v
+
+    def token(self) -> str:
+        return os.environ.get(self.token_env, "") if self.token_env else ""
+
+    def link_secret(self) -> str:
+        return os.environ.get(self.link_secret_env, "") if self.link_secret_env else ""
+
+
+class CostsConfig(_Section):
+    """`[costs]`: what calling costs, for the lift report's media ratio (sales ÷ cost)."""
+
+    agent_hour_yen: Annotated[float, Field(ge=0)] = 2500.0
+    telephony_per_minute_yen: Annotated[float, Field(ge=0)] = 3.0
+    sms_yen: Annotated[float, Field(ge=0)] = 10.0
+
+
 class ReportsConfig(_Section):
     # UK regime: the share of answering-machine verdicts assumed to be live people hung up on
     machine_false_positive_share: Annotated[float, Field(ge=0, le=1)] = 0.0
@@ -342,6 +416,8 @@ class Config(_Section):
     outcomes: OutcomesConfig = Field(default_factory=OutcomesConfig)
     ui: UiConfig = Field(default_factory=UiConfig)
     reports: ReportsConfig = Field(default_factory=ReportsConfig)
+    sms: SmsConfig = Field(default_factory=SmsConfig)
+    costs: CostsConfig = Field(default_factory=CostsConfig)
     source: str = Field(default="", exclude=True)
 
     @model_validator(mode="after")

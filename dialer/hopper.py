@@ -407,6 +407,41 @@ class Hopper:
                     return closed
         return None
 
+    def contact_refusal(self, entry_id: int, phone_e164: str, at: datetime) -> tuple[str, datetime | None] | None:
+        """Why the entry's customer may not be contacted on PHONE at AT by any channel, or None when they may.
+
+        The same blocks, customer flags, hold-out and calling hours as a call, but not the entry's status or
+        window: the SMS sender re-checks a message queued earlier (its entry already closed) right before it
+        leaves, so a refusal or DNC recorded meanwhile still stops it. Returns (why, retry_at): retry_at is set
+        when the refusal is temporary (calling hours, holiday, abandon lock) and None when it is final.
+        """
+        _need_aware(at)
+        with self.engine.connect() as conn:
+            row = conn.execute(select(T).where(T.c.id == entry_id)).first()
+            if row is None:
+                return f"no call-list entry {entry_id}", None
+            if phone_e164 not in (row.phones or []):
+                return "number is not on the entry", None
+            customers, blocks = self._context(conn, [row], at)
+            hits = self._blocks_for(row, phone_e164, blocks, at)
+            final = [b for b in hits if b.kind != "abandon_lock"]
+            if final:
+                b = final[0]
+                return f"blocked: {b.kind}" + (f" ({b.product_scope})" if b.product_scope else ""), None
+            if hits:
+                return "abandon lock", max(_aware(b.until) for b in hits)
+            closed, zones = None, ()
+            if self.respect_calling_hours:
+                cust = customers.get(row.customer_id)
+                zones = contact_zones(phone_e164, row.timezone or "", cust.prefecture if cust is not None else "")
+                closed = self.hours.closed_reason(at, zones)
+            v = self._judge(row, at, customers, blocks)
+            if not v.ok and v.why != closed and not v.why.startswith(("max attempts", "no usable number")):
+                return v.why, None
+            if closed:
+                return closed, self.hours.next_open(at, zones) or at + timedelta(days=1)
+        return None
+
     def mark_dialing(self, entry_id: int, attempt_id: int, at: datetime) -> None:
         """The INVITE is about to leave: count the attempt now, so a crash can never make it free."""
         _need_aware(at)

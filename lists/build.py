@@ -30,6 +30,7 @@ from lists.mapping import SCHEMA, Mapping
 from lists.phones import classify_digits, parse_phone_cell
 from lists.settings import ListSettings
 from lists.tablecache import TableCache
+from lists.unpaid import add_unpaid_candidates
 
 SEGMENTS = ("dormant", "pre_churn", "upsell", "cross_sell")
 # customer-level reasons, in the order they are checked: the first that applies is the one reported
@@ -103,9 +104,15 @@ class BuildResult:
         while rows := cur.fetchmany(batch):
             yield [(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]
 
+    def unpaid_rows(self) -> list[tuple[str, str, float, date | None]]:
+        """(customer_id, order_ids, amount, since) of the listed `unpaid` entries (lists.unpaid)."""
+        rows = self.con.execute("SELECT u.customer_id, u.order_ids, u.amount, u.since FROM unpaid u JOIN entries e "
+                                "ON e.customer_id = u.customer_id AND e.segment = 'unpaid' ORDER BY 1").fetchall()
+        return [(str(r[0]), str(r[1]), float(r[2]), r[3]) for r in rows]
+
     def table_rows(self, table: str, batch: int = 100_000) -> Iterator[list[tuple[Any, ...]]]:
         """Typed canonical rows (columns as in lists.mapping.SCHEMA minus join helpers), in batches."""
-        cols = [f for f in SCHEMA[table] if f not in ("customer_email", "customer_phone")]
+        cols = [f for f in SCHEMA[table] if f not in ("customer_email", "customer_phone", "balance")]
         if table == "blocks":
             cols = ["e164" if c == "phone" else c for c in cols]
             cur = self.con.execute(f"SELECT {', '.join(cols)} FROM blocks_norm")
@@ -570,6 +577,7 @@ def build_lists(mapping: Mapping, input_dir: str | Path, out_dir: str | Path, as
         say("segments")
         _metrics(con, s, as_of)
         hazard = _candidates(con, s, as_of)
+        unpaid_note = add_unpaid_candidates(con, s.unpaid, as_of)
         _suppress(con, s, as_of)
         held = apply_holdout(con, s.holdout, as_of) if s.holdout.enabled else None
         if held is None:
@@ -578,6 +586,10 @@ def build_lists(mapping: Mapping, input_dir: str | Path, out_dir: str | Path, as
         summary = _summary(con, loader, as_of, stats, hazard)
         if held is not None:
             summary["holdout"] = held
+        if s.unpaid.enabled:
+            summary["entries"]["unpaid"] = int(_one(con, "SELECT count(*) FROM entries WHERE segment = 'unpaid'") or 0)
+        if unpaid_note:
+            summary["notes"] = [*summary.get("notes", []), unpaid_note]
         # with a hold-out, every listed row says which group it is in (always treatment: control is not listed)
         group_col = ", 'treatment' AS \"group\"" if held is not None else ""
         con.execute(f"""COPY (SELECT customer_id, segment, phones[1] AS phone_e164, array_to_string(phones, ';') AS phones,

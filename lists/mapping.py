@@ -24,6 +24,7 @@ SCHEMA: dict[str, dict[str, str]] = {
         "order_id": "key", "customer_id": "key", "ordered_at": "date", "shipped_at": "date",
         "status": "enum:shipped|cancelled|returned|pending", "channel": "str", "subscription_id": "str",
         "cycle_no": "int", "total": "float",
+        "balance": "float",  # outstanding amount (yen): the unpaid segment (lists.unpaid); optional
         # join helpers when the export has no customer id (Shopify orders): not stored
         "customer_email": "str", "customer_phone": "str",
     },

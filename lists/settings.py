@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lists.holdout import HoldoutSettings
+from lists.unpaid import UnpaidSettings
 
 
 @dataclass(frozen=True)
@@ -41,3 +42,4 @@ class ListSettings:
     bgnbd: tuple[float, float, float, float] = (0.243, 4.414, 0.793, 2.426)
     ltv: LtvSettings = field(default_factory=LtvSettings)
     holdout: HoldoutSettings = field(default_factory=HoldoutSettings)
+    unpaid: UnpaidSettings = field(default_factory=UnpaidSettings)

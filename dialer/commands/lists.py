@@ -37,11 +37,14 @@ from dialer.store.models import (
     Subscription,
     utcnow,
 )
+from dialer.store.sms import record_unpaid
 from lists import BlockRow, ListsError, ListSettings, Suppressions, build_lists, load_mapping
 from lists.build import SEGMENTS, BuildResult
 from lists.holdout import HoldoutSettings
 from lists.mapping import SCHEMA
 from lists.settings import LtvSettings
+from lists.unpaid import SEGMENT as UNPAID
+from lists.unpaid import UnpaidSettings
 
 IN_PROGRESS = ("leased", "dialing")
 FINAL = ("done", "exhausted", "blocked")
@@ -61,6 +64,8 @@ def settings_from(cfg: Config) -> ListSettings:
                         discount_rate=c.ltv.discount_rate),
         holdout=HoldoutSettings(share=c.holdout.share, seed=c.holdout.seed, period=c.holdout.period,
                                 segments=dict(c.holdout.segments)),
+        unpaid=UnpaidSettings(enabled=cfg.sms.enabled, max_amount=cfg.sms.max_amount,
+                              min_age_days=cfg.sms.min_age_days, max_age_days=cfg.sms.max_age_days),
     )
 
 
@@ -267,7 +272,7 @@ def upsert_entries(engine: Engine, result: BuildResult, tz: ZoneInfo, build_date
     now = utcnow()
     with engine.connect() as conn:
         existing = {(r[1], r[2]): (r[0], r[3]) for r in conn.execute(
-            select(t.c.id, t.c.customer_id, t.c.segment, t.c.status).where(t.c.segment.in_(SEGMENTS)))}
+            select(t.c.id, t.c.customer_id, t.c.segment, t.c.status).where(t.c.segment.in_((*SEGMENTS, UNPAID))))}
     base = _defaults(CallListEntry, customer_id="", segment="")
     sqlite = engine.dialect.name == "sqlite"
     inserts: list[dict[str, Any]] = []
@@ -375,6 +380,7 @@ def _build(args: argparse.Namespace) -> int:
         t2 = time.perf_counter()
         stored = upsert_entries(engine, result, tz, as_of)
         held = record_assignments(engine, result.holdout_rows(), as_of)
+        record_unpaid(engine, result.unpaid_rows(), as_of)
         t3 = time.perf_counter()
         s = result.summary
     segs = ", ".join(f"{k} {v}" for k, v in s["entries"].items())

@@ -1,0 +1,191 @@
+"""SMS payment links in the store: the balances the list build found, and the durable SMS outbox.
+
+One `sms_messages` row per (campaign, call-list entry), unique, written in the same transaction that closes the
+entry: a message can be queued once only, and a queued one survives any crash. Its `idempotency_key` never
+changes, so a send whose acknowledgement was lost (gateway timeout, kill -9 between the POST and the commit)
+is retried with the same key and the gateway drops the repeat: nothing sent twice, nothing lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from sqlalchemy import Index, UniqueConstraint, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, SQLModel
+
+from dialer.store.models import CallListEntry, Customer, utcnow
+
+ET = CallListEntry.__table__  # type: ignore[attr-defined]
+CT = Customer.__table__  # type: ignore[attr-defined]
+
+
+class UnpaidBalance(SQLModel, table=True):
+    """A customer's small outstanding balance as of the last build that listed it (lists.unpaid)."""
+
+    __tablename__ = "unpaid_balances"
+    customer_id: str = Field(primary_key=True)
+    order_ids: str = ""  # ;-separated
+    amount: float = 0.0
+    since: date | None = None
+    build_date: date | None = None
+
+
+class SmsMessage(SQLModel, table=True):
+    """One payment-link SMS: queued -> sent -> delivered | failed (receipt), or blocked / dead, never deleted."""
+
+    __tablename__ = "sms_messages"
+    __table_args__ = (
+        UniqueConstraint("campaign", "entry_id", name="uq_sms_campaign_entry"),
+        Index("ix_sms_status_next", "status", "next_try_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    campaign: str = Field(index=True)
+    entry_id: int
+    customer_id: str = Field(index=True)
+    phone_e164: str
+    text: str
+    amount: float = 0.0
+    order_ids: str = ""
+    idempotency_key: str = Field(unique=True)
+    # pending | sent | delivered | failed | blocked | dead
+    status: str = Field(default="pending", index=True)
+    tries: int = 0
+    next_try_at: datetime = Field(default_factory=utcnow)
+    last_error: str = ""
+    provider_id: str = ""
+    receipt_status: str = ""
+    receipt_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    sent_at: datetime | None = None
+
+
+UT = UnpaidBalance.__table__  # type: ignore[attr-defined]
+MT = SmsMessage.__table__  # type: ignore[attr-defined]
+
+
+def _aware(dt: datetime | None) -> datetime | None:
+    return None if dt is None else (dt if dt.tzinfo else dt.replace(tzinfo=UTC))
+
+
+def record_unpaid(engine: Engine, rows: Sequence[tuple[str, str, float, date | None]], build_date: date) -> int:
+    """Upsert the balances of tonight's listed unpaid entries (older rows stay for the audit)."""
+    if not rows:
+        return 0
+    ins = sqlite_insert if engine.dialect.name == "sqlite" else pg_insert
+    values = [{"customer_id": c, "order_ids": o, "amount": a, "since": s, "build_date": build_date}
+              for c, o, a, s in rows]
+    stmt = ins(UT)
+    stmt = stmt.on_conflict_do_update(index_elements=["customer_id"],
+                                      set_={k: getattr(stmt.excluded, k) for k in ("order_ids", "amount", "since",
+                                                                                  "build_date")})
+    with engine.begin() as conn:
+        conn.execute(stmt, values)
+    return len(values)
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """What the template needs about one leased unpaid entry."""
+
+    entry_id: int
+    customer_id: str
+    name: str
+    phones: list[str]
+    amount: float
+    order_ids: str
+
+
+def recipients(engine: Engine, entry_ids: Sequence[int]) -> list[Recipient]:
+    """Entries joined with their balance and customer name; entries without a recorded balance are left out."""
+    if not entry_ids:
+        return []
+    q = (select(ET.c.id, ET.c.customer_id, ET.c.phones, UT.c.amount, UT.c.order_ids, CT.c.name)
+         .join(UT, UT.c.customer_id == ET.c.customer_id).outerjoin(CT, CT.c.customer_id == ET.c.customer_id)
+         .where(ET.c.id.in_(list(entry_ids))).order_by(ET.c.id))
+    with engine.connect() as conn:
+        return [Recipient(int(r[0]), r[1], r[5] or "", list(r[2] or []), float(r[3]), r[4] or "")
+                for r in conn.execute(q).all()]
+
+
+def queue_message(engine: Engine, campaign: str, r: Recipient, phone: str, text: str, key: str,
+                  lease_token: str, now: datetime) -> bool:
+    """Queue one message and close its entry in one transaction; False if it was queued before or the lease was lost."""
+    ins = sqlite_insert if engine.dialect.name == "sqlite" else pg_insert
+    with engine.begin() as conn:
+        closed = conn.execute(update(ET).where(ET.c.id == r.entry_id, ET.c.lease_token == lease_token,
+                                               ET.c.status == "leased")
+                              .values(status="done", status_reason="sms queued", last_outcome="sms_queued",
+                                      lease_owner="", lease_expires_at=None, updated_at=now))
+        if closed.rowcount != 1:
+            return False
+        res = conn.execute(ins(MT).values(
+            campaign=campaign, entry_id=r.entry_id, customer_id=r.customer_id, phone_e164=phone, text=text,
+            amount=r.amount, order_ids=r.order_ids, idempotency_key=key, status="pending", tries=0,
+            next_try_at=now, last_error="", provider_id="", receipt_status="", created_at=now,
+        ).on_conflict_do_nothing())
+        return bool(res.rowcount == 1)
+
+
+def park_entry(engine: Engine, entry_id: int, lease_token: str, status: str, why: str, now: datetime) -> None:
+    """A leased entry that will not get a message (no mobile number, no balance): closed with the reason."""
+    with engine.begin() as conn:
+        conn.execute(update(ET).where(ET.c.id == entry_id, ET.c.lease_token == lease_token)
+                     .values(status=status, status_reason=why, lease_owner="", lease_expires_at=None, updated_at=now))
+
+
+@dataclass(frozen=True)
+class Due:
+    id: int
+    entry_id: int
+    customer_id: str
+    phone_e164: str
+    text: str
+    idempotency_key: str
+    tries: int
+
+
+def due_messages(engine: Engine, campaign: str, now: datetime, limit: int) -> list[Due]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(MT.c.id, MT.c.entry_id, MT.c.customer_id, MT.c.phone_e164, MT.c.text,
+                                   MT.c.idempotency_key, MT.c.tries)
+                            .where(MT.c.campaign == campaign, MT.c.status == "pending", MT.c.next_try_at <= now)
+                            .order_by(MT.c.id).limit(limit)).all()
+    return [Due(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5], int(r[6])) for r in rows]
+
+
+def mark(engine: Engine, message_id: int, **values: object) -> None:
+    """Write one message's new state (committed at once: a crash never forgets a send already made)."""
+    with engine.begin() as conn:
+        conn.execute(update(MT).where(MT.c.id == message_id).values(**values))
+
+
+def awaiting_receipt(engine: Engine, campaign: str, limit: int = 500) -> list[tuple[int, str]]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(MT.c.id, MT.c.provider_id).where(
+            MT.c.campaign == campaign, MT.c.status == "sent", MT.c.provider_id != "").order_by(MT.c.id)
+            .limit(limit)).all()
+    return [(int(r[0]), str(r[1])) for r in rows]
+
+
+def next_due(engine: Engine, campaign: str) -> datetime | None:
+    with engine.connect() as conn:
+        v = conn.execute(select(func.min(MT.c.next_try_at)).where(MT.c.campaign == campaign,
+                                                                   MT.c.status == "pending")).scalar()
+    return _aware(v)
+
+
+def counts(engine: Engine, campaign: str) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {str(s): int(n) for s, n in conn.execute(
+            select(MT.c.status, func.count()).where(MT.c.campaign == campaign).group_by(MT.c.status)).all()}
+
+
+def messages(engine: Engine, campaign: str) -> list[dict[str, object]]:
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(select(MT).where(MT.c.campaign == campaign)
+                                                       .order_by(MT.c.id)).all()]
