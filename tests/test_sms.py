@@ -180,10 +180,10 @@ def test_missing_secret_or_bad_template_is_a_clear_error(tmp_path: Path, env: No
     cfg = tmp_path / "t.toml"
     cfg.write_text(config_text(str(tmp_path / "t.db"), 9), encoding="utf-8")
     monkeypatch.delenv("TSUNAGU_PAYLINK_SECRET")
-    assert main(["sms", "send", "--campaign", "pay", "--config", str(cfg)]) == 2
+    assert main(["sms", "send", "--campaign", "pay", "--config", str(cfg)]) == 3  # config error
     assert "TSUNAGU_PAYLINK_SECRET" in capsys.readouterr().err
     cfg.write_text(config_text(str(tmp_path / "t.db"), 9, 'template = "お支払いはこちら {link}"'), encoding="utf-8")
-    assert main(["sms", "send", "--campaign", "pay", "--config", str(cfg)]) == 2
+    assert main(["sms", "send", "--campaign", "pay", "--config", str(cfg)]) == 3
     assert "{business}" in capsys.readouterr().err
     with pytest.raises(Exception, match="loopback"):
         parse_config('[sms]\nendpoint = "https://sms.example.jp/v1"\nsandbox = true\n')

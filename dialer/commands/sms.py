@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from dialer.commands._common import add_config_arg, config_from, duration_arg, group
+from dialer.config import ConfigError
 from dialer.errors import UserError
 from dialer.hopper import Hopper
 from dialer.sms import SmsError, run
@@ -26,7 +27,7 @@ def _send(args: argparse.Namespace) -> int:
     try:
         res = run(cfg, camp, hopper, dry_run=args.dry_run, duration_s=args.for_ or 0.0)
     except SmsError as exc:
-        raise UserError(f"{cfg.source}: {exc}") from None
+        raise ConfigError(f"{cfg.source}: {exc}") from None
     if args.dry_run:
         for p in res.preview:
             print(f"{p['customer_id']}\t{p['phone']}\t¥{p['amount']}\t{p['text']}")
