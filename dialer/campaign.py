@@ -73,6 +73,12 @@ def _amd_fields(amd: dict[str, Any] | None) -> dict[str, Any]:
                                        ensure_ascii=False)[:4000]}
 
 
+def _picked_up(ev: CallEvent) -> float:
+    """When the far end answered: an AMD verdict event arrives `decided_after_s` later than that."""
+    d = (ev.amd or {}).get("decided_after_s")
+    return ev.at - float(d) if isinstance(d, int | float) else ev.at
+
+
 def utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
@@ -400,9 +406,10 @@ class CampaignRunner:
             call.ringing = ev.at
             self._update_attempt(call.attempt_id, state="ringing", ringing_at=utc(ev.at), worker=ev.worker)
         elif kind == "answered":
-            call.answered = ev.at
-            self.pacer.record_outcome(ev.at, "human", ev.at - call.dialed)
-            self._update_attempt(call.attempt_id, state="answered", answered_at=utc(ev.at), sip_status=200,
+            call.answered = ev.at  # with AMD: the verdict, from which the connect limit runs
+            picked_up = _picked_up(ev)
+            self.pacer.record_outcome(ev.at, "human", picked_up - call.dialed)
+            self._update_attempt(call.attempt_id, state="answered", answered_at=utc(picked_up), sip_status=200,
                                  outcome="answered", worker=ev.worker, **_amd_fields(ev.amd))
             self._count("answered")
             self.waiting.append(call.attempt_id)
@@ -410,8 +417,9 @@ class CampaignRunner:
         elif kind == "machine":
             # a machine answered: the pacer counts it as a machine (not a hit), no agent is reserved
             call.machine = True
-            self.pacer.record_outcome(ev.at, "machine", ev.at - call.dialed)
-            self._update_attempt(call.attempt_id, state="answered", answered_at=utc(ev.at), sip_status=200,
+            picked_up = _picked_up(ev)
+            self.pacer.record_outcome(ev.at, "machine", picked_up - call.dialed)
+            self._update_attempt(call.attempt_id, state="answered", answered_at=utc(picked_up), sip_status=200,
                                  machine=True, worker=ev.worker, **_amd_fields(ev.amd))
             self._count("machine")
         elif kind == "agent_connected":

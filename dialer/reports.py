@@ -182,6 +182,24 @@ def _agent_time(s: Session, camp: Campaign, agent_ids: set[int], lo: datetime | 
     return dict(logged), dict(wrap), bool(rows)
 
 
+def _amd_summary(engine: Engine, campaign_id: int | None, attempts: list[Attempt]) -> dict[str, Any] | None:
+    """AMD verdicts, decision time and the false-positive share in force (None when AMD never ran)."""
+    judged = [a for a in attempts if a.amd_verdict]
+    if not judged:
+        return None
+    from dialer.amd.share import corpus_fp_share, fp_share
+    from dialer.store.amd import amd_counts
+
+    c = amd_counts(engine, campaign_id)
+    times = sorted(a.amd_decided_s for a in judged if a.amd_decided_s is not None)
+    human_times = sorted(a.amd_decided_s for a in judged if a.amd_decided_s is not None and a.amd_verdict != "machine")
+    return {"verdicts": {k: c[k] for k in ("human", "machine", "unsure", "hangup")},
+            "decided_s_p50": times[len(times) // 2] if times else None,
+            "human_decided_s_p50": human_times[len(human_times) // 2] if human_times else None,
+            "agent_marked_machine": c["agent_marked_machine"], "agent_marked_person": c["agent_marked_person"],
+            "fp_share": fp_share(corpus_fp_share(), c["agent_marked_person"], c["machine_reviewed"])}
+
+
 def campaign_report(engine: Engine, name: str, *, now: datetime | None = None, machine_fp_share: float = 0.0,
                     tz: str = "Asia/Tokyo", now_window: str = "15m") -> dict[str, Any]:
     """Everything a manager asks after a run, recounted from attempts, dispositions and the state log."""
@@ -200,6 +218,9 @@ def campaign_report(engine: Engine, name: str, *, now: datetime | None = None, m
         agent_ids = {a.agent_id for a in attempts if a.agent_id is not None}
         logged, wrap, have_log = _agent_time(s, camp, agent_ids, first, hi)
         pen = penetration(s, list(camp.segments))
+    amd = _amd_summary(engine, camp.id, attempts)
+    if amd is not None:  # AMD ran: its measured false-positive share counts (UK), if above the configured one
+        machine_fp_share = max(machine_fp_share, amd["fp_share"])
 
     def rate(c: AbandonCount) -> float | None:
         return c.rate(regime, machine_fp_share)
@@ -265,6 +286,8 @@ def campaign_report(engine: Engine, name: str, *, now: datetime | None = None, m
         "first_dial": first.isoformat() if first else None, "last_activity": last.isoformat() if last else None,
         "attempts": len(attempts), "in_flight": in_flight,
         "answered": total.answered, "abandoned": total.abandoned, "machine": total.machine,
+        "machine_rate": (total.machine / (total.answered + total.machine)) if total.answered + total.machine else None,
+        "amd": amd, "machine_false_positive_share": machine_fp_share,
         "abandon_rate": rate(total), "abandon_rate_us": total.rate("us"),
         "abandon_rate_uk": total.rate("uk", machine_fp_share), "abandon_windows": windows,
         "connected_to_agent": len(connected),

@@ -207,3 +207,29 @@ def test_session_without_audio_is_unsure_once_the_budget_is_spent() -> None:
     assert d is not None and (d.verdict, d.reason) == ("unsure", "no_audio")
     s.on_audio(pcm(silence(0.3), speech(0.4), silence(1.0)).astype("<i2").tobytes())
     assert s.frames == 1 and s.decision(100.5) is not None and s.decision(100.5).verdict == "human"  # type: ignore[union-attr]
+
+
+def test_fp_share_is_the_higher_of_corpus_and_agents(tmp_path: Path) -> None:
+    from dialer.amd.share import MEASURED, corpus_fp_share, fp_share
+
+    f = tmp_path / "m.json"
+    f.write_text('{"corpus_fp_share": 0.013}')
+    assert corpus_fp_share(f) == 0.013
+    assert corpus_fp_share(tmp_path / "missing.json") == 0.0
+    f.write_text("not json")
+    assert corpus_fp_share(f) == 0.0
+    assert fp_share(0.013, marked_person=1, machine_reviewed=20) == 0.05
+    assert fp_share(0.013, marked_person=0, machine_reviewed=0) == 0.013
+    assert 0.0 <= corpus_fp_share(MEASURED) <= 0.02  # the shipped figure from bench.amd's held-out split
+
+
+def test_leave_message_needs_a_message_file() -> None:
+    from dialer.config import ConfigError, parse_config
+
+    base = '[[trunks]]\nname = "t"\nproxy = "sip:127.0.0.1:5060"\n[[campaigns]]\nname = "c"\ntrunk = "t"\n'
+    cfg = parse_config(base + 'amd = "detect"\n', "x.toml")
+    assert cfg.campaigns[0].amd == "detect" and cfg.campaigns[0].amd_machine_action == "hangup"
+    with pytest.raises(ConfigError, match="amd_message"):
+        parse_config(base + 'amd = "detect"\namd_machine_action = "leave_message"\n', "x.toml")
+    with pytest.raises(ConfigError, match="amd"):
+        parse_config(base + 'amd = "maybe"\n', "x.toml")

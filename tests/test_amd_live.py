@@ -135,14 +135,21 @@ def test_campaign_outcomes_match_what_the_carrier_played(tmp_path: Path, action:
         carrier.stop(grace_s=1.0)
     with Session(get_engine(url)) as s:
         rows = list(s.exec(select(Attempt)).all())
+    from dialer.reports import campaign_report
+
+    rep = campaign_report(get_engine(url), "amd")
     dispose_engines()
+    n_machine = sum(1 for v in truth.values() if v == "machine")
+    assert rep["machine"] == n_machine and rep["answered"] == len(truth) - n_machine
+    assert rep["machine_rate"] == pytest.approx(n_machine / len(truth))
+    assert rep["amd"]["verdicts"]["machine"] == n_machine
+    assert rep["hit_rate"] == pytest.approx((len(truth) - n_machine) / len(truth))  # people only
     assert len(rows) == len(truth), [(r.phone_e164, r.state, r.outcome) for r in rows]
     machine_outcome = "machine" if action == "hangup" else "machine_message_left"
     for r in rows:
         want = truth[r.phone_e164]
         feats = json.loads(r.amd_features or "{}")
         ctx = (r.phone_e164[-1], r.outcome, r.amd_verdict, r.amd_decided_s, feats.get("reason"), r.detail)
-        print("AMD-LIVE", action, want, ctx, feats.get("ring_s"), feats.get("beep_hz"))
         if want == "machine":
             assert r.amd_verdict == "machine" and r.outcome == machine_outcome and r.machine, ctx
             assert r.agent_id is None and r.agent_connected_at is None, ctx  # a machine never takes an agent
