@@ -11,8 +11,10 @@ from __future__ import annotations
 import gettext
 import os
 import unicodedata
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 DOMAIN = "tsunagu"
@@ -86,3 +88,21 @@ def fmt_datetime(dt: datetime | None, tz: str, kind: str = "datetime") -> str:
         formats = {"datetime": f"{d:%Y-%m-%d %H:%M}", "full": f"{d:%a %Y-%m-%d %H:%M:%S %Z}",
                    "date": f"{d:%Y-%m-%d}", "md": f"{d:%m-%d}", "time": f"{d:%H:%M:%S}", "hm": f"{d:%H:%M}"}
     return formats[kind]
+
+
+def extract_ast(fileobj: Any, keywords: Any, comment_tags: Any, options: Any) -> Iterator[
+        tuple[int, str, str | tuple[str, ...], list[str]]]:
+    """Babel extraction method that reads the syntax tree, so `_()` inside f-strings is found on Python 3.11
+    (whose tokenizer sees an f-string as one token). Used by babel.cfg."""
+    import ast
+
+    tree = ast.parse(fileobj.read())
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+            continue
+        name = node.func.id
+        args = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+        if name in ("_", "N_") and len(args) >= 1 and len(node.args) == 1:
+            yield node.lineno, name, args[0], []
+        elif name == "ngettext" and len(args) >= 2:
+            yield node.lineno, name, (args[0], args[1]), []

@@ -180,7 +180,7 @@ def _console(world: tuple[str, Path]) -> AgentConsole:
 def test_screen_pop(world: tuple[str, Path]) -> None:
     c = _console(world)
     out = text_of(c.render(80, NOW), 80)
-    assert "ON_CALL 1:35" in out
+    assert "ON CALL 1:35" in out
     assert "顧客7" in out and "コキャク7" in out and "tel …0007" in out and "+81" not in out
     assert "upsell" in out and "trial ends in 3 days" in out and "call value ¥7,000" in out
     assert "つなぐ通販" in out and "Sato" in out and "青汁" in out and "勧誘" in out
@@ -293,3 +293,46 @@ def test_store_text_is_never_markup(world: tuple[str, Path]) -> None:
     c = _console(world)
     out = text_of(c.render(120, NOW), 120)
     assert "[/]顧客[bold]" in out and "[red]VIP[/red]" in out
+
+
+def test_catalogs_are_complete_and_compiled() -> None:
+    """Every UI string has a Japanese translation, and the committed .mo files match their .po."""
+    r = subprocess.run([sys.executable, "-m", "dialer.i18n_catalogs", "--check"], cwd=REPO, env=run_env(),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+
+
+def test_language_from_config_or_locale_and_japanese_dates() -> None:
+    from datetime import UTC, datetime
+
+    from dialer.i18n import _, fmt_datetime, locale_language, set_language
+
+    assert locale_language({"LANG": "ja_JP.UTF-8"}) == "ja" and locale_language({"LANG": "C.UTF-8"}) == "en"
+    assert locale_language({"LC_ALL": "en_US.UTF-8", "LANG": "ja_JP.UTF-8"}) == "en"
+    try:
+        assert set_language("ja") == "ja"
+        assert _("occupancy") == "稼働率" and _("abandon") == "放棄率" and _("hit rate") == "接続率"
+        assert _("AHT") == "平均処理時間" and _("wrap-up") == "後処理" and _("ready") == "待機"
+        assert _("on call") == "通話中" and _("paused") == "離席" and _("callback") == "再架電" and _("sale") == "成約"
+        when = datetime(2026, 11, 23, 10, 5, tzinfo=UTC)
+        assert fmt_datetime(when, "Asia/Tokyo", "full") == "2026年11月23日(月) 19:05:00"
+        assert set_language("en") == "en" and _("occupancy") == "occupancy"
+        assert fmt_datetime(when, "Asia/Tokyo", "datetime") == "2026-11-23 19:05"
+    finally:
+        set_language("en")
+
+
+def test_full_width_input_works_in_forms(world: tuple[str, Path]) -> None:
+    """An IME left in 全角 mode: ｄ, １, ￥１，９８０ and １４：３０ mean d, 1, ¥1,980 and 14:30."""
+    from dialer.views.agent_console import parse_amount
+
+    assert parse_keys("ｄ１￥１，９８０：") == ["d", "1", "¥", "1", ",", "9", "8", "0", ":"]
+    assert parse_amount("￥１，９８０") == 1980.0
+    when = parse_callback("１４：３０", NOW, "Asia/Tokyo")
+    assert when.astimezone().tzinfo is not None
+    c = _console(world)
+    for k in parse_keys("１￥２，５００"):
+        c.handle_key(k, NOW)
+    assert c.mode == "field" and c.line.text == "¥2,500"
+    c.handle_key("enter", NOW)
+    assert c.error == "" and c.values["amount"] == "¥2,500"

@@ -68,6 +68,23 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+TEXT = {  # what each language shows for the same things (the catalogs' job; English is the message ids)
+    "en": {"login": "l log in", "waiting": "waiting for a call", "pop": "screen pop", "sku": "product SKU",
+           "save": "Enter = save", "saved": "disposition saved", "dial": "dial level", "legend": "q quit",
+           "yes": "y = yes", "requested": "— requested", "applied": "applied: paused", "no_runner": "NO RUNNER",
+           "quarters": "by 15 minutes", "eta": "list exhausted in", "calls": "calls", "opening": "opening"},
+    "ja": {"login": "l ログイン", "waiting": "着信待ち", "pop": "顧客情報", "sku": "商品SKU", "save": "Enter = 保存",
+           "saved": "結果を保存しました", "dial": "発信倍率", "legend": "q 終了", "yes": "y = はい",
+           "requested": "送信済（未適用）", "applied": "適用済: paused", "no_runner": "ランナーなし",
+           "quarters": "15分ごと", "eta": "リスト消化まで", "calls": "通話数", "opening": "冒頭トーク"},
+}
+
+
+def with_language(cfg: Path, lang: str) -> Path:
+    cfg.write_text(cfg.read_text(encoding="utf-8") + f'\n[ui]\nlanguage = "{lang}"\n', encoding="utf-8")
+    return cfg
+
+
 @pytest.fixture()
 def term(db_url: str, tmp_path: Path) -> Iterator[tuple[Tmux, str, Path]]:
     build_store(db_url)
@@ -91,14 +108,17 @@ def _agent(url: str) -> Agent:
         return s.exec(select(Agent).where(Agent.login == "a01")).one()
 
 
-def test_agent_console_in_a_terminal(term: tuple[Tmux, str, Path]) -> None:
+@pytest.mark.parametrize(("lang", "size"), [("en", (80, 24)), ("ja", (80, 24)), ("en", (160, 50)),
+                                            ("ja", (160, 50))])
+def test_agent_console_in_a_terminal(term: tuple[Tmux, str, Path], lang: str, size: tuple[int, int]) -> None:
     t, url, cfg = term
-    t.start("agent", _cmd("agent", "a01", "--config", str(cfg)))
-    t.wait_screen("agent", "l log in")
-    t.keys("agent", "l")
+    w = TEXT[lang]
+    t.start("agent", _cmd("agent", "a01", "--config", str(with_language(cfg, lang))), size)
+    t.wait_screen("agent", w["login"])
+    t.keys("agent", "ｌ")  # an IME left in 全角 mode: ｌ is l
     wait_for(lambda: _agent(url).state == "ready", "agent ready")
-    t.wait_screen("agent", "waiting for a call")
-    t.keys("agent", "p", "2")
+    t.wait_screen("agent", w["waiting"])
+    t.keys("agent", "p", "２")
     wait_for(lambda: (_agent(url).state, _agent(url).pause_reason) == ("paused", "lunch"), "paused for lunch")
     t.keys("agent", "r")
     wait_for(lambda: _agent(url).state == "ready", "ready again")
@@ -111,18 +131,19 @@ def test_agent_console_in_a_terminal(term: tuple[Tmux, str, Path]) -> None:
         s.add(a)
         s.commit()
         attempt_id = att.id
-    screen = t.wait_screen("agent", "screen pop")
-    assert "顧客7" in screen and "つなぐ通販" in screen and "…0007" in screen
-    t.keys("agent", "1", *"5980", "Enter")
-    t.wait_screen("agent", "product SKU")
+    screen = t.wait_screen("agent", w["pop"])
+    assert "顧客7" in screen and "…0007" in screen and w["opening"] in screen
+    assert "つなぐ通販" in screen.replace("\n", "").replace("│", "").replace(" ", "")
+    t.keys("agent", "1", *"￥５，９８０", "Enter")  # full-width yen, digits and comma from the IME
+    t.wait_screen("agent", w["sku"])
     t.keys("agent", "Enter", "Enter")
-    t.wait_screen("agent", "Enter = save")
+    t.wait_screen("agent", w["save"])
     t.keys("agent", "Enter")
     d = wait_for(lambda: Session(get_engine(url)).exec(
         select(Disposition).where(Disposition.attempt_id == attempt_id, Disposition.source == "console",
                                   Disposition.amount == 5980)).first(), "disposition row")
     assert d.outcome == "sale" and d.sku == "SKU-B"
-    t.wait_screen("agent", "disposition saved")
+    t.wait_screen("agent", w["saved"])
     t.keys("agent", "q")
     wait_for(lambda: "agent" not in t.run("list-sessions"), "console exit")
 
@@ -159,18 +180,20 @@ def _many_agents(url: str, n: int) -> None:
         s.commit()
 
 
-@pytest.mark.parametrize("size", [(80, 24), (160, 50)])
-def test_monitor_pause_in_a_terminal(term: tuple[Tmux, str, Path], size: tuple[int, int]) -> None:
+@pytest.mark.parametrize(("lang", "size"), [("en", (80, 24)), ("ja", (80, 24)), ("en", (160, 50)),
+                                            ("ja", (160, 50))])
+def test_monitor_pause_in_a_terminal(term: tuple[Tmux, str, Path], lang: str, size: tuple[int, int]) -> None:
     t, url, cfg = term
+    w = TEXT[lang]
     _many_agents(url, 40)
     with runner_heartbeat(url):
-        t.start("mon", _cmd("monitor", "--campaign", "demo", "--config", str(cfg)), size)
-        screen = t.wait_screen("mon", "dial level")
+        t.start("mon", _cmd("monitor", "--campaign", "demo", "--config", str(with_language(cfg, lang))), size)
+        screen = t.wait_screen("mon", w["dial"])
         lines = screen.rstrip("\n").splitlines()
-        assert len(lines) <= size[1] and "q quit" in lines[-1], screen  # the legend stays on screen
+        assert len(lines) <= size[1] and w["legend"] in lines[-1], screen  # the legend stays on screen
         assert re.search(r"1–\d+/42", screen), screen
         if size == (160, 50):
-            assert "by 15 minutes" in screen and "list exhausted in" in screen and "calls" in screen
+            assert w["quarters"] in screen and w["eta"] in screen and w["calls"] in screen
         first = re.search(r"1–(\d+)/42", screen)
         assert first is not None
         page = int(first.group(1))
@@ -178,19 +201,19 @@ def test_monitor_pause_in_a_terminal(term: tuple[Tmux, str, Path], size: tuple[i
         first_after = min(page, 42 - page)  # the last page is full, not a stub
         t.wait_screen("mon", f"{first_after + 1}–{first_after + page}/42")
         t.keys("mon", "p")
-        t.wait_screen("mon", "y = yes")
+        t.wait_screen("mon", w["yes"])
         t.keys("mon", "y")
         cmd = wait_for(lambda: Session(get_engine(url)).exec(select(ControlCommand)).first(), "control command")
         assert (cmd.campaign, cmd.command) == ("demo", "pause") and cmd.requested_by.startswith("monitor:")
-        t.wait_screen("mon", "— requested")
+        t.wait_screen("mon", w["requested"])
         with Session(get_engine(url)) as s:  # the runner applies it
             row = s.get(ControlCommand, cmd.id)
             assert row is not None
             row.applied_at, row.result = utcnow(), "paused: no new dials"
             s.add(row)
             s.commit()
-        t.wait_screen("mon", "applied: paused: no new dials")
+        t.wait_screen("mon", w["applied"])
     # the runner goes away: within the heartbeat allowance the monitor stops showing lines
-    t.wait_screen("mon", "NO RUNNER", timeout=20)
+    t.wait_screen("mon", w["no_runner"], timeout=20)
     t.keys("mon", "q")
     wait_for(lambda: "mon" not in t.run("list-sessions"), "monitor exit")

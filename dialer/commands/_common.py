@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from dialer.config import Config, load_config, parse_duration
+from dialer.i18n import set_language
 
 
 def add_config_arg(p: argparse.ArgumentParser) -> None:
@@ -12,7 +13,10 @@ def add_config_arg(p: argparse.ArgumentParser) -> None:
 
 
 def config_from(args: argparse.Namespace) -> Config:
-    return load_config(getattr(args, "config", None))
+    """The config, with the UI language it asks for (`[ui] language`, else the locale) switched on."""
+    cfg = load_config(getattr(args, "config", None))
+    set_language(cfg.ui.language or None)
+    return cfg
 
 
 def group(sub: argparse._SubParsersAction, name: str, help: str) -> argparse._SubParsersAction:  # type: ignore[type-arg]

@@ -30,6 +30,7 @@ from dialer.agents_log import log_agent_state
 from dialer.config import Config, ConfigError
 from dialer.dtmf import OUTCOME_BY_DIGIT, REFUSAL_REASONS
 from dialer.errors import UserError
+from dialer.i18n import N_, _, fmt_datetime, nfkc
 from dialer.outcomes import enqueue_outcome
 from dialer.store.models import (
     Agent,
@@ -44,29 +45,27 @@ from dialer.store.models import (
     Product,
     Subscription,
 )
-from dialer.views.render import LineField, aware, dur, last4, local, row, yen
+from dialer.views.labels import label
+from dialer.views.render import LineField, aware, dur, last4, row, yen
 
 IDLE = ("logged_out", "ready", "paused", "unavailable")
 BUSY = ("reserved", "on_call", "wrap_up")
 PAUSE_REASONS = {"1": "break", "2": "lunch", "3": "meeting", "4": "training", "5": "admin", "6": "other"}
-OUTCOME_LABEL = {"sale": "sale", "upsell": "upsell", "cross_sell": "cross-sell", "callback": "callback",
-                 "refused": "refused", "dnc": "do-not-call", "wrong_number": "wrong number",
-                 "machine": "answering machine", "no_interest": "no interest", "other": "other"}
 CALL_HOURS = (dtime(8, 0), dtime(21, 0))
 
 # the fields each outcome asks for, in order: (key, prompt, required)
 FORM_FIELDS: dict[str, list[tuple[str, str, bool]]] = {
-    "sale": [("amount", "amount ¥", True), ("sku", "product SKU", True), ("note", "note", False)],
-    "upsell": [("amount", "amount ¥", True), ("sku", "product SKU", True), ("note", "note", False)],
-    "cross_sell": [("amount", "amount ¥", True), ("sku", "product SKU", True), ("note", "note", False)],
-    "callback": [("when", "call back at (HH:MM, YYYY-MM-DD HH:MM, +2h, +1d)", True), ("note", "note", False)],
-    "refused": [("reason", "reason code (1-9)", True), ("expected", "VOC: what they expected", False),
-                ("experienced", "VOC: what they got", False)],
-    "dnc": [("note", "note", False)],
-    "wrong_number": [("note", "note", False)],
-    "machine": [("note", "note", False)],
-    "no_interest": [("note", "note", False)],
-    "other": [("note", "note", False)],
+    "sale": [("amount", N_("amount ¥"), True), ("sku", N_("product SKU"), True), ("note", N_("note"), False)],
+    "upsell": [("amount", N_("amount ¥"), True), ("sku", N_("product SKU"), True), ("note", N_("note"), False)],
+    "cross_sell": [("amount", N_("amount ¥"), True), ("sku", N_("product SKU"), True), ("note", N_("note"), False)],
+    "callback": [("when", N_("call back at (HH:MM, YYYY-MM-DD HH:MM, +2h, +1d)"), True), ("note", N_("note"), False)],
+    "refused": [("reason", N_("reason code (1-9)"), True), ("expected", N_("VOC: what they expected"), False),
+                ("experienced", N_("VOC: what they got"), False)],
+    "dnc": [("note", N_("note"), False)],
+    "wrong_number": [("note", N_("note"), False)],
+    "machine": [("note", N_("note"), False)],
+    "no_interest": [("note", N_("note"), False)],
+    "other": [("note", N_("note"), False)],
 }
 
 
@@ -75,13 +74,13 @@ class FormError(ValueError):
 
 
 def parse_amount(text: str) -> float:
-    t = text.replace(",", "").replace("¥", "").replace("円", "").strip()
+    t = nfkc(text).replace(",", "").replace("¥", "").replace("円", "").strip()
     try:
         v = float(t)
     except ValueError:
-        raise FormError(f"amount must be a number of yen, got {text!r}") from None
+        raise FormError(_("amount must be a number of yen, got {text!r}").format(text=text)) from None
     if v < 0:
-        raise FormError("amount must be 0 or more")
+        raise FormError(_("amount must be 0 or more"))
     return v
 
 
@@ -92,7 +91,7 @@ def parse_callback(text: str, now: datetime, tz: str) -> datetime:
     call, and calls outside those hours are a nuisance by law).
     """
     zone = ZoneInfo(tz)
-    t = text.strip()
+    t = nfkc(text).strip()
     loc_now = now.astimezone(zone)
     try:
         if t.startswith("+"):
@@ -110,9 +109,10 @@ def parse_callback(text: str, now: datetime, tz: str) -> datetime:
             when = datetime.fromisoformat(t.replace("/", "-"))
             when = (when if when.tzinfo else when.replace(tzinfo=zone)).astimezone(UTC)
     except (ValueError, KeyError, IndexError):
-        raise FormError(f"cannot read {text!r}: use HH:MM, YYYY-MM-DD HH:MM, +2h, +30m or +1d") from None
+        raise FormError(_("cannot read {text!r}: use HH:MM, YYYY-MM-DD HH:MM, +2h, +30m or +1d").format(
+            text=text)) from None
     if when <= now:
-        raise FormError("the callback time must be in the future")
+        raise FormError(_("the callback time must be in the future"))
     lt = when.astimezone(zone).time()
     if not (CALL_HOURS[0] <= lt < CALL_HOURS[1]):
         raise FormError(f"{when.astimezone(zone):%Y-%m-%d %H:%M} is outside calling hours 08:00-21:00 ({tz})")
@@ -193,7 +193,7 @@ def screen_pop(engine: Engine, attempt_id: int, agent_name: str, business: str) 
     }
 
 
-def render_pop(pop: dict[str, Any], tz: str, wide: bool) -> RenderableType:
+def render_pop(pop: dict[str, Any], tz: str, wide: bool, width: int = 80) -> RenderableType:
     parts: list[RenderableType] = []
     head = Text()
     head.append(f"{pop['name'] or pop['customer_id']}", style="bold")
@@ -201,43 +201,44 @@ def render_pop(pop: dict[str, Any], tz: str, wide: bool) -> RenderableType:
         head.append(f" ({pop['kana']})")
     head.append(f"  {pop['customer_id']}  tel {pop['phone']}")
     if pop["caution"]:
-        head.append("  ⚠ caution", style="bold red")
+        head.append(f"  ⚠ {_('caution')}", style="bold red")
     parts.append(head)
     seg = Text()
     seg.append(f"{pop['segment']}", style="bold cyan")
     if pop["sub_segment"]:
         seg.append(f"/{pop['sub_segment']}")
     seg.append(f": {pop['reason'] or '—'}  ")
-    seg.append(f"LTV {yen(pop['ltv'])}  call value {yen(pop['expected_value'])}")
+    seg.append(f"LTV {yen(pop['ltv'])}  {_('call value')} {yen(pop['expected_value'])}")
     parts.append(seg)
     subs = "; ".join(
         f"{x['sku']} {x['status']}" + (f" next {x['next_ship']:%m-%d}" if x["next_ship"] else "")
         + f" #{x['shipments']}" + (f" (cancel: {x['cancel_reason']})" if x["cancel_reason"] else "")
-        for x in pop["subscriptions"]) or "none"
+        for x in pop["subscriptions"]) or _("none")
     depl = f"{pop['depletion']:%Y-%m-%d} ({pop['depletion_how']})" if pop["depletion"] else "—"
-    parts.append(Text(f"subscription: {subs}   runs out: {depl}"))
+    parts.append(Text(f"{_('subscription')}: {subs}   {_('runs out')}: {depl}"))
     orders = "  ".join(f"{o['date']:%y-%m-%d} {yen(o['total'])} {'+'.join(o['skus'])}"
                        + ("" if o["status"] == "shipped" else f" ({o['status']})")
-                       for o in pop["orders"][: (5 if wide else 3)] if o["date"]) or "none"
-    parts.append(Text(f"orders: {orders}"))
+                       for o in pop["orders"][: (5 if wide else 3)] if o["date"]) or _("none")
+    parts.append(Text(f"{_('orders')}: {orders}"))
     hist = Table(box=None, padding=(0, 1), show_header=False)
     hist.add_column(no_wrap=True)
     hist.add_column(no_wrap=True)
     hist.add_column(overflow="fold")
     for h in pop["history"][: (5 if wide else 3)]:
-        what = h["outcome"] + (f" {yen(h['amount'])}" if h["amount"] else "") + (
-            f" {h['reason']}" if h["outcome"] == "refused" else "")
-        row(hist, local(h["at"], tz, "%y-%m-%d"), what, h["voc"] or "")
+        what = label("outcome", h["outcome"]) + (f" {yen(h['amount'])}" if h["amount"] else "") + (
+            f" {label('refusal', h['reason'])}" if h["outcome"] == "refused" else "")
+        row(hist, fmt_datetime(h["at"], tz, "date"), what, h["voc"] or "")
     if pop["notes"]:
-        parts.append(Text(f"notes: {pop['notes']}", style="italic"))
+        parts.append(Text(f"{_('notes')}: {pop['notes']}", style="italic"))
     if pop["history"]:
-        parts.append(Text("earlier contacts:", style="bold"))
+        parts.append(Text(f"{_('earlier contacts')}:", style="bold"))
         parts.append(hist)
     else:
-        parts.append(Text("earlier contacts: none", style="dim"))
-    parts.append(Panel(Text(pop["opening"]), title="opening (特定商取引法)", title_align="left", padding=(0, 1),
+        parts.append(Text(f"{_('earlier contacts')}: {_('none')}", style="dim"))
+    parts.append(Panel(Text(pop["opening"]), title=_("opening (特定商取引法)"), title_align="left", padding=(0, 1),
                        border_style="green"))
-    return Panel(Group(*parts), title=Text(f"screen pop — call {pop['attempt_id']} ({pop['campaign']})"),
+    return Panel(Group(*parts), title=Text(_("screen pop — call {id} ({campaign})").format(
+        id=pop["attempt_id"], campaign=pop["campaign"])),
                  title_align="left", padding=(0, 1), border_style="cyan")
 
 
@@ -323,7 +324,7 @@ class AgentConsole:
         with Session(self.engine) as s:
             row = s.exec(select(Agent).where(Agent.login == self.login)).one()
             if row.state != seen:
-                self.message = f"state changed to {row.state} meanwhile; try again"
+                self.message = _("state changed to {state} meanwhile; try again").format(state=label("state", row.state))
                 return False
             if new != row.state:
                 log_agent_state(s, row, new, now, detail=reason)
@@ -337,7 +338,7 @@ class AgentConsole:
                                .values(**values))
             if getattr(result, "rowcount", 1) != 1:
                 s.rollback()
-                self.message = "state changed meanwhile; try again"
+                self.message = _("state changed meanwhile; try again")
                 return False
             s.commit()
         return True
@@ -382,25 +383,25 @@ class AgentConsole:
             self.quit = True
         elif k == "l" and state == "logged_out":
             if self._set_idle("ready", now):
-                self.message = "logged in: ready"
+                self.message = _("logged in: ready")
         elif k == "r":
             if busy:
                 self._set_pending("")
                 self.want_pause_reason = ""
-                self.message = "back to ready after this call"
+                self.message = _("back to ready after this call")
             elif state in ("paused", "unavailable", "logged_out") and self._set_idle("ready", now):
-                self.message = "ready"
+                self.message = _("ready")
         elif k == "p" and state != "logged_out":
             self.mode = "pause"
         elif k == "o":
             if busy:
                 self._set_pending("logged_out")
-                self.message = "will log out after this call"
+                self.message = _("will log out after this call")
             elif state != "logged_out" and self._set_idle("logged_out", now):
-                self.message = "logged out"
+                self.message = _("logged out")
         elif k == "d" or (k in OUTCOME_BY_DIGIT and self.can_dispose()):
             if not self.can_dispose():
-                self.message = "no call to set a disposition for"
+                self.message = _("no call to set a disposition for")
             elif k == "d":
                 self.mode = "outcome"
             else:
@@ -410,9 +411,9 @@ class AgentConsole:
         if self.agent.get("state") in BUSY:
             self._set_pending("paused")
             self.want_pause_reason = reason
-            self.message = f"will pause ({reason}) after this call"
+            self.message = _("will pause ({reason}) after this call").format(reason=label("pause", reason))
         elif self._set_idle("paused", now, reason):
-            self.message = f"paused: {reason}"
+            self.message = _("paused: {reason}").format(reason=label("pause", reason))
 
     def can_dispose(self) -> bool:
         return self.pop is not None and self.pop_attempt is not None and self.pop_attempt not in self.disposed
@@ -431,13 +432,13 @@ class AgentConsole:
         fields = FORM_FIELDS[self.outcome]
         key, _prompt, required = fields[self.field_index]
         if k == "esc":
-            self.mode, self.message = "main", "disposition cancelled"
+            self.mode, self.message = "main", _("disposition cancelled")
             return
         if k == "enter":
             text = self.line.text.strip()
             try:
                 if required and not text:
-                    raise FormError("required")
+                    raise FormError(_("required"))
                 self._validate(key, text, now)
             except FormError as exc:
                 self.error = str(exc)
@@ -463,7 +464,8 @@ class AgentConsole:
         elif key == "when":
             parse_callback(text, now, self.cfg.schedules.timezone)
         elif key == "reason" and text not in REFUSAL_REASONS:
-            raise FormError("reason code must be one of " + ", ".join(f"{c} {n}" for c, n in REFUSAL_REASONS.items()))
+            raise FormError(_("reason code must be one of") + " " + ", ".join(
+                f"{c} {label('refusal', n)}" for c, n in REFUSAL_REASONS.items()))
 
     def build_disposition(self, now: datetime) -> Disposition:
         v = self.values
@@ -498,7 +500,7 @@ class AgentConsole:
         assert self.pop_attempt is not None
         self.disposed.add(self.pop_attempt)
         self.mode = "main"
-        self.message = f"saved disposition #{d.id}: {OUTCOME_LABEL[self.outcome]}"
+        self.message = _("saved disposition #{id}: {outcome}").format(id=d.id, outcome=label("outcome", self.outcome))
 
     # ------------------------------------------------------------------ drawing
     def render(self, width: int = 80, now: datetime | None = None) -> RenderableType:
@@ -507,31 +509,35 @@ class AgentConsole:
         a = self.agent
         parts: list[RenderableType] = []
         head = Text()
-        head.append(f"tsunagu agent {a.get('login', self.login)} {a.get('name', '')}  ", style="bold")
+        head.append(f"{_('tsunagu agent')} {a.get('login', self.login)} ", style="bold")
+        head.append(f"{a.get('name', '')}  ")
         state = a.get("state", "?")
-        head.append(state.upper(), style={"ready": "bold cyan", "on_call": "bold green", "wrap_up": "bold yellow",
-                                          "paused": "bold magenta", "reserved": "green"}.get(state, "bold"))
+        head.append(label("state", state).upper(), style={"ready": "bold cyan", "on_call": "bold green",
+                                                          "wrap_up": "bold yellow", "paused": "bold magenta",
+                                                          "reserved": "green"}.get(state, "bold"))
         since = a.get("since")
         head.append(f" {dur((now - since).total_seconds()) if since else '—'}")
         if state == "paused" and a.get("pause_reason"):
-            head.append(f" ({a['pause_reason']})")
+            head.append(f" ({label('pause', a['pause_reason'])})")
         if a.get("pending"):
-            head.append(f"  after call: {a['pending']}", style="yellow")
+            head.append(f"  {_('after call')}: {label('state', a['pending'])}", style="yellow")
         if a.get("campaign"):
-            head.append(f"  campaign {a['campaign']}")
-        head.append(f"  {local(now, tz, '%H:%M:%S')}", style="dim")
+            head.append(f"  {_('campaign')} {a['campaign']}")
+        head.append(f"  {fmt_datetime(now, tz, 'time')}", style="dim")
         parts.append(head)
         if state == "wrap_up" and since:
             el = (now - since).total_seconds()
             limit = self.wrap_timeout_s()
-            parts.append(Text(f"wrap-up {dur(el)} / {dur(limit)}", style="bold red" if el > limit * 0.8 else "yellow"))
+            parts.append(Text(f"{_('wrap-up')} {dur(el)} / {dur(limit)}",
+                              style="bold red" if el > limit * 0.8 else "yellow"))
         if self.pop is not None and (state in BUSY or self.can_dispose()):
-            parts.append(render_pop(self.pop, tz, width >= 110))
+            parts.append(render_pop(self.pop, tz, width >= 110, width))
             if self.pop_attempt in self.disposed:
-                parts.append(Text(f"disposition saved{f' (#{self.saved_id})' if self.saved_id else ''}; "
-                                  "waiting for the dialer to close wrap-up", style="green"))
+                saved = f" (#{self.saved_id})" if self.saved_id else ""
+                parts.append(Text(_("disposition saved{saved}; waiting for the dialer to close wrap-up").format(
+                    saved=saved), style="green"))
         elif state in IDLE:
-            parts.append(Text("waiting for a call" if state == "ready" else "not taking calls", style="dim"))
+            parts.append(Text(_("waiting for a call") if state == "ready" else _("not taking calls"), style="dim"))
         parts.append(self._form())
         if self.error:
             parts.append(Text(f"✗ {self.error}", style="bold red"))
@@ -542,40 +548,41 @@ class AgentConsole:
 
     def _form(self) -> RenderableType:
         if self.mode == "pause":
-            return Text("pause reason: " + "  ".join(f"{k} {v}" for k, v in PAUSE_REASONS.items()) + "  (other: cancel)",
+            return Text(_("pause reason") + ": " + "  ".join(f"{k} {label('pause', v)}" for k, v in
+                                                           PAUSE_REASONS.items()) + "  " + _("(other: cancel)"),
                         style="bold reverse")
         if self.mode == "outcome":
-            return Text("outcome: " + "  ".join(f"{d} {OUTCOME_LABEL[o]}" for d, o in OUTCOME_BY_DIGIT.items())
-                        + "  Esc cancel", style="bold reverse")
+            return Text(_("outcome") + ": " + "  ".join(f"{d} {label('outcome', o)}" for d, o in OUTCOME_BY_DIGIT.items())
+                        + "  " + _("Esc cancel"), style="bold reverse")
         if self.mode in ("field", "confirm"):
             t = Text()
-            t.append(f"disposition: {OUTCOME_LABEL[self.outcome]}\n", style="bold")
+            t.append(f"{_('disposition')}: {label('outcome', self.outcome)}\n", style="bold")
             for i, (key, prompt, req) in enumerate(FORM_FIELDS[self.outcome]):
                 if self.mode == "field" and i == self.field_index:
-                    t.append(f"▶ {prompt}{' *' if req else ''}: ", style="bold")
+                    t.append(f"▶ {_(prompt)}{' *' if req else ''}: ", style="bold")
                     t.append(self.line.text + "▏\n", style="reverse")
                 else:
-                    t.append(f"  {prompt}: {self.values.get(key, '')}\n")
+                    t.append(f"  {_(prompt)}: {self.values.get(key, '')}\n")
             if self.outcome == "refused" and self.mode == "field" and FORM_FIELDS["refused"][self.field_index][0] == "reason":
-                t.append("  " + " ".join(f"{c}={n}" for c, n in REFUSAL_REASONS.items()) + "\n", style="dim")
+                t.append("  " + " ".join(f"{c}={label('refusal', n)}" for c, n in REFUSAL_REASONS.items()) + "\n",
+                         style="dim")
             if self.mode == "confirm":
-                t.append("Enter = save   Esc = back", style="bold reverse")
+                t.append(_("Enter = save   Esc = back"), style="bold reverse")
             return t
         return Text("")
 
     def _keys(self) -> str:
         state = self.agent.get("state", "logged_out")
         if self.mode in ("field",):
-            return "Enter next field  ↑ previous field  Backspace edit  Esc cancel"
+            return _("Enter next field  ↑ previous field  Backspace edit  Esc cancel")
         if self.mode != "main":
             return ""
         if state == "logged_out":
-            return "l log in  q quit"
+            return _("l log in  q quit")
         if state in BUSY:
-            keys = "d or 0-9 disposition  p pause after call  o log out after call  r ready after call  q quit"
-            return keys
-        extra = "  d disposition (last call)" if self.can_dispose() else ""
-        return f"r ready  p pause  o log out{extra}  q quit"
+            return _("d or 0-9 disposition  p pause after call  o log out after call  r ready after call  q quit")
+        extra = "  " + _("d disposition (last call)") if self.can_dispose() else ""
+        return _("r ready  p pause  o log out") + extra + "  " + _("q quit")
 
 
 def run_live(console_view: AgentConsole, refresh_s: float = 0.5) -> None:

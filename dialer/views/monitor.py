@@ -43,6 +43,7 @@ from dialer.store.models import (
     ControlCommand,
     Customer,
 )
+from dialer.views.labels import label
 from dialer.views.render import LineField, aware, dur, num, pct, row, sparkline, yen
 
 MODES = ("preview", "progressive", "power", "predictive")
@@ -211,12 +212,12 @@ def _figures(v: CampaignView) -> list[Text]:
     r = v.report
     w = r["abandon_windows"]
     ab = Text(f"{_('abandon')} ")
-    for key, label in (("now", f"{_('now')}({w['now']['span']})"), ("1h", "1h"), ("24h", "24h"),
-                       ("window", f"{_('window')}({r['abandon_window']})")):
+    for key, name in (("now", f"{_('now')}({w['now']['span']})"), ("1h", "1h"), ("24h", "24h"),
+                      ("window", f"{_('window')}({r['abandon_window']})")):
         rate = w[key]["rate"]
         style = "bold red" if rate is not None and rate > r["abandon_limit"] else (
             "yellow" if rate is not None and rate > r["abandon_target"] else "")
-        ab.append(f"{label} ", style="dim")
+        ab.append(f"{name} ", style="dim")
         ab.append(pct(rate), style=style)
         ab.append("  ")
     ab.append(f"{_('target')} {pct(r['abandon_target'])} {_('limit')} {pct(r['abandon_limit'])} "
@@ -263,7 +264,7 @@ def agents_table(v: CampaignView, tz: str, first: int, rows: int, stats: bool, w
     t.add_column(_("customer"), no_wrap=True, overflow="ellipsis", max_width=max(12, min(40, width - 40)))
     per_agent = v.report.get("agents") or {}
     for a in sorted(v.agents, key=_agent_sort)[first:first + rows]:
-        extra = a["customer"] or (a["pause_reason"] if a["state"] == "paused" else "")
+        extra = a["customer"] or (label("pause", a["pause_reason"]) if a["state"] == "paused" else "")
         if a["pending"]:
             extra = (extra + f" → {_(STATE_LABEL.get(a['pending'], a['pending']))}").strip()
         when = dur(a["for_s"]) if a["for_s"] is not None else (

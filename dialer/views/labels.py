@@ -1,0 +1,33 @@
+"""Words the views show for the store's codes (outcomes, refusal reasons, states, pause reasons), marked for
+translation; `label()` translates at render time in the UI's language. Japanese uses supervisors' terms."""
+
+from __future__ import annotations
+
+from dialer.i18n import N_, _
+
+OUTCOMES = {"sale": N_("sale"), "upsell": N_("upsell"), "cross_sell": N_("cross-sell"),
+            "callback": N_("callback"), "refused": N_("refused"), "dnc": N_("do-not-call"),
+            "wrong_number": N_("wrong number"), "machine": N_("answering machine"),
+            "machine_message_left": N_("message left"), "no_interest": N_("no interest"), "other": N_("other"),
+            "abandoned": N_("abandoned"), "no_answer": N_("no answer"), "busy": N_("busy"),
+            "congestion": N_("congestion"), "invalid": N_("invalid number"), "failed": N_("failed"),
+            "answered": N_("answered"), "interrupted": N_("interrupted")}
+REFUSALS = {"price": N_("price"), "no_effect_felt": N_("no effect felt"), "still_has_stock": N_("still has stock"),
+            "switched_product": N_("switched product"), "too_many_calls": N_("too many calls"),
+            "instructions_unclear": N_("instructions unclear"), "health_or_life_change": N_("health or life change"),
+            "dislikes_phone_sales": N_("dislikes phone sales"), "other": N_("other")}
+STATES = {"on_call": N_("on call"), "reserved": N_("reserved"), "wrap_up": N_("wrap-up"), "ready": N_("ready"),
+          "paused": N_("paused"), "unavailable": N_("unavailable"), "logged_out": N_("logged out"),
+          "idle": N_("idle"), "preview": N_("preview")}
+PAUSES = {"break": N_("break"), "lunch": N_("lunch"), "meeting": N_("meeting"), "training": N_("training"),
+          "admin": N_("admin"), "other": N_("other")}
+SEGMENTS = {"dormant": N_("dormant"), "pre_churn": N_("pre-churn"), "upsell": N_("upsell"),
+            "cross_sell": N_("cross-sell"), "callback": N_("callback")}
+
+_TABLES = {"outcome": OUTCOMES, "refusal": REFUSALS, "state": STATES, "pause": PAUSES, "segment": SEGMENTS}
+
+
+def label(kind: str, code: str) -> str:
+    """The word for a code in the UI's language; unknown codes show as they are."""
+    word = _TABLES[kind].get(code)
+    return _(word) if word else code
