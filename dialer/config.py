@@ -63,6 +63,25 @@ class TelephonyConfig(_Section):
     trunk_retry_s: Annotated[float, Field(gt=0)] = 30.0  # a trunk marked down is tried again after this
     trunk_503_limit: Annotated[int, Field(ge=1)] = 5  # consecutive 503s that mark a trunk down
     worker_start_timeout_s: Annotated[float, Field(gt=0)] = 20.0
+    # (issue 13) dead calls: no RTP either way on a confirmed leg for this long hangs up (0 = off; hold suspends)
+    rtp_timeout_s: Annotated[float, Field(ge=0)] = 20.0
+    trunk_403_limit: Annotated[int, Field(ge=1)] = 3  # consecutive 403s that take a trunk down
+    # lines this host can carry; 0 = derived from cores and the build's calls per process (dialer telephony capacity)
+    max_lines_per_host: Annotated[int, Field(ge=0)] = 0
+    # the account agent legs are placed from (agents behind a PBX): optional credentials and outbound proxy
+    agent_username: str = ""
+    agent_password_env: str = ""
+    agent_outbound_proxy: str = ""
+
+    @field_validator("agent_password_env")
+    @classmethod
+    def _agent_env_name(cls, v: str) -> str:
+        if v and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v):
+            raise ValueError("must be the NAME of an environment variable, not the secret itself")
+        return v
+
+    def agent_password(self) -> str:
+        return os.environ.get(self.agent_password_env, "") if self.agent_password_env else ""
 
 
 class TrunkConfig(_Section):
@@ -74,6 +93,12 @@ class TrunkConfig(_Section):
     registration: bool = False  # REGISTER with the registrar before dialing
     registrar: str = ""
     caller_id: str = ""
+    # (issue 13) what real carriers need: From user@domain (caller ID), a separate auth user, an outbound proxy
+    from_user: str = ""
+    from_domain: str = ""
+    auth_username: str = ""
+    outbound_proxy: str = ""
+    session_expires_s: Annotated[int, Field(ge=90)] = 600  # session timer offered on every call
     max_channels: Annotated[int, Field(ge=1)] = 30
     max_cps: Annotated[float, Field(gt=0)] = 10.0
     codecs: list[str] = Field(default_factory=lambda: ["PCMU/8000", "PCMA/8000"])

@@ -84,7 +84,8 @@ def pcap_with_payload_type(src: Path, dst: Path, pt: int, *, ts_offset: int = 0,
 class Sipp:
     def __init__(self, scenario: str | Path, *, port: int, workdir: Path, media_port: int | None = None,
                  duration_ms: int | None = None, rtp_echo: bool = False, keys: dict[str, str] | None = None,
-                 max_calls: int | None = None, timeout_s: float | None = None, extra: tuple[str, ...] = ()) -> None:
+                 max_calls: int | None = None, timeout_s: float | None = None, extra: tuple[str, ...] = (),
+                 trace_msg: bool = False) -> None:
         path = Path(scenario)
         if not path.suffix:
             path = SCENARIOS / f"{scenario}.xml"
@@ -106,6 +107,8 @@ class Sipp:
             cmd += ["-timeout", f"{timeout_s}s"]
         for k, v in (keys or {}).items():
             cmd += ["-key", k, v]
+        if trace_msg:
+            cmd.append("-trace_msg")  # every message SIPp sent/received, to <scenario>_<pid>_messages.log
         cmd += list(extra)
         self.cmd = cmd
         self.proc: subprocess.Popen[bytes] | None = None
@@ -195,6 +198,10 @@ class Sipp:
                 for k, v in zip(rows[0], rows[-1], strict=False):
                     if v.strip().lstrip("-").isdigit():
                         self.counts[k] = int(v)
+
+    def messages(self) -> str:
+        """SIPp's own message trace (needs trace_msg=True): what really crossed the wire."""
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.workdir.glob("*_messages.log")))
 
     def _sum(self, pattern: str) -> int:
         rx = re.compile(pattern)

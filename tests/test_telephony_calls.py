@@ -330,10 +330,12 @@ def test_abandon_plays_message_and_agent_reject(tmp_path: Path, telephony: Calla
     assert failed.agent_id == 7 and failed.sip_status == 486 and agent.sent(486) == 1
     hang = {e.attempt_id: e for e in evs if e.kind == "hangup"}
     assert hang[1].by == "dialer" and hang[1].recording_path == str(rec)
-    # the carrier received the message: its echo comes back (signal heard > 0), unlike the silent control
+    # the message went out to the customer (level_out), unlike the silent control; on the recorded call its echo
+    # came back (level_in: pjmedia only reads a port's incoming audio while something listens to it)
+    assert (hang[1].stats or {})["customer"]["level_out"] > 0
     assert (hang[1].stats or {})["customer"]["level_in"] > 0
-    assert (hang[2].stats or {})["customer"]["level_in"] > 0
-    assert (hang[3].stats or {})["customer"]["level_in"] == 0
+    assert (hang[2].stats or {})["customer"]["level_out"] > 0
+    assert (hang[3].stats or {})["customer"]["level_out"] == 0
     # and the per-call recording holds it
     with wave.open(str(rec)) as w:
         frames = w.readframes(w.getnframes())
@@ -475,10 +477,12 @@ def test_worker_that_cannot_start_is_a_clear_error() -> None:
     assert not any(w.alive() for w in tel.workers.values())
 
 
-def test_registration_failure_marks_trunk_down(tmp_path: Path, telephony: Callable[[Config], Telephony]) -> None:
+def test_registration_failure_marks_trunk_down(tmp_path: Path, telephony: Callable[[Config], Telephony],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TSUNAGU_TEST_TRUNK_PW", "not-the-right-one")
     with Sipp("registrar_reject", port=free_udp_port(), workdir=tmp_path) as registrar:
         cfg = make_config(registrar.port, lines=2, extra_trunk='registration = true\nusername = "dialer"\n'
-                                                             'password_env = "TSUNAGU_TEST_NO_SUCH_VAR"')
+                                                             'password_env = "TSUNAGU_TEST_TRUNK_PW"')
         tel = telephony(cfg)
         evs = collect(tel, lambda es: any(e.kind == "trunk_down" for e in es), 10)
         down = [e for e in evs if e.kind == "trunk_down"]
@@ -487,10 +491,12 @@ def test_registration_failure_marks_trunk_down(tmp_path: Path, telephony: Callab
     assert registrar.received("REGISTER") >= 1 and registrar.sent(403) >= 1 and registrar.invites() == 0
 
 
-def test_registration_retried_brings_trunk_up(tmp_path: Path, telephony: Callable[[Config], Telephony]) -> None:
+def test_registration_retried_brings_trunk_up(tmp_path: Path, telephony: Callable[[Config], Telephony],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TSUNAGU_TEST_TRUNK_PW", "secret")
     with Sipp("registrar_flaky", port=free_udp_port(), workdir=tmp_path) as registrar:
         cfg = make_config(registrar.port, lines=2, extra_tel="trunk_retry_s = 1.0",
-                          extra_trunk='registration = true\nusername = "dialer"')
+                          extra_trunk='registration = true\nusername = "dialer"\npassword_env = "TSUNAGU_TEST_TRUNK_PW"')
         tel = telephony(cfg)
         evs = collect(tel, lambda es: any(e.kind == "trunk_up" for e in es), 15)
         assert [e.kind for e in evs if e.kind.startswith("trunk")] == ["trunk_down", "trunk_up"]

@@ -49,9 +49,11 @@ def _check(args: argparse.Namespace) -> int:
         print(f"  SIP status  {codes}")
         if r["setup_ms_p50"] is not None:
             print(f"  setup ms    p50 {r['setup_ms_p50']}  p95 {r['setup_ms_p95']}")
+        for why in r["trunk_down"]:
+            print(f"  TRUNK DOWN  {why}")
         if r.get("not_finished"):
             print(f"  {r['not_finished']} call(s) did not finish in time")
-    return 0 if not r.get("not_finished") else 1
+    return 0 if r["trunk_ok"] and not r.get("not_finished") else 1
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -15,7 +15,7 @@ from dialer.config import Config
 from dialer.telephony.events import CallEvent
 from dialer.telephony.supervisor import Telephony
 
-KEYS = ("answered", "busy", "no_answer", "rejected", "invalid", "congestion", "failed")
+KEYS = ("answered", "busy", "no_answer", "rejected", "invalid", "congestion", "redirected", "trunk_error", "failed")
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -43,6 +43,7 @@ def run_check(cfg: Config, trunk: str, to: str, *, calls: int, concurrency: int,
     status: Counter[str] = Counter()
     ends: list[CallEvent] = []
     hang: dict[int, float] = {}
+    trunk_down: list[str] = []
     nxt = 1
     done = 0
     deadline = time.monotonic() + math.ceil(calls / max(1, concurrency)) * (max(15.0, ring_timeout_s) + hold_s + 10) + 30
@@ -56,6 +57,8 @@ def run_check(cfg: Config, trunk: str, to: str, *, calls: int, concurrency: int,
                 nxt += 1
             for ev in tel.events(0.02):
                 a = ev.attempt_id
+                if ev.kind == "trunk_down" and ev.trunk == trunk:
+                    trunk_down.append(ev.detail)
                 if a is None:
                     continue
                 if ev.kind == "answered":
@@ -73,6 +76,8 @@ def run_check(cfg: Config, trunk: str, to: str, *, calls: int, concurrency: int,
                         key = ev.outcome if ev.outcome in KEYS else "failed"
                         counts[key] += 1
                         status[str(ev.sip_status or 0)] += 1
+            if trunk_down and tel.trunk_status(trunk)["down"] and len(placed_at) == done:
+                break  # the trunk itself failed (credentials, Retry-After): say so instead of waiting
             now = time.monotonic()
             for a, t in list(hang.items()):
                 if now >= t:
@@ -89,4 +94,7 @@ def run_check(cfg: Config, trunk: str, to: str, *, calls: int, concurrency: int,
     result["setup_ms_p95"] = round(p95, 1) if p95 is not None else None
     if done < calls:
         result["not_finished"] = calls - done
+    result["trunk_down"] = trunk_down
+    # calls that failed for the trunk's own reasons (not the callee's): the check fails
+    result["trunk_ok"] = not trunk_down and not counts.get("trunk_error", 0)
     return result

@@ -68,6 +68,7 @@ class CallEvent:
     # answering-machine detection on "answered" / "machine" (and "hangup" if the callee hung up while it
     # listened): {"verdict", "decided_after_s", "reason", "features", "action", "frames"}
     amd: dict[str, Any] | None = None
+    retry_after_s: float | None = None  # a 503's Retry-After (the supervisor rests the trunk that long)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -99,8 +99,8 @@ class Originate:
     connect_limit_s: float
     info_wav: str | None = None
     record_path: str | None = None
-    from_uri: str = ""  # per-campaign caller ID (From), empty = the trunk's
     amd: AmdOrder | None = None  # answering-machine detection for this call (None = every answer is a person)
+    from_user: str = ""  # per-campaign caller ID (the From user part at the trunk's from_domain); "" = trunk's
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -25,10 +26,13 @@ from typing import Any
 
 from dialer.config import Config, TrunkConfig
 from dialer.privacy import mask_text
+from dialer.telephony import rawsip
 from dialer.telephony.amdtap import AmdOrder
+from dialer.telephony.capacity import HostCapacity, host_capacity
 from dialer.telephony.events import CallEvent
 from dialer.telephony.numbers import request_uri
 from dialer.telephony.protocol import (
+    AgentLegSpec,
     Command,
     ConnectAgent,
     Dialog,
@@ -78,6 +82,7 @@ class _Worker:
     fatal_status: int | None = None
     stopped: bool = False
     pid: int = 0
+    respawn_after: threading.Thread | None = None
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -103,6 +108,10 @@ class _Trunk:
     retry_at: float = 0.0
     by_registration: bool = False
     consecutive_503: int = 0
+    consecutive_403: int = 0
+    reg_pending: bool = False  # registers, and no 200 to a REGISTER yet: the first INVITE waits for it
+    probing: bool = False  # half-open after a rest: exactly one call may probe the trunk
+    probe_attempt: int | None = None
     tokens: float = 0.0
     tokens_at: float = 0.0
 
@@ -129,7 +138,8 @@ class Telephony:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.tc = cfg.telephony
-        self.trunks = {t.name: _Trunk(t) for t in cfg.trunks}
+        # a registering trunk takes no INVITE before its one registration (from worker 0) is accepted
+        self.trunks = {t.name: _Trunk(t, reg_pending=t.registration) for t in cfg.trunks}
         self.workers: dict[str, _Worker] = {}
         self.calls: dict[int, _Call] = {}
         self.pending: deque[CallEvent] = deque()
@@ -138,6 +148,12 @@ class Telephony:
         self.customer_slots_per_worker = 0
         self.started = False
         self.errors: list[str] = []
+        self.host: HostCapacity | None = None
+        self.capacity_note = ""
+        self.lines = cfg.telephony.lines
+        self.bye_threads: list[threading.Thread] = []
+        self.byes_sent: list[tuple[int, str, int]] = []
+        self.bye_sent_at: list[float] = []  # when each dead worker's BYEs first left (monotonic)  # (attempt, leg, final status) of BYEs sent for dead workers
         self.dialogs: dict[tuple[int, str], Dialog] = {}  # confirmed dialogs, by (attempt, leg)
         self._reports = self._report_table()
 
@@ -151,8 +167,14 @@ class Telephony:
             trunk_retry_s=tc.trunk_retry_s, log_level=int(os.environ.get("TSUNAGU_PJ_LOG_LEVEL", "0")),
             log_file=str(Path(log_dir) / f"pjsua-w{i}.log") if log_dir else "",
             trunks=tuple(TrunkSpec(name=t.name, proxy=t.proxy, transport=t.transport, username=t.username,
-                                   password=t.password(), registration=t.registration, registrar=t.registrar,
-                                   caller_id=t.caller_id, codecs=tuple(t.codecs)) for t in self.cfg.trunks),
+                                   auth_username=t.auth_username, password=t.password(),
+                                   registration=t.registration, register_here=i == 0, registrar=t.registrar,
+                                   caller_id=t.caller_id, from_user=t.from_user, from_domain=t.from_domain,
+                                   outbound_proxy=t.outbound_proxy, codecs=tuple(t.codecs),
+                                   session_expires_s=t.session_expires_s) for t in self.cfg.trunks),
+            agent_leg=AgentLegSpec(username=tc.agent_username, password=tc.agent_password(),
+                                   outbound_proxy=tc.agent_outbound_proxy),
+            rtp_timeout_s=tc.rtp_timeout_s,
         )
 
     def _spawn(self, w: _Worker) -> None:
@@ -161,7 +183,10 @@ class Telephony:
         parent, child = socket.socketpair()
         err: Any = subprocess.DEVNULL
         if os.environ.get("TSUNAGU_PJ_LOG_DIR"):
-            err = open(Path(os.environ["TSUNAGU_PJ_LOG_DIR"]) / f"worker-{w.name}.stderr", "ab")  # noqa: SIM115
+            path = Path(os.environ["TSUNAGU_PJ_LOG_DIR"]) / f"worker-{w.name}.stderr"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            os.fchmod(fd, 0o600)
+            err = os.fdopen(fd, "ab")
         proc = subprocess.Popen([sys.executable, "-m", "dialer.telephony.worker", str(child.fileno())],
                                 pass_fds=[child.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=err, cwd=os.getcwd())
@@ -198,6 +223,7 @@ class Telephony:
         """Start worker 0, read its call capacity, then start as many workers as the configured lines need."""
         if self.started:
             return
+        self._check_secrets()
         stride = self.tc.rtp_ports_per_worker
         w0 = _Worker(0, "w0", self._spec(0, stride))
         self.workers[w0.name] = w0
@@ -207,7 +233,16 @@ class Telephony:
         self.worker_capacity = cap
         per = max(1, math.floor(cap / (1.0 + self.tc.agent_leg_ratio)))
         self.customer_slots_per_worker = per
-        n = self.tc.workers if isinstance(self.tc.workers, int) else math.ceil(self.tc.lines / per)
+        self.host = host_capacity(cap, self.tc.agent_leg_ratio, configured=self.tc.max_lines_per_host)
+        lines = self.tc.lines
+        if lines > self.host.max_lines:
+            self.capacity_note = (f"lines = {lines} is more than this host can carry: clamped to "
+                                  f"{self.host.max_lines} ({self.host.describe()}); set max_lines_per_host "
+                                  f"after measuring the real host to change it")
+            log.warning("telephony: %s", self.capacity_note)
+            lines = self.host.max_lines
+        self.lines = lines
+        n = self.tc.workers if isinstance(self.tc.workers, int) else math.ceil(lines / per)
         n = max(1, n)
         stride = max(stride, 2 * cap + 16)
         if w0.spec.rtp_range != stride:
@@ -222,7 +257,7 @@ class Telephony:
         self._await_ready(rest, self.tc.worker_start_timeout_s + 2 * len(rest))
         for w in rest:
             w.customer_slots = per
-        self.capacity = min(self.tc.lines, n * per) if self.tc.workers == "auto" else n * per
+        self.capacity = min(lines, n * per)
         now = time.monotonic()
         for t in self.trunks.values():
             t.tokens, t.tokens_at = t.burst, now
@@ -259,6 +294,9 @@ class Telephony:
                 except OSError:
                     pass
             w.stopped = True
+        for th in self.bye_threads:
+            th.join(timeout=5.0)
+        self.bye_threads.clear()
         for attempt_id in list(self.calls):
             c = self.calls[attempt_id]
             self._release(attempt_id)
@@ -266,6 +304,19 @@ class Telephony:
                                           outcome="interrupted", by="dialer", worker=c.worker, trunk=c.trunk,
                                           detail="telephony stopped"))
         self.started = False
+
+    def _check_secrets(self) -> None:
+        """A trunk that authenticates without its password would fail every call: refuse to start instead."""
+        for t in self.cfg.trunks:
+            if t.username and not t.password_env:
+                raise TelephonyError(f"trunk {t.name!r} has username {t.username!r} but no password_env: set "
+                                     f"password_env to the name of the environment variable holding its password")
+            if t.username and not t.password():
+                raise TelephonyError(f"trunk {t.name!r}: environment variable {t.password_env} (password_env) is "
+                                     f"not set or empty")
+        if self.tc.agent_username and not self.tc.agent_password():
+            raise TelephonyError(f"[telephony] agent_username is set but agent_password_env "
+                                 f"({self.tc.agent_password_env or 'unset'}) names no set environment variable")
 
     # ------------------------------------------------------------------ capacity
     def _trunk(self, name: str) -> _Trunk:
@@ -277,15 +328,17 @@ class Telephony:
     def free_lines(self, trunk: str) -> int:
         t = self._trunk(trunk)
         self._check_trunks(time.monotonic())
-        if t.down or not self.started:
+        if t.down or t.reg_pending or not self.started:
             return 0
+        if t.probing:
+            return 0 if t.probe_attempt is not None else 1  # one probe, not a burst
         workers_free = sum(w.free() for w in self.workers.values())
         total_free = self.capacity - len(self.calls)
         return max(0, min(t.cfg.max_channels - len(t.active), workers_free, total_free))
 
     def cps_headroom(self, trunk: str) -> int:
         t = self._trunk(trunk)
-        if t.down:
+        if t.down or t.reg_pending:
             return 0
         t.refill(time.monotonic())
         return int(t.tokens)
@@ -293,7 +346,7 @@ class Telephony:
     # ------------------------------------------------------------------ calls
     def originate(self, attempt_id: int, number: str, trunk: str, *, ring_timeout_s: float = 24.0,
                   connect_limit_s: float = 2.0, info_wav: str | None = None, record_path: str | None = None,
-                  amd: AmdOrder | None = None) -> bool:
+                  amd: AmdOrder | None = None, caller_id: str = "") -> bool:
         """Send the INVITE from the least loaded worker. False = no free slot or setup budget right now."""
         if attempt_id in self.calls:
             raise ValueError(f"attempt {attempt_id} is already in progress")
@@ -308,10 +361,13 @@ class Telephony:
         msg = Originate(attempt_id=attempt_id, uri=request_uri(number, t.cfg), trunk=trunk,
                         ring_timeout_s=max(MIN_RING_S, float(ring_timeout_s)), connect_limit_s=float(connect_limit_s),
                         info_wav=str(Path(info_wav).resolve()) if info_wav else None,
-                        record_path=str(Path(record_path).resolve()) if record_path else None, amd=amd)
+                        record_path=str(Path(record_path).resolve()) if record_path else None, amd=amd,
+                        from_user=caller_id)
         if not self._send(w, msg):
             return False
         t.tokens -= 1.0
+        if t.probing:
+            t.probe_attempt = attempt_id
         t.active.add(attempt_id)
         w.attempts.add(attempt_id)
         self.calls[attempt_id] = _Call(attempt_id, w.name, trunk, now)
@@ -351,6 +407,11 @@ class Telephony:
         return out
 
     def _pump(self, timeout: float, *, restart: bool = True) -> None:
+        for w in self.workers.values():
+            if w.respawn_after is not None and not w.respawn_after.is_alive():
+                w.respawn_after = None
+                if restart and self.started:
+                    self._spawn(w)
         conns: dict[Any, _Worker] = {}
         for w in self.workers.values():
             if w.conn is not None and not w.stopped:
@@ -423,23 +484,44 @@ class Telephony:
                 return  # already reported (e.g. interrupted when its worker died)
         if ev.kind in ("answered", "machine") and ev.attempt_id in self.calls:
             self.calls[ev.attempt_id].answered = True
-        if ev.trunk in self.trunks:
-            t = self.trunks[ev.trunk]
-            if ev.kind == "failed" and ev.sip_status == 503 or ev.kind == "failed" and ev.outcome == "congestion":
-                t.consecutive_503 += 1
-                if t.consecutive_503 >= self.tc.trunk_503_limit and not t.down:
-                    self._trunk_down(t, f"{t.consecutive_503} consecutive congestion failures "
-                                        f"(last: {ev.sip_status or 'no response'})")
-            elif ev.kind in ("ringing", "answered", "machine") or ev.kind == "failed" and ev.outcome in (
-                    "busy", "no_answer", "invalid", "rejected"):
-                t.consecutive_503 = 0
+        if ev.trunk in self.trunks and ev.kind in ("ringing", "answered", "machine", "failed"):
+            self._trunk_health(self.trunks[ev.trunk], ev)
         self.pending.append(ev)
+
+    def _trunk_health(self, t: _Trunk, ev: CallEvent) -> None:
+        """What a call's progress says about its trunk: credentials refused or a Retry-After take it down at
+        once; runs of 403s or congestion take it down; a probe that fails takes it down again."""
+        probe = t.probing and ev.attempt_id == t.probe_attempt
+        failed = ev.kind == "failed"
+        if failed and ev.outcome == "trunk_error":
+            self._trunk_down(t, f"authentication failed ({ev.detail})")
+        elif failed and ev.sip_status == 503 and ev.retry_after_s:
+            self._trunk_down(t, f"503 with Retry-After: {ev.retry_after_s:g} s", rest_s=ev.retry_after_s)
+        elif failed and ev.sip_status == 403:
+            t.consecutive_403 += 1
+            if t.consecutive_403 >= self.tc.trunk_403_limit or probe:
+                self._trunk_down(t, f"{t.consecutive_403} consecutive 403 Forbidden (account or caller ID "
+                                    f"refused by the carrier?)")
+        elif failed and (ev.sip_status == 503 or ev.outcome == "congestion"):
+            t.consecutive_503 += 1
+            if t.consecutive_503 >= self.tc.trunk_503_limit or probe:
+                self._trunk_down(t, f"{t.consecutive_503} consecutive congestion failures "
+                                    f"(last: {ev.sip_status or 'no response'})")
+        elif ev.kind in ("ringing", "answered", "machine") or failed and ev.outcome in ("busy", "no_answer", "invalid",
+                                                                            "rejected", "redirected"):
+            t.consecutive_503 = t.consecutive_403 = 0
+            if probe:
+                t.probing, t.probe_attempt = False, None  # the probe got through: the trunk is fully up
+        elif probe and failed:
+            t.probe_attempt = None  # inconclusive (cancelled, interrupted): another single probe may go
 
     def _release(self, attempt_id: int) -> _Call | None:
         c = self.calls.pop(attempt_id, None)
         if c is None:
             return None
         self.trunks[c.trunk].active.discard(attempt_id)
+        for leg in ("customer", "agent"):
+            self.dialogs.pop((attempt_id, leg), None)
         w = self.workers.get(c.worker)
         if w is not None:
             w.attempts.discard(attempt_id)
@@ -450,10 +532,12 @@ class Telephony:
         code = None
         if w.proc is not None:
             try:
-                code = w.proc.wait(timeout=2.0)
+                code = w.proc.wait(timeout=1.0)
             except subprocess.TimeoutExpired:
                 w.proc.kill()  # it closed its pipe but lingers: it can no longer be told anything
                 code = w.proc.wait()
+        # now that its SIP port is free: the far ends of its calls are in dead air right now
+        byes = self._bye_dialogs_of(w)
         lost = sorted(w.attempts)
         if not w.ready and not self.started:
             if w.conn is not None:
@@ -485,20 +569,68 @@ class Telephony:
                                                      f"minute; not restarted (capacity reduced)"))
                 return
             w.restarts += 1
-            self._spawn(w)
+            if byes is not None:
+                w.respawn_after = byes  # its SIP port sends the BYEs first; restarted when they are done
+            else:
+                self._spawn(w)
+
+    def _bye_dialogs_of(self, w: _Worker) -> threading.Thread | None:
+        """A dead worker cannot hang up: send each of its confirmed dialogs a BYE ourselves (both legs), from
+        the worker's own SIP port, in the background so the campaign loop never waits on a far end."""
+        jobs: list[tuple[rawsip.Request, tuple[str, int], tuple[str, str] | None]] = []
+        keys: list[tuple[int, str]] = []
+        for key in [k for k in self.dialogs if k[0] in w.attempts]:
+            d = self.dialogs.pop(key)
+            if d.transport != "udp":
+                continue  # a TCP dialog died with its connection; the session timer ends it at the carrier
+            creds: tuple[str, str] | None = None
+            if d.trunk is not None and d.trunk in self.trunks:
+                tcfg = self.trunks[d.trunk].cfg
+                if tcfg.username:
+                    creds = (tcfg.auth_username or tcfg.username, tcfg.password())
+            elif d.trunk is None and self.tc.agent_username:
+                creds = (self.tc.agent_username, self.tc.agent_password())
+            req = rawsip.Request("BYE", d.remote_target, d.local_uri, d.remote_uri, d.call_id, d.cseq + 100,
+                                 route=d.route_set)
+            dest = rawsip.host_port(rawsip.uri_of(d.route_set[0]) if d.route_set else d.remote_target)
+            jobs.append((req, dest, creds))
+            keys.append(key)
+        if not jobs:
+            return None
+        th = threading.Thread(target=self._send_byes, args=(jobs, keys, w.spec.sip_port), name=f"bye-{w.name}",
+                              daemon=True)
+        th.start()
+        self.bye_threads.append(th)
+        return th
+
+    def _send_byes(self, jobs: list[tuple[rawsip.Request, tuple[str, int], tuple[str, str] | None]],
+                   keys: list[tuple[int, str]], port: int) -> None:
+        self.bye_sent_at.append(time.monotonic())
+        try:
+            statuses = rawsip.transact_all(jobs, bind=self.tc.bind, port=port, timeout_s=8.0)
+        except OSError as exc:
+            log.warning("telephony: BYEs for a dead worker's calls failed: %s", exc)
+            statuses = [0] * len(jobs)
+        for (attempt_id, leg), status in zip(keys, statuses, strict=True):
+            self.byes_sent.append((attempt_id, leg, status))
 
     # ------------------------------------------------------------------ trunks
-    def _trunk_down(self, t: _Trunk, reason: str, *, registration: bool = False) -> None:
+    def _trunk_down(self, t: _Trunk, reason: str, *, registration: bool = False, rest_s: float | None = None) -> None:
+        if t.down:
+            return
+        rest = rest_s if rest_s is not None else self.tc.trunk_retry_s
         t.down = True
         t.reason = reason
         t.by_registration = registration
-        t.retry_at = time.monotonic() + self.tc.trunk_retry_s
+        t.reg_pending = t.probing = False
+        t.probe_attempt = None
+        t.retry_at = time.monotonic() + rest
         self.pending.append(CallEvent(kind="trunk_down", trunk=t.cfg.name,
-                                      detail=mask_text(f"trunk {t.cfg.name} down: {reason}; "
-                                                       f"retry in {self.tc.trunk_retry_s:g} s")))
+                                      detail=mask_text(f"trunk {t.cfg.name} down: {reason}; retry in {rest:g} s")))
 
     def _trunk_up(self, t: _Trunk, why: str) -> None:
         t.down = False
+        t.consecutive_503 = t.consecutive_403 = 0
         t.reason = ""
         self.pending.append(CallEvent(kind="trunk_up", trunk=t.cfg.name, detail=f"trunk {t.cfg.name} up: {why}"))
 
@@ -508,12 +640,13 @@ class Telephony:
                 # ask every worker to REGISTER again (pjsua does not retry every kind of refusal by itself)
                 t.retry_at = now + self.tc.trunk_retry_s
                 for w in self.workers.values():
-                    if w.ready and not w.stopped:
+                    if w.ready and not w.stopped and any(ts.register_here and ts.name == t.cfg.name
+                                                         for ts in w.spec.trunks):
                         self._send(w, Register(trunk=t.cfg.name))
             elif t.down and not t.by_registration and now >= t.retry_at:
-                # half-open: one more congestion failure marks it down again
-                t.consecutive_503 = max(0, self.tc.trunk_503_limit - 1)
-                self._trunk_up(t, f"retrying after {self.tc.trunk_retry_s:g} s")
+                # half-open: ONE call probes the trunk; its failure marks it down again, its ringing brings it up
+                self._trunk_up(t, "probing with one call")
+                t.probing, t.probe_attempt = True, None
 
     def _registration(self, m: RegState) -> None:
         t = self.trunks.get(m.trunk)
@@ -521,12 +654,25 @@ class Telephony:
             return
         if m.ok and m.expiration and t.down and t.by_registration:
             self._trunk_up(t, "registered")
+        elif m.ok and m.expiration:
+            t.reg_pending = False
         elif not m.ok and not t.down:
-            self._trunk_down(t, f"registration failed: {m.code} {m.reason}", registration=True)
+            why = " (our credentials were refused)" if m.code in (401, 407, 403) else ""
+            self._trunk_down(t, f"registration failed: {m.code} {m.reason}{why}", registration=True)
 
     def trunk_status(self, trunk: str) -> dict[str, Any]:
         t = self._trunk(trunk)
-        return {"down": t.down, "reason": t.reason, "active": len(t.active), "consecutive_503": t.consecutive_503}
+        return {"down": t.down, "reason": t.reason, "active": len(t.active), "consecutive_503": t.consecutive_503,
+                "consecutive_403": t.consecutive_403, "waiting_for_registration": t.reg_pending,
+                "probing": t.probing}
+
+    def capacity_info(self) -> dict[str, Any]:
+        """For the monitor: what this host carries and whether the config asked for more."""
+        h = self.host
+        return {"lines": self.lines, "configured_lines": self.tc.lines, "capacity": self.capacity,
+                "workers": len(self.workers), "calls_per_process": self.worker_capacity,
+                "max_lines_per_host": h.max_lines if h else None, "source": h.source if h else None,
+                "note": self.capacity_note}
 
     def worker_pids(self) -> dict[str, int]:
         return {w.name: w.pid for w in self.workers.values() if w.ready and not w.stopped}

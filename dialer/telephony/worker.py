@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import os
+import re
 import signal
 import time
 import wave
@@ -26,12 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from dialer.privacy import mask_text
+from dialer.telephony import rawsip
 from dialer.telephony.amdtap import AmdSession, ring_seconds
 from dialer.telephony.events import CallEvent, outcome_for_status
 from dialer.telephony.protocol import (
     CallState,
     Command,
     ConnectAgent,
+    Dialog,
+    DialogGone,
     Event,
     Fatal,
     Hangup,
@@ -43,6 +47,7 @@ from dialer.telephony.protocol import (
     Slots,
     Stop,
     Stopped,
+    TrunkSpec,
     WorkerError,
     WorkerSpec,
 )
@@ -102,7 +107,17 @@ class Att:
     agent_confirmed: bool = False
     agent_silent: bool = False  # we cancelled the agent leg ourselves (abandon/hangup): no agent_failed
     agent_pending: tuple[int, str] | None = None  # waiting for a free slot
-    provisional: bool = False
+    provisional: bool = False  # any 1xx (a CANCEL can be sent)
+    rang: bool = False  # a 1xx above 100 (the callee's side is alerting): ring timeout = no_answer, not congestion
+    redirect_to: str = ""  # a 3xx we refused to follow
+    retry_after_s: float | None = None  # Retry-After on a 503
+    from_uri: str = ""
+    rtp_seen: dict[str, tuple[int, int, float, float]] = field(default_factory=dict)  # leg -> rx, tx, changed at
+    next_rtp_check: float = 0.0
+    dialogs: set[str] = field(default_factory=set)  # legs whose confirmed dialog the supervisor knows
+    challenges: int = 0
+    last_msg: str = ""
+    rtp_detail: str = ""
     ringing_sent: bool = False
     answered_at: float = 0.0
     connect_deadline: float = 0.0
@@ -136,6 +151,9 @@ class Worker:
         self.stop = False
         self.last_slots: tuple[int, int] = (-1, -1)
         self.accounts: dict[str, Any] = {}
+        self.trunk_specs: dict[str, TrunkSpec] = {}
+        self.host = ""
+        self.log_writer: Any = None
         self.local_acc: Any = None
         self.commands: dict[type[Any], Callable[[Any], None]] = {
             Originate: self._originate, ConnectAgent: self._connect_agent, Hangup: self._hangup_cmd,
@@ -143,6 +161,7 @@ class Worker:
         }
         self.actions: dict[str, Callable[[Att], None]] = {
             "bridge": self._bridge, "record": self._record, "release": self._release, "amd_tap": self._amd_tap,
+            "auth_failed": self._auth_failed,
         }
 
     # ------------------------------------------------------------------ messaging
@@ -175,7 +194,10 @@ class Worker:
         epc.logConfig.level = sp.log_level
         epc.logConfig.consoleLevel = 0
         if sp.log_file:
-            epc.logConfig.filename = sp.log_file
+            # our writer, not pjlib's file: numbers masked, credentials never written, file mode 0600
+            self.log_writer = _make_log_writer(pj, sp.log_file)
+            epc.logConfig.writer = self.log_writer
+            epc.logConfig.consoleLevel = sp.log_level
         epc.medConfig.clockRate = sp.clock_rate
         epc.medConfig.sndClockRate = sp.clock_rate
         epc.medConfig.ecTailLen = 0
@@ -204,24 +226,32 @@ class Worker:
         host = f"{sp.public}:{sp.sip_port}"
         self.host = host
         acfg = pj.AccountConfig()
-        acfg.idUri = f"sip:dialer@{host}"
+        al = sp.agent_leg
+        acfg.idUri = f"sip:{al.username or 'dialer'}@{host}"
         media_cfg(acfg)
+        if al.username:  # agents behind a PBX that challenges (407) the dialer's INVITEs
+            acfg.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", al.username, 0, al.password))
+        if al.outbound_proxy:
+            acfg.sipConfig.proxies.append(_loose(al.outbound_proxy))
         self.local_acc = _make_account(pj, self, "")
         self.local_acc.create(acfg, True)
+        self.trunk_specs = {t.name: t for t in sp.trunks}
         for t in sp.trunks:
             acfg = pj.AccountConfig()
-            cid = t.caller_id
-            if cid and not cid.startswith(("sip:", "sips:", "<", '"')):
-                cid = f"sip:{cid}@{host}"  # a bare number as caller ID
-            acfg.idUri = cid or f"sip:{t.username or 'dialer'}@{host}"
+            acfg.idUri = trunk_from_uri(t, host)
             media_cfg(acfg)
             if t.username:
-                realm = "*"
-                cred = pj.AuthCredInfo("digest", realm, t.username, 0, t.password)
+                cred = pj.AuthCredInfo("digest", "*", t.auth_username or t.username, 0, t.password)
                 acfg.sipConfig.authCreds.append(cred)
+            if t.outbound_proxy:
+                acfg.sipConfig.proxies.append(_loose(t.outbound_proxy))
+            # session timers offered on every call: a carrier tears down what a dead process cannot
+            acfg.callConfig.timerUse = pj.PJSUA_SIP_TIMER_ALWAYS
+            acfg.callConfig.timerSessExpiresSec = max(90, t.session_expires_s)
+            acfg.callConfig.timerMinSESec = 90
             if t.registration:
                 acfg.regConfig.registrarUri = t.registrar or t.proxy
-                acfg.regConfig.registerOnAdd = True
+                acfg.regConfig.registerOnAdd = t.register_here  # one binding per host, not one per worker
                 acfg.regConfig.retryIntervalSec = int(sp.trunk_retry_s)
             else:
                 acfg.regConfig.registerOnAdd = False
@@ -254,6 +284,8 @@ class Worker:
                   ring_deadline=now + msg.ring_timeout_s, connect_limit=msg.connect_limit_s,
                   info_wav=msg.info_wav, record_path=msg.record_path, place_until=now + 5.0, amd_order=msg.amd,
                   sent_at=now)
+        if msg.from_user and msg.trunk in self.trunk_specs:
+            att.from_uri = trunk_from_uri(self.trunk_specs[msg.trunk], self.host, msg.from_user)
         self.atts[att.attempt_id] = att
         self._place(att)
 
@@ -291,6 +323,8 @@ class Worker:
         prm = pj.CallOpParam(True)
         prm.opt.audioCount = 1
         prm.opt.videoCount = 0
+        if att.from_uri:
+            prm.txOption.localUri = att.from_uri  # the campaign's caller ID at the carrier's domain
         try:
             leg.makeCall(att.uri, prm)
         except pj.Error as exc:
@@ -369,9 +403,12 @@ class Worker:
         except pj.Error:
             return
         st = ci.state
+        if st == pj.PJSIP_INV_STATE_DISCONNECTED and role in att.dialogs:
+            att.dialogs.discard(role)
+            self.send(DialogGone(attempt_id=att.attempt_id, leg=role))
         if role == "customer":
             if st == pj.PJSIP_INV_STATE_EARLY and not att.ringing_sent:
-                att.ringing_sent = att.provisional = True
+                att.ringing_sent = att.provisional = att.rang = True
                 att.ringing_at = time.monotonic()
                 self.emit("ringing", att, sip_status=ci.lastStatusCode)
             elif st == pj.PJSIP_INV_STATE_CONFIRMED and att.state is CallState.CALLING:
@@ -426,16 +463,67 @@ class Worker:
 
     def _unanswered(self, att: Att, status: int, reason: str) -> None:
         self.atts.pop(att.attempt_id, None)
+        if status == 503 and att.last_msg:
+            att.retry_after_s = rawsip.retry_after_s(rawsip.parse(att.last_msg))
         if att.ring_timed_out and not att.provisional:
             outcome, detail = "congestion", "no response from the trunk before the ring timeout"
+        elif att.ring_timed_out and not att.rang:
+            outcome, detail = "congestion", "100 Trying, then nothing until the ring timeout (no ringing)"
+        elif 300 <= status < 400:
+            outcome, detail = "redirected", f"{status} {reason}: not followed" + (
+                f" (to {att.redirect_to})" if att.redirect_to else "")
+        elif status in (401, 407):
+            outcome, detail = "trunk_error", f"{status} {reason}: the trunk refused our credentials"
         else:
             outcome = outcome_for_status(status, ring_timeout=att.ring_timed_out, cancelled=att.dialer_cancel)
             detail = f"{status} {reason}"
-        self.emit("failed", att, outcome=outcome, sip_status=status or None, detail=detail)
+        self.emit("failed", att, outcome=outcome, sip_status=status or None, detail=detail,
+                  retry_after_s=att.retry_after_s if status == 503 else None)
 
-    def on_tsx(self, att: Att, code: int) -> None:
-        if 100 <= code < 200:
+    def on_tsx(self, att: Att, role: str, method: str, code: int, msg: str) -> None:
+        """A transaction of this leg changed state; `msg` is the SIP message that caused it (if received)."""
+        if role == "customer" and 100 <= code < 200:
             att.provisional = True
+            if code > 100:
+                att.rang = True
+        if role == "customer" and code in (401, 407) and method == "INVITE" and msg:
+            att.challenges += 1
+            if att.challenges >= 2 and att.state is CallState.CALLING:
+                # challenged again after we answered (a fresh nonce each time): our credentials are refused
+                self.todo.append(("auth_failed", att.attempt_id))
+        if not msg or method != "INVITE":
+            return
+        m = rawsip.parse(msg)
+        if code == 503 and role == "customer":
+            att.retry_after_s = rawsip.retry_after_s(m)
+        elif 300 <= code < 400 and role == "customer":
+            att.redirect_to = mask_text(rawsip.uri_of(m.get("contact") or ""))
+        elif 200 <= code < 300 and m.get("call-id"):
+            # the confirmed dialog as the far end knows it: the supervisor can end it if this process dies
+            tspec = self.trunk_specs.get(att.trunk)
+            self.send(Dialog(attempt_id=att.attempt_id, leg=role, call_id=m.get("call-id") or "",
+                             local_uri=m.get("from") or "", remote_uri=m.get("to") or "",
+                             remote_target=rawsip.uri_of(m.get("contact") or ""),
+                             route_set=tuple(reversed(m.all("record-route"))), cseq=rawsip.cseq_number(m.get("cseq")),
+                             transport=(tspec.transport if tspec and role == "customer" else "udp"),
+                             trunk=att.trunk if role == "customer" else None))
+            att.dialogs.add(role)
+
+    def _auth_failed(self, att: Att) -> None:
+        """Report now; the leg may wait for its INVITE transaction to time out (no CANCEL before a 1xx)."""
+        if att.state is not CallState.CALLING or att.cust is None:
+            return
+        del self.atts[att.attempt_id]
+        att.state = CallState.ZOMBIE
+        self.zombies[att.attempt_id] = att
+        self.emit("failed", att, outcome="trunk_error", sip_status=401,
+                  detail=f"challenged {att.challenges} times: the trunk refused our credentials")
+        self._hangup_leg(att.cust)
+
+    def on_refer(self, att: Att, role: str, target: str) -> None:
+        """A REFER would make us call someone the campaign never chose (no attempt, no DNC or hours check)."""
+        self.emit("refer_refused", att, leg=role, agent_id=att.agent_id if role == "agent" else None,
+                  sip_status=603, detail=f"REFER from the {role} leg refused (603); target {target}")
 
     def on_media(self, leg: Any, att: Att, role: str) -> None:
         if role == "customer" and att.record_path and att.recorder is None and att.state is not CallState.CALLING:
@@ -472,7 +560,10 @@ class Worker:
             if a is None:
                 continue
             try:
-                lin, lout = int(a.getRxLevel()), int(a.getTxLevel())
+                # pjmedia's names are the bridge port's view: its "tx" is what the port feeds INTO the bridge
+                # (heard from the peer), its "rx" what it takes from the bridge (sent to the peer). A silent
+                # agent proved it: getRxLevel() read 32 with 0 RTP packets received.
+                lin, lout = int(a.getTxLevel()), int(a.getRxLevel())
             except self.pj.Error:
                 continue
             att.levels[f"{role}_in"] = max(att.levels.get(f"{role}_in", 0), lin)
@@ -570,7 +661,7 @@ class Worker:
         att.recorder = None  # closes the WAV (header written on destroy)
         self.emit("hangup", att, by=att.hangup_by or "dialer", agent_id=att.agent_id, recording_path=rec_path,
                   stats=dict(att.stats) or None, sip_status=att.ended_status or None, cause=att.cause, amd=amd,
-                  detail=note)
+                  detail="; ".join(x for x in (note, att.rtp_detail) if x))
 
     def _abandon(self, att: Att, now: float) -> None:
         if att.agent is not None and not att.agent_confirmed:
@@ -618,6 +709,7 @@ class Worker:
                     self._hangup_leg(att.cust)
             elif att.state is CallState.CONNECTED:
                 self._sample_levels(att, now)
+                self._check_rtp(att, now)
             elif att.state is CallState.ANSWERED:
                 if att.amd is not None and self._amd_step(att, now):
                     continue
@@ -625,14 +717,51 @@ class Worker:
                     self._place_agent(att)
                 if now >= att.connect_deadline:
                     self._abandon(att, now)
+                else:
+                    self._check_rtp(att, now)
             elif att.state is CallState.ABANDONING:
                 self._sample_levels(att, now)
+                self._check_rtp(att, now)
                 if now >= att.play_until and att.cust is not None and att.play_until >= 0:
                     att.play_until = -1.0
                     att.player = None
                     self._hangup_leg(att.cust)
                 elif att.cust is None and att.agent is None:
                     self._finish(att)
+
+    def _check_rtp(self, att: Att, now: float) -> None:
+        """Dead-call detection: RTP counters of a confirmed leg that stop moving for rtp_timeout_s (either
+        direction) hang the call up. A leg on hold (ours or theirs) is not expected to send: its clock restarts."""
+        limit = self.spec.rtp_timeout_s
+        if limit <= 0 or now < att.next_rtp_check:
+            return
+        att.next_rtp_check = now + 1.0
+        pj = self.pj
+        for role, leg in (("customer", att.cust), ("agent", att.agent if att.agent_confirmed else None)):
+            if leg is None:
+                continue
+            try:
+                held = any(m.type == pj.PJMEDIA_TYPE_AUDIO and m.status in (
+                    pj.PJSUA_CALL_MEDIA_LOCAL_HOLD, pj.PJSUA_CALL_MEDIA_REMOTE_HOLD) for m in leg.getInfo().media)
+                st = leg.getStreamStat(0)
+                rx, tx = int(st.rtcp.rxStat.pkt), int(st.rtcp.txStat.pkt)
+            except pj.Error:
+                continue
+            rx_n, tx_n, rx_at, tx_at = att.rtp_seen.get(role, (-1, -1, now, now))
+            if held:
+                rx_at = tx_at = now
+            if rx != rx_n:
+                rx_at = now
+            if tx != tx_n:
+                tx_at = now
+            att.rtp_seen[role] = (rx, tx, rx_at, tx_at)
+            if now - min(rx_at, tx_at) >= limit:
+                att.cause = "rtp_timeout"
+                if att.hangup_by is None:
+                    att.hangup_by = "dialer"
+                att.rtp_detail = f"no RTP {'from' if rx_at <= tx_at else 'to'} the {role} for {limit:g} s"
+                self._end(att, "dialer")
+                return
 
     def report_slots(self) -> None:
         used = _call_count(self.pj)
@@ -687,6 +816,41 @@ class Worker:
         self.send(Stopped())
 
 
+def _loose(uri: str) -> str:
+    """An outbound proxy is a loose router (RFC 3261 16.12): pjsip wants ';lr' on it."""
+    return uri if ";lr" in uri else uri + ";lr"
+
+
+def trunk_from_uri(t: TrunkSpec, host: str, from_user: str = "") -> str:
+    """The From URI presented to the carrier: the campaign's (or the trunk's) number at the carrier's domain."""
+    user = from_user or t.from_user or t.caller_id or t.username or "dialer"
+    if user.startswith(("sip:", "sips:", "<", '"')):
+        return user
+    return f"sip:{user}@{t.from_domain or host}"
+
+
+_AUTH_LINE = re.compile(r"(?im)^(\s*(?:proxy-)?authorization\s*:).*$")
+
+
+def scrub_log(text: str) -> str:
+    """What may reach a debug log: no credentials (Authorization values), no full phone numbers."""
+    return mask_text(_AUTH_LINE.sub(r"\1 <redacted>", text))
+
+
+def _make_log_writer(pj: Any, path: str) -> Any:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(fd, 0o600)  # also when the file already existed with a wider mode
+
+    class Writer(pj.LogWriter):  # type: ignore[misc]
+        def write(self, entry: Any) -> None:
+            try:
+                os.write(fd, scrub_log(str(entry.msg)).encode("utf-8", "replace"))
+            except Exception:  # noqa: BLE001 - never raise into SWIG
+                pass
+
+    return Writer()
+
+
 def _make_account(pj: Any, worker: Worker, trunk: str) -> Any:
     class Acc(pj.Account):  # type: ignore[misc]
         def onRegState(self, prm: Any) -> None:
@@ -730,6 +894,10 @@ def _leg_class(pj: Any, worker: Worker) -> Any:
 
         def onCallState(self, prm: Any) -> None:
             try:
+                e = prm.e
+                if e.type == pj.PJSIP_EVENT_TSX_STATE and e.body.tsxState.type == pj.PJSIP_EVENT_RX_MSG:
+                    # the final response that ended an unanswered call (pjsip reports it before the tsx callback)
+                    self.att.last_msg = str(e.body.tsxState.src.rdata.wholeMsg)
                 worker.on_state(self, self.att, self.role)
             except Exception as exc:  # noqa: BLE001 - an exception into SWIG aborts the process
                 worker.send(WorkerError(where="onCallState", error=repr(exc)))
@@ -737,10 +905,37 @@ def _leg_class(pj: Any, worker: Worker) -> Any:
         def onCallTsxState(self, prm: Any) -> None:
             try:
                 e = prm.e
-                if e.type == pj.PJSIP_EVENT_TSX_STATE and self.role == "customer":
-                    worker.on_tsx(self.att, int(e.body.tsxState.tsx.statusCode))
+                if e.type != pj.PJSIP_EVENT_TSX_STATE:
+                    return
+                ts = e.body.tsxState
+                tsx = ts.tsx
+                msg = ""
+                if ts.type == pj.PJSIP_EVENT_RX_MSG and tsx.role == pj.PJSIP_ROLE_UAC:
+                    msg = str(ts.src.rdata.wholeMsg)
+                worker.on_tsx(self.att, self.role, str(tsx.method), int(tsx.statusCode), msg)
+            except Exception as exc:  # noqa: BLE001
+                worker.send(WorkerError(where="onCallTsxState", error=repr(exc)))
+
+        def onCallTransferRequest(self, prm: Any) -> None:
+            prm.statusCode = 603  # refused with a final error: never call a Refer-To target
+            try:
+                worker.on_refer(self.att, self.role, mask_text(str(prm.dstUri)))
             except Exception:  # noqa: BLE001
                 pass
+
+        def onCallReplaceRequest(self, prm: Any) -> None:
+            prm.statusCode = 603  # an INVITE/Replaces would hand our call to a party the campaign did not dial
+            try:
+                worker.on_refer(self.att, self.role, "INVITE with Replaces")
+            except Exception:  # noqa: BLE001
+                pass
+
+        def onCallRedirected(self, prm: Any) -> int:
+            try:
+                self.att.redirect_to = mask_text(str(prm.targetUri))
+            except Exception:  # noqa: BLE001
+                pass
+            return int(pj.PJSIP_REDIRECT_REJECT)  # a 3xx target was not checked against DNC or hours
 
         def onCallMediaState(self, prm: Any) -> None:
             try:
