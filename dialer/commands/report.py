@@ -7,6 +7,7 @@ import json
 import sys
 
 from dialer.commands._common import add_config_arg, config_from, group
+from dialer.commands._lift import add_lift
 from dialer.config import Config
 from dialer.errors import UserError
 from dialer.reports import campaign_report, compliance_report
@@ -76,3 +77,4 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     c.add_argument("--campaign", metavar="NAME", help="only this campaign")
     add_config_arg(c)
     c.set_defaults(func=_compliance)
+    add_lift(g)

@@ -1,0 +1,78 @@
+"""What a campaign's calls cost and produced, read for the lift report (dialer.lift): attempts, talk time,
+agent time, and sales recorded by agents per customer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from dialer.store.models import AgentStateLog, Attempt, Campaign, Disposition
+
+AT = Attempt.__table__  # type: ignore[attr-defined]
+CT = Campaign.__table__  # type: ignore[attr-defined]
+LT = AgentStateLog.__table__  # type: ignore[attr-defined]
+DT = Disposition.__table__  # type: ignore[attr-defined]
+WORKING = ("ready", "reserved", "on_call", "wrap_up")  # paid agent time (not paused, not logged out)
+
+
+def _aware(dt: datetime | None) -> datetime | None:
+    return None if dt is None else (dt if dt.tzinfo else dt.replace(tzinfo=UTC))
+
+
+@dataclass
+class CallTotals:
+    """Per segment: attempts, connected talk seconds, and the campaign's agent seconds."""
+
+    attempts: dict[str, int] = field(default_factory=dict)
+    connected: dict[str, int] = field(default_factory=dict)
+    line_seconds: dict[str, float] = field(default_factory=dict)  # answered -> ended: what the carrier bills
+    agent_talk_seconds: dict[str, float] = field(default_factory=dict)  # agent connected -> ended
+    agent_seconds: float = 0.0  # logged working time of the campaign's agents (all segments)
+    called_customers: dict[str, set[str]] = field(default_factory=dict)
+
+
+def campaign_id(engine: Engine, name: str) -> int | None:
+    with engine.connect() as conn:
+        v = conn.execute(select(CT.c.id).where(CT.c.name == name)).scalar()
+    return int(v) if v is not None else None
+
+
+def call_totals(engine: Engine, campaign: str, now: datetime) -> CallTotals:
+    t = CallTotals()
+    cid = campaign_id(engine, campaign)
+    if cid is None:
+        return t
+    with engine.connect() as conn:
+        rows = conn.execute(select(AT.c.customer_id, AT.c.segment, AT.c.answered_at, AT.c.agent_connected_at,
+                                   AT.c.ended_at).where(AT.c.campaign_id == cid)).all()
+        for cust, seg, ans, conn_at, end in rows:
+            t.attempts[seg] = t.attempts.get(seg, 0) + 1
+            t.called_customers.setdefault(seg, set()).add(cust)
+            a, c, e = _aware(ans), _aware(conn_at), _aware(end)
+            if a is not None and e is not None:
+                t.line_seconds[seg] = t.line_seconds.get(seg, 0.0) + max(0.0, (e - a).total_seconds())
+            if c is not None and e is not None:
+                t.connected[seg] = t.connected.get(seg, 0) + 1
+                t.agent_talk_seconds[seg] = t.agent_talk_seconds.get(seg, 0.0) + max(0.0, (e - c).total_seconds())
+        for st, en in conn.execute(select(LT.c.started_at, LT.c.ended_at).where(LT.c.campaign_id == cid,
+                                                                               LT.c.state.in_(WORKING))).all():
+            s0, s1 = _aware(st), _aware(en) or now
+            if s0 is not None:
+                t.agent_seconds += max(0.0, (s1 - s0).total_seconds())
+    return t
+
+
+def recorded_sales(engine: Engine, campaign: str) -> dict[str, float]:
+    """customer -> amount of sale/upsell/cross_sell dispositions agents recorded in this campaign."""
+    cid = campaign_id(engine, campaign)
+    out: dict[str, float] = {}
+    if cid is None:
+        return out
+    with engine.connect() as conn:
+        for cust, amount in conn.execute(select(DT.c.customer_id, DT.c.amount).where(
+                DT.c.campaign_id == cid, DT.c.outcome.in_(("sale", "upsell", "cross_sell")))).all():
+            out[cust] = out.get(cust, 0.0) + float(amount or 0.0)
+    return out
