@@ -302,8 +302,12 @@ class SchedulesConfig(_Section):
 class BusinessConfig(_Section):
     """Who is calling: the opening lines of a solicitation call must name the business (特定商取引法)."""
 
-    name: str = "tsunagu通販"
-    phone: str = ""
+    name: str = ""  # required with a real (non-sandbox) trunk: `dialer config check` fails without it
+    phone: str = ""  # where customers can call back with a complaint; required like the name
+
+    def missing(self) -> list[str]:
+        """The settings the opening lines need but the config leaves empty."""
+        return [f"[business] {k}" for k in ("name", "phone") if not getattr(self, k).strip()]
 
 
 class OutcomesConfig(_Section):

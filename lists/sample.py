@@ -17,6 +17,16 @@ SURNAMES = ("佐藤", "鈴木", "高橋", "田中", "伊藤", "渡辺", "山本"
             "山口", "松本", "井上", "木村", "林", "斎藤", "清水", "山崎", "森", "池田", "橋本", "阿部", "石川")
 GIVEN = ("陽子", "恵子", "京子", "幸子", "和子", "洋子", "美穂", "裕子", "直美", "真由美", "優子", "明美", "久美子",
          "花子", "一郎", "浩", "誠", "健一", "隆", "修", "大輔", "翔太", "さくら", "美咲", "結衣", "陽菜")
+# readings for the screen pop (フリガナ): agents read a name aloud, so the sample carries kana like real CRMs do
+KANA = {"佐藤": "サトウ", "鈴木": "スズキ", "高橋": "タカハシ", "田中": "タナカ", "伊藤": "イトウ", "渡辺": "ワタナベ",
+        "山本": "ヤマモト", "中村": "ナカムラ", "小林": "コバヤシ", "加藤": "カトウ", "吉田": "ヨシダ", "山田": "ヤマダ",
+        "佐々木": "ササキ", "山口": "ヤマグチ", "松本": "マツモト", "井上": "イノウエ", "木村": "キムラ", "林": "ハヤシ",
+        "斎藤": "サイトウ", "清水": "シミズ", "山崎": "ヤマザキ", "森": "モリ", "池田": "イケダ", "橋本": "ハシモト",
+        "阿部": "アベ", "石川": "イシカワ", "陽子": "ヨウコ", "恵子": "ケイコ", "京子": "キョウコ", "幸子": "サチコ",
+        "和子": "カズコ", "洋子": "ヨウコ", "美穂": "ミホ", "裕子": "ユウコ", "直美": "ナオミ", "真由美": "マユミ",
+        "優子": "ユウコ", "明美": "アケミ", "久美子": "クミコ", "花子": "ハナコ", "一郎": "イチロウ", "浩": "ヒロシ",
+        "誠": "マコト", "健一": "ケンイチ", "隆": "タカシ", "修": "オサム", "大輔": "ダイスケ", "翔太": "ショウタ",
+        "さくら": "サクラ", "美咲": "ミサキ", "結衣": "ユイ", "陽菜": "ヒナ"}
 PREFS = ("東京都", "大阪府", "神奈川県", "愛知県", "埼玉県", "千葉県", "兵庫県", "北海道", "福岡県", "静岡県", "広島県",
          "京都府", "宮城県", "新潟県", "長野県", "沖縄県")
 AREA = ("03", "06", "045", "052", "011", "092", "075", "022", "048", "043", "078", "082")
@@ -176,7 +186,8 @@ def write_sample(out: str | Path, customers: int = 300, seed: int = 1, as_of: da
 
     for i in range(1, customers + 1):
         cid = f"C{i:07d}"
-        name = f"{rng.choice(SURNAMES)} {rng.choice(GIVEN)}"
+        surname, given = rng.choice(SURNAMES), rng.choice(GIVEN)
+        name, kana = f"{surname} {given}", f"{KANA[surname]} {KANA[given]}"
         number = _mobile(rng) if rng.random() < 0.72 else _fixed(rng)
         if phones_seen and rng.random() < 0.006:
             number = rng.choice(phones_seen[-50:])  # a family sharing the home number
@@ -190,7 +201,7 @@ def write_sample(out: str | Path, customers: int = 300, seed: int = 1, as_of: da
         tel_ok = 0 if rng.random() < 0.02 else 1
         withdrawn = 1 if rng.random() < 0.01 else 0
         caution = 1 if rng.random() < 0.005 else 0
-        row = [cid, name, "", phone, phone2, f"c{i}@example.jp", rng.choice(PREFS), created.isoformat(),
+        row = [cid, name, kana, phone, phone2, f"c{i}@example.jp", rng.choice(PREFS), created.isoformat(),
                tel_ok, withdrawn, caution]
         w.row("customers", row)
         counts["customers"] += 1

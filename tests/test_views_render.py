@@ -242,10 +242,63 @@ def test_callback_time_rules() -> None:
     assert parse_callback("20:30", NOW, tz) == NOW + timedelta(minutes=90)
     assert parse_callback("2026-11-24 10:00", NOW, tz).isoformat() == "2026-11-24T01:00:00+00:00"
     assert parse_callback("+1d", NOW, tz) == NOW + timedelta(days=1)
-    for bad, why in (("+3h", "outside calling hours"), ("2026-11-20 10:00", "future"), ("soon", "cannot read"),
-                     ("07:30", "outside calling hours")):
+    for bad, why in (("+3h", "outside the campaign's calling hours"), ("2026-11-20 10:00", "future"),
+                     ("soon", "cannot read"), ("07:30", "outside the campaign's calling hours")):
         with pytest.raises(FormError, match=why):
             parse_callback(bad, NOW, tz)
+    # the campaign's own hours, not a global window: 09:00-20:00 refuses 20:30 and 08:30
+    from datetime import time as dtime
+
+    hours = (dtime(9, 0), dtime(20, 0))
+    assert parse_callback("19:30", NOW, tz, hours) == NOW + timedelta(minutes=30)
+    for bad in ("20:30", "08:30", "2026-11-24 08:59"):
+        with pytest.raises(FormError, match="09:00-20:00"):
+            parse_callback(bad, NOW, tz, hours)
+
+
+def test_console_offers_callbacks_in_its_campaigns_hours(world: tuple[str, Path]) -> None:
+    from datetime import time as dtime
+
+    c = _console(world)
+    camp = c.agent["campaign"]
+    start, end = c.cfg.campaign(camp).calling_hours
+    assert c.calling_hours() == (dtime.fromisoformat(start), dtime.fromisoformat(end))
+
+
+def test_opening_names_business_agent_and_wraps_at_phrases(world: tuple[str, Path]) -> None:
+    from dialer.views.agent_console import opening_lines
+    from dialer.views.render import wrap_japanese
+
+    text = opening_lines("つなぐ通販", "Agent 05", "青汁 定期便", "0120-000-000")
+    assert "つなぐ通販のAgent 05と申します" in text and "0120-000-000" in text and "勧誘" in text
+    for width in range(16, 60, 3):
+        lines = wrap_japanese(text, width, keep=("つなぐ通販", "Agent 05"))
+        assert "".join(lines).replace(" ", "") == text.replace(" ", "")
+        assert all(len(line) <= width for line in lines)
+        assert any("Agent 05" in line for line in lines), (width, lines)  # never "Agent⏎05"
+        assert any("つなぐ通販" in line for line in lines)
+    # settings missing: said so, never a made-up business or the login
+    missing = opening_lines("", "", "青汁")
+    assert "not set" in missing and "tsunagu通販" not in missing
+    c = _console(world)
+    out = text_of(c.render(80, NOW), 80)
+    assert "Sato" in out and "LTV ¥" in out and "コキャク7" in out
+
+
+def test_config_check_requires_business_for_real_trunks(tmp_path: Path) -> None:
+    real = tmp_path / "real.toml"
+    real.write_text('[[trunks]]\nname = "carrier"\nproxy = "sip:203.0.113.5:5060"\n'
+                    '[[agents]]\nlogin = "a01"\nsip_uri = "sip:a01@127.0.0.1:5301"\n', encoding="utf-8")
+    r = subprocess.run([sys.executable, "-m", "dialer", "config", "check", str(real)], cwd=tmp_path, env=run_env(),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 3 and "[business] name" in r.stderr and "[business] phone" in r.stderr
+    assert "agent 'a01' has no name" in r.stderr and "Traceback" not in r.stderr
+    sandbox = tmp_path / "sandbox.toml"
+    sandbox.write_text('[[trunks]]\nname = "local"\nproxy = "sip:127.0.0.1:5060"\nsandbox = true\n',
+                       encoding="utf-8")
+    r = subprocess.run([sys.executable, "-m", "dialer", "config", "check", str(sandbox)], cwd=tmp_path,
+                       env=run_env(), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "warning: [business] name is not set" in r.stdout
 
 
 def test_idle_state_changes_are_logged(world: tuple[str, Path]) -> None:

@@ -22,7 +22,7 @@ from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -46,7 +46,7 @@ from dialer.store.models import (
     Subscription,
 )
 from dialer.views.labels import label
-from dialer.views.render import LineField, aware, dur, last4, row, yen
+from dialer.views.render import LineField, aware, dur, last4, row, wrap_japanese, yen
 
 IDLE = ("logged_out", "ready", "paused", "unavailable")
 BUSY = ("reserved", "on_call", "wrap_up")
@@ -84,11 +84,12 @@ def parse_amount(text: str) -> float:
     return v
 
 
-def parse_callback(text: str, now: datetime, tz: str) -> datetime:
+def parse_callback(text: str, now: datetime, tz: str,
+                   hours: tuple[dtime, dtime] = CALL_HOURS) -> datetime:
     """'14:30' (today, or tomorrow if past), '2026-11-24 10:00', '+2h', '+30m', '+1d' -> aware UTC.
 
-    Must be in the future and inside calling hours 08:00-21:00 local time (a callback is a promise to
-    call, and calls outside those hours are a nuisance by law).
+    Must be in the future and inside the campaign's own calling hours (`hours`, local time; 08:00-21:00
+    when no campaign is known): a callback is a promise to call, and the runner will not call outside them.
     """
     zone = ZoneInfo(tz)
     t = nfkc(text).strip()
@@ -114,8 +115,10 @@ def parse_callback(text: str, now: datetime, tz: str) -> datetime:
     if when <= now:
         raise FormError(_("the callback time must be in the future"))
     lt = when.astimezone(zone).time()
-    if not (CALL_HOURS[0] <= lt < CALL_HOURS[1]):
-        raise FormError(f"{when.astimezone(zone):%Y-%m-%d %H:%M} is outside calling hours 08:00-21:00 ({tz})")
+    if not (hours[0] <= lt < hours[1]):
+        raise FormError(_("{when} is outside the campaign's calling hours {start}-{end} ({tz})").format(
+            when=f"{when.astimezone(zone):%Y-%m-%d %H:%M}", start=f"{hours[0]:%H:%M}", end=f"{hours[1]:%H:%M}",
+            tz=tz))
     return when
 
 
@@ -146,7 +149,22 @@ def depletion_date(s: Session, customer_id: str, sku: str) -> tuple[date | None,
     return None, ""
 
 
-def screen_pop(engine: Engine, attempt_id: int, agent_name: str, business: str) -> dict[str, Any] | None:
+def opening_lines(business: str, agent_name: str, product: str, phone: str = "") -> str:
+    """The opening a solicitation call must start with (特定商取引法 §16): who is calling — the business and the
+    agent by name — what is offered, and that this is a sales call. Missing settings show as such, never as
+    a made-up name (`dialer config check` fails on them for real trunks)."""
+    who = business or _("[business] name not set")
+    me = agent_name or _("agent name not set")
+    text = (f"お忙しいところ失礼いたします。{who}の{me}と申します。"
+            f"本日は「{product}」のご案内（お電話による勧誘・販売のご案内）でお電話いたしました。"
+            "今、少しだけお時間よろしいでしょうか。")
+    if phone:
+        text += f"（お問い合わせ・ご意見窓口：{phone}）"
+    return text
+
+
+def screen_pop(engine: Engine, attempt_id: int, agent_name: str, business: str,
+               business_phone: str = "") -> dict[str, Any] | None:
     """The record the agent needs the moment the call connects (plain data; rendered by `render_pop`)."""
     with Session(engine) as s:
         att = s.get(Attempt, attempt_id)
@@ -177,14 +195,15 @@ def screen_pop(engine: Engine, attempt_id: int, agent_name: str, business: str) 
                             "attempt_id": d.attempt_id})
         depl, depl_how = depletion_date(s, att.customer_id, sku)
         product_name = prod.name if prod and prod.name else (sku or "ご愛用の商品")
-    opening = (f"お忙しいところ失礼いたします。{business}の{agent_name or '担当'}と申します。"
-               f"本日は「{product_name}」のご案内（お電話による勧誘・販売のご案内）でお電話いたしました。"
-               "今、少しだけお時間よろしいでしょうか。")
+        # LTV: the CRM's figure when the store has one, else what the customer has actually spent with us
+        spent = s.exec(select(func.coalesce(func.sum(Order.total), 0.0)).where(
+            Order.customer_id == att.customer_id, Order.status != "cancelled")).one()
+    opening = opening_lines(business, agent_name, product_name, business_phone)
     return {
         "attempt_id": attempt_id, "state": att.state, "customer_id": att.customer_id,
         "name": cust.name if cust else "", "kana": cust.name_kana if cust else "", "phone": last4(att.phone_e164),
         "caution": bool(cust and cust.caution), "notes": cust.notes if cust else "",
-        "ltv": cust.ltv if cust else None, "expected_value": entry.priority if entry else None,
+        "ltv": (cust.ltv if cust and cust.ltv else float(spent or 0.0)), "keep": (business, agent_name), "expected_value": entry.priority if entry else None,
         "segment": att.segment or (entry.segment if entry else ""), "sub_segment": entry.sub_segment if entry else "",
         "reason": entry.reason if entry else "", "sku": sku, "product": product_name,
         "campaign": camp.name if camp else "", "campaign_id": att.campaign_id, "orders": orders, "subscriptions": subs,
@@ -235,7 +254,8 @@ def render_pop(pop: dict[str, Any], tz: str, wide: bool, width: int = 80) -> Ren
         parts.append(hist)
     else:
         parts.append(Text(f"{_('earlier contacts')}: {_('none')}", style="dim"))
-    parts.append(Panel(Text(pop["opening"]), title=_("opening (特定商取引法)"), title_align="left", padding=(0, 1),
+    script = "\n".join(wrap_japanese(pop["opening"], max(20, width - 8), keep=tuple(pop.get("keep") or ())))
+    parts.append(Panel(Text(script), title=_("opening (特定商取引法)"), title_align="left", padding=(0, 1),
                        border_style="green"))
     return Panel(Group(*parts), title=Text(_("screen pop — call {id} ({campaign})").format(
         id=pop["attempt_id"], campaign=pop["campaign"])),
@@ -300,8 +320,17 @@ class AgentConsole:
             self.pop_attempt = aid
             self.saved_id = None
         if self.pop_attempt is not None:
-            self.pop = screen_pop(self.engine, self.pop_attempt, self.agent["name"] or self.login,
-                                  self.cfg.business.name)
+            self.pop = screen_pop(self.engine, self.pop_attempt, self.agent["name"], self.cfg.business.name,
+                                  self.cfg.business.phone)
+
+    def calling_hours(self) -> tuple[dtime, dtime]:
+        """The calling hours of the campaign the agent works (callbacks are offered inside them)."""
+        name = self.agent.get("campaign") or (self.pop or {}).get("campaign") or ""
+        try:
+            start, end = self.cfg.campaign(name).calling_hours if name else ("08:00", "21:00")
+        except ConfigError:
+            start, end = "08:00", "21:00"
+        return dtime.fromisoformat(start), dtime.fromisoformat(end)
 
     def wrap_timeout_s(self) -> float:
         name = self.agent.get("campaign") or ""
@@ -462,7 +491,7 @@ class AgentConsole:
         if key == "amount":
             parse_amount(text)
         elif key == "when":
-            parse_callback(text, now, self.cfg.schedules.timezone)
+            parse_callback(text, now, self.cfg.schedules.timezone, self.calling_hours())
         elif key == "reason" and text not in REFUSAL_REASONS:
             raise FormError(_("reason code must be one of") + " " + ", ".join(
                 f"{c} {label('refusal', n)}" for c, n in REFUSAL_REASONS.items()))
@@ -480,7 +509,8 @@ class AgentConsole:
             amount=parse_amount(v["amount"]) if "amount" in v else 0.0,
             sku=v.get("sku", "") or str(self.pop.get("sku") or ""),
             reason_code=v.get("reason", ""), voc_text=voc,
-            callback_at=parse_callback(v["when"], now, self.cfg.schedules.timezone) if "when" in v else None,
+            callback_at=parse_callback(v["when"], now, self.cfg.schedules.timezone, self.calling_hours())
+            if "when" in v else None,
             source="console", created_at=now)
 
     def _save(self, now: datetime) -> None:

@@ -16,8 +16,10 @@ import tty
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from rich.cells import cell_len
 from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -187,3 +189,56 @@ class LineField:
         else:
             return False
         return True
+
+
+# ------------------------------------------------------------------------------------------------ wrapping
+
+_budoux_parser: Any = None
+
+
+def wrap_japanese(text: str, width: int, keep: tuple[str, ...] = ()) -> list[str]:
+    """Lines of at most `width` cells, broken only between phrases (BudouX) and never inside a `keep` string
+    (the business's and the agent's names): the opening script must not read 「Agent⏎05」."""
+    global _budoux_parser
+    if _budoux_parser is None:
+        import budoux
+
+        _budoux_parser = budoux.load_default_japanese_parser()
+    phrases: list[str] = list(_budoux_parser.parse(text)) or [text]
+    # boundaries inside a kept name are no boundaries
+    protected: set[int] = set()
+    for name in keep:
+        if not name:
+            continue
+        start = text.find(name)
+        while start >= 0:
+            protected.update(range(start + 1, start + len(name)))
+            start = text.find(name, start + 1)
+    merged: list[str] = []
+    pos = 0
+    for ph in phrases:
+        if merged and pos in protected:
+            merged[-1] += ph
+        else:
+            merged.append(ph)
+        pos += len(ph)
+    lines: list[str] = []
+    cur = ""
+    for ph in merged:
+        if cell_len(cur + ph) <= width:
+            cur += ph
+            continue
+        if cur:
+            lines.append(cur.rstrip())
+            cur = ""
+        ph = ph.lstrip()
+        while cell_len(ph) > width:  # a phrase longer than a line: fold it by characters
+            cut = 1
+            while cut < len(ph) and cell_len(ph[:cut + 1]) <= width:
+                cut += 1
+            lines.append(ph[:cut])
+            ph = ph[cut:]
+        cur = ph
+    if cur:
+        lines.append(cur.rstrip())
+    return lines
