@@ -279,6 +279,11 @@ class ListsConfig(_Section):
         default_factory=lambda: {"dormant": 0.05, "pre_churn": 0.3, "upsell": 0.4, "cross_sell": 0.3})
     ltv: LtvConfig = Field(default_factory=LtvConfig)
     holdout: HoldoutConfig = Field(default_factory=HoldoutConfig)
+    # (issue 12) safety and output options of `dialer lists build`; see lists/README.md
+    block_customer_on_bad_phone: bool = True
+    csv_encoding: Literal["utf-8", "utf-8-sig", "cp932"] = "utf-8"
+    max_withdraw_share: Annotated[float, Field(ge=0, le=1)] = 0.2
+    lock_wait_s: Annotated[float, Field(ge=0)] = 60.0
 
 
 class SchedulesConfig(_Section):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -63,15 +64,25 @@ class Suppressions:
 
 @dataclass(frozen=True)
 class Entry:
+    """One contact to call. `offer_sku` is the product the call offers (refusal scope, screen pop, sale
+    default); `qualifying_sku` the one that put the customer on the list (the trial for an upsell)."""
+
     customer_id: str
     segment: str
     sub_segment: str
-    sku: str
+    offer_sku: str
+    qualifying_sku: str
     reason: str
     phones: list[str]
     priority: float
     callable_from: date
     callable_until: date
+    name: str = ""
+
+    @property
+    def sku(self) -> str:
+        """The offered product: what every compliance check compares."""
+        return self.offer_sku
 
 
 @dataclass
@@ -86,11 +97,11 @@ class BuildResult:
 
     def entries(self, batch: int = 50_000) -> Iterator[Entry]:
         cur = self.con.execute(
-            "SELECT customer_id, segment, sub_segment, sku, reason, phones, priority, cfrom, cuntil "
-            "FROM entries ORDER BY priority DESC, customer_id, segment")
+            "SELECT customer_id, segment, sub_segment, offer_sku, qualifying_sku, reason, phones, priority, cfrom, "
+            "cuntil, name FROM entries ORDER BY priority DESC, customer_id, segment")
         while rows := cur.fetchmany(batch):
             for r in rows:
-                yield Entry(r[0], r[1], r[2], r[3], r[4], list(r[5]), float(r[6]), r[7], r[8])
+                yield Entry(r[0], r[1], r[2], r[3], r[4], r[5], list(r[6]), float(r[7]), r[8], r[9], r[10] or "")
 
     def suppressed_entries(self) -> dict[tuple[str, str], str]:
         """(customer_id, segment) -> reason, for candidates that were suppressed (used to withdraw)."""
@@ -220,6 +231,10 @@ def _parse_cells(con: duckdb.DuckDBPyConnection, mapping: Mapping, region: str, 
             SELECT customer_id, 1, phone2, __file, __line, {lit(lab['phone2'])} FROM customers WHERE phone2 IS NOT NULL)))""")
     con.execute("CREATE OR REPLACE TEMP TABLE pcache (key VARCHAR, idx INTEGER, e164 VARCHAR, kind VARCHAR, "
                 "reason VARCHAR, flag VARCHAR)")
+    stamp = cache.with_suffix(".code") if cache is not None else None
+    if cache is not None and stamp is not None and cache.exists() and (
+            not stamp.exists() or stamp.read_text(encoding="utf-8").strip() != _PHONE_CODE):
+        cache.unlink()  # parsed by another version of the parser: its answers may be stale
     if cache is not None and cache.exists():
         try:
             con.execute("INSERT INTO pcache SELECT key, idx, e164, kind, reason, flag FROM read_parquet(?)", [str(cache)])
@@ -234,6 +249,8 @@ def _parse_cells(con: duckdb.DuckDBPyConnection, mapping: Mapping, region: str, 
     if cache is not None and misses:
         cache.parent.mkdir(parents=True, exist_ok=True)
         con.execute(f"COPY pcache TO {lit(str(cache))} (FORMAT parquet)")
+        if stamp is not None:
+            stamp.write_text(_PHONE_CODE, encoding="utf-8")
     con.execute("""
         CREATE OR REPLACE TEMP TABLE cell_res AS
         SELECT c.customer_id, c.cell, 0 AS idx, '+81' || substr(c.nd, 2) AS e164, 'mobile' AS kind,
@@ -246,18 +263,39 @@ def _parse_cells(con: duckdb.DuckDBPyConnection, mapping: Mapping, region: str, 
             "cached_before": cached_before, "cached_after": int(_one(con, "SELECT count(DISTINCT key) FROM pcache") or 0)}
 
 
-def _blocks(con: duckdb.DuckDBPyConnection, sup: Suppressions, region: str, as_of: date, tmp: Path) -> None:
+def _blocks(con: duckdb.DuckDBPyConnection, sup: Suppressions, region: str, as_of: date, tmp: Path,
+            on_bad_phone: bool = True) -> None:
     """CRM blocks (raw phones) + the dialer's blocks -> `blocks_norm`, active on `as_of` only."""
     con.execute("CREATE OR REPLACE TEMP TABLE bparse (key VARCHAR, idx INTEGER, e164 VARCHAR, kind VARCHAR, "
                 "reason VARCHAR, flag VARCHAR)")
     raws = [(r[0], r[0], False) for r in con.execute("SELECT DISTINCT phone FROM blocks WHERE phone IS NOT NULL").fetchall()]
     if raws:
         _parse_into(con, raws, region, "bparse", tmp)
+    # a block must never vanish without a trace: a number that cannot be read, a customer or product that
+    # matches nothing are reported (the block itself is kept: it may match tomorrow)
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE bad_block_phone AS
+        SELECT b.__file, b.__line, b.phone, b.customer_id,
+               coalesce((SELECT min(reason) FROM bparse p WHERE p.key = b.phone AND p.reason <> ''), 'no_digits') AS why
+          FROM blocks b WHERE b.phone IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM bparse p WHERE p.key = b.phone AND p.e164 <> '')""")
+    con.execute("INSERT INTO rejects SELECT __file, __line, 'phone', phone, 'block phone unreadable: ' || why || "
+                "CASE WHEN customer_id IS NOT NULL AND ? THEN ' (customer ' || customer_id || ' blocked instead)' "
+                "ELSE ' (block not applied)' END, 'row' FROM bad_block_phone", [on_bad_phone])
+    has_products = bool(_one(con, "SELECT count(*) > 0 FROM products"))
+    con.execute("INSERT INTO rejects SELECT __file, __line, 'customer_id', customer_id, "
+                "'warning: block matches no customer (kept)', 'flag' FROM blocks "
+                "WHERE customer_id IS NOT NULL AND customer_id NOT IN (SELECT customer_id FROM customers)")
+    if has_products:
+        con.execute("INSERT INTO rejects SELECT __file, __line, 'product_scope', product_scope, "
+                    "'warning: block matches no product (kept)', 'flag' FROM blocks "
+                    "WHERE product_scope IS NOT NULL AND product_scope NOT IN (SELECT sku FROM products)")
     con.execute("""
         CREATE OR REPLACE TABLE blocks_norm AS
         SELECT coalesce(p.e164, '') AS e164, coalesce(b.customer_id, '') AS customer_id, b.kind,
                coalesce(b.product_scope, '') AS product_scope, b.since, CAST(NULL AS DATE) AS until, 'crm' AS source
-          FROM blocks b LEFT JOIN bparse p ON p.key = b.phone AND p.e164 <> ''""")
+          FROM blocks b LEFT JOIN bparse p ON p.key = b.phone AND p.e164 <> ''
+         WHERE p.e164 IS NOT NULL OR b.phone IS NULL OR (b.customer_id IS NOT NULL AND ?)""", [on_bad_phone])
     if sup.blocks:
         path = tmp / "dialer_blocks.csv"
         with path.open("w", encoding="utf-8", newline="") as fh:
@@ -325,11 +363,11 @@ def _candidates(con: duckdb.DuckDBPyConnection, s: ListSettings, as_of: date) ->
     H = s.horizon_days
     L = s.ltv
     con.execute("""CREATE OR REPLACE TEMP TABLE cand (customer_id VARCHAR, segment VARCHAR, sub_segment VARCHAR,
-                   sku VARCHAR, reason VARCHAR, cfrom DATE, cuntil DATE, value DOUBLE)""")
+                   sku VARCHAR, offer_sku VARCHAR, reason VARCHAR, cfrom DATE, cuntil DATE, value DOUBLE)""")
     con.execute(f"""
         INSERT INTO cand
         SELECT customer_id, 'dormant',
-               CASE WHEN n = 1 THEN 'one_time' WHEN n >= {s.loyal_min_orders} THEN 'loyal' ELSE 'repeat' END, '',
+               CASE WHEN n = 1 THEN 'one_time' WHEN n >= {s.loyal_min_orders} THEN 'loyal' ELSE 'repeat' END, '', '',
                'last purchase ' || last_d || ' (' || date_diff('day', last_d, {a}) || ' days ago), ' || n ||
                ' orders, ¥' || CAST(round(revenue) AS BIGINT) || ', P(alive) ' || round(p_alive, 2),
                {a}, {a} + {H},
@@ -353,7 +391,7 @@ def _candidates(con: duckdb.DuckDBPyConnection, s: ListSettings, as_of: date) ->
     lo, hi = s.pre_churn_days_before
     con.execute(f"""
         INSERT INTO cand
-        SELECT customer_id, 'pre_churn', 'after_' || k, sku,
+        SELECT customer_id, 'pre_churn', 'after_' || k, sku, sku,
                'subscription ' || subscription_id || ' (' || sku || ') after shipment ' || k || ': cancel hazard ' ||
                round(h, 2) || ', next ship ' || next_ship_date,
                next_ship_date - {lo}, next_ship_date - {hi}, value
@@ -380,6 +418,7 @@ def _candidates(con: duckdb.DuckDBPyConnection, s: ListSettings, as_of: date) ->
            WHERE coalesce(iv.gap, sl.quantity * p.days_per_unit) IS NOT NULL
           QUALIFY row_number() OVER (PARTITION BY sl.customer_id ORDER BY dep DESC, sl.sku) = 1)
         SELECT l.customer_id, 'upsell', CASE WHEN coalesce(p0.is_trial, false) THEN 'trial' ELSE 'one_time' END, l.sku,
+               l.target,
                l.sku || ' bought ' || l.d || ', runs out ' || l.dep || CASE WHEN l.own THEN ' (own rhythm)' ELSE '' END ||
                '; offer ' || l.target || ' subscription',
                greatest(l.dep - {s.upsell_days_before}, l.last_order_any + {s.cooling_off_days}),
@@ -394,7 +433,7 @@ def _candidates(con: duckdb.DuckDBPyConnection, s: ListSettings, as_of: date) ->
             FROM subscriptions s JOIN products p USING (sku) WHERE s.status = 'active'),
         recent AS (SELECT DISTINCT customer_id, sku FROM sl WHERE d >= {a} - {s.cross_sell_lookback_days}
                    UNION SELECT customer_id, sku FROM subscriptions WHERE status = 'active')
-        SELECT r.customer_id, 'cross_sell', r.base, r.rsku,
+        SELECT r.customer_id, 'cross_sell', r.base, r.base, r.rsku,
                'subscribes to ' || r.base || ', has not bought related ' || r.rsku || ' in {s.cross_sell_lookback_days} days',
                {a}, {a} + {H},
                {ltv_sql('coalesce(t.price, 0)', '365.0 / greatest(coalesce(t.days_per_unit, 30), 1)', L)}
@@ -475,7 +514,7 @@ def _suppress(con: duckdb.DuckDBPyConnection, s: ListSettings, as_of: date) -> N
         SELECT c.*, greatest(c.cfrom, {a}, coalesce(lk.until, {a})) AS eff_from,
           CASE WHEN c.cfrom > {a} + {H} OR c.cuntil < {a} THEN 'outside_horizon' END AS horizon,
           coalesce(cs.reason,
-            CASE WHEN c.segment <> 'dormant' AND (c.customer_id, c.sku) IN (SELECT customer_id, product_scope FROM scoped)
+            CASE WHEN c.offer_sku <> '' AND (c.customer_id, c.offer_sku) IN (SELECT customer_id, product_scope FROM scoped)
                    THEN 'refusal_product'
                  WHEN (c.customer_id, c.segment) IN (SELECT customer_id, segment FROM exhausted) THEN 'max_attempts'
                  WHEN lk.until IS NOT NULL AND lk.until > c.cuntil THEN 'abandon_lock' END) AS supp,
@@ -487,10 +526,10 @@ def _suppress(con: duckdb.DuckDBPyConnection, s: ListSettings, as_of: date) -> N
     pconv = "CASE segment " + " ".join(f"WHEN {lit(k)} THEN {float(v)}" for k, v in pr.items()) + " ELSE 0 END"
     con.execute(f"""
         CREATE OR REPLACE TABLE entries AS
-        SELECT customer_id, segment, sub_segment, sku, reason, phones,
+        SELECT j.customer_id, segment, sub_segment, offer_sku, sku AS qualifying_sku, reason, phones,
                round({s.p_reach} * {pconv} * value - {s.cost_per_attempt}, 2) AS priority,
-               eff_from AS cfrom, cuntil
-          FROM judged WHERE horizon IS NULL AND supp IS NULL""")
+               eff_from AS cfrom, cuntil, cu.name
+          FROM judged j JOIN customers cu USING (customer_id) WHERE horizon IS NULL AND supp IS NULL""")
 
 
 def _summary(con: duckdb.DuckDBPyConnection, loader: Loader, as_of: date, phone_stats: dict[str, int],
@@ -529,6 +568,12 @@ def _summary(con: duckdb.DuckDBPyConnection, loader: Loader, as_of: date, phone_
         "entries": {seg: int(_one(con, "SELECT count(*) FROM entries WHERE segment = ?", [seg]) or 0) for seg in SEGMENTS},
         "entries_total": int(_one(con, "SELECT count(*) FROM entries") or 0),
         "hazard": {str(k): round(v, 4) for k, v in sorted(hazard.items())},
+        "blocks": {
+            "rows": int(_one(con, "SELECT count(*) FROM blocks") or 0),
+            "unreadable_phone": int(_one(con, "SELECT count(*) FROM bad_block_phone") or 0),
+            "unmatched_customer": int(_one(con, "SELECT count(*) FROM rejects WHERE reason LIKE 'warning: block matches no customer%'") or 0),
+            "unmatched_product": int(_one(con, "SELECT count(*) FROM rejects WHERE reason LIKE 'warning: block matches no product%'") or 0),
+        },
         "phones": phone_stats,
         "notes": loader.notes,
         "conservation": {
@@ -538,6 +583,28 @@ def _summary(con: duckdb.DuckDBPyConnection, loader: Loader, as_of: date, phone_
             "rows_ok": cust_read == n_customers + cust_rej,
         },
     }
+
+
+def _write_call_list(con: duckdb.DuckDBPyConnection, path: Path, encoding: str, tmp: Path,
+                     with_group: bool = False) -> None:
+    """call_list.csv, in UTF-8 or (for Japanese Excel) UTF-8 with a BOM or CP932."""
+    target = path if encoding == "utf-8" else tmp / "call_list_utf8.csv"
+    group = ", 'treatment' AS \"group\"" if with_group else ""
+    con.execute(f"""COPY (SELECT e.customer_id, segment, phones[1] AS phone_e164, array_to_string(phones, ';') AS phones,
+                           reason, priority, cfrom AS callable_from, cuntil AS callable_until, coalesce(e.name, '') AS name,
+                           offer_sku, coalesce(p.name, '') AS offer_name, qualifying_sku
+                           {group}
+                      FROM entries e LEFT JOIN products p ON p.sku = e.offer_sku
+                     ORDER BY priority DESC, e.customer_id, segment)
+                    TO {lit(str(target))} (HEADER, DELIMITER ',')""")
+    if target == path:
+        return
+    text = target.read_text(encoding="utf-8")
+    if encoding == "cp932":
+        path.write_bytes(text.encode("cp932", errors="replace"))
+    else:
+        path.write_text(text, encoding="utf-8-sig")
+    target.unlink()
 
 
 def build_lists(mapping: Mapping, input_dir: str | Path, out_dir: str | Path, as_of: date,
@@ -572,7 +639,7 @@ def build_lists(mapping: Mapping, input_dir: str | Path, out_dir: str | Path, as
         t["load"] = time.perf_counter() - t0
         say("parsing phones")
         stats = _phones(con, mapping, s.region, Path(phone_cache) if phone_cache else None, tmpdir, tcache)
-        _blocks(con, sup, s.region, as_of, tmpdir)
+        _blocks(con, sup, s.region, as_of, tmpdir, s.block_customer_on_bad_phone)
         t["phones"] = time.perf_counter() - t0 - sum(t.values())
         say("segments")
         _metrics(con, s, as_of)
@@ -591,16 +658,14 @@ def build_lists(mapping: Mapping, input_dir: str | Path, out_dir: str | Path, as
         if unpaid_note:
             summary["notes"] = [*summary.get("notes", []), unpaid_note]
         # with a hold-out, every listed row says which group it is in (always treatment: control is not listed)
-        group_col = ", 'treatment' AS \"group\"" if held is not None else ""
-        con.execute(f"""COPY (SELECT customer_id, segment, phones[1] AS phone_e164, array_to_string(phones, ';') AS phones,
-                               reason, priority, cfrom AS callable_from, cuntil AS callable_until{group_col}
-                          FROM entries ORDER BY priority DESC, customer_id, segment)
-                        TO {lit(str(out / 'call_list.csv'))} (HEADER, DELIMITER ',')""")
+        _write_call_list(con, out / "call_list.csv", s.csv_encoding, tmpdir, with_group=held is not None)
         if held is not None:
             con.execute(f"""COPY (SELECT customer_id, segment, grp AS "group", period FROM holdout ORDER BY customer_id, segment)
                             TO {lit(str(out / 'holdout.csv'))} (HEADER, DELIMITER ',')""")
         con.execute(f"""COPY (SELECT file, line, "column", value, reason FROM rejects ORDER BY file, line, "column", reason, value)
                         TO {lit(str(out / 'rejects.csv'))} (HEADER, DELIMITER ',')""")
+        for private in ("rejects.csv", "call_list.csv"):
+            os.chmod(out / private, 0o600)  # raw numbers, names and e-mails: the operator's eyes only
         t["write"] = time.perf_counter() - t0 - sum(t.values())
         # keep what the caller streams (canonical tables, entries, suppressed, blocks); free the rest
         for tmp_table in ("cells", "pcache", "cell_res", "misses", "ord_val", "sl", "own_iv", "nontrial", "cand", "judged",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import re
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -51,6 +52,52 @@ def transcode(src: Path, dst: Path, encoding: str) -> int:
     return bad
 
 
+# identifiers matched across files (customer ids, skus): exact after trimming and Unicode NFKC, so a
+# full-width "ＢＥＡＵＴＹ－ＳＥＲＵＭ" and "BEAUTY-SERUM " are one sku, while "beauty-serum" stays another
+KEY_FIELDS = {"customer_id", "order_id", "subscription_id", "sku", "product_scope", "upgrade_sku"}
+# (table, field) -> (low, high, low_open, what the reason says): a value outside is not cast, it is rejected
+BOUNDS: dict[tuple[str, str], tuple[float, float, bool, str]] = {
+    ("order_lines", "quantity"): (1, 1_000_000, False, "a whole number from 1 to 1000000"),
+    ("subscriptions", "quantity"): (1, 1_000_000, False, "a whole number from 1 to 1000000"),
+    ("subscriptions", "shipments_count"): (0, 1_000_000, False, "a whole number from 0 to 1000000"),
+    ("subscriptions", "interval_days"): (1, 3650, False, "a whole number of days from 1 to 3650"),
+    ("orders", "cycle_no"): (0, 1_000_000, False, "a whole number from 0 to 1000000"),
+    ("orders", "total"): (-1e12, 1e10, False, "a finite amount up to 10000000000"),
+    ("order_lines", "unit_price"): (0, 1e9, False, "a finite amount from 0 to 1000000000"),
+    ("products", "price"): (0, 1e9, False, "a finite amount from 0 to 1000000000"),
+    ("products", "unit_cost"): (0, 1e9, False, "a finite amount from 0 to 1000000000"),
+    ("products", "days_per_unit"): (0, 3650, True, "days per unit > 0 and <= 3650"),
+}
+DATE_MIN, DATE_MAX = "1900-01-01", "2199-12-31"
+# Japanese era -> the Gregorian year before its first year (令和元年 = 2019)
+ERAS = {"明治": 1867, "大正": 1911, "昭和": 1925, "平成": 1988, "令和": 2018,
+        "M": 1867, "T": 1911, "S": 1925, "H": 1988, "R": 2018}
+_ERA_RE = (r"^\s*(明治|大正|昭和|平成|令和|[MTSHR])\s*(元|[0-9]{1,2})\s*[年./-]\s*([0-9]{1,2})\s*[月./-]"
+           r"\s*([0-9]{1,2})\s*日?")
+
+
+def nfkc_key(value: str | None) -> str | None:
+    """The matching form of an identifier: NFKC, trimmed (incl. ideographic spaces); empty -> NULL."""
+    if value is None:
+        return None
+    out = unicodedata.normalize("NFKC", value).strip()
+    return out or None
+
+
+def register_functions(con: duckdb.DuckDBPyConnection) -> None:
+    """SQL helpers the loader's queries call (idempotent per connection)."""
+    try:
+        con.create_function("nfkc_key", nfkc_key, ["VARCHAR"], "VARCHAR",  # type: ignore[call-overload]
+                            null_handling="special", side_effects=False)
+    except duckdb.Error:
+        pass  # already registered on this connection
+
+
+def _key(expr: str) -> str:
+    """NFKC only where it can change something: plain printable ASCII is already in normal form."""
+    return f"(CASE WHEN {expr} IS NULL OR regexp_full_match({expr}, '[!-~]*') THEN {expr} ELSE nfkc_key({expr}) END)"
+
+
 def _col(tm: TableMapping, name: str) -> str:
     expr = f"trim({q(name)})"
     single = "".join(p for p in tm.strip_prefixes if len(p) == 1)
@@ -81,6 +128,8 @@ def _field_expr(tm: TableMapping, f: str) -> str:
         expr = f"(CASE {whens} ELSE {expr} END)"
     if f in tm.defaults:
         expr = f"coalesce({expr}, {lit(tm.defaults[f])})"
+    if f in KEY_FIELDS:
+        expr = _key(expr)
     return expr
 
 
@@ -90,15 +139,39 @@ def _label(tm: TableMapping, f: str) -> str:
     return f
 
 
-def _typed(kind: str, s: str, tm: TableMapping) -> str:
+def _era_date(s: str) -> str:
+    """令和6年5月1日 / R6.5.1 / H31/4/30 -> DATE (NULL when not an era date or impossible)."""
+    era = "CASE " + " ".join(f"WHEN regexp_extract({s}, {lit(_ERA_RE)}, 1) = {lit(k)} THEN {v}"
+                             for k, v in ERAS.items()) + " END"
+    y = f"(CASE WHEN regexp_extract({s}, {lit(_ERA_RE)}, 2) = '元' THEN 1 ELSE try_cast(regexp_extract({s}, {lit(_ERA_RE)}, 2) AS INTEGER) END)"
+    m = f"try_cast(regexp_extract({s}, {lit(_ERA_RE)}, 3) AS INTEGER)"
+    d = f"try_cast(regexp_extract({s}, {lit(_ERA_RE)}, 4) AS INTEGER)"
+    return (f"(CASE WHEN regexp_matches({s}, {lit(_ERA_RE)}) THEN try_cast(printf('%04d-%02d-%02d', "
+            f"{era} + {y}, {m}, {d}) AS DATE) END)")
+
+
+def _typed(kind: str, s: str, tm: TableMapping, table: str = "", f: str = "") -> str:
     if kind == "date":
         fmts = "[" + ", ".join(lit(x) for x in tm.date_formats) + "]"
-        return (f"coalesce(try_cast({s} AS DATE), CAST(coalesce(try_strptime({s}, {fmts}), "
-                f"try_strptime(regexp_extract({s}, '^\\S+'), {fmts})) AS DATE))")
+        # only plain ISO goes through the generic cast; BC, 5-digit years and impossible days come out NULL
+        expr = (f"coalesce(CASE WHEN regexp_full_match({s}, '[0-9]{{4}}-[0-9]{{1,2}}-[0-9]{{1,2}}([ T].*)?') "
+                f"THEN try_cast(regexp_extract({s}, '^[0-9-]+') AS DATE) END, CAST(coalesce(try_strptime({s}, {fmts}), "
+                f"try_strptime(regexp_extract({s}, '^\\S+'), {fmts})) AS DATE)"
+                + (f", {_era_date(s)}" if tm.era_dates else "") + ")")
+        return f"(CASE WHEN {expr} BETWEEN DATE {lit(DATE_MIN)} AND DATE {lit(DATE_MAX)} THEN {expr} END)"
+    bounds = BOUNDS.get((table, f))
     if kind == "int":
-        return f"coalesce(try_cast({s} AS BIGINT), try_cast(regexp_replace({s}, '[,\\s]', '', 'g') AS BIGINT))"
-    if kind == "float":
-        return f"coalesce(try_cast({s} AS DOUBLE), try_cast(regexp_replace({s}, '[,¥円\\s]', '', 'g') AS DOUBLE))"
+        expr = (f"coalesce(try_cast({s} AS BIGINT), try_cast(regexp_replace({s}, '[,\\s]', '', 'g') AS BIGINT))")
+    elif kind == "float":
+        raw = (f"coalesce(try_cast({s} AS DOUBLE), try_cast(regexp_replace({s}, '[,¥円\\s]', '', 'g') AS DOUBLE))")
+        expr = f"(CASE WHEN isfinite({raw}) THEN {raw} END)"
+    else:
+        expr = ""
+    if expr:
+        if bounds is None:
+            return expr
+        lo, hi, lo_open, _ = bounds
+        return f"(CASE WHEN {expr} {'>' if lo_open else '>='} {lo!r} AND {expr} <= {hi!r} THEN {expr} END)"
     if kind == "bool":
         t = ", ".join(lit(x) for x in _TRUE)
         fl = ", ".join(lit(x) for x in _FALSE)
@@ -107,9 +180,19 @@ def _typed(kind: str, s: str, tm: TableMapping) -> str:
         opts = ", ".join(lit(x) for x in kind[5:].split("|"))
         return f"(CASE WHEN lower({s}) IN ({opts}) THEN lower({s}) END)"
     if kind == "list":
-        return (f"list_filter(list_transform(string_split(coalesce({s}, ''), ';'), lambda x: trim(x)), "
-                f"lambda x: x <> '')")
+        return (f"list_filter(list_transform(string_split(coalesce({s}, ''), ';'), lambda x: {_key('trim(x)')}), "
+                f"lambda x: x IS NOT NULL AND x <> '')")
     return s
+
+
+def cell_reason(table: str, f: str, kind: str) -> str:
+    """What a cell-level reject says: the bound when there is one, so the operator knows what to fix."""
+    b = BOUNDS.get((table, f))
+    if kind == "date":
+        return f"bad date (not a date from {DATE_MIN} to {DATE_MAX} in the mapped formats)"
+    if b is not None:
+        return f"bad {kind}: must be {b[3]}"
+    return f"bad {kind}"
 
 
 class Loader:
@@ -127,6 +210,7 @@ class Loader:
         self.ref_rejects: list[tuple[str, int, int]] = []  # (table, first, end rowid in rejects) per reference check
         self.log = log or (lambda _m: None)
         self._n = 0
+        register_functions(con)
         con.execute("CREATE OR REPLACE TABLE rejects (file VARCHAR, line BIGINT, \"column\" VARCHAR, "
                      "value VARCHAR, reason VARCHAR, level VARCHAR DEFAULT 'row')")
 
@@ -141,18 +225,26 @@ class Loader:
                     return False
         return True
 
-    def _check_header(self, tm: TableMapping, path: Path, cols: list[str]) -> None:
+    def _check_header(self, tm: TableMapping, path: Path, cols: list[str]) -> list[str]:
+        """Fail on a missing required column; return the optional ones that are absent (read as empty)."""
         header = set(cols)
+        need = tm.required_columns()
+        missing: list[str] = []
         for f, src in tm.columns.items():
             for c in src.columns:
-                if c not in header:
+                if c not in header and c in need:
                     raise ListsError(
                         f"{path}: column {c!r} not found (mapped to {tm.table}.{f} in {self.mapping.path}); "
                         f"the file's columns are: {', '.join(cols)}")
         for c in tm.source_columns():
-            if c not in header:
+            if c not in header and c in need:
                 raise ListsError(f"{path}: column {c!r} not found (used by {tm.table} in {self.mapping.path}); "
                                  f"the file's columns are: {', '.join(cols)}")
+            if c not in header and c not in missing:
+                missing.append(c)
+        if missing:
+            self.notes.append(f"{path.name}: optional columns absent, read as empty: {', '.join(missing)}")
+        return missing
 
     def _csv(self, tm: TableMapping, src: Path, rej: str, scan: str) -> str:
         return (f"read_csv({lit(str(src))}, header=true, all_varchar=true, delim={lit(tm.delimiter)}, quote='\"', "
@@ -179,7 +271,7 @@ class Loader:
             self.con.execute(f"CREATE OR REPLACE TEMP TABLE {raw} AS SELECT * FROM read_parquet(?)", [str(src)])
             cols = [r[0] for r in self.con.execute(f"DESCRIBE {raw}").fetchall()]
             casts = ", ".join(f"CAST({q(c)} AS VARCHAR) AS {q(c)}" for c in cols)
-            self._check_header(tm, path, cols)
+            casts += "".join(f", CAST(NULL AS VARCHAR) AS {q(c)}" for c in self._check_header(tm, path, cols))
             self.con.execute(f"CREATE OR REPLACE TEMP TABLE {raw} AS SELECT {casts}, rowid + 2 AS __line FROM {raw}")
             self.rows_read[path.name] = self._count(raw)
             return raw, "__line"
@@ -188,7 +280,8 @@ class Loader:
         except duckdb.Error as exc:
             raise ListsError(f"{path}: cannot be read as CSV ({str(exc).splitlines()[0]})") from None
         cols = [r[0] for r in self.con.execute(f"DESCRIBE {raw}").fetchall()]
-        self._check_header(tm, path, cols)
+        for c in self._check_header(tm, path, cols):
+            self.con.execute(f"ALTER TABLE {raw} ADD COLUMN {q(c)} VARCHAR")
         # one reject per bad record (DuckDB reports one per missing column); its `line` is a record number
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE rj_{n} AS SELECT line AS rec, min(error_type) AS et, "
                          f"min(csv_line) AS v, string_agg(DISTINCT coalesce(column_name, ''), '+') AS col "
@@ -254,7 +347,7 @@ class Loader:
         case_id = " ".join(f"WHEN {c} THEN {i}" for i, (c, _, _, _) in enumerate(checks)) or "WHEN false THEN 0"
         checked = [f for f, k in fields.items() if k in ("date", "int", "float", "bool") or k.startswith("enum:")
                    or k == "list"]
-        typed = ", ".join(f"{_typed(k, q(f), tmm)} AS {q(f)}" for f, k in fields.items())
+        typed = ", ".join(f"{_typed(k, q(f), tmm, table, f)} AS {q(f)}" for f, k in fields.items())
         raws = ", ".join(f"{q(f)} AS {q('s_' + f)}" for f in checked)
         sources: list[tuple[str, str]] = []
         if not files:
@@ -265,9 +358,14 @@ class Loader:
         first = True
         exprs = ", ".join(f"{_field_expr(tmm, f)} AS {q(f)}" for f in fields)
 
-        def select(source: str, fname: str, line: str) -> str:
+        keep = " AND ".join(f"trim({q(c)}) IN ({', '.join(lit(v) for v in vs)})" for c, vs in tmm.where.items())
+
+        def select(source: str, fname: str, line: str, missing: list[str] | None = None) -> str:
+            if missing:
+                source = f"(SELECT *, {', '.join(f'CAST(NULL AS VARCHAR) AS {q(c)}' for c in missing)} FROM {source})"
             return (f"SELECT *, CASE {case_id} END AS __rr FROM (SELECT __file, __line, {typed}, {raws} FROM "
-                    f"(SELECT {lit(fname)} AS __file, {line} AS __line, {exprs} FROM {source}))")
+                    f"(SELECT {lit(fname)} AS __file, {line} AS __line, {exprs} FROM {source}"
+                    f"{' WHERE ' + keep if keep else ''}))")
 
         def put(sql: str) -> None:
             nonlocal first
@@ -292,9 +390,9 @@ class Loader:
                         f"DESCRIBE SELECT * FROM {self._csv(tmm, src, rej + '_d', scan + '_d')}").fetchall()]
                 except duckdb.Error as exc:
                     raise ListsError(f"{path}: cannot be read as CSV ({str(exc).splitlines()[0]})") from None
-                self._check_header(tmm, path, header)
+                missing = self._check_header(tmm, path, header)
                 put(select(f"(SELECT row_number() OVER () + 1 AS __rn, * FROM {self._csv(tmm, src, rej, scan)})",
-                           path.name, "__rn"))
+                           path.name, "__rn", missing))
                 bad = self._count(rej)
                 for t in (rej, scan, rej + "_d", scan + "_d"):
                     self.con.execute(f"DROP TABLE IF EXISTS {t}")
@@ -330,15 +428,16 @@ class Loader:
                 s = q("s_" + f)
                 checks.append((f"{q(f)} IS NULL", label, f"coalesce({s}, '')",
                                f"'unknown {f}: ' || coalesce({s}, '(empty)')"))
-        if table == "order_lines":
+        if table in ("order_lines", "subscriptions"):
+            raw_q = "try_cast(regexp_replace(s_quantity, '[,\\s]', '', 'g') AS DOUBLE)"
             checks.append(("quantity IS NULL", lit(_label(tmm, "quantity")), "coalesce(s_quantity, '')",
-                           "'quantity is not a whole number'"))
-            checks.append(("quantity <= 0", lit(_label(tmm, "quantity")), "s_quantity", "'quantity must be positive'"))
+                           f"CASE WHEN s_quantity IS NULL THEN 'quantity is missing' "
+                           f"WHEN {raw_q} <= 0 THEN 'quantity must be positive' "
+                           f"WHEN {raw_q} > 1000000 THEN 'quantity over 1000000' "
+                           f"ELSE 'quantity is not a whole number' END"))
         if table == "subscriptions":
-            checks.append(("quantity IS NULL OR quantity <= 0", lit(_label(tmm, "quantity")),
-                           "coalesce(s_quantity, '')", "'quantity must be a positive whole number'"))
-            checks.append(("shipments_count IS NULL OR shipments_count < 0", lit(_label(tmm, "shipments_count")),
-                           "coalesce(s_shipments_count, '')", "'shipments_count must be a whole number >= 0'"))
+            checks.append(("shipments_count IS NULL", lit(_label(tmm, "shipments_count")),
+                           "coalesce(s_shipments_count, '')", "'shipments_count must be a whole number from 0 to 1000000'"))
         if table == "orders":
             checks.append(("ordered_at IS NULL AND shipped_at IS NULL", lit(_label(tmm, "ordered_at")),
                            "coalesce(s_ordered_at, '')",
@@ -361,7 +460,7 @@ class Loader:
                              f"FROM {chk} WHERE __rr IS NOT NULL")
         # cell-level: a value present but unreadable is dropped (NULL) and reported; the row is kept
         cells = [f"SELECT __file, __line, {lit(_label(tmm, f))}, {q('s_' + f)}, "
-                 f"{lit('bad date' if k == 'date' else f'bad {k}')}, 'cell' FROM {chk} "
+                 f"{lit(cell_reason(table, f, k))}, 'cell' FROM {chk} "
                  f"WHERE __rr IS NULL AND {q('s_' + f)} IS NOT NULL AND {q(f)} IS NULL"
                  for f, k in fields.items() if k in ("date", "int", "float", "bool") and f in checked]
         if cells:

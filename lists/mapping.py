@@ -44,6 +44,16 @@ SCHEMA: dict[str, dict[str, str]] = {
         "since": "date",
     },
 }
+# fields a rule cannot do without: their columns must be in the file. Any other mapped column may be absent
+# (a shop disabled it in its export settings): its field is empty and summary.json notes it.
+REQUIRED_FIELDS: dict[str, set[str]] = {
+    "customers": {"customer_id", "phone"},
+    "orders": {"order_id", "customer_id", "customer_email", "customer_phone", "ordered_at"},
+    "order_lines": {"order_id", "sku"},
+    "subscriptions": {"subscription_id", "customer_id", "sku", "status", "next_ship_date", "shipments_count"},
+    "products": {"sku"},
+    "blocks": {"kind"},
+}
 KEYS = {"customers": "customer_id", "orders": "order_id", "subscriptions": "subscription_id", "products": "sku"}
 DEFAULTS: dict[str, dict[str, str]] = {
     "customers": {"tel_ok": "1", "withdrawn": "0", "caution": "0"},
@@ -78,6 +88,10 @@ class TableMapping:
     strip_prefixes: tuple[str, ...] = ("'",)
     forward_fill_by: str = ""
     distinct: bool = False  # several rows per key are line items of one record: keep the first silently
+    era_dates: bool = False  # also read Japanese era dates (令和6年5月1日, R6.5.1, H31/4/30)
+    # rows to keep: source column -> accepted values (EC-CUBE 明細区分: only 商品 lines are products)
+    where: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    optional: tuple[str, ...] = ()  # mapped fields whose column may be absent from the file (disabled export column)
 
     def source_columns(self) -> list[str]:
         cols: list[str] = []
@@ -87,7 +101,16 @@ class TableMapping:
             cols.extend(c for c in rules if c not in cols)
         if self.forward_fill_by and self.forward_fill_by not in cols:
             cols.append(self.forward_fill_by)
+        cols.extend(c for c in self.where if c not in cols)
         return cols
+
+    def required_columns(self) -> set[str]:
+        """Source columns that must be in the file: those of required fields, the fill key and row filters."""
+        need = {c for f, src in self.columns.items() if f in REQUIRED_FIELDS.get(self.table, set())
+                and f not in self.optional for c in src.columns}
+        if self.forward_fill_by:
+            need.add(self.forward_fill_by)
+        return need | set(self.where)
 
 
 @dataclass(frozen=True)
@@ -137,7 +160,7 @@ def _source(path: Path, where: str, raw: Any) -> Source:
 
 
 _TABLE_KEYS = {"glob", "encoding", "delimiter", "columns", "values", "if_nonempty", "constants", "defaults",
-               "date_formats", "strip_prefixes", "forward_fill_by", "distinct"}
+               "date_formats", "strip_prefixes", "forward_fill_by", "distinct", "era_dates", "where", "optional"}
 
 
 def _table(path: Path, name: str, raw: Any) -> TableMapping:
@@ -170,6 +193,17 @@ def _table(path: Path, name: str, raw: Any) -> TableMapping:
         for f in section:
             if f not in fields:
                 raise _err(path, where, f"{f!r} is not a canonical field of {name}")
+    keep_where: dict[str, tuple[str, ...]] = {}
+    for col, vals in dict(raw.get("where", {})).items():
+        if isinstance(vals, str):
+            vals = [vals]
+        if not isinstance(vals, list) or not all(isinstance(v, str) for v in vals):
+            raise _err(path, f"{where}.where.{col}", "expected a value or a list of values to keep")
+        keep_where[str(col)] = tuple(vals)
+    opt_raw = raw.get("optional", [])
+    if not isinstance(opt_raw, list) or any(f not in columns for f in opt_raw):
+        raise _err(path, f"{where}.optional", "expected a list of mapped fields whose columns may be absent")
+    optional = tuple(str(f) for f in opt_raw)
     provided = set(columns) | set(constants) | set(if_nonempty)
     key = KEYS.get(name)
     if key and key not in provided:
@@ -182,6 +216,7 @@ def _table(path: Path, name: str, raw: Any) -> TableMapping:
         date_formats=tuple(raw.get("date_formats", TableMapping.date_formats)),
         strip_prefixes=tuple(raw.get("strip_prefixes", TableMapping.strip_prefixes)),
         forward_fill_by=str(raw.get("forward_fill_by", "")), distinct=bool(raw.get("distinct", False)),
+        era_dates=bool(raw.get("era_dates", False)), where=keep_where, optional=optional,
     )
 
 

@@ -82,6 +82,12 @@ def _parse_one(text: str, region: str) -> PhoneResult:
     if _is_dummy(plain):
         return PhoneResult("", "", "dummy_number")
     flag = ""
+    if region == "JP" and not digits.startswith("+"):
+        # dialled from Japan with the international prefix: 0081-90-..., 010-81-...
+        for idd in ("00", "010"):
+            if plain.startswith(idd) and not plain.startswith("000") and len(plain) - len(idd) >= 10:
+                digits = "+" + plain[len(idd):]
+                break
     if region == "JP" and not digits.startswith(("0", "+")) and len(plain) in (9, 10):
         # Excel turned 090... into 9.01E+09 then back: restore the zero, and say so
         digits, flag = "0" + plain, "leading_zero_restored"
@@ -106,7 +112,7 @@ def parse_phone_cell(raw: str, region: str = "JP") -> tuple[PhoneResult, ...]:
     parts = [p.strip() for p in _SPLIT.split(text) if p and p.strip()]
     out: list[PhoneResult] = []
     for part in parts:
-        if len(re.sub(r"\D", "", part)) > 13:
+        if len(re.sub(r"^(00|010)", "", re.sub(r"\D", "", part))) > 13:
             # several numbers separated only by a space: let the matcher find them
             found = [_classify(m.number) for m in PhoneNumberMatcher(part, region)]
             out.extend(found or [PhoneResult("", "", "invalid_number")])

@@ -43,3 +43,6 @@ class ListSettings:
     ltv: LtvSettings = field(default_factory=LtvSettings)
     holdout: HoldoutSettings = field(default_factory=HoldoutSettings)
     unpaid: UnpaidSettings = field(default_factory=UnpaidSettings)
+    # a block row whose number cannot be read still blocks the customer it names (the safe reading)
+    block_customer_on_bad_phone: bool = True
+    csv_encoding: str = "utf-8"  # call_list.csv: utf-8 | utf-8-sig | cp932 (the last two open in Japanese Excel)

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from lists.ingest import Loader
 
 FORMAT = 1
+# the loader's own code: a change to typing or checks must not reuse tables typed the old way
+_CODE = hashlib.sha256(b"".join((Path(__file__).parent / m).read_bytes() for m in ("ingest.py", "mapping.py"))).hexdigest()
 _MANIFEST = "manifest.json"
 _REFS = "references"  # rejects of the reference checks, valid while every table is reused
 
@@ -62,7 +64,7 @@ class TableCache:
 
     def key(self, loader: Loader, table: str, files: list[Path]) -> str:
         tm = loader.mapping.tables.get(table)
-        parts = {"format": FORMAT, "duckdb": duckdb.__version__, "table": table, "mapping": repr(tm),
+        parts = {"format": FORMAT, "duckdb": duckdb.__version__, "code": _CODE, "table": table, "mapping": repr(tm),
                  "files": [[p.name, (st := p.stat()).st_size, st.st_mtime_ns, file_digest(p)] for p in files]}
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 

@@ -100,7 +100,7 @@ def test_upsell_one_order_trial_only_and_depletion_window(tmp_path: Path) -> Non
     assert one.callable_from == AS_OF  # depletion - 5 = today
     assert one.callable_until == AS_OF + timedelta(days=5 + 7)
     tri = got[("TRI", "upsell")]
-    assert tri.sub_segment == "trial" and tri.sku == "TRIAL-A" and "REG-A" in tri.reason
+    assert tri.sub_segment == "trial" and tri.qualifying_sku == "TRIAL-A" and tri.offer_sku == tri.sku == "REG-A"
     # trial bought 9 days ago, 7 days of product: runs out 2 days ago; window -7..+5 clipped to today
     assert tri.callable_until == AS_OF + timedelta(days=5)
     assert ("TWO", "upsell") not in got and ("SUB", "upsell") not in got
@@ -183,7 +183,7 @@ def test_sample_export_end_to_end_expectations(tmp_path: Path) -> None:
     assert on_disk["rows_read"]["customers.csv"] == 15
     rows = read_csv(tmp_path / "out" / "call_list.csv")
     assert list(rows[0]) == ["customer_id", "segment", "phone_e164", "phones", "reason", "priority", "callable_from",
-                             "callable_until"]
+                             "callable_until", "name", "offer_sku", "offer_name", "qualifying_sku"]
     prios = [float(x["priority"]) for x in rows]
     assert prios == sorted(prios, reverse=True)
     c5 = next(x for x in rows if x["customer_id"] == "C005")

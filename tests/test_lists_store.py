@@ -175,13 +175,13 @@ def test_user_error_is_one_line_exit_2(tmp_path: Path) -> None:
     d = tmp_path / "crm"
     shutil.copytree(DATA / "canonical", d)
     p = d / "orders.csv"
-    p.write_text(p.read_text(encoding="utf-8").replace("shipped_at", "shipped_on", 1), encoding="utf-8")
+    p.write_text(p.read_text(encoding="utf-8").replace("ordered_at", "ordered_on", 1), encoding="utf-8")
     env = {**run_env(), "DIALER_DATABASE_URL": f"sqlite:///{tmp_path / 'e.db'}"}
     r = subprocess.run([sys.executable, "-m", "dialer", "lists", "build", "--mapping", str(CANONICAL), "--input", str(d),
                         "--out", str(tmp_path / "out"), "--config", str(CONFIG)],
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
-    assert "orders.csv" in r.stderr and "'shipped_at'" in r.stderr and "Traceback" not in r.stderr
+    assert "orders.csv" in r.stderr and "'ordered_at'" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_nightly_wrapper_locks_logs_and_fails_loudly(tmp_path: Path) -> None:

@@ -17,13 +17,31 @@ from dialer.store import models
 from dialer.store import sms as _sms  # noqa: F401  (registers its tables)
 from dialer.store.models import Meta
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_URL = "sqlite:///tsunagu.db"
 ENV_URL = "DIALER_DATABASE_URL"
+
+
+def _m3_offer_and_mirror_keys(engine: Engine) -> None:
+    """Issue 12: entries say which product qualified them; mirror tables get the keys that stop duplicates."""
+    insp = inspect(engine)
+    with engine.begin() as conn:
+        if "qualifying_sku" not in {c["name"] for c in insp.get_columns("call_list_entries")}:
+            conn.execute(text("ALTER TABLE call_list_entries ADD COLUMN qualifying_sku VARCHAR NOT NULL DEFAULT ''"))
+        # duplicates written by overlapping builds before this version: keep the first of each
+        conn.execute(text("DELETE FROM order_lines WHERE id NOT IN (SELECT min(id) FROM order_lines GROUP BY order_id, sku)"))
+        conn.execute(text("CREATE UNIQUE INDEX IF NOT EXISTS uq_order_line_sku ON order_lines (order_id, sku)"))
+        conn.execute(text(
+            "DELETE FROM blocks WHERE source = 'crm' AND id NOT IN (SELECT min(id) FROM blocks WHERE source = 'crm' "
+            "GROUP BY coalesce(phone_e164, ''), coalesce(customer_id, ''), kind, product_scope)"))
+        conn.execute(text("CREATE UNIQUE INDEX IF NOT EXISTS uq_blocks_crm ON blocks "
+                          "(coalesce(phone_e164, ''), coalesce(customer_id, ''), kind, product_scope) WHERE source = 'crm'"))
+
 
 # version -> function that brings a database at (version - 1) up to version. Add entries, never edit them.
 MIGRATIONS: dict[int, Callable[[Engine], None]] = {
     2: _amd.migrate_add_amd_columns,  # issue 15: attempts.amd_verdict / amd_decided_s / amd_features
+    3: _m3_offer_and_mirror_keys,  # issue 12: entries.qualifying_sku, unique keys on the CRM mirror
 }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, func, text
 from sqlmodel import Field, SQLModel
 
 
@@ -75,6 +75,8 @@ class Order(SQLModel, table=True):
 
 class OrderLine(SQLModel, table=True):
     __tablename__ = "order_lines"
+    # one mirrored line per product of an order (quantities summed): concurrent mirrors cannot duplicate
+    __table_args__ = (UniqueConstraint("order_id", "sku", name="uq_order_line_sku"),)
     id: int | None = Field(default=None, primary_key=True)
     order_id: str = Field(index=True)
     sku: str
@@ -105,6 +107,12 @@ class Block(SQLModel, table=True):
     """
 
     __tablename__ = "blocks"
+    # a CRM block is added once, however many builds run at the same time
+    __table_args__ = (
+        Index("uq_blocks_crm", func.coalesce(text("phone_e164"), ""), func.coalesce(text("customer_id"), ""),
+              "kind", "product_scope", unique=True, sqlite_where=text("source = 'crm'"),
+              postgresql_where=text("source = 'crm'")),
+    )
     id: int | None = Field(default=None, primary_key=True)
     phone_e164: str | None = Field(default=None, index=True)
     customer_id: str | None = Field(default=None, index=True)
@@ -163,7 +171,8 @@ class CallListEntry(SQLModel, table=True):
     customer_id: str = Field(index=True)
     segment: str = Field(index=True)  # dormant | pre_churn | upsell | cross_sell | callback
     sub_segment: str = ""
-    sku: str = ""  # the product the call is about (refusal scope)
+    sku: str = ""  # the OFFERED product (offer_sku): refusal scope, screen pop, sale default
+    qualifying_sku: str = ""  # the product that put the customer on the list (the trial for an upsell)
     reason: str = ""
     phones: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     phone_index: int = 0
