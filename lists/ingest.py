@@ -161,7 +161,10 @@ def _typed(kind: str, s: str, tm: TableMapping, table: str = "", f: str = "") ->
         return f"(CASE WHEN {expr} BETWEEN DATE {lit(DATE_MIN)} AND DATE {lit(DATE_MAX)} THEN {expr} END)"
     bounds = BOUNDS.get((table, f))
     if kind == "int":
-        expr = (f"coalesce(try_cast({s} AS BIGINT), try_cast(regexp_replace({s}, '[,\\s]', '', 'g') AS BIGINT))")
+        # a whole number only: DuckDB's own cast would round "1.5" to 2
+        clean = f"regexp_replace({s}, '[,\\s]', '', 'g')"
+        expr = (f"(CASE WHEN regexp_full_match({clean}, '[+-]?[0-9]{{1,15}}(\\.0+)?') "
+                f"THEN CAST(CAST({clean} AS DOUBLE) AS BIGINT) END)")
     elif kind == "float":
         raw = (f"coalesce(try_cast({s} AS DOUBLE), try_cast(regexp_replace({s}, '[,¥円\\s]', '', 'g') AS DOUBLE))")
         expr = f"(CASE WHEN isfinite({raw}) THEN {raw} END)"
@@ -193,6 +196,76 @@ def cell_reason(table: str, f: str, kind: str) -> str:
     if b is not None:
         return f"bad {kind}: must be {b[3]}"
     return f"bad {kind}"
+
+
+MAX_FIELD = 2 << 20  # 2 MiB: a bigger cell is a broken export (an unterminated quote swallowing the file)
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\n|\r)|[^\r\n]+$")
+
+
+def needs_sanitize(src: Path) -> bool:
+    """Line endings DuckDB would count differently from a text editor: mixed CRLF/LF, lone CR, blank lines."""
+    crlf = lf = cr = 0
+    blank = False
+    tail = b""
+    with src.open("rb") as fh:
+        while chunk := fh.read(1 << 24):
+            data = tail + chunk
+            crlf += chunk.count(b"\r\n") + (1 if tail == b"\r" and chunk.startswith(b"\n") else 0)
+            lf += chunk.count(b"\n")
+            cr += chunk.count(b"\r")
+            blank = blank or b"\n\n" in data or b"\n\r\n" in data or b"\r\r" in data
+            tail = chunk[-1:]
+    return blank or (crlf and crlf != lf) or cr != crlf
+
+
+def sanitize_csv(src: Path, dst: Path, delimiter: str) -> tuple[list[str], list[tuple[int, str, str]], int]:
+    """Re-write a damaged CSV so DuckDB can read it: physical line numbers in a `__line` column.
+
+    Python does what DuckDB's reader cannot recover from: a quote left open (that record is rejected and
+    reading resumes on the next physical line), a field over 2 MiB, mixed CRLF/LF/CR and blank lines (skipped,
+    numbering kept). Returns (header, rejects as (line, value, reason), records written).
+    """
+    import csv as _csv
+
+    text = src.read_text(encoding="utf-8", errors="replace")
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    lines = _LINE.findall(text)
+    if not lines:
+        return [], [], 0
+    header = next(_csv.reader([lines[0].rstrip("\r\n")], delimiter=delimiter), [])
+    rejects: list[tuple[int, str, str]] = []
+    written = 0
+    with dst.open("w", encoding="utf-8", newline="") as fh:
+        w = _csv.writer(fh, quoting=_csv.QUOTE_ALL, lineterminator="\n")
+        w.writerow([*header, "__line"])
+        i, n = 1, len(lines)
+        while i < n:
+            j, buf = i, lines[i]
+            while buf.count('"') % 2 and j + 1 < n and len(buf) <= 2 * MAX_FIELD:
+                j += 1
+                buf += lines[j]
+            if buf.count('"') % 2:
+                rejects.append((i + 1, lines[i][:200].rstrip("\r\n"), "malformed CSV: unterminated quote"))
+                i += 1
+                continue
+            body = buf.rstrip("\r\n")
+            if not body.strip():
+                i = j + 1
+                continue
+            if len(body) >= _csv.field_size_limit():
+                _csv.field_size_limit(len(body) + 1)
+            rec = next(_csv.reader([body.replace("\r\n", "\n").replace("\r", "\n")], delimiter=delimiter), [])
+            if any(len(f) > MAX_FIELD for f in rec):
+                rejects.append((i + 1, body[:200], "malformed CSV: field over 2 MiB"))
+            elif len(rec) != len(header):
+                rejects.append((i + 1, body[:200],
+                                f"malformed CSV: expected {len(header)} fields, found {len(rec)}"))
+            else:
+                w.writerow([*rec, i + 1])
+                written += 1
+            i = j + 1
+    return header, rejects, written
 
 
 class Loader:
@@ -253,6 +326,7 @@ class Loader:
 
     def _utf8(self, tm: TableMapping, path: Path) -> Path:
         if tm.encoding != "cp932":
+            self._check_utf8(path)
             return path
         self._n += 1
         src = self.workdir / f"utf8_{self._n}_{path.name}"
@@ -260,6 +334,53 @@ class Loader:
         if bad:
             self.notes.append(f"{path.name}: {bad} bytes not valid CP932 were replaced by U+FFFD")
         return src
+
+    def _check_utf8(self, path: Path) -> None:
+        """A file that is mostly not UTF-8 is the wrong encoding, not bad rows: one message, not 1M rejects."""
+        with path.open("rb") as fh:
+            head = fh.read(1 << 20)
+        try:
+            head.decode("utf-8")
+            return
+        except UnicodeDecodeError as exc:
+            if exc.start >= len(head) - 4:
+                return  # a character cut by the 1 MiB window
+        lines = head.split(b"\n")[:-1] or [head]
+        bad = 0
+        for ln in lines:
+            try:
+                ln.decode("utf-8")
+            except UnicodeDecodeError:
+                bad += 1
+        if bad * 2 > len(lines):
+            try:
+                head.decode("cp932")
+                hint = "; it decodes as CP932: set encoding = \"cp932\" in the mapping"
+            except UnicodeDecodeError:
+                hint = ""
+            raise ListsError(f"{path}: {bad} of the first {len(lines)} lines are not UTF-8 (the mapping says "
+                             f"utf-8){hint}")
+
+    def _read_sanitized(self, tm: TableMapping, path: Path, src: Path) -> tuple[str, str]:
+        """The careful-careful path: Python re-writes the file (see sanitize_csv), DuckDB reads the result."""
+        self._n += 1
+        clean = self.workdir / f"clean_{self._n}.csv"
+        header, rejects, written = sanitize_csv(src, clean, tm.delimiter)
+        if not header:
+            raise ListsError(f"{path}: no header row")
+        raw = f"raw_{self._n}"
+        cols = ", ".join(f"{lit(c)}: 'VARCHAR'" for c in [*header, "__line"])
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {raw} AS SELECT * FROM read_csv({lit(str(clean))}, header=true, "
+                         f"delim=',', quote='\"', escape='\"', columns={{{cols}}}, max_line_size={4 * MAX_FIELD})")
+        self.con.execute(f"ALTER TABLE {raw} ALTER __line TYPE BIGINT")
+        for c in self._check_header(tm, path, header):
+            self.con.execute(f"ALTER TABLE {raw} ADD COLUMN {q(c)} VARCHAR")
+        if rejects:
+            self.con.executemany("INSERT INTO rejects VALUES (?, ?, '', ?, ?, 'row')",
+                                 [[path.name, ln, v, why] for ln, v, why in rejects])
+        clean.unlink()
+        self.rows_read[path.name] = written + len(rejects)
+        return raw, "__line"
 
     def _read_file(self, tm: TableMapping, path: Path, src: Path) -> tuple[str, str]:
         """One file -> a raw all-VARCHAR table with `__line`; malformed CSV records go to rejects."""
@@ -277,8 +398,8 @@ class Loader:
             return raw, "__line"
         try:
             self.con.execute(f"CREATE OR REPLACE TEMP TABLE {raw} AS SELECT * FROM {self._csv(tm, src, rej, scan)}")
-        except duckdb.Error as exc:
-            raise ListsError(f"{path}: cannot be read as CSV ({str(exc).splitlines()[0]})") from None
+        except duckdb.Error:
+            return self._read_sanitized(tm, path, src)
         cols = [r[0] for r in self.con.execute(f"DESCRIBE {raw}").fetchall()]
         for c in self._check_header(tm, path, cols):
             self.con.execute(f"ALTER TABLE {raw} ADD COLUMN {q(c)} VARCHAR")
@@ -379,8 +500,15 @@ class Loader:
             put(select(sources[0][1], "", "__line"))
             self.con.execute(f"DROP TABLE {sources[0][1]}")
         for path in files:
+            if path.stat().st_size == 0:
+                if table == "customers":
+                    raise ListsError(f"{path}: empty file (0 bytes); expected a header row and customers")
+                self.notes.append(f"{path.name}: empty file (0 bytes), read as no rows")
+                self.rows_read[path.name] = 0
+                continue
             src = self._utf8(tmm, path)
-            if self._fast_ok(tmm, src):
+            sanitize = path.suffix.lower() != ".parquet" and needs_sanitize(src)
+            if not sanitize and self._fast_ok(tmm, src):
                 # one pass straight from the file: no quotes means no embedded newlines, so record i is on
                 # line i + 1 unless DuckDB rejected a record, in which case the careful path below re-reads it
                 self._n += 1
@@ -388,20 +516,21 @@ class Loader:
                 try:
                     header = [r[0] for r in self.con.execute(
                         f"DESCRIBE SELECT * FROM {self._csv(tmm, src, rej + '_d', scan + '_d')}").fetchall()]
-                except duckdb.Error as exc:
-                    raise ListsError(f"{path}: cannot be read as CSV ({str(exc).splitlines()[0]})") from None
-                missing = self._check_header(tmm, path, header)
-                put(select(f"(SELECT row_number() OVER () + 1 AS __rn, * FROM {self._csv(tmm, src, rej, scan)})",
-                           path.name, "__rn", missing))
-                bad = self._count(rej)
-                for t in (rej, scan, rej + "_d", scan + "_d"):
-                    self.con.execute(f"DROP TABLE IF EXISTS {t}")
-                if not bad:
-                    row = self.con.execute(f"SELECT count(*) FROM {chk} WHERE __file = ?", [path.name]).fetchone()
-                    self.rows_read[path.name] = int(row[0]) if row else 0
-                    continue
-                self.con.execute(f"DELETE FROM {chk} WHERE __file = ?", [path.name])
-            raw, line = self._read_file(tmm, path, src)
+                except duckdb.Error:
+                    header, sanitize = [], True
+                if not sanitize:
+                    missing = self._check_header(tmm, path, header)
+                    put(select(f"(SELECT row_number() OVER () + 1 AS __rn, * FROM {self._csv(tmm, src, rej, scan)})",
+                               path.name, "__rn", missing))
+                    bad = self._count(rej)
+                    for t in (rej, scan, rej + "_d", scan + "_d"):
+                        self.con.execute(f"DROP TABLE IF EXISTS {t}")
+                    if not bad:
+                        row = self.con.execute(f"SELECT count(*) FROM {chk} WHERE __file = ?", [path.name]).fetchone()
+                        self.rows_read[path.name] = int(row[0]) if row else 0
+                        continue
+                    self.con.execute(f"DELETE FROM {chk} WHERE __file = ?", [path.name])
+            raw, line = self._read_sanitized(tmm, path, src) if sanitize else self._read_file(tmm, path, src)
             if tmm.forward_fill_by:
                 key = q(tmm.forward_fill_by)
                 fills = ", ".join(
@@ -432,6 +561,7 @@ class Loader:
             raw_q = "try_cast(regexp_replace(s_quantity, '[,\\s]', '', 'g') AS DOUBLE)"
             checks.append(("quantity IS NULL", lit(_label(tmm, "quantity")), "coalesce(s_quantity, '')",
                            f"CASE WHEN s_quantity IS NULL THEN 'quantity is missing' "
+                           f"WHEN NOT isfinite({raw_q}) THEN 'quantity is not a whole number' "
                            f"WHEN {raw_q} <= 0 THEN 'quantity must be positive' "
                            f"WHEN {raw_q} > 1000000 THEN 'quantity over 1000000' "
                            f"ELSE 'quantity is not a whole number' END"))

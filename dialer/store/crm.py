@@ -146,6 +146,7 @@ class Plan:
     withdrawn: dict[str, int] = field(default_factory=dict)
     kept: dict[str, int] = field(default_factory=dict)
     pending_before: int = 0
+    withdrawn_holdout: int = 0  # drawn into a hold-out control group: deliberate, not an export mistake
     mirror_before: dict[str, int] = field(default_factory=dict)
     mirror_after: dict[str, int] = field(default_factory=dict)
 
@@ -169,9 +170,13 @@ def plan_build(engine: Engine, result: BuildResult) -> Plan:
         old = existing.get(key)
         bucket = plan.inserted if old is None else plan.kept if old in IN_PROGRESS + FINAL else plan.updated
         bucket[seg] = bucket.get(seg, 0) + 1
+    held = {(r[0], r[1]) for r in result.con.execute(
+        "SELECT customer_id, segment FROM suppressed WHERE reason = 'holdout'").fetchall()}
     for (_cid, seg), status in existing.items():
         if status == "pending" and (_cid, seg) not in seen:
             plan.withdrawn[seg] = plan.withdrawn.get(seg, 0) + 1
+            if (_cid, seg) in held:
+                plan.withdrawn_holdout += 1
     for name in MIRRORED:
         row = result.con.execute(f"SELECT count(*) FROM {name}").fetchone()
         plan.mirror_after[name] = int(row[0]) if row else 0
@@ -181,7 +186,7 @@ def plan_build(engine: Engine, result: BuildResult) -> Plan:
 def check_build(plan: Plan, result: BuildResult, max_withdraw_share: float) -> list[str]:
     """Reasons to refuse applying this build (empty: apply). `--force` overrides them."""
     why: list[str] = []
-    withdrawn = sum(plan.withdrawn.values())
+    withdrawn = sum(plan.withdrawn.values()) - plan.withdrawn_holdout
     if plan.pending_before >= GUARD_MIN_PENDING and withdrawn > max_withdraw_share * plan.pending_before:
         why.append(f"would withdraw {withdrawn} of {plan.pending_before} pending entries "
                    f"({withdrawn / plan.pending_before:.0%} > max_withdraw_share {max_withdraw_share:.0%})")
