@@ -234,6 +234,9 @@ def sanitize_csv(src: Path, dst: Path, delimiter: str) -> tuple[list[str], list[
     if not lines:
         return [], [], 0
     header = next(_csv.reader([lines[0].rstrip("\r\n")], delimiter=delimiter), [])
+    for i, h in enumerate(header):  # EC-CUBE's 受注CSV has 送料 twice: name the second as DuckDB would
+        if h in header[:i]:
+            header[i] = f"{h}_{header[:i].count(h)}"
     rejects: list[tuple[int, str, str]] = []
     written = 0
     with dst.open("w", encoding="utf-8", newline="") as fh:
@@ -326,7 +329,8 @@ class Loader:
 
     def _utf8(self, tm: TableMapping, path: Path) -> Path:
         if tm.encoding != "cp932":
-            self._check_utf8(path)
+            if path.suffix.lower() != ".parquet":
+                self._check_utf8(path)
             return path
         self._n += 1
         src = self.workdir / f"utf8_{self._n}_{path.name}"

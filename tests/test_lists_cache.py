@@ -16,7 +16,7 @@ from tests.lists_util import AS_OF, CANONICAL, DATA, REPO, read_csv
 
 ALL = ["products", "customers", "orders", "order_lines", "subscriptions", "blocks"]
 SHOPIFY = REPO / "config" / "mappings" / "shopify.toml"
-ECCUBE = REPO / "config" / "mappings" / "eccube.toml"
+ECCUBE = REPO / "config" / "mappings" / "eccube2.toml"
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from lists import ListsError, load_mapping
 from tests.lists_util import DATA, REPO, build, listed, read_csv
 
 SHOPIFY = REPO / "config" / "mappings" / "shopify.toml"
-ECCUBE = REPO / "config" / "mappings" / "eccube.toml"
+ECCUBE = REPO / "config" / "mappings" / "eccube2.toml"
 
 
 def test_shopify_customers_and_orders(tmp_path: Path) -> None:
