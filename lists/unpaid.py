@@ -56,8 +56,8 @@ def add_unpaid_candidates(con: duckdb.DuckDBPyConnection, u: UnpaidSettings, as_
          GROUP BY customer_id
         HAVING sum(balance) < {float(u.max_amount)!r}""")
     con.execute(f"""
-        INSERT INTO cand
-        SELECT customer_id, '{SEGMENT}', 'sms', '',
+        INSERT INTO cand (customer_id, segment, sub_segment, sku, offer_sku, reason, cfrom, cuntil, value)
+        SELECT customer_id, '{SEGMENT}', 'sms', '', '',
                'unpaid ¥' || CAST(round(amount) AS BIGINT) || ' on ' || order_ids || ' since ' || since,
                {a}, {a} + {int(u.window_days)}, amount
           FROM unpaid""")

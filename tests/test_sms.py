@@ -132,9 +132,10 @@ def test_unpaid_segment_from_a_real_build(tmp_path: Path, env: None) -> None:
     with Session(engine) as s:
         bal = {b.customer_id: b for b in s.exec(select(UnpaidBalance)).all()}
     assert bal["U003"].amount == 2010 and bal["X-TWO"].amount == 3500 and "X-DNC" not in bal
-    # an export without a balance column: no unpaid segment, a note, never an error
+    # an export without a balance column: no unpaid segment, a note, never an error (every unpaid entry is
+    # withdrawn, which the whole-file guard of issue 12 refuses unless forced)
     assert main(["lists", "build", "--mapping", str(CANONICAL), "--input", str(tmp_path / "crm"),
-                 "--out", str(tmp_path / "out2"), "--as-of", AS_OF.isoformat(), "--config", str(cfg)]) == 0
+                 "--out", str(tmp_path / "out2"), "--as-of", AS_OF.isoformat(), "--config", str(cfg), "--force"]) == 0
     assert not [r for r in read_csv(tmp_path / "out2" / "call_list.csv") if r["segment"] == "unpaid"]
 
 
