@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from dialer.calling_hours import CallingHours, contact_zones
 from dialer.config import Config, parse_duration
 from dialer.dtmf import REFUSAL_REASONS
 from dialer.errors import UserError
@@ -39,6 +40,7 @@ from dialer.store.models import (
     Block,
     CallListEntry,
     Campaign,
+    Customer,
     Disposition,
 )
 
@@ -312,11 +314,6 @@ def campaign_report(engine: Engine, name: str, *, now: datetime | None = None, m
 # ------------------------------------------------------------------------------------------- compliance
 
 
-def _hhmm(text: str) -> time:
-    h, m = text.split(":")
-    return time(int(h), int(m))
-
-
 def compliance_report(engine: Engine, cfg: Config | None = None, *, now: datetime | None = None,
                       campaign: str | None = None) -> dict[str, Any]:
     """What an auditor asks: abandon rates per window and regime, calls outside hours, DNC honoured."""
@@ -333,6 +330,9 @@ def compliance_report(engine: Engine, cfg: Config | None = None, *, now: datetim
             q = q.where(Campaign.name == campaign)
         camps = list(s.exec(q).all())
         entry_tz = {i: tzname for i, tzname in s.exec(select(CallListEntry.id, CallListEntry.timezone)).all()}
+        # (issue 12) every zone of the contact, as the hopper judges it: number, entry, prefecture
+        entry_pref = dict(s.exec(select(CallListEntry.id, Customer.prefecture).join(
+            Customer, Customer.customer_id == CallListEntry.customer_id)).all())  # type: ignore[arg-type]
         all_attempts = list(s.exec(select(Attempt).order_by(Attempt.dialed_at)).all())
         disps = list(s.exec(select(Disposition).where(
             Disposition.outcome.in_(("dnc", "refused"))).order_by(Disposition.id)).all())  # type: ignore[attr-defined]
@@ -347,25 +347,23 @@ def compliance_report(engine: Engine, cfg: Config | None = None, *, now: datetim
             windows[w] = count_abandons(attempts, window_start(w, now, default_tz)).as_dict(fp_share)
         conf = windows[camp.abandon_window]
         configured_rate = conf["uk" if camp.abandon_regime == "uk" else "us"]
-        start, end = _hhmm(camp.calling_hours_start), _hhmm(camp.calling_hours_end)
+        hours = CallingHours.from_campaign((camp.calling_hours_start, camp.calling_hours_end), camp.holidays)
         outside: list[dict[str, Any]] = []
         sandbox_outside = 0
         for a in attempts:
             tzname = entry_tz.get(a.entry_id) or default_tz
-            try:
-                zone = ZoneInfo(tzname)
-            except (KeyError, ValueError):
-                zone = ZoneInfo(default_tz)
+            zones = contact_zones(a.phone_e164 or "", tzname, entry_pref.get(a.entry_id) or "") or (tzname,)
             dialed = _aware(a.dialed_at)
             assert dialed is not None
-            local = dialed.astimezone(zone)
-            if start <= local.time() < end:
+            why = hours.closed_reason(dialed, zones)
+            if why is None:
                 continue
             if a.trunk and a.trunk in sandbox_trunks:
                 sandbox_outside += 1
                 continue
+            local = dialed.astimezone(ZoneInfo(zones[0]) if zones[0] else ZoneInfo(default_tz))
             outside.append({"attempt_id": a.id, "phone": mask_phone(a.phone_e164), "local_time": local.isoformat(),
-                            "timezone": tzname})
+                            "timezone": tzname, "zones": list(zones), "why": why})
         total_outside += len(outside)
         out["campaigns"][camp.name] = {
             "regime": camp.abandon_regime, "target": camp.abandon_target, "limit": camp.abandon_limit,

@@ -103,9 +103,11 @@ def build_store(db_url: str) -> dict[str, int]:
         s.add(OrderLine(order_id="O2", sku="SKU-A", quantity=1, unit_price=5980))
         s.add(Subscription(subscription_id="S1", customer_id="C1", sku="SKU-A", status="active",
                            next_ship_date=date(2026, 12, 1), shipments_count=2))
-        demo = Campaign(name="demo", segments=["dormant", "upsell"], state="running", abandon_window="24h")
+        # NOW is 勤労感謝の日: these fixtures judge hours only (holidays are test_compliance_holidays_and_zones)
+        demo = Campaign(name="demo", segments=["dormant", "upsell"], state="running", abandon_window="24h",
+                        holidays="")
         other = Campaign(name="other", segments=["dormant"], state="stopped", abandon_regime="uk",
-                         abandon_window="campaign")
+                         abandon_window="campaign", holidays="")
         s.add(demo)
         s.add(other)
         a01 = Agent(login="a01", name="Sato", state="on_call", state_since=NOW - 95 * S)
@@ -324,3 +326,28 @@ def test_state_log_closes_previous_stretch(db_url: str) -> None:
         rows = s.exec(select(AgentStateLog).order_by(AgentStateLog.id)).all()
     assert [(r.state, r.ended_at) for r in rows] == [("ready", NOW + 10 * S), ("paused", None)]
     assert rows[1].detail == "lunch"
+
+
+def test_compliance_holidays_and_zones(db_url: str) -> None:
+    """Issue 12: the report judges calls as the hopper does, in every zone of the contact and on holidays."""
+    eng = get_engine(db_url)
+    with Session(eng) as s:
+        s.add(Customer(customer_id="H1", name="x", prefecture="北海道"))
+        s.add(Customer(customer_id="US", name="y"))
+        camp = Campaign(name="hol", segments=["dormant"], holidays="JP")
+        s.add(camp)
+        s.commit()
+        e1 = CallListEntry(customer_id="H1", segment="dormant", phones=["+819011110001"])
+        e2 = CallListEntry(customer_id="US", segment="dormant", phones=["+12125550100"])
+        s.add(e1)
+        s.add(e2)
+        s.commit()
+        weekday = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)  # Wed 11:00 in Tokyo, Tue 21:00 in New York
+        for e, at in ((e1, NOW - timedelta(hours=8)), (e1, weekday), (e2, weekday)):
+            s.add(Attempt(campaign_id=camp.id, entry_id=e.id, customer_id=e.customer_id, segment="dormant",
+                          phone_e164=e.phones[0], dialed_at=at, outcome="no_answer", state="ended", trunk="t"))
+        s.commit()
+    c = compliance_report(eng, None, now=NOW + timedelta(days=2), campaign="hol")["campaigns"]["hol"]
+    whys = sorted(o["why"].split(":")[0] for o in c["outside_hours"])
+    assert c["calls_outside_hours"] == 2
+    assert whys == ["holiday in Asia/Tokyo", "outside calling hours in America/New_York"]
