@@ -8,6 +8,7 @@ plain functions of the store that tests can render to a recording Console, witho
 from __future__ import annotations
 
 import codecs
+import io
 import os
 import select
 import sys
@@ -41,6 +42,14 @@ class PipeConsole(Console):
 def console(width: int = 0) -> Console:
     """The console a command prints to; `width` 0 means the terminal's (or, piped, the data's: see reports)."""
     return PipeConsole(width=width) if width else PipeConsole()
+
+
+def wide_enough(renderable: RenderableType, floor: int = 80, cap: int = 400) -> int:
+    """The width a renderable needs to print without truncation (piped output has no terminal to ask)."""
+    from rich.measure import Measurement
+
+    probe = Console(width=cap, file=io.StringIO(), color_system=None)
+    return max(floor, min(cap, Measurement.get(probe, probe.options, renderable).maximum))
 
 
 def row(table: Table, *cells: RenderableType) -> None:

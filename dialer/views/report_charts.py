@@ -1,0 +1,281 @@
+"""The campaign report as pictures: time series and breakdowns computed from the store's rows with the
+report's own definitions (dialer.reports), drawn with matplotlib and written as one self-contained HTML file
+(PNG charts embedded as data: URIs — nothing fetched at view time) or one PNG sheet.
+
+Charts: abandon rate over time against target and limit; occupancy and talk minutes per agent-hour by hour;
+hit rate by hour; the funnel dialled → answered → connected → sale; list penetration by segment; refusal
+reasons. The HTML lays every chart in a fixed box (CHART_BOX) so a screenshot test knows where to look.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import IO, Any
+from zoneinfo import ZoneInfo
+
+from dialer.i18n import _, fmt_datetime, language
+from dialer.reports import IN_FLIGHT, SALE_OUTCOMES, count_abandons, latest_dispositions
+from dialer.store.report_rows import PeriodRows
+from dialer.views.labels import label
+from dialer.views.render import aware
+
+CHART_W, CHART_H = 900, 340  # CSS pixels of each chart box in the HTML
+CHART_TOP, CHART_GAP = 150, 30  # first box's top, gap between boxes
+CHARTS = ("abandon", "occupancy", "hit", "funnel", "penetration", "refusals")
+
+
+def chart_boxes() -> dict[str, tuple[int, int, int, int]]:
+    """(left, top, width, height) of each chart in the HTML page, in CSS pixels."""
+    return {name: (20, CHART_TOP + i * (CHART_H + CHART_GAP), CHART_W, CHART_H) for i, name in enumerate(CHARTS)}
+
+
+@dataclass
+class Series:
+    tz: str
+    lo: datetime | None
+    hi: datetime | None
+    hours: list[datetime] = field(default_factory=list)
+    abandon: list[float | None] = field(default_factory=list)
+    hit: list[float | None] = field(default_factory=list)
+    occupancy: list[float | None] = field(default_factory=list)
+    talk_per_agent_hour: list[float | None] = field(default_factory=list)
+    funnel: dict[str, int] = field(default_factory=dict)
+    target: float = 0.0
+    limit: float = 0.0
+
+
+def _talk_s(a: Any) -> float:
+    start, end = aware(a.agent_connected_at), aware(a.ended_at)
+    return max(0.0, (end - start).total_seconds()) if start and end else 0.0
+
+
+def build_series(rows: PeriodRows, tz: str, fp_share: float, lo: datetime | None, hi: datetime | None) -> Series:
+    camp = rows.campaign
+    s = Series(tz, lo, hi, target=camp.abandon_target, limit=camp.abandon_limit)
+    times = [t for a in rows.attempts for t in (aware(a.dialed_at),) if t is not None]
+    if times:
+        zone = ZoneInfo(tz)
+        first = min(times).astimezone(zone).replace(minute=0, second=0, microsecond=0)
+        last = max(times).astimezone(zone)
+        n = min(24 * 14, int((last - first).total_seconds() // 3600) + 1)
+        s.hours = [first + timedelta(hours=i) for i in range(n)]
+    for h in s.hours:
+        h_end = h + timedelta(hours=1)
+        in_hour = [a for a in rows.attempts if h <= (aware(a.dialed_at) or h) < h_end]
+        c = count_abandons(rows.attempts, h, h_end)
+        s.abandon.append(c.rate(camp.abandon_regime, fp_share))
+        finished = [a for a in in_hour if a.state not in IN_FLIGHT]
+        hit_c = count_abandons(in_hour, None)
+        s.hit.append(hit_c.answered / len(finished) if finished else None)
+        busy = logged = 0.0
+        for st in rows.stretches:
+            a0, b0 = aware(st.started_at) or h, aware(st.ended_at) or (hi or h_end)
+            ov = (min(b0, h_end) - max(a0, h)).total_seconds()
+            if ov <= 0 or st.state == "logged_out":
+                continue
+            logged += ov
+            if st.state in ("on_call", "wrap_up"):
+                busy += ov
+        s.occupancy.append(busy / logged if logged > 0 else None)
+        talk = sum(_talk_s(a) for a in in_hour)
+        s.talk_per_agent_hour.append((talk / 60.0) / (logged / 3600.0) if logged > 0 else None)
+    ids = {a.id for a in rows.attempts}
+    sales = [d for d in latest_dispositions(rows.dispositions) if d.attempt_id in ids and d.outcome in SALE_OUTCOMES]
+    total = count_abandons(rows.attempts, None)
+    s.funnel = {"dialled": len(rows.attempts), "answered": total.answered,
+                "connected": sum(1 for a in rows.attempts if a.agent_connected_at is not None), "sale": len(sales)}
+    return s
+
+
+def daily_rows(rows: PeriodRows, tz: str, fp_share: float) -> list[dict[str, Any]]:
+    """One row per local day × segment (and an ALL row per day), the report's definitions per row."""
+    zone = ZoneInfo(tz)
+    by: dict[tuple[date, str], list[Any]] = defaultdict(list)
+    for a in rows.attempts:
+        t = aware(a.dialed_at)
+        if t is None:
+            continue
+        d = t.astimezone(zone).date()
+        by[(d, a.segment or "")].append(a)
+        by[(d, "ALL")].append(a)
+    disps = {d.attempt_id: d for d in latest_dispositions(rows.dispositions)}
+    out = []
+    for (day, seg), atts in sorted(by.items(), key=lambda kv: (kv[0][0], kv[0][1] == "ALL", kv[0][1])):
+        c = count_abandons(atts, None)
+        finished = [a for a in atts if a.state not in IN_FLIGHT]
+        sales = [disps[a.id] for a in atts if a.id in disps and disps[a.id].outcome in SALE_OUTCOMES]
+        rate = c.rate(rows.campaign.abandon_regime, fp_share)
+        out.append({"date": day.isoformat(), "segment": seg, "attempts": len(atts), "answered": c.answered,
+                    "abandoned": c.abandoned, "abandon_rate": "" if rate is None else f"{rate:.4f}",
+                    "hit_rate": f"{c.answered / len(finished):.4f}" if finished else "",
+                    "connected_to_agent": sum(1 for a in atts if a.agent_connected_at is not None),
+                    "sales": len(sales), "revenue": f"{sum(d.amount for d in sales):.0f}"})
+    return out
+
+
+def write_daily_csv(rows: list[dict[str, Any]], out: IO[str]) -> None:
+    fields = ["date", "segment", "attempts", "answered", "abandoned", "abandon_rate", "hit_rate",
+              "connected_to_agent", "sales", "revenue"]
+    w = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+
+
+# ------------------------------------------------------------------------------------------- drawing
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import font_manager
+    from matplotlib import pyplot as plt
+
+    have = {f.name for f in font_manager.fontManager.ttflist}
+    cjk = [n for n in ("IPAGothic", "IPAexGothic", "Noto Sans CJK JP", "TakaoGothic", "VL Gothic") if n in have]
+    plt.rcParams["font.family"] = [*cjk, "DejaVu Sans"]
+    plt.rcParams["axes.spines.top"] = False
+    plt.rcParams["axes.spines.right"] = False
+    return plt
+
+
+def _hour_labels(s: Series) -> list[str]:
+    return [fmt_datetime(h, s.tz, "hm") if i and h.hour else fmt_datetime(h, s.tz, "md") + "\n"
+            + fmt_datetime(h, s.tz, "hm") for i, h in enumerate(s.hours)]
+
+
+def _none0(v: list[float | None], scale: float = 1.0) -> list[float]:
+    return [float("nan") if x is None else x * scale for x in v]
+
+
+def draw(name: str, ax: Any, s: Series, rep: dict[str, Any]) -> None:
+    """One chart onto matplotlib axes."""
+    x = list(range(len(s.hours)))
+    if name == "abandon":
+        ax.plot(x, _none0(s.abandon, 100), marker="o", color="#c0392b", label=_("abandon rate"))
+        ax.axhline(s.target * 100, color="#e67e22", linestyle="--", label=_("target"))
+        ax.axhline(s.limit * 100, color="#7f0000", linestyle="-", label=_("limit"))
+        ax.set_ylabel("%")
+        ax.set_title(_("Abandon rate by hour against target and limit"))
+        ax.legend(loc="upper right")
+    elif name == "occupancy":
+        ax.bar(x, _none0(s.talk_per_agent_hour), color="#5dade2", label=_("talk minutes per agent-hour"))
+        ax.set_ylabel(_("minutes"))
+        ax2 = ax.twinx()
+        ax2.plot(x, _none0(s.occupancy, 100), marker="o", color="#1e8449", label=_("occupancy"))
+        ax2.set_ylim(0, 100)
+        ax2.set_ylabel("%")
+        ax.set_title(_("Occupancy and talk minutes per agent-hour by hour"))
+        h1, l1 = ax.get_legend_handles_labels()
+        h2, l2 = ax2.get_legend_handles_labels()
+        ax.legend(h1 + h2, l1 + l2, loc="upper left")
+    elif name == "hit":
+        ax.plot(x, _none0(s.hit, 100), marker="s", color="#8e44ad")
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("%")
+        ax.set_title(_("Hit rate (answered by a person) by hour"))
+    elif name == "funnel":
+        steps = [("dialled", _("dialled")), ("answered", _("answered")), ("connected", _("connected to agent")),
+                 ("sale", _("sale"))]
+        vals = [s.funnel.get(k, 0) for k, _l in steps]
+        bars = ax.barh([lab for _k, lab in steps][::-1], vals[::-1], color=["#27ae60", "#2e86c1", "#5dade2",
+                                                                              "#aed6f1"])
+        for b, v in zip(bars, vals[::-1], strict=True):
+            ax.text(b.get_width(), b.get_y() + b.get_height() / 2, f" {v}", va="center")
+        ax.set_title(_("Funnel: dialled → answered → connected → sale"))
+    elif name == "penetration":
+        pen = rep.get("penetration") or {}
+        segs = list(pen)
+        dialled = [pen[k]["dialled"] for k in segs]
+        left = [pen[k]["remaining"] for k in segs]
+        done = [pen[k]["exhausted"] for k in segs]
+        ax.bar(segs, dialled, color="#2e86c1", label=_("dialled"))
+        ax.bar(segs, left, bottom=dialled, color="#aed6f1", label=_("left"))
+        ax.bar(segs, done, bottom=[a + b for a, b in zip(dialled, left, strict=True)], color="#95a5a6",
+               label=_("exhausted"))
+        ax.set_title(_("List penetration by segment"))
+        ax.legend(loc="upper right")
+    elif name == "refusals":
+        reasons = (rep.get("refusals") or {}).get("by_reason") or {}
+        items = sorted(reasons.items(), key=lambda kv: kv[1])
+        names = [label("refusal", k.split(" ", 1)[-1]) for k, _v in items] or [_("none")]
+        ax.barh(names, [v for _k, v in items] or [0], color="#d35400")
+        ax.set_title(_("Refusal reasons"))
+    if name in ("abandon", "occupancy", "hit") and s.hours:
+        step = max(1, len(x) // 12)
+        ax.set_xticks(x[::step])
+        ax.set_xticklabels(_hour_labels(s)[::step], fontsize=8)
+    elif name in ("abandon", "occupancy", "hit"):
+        ax.text(0.5, 0.5, _("no attempts in this period"), ha="center", transform=ax.transAxes)
+
+
+def chart_png(name: str, s: Series, rep: dict[str, Any]) -> bytes:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(CHART_W / 100, CHART_H / 100), dpi=100)
+    draw(name, ax, s, rep)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_png(path: str, s: Series, rep: dict[str, Any]) -> None:
+    """All charts on one sheet (3 × 2)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(3, 2, figsize=(18, 14), dpi=100)
+    for name, ax in zip(CHARTS, axes.flat, strict=True):
+        draw(name, ax, s, rep)
+    fig.suptitle(period_title(rep, s), fontsize=14)
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=100)
+    plt.close(fig)
+
+
+def period_title(rep: dict[str, Any], s: Series) -> str:
+    lo = s.lo or (s.hours[0] if s.hours else None)
+    hi = s.hi or (s.hours[-1] + timedelta(hours=1) if s.hours else None)
+    return _("campaign {name} — period {start} – {end} ({tz})").format(
+        name=rep["campaign"], start=fmt_datetime(lo, s.tz, "datetime"), end=fmt_datetime(hi, s.tz, "datetime"),
+        tz=s.tz)
+
+
+def write_html(path: str, s: Series, rep: dict[str, Any]) -> None:
+    """One self-contained page: every chart a PNG embedded as a data: URI in a fixed box."""
+    boxes = chart_boxes()
+    parts = []
+    for name in CHARTS:
+        left, top, w, h = boxes[name]
+        data = base64.b64encode(chart_png(name, s, rep)).decode("ascii")
+        parts.append(f'<div class="chart" id="chart-{name}" style="left:{left}px;top:{top}px;width:{w}px;'
+                     f'height:{h}px"><img alt="{html.escape(name)}" width="{w}" height="{h}" '
+                     f'src="data:image/png;base64,{data}"></div>')
+    f = s.funnel
+    summary = (f"{_('attempts')} {f.get('dialled', 0)} · {_('answered')} {f.get('answered', 0)} · "
+               f"{_('connected to agent')} {f.get('connected', 0)} · {_('sales')} {f.get('sale', 0)} · "
+               f"{_('abandon')} target {s.target * 100:.1f}% / limit {s.limit * 100:.1f}%")
+    total_h = CHART_TOP + len(CHARTS) * (CHART_H + CHART_GAP)
+    page = f"""<!doctype html>
+<html lang="{language()}"><head><meta charset="utf-8">
+<title>{html.escape(period_title(rep, s))}</title>
+<style>
+body {{ margin: 0; font-family: sans-serif; background: #fff; color: #222; }}
+header {{ position: absolute; left: 20px; top: 10px; width: {CHART_W}px; }}
+h1 {{ font-size: 20px; margin: 8px 0; }}
+p {{ margin: 4px 0; font-size: 14px; }}
+.chart {{ position: absolute; }}
+.chart img {{ display: block; }}
+main {{ height: {total_h}px; }}
+</style></head><body><main>
+<header><h1>{html.escape(period_title(rep, s))}</h1><p>{html.escape(summary)}</p>
+<p>{html.escape(_('generated'))} {html.escape(fmt_datetime(datetime.now(ZoneInfo(s.tz)), s.tz, 'full'))}</p></header>
+{chr(10).join(parts)}
+</main></body></html>
+"""
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(page)
