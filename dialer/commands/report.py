@@ -13,6 +13,7 @@ from rich.text import Text
 
 from dialer.commands._common import add_config_arg, config_from, group
 from dialer.commands._lift import add_lift
+from dialer.commands._voc import add_voc
 from dialer.config import Config
 from dialer.errors import UserError
 from dialer.i18n import nfkc
@@ -145,3 +146,4 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_config_arg(c)
     c.set_defaults(func=_compliance)
     add_lift(g)
+    add_voc(g)
