@@ -315,6 +315,19 @@ def _blocks(con: duckdb.DuckDBPyConnection, sup: Suppressions, region: str, as_o
         con.executemany("INSERT INTO exhausted VALUES (?, ?)", [list(x) for x in sup.exhausted])
 
 
+def _estimate_shipments(con: duckdb.DuckDBPyConnection, mapping: Mapping, as_of: date, loader: Loader) -> None:
+    """Exports without a shipment count (Recharge, Shopify Subscriptions): intervals elapsed since the start,
+    up to the cancellation or today. An estimate, and summary.json says so."""
+    tm = mapping.tables.get("subscriptions")
+    if tm is None or "shipments_count" in tm.columns or "shipments_count" in tm.constants:
+        return
+    con.execute("""UPDATE subscriptions SET shipments_count = greatest(1, CAST(floor(
+                     date_diff('day', started_at, least(coalesce(cancelled_at, ?::DATE), ?::DATE)) / interval_days)
+                     AS BIGINT) + 1)
+                   WHERE started_at IS NOT NULL AND interval_days > 0""", [as_of, as_of])
+    loader.notes.append("subscriptions: no shipment count exported; estimated from started_at and interval_days")
+
+
 def _metrics(con: duckdb.DuckDBPyConnection, s: ListSettings, as_of: date) -> None:
     a = lit(as_of.isoformat()) + "::DATE"
     con.execute("""
@@ -642,6 +655,7 @@ def build_lists(mapping: Mapping, input_dir: str | Path, out_dir: str | Path, as
         _blocks(con, sup, s.region, as_of, tmpdir, s.block_customer_on_bad_phone)
         t["phones"] = time.perf_counter() - t0 - sum(t.values())
         say("segments")
+        _estimate_shipments(con, mapping, as_of, loader)
         _metrics(con, s, as_of)
         hazard = _candidates(con, s, as_of)
         unpaid_note = add_unpaid_candidates(con, s.unpaid, as_of)

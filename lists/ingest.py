@@ -123,6 +123,15 @@ def _field_expr(tm: TableMapping, f: str) -> str:
     if f in tm.values:
         whens = " ".join(f"WHEN {lit(k.strip().lower())} THEN {lit(v)}" for k, v in tm.values[f].items())
         expr = f"(CASE lower({expr}) {whens} ELSE {expr} END)"
+    if f in tm.if_value:
+        whens = " ".join(f"WHEN lower({_col(tm, c)}) = {lit(v.strip().lower())} THEN {lit(r)}"
+                         for c, m in tm.if_value[f].items() for v, r in m.items())
+        expr = f"(CASE {whens} ELSE {expr} END)"
+    if f == "interval_days" and tm.interval_from[0]:
+        fq, unit = (_col(tm, c) for c in tm.interval_from)
+        per = (f"CASE WHEN lower({unit}) LIKE 'day%' THEN 1 WHEN lower({unit}) LIKE 'week%' THEN 7 "
+               f"WHEN lower({unit}) LIKE 'month%' THEN 30 WHEN lower({unit}) LIKE 'year%' THEN 365 END")
+        expr = (f"coalesce({expr}, CAST(CAST(try_cast({fq} AS DOUBLE) * ({per}) AS BIGINT) AS VARCHAR))")
     if f in tm.if_nonempty:
         whens = " ".join(f"WHEN {_col(tm, c)} IS NOT NULL THEN {lit(v)}" for c, v in tm.if_nonempty[f].items())
         expr = f"(CASE {whens} ELSE {expr} END)"

@@ -92,6 +92,10 @@ class TableMapping:
     # rows to keep: source column -> accepted values (EC-CUBE 明細区分: only 商品 lines are products)
     where: dict[str, tuple[str, ...]] = field(default_factory=dict)
     optional: tuple[str, ...] = ()  # mapped fields whose column may be absent from the file (disabled export column)
+    # field -> column -> {value: result}: a value in ANOTHER column decides (Shopify "Financial Status" refunded)
+    if_value: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
+    # subscriptions: interval_days from a frequency and a unit column (Recharge: order_interval_frequency/unit)
+    interval_from: tuple[str, str] = ("", "")
 
     def source_columns(self) -> list[str]:
         cols: list[str] = []
@@ -102,6 +106,9 @@ class TableMapping:
         if self.forward_fill_by and self.forward_fill_by not in cols:
             cols.append(self.forward_fill_by)
         cols.extend(c for c in self.where if c not in cols)
+        for by_col in self.if_value.values():
+            cols.extend(c for c in by_col if c not in cols)
+        cols.extend(c for c in self.interval_from if c and c not in cols)
         return cols
 
     def required_columns(self) -> set[str]:
@@ -160,7 +167,8 @@ def _source(path: Path, where: str, raw: Any) -> Source:
 
 
 _TABLE_KEYS = {"glob", "encoding", "delimiter", "columns", "values", "if_nonempty", "constants", "defaults",
-               "date_formats", "strip_prefixes", "forward_fill_by", "distinct", "era_dates", "where", "optional"}
+               "date_formats", "strip_prefixes", "forward_fill_by", "distinct", "era_dates", "where", "optional",
+               "if_value", "interval_from"}
 
 
 def _table(path: Path, name: str, raw: Any) -> TableMapping:
@@ -204,7 +212,16 @@ def _table(path: Path, name: str, raw: Any) -> TableMapping:
     if not isinstance(opt_raw, list) or any(f not in columns for f in opt_raw):
         raise _err(path, f"{where}.optional", "expected a list of mapped fields whose columns may be absent")
     optional = tuple(str(f) for f in opt_raw)
-    provided = set(columns) | set(constants) | set(if_nonempty)
+    if_value: dict[str, dict[str, dict[str, str]]] = {}
+    for f, by_col in dict(raw.get("if_value", {})).items():
+        if f not in fields or not isinstance(by_col, dict):
+            raise _err(path, f"{where}.if_value.{f}", "expected [if_value.<field>.\"<column>\"] value = result tables")
+        if_value[f] = {str(c): _str_map(path, f"{where}.if_value.{f}.{c}", m) for c, m in by_col.items()}
+    ivf = raw.get("interval_from", {})
+    if ivf and (name != "subscriptions" or not isinstance(ivf, dict) or set(ivf) != {"frequency", "unit"}):
+        raise _err(path, f"{where}.interval_from", "subscriptions only: {frequency = \"col\", unit = \"col\"}")
+    interval_from = (str(ivf.get("frequency", "")), str(ivf.get("unit", ""))) if ivf else ("", "")
+    provided = set(columns) | set(constants) | set(if_nonempty) | set(if_value)
     key = KEYS.get(name)
     if key and key not in provided:
         raise _err(path, where, f"the key field {key!r} must be mapped")
@@ -216,7 +233,8 @@ def _table(path: Path, name: str, raw: Any) -> TableMapping:
         date_formats=tuple(raw.get("date_formats", TableMapping.date_formats)),
         strip_prefixes=tuple(raw.get("strip_prefixes", TableMapping.strip_prefixes)),
         forward_fill_by=str(raw.get("forward_fill_by", "")), distinct=bool(raw.get("distinct", False)),
-        era_dates=bool(raw.get("era_dates", False)), where=keep_where, optional=optional,
+        era_dates=bool(raw.get("era_dates", False)), where=keep_where, optional=optional, if_value=if_value,
+        interval_from=interval_from,
     )
 
 
