@@ -59,6 +59,10 @@ class TelephonyConfig(_Section):
     # Telephony workers (dialer.telephony): each worker process holds customer AND agent legs (bridging needs
     # both in one process), so a worker keeps agent_leg_ratio x its customer calls free for agent legs.
     agent_leg_ratio: Annotated[float, Field(ge=0, le=1)] = 1.0
+    # "nailed": call each agent once at log-in and keep the leg up; answered customers are bridged into it at
+    # once (needs one process holding every agent leg plus the lines: the site build). "on_connect": place the
+    # agent leg when the customer answers. "auto": nailed when the worker's capacity allows it.
+    agent_legs: Literal["auto", "nailed", "on_connect"] = "auto"
     rtp_ports_per_worker: Annotated[int, Field(ge=8, le=20000)] = 200  # >= 2 x calls per worker (+ slack)
     trunk_retry_s: Annotated[float, Field(gt=0)] = 30.0  # a trunk marked down is tried again after this
     trunk_503_limit: Annotated[int, Field(ge=1)] = 5  # consecutive 503s that mark a trunk down

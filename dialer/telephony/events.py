@@ -28,6 +28,8 @@ class EventKind(StrEnum):
     WORKER_DOWN = "worker_down"
     TRUNK_DOWN = "trunk_down"
     TRUNK_UP = "trunk_up"
+    AGENT_LEG_UP = "agent_leg_up"  # nailed mode: the agent's session leg is up (agent_id)
+    AGENT_LEG_DOWN = "agent_leg_down"  # nailed mode: it is down (not answered, dropped, logged out)
 
 
 class Outcome(StrEnum):

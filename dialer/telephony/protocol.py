@@ -125,7 +125,20 @@ class Stop:
     pass
 
 
-Command = Originate | ConnectAgent | Hangup | Register | Stop
+@dataclass(frozen=True)
+class AgentLogin:
+    """Nailed-up agent legs (dialer.telephony.nailed): call the agent now and keep the call up."""
+
+    agent_id: int
+    uri: str
+
+
+@dataclass(frozen=True)
+class AgentLogout:
+    agent_id: int
+
+
+Command = Originate | ConnectAgent | Hangup | Register | Stop | AgentLogin | AgentLogout
 
 
 # ---------------------------------------------------------------------------------------------- reports

@@ -30,6 +30,7 @@ from dialer.telephony import rawsip
 from dialer.telephony.amdtap import AmdOrder
 from dialer.telephony.capacity import HostCapacity, host_capacity
 from dialer.telephony.events import CallEvent
+from dialer.telephony.nailed import AgentLegs, NailedAgents, choose_agent_legs, nailed_capacity_error
 from dialer.telephony.numbers import request_uri
 from dialer.telephony.protocol import (
     AgentLegSpec,
@@ -155,6 +156,8 @@ class Telephony:
         self.byes_sent: list[tuple[int, str, int]] = []
         self.bye_sent_at: list[float] = []  # when each dead worker's BYEs first left (monotonic)  # (attempt, leg, final status) of BYEs sent for dead workers
         self.dialogs: dict[tuple[int, str], Dialog] = {}  # confirmed dialogs, by (attempt, leg)
+        self.agent_legs: AgentLegs = "on_connect"  # decided at start() from the capacity read
+        self.nailed = NailedAgents()
         self._reports = self._report_table()
 
     # ------------------------------------------------------------------ lifecycle
@@ -232,7 +235,6 @@ class Telephony:
         cap = w0.capacity
         self.worker_capacity = cap
         per = max(1, math.floor(cap / (1.0 + self.tc.agent_leg_ratio)))
-        self.customer_slots_per_worker = per
         self.host = host_capacity(cap, self.tc.agent_leg_ratio, configured=self.tc.max_lines_per_host)
         lines = self.tc.lines
         if lines > self.host.max_lines:
@@ -243,6 +245,16 @@ class Telephony:
             lines = self.host.max_lines
         self.lines = lines
         n = self.tc.workers if isinstance(self.tc.workers, int) else math.ceil(lines / per)
+        agents = len(self.cfg.agents)
+        self.agent_legs = choose_agent_legs(self.tc.agent_legs, cap, agents, lines)
+        if self.agent_legs == "nailed":
+            # one process holds every agent's session leg and every customer line (bridging is per process)
+            why = nailed_capacity_error(cap, agents, lines)
+            if why is not None:
+                self.stop()
+                raise TelephonyError(why)
+            per, n = cap - agents, 1
+        self.customer_slots_per_worker = per
         n = max(1, n)
         stride = max(stride, 2 * cap + 16)
         if w0.spec.rtp_range != stride:
@@ -262,8 +274,8 @@ class Telephony:
         for t in self.trunks.values():
             t.tokens, t.tokens_at = t.burst, now
         self.started = True
-        log.info("telephony: %d worker(s), %d calls each (%d customer lines), capacity %d", n, cap, per,
-                 self.capacity)
+        log.info("telephony: %d worker(s), %d calls each (%d customer lines), capacity %d, agent legs %s", n, cap,
+                 per, self.capacity, self.agent_legs)
 
     def stop(self) -> None:
         """Hang up everything, let every worker destroy its endpoint, join the processes."""
@@ -379,6 +391,20 @@ class Telephony:
             return
         self._send(self.workers[c.worker], ConnectAgent(attempt_id=attempt_id, agent_id=agent_id, uri=agent_uri))
 
+    def agent_login(self, agent_id: int, uri: str) -> None:
+        """Nailed mode: call the agent now and keep the leg up (`agent_leg_up` / `agent_leg_down` events)."""
+        w = self.workers.get("w0")
+        if w is not None:
+            self._send(w, self.nailed.login(agent_id, uri))
+
+    def agent_logout(self, agent_id: int) -> None:
+        w = self.workers.get("w0")
+        if w is not None:
+            self._send(w, self.nailed.logout(agent_id))
+
+    def agent_leg_up(self, agent_id: int) -> bool:
+        return agent_id in self.nailed.up
+
     def hangup(self, attempt_id: int) -> None:
         c = self.calls.get(attempt_id)
         if c is None:
@@ -455,6 +481,9 @@ class Telephony:
             w.customer_slots = self.customer_slots_per_worker
         else:
             w.customer_slots = max(1, math.floor(w.capacity / (1.0 + self.tc.agent_leg_ratio)))
+        if self.started and self.agent_legs == "nailed":
+            for msg in self.nailed.relogin():  # a restarted worker: call the logged-in agents again
+                self._send(w, msg)
 
     def _on_stopped(self, w: _Worker, m: Stopped) -> None:
         w.stopped = True
@@ -478,6 +507,7 @@ class Telephony:
         self.dialogs.pop((m.attempt_id, m.leg), None)
 
     def _event(self, ev: CallEvent) -> None:
+        self.nailed.on_event(ev)
         if ev.kind in ("failed", "hangup") and ev.attempt_id is not None:
             c = self._release(ev.attempt_id)
             if c is None:
@@ -548,6 +578,8 @@ class Telephony:
                                       detail=f"worker {w.name} (pid {w.pid}) exited with {code}; "
                                              f"{len(lost)} call(s) interrupted"
                                              + ("; restarting" if restart else "")))
+        if self.agent_legs == "nailed":
+            self.pending.extend(self.nailed.worker_lost(w.name))
         for attempt_id in lost:
             c = self._release(attempt_id)
             if c is not None:

@@ -30,7 +30,10 @@ from dialer.privacy import mask_text
 from dialer.telephony import rawsip
 from dialer.telephony.amdtap import AmdSession, ring_seconds
 from dialer.telephony.events import CallEvent, outcome_for_status
+from dialer.telephony.nailed import NailedLegs
 from dialer.telephony.protocol import (
+    AgentLogin,
+    AgentLogout,
     CallState,
     Command,
     ConnectAgent,
@@ -138,6 +141,7 @@ class Att:
     sent_at: float = 0.0
     ringing_at: float = 0.0
     cause: str | None = None  # why the dialer ended the call, on "hangup" (machine, machine_message_left)
+    nailed: bool = False  # bridged to the agent's nailed-up leg (dialer.telephony.nailed), not an own leg
 
 
 class Worker:
@@ -159,9 +163,12 @@ class Worker:
             Originate: self._originate, ConnectAgent: self._connect_agent, Hangup: self._hangup_cmd,
             Register: self._register, Stop: self._stop_cmd,
         }
+        self.nailed = NailedLegs(self)
+        self.commands.update({AgentLogin: self.nailed.login, AgentLogout: self.nailed.logout})
         self.actions: dict[str, Callable[[Att], None]] = {
             "bridge": self._bridge, "record": self._record, "release": self._release, "amd_tap": self._amd_tap,
             "auth_failed": self._auth_failed,
+            "agent_dropped": lambda att: self._end(att, "agent"),
         }
 
     # ------------------------------------------------------------------ messaging
@@ -293,6 +300,9 @@ class Worker:
         cur = self.atts.get(msg.attempt_id)
         if cur is None or cur.state is not CallState.ANSWERED or cur.cust is None:
             return  # customer gone or already abandoning: the campaign sees that from other events
+        if self.nailed.has(msg.agent_id):
+            self.nailed.connect(cur, msg.agent_id)
+            return
         if cur.agent is not None:
             # the campaign moved on to another agent while this leg is still pending: cancel it quietly
             self._hangup_leg(cur.agent)
@@ -397,6 +407,8 @@ class Worker:
 
     # ------------------------------------------------------------------ callbacks (record facts only)
     def on_state(self, leg: Any, att: Att, role: str) -> None:
+        if role == "nailed":
+            return self.nailed.on_state(leg, att)  # type: ignore[arg-type]
         pj = self.pj
         try:
             ci = leg.getInfo()
@@ -526,6 +538,8 @@ class Worker:
                   sip_status=603, detail=f"REFER from the {role} leg refused (603); target {target}")
 
     def on_media(self, leg: Any, att: Att, role: str) -> None:
+        if role == "nailed":
+            return self.nailed.on_media(leg, att)  # type: ignore[arg-type]
         if role == "customer" and att.record_path and att.recorder is None and att.state is not CallState.CALLING:
             self.todo.append(("record", att.attempt_id))  # media re-negotiated after answer
         if role == "customer" and att.amd is not None and att.amd.phase == "listening":
@@ -535,9 +549,13 @@ class Worker:
             self.todo.append(("bridge", att.attempt_id))
 
     def on_dtmf(self, att: Att, role: str, digit: str) -> None:
+        if role == "nailed":
+            return self.nailed.on_dtmf(att, digit)  # type: ignore[arg-type]
         self.emit("dtmf", att, digit=digit, leg=role, agent_id=att.agent_id if role == "agent" else None)
 
     def on_stream_destroyed(self, leg: Any, att: Att, role: str, idx: int) -> None:
+        if role == "nailed":
+            return self.nailed.on_stream_destroyed(leg, att)  # type: ignore[arg-type]
         try:
             s = leg.getStreamStat(idx)
             att.stats[role] = {"rx": int(s.rtcp.rxStat.pkt), "tx": int(s.rtcp.txStat.pkt),
@@ -553,7 +571,8 @@ class Worker:
         if now < att.next_sample:
             return
         att.next_sample = now + 0.05
-        for role, leg in (("customer", att.cust), ("agent", att.agent)):
+        agent = self.nailed.call_of(att) if att.nailed else att.agent
+        for role, leg in (("customer", att.cust), ("agent", agent)):
             if leg is None:
                 continue
             a = self._aud(leg)
@@ -616,6 +635,8 @@ class Worker:
         return False
 
     def _bridge(self, att: Att) -> None:
+        if att.nailed:
+            return self.nailed.bridge(att)
         if att.bridged or att.state is not CallState.CONNECTED or att.cust is None or att.agent is None:
             return
         a, b = self._aud(att.cust), self._aud(att.agent)
@@ -646,6 +667,8 @@ class Worker:
 
     def _finish(self, att: Att) -> None:
         self.atts.pop(att.attempt_id, None)
+        if att.nailed:
+            self.nailed.release(att)  # the agent's leg stays up
         att.player = None
         amd = None
         note = ""
@@ -728,6 +751,7 @@ class Worker:
                     self._hangup_leg(att.cust)
                 elif att.cust is None and att.agent is None:
                     self._finish(att)
+        self.nailed.timers(now)
 
     def _check_rtp(self, att: Att, now: float) -> None:
         """Dead-call detection: RTP counters of a confirmed leg that stop moving for rtp_timeout_s (either
@@ -765,7 +789,7 @@ class Worker:
 
     def report_slots(self) -> None:
         used = _call_count(self.pj)
-        live = sum((a.cust is not None) + (a.agent is not None) for a in self.atts.values())
+        live = sum((a.cust is not None) + (a.agent is not None) for a in self.atts.values()) + self.nailed.live()
         if (used, live) != self.last_slots:
             self.last_slots = (used, live)
             self.send(Slots(used=used, live=live))
@@ -788,6 +812,7 @@ class Worker:
         self.shutdown()
 
     def shutdown(self) -> None:
+        self.nailed.hangup_all()
         for att in list(self.atts.values()):
             if att.state is CallState.PLACING:
                 del self.atts[att.attempt_id]
@@ -795,7 +820,7 @@ class Worker:
             else:
                 self._end(att, "dialer")
         end = time.monotonic() + 5.0
-        while self.atts and time.monotonic() < end:
+        while (self.atts or self.nailed.live()) and time.monotonic() < end:
             self.ep.libHandleEvents(10)
             self.run_todo()
             self.timers()
@@ -807,6 +832,7 @@ class Worker:
             self.emit("failed" if att.state is CallState.CALLING else "hangup", att, outcome="interrupted",
                       by="dialer", detail="telephony stopped before the call ended")
         self.atts.clear()
+        self.nailed.drop_all()
         self.todo.clear()
         self.accounts.clear()
         self.local_acc = None
