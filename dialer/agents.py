@@ -1,7 +1,8 @@
 """Agents as the runner sees them: a state machine persisted in the store, and the routing rule.
 
 States: logged_out, ready, reserved (chosen for an answered call, leg being placed), on_call, wrap_up,
-paused, unavailable (softphone did not answer). The console owns logged_out/ready/paused while the agent
+paused, unavailable (softphone did not answer), unreachable (nailed-up agent legs: the agent's session leg is
+down or not yet answered; see dialer.telephony.nailed). The console owns logged_out/ready/paused while the agent
 is idle; the runner owns reserved/on_call/wrap_up/unavailable. After wrap-up the agent goes to what they
 asked for meanwhile (`pending_state`) or back to ready.
 """
@@ -21,12 +22,13 @@ from dialer.store.models import Agent
 # the transitions the runner may make; anything else is a bug and is refused loudly
 ALLOWED: dict[str, set[str]] = {
     "logged_out": {"ready", "paused"},
-    "ready": {"reserved", "paused", "logged_out", "unavailable"},
+    "ready": {"reserved", "paused", "logged_out", "unavailable", "unreachable"},
     "reserved": {"on_call", "ready", "unavailable", "paused", "logged_out"},
     "on_call": {"wrap_up"},
-    "wrap_up": {"ready", "paused", "logged_out"},
+    "wrap_up": {"ready", "paused", "logged_out", "unreachable"},
     "paused": {"ready", "logged_out"},
     "unavailable": {"ready", "paused", "logged_out"},
+    "unreachable": {"ready", "paused", "logged_out"},
 }
 BUSY = {"reserved", "on_call", "wrap_up"}
 

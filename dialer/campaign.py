@@ -37,6 +37,7 @@ from dialer.store.models import (
 )
 from dialer.telephony import CallEvent, Telephony
 from dialer.telephony.amdtap import AmdOrder
+from dialer.telephony.nailed import AgentLegSync
 from pacing.engine import AgentView as PacingAgent
 from pacing.engine import Pacer, PacerConfig, Snapshot
 
@@ -173,6 +174,7 @@ class CampaignRunner:
         self.setups: list[float] = []
         self.counts: dict[str, int] = {}
         self.last_decision: Any = None
+        self.legs: AgentLegSync | None = None  # nailed-up agent legs, when telephony runs that way
 
     # ---------------------------------------------------------------- set-up and recovery
     def _stored_target(self) -> float:
@@ -264,7 +266,7 @@ class CampaignRunner:
         counts = self.hopper.recover(now)
         self.board.refresh()
         for a in self.board.agents.values():
-            if a.state in BUSY or a.state == "unavailable":
+            if a.state in BUSY or a.state in ("unavailable", "unreachable"):
                 self.board.set_state(a.id, "ready", now, force=True)
             elif self.auto_login and a.state == "logged_out":
                 self.board.set_state(a.id, "ready", now)
@@ -279,6 +281,9 @@ class CampaignRunner:
         self.claim()
         if self.owns_tel:
             self.tel.start()
+        if getattr(self.tel, "agent_legs", "on_connect") == "nailed":
+            self.legs = AgentLegSync(self.tel.agent_login, self.tel.agent_logout, self.tel.agent_leg_up,
+                                     lambda kind, msg: self._event(kind, msg, "warning"))
         self.recover()
         self._event("started", f"mode {self.mode}, target {self.pacer_target():.3f}, runner {self.runner_id}")
         start = self.clock()
@@ -301,6 +306,8 @@ class CampaignRunner:
             self.handle(ev)
         now = self.clock()
         self.board.refresh()
+        if self.legs is not None:
+            self.legs.tick(self.board, utc(now))
         self.apply_commands()
         self.apply_dispositions(now)
         self.end_wraps(now)
@@ -314,7 +321,7 @@ class CampaignRunner:
     def snapshot(self, now: float) -> Snapshot:
         agents = []
         for a in self.board.agents.values():
-            if a.state in ("logged_out", "unavailable"):
+            if a.state in ("logged_out", "unavailable", "unreachable"):
                 continue
             state = "on_call" if a.state in ("on_call",) else a.state
             agents.append(PacingAgent(state=state, elapsed_s=max(0.0, now - a.state_since.timestamp())))
@@ -395,6 +402,10 @@ class CampaignRunner:
 
     def handle(self, ev: CallEvent) -> None:
         kind = ev.kind
+        if kind in ("agent_leg_up", "agent_leg_down"):
+            if self.legs is not None:
+                self.legs.on_event(ev, self.board, utc(ev.at))
+            return
         if kind in ("trunk_down", "trunk_up", "worker_down"):
             self._event(kind, ev.detail, "warning" if kind != "trunk_up" else "info")
             if ev.attempt_id is None:
@@ -576,7 +587,7 @@ class CampaignRunner:
         if w is None:
             return
         self.pacer.record_handle(w.talk_s, max(0.0, now - w.started))
-        self.board.set_state(agent_id, "ready", utc(now))
+        self.board.set_state(agent_id, self.legs.after_wrap(agent_id) if self.legs else "ready", utc(now))
 
     def end_wraps(self, now: float) -> None:
         for agent_id, w in list(self.wraps.items()):

@@ -63,6 +63,8 @@ sip_port_base = {sip_port_base}
 rtp_port_base = 40000
 lines = {lines}
 workers = "auto"
+# the simulated agents (dialer.agentsim) hang up after each call, like per-call auto-answer softphones
+agent_legs = "on_connect"
 recordings_dir = "{work / 'recordings'}"
 
 [[trunks]]

@@ -51,6 +51,8 @@ url = "sqlite:///{db}"
 sip_port_base = {sip_base}
 rtp_port_base = {rtp_base}
 lines = 10
+# the simulated agents are per-call softphones (they hang up after each call): agent legs at connect time
+agent_legs = "on_connect"
 [[trunks]]
 name = "loop"
 proxy = "sip:127.0.0.1:{carrier_port}"

@@ -54,8 +54,11 @@ def _mem(pid: int) -> tuple[int, int]:
     return rss, pss
 
 
-def _cfg(carrier_port: int, lines: int, max_cps: float) -> Any:
+def _cfg(carrier_port: int, lines: int, max_cps: float, *, agent_legs: str = "on_connect",
+         agent_port: int = 0) -> Any:
     sip = free_udp_port(5100, 5999 - 200, span=min(200, lines + 4))
+    agents = "".join(f'[[agents]]\nlogin = "b{i}"\nsip_uri = "sip:b{i}@127.0.0.1:{agent_port}"\n'
+                     for i in range(1, lines + 1)) if agent_legs == "nailed" else ""
     return parse_config(f"""
 [telephony]
 sip_port_base = {sip}
@@ -63,27 +66,54 @@ rtp_port_base = 20000
 rtp_ports_per_worker = 40
 lines = {lines}
 worker_start_timeout_s = 60
+agent_legs = "{agent_legs}"
 [[trunks]]
 name = "carrier"
 proxy = "sip:127.0.0.1:{carrier_port}"
 max_cps = {max_cps}
 max_channels = 10000
-""", "bench")
+{agents}""", "bench")
 
 
-def concurrent(lines: int, hold: float, work: Path) -> dict[str, Any]:
+def _build() -> str:
+    """Which pjsua2 this interpreter has: the PyPI wheel or a site build (scripts/build-pjsua2)."""
+    from importlib import metadata
+
+    try:
+        v = metadata.version("pjsua2-python")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+    return "site" if "+site" in v else "wheel"
+
+
+def concurrent(lines: int, hold: float, work: Path, agent_legs: str = "on_connect") -> dict[str, Any]:
+    """`lines` customers, each bridged to its own agent leg, held `hold` s. With agent_legs = nailed every
+    agent is logged in (called once, leg kept up) before the first customer is dialled."""
     with Sipp("carrier_answer", port=free_udp_port(), workdir=work, duration_ms=0, rtp_echo=True,
               media_port=29100) as carrier, \
             Sipp("agent_uas", port=free_udp_port(), workdir=work, rtp_echo=True, media_port=29200) as agent:
-        tel = Telephony(_cfg(carrier.port, lines, max_cps=100))
+        tel = Telephony(_cfg(carrier.port, lines, max_cps=100, agent_legs=agent_legs, agent_port=agent.port))
         t0 = time.monotonic()
         tel.start()
         start_s = time.monotonic() - t0
+        ends: list[CallEvent] = []
+        legs_up_s = None
+        free_agents: list[int] = []
+        if agent_legs == "nailed":
+            assert tel.agent_legs == "nailed", "the nailed run needs one process for every leg: a site build"
+            t1 = time.monotonic()
+            deadline = t1 + 60
+            for i in range(1, lines + 1):  # log-ins paced at ~100/s (a burst overflows UDP buffers)
+                tel.agent_login(i, agent.uri(f"b{i}"))
+                tel.events(0.01)
+            while len(tel.nailed.up) < lines and time.monotonic() < deadline:
+                tel.events(0.05)
+            legs_up_s = round(time.monotonic() - t1, 2)
+            free_agents = sorted(tel.nailed.up, reverse=True)
         placed: dict[int, float] = {}
         answered: dict[int, float] = {}
         setup: list[float] = []
         bridge: list[float] = []
-        ends: list[CallEvent] = []
         nxt = 1
         end = time.monotonic() + 60
         connected = 0
@@ -93,12 +123,14 @@ def concurrent(lines: int, hold: float, work: Path) -> dict[str, Any]:
                 nxt += 1
             for ev in tel.events(0.01):
                 if ev.kind == "answered" and ev.attempt_id is not None:
-                    answered[ev.attempt_id] = time.monotonic()
-                    setup.append((answered[ev.attempt_id] - placed[ev.attempt_id]) * 1000)
-                    tel.connect_agent(ev.attempt_id, 1, agent.uri("agent"))
+                    answered[ev.attempt_id] = ev.at
+                    setup.append((time.monotonic() - placed[ev.attempt_id]) * 1000)
+                    agent_id = free_agents.pop() if free_agents else 1
+                    tel.connect_agent(ev.attempt_id, agent_id, agent.uri("agent"))
                 elif ev.kind == "agent_connected" and ev.attempt_id is not None:
                     connected += 1
-                    bridge.append((time.monotonic() - answered[ev.attempt_id]) * 1000)
+                    # both stamps are the worker's own (same process): answer -> customer bridged to the agent
+                    bridge.append((ev.at - answered[ev.attempt_id]) * 1000)
                 elif ev.kind in ("failed", "hangup", "abandoned"):
                     ends.append(ev)
         pids = list(tel.worker_pids().values())
@@ -119,14 +151,16 @@ def concurrent(lines: int, hold: float, work: Path) -> dict[str, Any]:
         for leg in (e.stats or {}).values():
             rx += leg["rx"]
             lost += leg["loss"]
-    return {"lines": lines, "workers": len(pids), "calls_per_worker": tel.worker_capacity,
-            "customer_slots_per_worker": tel.customer_slots_per_worker, "start_s": round(start_s, 2),
+    return {"lines": lines, "build": _build(), "agent_legs": tel.agent_legs, "workers": len(pids),
+            "calls_per_worker": tel.worker_capacity, "customer_slots_per_worker": tel.customer_slots_per_worker,
+            "start_s": round(start_s, 2), "legs_up_s": legs_up_s,
             "bridged": connected, "rss_mb": round(sum(m[0] for m in mem) / 1024, 1),
             "pss_mb": round(sum(m[1] for m in mem) / 1024, 1), "cpu_pct": round(cpu, 1),
             "setup_ms_p50": _r(percentile(setup, 0.5)), "setup_ms_p95": _r(percentile(setup, 0.95)),
             "bridge_ms_p50": _r(percentile(bridge, 0.5)), "bridge_ms_p95": _r(percentile(bridge, 0.95)),
             "rtp_rx_packets": rx, "rtp_lost": lost, "rtp_loss_pct": round(100 * lost / max(1, rx + lost), 3),
-            "carrier_invites": carrier.invites(), "agent_invites": agent.invites()}
+            "carrier_invites": carrier.invites(), "agent_invites": agent.invites(),
+            "load_1min": round(os.getloadavg()[0], 1)}
 
 
 def setups(cps: float, calls: int, lines: int, work: Path) -> dict[str, Any]:
@@ -160,10 +194,13 @@ def main() -> None:
     ap.add_argument("--cps", type=float, nargs="*", default=[])
     ap.add_argument("--calls", type=int, default=200)
     ap.add_argument("--setup-lines", type=int, default=16)
+    ap.add_argument("--agent-legs", choices=["on_connect", "nailed"], nargs="*", default=["on_connect"],
+                    help="how agent legs are placed (nailed needs a site build: one process for every leg)")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         for n in a.lines:
-            print(json.dumps({"run": "concurrent", **concurrent(n, a.hold, Path(d))}), flush=True)
+            for legs in a.agent_legs:
+                print(json.dumps({"run": "concurrent", **concurrent(n, a.hold, Path(d), legs)}), flush=True)
         for c in a.cps:
             print(json.dumps({"run": "setups", **setups(c, a.calls, a.setup_lines, Path(d))}), flush=True)
 

@@ -48,7 +48,7 @@ from dialer.store.models import (
 from dialer.views.labels import label
 from dialer.views.render import LineField, aware, dur, last4, row, wrap_japanese, yen
 
-IDLE = ("logged_out", "ready", "paused", "unavailable")
+IDLE = ("logged_out", "ready", "paused", "unavailable", "unreachable")
 BUSY = ("reserved", "on_call", "wrap_up")
 PAUSE_REASONS = {"1": "break", "2": "lunch", "3": "meeting", "4": "training", "5": "admin", "6": "other"}
 CALL_HOURS = (dtime(8, 0), dtime(21, 0))

@@ -48,11 +48,12 @@ from dialer.views.render import LineField, aware, dur, num, pct, row, sparkline,
 
 MODES = ("preview", "progressive", "power", "predictive")
 STALE_S = HEARTBEAT_STALE_S
-AGENT_ORDER = ("on_call", "reserved", "wrap_up", "ready", "paused", "unavailable", "logged_out")
+AGENT_ORDER = ("on_call", "reserved", "wrap_up", "ready", "paused", "unavailable", "unreachable", "logged_out")
 STATE_STYLE = {"on_call": "bold green", "reserved": "green", "wrap_up": "yellow", "ready": "cyan",
-               "paused": "magenta", "unavailable": "red", "logged_out": "dim"}
+               "paused": "magenta", "unavailable": "red", "unreachable": "red", "logged_out": "dim"}
 STATE_LABEL = {"on_call": N_("on call"), "reserved": N_("reserved"), "wrap_up": N_("wrap-up"), "ready": N_("ready"),
-               "paused": N_("paused"), "unavailable": N_("unavailable"), "logged_out": N_("logged out"),
+               "paused": N_("paused"), "unavailable": N_("unavailable"), "unreachable": N_("unreachable"),
+               "logged_out": N_("logged out"),
                "idle": N_("idle")}
 CAMPAIGN_STATE = {"running": N_("running"), "paused": N_("paused"), "stopped": N_("stopped")}
 MODE_LABEL = {"preview": N_("preview"), "progressive": N_("progressive"), "power": N_("power"),
