@@ -67,6 +67,7 @@ rtp_ports_per_worker = 40
 lines = {lines}
 worker_start_timeout_s = 60
 agent_legs = "{agent_legs}"
+max_lines_per_host = {lines}  # measure what the host does beyond the supervisor's own estimate
 [[trunks]]
 name = "carrier"
 proxy = "sip:127.0.0.1:{carrier_port}"

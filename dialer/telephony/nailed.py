@@ -253,13 +253,13 @@ class NailedLegs:
         return sum(leg.call is not None for leg in self.legs.values())
 
     def hangup_all(self) -> None:
-        for leg in self.legs.values():
+        for leg in list(self.legs.values()):
             leg.logged_in = False
             if leg.call is not None:
                 self.w._hangup_leg(leg.call)
 
     def drop_all(self) -> None:
-        for leg in self.legs.values():
+        for leg in list(self.legs.values()):
             leg.call = None
         self.legs.clear()
 

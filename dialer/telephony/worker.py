@@ -494,6 +494,8 @@ class Worker:
 
     def on_tsx(self, att: Att, role: str, method: str, code: int, msg: str) -> None:
         """A transaction of this leg changed state; `msg` is the SIP message that caused it (if received)."""
+        if role == "nailed":
+            return  # an agent's session leg (dialer.telephony.nailed): its state callbacks say enough
         if role == "customer" and 100 <= code < 200:
             att.provisional = True
             if code > 100:
