@@ -94,6 +94,8 @@ class BuildResult:
     summary: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
     spill_dir: Path | None = None
+    # table -> key of the exact inputs it was typed from (lists.tablecache); empty without a table cache
+    table_keys: dict[str, str] = field(default_factory=dict)
 
     def entries(self, batch: int = 50_000) -> Iterator[Entry]:
         cur = self.con.execute(
@@ -697,4 +699,5 @@ def build_lists(mapping: Mapping, input_dir: str | Path, out_dir: str | Path, as
         for p in sorted(tmpdir.rglob("*"), reverse=True):
             p.unlink() if p.is_file() else p.rmdir()
         tmpdir.rmdir()
-    return BuildResult(con=con, out_dir=out, summary=summary, timings=t, spill_dir=spill)
+    return BuildResult(con=con, out_dir=out, summary=summary, timings=t, spill_dir=spill,
+                       table_keys=dict(tcache.keys) if tcache is not None else {})

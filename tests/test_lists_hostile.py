@@ -367,3 +367,22 @@ def test_excel_call_list_is_cp932(db_url: str, tmp_path: Path, monkeypatch: pyte
     assert _cli(_export(tmp_path / "x", 3), tmp_path / "o", "--excel") == 0
     text = (tmp_path / "o" / "call_list.csv").read_bytes().decode("cp932")
     assert "テスト" in text and "offer_sku" in text.splitlines()[0]
+
+
+def test_unchanged_tables_are_not_mirrored_again(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("DIALER_DATABASE_URL", db_url)
+    d = _export(tmp_path / "x", 5)
+    assert _cli(d, tmp_path / "o") == 0
+    assert "mirrored 19 CRM rows" in capsys.readouterr().out  # customers 5, products 4, orders 5, lines 5
+    eng = get_engine(db_url)
+    assert _cli(d, tmp_path / "o") == 0
+    assert "mirrored 0 CRM rows" in capsys.readouterr().out
+    assert _counts(db_url) == (5, 5, 5)
+    # a changed customers file re-mirrors customers and what depends on them
+    (d / "customers.csv").write_text((d / "customers.csv").read_text(encoding="utf-8").replace("テスト", "変更"),
+                                     encoding="utf-8")
+    assert _cli(d, tmp_path / "o") == 0
+    assert "mirrored 15 CRM rows" in capsys.readouterr().out  # customers, orders, lines; products unchanged
+    with eng.connect() as c:
+        assert {r[0] for r in c.execute(select(Customer.name))} == {"変更"}

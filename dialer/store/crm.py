@@ -33,6 +33,7 @@ from dialer.store.models import (
     Block,
     CallListEntry,
     Customer,
+    Meta,
     Order,
     OrderLine,
     Product,
@@ -304,10 +305,51 @@ def _line_batches(result: BuildResult, batch: int = 100_000) -> Iterator[list[tu
         yield rows
 
 
+# what each mirrored table's content depends on (reference checks delete rows that point at nothing)
+_MIRROR_DEPS = {
+    "customers": ("customers",), "products": ("products",), "orders": ("customers", "orders"),
+    "subscriptions": ("customers", "products", "subscriptions"),
+    "order_lines": ("customers", "orders", "order_lines", "products"),
+}
+
+
+def _fingerprint(result: BuildResult, table: str) -> str:
+    """Key of the inputs the mirrored table came from; "" when unknown (then it is always mirrored)."""
+    keys = [result.table_keys.get(t, "") for t in _MIRROR_DEPS[table]]
+    if not all(keys):
+        return ""
+    return hashlib.sha256(json.dumps([table, *keys]).encode()).hexdigest()
+
+
+def _mirrored_before(engine: Engine) -> dict[str, str]:
+    mt = Meta.__table__  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        return {str(k)[len("crm_mirror:"):]: str(v) for k, v in conn.execute(
+            select(mt.c.key, mt.c.value).where(mt.c.key.startswith("crm_mirror:")))}
+
+
+def _mark_mirrored(engine: Engine, table: str, fp: str) -> None:
+    mt = Meta.__table__  # type: ignore[attr-defined]
+    with engine.begin() as conn:
+        conn.execute(mt.delete().where(mt.c.key == f"crm_mirror:{table}"))
+        if fp:
+            conn.execute(mt.insert().values(key=f"crm_mirror:{table}", value=fp))
+
+
 def mirror(engine: Engine, result: BuildResult) -> dict[str, int]:
-    """Copy the CRM tables into the store so screen pops can show history (upserts; blocks are only added)."""
+    """Copy the CRM tables into the store so screen pops can show history (upserts; blocks are only added).
+
+    A table whose inputs are byte-identical to the last mirrored build (same table-cache keys) is skipped:
+    re-writing millions of unchanged rows was most of a warm night.
+    """
     now = utcnow()
     counts: dict[str, int] = {}
+    before = _mirrored_before(engine)
+    fps = {t: _fingerprint(result, t) for t in _MIRROR_DEPS}
+    same = {t for t, fp in fps.items() if fp and before.get(t) == fp}
+    for t in _MIRROR_DEPS:
+        if t not in same:
+            _mark_mirrored(engine, t, "")  # a crash mid-mirror must not leave a stale "unchanged" mark
 
     def cust_fix(d: dict[str, Any]) -> None:
         _blank("name", "name_kana", "phone", "phone2", "email", "prefecture")(d)
@@ -318,8 +360,8 @@ def mirror(engine: Engine, result: BuildResult) -> dict[str, int]:
 
     cols = ["customer_id", "name", "name_kana", "phone", "phone2", "email", "prefecture", "created_at", "tel_ok",
             "withdrawn", "caution"]
-    counts["customers"] = _upsert(engine, Customer, "customer_id", cols, result.table_rows("customers"), cust_fix,
-                                  duck=result.con)
+    counts["customers"] = 0 if "customers" in same else _upsert(
+        engine, Customer, "customer_id", cols, result.table_rows("customers"), cust_fix, duck=result.con)
 
     def prod_fix(d: dict[str, Any]) -> None:
         _blank("name", "upgrade_sku")(d)
@@ -329,8 +371,8 @@ def mirror(engine: Engine, result: BuildResult) -> dict[str, int]:
         d["unit_cost"] = d["unit_cost"] or 0.0
 
     cols = ["sku", "name", "days_per_unit", "is_trial", "upgrade_sku", "related_skus", "price", "unit_cost"]
-    counts["products"] = _upsert(engine, Product, "sku", cols, result.table_rows("products"), prod_fix,
-                                 duck=result.con)
+    counts["products"] = 0 if "products" in same else _upsert(
+        engine, Product, "sku", cols, result.table_rows("products"), prod_fix, duck=result.con)
 
     def order_fix(d: dict[str, Any]) -> None:
         _blank("channel", "subscription_id")(d)
@@ -338,28 +380,34 @@ def mirror(engine: Engine, result: BuildResult) -> dict[str, int]:
 
     cols = ["order_id", "customer_id", "ordered_at", "shipped_at", "status", "channel", "subscription_id",
             "cycle_no", "total"]
-    counts["orders"] = _upsert(engine, Order, "order_id", cols, result.table_rows("orders"), order_fix,
-                               duck=result.con)
+    counts["orders"] = 0 if "orders" in same else _upsert(
+        engine, Order, "order_id", cols, result.table_rows("orders"), order_fix, duck=result.con)
     cols = ["subscription_id", "customer_id", "sku", "quantity", "status", "started_at", "interval_days",
             "next_ship_date", "change_deadline", "shipments_count", "cancelled_at", "cancel_reason"]
-    counts["subscriptions"] = _upsert(engine, Subscription, "subscription_id", cols,
-                                      result.table_rows("subscriptions"), _blank("cancel_reason"), duck=result.con)
+    counts["subscriptions"] = 0 if "subscriptions" in same else _upsert(
+        engine, Subscription, "subscription_id", cols, result.table_rows("subscriptions"), _blank("cancel_reason"),
+        duck=result.con)
     lt = OrderLine.__table__  # type: ignore[attr-defined]
     n = 0
-    with engine.begin() as conn:
-        # lines have no key of their own in the exports: the mirror of the exported orders' lines is replaced
-        # as a whole, (order_id, sku) unique
-        conn.execute(lt.delete())
-        sqlite = engine.dialect.name == "sqlite"
-        cur = conn.connection.driver_connection.cursor() if sqlite else None  # type: ignore[union-attr]
-        for rows in _line_batches(result):
-            if cur is not None:
-                cur.executemany("INSERT INTO order_lines (order_id, sku, quantity, unit_price) VALUES (?, ?, ?, ?)", rows)
-            else:
-                conn.execute(lt.insert(), [{"order_id": r[0], "sku": r[1], "quantity": r[2], "unit_price": r[3]}
-                                           for r in rows])
-            n += len(rows)
+    if "order_lines" not in same:
+        with engine.begin() as conn:
+            # lines have no key of their own in the exports: the mirror of the exported orders' lines is replaced
+            # as a whole, (order_id, sku) unique
+            conn.execute(lt.delete())
+            sqlite = engine.dialect.name == "sqlite"
+            cur = conn.connection.driver_connection.cursor() if sqlite else None  # type: ignore[union-attr]
+            for rows in _line_batches(result):
+                if cur is not None:
+                    cur.executemany("INSERT INTO order_lines (order_id, sku, quantity, unit_price) VALUES (?, ?, ?, ?)",
+                                    rows)
+                else:
+                    conn.execute(lt.insert(), [{"order_id": r[0], "sku": r[1], "quantity": r[2], "unit_price": r[3]}
+                                               for r in rows])
+                n += len(rows)
     counts["order_lines"] = n
+    for t, fp in fps.items():
+        if t not in same and fp:
+            _mark_mirrored(engine, t, fp)
     bt = Block.__table__  # type: ignore[attr-defined]
     with engine.begin() as conn:
         have = {(r[0] or "", r[1] or "", r[2], r[3] or "") for r in conn.execute(
