@@ -371,6 +371,18 @@ def test_excel_call_list_is_cp932(db_url: str, tmp_path: Path, monkeypatch: pyte
 
 def test_unchanged_tables_are_not_mirrored_again(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    _unchanged(db_url, tmp_path, monkeypatch, capsys)
+
+
+def test_unchanged_and_changed_mirror_postgresql(pg_url: str, tmp_path: Path,  # noqa: F811
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    init_db(pg_url)  # the COPY + INSERT ... ON CONFLICT path, inserting then updating
+    _unchanged(pg_url, tmp_path, monkeypatch, capsys)
+
+
+def _unchanged(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+               capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("DIALER_DATABASE_URL", db_url)
     d = _export(tmp_path / "x", 5)
     assert _cli(d, tmp_path / "o") == 0

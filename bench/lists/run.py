@@ -18,6 +18,7 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -67,12 +68,50 @@ def _child(step: str, data: str, out: str, as_of: str) -> dict[str, float]:
     return extra
 
 
+def _store_runs(a: argparse.Namespace, out: str, results: dict[str, Any]) -> None:
+    """The whole CLI into a fresh store (SQLite, and PostgreSQL with --postgres): the first night inserts
+    (cold caches), a same-day rerun (warm: unchanged inputs, mirror skipped), the next night (warm caches,
+    every entry's window moves)."""
+    stores: list[tuple[str, str]] = [("sqlite", f"sqlite:///{Path(out) / 'bench.db'}")]
+    server = None
+    if a.postgres:
+        sys.path.insert(0, str(REPO))
+        from tests.pgserver import start_server
+
+        server = start_server(Path(out) / "pg")
+        stores.append(("postgresql", server.create_database("bench")))
+    try:
+        for kind, url in stores:
+            env = {**os.environ, "DIALER_DATABASE_URL": url}
+            lists_out = Path(out) / f"lists_{kind}"
+            shutil.rmtree(lists_out, ignore_errors=True)
+            next_day = date.fromisoformat(a.as_of).toordinal() + 1
+            for run, as_of in (("first", a.as_of), ("rerun", a.as_of), ("next_day", date.fromordinal(next_day).isoformat())):
+                t = time.perf_counter()
+                p = subprocess.run([sys.executable, "-m", "dialer", "lists", "build", "--mapping",
+                                    str(REPO / "config/mappings/canonical.toml"), "--input", a.data, "--out",
+                                    str(lists_out), "--as-of", as_of, "--force"],
+                                   capture_output=True, text=True, cwd=REPO, env=env, check=True)
+                line = [x for x in p.stdout.splitlines() if x.startswith("time:")][0]
+                key = f"store_{kind}_{run}"
+                results[key] = {"seconds": round(time.perf_counter() - t, 2), "cli": line,
+                                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)}
+                print(key, results[key], flush=True)
+    finally:
+        if server is not None:
+            from tests.pgserver import stop_server
+
+            stop_server(server)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
     ap.add_argument("--out", default="")
     ap.add_argument("--as-of", default="2026-11-23")
     ap.add_argument("--step", default="")
+    ap.add_argument("--postgres", action="store_true", help="also run the store steps on a throwaway PostgreSQL")
+    ap.add_argument("--store-only", action="store_true", help="only the whole-CLI store runs")
     a = ap.parse_args()
     out = a.out or str(Path(a.data).parent / "out")
     if a.step:
@@ -80,23 +119,16 @@ def main() -> None:
         return
     shutil.rmtree(out, ignore_errors=True)
     Path(out).mkdir(parents=True)
-    results = {}
-    for step in ("cold", "warm", "pandas", "duckdb_dormant"):
+    results: dict[str, Any] = {}
+    for step in () if a.store_only else ("cold", "warm", "pandas", "duckdb_dormant"):
         p = subprocess.run([sys.executable, "-m", "bench.lists.run", "--data", a.data, "--out", out, "--as-of", a.as_of,
                             "--step", step], capture_output=True, text=True, cwd=REPO, check=True)
         results[step] = json.loads(p.stdout.strip().splitlines()[-1])
         print(step, results[step], flush=True)
-    # the whole CLI into a fresh SQLite store: the first night inserts, a same-day rerun updates
-    env = {**os.environ, "DIALER_DATABASE_URL": f"sqlite:///{Path(out) / 'bench.db'}"}
-    for run in ("store_first", "store_rerun"):
-        t = time.perf_counter()
-        p = subprocess.run([sys.executable, "-m", "dialer", "lists", "build", "--mapping",
-                            str(REPO / "config/mappings/canonical.toml"), "--input", a.data, "--out", out,
-                            "--as-of", a.as_of], capture_output=True, text=True, cwd=REPO, env=env, check=True)
-        line = [x for x in p.stdout.splitlines() if x.startswith("time:")][0]
-        results[run] = {"seconds": round(time.perf_counter() - t, 2), "cli": line,
-                        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)}
-        print(run, results[run], flush=True)
+    _store_runs(a, out, results)
+    if a.store_only:
+        print(json.dumps(results, indent=2))
+        return
     dormant = sum(1 for _ in open(Path(out) / "call_list.csv", encoding="utf-8") if ",dormant," in _)
     results["ratios"] = {
         "cold_vs_pandas_dormant": round(results["cold"]["seconds"] / results["pandas"]["seconds"], 2),

@@ -245,27 +245,67 @@ def _duck_literal(v: Any) -> str:
     return "'" + str(v).replace("'", "''") + "'"
 
 
+def _duck_exprs(table: Any, cols: list[str], base: dict[str, Any], pg: bool) -> tuple[list[str], list[str]]:
+    """Columns and DuckDB expressions that shape each value as the store's driver takes it (no Python per row)."""
+    allcols = list(base) + [c for c in cols if c not in base]
+    kinds = SCHEMA[table.name]
+    exprs = []
+    for c in allcols:
+        dflt = base.get(c)
+        shaped = _pg_value(dflt) if pg else _sqlite_value(dflt)
+        lit_d = "NULL" if dflt is None else _duck_literal(shaped)
+        if c not in cols:
+            exprs.append(lit_d)
+            continue
+        k = kinds.get(c, "str")
+        e = {"date": f"strftime({c}, '%Y-%m-%d')", "bool": f"CAST({c} AS INTEGER)",
+             "list": f"CAST(to_json(coalesce({c}, []::VARCHAR[])) AS VARCHAR)"}.get(k, c)
+        if pg and k == "bool":
+            e = f"CASE WHEN {c} THEN 't' WHEN NOT {c} THEN 'f' END"
+        exprs.append(e if dflt is None else f"coalesce({e}, {lit_d})")
+    return allcols, exprs
+
+
+def _pg_value(v: Any) -> Any:
+    """A value as PostgreSQL's COPY text format reads it (aware UTC timestamps, JSON text, t/f)."""
+    if isinstance(v, bool):
+        return "t" if v else "f"
+    if isinstance(v, datetime):
+        return v.astimezone(UTC).isoformat()
+    return _sqlite_value(v)
+
+
+def _pg_copy_upsert(engine: Engine, table: Any, key: str, cols: list[str], base: dict[str, Any], duck: Any) -> int:
+    """PostgreSQL bulk path: COPY into a temporary table, then one INSERT ... ON CONFLICT DO UPDATE."""
+    allcols, exprs = _duck_exprs(table, cols, base, pg=True)
+    names = ", ".join(allcols)
+    n = 0
+    dcur = duck.execute(f"SELECT {', '.join(exprs)} FROM {table.name}")
+    with engine.begin() as conn:
+        cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        tmp = f"tmp_mirror_{table.name}"
+        cur.execute(f"CREATE TEMP TABLE {tmp} (LIKE {table.name} INCLUDING DEFAULTS) ON COMMIT DROP")
+        with cur.copy(f"COPY {tmp} ({names}) FROM STDIN") as cp:
+            while rows := dcur.fetchmany(100_000):
+                for r in rows:
+                    cp.write_row(r)
+                n += len(rows)
+        cur.execute(f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {tmp} ON CONFLICT ({key}) DO UPDATE SET "
+                    + ", ".join(f"{c} = excluded.{c}" for c in cols if c != key))
+    return n
+
+
 def _upsert(engine: Engine, model: Any, key: str, cols: list[str], batches: Iterable[list[tuple[Any, ...]]],
             fix: Any = None, duck: Any = None) -> int:
     table = model.__table__
     base = _defaults(model, **_REQUIRED[table.name])
     n = 0
+    if engine.dialect.name == "postgresql" and duck is not None:
+        return _pg_copy_upsert(engine, table, key, cols, base, duck)
     if engine.dialect.name == "sqlite" and duck is not None:
         # bulk path: DuckDB shapes every value the way SQLAlchemy stores it on SQLite, then one executemany
         # on the driver per batch; no Python work per row
-        allcols = list(base) + [c for c in cols if c not in base]
-        kinds = SCHEMA[table.name]
-        exprs = []
-        for c in allcols:
-            dflt = base.get(c)
-            lit_d = "NULL" if dflt is None else _duck_literal(_sqlite_value(dflt))
-            if c not in cols:
-                exprs.append(lit_d)
-                continue
-            k = kinds.get(c, "str")
-            e = {"date": f"strftime({c}, '%Y-%m-%d')", "bool": f"CAST({c} AS INTEGER)",
-                 "list": f"CAST(to_json(coalesce({c}, []::VARCHAR[])) AS VARCHAR)"}.get(k, c)
-            exprs.append(e if dflt is None else f"coalesce({e}, {lit_d})")
+        allcols, exprs = _duck_exprs(table, cols, base, pg=False)
         sql = (f"INSERT INTO {table.name} ({', '.join(allcols)}) VALUES ({', '.join('?' for _ in allcols)}) "
                f"ON CONFLICT({key}) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in cols if c != key))
         dcur = duck.execute(f"SELECT {', '.join(exprs)} FROM {table.name}")
@@ -401,8 +441,10 @@ def mirror(engine: Engine, result: BuildResult) -> dict[str, int]:
                     cur.executemany("INSERT INTO order_lines (order_id, sku, quantity, unit_price) VALUES (?, ?, ?, ?)",
                                     rows)
                 else:
-                    conn.execute(lt.insert(), [{"order_id": r[0], "sku": r[1], "quantity": r[2], "unit_price": r[3]}
-                                               for r in rows])
+                    pcur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                    with pcur.copy("COPY order_lines (order_id, sku, quantity, unit_price) FROM STDIN") as cp:
+                        for r in rows:
+                            cp.write_row(r)
                 n += len(rows)
     counts["order_lines"] = n
     for t, fp in fps.items():
