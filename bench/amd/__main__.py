@@ -21,7 +21,7 @@ from bench.amd.corpus import VOICES, generate
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "RESULTS.md"
 MEASURED = ROOT / "dialer" / "amd" / "measured.json"
-SEEDS = {"dev": 1015, "test": 2015}
+SEEDS = {"dev": 1015, "test": 2015, "business": 3015, "business_dev": 3016}
 HEAD = "## AMD (issue 15)"
 
 
@@ -52,6 +52,11 @@ def score(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "time_human": times([r for r in hum if r["verdict"] != "machine"]),
         "time_machine": times([r for r in mac if r["verdict"] == "machine"]),
         "time_all_humans": times(hum),
+        # from the end of the person's greeting (what the 2-second rule measures from) to the verdict
+        "human_after_greeting": times([{"decided_after_s": r["decided_after_s"] - r["features"]["initial_silence_s"]
+                                        - (r["features"]["greeting_s"] or 0.0)} for r in hum
+                                       if r["verdict"] != "machine" and "features" in r
+                                       and r["features"].get("greeting_s") is not None]),
     }
 
 
@@ -102,30 +107,32 @@ def _replay(infos: list[Any], params: Any, ring_s: float) -> tuple[str, float]:
     return det.decision.verdict, det.decision.decided_after_s
 
 
-def tune(paths: list[Path]) -> None:
+def tune(paths: list[Path], business: list[Path]) -> None:
     from dialer.amd import AmdParams, FrameAnalyzer
     from dialer.amd.detector import iter_frames
     from dialer.amd.wavfile import read_pcm, sidecar
 
     base = AmdParams()
     data = []
-    for p in paths:
+    for p in paths + business:
         side = sidecar(p)
         fa = FrameAnalyzer(snr_db=base.snr_db, min_level_db=base.min_level_db, tone_purity=base.tone_purity)
         infos = [fa.analyze(f) for f in itertools.islice(iter_frames(read_pcm(p)), int(base.total_budget_s / 0.02))]
-        data.append((infos, float(side["ring_s"]), side["label"]))  # type: ignore[arg-type]
-    grid = {"greeting_max_s": [1.7, 2.0], "after_greeting_silence_s": [0.25, 0.3, 0.35],
+        data.append((infos, float(side["ring_s"]), side["label"], side["kind"]))  # type: ignore[arg-type]
+    grid = {"greeting_max_s": [2.0, 2.4, 2.8, 3.2], "after_greeting_silence_s": [0.25, 0.3, 0.35],
             "long_ring_greeting_scale": [0.6], "long_ring_extra_silence_s": [0.6, 0.9, 1.2],
             "ring_prior_from_s": [3.0, 4.0, 6.0], "long_ring_s": [12.0, 15.0]}
     best: tuple[float, dict[str, Any], dict[str, Any]] | None = None
     for combo in itertools.product(*grid.values()):
         kw = dict(zip(grid, combo, strict=True))
         params = base.replace(**kw)
-        rows = []
-        for infos, ring, label in data:
+        rows, brows = [], []
+        for infos, ring, label, kind in data:
             v, t = _replay(infos, params, ring)
-            rows.append({"label": label, "verdict": v, "decided_after_s": t})
+            (brows if kind == "human_business" else rows).append({"label": label, "verdict": v,
+                                                                  "decided_after_s": t})
         s = score(rows)
+        kw["business_dev_fp"] = score(brows)["human_fp_rate"]
         ok = s["human_fp_rate"] <= 0.015 and (s["time_all_humans"]["p50"] or 9) <= 1.5
         obj = s["machine_recall"] + (1.0 if ok else 0.0) - 0.02 * (s["time_all_humans"]["p50"] or 9)
         print(json.dumps({**kw, "recall": s["machine_recall"], "fp": s["human_fp_rate"],
@@ -156,19 +163,30 @@ def section(res: dict[str, Any], took: float, n: int) -> str:
              f"dev {VOICES['dev']}, test {VOICES['test']}. Parameters were tuned on dev only"
              " (`--tune`); the test split is held out. `unsure` counts as human (the dialer connects it).", "",
              "| split | calls | accuracy | machine recall | humans judged machine | FP share of machine verdicts |"
-             " human verdict p50 / p90 s | machine verdict p50 / p90 s | unsure (humans / machines) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             " human verdict p50 / p90 s | after the person's greeting p50 / p90 s | machine verdict p50 / p90 s |"
+             " unsure (humans / machines) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    def f(x: float | None, nd: int) -> str:
+        return "-" if x is None else f"{x:.{nd}f}"
+
+    def pair(d: dict[str, float | None]) -> str:
+        return f"{f(d['p50'], 2)} / {f(d['p90'], 2)}"
+
     for split, s in res.items():
-        lines.append(f"| {split} | {s['n']} | {s['accuracy']:.3f} | {s['machine_recall']:.3f} | "
-                     f"{s['human_fp']}/{s['humans']} = {s['human_fp_rate']:.3f} | {s['fp_share_of_machine_verdicts']:.3f} | "
-                     f"{s['time_all_humans']['p50']:.2f} / {s['time_all_humans']['p90']:.2f} | "
-                     f"{s['time_machine']['p50']:.2f} / {s['time_machine']['p90']:.2f} | "
+        lines.append(f"| {split} | {s['n']} | {f(s['accuracy'], 3)} | {f(s['machine_recall'], 3)} | "
+                     f"{s['human_fp']}/{s['humans']} = {f(s['human_fp_rate'], 3)} | "
+                     f"{f(s['fp_share_of_machine_verdicts'], 3)} | {pair(s['time_all_humans'])} | "
+                     f"{pair(s['human_after_greeting'])} | {pair(s['time_machine'])} | "
                      f"{s['unsure_humans']} / {s['unsure_machines']} |")
     t = res["test"]
     lines += ["", f"Humans judged machine on the held-out split, 95% upper bound (Wilson): "
               f"{_upper95(t['human_fp'], t['humans']):.3f}. Decision times are from answer; the people in the corpus"
               " start speaking 0.1-1.2 s after answer (uniform), so about 0.7 s of every human verdict is their own"
-              " initial silence."]
+              " initial silence. The stress row is people answering like a business with a ~2 s greeting"
+              " (「はい、やまだしょうてん、たなかでございます」), test voices: the classic AMD false positive (a long"
+              " greeting looks recorded). `greeting_max_s` was raised from 2.0 to 2.8 s on the dev split plus a"
+              " dev-voiced business set (`business_dev`, dev FP 0.40 -> 0.04, dev machine recall unchanged"
+              " 0.98): machine verdicts take ~0.5 s longer, which costs line time, not agents or compliance."]
     goals = [("machine recall >= 0.90", t["machine_recall"] >= 0.90),
              ("humans judged machine <= 0.02", t["human_fp_rate"] <= 0.02),
              ("human verdict median <= 1.5 s", (t["time_all_humans"]["p50"] or 9) <= 1.5)]
@@ -201,11 +219,14 @@ def main(argv: list[str] | None = None) -> int:
     cache = args.out / "_cache"
     paths = {s: generate(args.out, s, args.n, SEEDS[s], cache) for s in ("dev", "test")}
     if args.tune:
-        tune(paths["dev"])
+        tune(paths["dev"], generate(args.out, "business_dev", max(10, args.n // 6), SEEDS["business_dev"], cache))
         return 0
     rows = {s: classify_all(p) for s, p in paths.items()}
     res = {s: score(r) for s, r in rows.items()}
     res["test, ring time unknown"] = score(classify_all(paths["test"], ring="ignore"))
+    # stress: people answering like a business (long greeting), test voices; not part of the goals
+    res["stress: business-style people"] = score(classify_all(generate(args.out, "business", max(10, args.n // 6),
+                                                                       SEEDS["business"], cache)))
     print(json.dumps(res, indent=1))
     for r in rows["test"]:
         if (r["verdict"] == "machine") != (r["label"] == "machine"):

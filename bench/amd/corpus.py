@@ -36,6 +36,12 @@ HUMAN = {
            "もしもし?", "はい、やまだ"],
     "en": ["hello?", "hello", "yes?", "hi", "hello, this is john", "yeah, hello?", "speaking", "hello, mary here"],
 }
+# A stress set, not part of the splits: people who answer like a business, with a long greeting.
+HUMAN_BUSINESS = {
+    "ja": ["はい、やまだしょうてん、たなかでございます", "おでんわありがとうございます、すずきです",
+           "はい、さとうけいりじむしょでございます"],
+    "en": ["good morning, acme trading, john speaking", "thank you for calling, this is mary, how can I help?"],
+}
 HUMAN_AGAIN = {"ja": ["もしもし?", "もしもーし", "あの、もしもし"], "en": ["hello?", "hello? anyone there?"]}
 
 # Machines: personal greetings (phrases with pauses) and carrier announcements (one long utterance).
@@ -158,13 +164,13 @@ def _level(x: np.ndarray, db: float) -> np.ndarray:
 
 def make_call(i: int, label: str, split: str, rng: np.random.Generator, tts: Tts) -> tuple[Call, np.ndarray]:
     lang = "ja" if rng.random() < 0.6 else "en"
-    voice = str(rng.choice(VOICES[split][lang]))
+    voice = str(rng.choice(VOICES[{"business": "test", "business_dev": "dev"}.get(split, split)][lang]))
     pitch = int(rng.integers(25, 75))
     parts: list[np.ndarray] = [_sil(rng.uniform(0.1, 1.2) if label == "human" else rng.uniform(0.05, 1.0))]
     meta: dict[str, Any] = {}
     if label == "human":
         speed = int(rng.integers(230, 300))  # people answer briskly
-        text = str(rng.choice(HUMAN[lang]))
+        text = str(rng.choice((HUMAN_BUSINESS if split.startswith("business") else HUMAN)[lang]))
         parts.append(tts.say(text, voice, speed, pitch))
         if rng.random() < 0.4:
             kind = "human_again"
@@ -174,6 +180,8 @@ def make_call(i: int, label: str, split: str, rng: np.random.Generator, tts: Tts
             text = f"{text} / {again} x2"
         else:
             kind = "human_silent"
+        if split.startswith("business"):
+            kind = "human_business"
         parts.append(_sil(rng.uniform(2.0, 4.0)))
         ring = float(np.clip(rng.lognormal(np.log(7.0), 0.5), 1.5, 30.0))
     else:
@@ -235,7 +243,7 @@ def generate(out: Path, split: str, n_per_class: int, seed: int, cache: Path) ->
     rng = np.random.default_rng(seed)
     paths: list[Path] = []
     for i in range(2 * n_per_class):
-        label = "human" if i % 2 == 0 else "machine"
+        label = "human" if i % 2 == 0 or split.startswith("business") else "machine"
         call, x = make_call(i, label, split, rng, tts)
         wav = d / f"{call.name}.wav"
         with wave.open(str(wav), "wb") as w:

@@ -28,7 +28,9 @@ class AmdParams:
     """Tunables (seconds unless named otherwise). Defaults are those tuned on the bench.amd dev split."""
 
     initial_silence_s: float = 2.5  # nobody speaks this long after answer -> unsure (machine after a long ring)
-    greeting_max_s: float = 2.0  # speech (with short pauses) running longer than this is a recorded greeting
+    greeting_max_s: float = 2.8  # speech (with short pauses) running longer than this is a recorded greeting
+    # (2.8 not 2.0: a person answering like a business talks ~2 s; a machine verdict may take longer, a dropped
+    # person may not)
     after_greeting_silence_s: float = 0.3  # this much silence after a short greeting -> a person waiting
     word_min_s: float = 0.08  # shorter voiced blips are clicks, not words
     word_gap_s: float = 0.06  # silence that separates two words
