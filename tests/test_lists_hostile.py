@@ -13,7 +13,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import pytest
@@ -398,3 +398,11 @@ def _unchanged(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert "mirrored 15 CRM rows" in capsys.readouterr().out  # customers, orders, lines; products unchanged
     with eng.connect() as c:
         assert {r[0] for r in c.execute(select(Customer.name))} == {"変更"}
+    # the next night every dormant window moves a day: the bulk UPDATE path writes the new values
+    assert main(["lists", "build", "--mapping", str(CANONICAL), "--input", str(d), "--out", str(tmp_path / "o"),
+                 "--as-of", (AS_OF + timedelta(days=1)).isoformat(), "--config", str(CONFIG)]) == 0
+    with eng.connect() as c:
+        rows = c.execute(select(CallListEntry.callable_from, CallListEntry.build_date, CallListEntry.phones)).all()
+    assert len(rows) == 5 and {r[1] for r in rows} == {AS_OF + timedelta(days=1)}
+    assert {r[0].astimezone(UTC).isoformat() for r in rows} == {"2026-11-23T15:00:00+00:00"}  # 11-24 00:00 JST
+    assert all(isinstance(r[2], list) and r[2][0].startswith("+8190") for r in rows)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
@@ -275,6 +275,11 @@ def _pg_value(v: Any) -> Any:
     return _sqlite_value(v)
 
 
+def _pg_json(v: Any) -> Any:
+    """JSON columns go through COPY as JSON text (psycopg would send a list as a PostgreSQL array)."""
+    return json.dumps(v) if isinstance(v, (list, dict)) else v
+
+
 def _pg_copy_upsert(engine: Engine, table: Any, key: str, cols: list[str], base: dict[str, Any], duck: Any) -> int:
     """PostgreSQL bulk path: COPY into a temporary table, then one INSERT ... ON CONFLICT DO UPDATE."""
     allcols, exprs = _duck_exprs(table, cols, base, pg=True)
@@ -502,7 +507,10 @@ def upsert_entries(engine: Engine, result: BuildResult, tz: ZoneInfo, build_date
                     cur.executemany(f"INSERT INTO call_list_entries ({', '.join(cols)}) VALUES "
                                     f"({', '.join('?' for _ in cols)})", [[_sqlite_value(d[c]) for c in cols] for d in inserts])
                 else:
-                    conn.execute(t.insert(), inserts)
+                    pcur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                    with pcur.copy(f"COPY call_list_entries ({', '.join(cols)}) FROM STDIN") as cp:
+                        for d in inserts:
+                            cp.write_row([_pg_json(d[c]) for c in cols])
                 inserts.clear()
             if updates:
                 cols = [c for c in updates[0] if c != "_id"]
@@ -510,8 +518,16 @@ def upsert_entries(engine: Engine, result: BuildResult, tz: ZoneInfo, build_date
                     cur.executemany(f"UPDATE call_list_entries SET {', '.join(c + ' = ?' for c in cols)} WHERE id = ?",
                                     [[_sqlite_value(d[c]) for c in cols] + [d["_id"]] for d in updates])
                 else:
-                    stmt = update(t).where(t.c.id == bindparam("_id")).values({c: bindparam(c) for c in cols})
-                    conn.execute(stmt, updates)
+                    # COPY the new values into a temporary table, then one UPDATE ... FROM
+                    pcur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                    pcur.execute("DROP TABLE IF EXISTS tmp_entry_upd")
+                    pcur.execute(f"CREATE TEMP TABLE tmp_entry_upd AS SELECT id, {', '.join(cols)} "
+                                 "FROM call_list_entries WITH NO DATA")
+                    with pcur.copy(f"COPY tmp_entry_upd (id, {', '.join(cols)}) FROM STDIN") as cp:
+                        for d in updates:
+                            cp.write_row([d["_id"], *(_pg_json(d[c]) for c in cols)])
+                    pcur.execute(f"UPDATE call_list_entries e SET {', '.join(f'{c} = u.{c}' for c in cols)} "
+                                 "FROM tmp_entry_upd u WHERE e.id = u.id")
                 updates.clear()
 
         for e in result.entries():
