@@ -202,3 +202,18 @@ def render_lift(rep: dict[str, Any]) -> str:
                          f"media ratio {e['media_ratio']}; calls per extra sale {e['calls_per_extra_sale']}")
     return "\n".join(lines)
 
+
+
+def lift_summary(rep: dict[str, Any]) -> dict[str, Any]:
+    """The few figures kept in the store for the campaign report and the monitor."""
+    segs: dict[str, Any] = {}
+    for seg, e in rep["segments"].items():
+        d: dict[str, Any] = {"verdict": e["verdict"], "enough_data": e["enough_data"],
+                             "treatment": e["treatment"]["customers"], "control": e["control"]["customers"]}
+        if e["enough_data"]:
+            d.update({"purchase_rate_lift": e["purchase_rate_lift"]["diff"],
+                      "ci95": e["purchase_rate_lift"]["ci95"], "significant": e["purchase_rate_lift"]["significant"],
+                      "incremental_revenue": e["incremental_revenue"]["yen"], "media_ratio": e["media_ratio"]})
+        segs[seg] = d
+    return {"after": rep["after"], "days": rep["days"], "segments": segs}
+

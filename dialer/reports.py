@@ -33,6 +33,7 @@ from dialer.config import Config, parse_duration
 from dialer.dtmf import REFUSAL_REASONS
 from dialer.errors import UserError
 from dialer.privacy import mask_phone
+from dialer.store.lift import holdout_status
 from dialer.store.models import (
     Agent,
     AgentStateLog,
@@ -308,6 +309,7 @@ def campaign_report(engine: Engine, name: str, *, now: datetime | None = None, m
         "dnc": disp_counts.get("dnc", 0),
         "refusals": {"total": sum(refusals.values()), "by_reason": dict(refusals.most_common())},
         "by_segment": by_segment, "agents": per_agent, "penetration": pen,
+        "holdout": holdout_status(engine, camp.name, list(camp.segments)),  # issue 19: control group and lift
     }
 
 

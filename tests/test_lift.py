@@ -20,9 +20,12 @@ from dialer.config import parse_config
 from dialer.hopper import Hopper
 from dialer.lift import two_proportions, welch
 from dialer.outcomes import enqueue_outcome
+from dialer.reports import campaign_report
 from dialer.store.db import dispose_engines, get_engine
 from dialer.store.holdout import assignments
 from dialer.store.models import AgentStateLog, Attempt, Campaign, Disposition
+from dialer.views.monitor import gather, segments_table
+from dialer.views.report_view import render_campaign_report
 from tests.lists_util import CANONICAL, customer, line, order, write_export
 
 AS_OF = date(2026, 11, 2)
@@ -185,7 +188,26 @@ def test_report_finds_the_planted_lift_and_none_when_none(tmp_path: Path, capsys
     assert seg["calls"]["cost_yen"] == pytest.approx(8 * 3000 + minutes * 4, abs=2)
     # the late order (day 40) is outside the 30-day window: nobody's revenue includes ¥99,999
     assert seg["treatment"]["revenue"] % 10 == 0 and seg["control"]["revenue"] % 10 == 0
+    # the campaign report and the monitor show the control group and the lift just computed
+    n_c = len(groups) - n_t
+    rep2 = campaign_report(engine, "winback")
+    h = rep2["holdout"]
+    assert h["groups"] == {"dormant": {"treatment": n_t, "control": n_c}}
+    assert h["lift"]["segments"]["dormant"]["purchase_rate_lift"] == lift["diff"]
+    out = _text(render_campaign_report(rep2))
+    assert "hold-out (control group never called)" in out and f"{lift['diff']:+.2%}" in out
+    view = gather(engine, "winback", parse_config(cfg.read_text(encoding="utf-8")), CALL_DAY)
+    mon = _text(segments_table(view))
+    assert "control" in mon and str(n_c) in mon and "lift" in mon
     dispose_engines()
+
+
+def _text(renderable: object) -> str:
+    from rich.console import Console
+
+    con = Console(record=True, width=160, color_system=None)
+    con.print(renderable)
+    return con.export_text()
 
 
 def test_too_few_customers_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str],

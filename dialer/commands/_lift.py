@@ -8,7 +8,8 @@ from pathlib import Path
 
 from dialer.commands._common import add_config_arg, config_from
 from dialer.errors import UserError
-from dialer.lift import lift_report, render_lift
+from dialer.lift import lift_report, lift_summary, render_lift
+from dialer.store.lift import save_lift
 from dialer.store.opening import open_existing
 from lists import ListsError, load_mapping
 
@@ -24,6 +25,8 @@ def _lift(args: argparse.Namespace) -> int:
         rep = lift_report(engine, cfg, args.campaign, mapping, after, days=args.days, period=args.period)
     except ListsError as exc:
         raise UserError(str(exc)) from None
+    if rep["segments"]:  # kept for `dialer report campaign` and the monitor
+        save_lift(engine, args.campaign, rep["period"] or "", lift_summary(rep))
     if args.json:
         print(json.dumps(rep, ensure_ascii=False, indent=2, default=str))
     else:

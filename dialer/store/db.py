@@ -13,6 +13,7 @@ from sqlmodel import Session, SQLModel, create_engine, select
 
 from dialer.store import amd as _amd
 from dialer.store import holdout as _holdout  # noqa: F401  (registers its tables)
+from dialer.store import lift as _lift  # noqa: F401  (registers its tables)
 from dialer.store import models
 from dialer.store import sms as _sms  # noqa: F401  (registers its tables)
 from dialer.store.models import Meta

@@ -1,14 +1,17 @@
 """What a campaign's calls cost and produced, read for the lift report (dialer.lift): attempts, talk time,
-agent time, and sales recorded by agents per customer."""
+agent time, and sales recorded by agents per customer; and the last lift computed, for the report and monitor."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import JSON, Column, select
 from sqlalchemy.engine import Engine
+from sqlmodel import Field, SQLModel
 
+from dialer.store.holdout import group_counts
 from dialer.store.models import AgentStateLog, Attempt, Campaign, Disposition
 
 AT = Attempt.__table__  # type: ignore[attr-defined]
@@ -76,3 +79,42 @@ def recorded_sales(engine: Engine, campaign: str) -> dict[str, float]:
                 DT.c.campaign_id == cid, DT.c.outcome.in_(("sale", "upsell", "cross_sell")))).all():
             out[cust] = out.get(cust, 0.0) + float(amount or 0.0)
     return out
+
+
+class LiftResult(SQLModel, table=True):
+    """The last lift computed for a campaign (dialer report lift), so the report and monitor can show it."""
+
+    __tablename__ = "lift_results"
+    id: int | None = Field(default=None, primary_key=True)
+    campaign: str = Field(index=True)
+    period: str = ""
+    computed_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    summary: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+RT = LiftResult.__table__  # type: ignore[attr-defined]
+
+
+def save_lift(engine: Engine, campaign: str, period: str, summary: dict[str, Any]) -> None:
+    with engine.begin() as conn:
+        conn.execute(RT.insert().values(campaign=campaign, period=period, computed_at=datetime.now(UTC),
+                                        summary=summary))
+
+
+def latest_lift(engine: Engine, campaign: str) -> dict[str, Any] | None:
+    with engine.connect() as conn:
+        row = conn.execute(select(RT.c.period, RT.c.computed_at, RT.c.summary).where(RT.c.campaign == campaign)
+                           .order_by(RT.c.id.desc()).limit(1)).first()
+    if row is None:
+        return None
+    at = _aware(row[1])
+    return {"period": row[0], "computed_at": at.isoformat() if at else "", **dict(row[2] or {})}
+
+
+def holdout_status(engine: Engine, campaign: str, segments: list[str]) -> dict[str, Any] | None:
+    """Control-group sizes of the latest period and the last lift computed, or None without a hold-out."""
+    groups = group_counts(engine, segments)
+    lift = latest_lift(engine, campaign)
+    if not groups and lift is None:
+        return None
+    return {"groups": groups, "lift": lift}

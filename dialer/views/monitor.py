@@ -283,10 +283,21 @@ def agents_table(v: CampaignView, tz: str, first: int, rows: int, stats: bool, w
 
 def segments_table(v: CampaignView) -> Table:
     seg = Table(box=None, padding=(0, 1), show_header=True, header_style="bold")
-    for col in (_("segment"), _("dialled"), _("left"), _("exhausted"), _("entries")):
+    held = v.report.get("holdout") or {}  # issue 19: control-group size and lift, only when there is a hold-out
+    groups, lift = held.get("groups", {}), (held.get("lift") or {}).get("segments", {})
+    cols = [_("segment"), _("dialled"), _("left"), _("exhausted"), _("entries")]
+    cols += [_("control")] if groups else []
+    cols += [_("lift")] if lift else []
+    for col in cols:
         seg.add_column(col, justify="left" if col == _("segment") else "right", no_wrap=True)
     for name, p in v.report["penetration"].items():
-        row(seg, name, str(p["dialled"]), str(p["remaining"]), str(p["exhausted"]), str(p["entries"]))
+        cells = [name, str(p["dialled"]), str(p["remaining"]), str(p["exhausted"]), str(p["entries"])]
+        if groups:
+            cells.append(str(groups.get(name, {}).get("control", "—")))
+        if lift:
+            e = lift.get(name, {})
+            cells.append(f"{e['purchase_rate_lift']:+.1%}" if e.get("enough_data") else "—")
+        row(seg, *cells)
     return seg
 
 

@@ -70,6 +70,8 @@ def render_campaign_report(r: dict[str, Any]) -> RenderableType:
         for k, v in r["refusals"]["by_reason"].items():
             row(ref, k, str(v))
         parts.append(ref)
+    if r.get("holdout"):
+        parts.append(holdout_table(r["holdout"]))
     if r["agents"]:
         ag = Table(title="agents", title_justify="left", header_style="bold")
         for col in ("agent", "calls", "talk", "wrap", "logged in", "occupancy", "sales", "revenue"):
@@ -79,6 +81,30 @@ def render_campaign_report(r: dict[str, Any]) -> RenderableType:
                        pct(a["occupancy"]), str(a["sales"]), yen(a["revenue"]))
         parts.append(ag)
     return Group(*parts)
+
+
+def holdout_table(h: dict[str, Any]) -> Table:
+    """Issue 19: the control group's size per segment and, once `dialer report lift` ran, the lift."""
+    lift = (h.get("lift") or {}).get("segments", {})
+    title = "hold-out (control group never called)"
+    if h.get("lift"):
+        title += f"; lift from {h['lift'].get('after', '')} ({h['lift'].get('computed_at', '')[:10]})"
+    t = Table(title=title, title_justify="left", header_style="bold")
+    for col in ("segment", "treatment", "control", "purchase-rate lift (95% CI)", "incremental revenue",
+                "media ratio"):
+        t.add_column(col, justify="left" if col == "segment" else "right")
+    for seg in sorted(set(h.get("groups", {})) | set(lift)):
+        g = h.get("groups", {}).get(seg, {})
+        e = lift.get(seg, {})
+        if e.get("enough_data"):
+            lo, hi = e["ci95"]
+            lifted = f"{e['purchase_rate_lift']:+.2%} ({lo:+.2%}..{hi:+.2%})"
+            inc, ratio = yen(e["incremental_revenue"]), num(e["media_ratio"])
+        else:
+            lifted, inc, ratio = ("too few customers" if e else "— (no export after the campaign yet)"), "—", "—"
+        row(t, seg, str(g.get("treatment", e.get("treatment", "—"))), str(g.get("control", e.get("control", "—"))),
+            lifted, inc, ratio)
+    return t
 
 
 def write_report_csv(r: dict[str, Any], out: IO[str]) -> None:
