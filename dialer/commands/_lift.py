@@ -8,13 +8,15 @@ from pathlib import Path
 
 from dialer.commands._common import add_config_arg, config_from
 from dialer.errors import UserError
-from dialer.lift import lift_report, lift_summary, render_lift
-from dialer.store.lift import save_lift
 from dialer.store.opening import open_existing
-from lists import ListsError, load_mapping
 
 
 def _lift(args: argparse.Namespace) -> int:
+    # imported here: scipy and duckdb would slow every `dialer` command's start-up
+    from dialer.lift import lift_report, lift_summary, render_lift
+    from dialer.store.lift import save_lift
+    from lists import ListsError, load_mapping
+
     cfg = config_from(args)
     engine, _where = open_existing(cfg.database.url)
     after = Path(args.after)

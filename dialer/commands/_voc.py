@@ -13,8 +13,6 @@ from zoneinfo import ZoneInfo
 from dialer.commands._common import add_config_arg, config_from
 from dialer.errors import UserError
 from dialer.store.opening import open_existing
-from dialer.store.voc import cancellations, enqueue_summary, refusals
-from dialer.voc import render, summary_payload, voc_report, write_csv
 
 _NS = uuid.UUID("9d2f8b1c-0e4a-4b6f-8c3d-766f63766f63")
 
@@ -29,6 +27,10 @@ def _day(text: str | None, flag: str) -> date | None:
 
 
 def _voc(args: argparse.Namespace) -> int:
+    # imported here: scipy (via dialer.lift) would slow every `dialer` command's start-up
+    from dialer.store.voc import cancellations, enqueue_summary, refusals
+    from dialer.voc import render, summary_payload, voc_report, write_csv
+
     cfg = config_from(args)
     engine, _where = open_existing(cfg.database.url)
     tz = ZoneInfo(cfg.schedules.timezone)
