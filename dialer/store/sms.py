@@ -127,8 +127,8 @@ def queue_message(engine: Engine, campaign: str, r: Recipient, phone: str, text:
             campaign=campaign, entry_id=r.entry_id, customer_id=r.customer_id, phone_e164=phone, text=text,
             amount=r.amount, order_ids=r.order_ids, idempotency_key=key, status="pending", tries=0,
             next_try_at=now, last_error="", provider_id="", receipt_status="", created_at=now,
-        ).on_conflict_do_nothing())
-        return bool(res.rowcount == 1)
+        ).on_conflict_do_nothing().returning(MT.c.id))
+        return res.first() is not None  # (rowcount is -1 for this statement on PostgreSQL)
 
 
 def park_entry(engine: Engine, entry_id: int, lease_token: str, status: str, why: str, now: datetime) -> None:

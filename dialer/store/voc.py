@@ -80,7 +80,7 @@ def enqueue_summary(engine: Engine, key: str, payload: dict[str, Any]) -> bool:
     The outbox is keyed by disposition; a summary is not one, so it takes a negative `disposition_id` derived
     from its key (real dispositions are positive): delivery, retries and idempotency are the outbox's own.
     """
-    pseudo = -(zlib.crc32(key.encode()) + 1)
+    pseudo = -(zlib.crc32(key.encode()) & 0x7FFFFFFF) - 1  # fits a 32-bit INTEGER column (PostgreSQL)
     try:
         with engine.begin() as conn:
             if conn.execute(select(OT.c.id).where(OT.c.idempotency_key == key)).first() is not None:
