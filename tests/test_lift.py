@@ -229,6 +229,11 @@ def test_too_few_customers_says_so(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["report", "lift", "--campaign", "winback", "--after", str(tmp_path / "after"), "--mapping",
                  str(CANONICAL), "--config", str(cfg)]) == 0
     assert "too few customers to say" in capsys.readouterr().out
+    page = tmp_path / "lift.html"
+    assert main(["report", "lift", "--campaign", "winback", "--after", str(tmp_path / "after"), "--mapping",
+                 str(CANONICAL), "--html", str(page), "--config", str(cfg)]) == 0
+    text = page.read_text(encoding="utf-8")
+    assert "data:image/png;base64," in text and "too few customers to say" in text and "winback" in text
     dispose_engines()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from dialer.commands._common import add_config_arg, config_from
@@ -29,6 +30,11 @@ def _lift(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     if rep["segments"]:  # kept for `dialer report campaign` and the monitor
         save_lift(engine, args.campaign, rep["period"] or "", lift_summary(rep))
+    if args.html and rep["segments"]:
+        from dialer.views.lift_html import write_lift_html
+
+        write_lift_html(args.html, rep, render_lift(rep))
+        print(f"wrote {args.html}", file=sys.stderr)
     if args.json:
         print(json.dumps(rep, ensure_ascii=False, indent=2, default=str))
     else:
@@ -46,5 +52,6 @@ def add_lift(g: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="count purchases within N days of each customer's assignment (default 30)")
     p.add_argument("--period", metavar="PERIOD", help="hold-out period (default: the latest recorded)")
     p.add_argument("--json", action="store_true", help="one JSON object")
+    p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page with the chart")
     add_config_arg(p)
     p.set_defaults(func=_lift)
