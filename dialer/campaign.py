@@ -374,17 +374,22 @@ class CampaignRunner:
                                 info_wav=self.cc.info_message or None, record_path=record, amd=self._amd_order())
         if not ok:
             # no slot: the INVITE never left, so this is not an attempt; give the entry back untouched
-            with Session(self.engine, expire_on_commit=False) as s:
-                row = s.get(Attempt, attempt_id)
-                if row is not None:
-                    s.delete(row)
-                    s.commit()
-            self.hopper.release(lease.entry_id, at)
+            self._not_an_attempt(attempt_id, lease.entry_id, at)
             return
         self.pacer.record_dial(now)
         self.live[attempt_id] = Live(attempt_id, lease.entry_id, lease.customer_id, lease.segment,
                                      lease.phone_e164, lease.sku, now)
         self._count("dialled")
+
+    def _not_an_attempt(self, attempt_id: int, entry_id: int, at: datetime) -> None:
+        """The call never reached the contact (no slot, or the trunk's own failure such as refused
+        credentials): drop the attempt row and give the entry back to the hopper untouched."""
+        with Session(self.engine, expire_on_commit=False) as s:
+            row = s.get(Attempt, attempt_id)
+            if row is not None:
+                s.delete(row)
+                s.commit()
+        self.hopper.release(entry_id, at)
 
     def _count(self, key: str) -> None:
         self.counts[key] = self.counts.get(key, 0) + 1
@@ -467,6 +472,13 @@ class CampaignRunner:
                 keys = call.dtmf.feed(ev.digit)
                 if keys:
                     self.dtmf_disposition(call, keys, ev.at)
+        elif kind == "failed" and ev.outcome == "trunk_error":
+            # (issue 13) the trunk refused our credentials: not an attempt on this contact
+            self.live.pop(call.attempt_id, None)
+            if call.attempt_id in self.waiting:
+                self.waiting.remove(call.attempt_id)
+            self._not_an_attempt(call.attempt_id, call.entry_id, utc(ev.at))
+            self._count("not_attempted_trunk_error")
         elif kind == "failed":
             self.finish(call, ev.outcome or "failed", ev.at, ev.sip_status, by="", detail=ev.detail)
         elif kind == "hangup":

@@ -1,0 +1,75 @@
+"""A trunk that refuses our credentials costs no contact an attempt (issue 13, item 2), end to end.
+
+The real runner dials a SIPp carrier that answers every INVITE with 401 whatever the credentials: the trunk
+goes down at once with the reason, every call it refused is given back to the hopper untouched (no attempt
+row, no attempt counted on the entry), and the campaign's event log says why.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, select
+
+from dialer.config import parse_config
+from dialer.store.db import dispose_engines, get_engine, init_db
+from dialer.store.models import Attempt, CallListEntry, CampaignEvent
+from tests.sipp import Sipp, free_udp_port
+from tests.test_campaign_e2e import seed
+
+pytestmark = [pytest.mark.sip, pytest.mark.timeout(120)]
+
+
+def test_refused_credentials_take_the_trunk_down_and_cost_no_attempt(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from dialer.campaign import CampaignRunner
+
+    monkeypatch.setenv("TSUNAGU_TEST_TRUNK_PW", "wrong-password")
+    db = tmp_path / "auth.db"
+    url = f"sqlite:///{db}"
+    init_db(url)
+    sip = free_udp_port(6900, 6990, span=8)
+    with Sipp("carrier_auth_fail", port=free_udp_port(6000, 6499), workdir=tmp_path) as carrier:
+        cfg = parse_config(f"""
+[database]
+url = "{url}"
+[telephony]
+sip_port_base = {sip}
+rtp_port_base = 43000
+lines = 4
+trunk_retry_s = 600
+[[trunks]]
+name = "loop"
+proxy = "sip:127.0.0.1:{carrier.port}"
+username = "dialer"
+password_env = "TSUNAGU_TEST_TRUNK_PW"
+max_cps = 20
+sandbox = true
+[[agents]]
+login = "a1"
+sip_uri = "sip:a1@127.0.0.1:5999"
+[[campaigns]]
+name = "auth"
+mode = "progressive"
+trunk = "loop"
+""", str(tmp_path / "auth.toml"))
+        seed(url, 20)
+        engine = get_engine(url)
+        try:
+            runner = CampaignRunner(cfg, "auth", engine, auto_login=True)
+            runner.run(6.0)
+            with Session(engine) as s:
+                rows = list(s.exec(select(Attempt)).all())
+                entries = list(s.exec(select(CallListEntry)).all())
+                events = list(s.exec(select(CampaignEvent)).all())
+        finally:
+            dispose_engines()
+    placed = runner.counts.get("dialled", 0)
+    assert placed >= 1 and runner.counts.get("not_attempted_trunk_error", 0) == placed
+    assert rows == []  # no attempt row survives
+    assert all(e.attempts == 0 for e in entries)  # and no entry lost an attempt
+    downs = [e for e in events if e.kind == "trunk_down"]
+    assert len(downs) == 1 and "authentication failed" in downs[0].message
+    # every call was challenged once and refused; nothing more was dialled once the trunk was down
+    assert carrier.invites() == 2 * placed and carrier.sent(401) == 2 * placed
