@@ -2,7 +2,9 @@
 
 States: logged_out, ready, reserved (chosen for an answered call, leg being placed), on_call, wrap_up,
 paused, unavailable (softphone did not answer), unreachable (nailed-up agent legs: the agent's session leg is
-down or not yet answered; see dialer.telephony.nailed). The console owns logged_out/ready/paused while the agent
+down or not yet answered, see dialer.telephony.nailed; at-connect legs: the phone is not registered or does not
+answer OPTIONS, 404/480/no answer, back to ready when an OPTIONS check gets an answer). The console owns
+logged_out/ready/paused while the agent
 is idle; the runner owns reserved/on_call/wrap_up/unavailable. After wrap-up the agent goes to what they
 asked for meanwhile (`pending_state`) or back to ready.
 """
@@ -23,11 +25,11 @@ from dialer.store.models import Agent
 ALLOWED: dict[str, set[str]] = {
     "logged_out": {"ready", "paused"},
     "ready": {"reserved", "paused", "logged_out", "unavailable", "unreachable"},
-    "reserved": {"on_call", "ready", "unavailable", "paused", "logged_out"},
+    "reserved": {"on_call", "ready", "unavailable", "unreachable", "paused", "logged_out"},
     "on_call": {"wrap_up"},
     "wrap_up": {"ready", "paused", "logged_out", "unreachable"},
     "paused": {"ready", "logged_out"},
-    "unavailable": {"ready", "paused", "logged_out"},
+    "unavailable": {"ready", "paused", "logged_out", "unreachable"},
     "unreachable": {"ready", "paused", "logged_out"},
 }
 BUSY = {"reserved", "on_call", "wrap_up"}

@@ -171,6 +171,7 @@ class CampaignRunner:
         self.mode = self.cc.mode
         self.dropped = False
         self.last_status = 0.0
+        self.last_agent_check = 0.0
         self.setups: list[float] = []
         self.counts: dict[str, int] = {}
         self.last_decision: Any = None
@@ -285,6 +286,7 @@ class CampaignRunner:
             self.legs = AgentLegSync(self.tel.agent_login, self.tel.agent_logout, self.tel.agent_leg_up,
                                      lambda kind, msg: self._event(kind, msg, "warning"))
         self.recover()
+        self._check_agents(wait=True)  # (issue 13) no agent counts as ready before its phone answered OPTIONS
         self._event("started", f"mode {self.mode}, target {self.pacer_target():.3f}, runner {self.runner_id}")
         start = self.clock()
         try:
@@ -314,6 +316,8 @@ class CampaignRunner:
         self.route_waiting(now)
         if self.state == "running":
             self.dial(now)
+        if self.cfg.telephony.agent_check_s and now - self.last_agent_check >= self.cfg.telephony.agent_check_s:
+            self._check_agents(wait=False)
         if now - self.last_status >= 1.0:
             self.publish(now)
             self.last_status = now
@@ -415,6 +419,9 @@ class CampaignRunner:
             self._event(kind, ev.detail, "warning" if kind != "trunk_up" else "info")
             if ev.attempt_id is None:
                 return
+        if kind in ("agent_reachable", "agent_unreachable"):
+            self._reachability(ev)
+            return
         call = self.live.get(ev.attempt_id) if ev.attempt_id is not None else None
         if call is None:
             return
@@ -451,8 +458,11 @@ class CampaignRunner:
             self._count("connected")
         elif kind == "agent_failed":
             if call.agent_id is not None:
-                self._event("agent_unavailable", f"agent leg to agent {call.agent_id} failed: {ev.detail}", "warning")
-                self.board.set_state(call.agent_id, "unavailable", utc(ev.at))
+                # (issue 13) 404/480/410/604: the phone is not registered: unreachable until OPTIONS answers
+                gone = ev.sip_status in (404, 410, 480, 604)
+                self._event("agent_unreachable" if gone else "agent_unavailable",
+                            f"agent leg to agent {call.agent_id} failed: {ev.detail}", "warning")
+                self.board.set_state(call.agent_id, "unreachable" if gone else "unavailable", utc(ev.at))
                 call.agent_id = None
             if call.attempt_id not in self.waiting:
                 self.waiting.insert(0, call.attempt_id)
@@ -678,13 +688,42 @@ class CampaignRunner:
             st.aht_s = float(aht() if callable(aht) else aht or 0.0)
             st.stats = {"abandon": rates, "state": self.state, "counts": dict(self.counts),
                         "note": d.note if d is not None else "", "target": self.pacer_target(),
-                        "dropped_to_progressive": self.dropped, "pacer": self.pacer.to_state()}
+                        "dropped_to_progressive": self.dropped, "pacer": self.pacer.to_state(),
+                        "telephony": self._telephony_status()}
             s.add(st)
             camp = s.get(Campaign, self.campaign_id)
             if camp is not None and camp.state != self.state:
                 camp.state = self.state
                 s.add(camp)
             s.commit()
+
+    def _check_agents(self, *, wait: bool) -> None:
+        """OPTIONS to the phones of idle agents (results come back as agent_reachable/unreachable events)."""
+        self.last_agent_check = self.clock()
+        check = getattr(self.tel, "check_agents", None)
+        if not self.cfg.telephony.agent_check_s or not callable(check) or self.legs is not None:
+            return  # nailed-up legs: the agent's session leg itself says whether the phone is there
+        uris = {a.id: a.sip_uri for a in self.board.agents.values()
+                if a.state in ("ready", "unavailable", "unreachable")}
+        check(uris, wait=wait)
+
+    def _reachability(self, ev: CallEvent) -> None:
+        a = self.board.agents.get(ev.agent_id) if ev.agent_id is not None else None
+        if a is None:
+            return
+        if ev.kind == "agent_unreachable" and a.state in ("ready", "unavailable"):
+            self._event("agent_unreachable", f"agent {a.login}: {ev.detail}", "warning")
+            self.board.set_state(a.id, "unreachable", utc(ev.at))
+        elif ev.kind == "agent_reachable" and a.state in ("unreachable", "unavailable"):
+            self._event("agent_reachable", f"agent {a.login} reachable again: {ev.detail}")
+            self.board.set_state(a.id, "ready", utc(ev.at))
+
+    def _telephony_status(self) -> dict[str, Any]:
+        """(issue 13) For the monitor: the trunk's state (down and why) and what this host can carry."""
+        status = getattr(self.tel, "trunk_status", None)
+        cap = getattr(self.tel, "capacity_info", None)
+        return {"trunk": status(self.trunk.name) if callable(status) else {},
+                "capacity": cap() if callable(cap) else {}}
 
     def shutdown(self) -> None:
         """Stop dialling, let calls end, release what was leased, and leave the store consistent."""

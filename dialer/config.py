@@ -76,6 +76,7 @@ class TelephonyConfig(_Section):
     agent_username: str = ""
     agent_password_env: str = ""
     agent_outbound_proxy: str = ""
+    agent_check_s: Annotated[float, Field(ge=0)] = 30.0  # OPTIONS to every agent's phone this often (0 = off)
 
     @field_validator("agent_password_env")
     @classmethod

@@ -231,6 +231,18 @@ def test_agent_leg_answers_the_pbx_challenge(tmp_path: Path, monkeypatch: pytest
     assert p["username"] == "agents" and p["response"] == hashlib.md5(f"{ha1}:{p['nonce']}:{ha2}".encode()).hexdigest()
 
 
+def test_agent_reachability_by_options(tmp_path: Path, telephony: Callable[[Config], Telephony]) -> None:  # noqa: F811
+    with Sipp("agent_options_ok", port=free_udp_port(), workdir=tmp_path) as up, \
+            Sipp("agent_options_offline", port=free_udp_port(), workdir=tmp_path) as offline:
+        tel = telephony(make_config(free_udp_port(), lines=1))
+        silent = f"sip:agent3@127.0.0.1:{free_udp_port()}"  # nothing listens there
+        tel.check_agents({1: up.uri("agent1"), 2: offline.uri("agent2"), 3: silent}, wait=True)
+        evs = tel.events(0)
+    got = {e.agent_id: (e.kind, e.sip_status) for e in evs}
+    assert got == {1: ("agent_reachable", 200), 2: ("agent_unreachable", 480), 3: ("agent_unreachable", None)}
+    assert up.received("OPTIONS") == 1 and up.sent(200) == 1 and offline.sent(480) == 1
+
+
 # ---------------------------------------------------------------------------------------------- 7. trunk settings
 def test_one_registration_per_host_and_caller_id_per_campaign(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                               telephony: Callable[[Config], Telephony]) -> None:  # noqa: F811

@@ -25,6 +25,8 @@ class EventKind(StrEnum):
     HANGUP = "hangup"
     DTMF = "dtmf"
     REFER_REFUSED = "refer_refused"
+    AGENT_REACHABLE = "agent_reachable"  # an OPTIONS check got an answer (attempt_id None)
+    AGENT_UNREACHABLE = "agent_unreachable"  # no answer, 404, 410, 480 or 604 (attempt_id None)
     WORKER_DOWN = "worker_down"
     TRUNK_DOWN = "trunk_down"
     TRUNK_UP = "trunk_up"

@@ -154,7 +154,8 @@ class Telephony:
         self.lines = cfg.telephony.lines
         self.bye_threads: list[threading.Thread] = []
         self.byes_sent: list[tuple[int, str, int]] = []
-        self.bye_sent_at: list[float] = []  # when each dead worker's BYEs first left (monotonic)  # (attempt, leg, final status) of BYEs sent for dead workers
+        self.bye_sent_at: list[float] = []
+        self.probe_results: list[CallEvent] = []  # agent OPTIONS results from the probe thread  # when each dead worker's BYEs first left (monotonic)  # (attempt, leg, final status) of BYEs sent for dead workers
         self.dialogs: dict[tuple[int, str], Dialog] = {}  # confirmed dialogs, by (attempt, leg)
         self.agent_legs: AgentLegs = "on_connect"  # decided at start() from the capacity read
         self.nailed = NailedAgents()
@@ -428,6 +429,7 @@ class Telephony:
         else:
             self._pump(0.0)
         self._check_trunks(time.monotonic())
+        self._collect_probes()
         out = list(self.pending)
         self.pending.clear()
         return out
@@ -705,6 +707,52 @@ class Telephony:
                 "workers": len(self.workers), "calls_per_process": self.worker_capacity,
                 "max_lines_per_host": h.max_lines if h else None, "source": h.source if h else None,
                 "note": self.capacity_note}
+
+    def check_agents(self, uris: dict[int, str], *, wait: bool = False) -> None:
+        """OPTIONS to each agent's softphone (through the agent outbound proxy, answering a challenge with the
+        agent-leg credentials). Results arrive as `agent_reachable` / `agent_unreachable` events (agent_id,
+        sip_status): no answer, 404, 410, 480 or 604 = unreachable; any other answer = someone is there.
+        `wait`: block until every probe is done (at start-up, so no agent counts as ready before its check)."""
+        if not uris:
+            return
+        tc = self.tc
+        creds = (tc.agent_username, tc.agent_password()) if tc.agent_username else None
+
+        def probe() -> None:
+            results: list[CallEvent] = []
+            jobs = []
+            ids = []
+            for agent_id, uri in uris.items():
+                req = rawsip.Request("OPTIONS", uri, f"<sip:tsunagu@{tc.public_address}>;tag={os.urandom(4).hex()}",
+                                     f"<{uri}>", f"{os.urandom(12).hex()}@tsunagu", 1,
+                                     route=(f"<{tc.agent_outbound_proxy};lr>",) if tc.agent_outbound_proxy else ())
+                dest = rawsip.host_port(tc.agent_outbound_proxy or uri)
+                jobs.append((req, dest, creds))
+                ids.append(agent_id)
+            try:
+                statuses = rawsip.transact_all(jobs, bind=tc.bind, timeout_s=2.0)
+            except OSError as exc:
+                log.warning("telephony: agent reachability check failed: %s", exc)
+                return
+            for agent_id, status in zip(ids, statuses, strict=True):
+                ok = status not in (0, 404, 410, 480, 604)
+                results.append(CallEvent(kind="agent_reachable" if ok else "agent_unreachable", agent_id=agent_id,
+                                         sip_status=status or None,
+                                         detail=mask_text(f"OPTIONS {uris[agent_id]}: "
+                                                          f"{status or 'no answer within 2 s'}")))
+            self.probe_results.extend(results)
+
+        th = threading.Thread(target=probe, name="agent-options", daemon=True)
+        th.start()
+        if wait:
+            th.join(timeout=5.0)
+            self._collect_probes()
+        else:
+            self.bye_threads.append(th)
+
+    def _collect_probes(self) -> None:
+        while self.probe_results:
+            self.pending.append(self.probe_results.pop(0))
 
     def worker_pids(self) -> dict[str, int]:
         return {w.name: w.pid for w in self.workers.values() if w.ready and not w.stopped}

@@ -17,7 +17,8 @@ REFUSALS = {"price": N_("price"), "no_effect_felt": N_("no effect felt"), "still
             "instructions_unclear": N_("instructions unclear"), "health_or_life_change": N_("health or life change"),
             "dislikes_phone_sales": N_("dislikes phone sales"), "other": N_("other")}
 STATES = {"on_call": N_("on call"), "reserved": N_("reserved"), "wrap_up": N_("wrap-up"), "ready": N_("ready"),
-          "paused": N_("paused"), "unavailable": N_("unavailable"), "logged_out": N_("logged out"),
+          "paused": N_("paused"), "unavailable": N_("unavailable"), "unreachable": N_("unreachable"),
+          "logged_out": N_("logged out"),
           "idle": N_("idle"), "preview": N_("preview")}
 PAUSES = {"break": N_("break"), "lunch": N_("lunch"), "meeting": N_("meeting"), "training": N_("training"),
           "admin": N_("admin"), "other": N_("other")}

@@ -204,9 +204,23 @@ def _status_line(v: CampaignView, tz: str) -> Text:
 def _lines_line(v: CampaignView) -> Text:
     st = v.status
     if v.live and st is not None:
-        return Text(f"{_('dial level')} {st['dial_level']:.2f}   {_('dialling')} {st['lines_dialing']}   "
-                    f"{_('ringing')} {st['lines_ringing']}   {_('waiting for agent')} {st['waiting']}")
+        t = Text(f"{_('dial level')} {st['dial_level']:.2f}   {_('dialling')} {st['lines_dialing']}   "
+                 f"{_('ringing')} {st['lines_ringing']}   {_('waiting for agent')} {st['waiting']}")
+        _telephony_figures(t, (st.get("stats") or {}).get("telephony") or {})
+        return t
     return Text(_("no lines: no runner is live for this campaign"), style="dim")
+
+
+def _telephony_figures(t: Text, tel: dict[str, Any]) -> None:
+    """(issue 13) A trunk that is down says why; the lines this host carries against its measured limit."""
+    trunk = tel.get("trunk") or {}
+    if trunk.get("down"):
+        t.append(f"   {_('TRUNK DOWN')}: {trunk.get('reason', '')}", style="bold red")
+    cap = tel.get("capacity") or {}
+    if cap.get("max_lines_per_host"):
+        over = cap.get("configured_lines", 0) > cap["max_lines_per_host"]
+        t.append(f"   {_('lines')} {cap.get('lines')}/{cap['max_lines_per_host']} {_('per host')}"
+                 + (f" ({_('clamped')})" if over else ""), style="yellow" if over else "dim")
 
 
 def _figures(v: CampaignView) -> list[Text]:
