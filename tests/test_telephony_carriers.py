@@ -364,3 +364,27 @@ def test_debug_log_masks_numbers_and_credentials_and_is_private(tmp_path: Path, 
     assert "312345678" not in text and "0312345678" not in text
     for f in [*files, *logs.glob("worker-*.stderr")]:
         assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+
+
+def test_hold_suspends_the_rtp_timeout(tmp_path: Path, telephony: Callable[[Config], Telephony]) -> None:  # noqa: F811
+    with Sipp("carrier_hold", port=free_udp_port(), workdir=tmp_path, duration_ms=4000) as carrier:
+        tel = telephony(make_config(carrier.port, lines=1, extra_tel="rtp_timeout_s = 2"))
+        assert tel.originate(1, "+81312345678", "carrier", connect_limit_s=3600)
+        evs = collect(tel, finished(1), 20)
+    ans = next(e for e in evs if e.kind == "answered")
+    end = next(e for e in evs if e.kind == "hangup")
+    # no RTP at all for 4 s, but on hold: the carrier's own BYE ended it, not our 2 s timeout
+    assert end.by == "customer" and end.cause is None and end.at - ans.at > 3.5
+    assert carrier.sent("BYE") == 1 and carrier.received(200) >= 2
+
+
+def test_200_without_an_acceptable_codec_is_failed(tmp_path: Path,
+                                                   telephony: Callable[[Config], Telephony]) -> None:  # noqa: F811
+    with Sipp("carrier_g729_only", port=free_udp_port(), workdir=tmp_path, duration_ms=50) as carrier:
+        tel = telephony(make_config(carrier.port, lines=1))
+        assert tel.originate(1, "+81312345678", "carrier", connect_limit_s=3600)
+        evs = collect(tel, finished(1), 10)
+    end = evs[-1]
+    assert not [e for e in evs if e.kind == "answered"]
+    assert (end.kind, end.outcome) == ("failed", "failed") and "codec" in end.detail.lower()
+    assert carrier.invites() == 1

@@ -119,6 +119,7 @@ class Att:
     next_rtp_check: float = 0.0
     dialogs: set[str] = field(default_factory=set)  # legs whose confirmed dialog the supervisor knows
     challenges: int = 0
+    await_media: bool = False  # CONFIRMED, but no usable audio (yet): not answered
     last_msg: str = ""
     rtp_detail: str = ""
     ringing_sent: bool = False
@@ -424,18 +425,10 @@ class Worker:
                 att.ringing_at = time.monotonic()
                 self.emit("ringing", att, sip_status=ci.lastStatusCode)
             elif st == pj.PJSIP_INV_STATE_CONFIRMED and att.state is CallState.CALLING:
-                att.state = CallState.ANSWERED
-                att.answered_at = time.monotonic()
-                att.connect_deadline = att.answered_at + att.connect_limit
-                if att.amd_order is not None:  # a person or a machine? "answered" waits for the verdict
-                    att.amd = AmdSession(att.amd_order, ring_seconds(att.answered_at, att.ringing_at, att.sent_at),
-                                         att.answered_at)
-                    att.connect_deadline = float("inf")
-                    self.todo.append(("amd_tap", att.attempt_id))
-                else:
-                    self.emit("answered", att, sip_status=200)
-                if att.record_path:
-                    self.todo.append(("record", att.attempt_id))
+                if self._media_ok(leg):
+                    self._answer(att)
+                else:  # (issue 13) a 200 whose SDP has no codec we accept is not an answer
+                    att.await_media = True
             elif st == pj.PJSIP_INV_STATE_DISCONNECTED and att.state is CallState.ZOMBIE:
                 att.cust = None
                 self.zombies.pop(att.attempt_id, None)
@@ -477,7 +470,9 @@ class Worker:
         self.atts.pop(att.attempt_id, None)
         if status == 503 and att.last_msg:
             att.retry_after_s = rawsip.retry_after_s(rawsip.parse(att.last_msg))
-        if att.ring_timed_out and not att.provisional:
+        if att.await_media:
+            outcome, detail = "failed", f"200 OK without a codec we accept (then {status} {reason})"
+        elif att.ring_timed_out and not att.provisional:
             outcome, detail = "congestion", "no response from the trunk before the ring timeout"
         elif att.ring_timed_out and not att.rang:
             outcome, detail = "congestion", "100 Trying, then nothing until the ring timeout (no ringing)"
@@ -539,9 +534,36 @@ class Worker:
         self.emit("refer_refused", att, leg=role, agent_id=att.agent_id if role == "agent" else None,
                   sip_status=603, detail=f"REFER from the {role} leg refused (603); target {target}")
 
+    def _media_ok(self, leg: Any) -> bool:
+        pj = self.pj
+        try:
+            ci = leg.getInfo()  # kept referenced while its media vector is read (SWIG)
+            return any(m.type == pj.PJMEDIA_TYPE_AUDIO and m.status in (
+                pj.PJSUA_CALL_MEDIA_ACTIVE, pj.PJSUA_CALL_MEDIA_LOCAL_HOLD, pj.PJSUA_CALL_MEDIA_REMOTE_HOLD)
+                for m in ci.media)
+        except pj.Error:
+            return False
+
+    def _answer(self, att: Att) -> None:
+        att.await_media = False
+        att.state = CallState.ANSWERED
+        att.answered_at = time.monotonic()
+        att.connect_deadline = att.answered_at + att.connect_limit
+        if att.amd_order is not None:  # a person or a machine? "answered" waits for the verdict
+            att.amd = AmdSession(att.amd_order, ring_seconds(att.answered_at, att.ringing_at, att.sent_at),
+                                 att.answered_at)
+            att.connect_deadline = float("inf")
+            self.todo.append(("amd_tap", att.attempt_id))
+        else:
+            self.emit("answered", att, sip_status=200)
+        if att.record_path:
+            self.todo.append(("record", att.attempt_id))
+
     def on_media(self, leg: Any, att: Att, role: str) -> None:
         if role == "nailed":
             return self.nailed.on_media(leg, att)  # type: ignore[arg-type]
+        if role == "customer" and att.await_media and att.state is CallState.CALLING and self._media_ok(leg):
+            self._answer(att)  # media came up after the ACK
         if role == "customer" and att.record_path and att.recorder is None and att.state is not CallState.CALLING:
             self.todo.append(("record", att.attempt_id))  # media re-negotiated after answer
         if role == "customer" and att.amd is not None and att.amd.phase == "listening":
@@ -767,8 +789,10 @@ class Worker:
             if leg is None:
                 continue
             try:
-                held = any(m.type == pj.PJMEDIA_TYPE_AUDIO and m.status in (
-                    pj.PJSUA_CALL_MEDIA_LOCAL_HOLD, pj.PJSUA_CALL_MEDIA_REMOTE_HOLD) for m in leg.getInfo().media)
+                ci = leg.getInfo()  # keep it referenced: its media vector dies with it (SWIG)
+                held = any(m.type == pj.PJMEDIA_TYPE_AUDIO and (
+                    m.status in (pj.PJSUA_CALL_MEDIA_LOCAL_HOLD, pj.PJSUA_CALL_MEDIA_REMOTE_HOLD)
+                    or m.dir != pj.PJMEDIA_DIR_ENCODING_DECODING) for m in ci.media)
                 st = leg.getStreamStat(0)
                 rx, tx = int(st.rtcp.rxStat.pkt), int(st.rtcp.txStat.pkt)
             except pj.Error:
