@@ -529,10 +529,15 @@ class Worker:
                   detail=f"challenged {att.challenges} times: the trunk refused our credentials")
         self._hangup_leg(att.cust)
 
-    def on_refer(self, att: Att, role: str, target: str) -> None:
+    def on_refer(self, att: Any, role: str, target: str) -> None:
         """A REFER would make us call someone the campaign never chose (no attempt, no DNC or hours check)."""
+        detail = f"REFER from the {role} leg refused (603); target {target}"
+        if role == "nailed":  # an agent's session leg (dialer.telephony.nailed)
+            self.emit("refer_refused", None, attempt_id=att.attempt_id, leg="agent", agent_id=att.agent_id,
+                      sip_status=603, detail=detail)
+            return
         self.emit("refer_refused", att, leg=role, agent_id=att.agent_id if role == "agent" else None,
-                  sip_status=603, detail=f"REFER from the {role} leg refused (603); target {target}")
+                  sip_status=603, detail=detail)
 
     def _media_ok(self, leg: Any) -> bool:
         pj = self.pj
@@ -947,7 +952,8 @@ def _leg_class(pj: Any, worker: Worker) -> Any:
         def onCallState(self, prm: Any) -> None:
             try:
                 e = prm.e
-                if e.type == pj.PJSIP_EVENT_TSX_STATE and e.body.tsxState.type == pj.PJSIP_EVENT_RX_MSG:
+                if self.role != "nailed" and e.type == pj.PJSIP_EVENT_TSX_STATE and \
+                        e.body.tsxState.type == pj.PJSIP_EVENT_RX_MSG:
                     # the final response that ended an unanswered call (pjsip reports it before the tsx callback)
                     self.att.last_msg = str(e.body.tsxState.src.rdata.wholeMsg)
                 worker.on_state(self, self.att, self.role)
