@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import io
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from babel.messages.catalog import Catalog
@@ -24,7 +25,8 @@ KEYWORDS = {"_": None, "N_": None, "ngettext": (1, 2)}
 
 
 def template() -> Catalog:
-    cat = Catalog(project="tsunagu", domain=DOMAIN)
+    # a fixed creation date: rebuilding must not change the header (every rebuild would conflict on merge)
+    cat = Catalog(project="tsunagu", domain=DOMAIN, creation_date=datetime(2026, 11, 29, tzinfo=UTC))
     for filename, lineno, message, comments, context in extract_from_dir(
             str(SRC), method_map=[("**.py", "dialer.i18n:extract_ast")], keywords=KEYWORDS):
         cat.add(message, None, [(filename, lineno)], auto_comments=comments, context=context)

@@ -9,6 +9,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from dialer.i18n import N_, _
 from dialer.views.render import dur, num, pct, row, yen
 
 CSV_FIELDS = ["segment", "attempts", "answered", "abandoned", "abandon_rate", "hit_rate", "connected_to_agent",
@@ -17,9 +18,10 @@ CSV_FIELDS = ["segment", "attempts", "answered", "abandoned", "abandon_rate", "h
 
 def render_campaign_report(r: dict[str, Any]) -> RenderableType:
     head = Text()
-    head.append(f"campaign {r['campaign']}", style="bold")
-    head.append(f"  {r['state']}  mode {r['mode']}  regime {r['abandon_regime']}  target {pct(r['abandon_target'])}"
-                f"  limit {pct(r['abandon_limit'])}  window {r['abandon_window']}")
+    head.append(f"{_('campaign')} {r['campaign']}", style="bold")
+    head.append(f"  {_(r['state'])}  {_('mode')} {_(r['mode'])}  regime {r['abandon_regime']}  "
+                f"{_('target')} {pct(r['abandon_target'])}  {_('limit')} {pct(r['abandon_limit'])}  "
+                f"{_('window')} {r['abandon_window']}")
     t = Table(show_header=False, box=None, padding=(0, 2))
     t.add_column(style="dim")
     t.add_column(justify="right")
@@ -27,34 +29,34 @@ def render_campaign_report(r: dict[str, Any]) -> RenderableType:
     t.add_column(justify="right")
     w = r["abandon_windows"]
     rows = [
-        ("attempts", str(r["attempts"]), "abandon rate (all)", pct(r["abandon_rate"], 2)),
-        ("answered (person)", str(r["answered"]), f"abandon now ({w['now']['span']})", pct(w["now"]["rate"], 2)),
-        ("abandoned", str(r["abandoned"]), "abandon 1h", pct(w["1h"]["rate"], 2)),
-        ("answering machine", f"{r['machine']} ({pct(r.get('machine_rate'))})", "abandon 24h",
+        (_("attempts"), str(r["attempts"]), _("abandon rate (all)"), pct(r["abandon_rate"], 2)),
+        (_("answered (person)"), str(r["answered"]), f"{_('abandon now')} ({w['now']['span']})", pct(w["now"]["rate"], 2)),
+        (_("abandoned"), str(r["abandoned"]), _("abandon 1h"), pct(w["1h"]["rate"], 2)),
+        (_("answering machine"), f"{r['machine']} ({pct(r.get('machine_rate'))})", _("abandon 24h"),
          pct(w["24h"]["rate"], 2)),
-        ("connected to agent", str(r["connected_to_agent"]), f"abandon window ({r['abandon_window']})",
+        (_("connected to agent"), str(r["connected_to_agent"]), f"{_('abandon window')} ({r['abandon_window']})",
          pct(w["window"]["rate"], 2)),
-        ("hit rate", pct(r["hit_rate"]), "AHT", dur(r["aht_s"])),
-        ("occupancy", pct(r["occupancy"]), "talk min / agent hour", num(r["talk_minutes_per_agent_hour"])),
-        ("connects / hour", num(r["connects_per_hour"]), "sales / hour", num(r["sales_per_hour"])),
-        ("sales", str(r["sales"]), "revenue", yen(r["revenue"])),
-        ("do-not-call", str(r["dnc"]), "refusals", str(r["refusals"]["total"])),
+        (_("hit rate"), pct(r["hit_rate"]), _("AHT"), dur(r["aht_s"])),
+        (_("occupancy"), pct(r["occupancy"]), _("talk min / agent hour"), num(r["talk_minutes_per_agent_hour"])),
+        (_("connects / hour"), num(r["connects_per_hour"]), _("sales / hour"), num(r["sales_per_hour"])),
+        (_("sales"), str(r["sales"]), _("revenue"), yen(r["revenue"])),
+        (_("do-not-call"), str(r["dnc"]), _("refusals"), str(r["refusals"]["total"])),
     ]
     for cells in rows:
         row(t, *cells)
-    seg = Table(title="by segment", title_justify="left", header_style="bold")
-    for col in ("segment", "attempts", "answered", "abandon", "hit", "to agent", "sales", "revenue", "dialled",
-                "left", "exhausted"):
-        seg.add_column(col, justify="left" if col == "segment" else "right")
+    seg = Table(title=_("by segment"), title_justify="left", header_style="bold")
+    for i, col in enumerate((N_("segment"), N_("attempts"), N_("answered"), N_("abandon"), N_("hit"),
+                             N_("to agent"), N_("sales"), N_("revenue"), N_("dialled"), N_("left"), N_("exhausted"))):
+        seg.add_column(_(col), justify="left" if i == 0 else "right")
     for name, s in r["by_segment"].items():
         p = s.get("penetration") or {}
         row(seg, name, str(s["attempts"]), str(s["answered"]), pct(s["abandon_rate"]), pct(s["hit_rate"]),
                     str(s["connected_to_agent"]), str(s["sales"]), yen(s["revenue"]), str(p.get("dialled", "—")),
                     str(p.get("remaining", "—")), str(p.get("exhausted", "—")))
-    out = Table(title="outcomes", title_justify="left", header_style="bold", box=None)
-    out.add_column("attempt outcome")
+    out = Table(title=_("outcomes"), title_justify="left", header_style="bold", box=None)
+    out.add_column(_("attempt outcome"))
     out.add_column("n", justify="right")
-    out.add_column("disposition")
+    out.add_column(_("disposition"))
     out.add_column("n", justify="right")
     a_items = sorted(r["outcomes"].items(), key=lambda kv: -kv[1])
     d_items = sorted(r["dispositions"].items(), key=lambda kv: -kv[1])
@@ -64,8 +66,8 @@ def render_campaign_report(r: dict[str, Any]) -> RenderableType:
         row(out, ak, str(av), dk, str(dv))
     parts: list[RenderableType] = [head, t, seg, out]
     if r["refusals"]["by_reason"]:
-        ref = Table(title="refusal reasons", title_justify="left", header_style="bold", box=None)
-        ref.add_column("reason")
+        ref = Table(title=_("refusal reasons"), title_justify="left", header_style="bold", box=None)
+        ref.add_column(_("reason"))
         ref.add_column("n", justify="right")
         for k, v in r["refusals"]["by_reason"].items():
             row(ref, k, str(v))
@@ -73,9 +75,10 @@ def render_campaign_report(r: dict[str, Any]) -> RenderableType:
     if r.get("holdout"):
         parts.append(holdout_table(r["holdout"]))
     if r["agents"]:
-        ag = Table(title="agents", title_justify="left", header_style="bold")
-        for col in ("agent", "calls", "talk", "wrap", "logged in", "occupancy", "sales", "revenue"):
-            ag.add_column(col, justify="left" if col == "agent" else "right")
+        ag = Table(title=_("agents"), title_justify="left", header_style="bold")
+        for i, col in enumerate((N_("agent"), N_("calls"), N_("talk"), N_("wrap"), N_("logged in"), N_("occupancy"),
+                                 N_("sales"), N_("revenue"))):
+            ag.add_column(_(col), justify="left" if i == 0 else "right")
         for login, a in r["agents"].items():
             row(ag, login, str(a["calls"]), dur(a["talk_s"]), dur(a["wrap_s"]), dur(a["logged_in_s"]),
                        pct(a["occupancy"]), str(a["sales"]), yen(a["revenue"]))
