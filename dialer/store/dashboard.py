@@ -31,7 +31,8 @@ def hopper_level(engine: Engine, segments: list[str], now: datetime) -> dict[str
             CallListEntry.status.in_(("pending", "leased", "dialing")))  # type: ignore[attr-defined]
         if segments:
             q = q.where(CallListEntry.segment.in_(segments))  # type: ignore[attr-defined]
-        for status, nxt, n in s.exec(q.group_by(CallListEntry.status, CallListEntry.next_attempt_at)).all():
+        grouped = q.group_by(CallListEntry.status, CallListEntry.next_attempt_at)  # type: ignore[arg-type]
+        for status, nxt, n in s.exec(grouped).all():
             if status in ("leased", "dialing"):
                 out["held"] += n
             elif nxt is None or (nxt if nxt.tzinfo else nxt.replace(tzinfo=now.tzinfo)) <= now:
@@ -51,7 +52,8 @@ def state_stretches(engine: Engine, since: datetime) -> list[AgentStateLog]:
     """Agent state stretches that overlap [since, now): occupancy by 15 minutes is counted from these."""
     with Session(engine) as s:
         return list(s.exec(select(AgentStateLog).where(or_(AgentStateLog.ended_at.is_(None),  # type: ignore[union-attr]
-                                                           AgentStateLog.ended_at >= since))).all())  # type: ignore[operator]
+                                                           AgentStateLog.ended_at >= since))  # type: ignore[operator,arg-type]
+                          ).all())
 
 
 def live_runner(engine: Engine, name: str, now: datetime) -> tuple[bool, datetime | None]:

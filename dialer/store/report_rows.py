@@ -34,10 +34,11 @@ def period_rows(engine: Engine, name: str, lo: datetime | None, hi: datetime | N
         attempts = list(s.exec(q.order_by(Attempt.id)).all())  # type: ignore[arg-type]
         dq = select(Disposition).where(Disposition.campaign_id == camp.id)
         disps = list(s.exec(dq).all())
-        sq = select(AgentStateLog).where(or_(AgentStateLog.campaign_id == camp.id,
+        sq = select(AgentStateLog).where(or_(AgentStateLog.campaign_id == camp.id,  # type: ignore[arg-type]
                                              AgentStateLog.campaign_id.is_(None)))  # type: ignore[union-attr]
         if lo is not None:
-            sq = sq.where(or_(AgentStateLog.ended_at.is_(None), AgentStateLog.ended_at >= lo))  # type: ignore[union-attr,operator]
+            sq = sq.where(or_(AgentStateLog.ended_at.is_(None),  # type: ignore[union-attr]
+                              AgentStateLog.ended_at >= lo))  # type: ignore[operator,arg-type]
         if hi is not None:
             sq = sq.where(AgentStateLog.started_at < hi)
         stretches = list(s.exec(sq).all())

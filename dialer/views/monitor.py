@@ -151,7 +151,7 @@ def gather(engine: Engine, name: str, cfg: Config, now: datetime) -> CampaignVie
             # without a live runner nobody is on a call or waiting for one: show who is logged out, else idle
             state = a.state if live else ("logged_out" if a.state == "logged_out" else "idle")
             agents.append({"login": a.login, "name": a.name, "state": state, "since": since,
-                           "for_s": (now - since).total_seconds() if since and live else None, "customer": who,
+                           "for_s": (now - since).total_seconds() if since and live and state != "logged_out" else None, "customer": who,
                            "pause_reason": a.pause_reason if live else "", "pending": a.pending_state if live else ""})
         events = [{"at": e.at, "level": e.level, "kind": e.kind, "message": e.message}
                   for e in s.exec(select(CampaignEvent).where(CampaignEvent.campaign_id == camp.id)
@@ -578,10 +578,10 @@ class Monitor:
         total = len(v.agents)
         if height is None:
             rows = max(total, 1)
-            body = render_campaign(v, tz, width, agent_first=0, agent_rows=rows, large=large, ttl_s=ttl, now=now,
-                                   **tiers[0])  # type: ignore[arg-type]
+            whole = render_campaign(v, tz, width, agent_first=0, agent_rows=rows, large=large, ttl_s=ttl, now=now,
+                                    **tiers[0])  # type: ignore[arg-type]
             self.agent_page = rows
-            return Group(*top, body, footer)
+            return Group(*top, whole, footer)
         fixed = frame_height(Group(*top, footer), width)
         body: RenderableType = Text("")
         for tier in tiers:
