@@ -2,7 +2,7 @@
 
 They stand in for people on headsets in the demo and the end-to-end tests: a real SIP UA per agent on
 loopback, answering the dialer's agent leg, sending RTP, keying the disposition by RFC 2833 DTMF (the
-code table in `dialer.dtmf`) and hanging up. One process hosts up to 4 agents (the wheel's per-process
+code table in `dialer.domain.dtmf`) and hanging up. One process hosts up to 4 agents (the wheel's per-process
 call limit); `start_agents` spreads more over several processes.
 
     python -m dialer.agentsim --agent a01=127.0.0.1:5301 --agent a02=127.0.0.1:5302 --for 120
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dialer.dtmf import encode_disposition
+from dialer.domain.dtmf import encode_disposition
 
 DEFAULT_MIX = {"sale": 0.15, "upsell": 0.05, "callback": 0.1, "refused": 0.15, "no_interest": 0.45,
                "dnc": 0.05, "wrong_number": 0.05}

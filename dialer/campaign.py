@@ -18,37 +18,29 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
-
 from dialer.agents import BUSY, AgentBoard, sync_agents
-from dialer.config import CampaignConfig, Config
+from dialer.config import Config, TrunkConfig
 from dialer.control import expiry_reason
-from dialer.dtmf import DtmfCollector, DtmfDecodeError, decode
-from dialer.hopper import Hopper, Lease
-from dialer.outcomes import enqueue_outcome
-from dialer.store.models import (
-    Attempt,
-    Campaign,
-    CampaignEvent,
-    CampaignStatus,
-    ControlCommand,
-    Disposition,
-)
+from dialer.domain.dtmf import DtmfCollector, DtmfDecodeError, decode
+from dialer.domain.vocabulary import AgentState, AttemptState, CampaignState, Mode
+from dialer.settings import campaign_settings
+from dialer.store import Engine
+from dialer.store import attempts as attempts_store
+from dialer.store import campaigns as campaigns_store
+from dialer.store import outbox as outbox_store
+from dialer.store.agents import StateLogger
+from dialer.store.campaigns import RunnerBusy, StatusUpdate
+from dialer.store.entries import Hopper, Lease
+from dialer.store.models import Disposition
 from dialer.telephony import CallEvent, Telephony
 from dialer.telephony.amdtap import AmdOrder
 from dialer.telephony.nailed import AgentLegSync
 from pacing.engine import AgentView as PacingAgent
-from pacing.engine import Pacer, PacerConfig, Snapshot
+from pacing.engine import Decision, Pacer, Snapshot
 
 TICK_S = 0.2
 HEARTBEAT_STALE_S = 10.0
-MODES = ("preview", "progressive", "power", "predictive")
-LIVE_STATES = ("dialing", "ringing", "answered", "connected")
-
-
-class RunnerBusy(RuntimeError):
-    """Another live runner holds the campaign."""
+MODES = tuple(m.value for m in Mode)
 
 
 def _alive(runner: str) -> bool:
@@ -116,49 +108,37 @@ class Wrap:
     disposed: bool
 
 
-def sync_campaign(engine: Engine, cc: CampaignConfig) -> int:
-    """Upsert the campaign row from config; the live state and a mode changed while running are kept."""
-    with Session(engine, expire_on_commit=False) as s:
-        row = s.exec(select(Campaign).where(Campaign.name == cc.name)).first()
-        if row is None:
-            row = Campaign(name=cc.name, mode=cc.mode)
-        row.segments = list(cc.segments)
-        for f in ("abandon_limit", "abandon_window", "abandon_regime", "connect_limit_s", "holidays", "trunk",
-                  "max_attempts", "max_attempts_per_phone", "ring_timeout_s", "max_lines_per_agent",
-                  "power_ratio", "info_message", "record_calls"):
-            setattr(row, f, getattr(cc, f))
-        if row.id is None:
-            row.abandon_target = cc.abandon_target
-        row.calling_hours_start, row.calling_hours_end = cc.calling_hours
-        row.retry_rules = cc.retry.model_dump()
-        row.updated_at = datetime.now(UTC)
-        s.add(row)
-        s.commit()
-        s.refresh(row)
-        assert row.id is not None
-        return row.id
-
-
 class CampaignRunner:
     def __init__(self, cfg: Config, name: str, engine: Engine, *, telephony: Telephony | None = None,
                  clock: Callable[[], float] = time.time, auto_login: bool = False,
-                 state_logger: Any = None, on_event: Callable[[str], None] | None = None) -> None:
+                 state_logger: StateLogger | None = None, on_event: Callable[[str], None] | None = None) -> None:
         self.cfg = cfg
-        self.cc = cfg.campaign(name)
         self.engine = engine
         self.clock = clock
-        self.trunk = cfg.trunk(self.cc.trunk) if self.cc.trunk else (cfg.trunks[0] if cfg.trunks else None)
-        if self.trunk is None:
+        cc = cfg.campaign(name)
+        self.cc = cc
+        trunk = cfg.trunk(cc.trunk) if cc.trunk else (cfg.trunks[0] if cfg.trunks else None)
+        if trunk is None:
             raise ValueError(f"campaign {name!r} has no trunk and none is configured")
+        self.trunk: TrunkConfig = trunk
         self.tel = telephony or Telephony(cfg)
         self.owns_tel = telephony is None
-        self.campaign_id = sync_campaign(engine, self.cc)
+        # config is the source of truth on every start (dialer.settings): rules and pacer come from it
+        self.settings = campaign_settings(cfg, name, utc(clock()))
+        self.policy = self.settings.policy
+        self.campaign_id, changes = campaigns_store.sync_campaign(engine, self.policy, self.settings.retry_rules,
+                                                                  utc(clock()))
+        measured = self._amd_fp_share()
+        if measured is not None:  # the AMD's own record of people it dropped as machines, when higher
+            self.settings = campaign_settings(cfg, name, utc(clock()), measured_fp_share=measured)
+        self.on_event = on_event or (lambda msg: None)
+        for key, old, new in changes:
+            self.on_event(f"config_changed: {key}: {old!r} -> {new!r}")
         sync_agents(engine, cfg.agents)
         self.runner_id = f"{socket.gethostname()}:{os.getpid()}"
-        self.hopper = Hopper(engine, self.cc, respect_calling_hours=not self.trunk.sandbox)
+        self.hopper = Hopper(engine, self.policy, respect_calling_hours=not self.trunk.sandbox)
         self.board = AgentBoard(engine, self.campaign_id, [a.login for a in cfg.agents], state_logger)
         self.auto_login = auto_login
-        self.on_event = on_event or (lambda msg: None)
         self.pacer = self._restore_pacer()
         self.live: dict[int, Live] = {}
         self.waiting: list[int] = []  # answered attempts waiting for an agent, oldest first
@@ -167,43 +147,32 @@ class CampaignRunner:
         self.applied_here: set[int] = set()  # DTMF dispositions this runner wrote and already applied
         self.last_command_id = 0
         self.started_at = datetime.now(UTC)  # commands given before this run are never applied by it
-        self.state = "running"
-        self.mode = self.cc.mode
+        self.state: str = CampaignState.RUNNING.value
+        self.mode: str = self.policy.mode.value
         self.dropped = False
         self.last_status = 0.0
         self.last_agent_check = 0.0
         self.setups: list[float] = []
         self.counts: dict[str, int] = {}
-        self.last_decision: Any = None
+        self.last_decision: Decision | None = None
         self.legs: AgentLegSync | None = None  # nailed-up agent legs, when telephony runs that way
 
     # ---------------------------------------------------------------- set-up and recovery
-    def _stored_target(self) -> float:
-        with Session(self.engine, expire_on_commit=False) as s:
-            row = s.get(Campaign, self.campaign_id)
-            return row.abandon_target if row else self.cc.abandon_target
-
     def _restore_pacer(self) -> Pacer:
-        """Yesterday's (or the crashed run's) estimates and abandon book: the window's budget survives restarts."""
-        cfg = self._pacer_config(self.cc.mode, self._stored_target())
-        with Session(self.engine, expire_on_commit=False) as s:
-            st = s.get(CampaignStatus, self.campaign_id)
-            saved = (st.stats or {}).get("pacer") if st is not None else None
+        """Yesterday's (or the crashed run's) estimates and abandon book: the window's budget survives restarts.
+
+        The configuration (target, window, day start, priors...) is today's config, never the saved one.
+        """
+        saved = campaigns_store.saved_stats(self.engine, self.campaign_id).get("pacer")
+        cfg = self.settings.pacer
         return Pacer.from_state(cfg, saved) if saved else Pacer(cfg)
 
-    def _pacer_config(self, mode: str, target: float) -> PacerConfig:
-        cc = self.cc
-        return PacerConfig(mode=mode, abandon_target=target, abandon_limit=cc.abandon_limit,
-                           abandon_window=cc.abandon_window, abandon_regime=cc.abandon_regime,
-                           connect_limit_s=cc.connect_limit_s, ring_timeout_s=cc.ring_timeout_s,
-                           max_lines_per_agent=cc.max_lines_per_agent, power_ratio=cc.power_ratio,
-                           prior_hit_rate=cc.prior_hit_rate, prior_talk_s=cc.prior_talk_s,
-                           prior_wrap_s=cc.prior_wrap_s, amd_false_positive_rate=self._amd_fp_share())
+    def _amd_fp_share(self) -> float | None:
+        """People dropped as machines, as a share of machine verdicts (UK abandons): corpus or agents, the higher.
 
-    def _amd_fp_share(self) -> float:
-        """People dropped as machines, as a share of machine verdicts (UK abandons): corpus or agents, the higher."""
+        None when the campaign does not detect machines."""
         if self.cc.amd != "detect":
-            return 0.0
+            return None
         from dialer.amd.share import corpus_fp_share, fp_share
         from dialer.store.amd import amd_counts
 
@@ -218,59 +187,27 @@ class CampaignRunner:
         return AmdOrder(action=cc.amd_machine_action, message_wav=msg, budget_s=cc.amd_budget_s)
 
     def _event(self, kind: str, message: str, level: str = "info") -> None:
-        with Session(self.engine, expire_on_commit=False) as s:
-            s.add(CampaignEvent(campaign_id=self.campaign_id, kind=kind, message=message, level=level))
-            s.commit()
+        campaigns_store.record_event(self.engine, self.campaign_id, kind, message, level)
         self.on_event(f"{kind}: {message}")
 
     def claim(self) -> None:
         """Refuse to run beside another live runner; take over from a dead one (stale heartbeat)."""
-        now = datetime.now(UTC)
-        with Session(self.engine, expire_on_commit=False) as s:
-            st = s.get(CampaignStatus, self.campaign_id)
-            if st is not None and st.runner and st.runner != self.runner_id:
-                age = (now - st.heartbeat_at).total_seconds()
-                if age < HEARTBEAT_STALE_S and _alive(st.runner):
-                    raise RunnerBusy(f"campaign {self.cc.name!r} is already run by {st.runner} "
-                                     f"(heartbeat {age:.1f}s ago)")
-            if st is None:
-                st = CampaignStatus(campaign_id=self.campaign_id)
-            st.runner, st.heartbeat_at, st.mode = self.runner_id, now, self.mode
-            s.add(st)
-            camp = s.get(Campaign, self.campaign_id)
-            if camp is not None:
-                camp.state = "running"
-                s.add(camp)
-            s.commit()
+        campaigns_store.claim(self.engine, self.campaign_id, self.runner_id, self.mode, self.policy.name,
+                              stale_s=HEARTBEAT_STALE_S, alive=_alive)
 
     def recover(self) -> dict[str, int]:
         """Close what a previous runner left in flight; nothing is dialled again because of it."""
         now = utc(self.clock())
-        interrupted = 0
-        with Session(self.engine, expire_on_commit=False) as s:
-            rows = s.exec(select(Attempt).where(Attempt.campaign_id == self.campaign_id,
-                                                Attempt.state.in_(LIVE_STATES))).all()  # type: ignore[attr-defined]
-            for a in rows:
-                a.state = "interrupted"
-                a.outcome = a.outcome or "interrupted"
-                a.ended_at = a.ended_at or now
-                a.detail = (a.detail + " runner stopped mid-call").strip()
-                s.add(a)
-                interrupted += 1
-            s.commit()
-            last = s.exec(select(Disposition.id).order_by(Disposition.id.desc())).first()  # type: ignore[union-attr]
-            self.last_disposition_id = int(last or 0)
-            lastc = s.exec(select(ControlCommand.id).where(ControlCommand.campaign == self.cc.name,
-                                                           ControlCommand.applied_at.is_not(None))  # type: ignore[union-attr]
-                           .order_by(ControlCommand.id.desc())).first()  # type: ignore[union-attr]
-            self.last_command_id = int(lastc or 0)
+        interrupted = attempts_store.interrupt_live(self.engine, self.campaign_id, now)
+        self.last_disposition_id = outbox_store.last_disposition_id(self.engine)
+        self.last_command_id = campaigns_store.last_applied_command_id(self.engine, self.policy.name)
         counts = self.hopper.recover(now)
         self.board.refresh()
         for a in self.board.agents.values():
-            if a.state in BUSY or a.state in ("unavailable", "unreachable"):
-                self.board.set_state(a.id, "ready", now, force=True)
-            elif self.auto_login and a.state == "logged_out":
-                self.board.set_state(a.id, "ready", now)
+            if a.state in BUSY or a.state in (AgentState.UNAVAILABLE, AgentState.UNREACHABLE):
+                self.board.set_state(a.id, AgentState.READY, now, force=True)
+            elif self.auto_login and a.state == AgentState.LOGGED_OUT:
+                self.board.set_state(a.id, AgentState.READY, now)
         result = {"attempts_interrupted": interrupted, **{f"entries_{k}": v for k, v in counts.items()}}
         if interrupted or any(counts.values()):
             self._event("recovered", f"previous run left {interrupted} call(s) in flight; closed as interrupted; "
@@ -325,7 +262,7 @@ class CampaignRunner:
     def snapshot(self, now: float) -> Snapshot:
         agents = []
         for a in self.board.agents.values():
-            if a.state in ("logged_out", "unavailable", "unreachable"):
+            if a.state in (AgentState.LOGGED_OUT, AgentState.UNAVAILABLE, AgentState.UNREACHABLE):
                 continue
             state = "on_call" if a.state in ("on_call",) else a.state
             agents.append(PacingAgent(state=state, elapsed_s=max(0.0, now - a.state_since.timestamp())))
@@ -339,7 +276,7 @@ class CampaignRunner:
         self.last_decision = decision
         if decision.mode != self.mode and not self.dropped and self.pacer.budget_exhausted(now):
             self.dropped = True
-            self._event("mode_drop", f"abandon budget for the {self.cc.abandon_window} window is spent: "
+            self._event("mode_drop", f"abandon budget for the {self.policy.abandon_window} window is spent: "
                                      f"dialling progressive until it recovers ({decision.note})", "warning")
         elif self.dropped and not self.pacer.budget_exhausted(now):
             self.dropped = False
@@ -358,24 +295,19 @@ class CampaignRunner:
             self.hopper.release(lease.entry_id, at)
             self.counts["skipped_at_dial_time"] = self.counts.get("skipped_at_dial_time", 0) + 1
             return
-        with Session(self.engine, expire_on_commit=False) as s:
-            att = Attempt(campaign_id=self.campaign_id, entry_id=lease.entry_id, customer_id=lease.customer_id,
-                          segment=lease.segment, phone_e164=lease.phone_e164, trunk=self.trunk.name,
-                          state="dialing", dialed_at=at)
-            s.add(att)
-            s.commit()
-            s.refresh(att)
-            assert att.id is not None
-            attempt_id = att.id
+        attempt_id = attempts_store.create_attempt(
+            self.engine, campaign_id=self.campaign_id, entry_id=lease.entry_id, customer_id=lease.customer_id,
+            segment=lease.segment, phone_e164=lease.phone_e164, trunk=self.trunk.name,
+            state=AttemptState.DIALING.value, dialed_at=at)
         self.hopper.mark_dialing(lease.entry_id, attempt_id, at)
         record = None
-        if self.cc.record_calls:
-            d = Path(self.cfg.telephony.recordings_dir) / self.cc.name
+        if self.policy.record_calls:
+            d = Path(self.cfg.telephony.recordings_dir) / self.policy.name
             d.mkdir(parents=True, exist_ok=True)
             record = str((d / f"{attempt_id}.wav").resolve())
-        ok = self.tel.originate(attempt_id, lease.phone_e164, self.trunk.name, ring_timeout_s=self.cc.ring_timeout_s,
-                                connect_limit_s=self.cc.connect_limit_s,
-                                info_wav=self.cc.info_message or None, record_path=record, amd=self._amd_order())
+        ok = self.tel.originate(attempt_id, lease.phone_e164, self.trunk.name, ring_timeout_s=self.policy.ring_timeout_s,
+                                connect_limit_s=self.policy.connect_limit_s,
+                                info_wav=self.policy.info_message or None, record_path=record, amd=self._amd_order())
         if not ok:
             # no slot: the INVITE never left, so this is not an attempt; give the entry back untouched
             self._not_an_attempt(attempt_id, lease.entry_id, at)
@@ -388,11 +320,7 @@ class CampaignRunner:
     def _not_an_attempt(self, attempt_id: int, entry_id: int, at: datetime) -> None:
         """The call never reached the contact (no slot, or the trunk's own failure such as refused
         credentials): drop the attempt row and give the entry back to the hopper untouched."""
-        with Session(self.engine, expire_on_commit=False) as s:
-            row = s.get(Attempt, attempt_id)
-            if row is not None:
-                s.delete(row)
-                s.commit()
+        attempts_store.delete_attempt(self.engine, attempt_id)
         self.hopper.release(entry_id, at)
 
     def _count(self, key: str) -> None:
@@ -400,16 +328,10 @@ class CampaignRunner:
 
     # ---------------------------------------------------------------- events from telephony
     def _update_attempt(self, attempt_id: int, **fields: Any) -> None:
-        with Session(self.engine, expire_on_commit=False) as s:
-            row = s.get(Attempt, attempt_id)
-            if row is None:
-                return
-            for k, v in fields.items():
-                setattr(row, k, v)
-            s.add(row)
-            s.commit()
+        attempts_store.update_attempt(self.engine, attempt_id, **fields)
 
     def handle(self, ev: CallEvent) -> None:
+        """Apply one telephony event: trunk/worker news to the event log, call events by `_CALL_HANDLERS`."""
         kind = ev.kind
         if kind in ("agent_leg_up", "agent_leg_down"):
             if self.legs is not None:
@@ -425,84 +347,100 @@ class CampaignRunner:
         call = self.live.get(ev.attempt_id) if ev.attempt_id is not None else None
         if call is None:
             return
-        if kind == "ringing" and call.ringing is None:
+        handler = _CALL_HANDLERS.get(kind)
+        if handler is not None:
+            handler(self, call, ev)
+
+    def _on_ringing(self, call: Live, ev: CallEvent) -> None:
+        if call.ringing is None:
             call.ringing = ev.at
-            self._update_attempt(call.attempt_id, state="ringing", ringing_at=utc(ev.at), worker=ev.worker)
-        elif kind == "answered":
-            call.answered = ev.at  # with AMD: the verdict, from which the connect limit runs
-            picked_up = _picked_up(ev)
-            self.pacer.record_outcome(ev.at, "human", picked_up - call.dialed)
-            self._update_attempt(call.attempt_id, state="answered", answered_at=utc(picked_up), sip_status=200,
-                                 outcome="answered", worker=ev.worker, **_amd_fields(ev.amd))
-            self._count("answered")
-            self.waiting.append(call.attempt_id)
-            self.route_waiting(ev.at)
-        elif kind == "machine":
-            # a machine answered: the pacer counts it as a machine (not a hit), no agent is reserved
-            call.machine = True
-            picked_up = _picked_up(ev)
-            self.pacer.record_outcome(ev.at, "machine", picked_up - call.dialed)
-            self._update_attempt(call.attempt_id, state="answered", answered_at=utc(picked_up), sip_status=200,
-                                 machine=True, worker=ev.worker, **_amd_fields(ev.amd))
-            self._count("machine")
-        elif kind == "agent_connected":
-            call.connected = ev.at
-            if call.attempt_id in self.waiting:
-                self.waiting.remove(call.attempt_id)
-            wait = ev.at - (call.answered or ev.at)
-            self.pacer.record_connect(ev.at, wait)
-            if call.agent_id is not None:
-                self.board.set_state(call.agent_id, "on_call", utc(ev.at), attempt_id=call.attempt_id)
-            self._update_attempt(call.attempt_id, state="connected", agent_connected_at=utc(ev.at),
-                                 agent_id=call.agent_id)
-            self._count("connected")
-        elif kind == "agent_failed":
-            if call.agent_id is not None:
-                # (issue 13) 404/480/410/604: the phone is not registered: unreachable until OPTIONS answers
-                gone = ev.sip_status in (404, 410, 480, 604)
-                self._event("agent_unreachable" if gone else "agent_unavailable",
-                            f"agent leg to agent {call.agent_id} failed: {ev.detail}", "warning")
-                self.board.set_state(call.agent_id, "unreachable" if gone else "unavailable", utc(ev.at))
-                call.agent_id = None
-            if call.attempt_id not in self.waiting:
-                self.waiting.insert(0, call.attempt_id)
-            self.route_waiting(ev.at)
-        elif kind == "abandoned":
-            call.abandoned = True
-            if call.attempt_id in self.waiting:
-                self.waiting.remove(call.attempt_id)
-            self.pacer.record_abandon(ev.at, ev.at - (call.answered or ev.at))
-            if call.agent_id is not None:
-                self.board.set_state(call.agent_id, "ready", utc(ev.at), force=True)
-                call.agent_id = None
-            self._update_attempt(call.attempt_id, abandoned=True)
-            self._count("abandoned")
-        elif kind == "dtmf":
-            if ev.leg == "agent" and ev.digit:
-                keys = call.dtmf.feed(ev.digit)
-                if keys:
-                    self.dtmf_disposition(call, keys, ev.at)
-        elif kind == "failed" and ev.outcome == "trunk_error":
+            self._update_attempt(call.attempt_id, state=AttemptState.RINGING.value, ringing_at=utc(ev.at),
+                                 worker=ev.worker)
+
+    def _on_answered(self, call: Live, ev: CallEvent) -> None:
+        call.answered = ev.at  # with AMD: the verdict, from which the connect limit runs
+        picked_up = _picked_up(ev)
+        self.pacer.record_outcome(ev.at, "human", picked_up - call.dialed)
+        self._update_attempt(call.attempt_id, state=AttemptState.ANSWERED.value, answered_at=utc(picked_up),
+                             sip_status=200, outcome="answered", worker=ev.worker, **_amd_fields(ev.amd))
+        self._count("answered")
+        self.waiting.append(call.attempt_id)
+        self.route_waiting(ev.at)
+
+    def _on_machine(self, call: Live, ev: CallEvent) -> None:
+        # a machine answered: the pacer counts it as a machine (not a hit), no agent is reserved
+        call.machine = True
+        picked_up = _picked_up(ev)
+        self.pacer.record_outcome(ev.at, "machine", picked_up - call.dialed)
+        self._update_attempt(call.attempt_id, state=AttemptState.ANSWERED.value, answered_at=utc(picked_up),
+                             sip_status=200, machine=True, worker=ev.worker, **_amd_fields(ev.amd))
+        self._count("machine")
+
+    def _on_agent_connected(self, call: Live, ev: CallEvent) -> None:
+        call.connected = ev.at
+        if call.attempt_id in self.waiting:
+            self.waiting.remove(call.attempt_id)
+        wait = ev.at - (call.answered or ev.at)
+        self.pacer.record_connect(ev.at, wait)
+        if call.agent_id is not None:
+            self.board.set_state(call.agent_id, AgentState.ON_CALL, utc(ev.at), attempt_id=call.attempt_id)
+        self._update_attempt(call.attempt_id, state=AttemptState.CONNECTED.value, agent_connected_at=utc(ev.at),
+                             agent_id=call.agent_id)
+        self._count("connected")
+
+    def _on_agent_failed(self, call: Live, ev: CallEvent) -> None:
+        if call.agent_id is not None:
+            # (issue 13) 404/480/410/604: the phone is not registered: unreachable until OPTIONS answers
+            gone = ev.sip_status in (404, 410, 480, 604)
+            self._event("agent_unreachable" if gone else "agent_unavailable",
+                        f"agent leg to agent {call.agent_id} failed: {ev.detail}", "warning")
+            self.board.set_state(call.agent_id, AgentState.UNREACHABLE if gone else AgentState.UNAVAILABLE,
+                                 utc(ev.at))
+            call.agent_id = None
+        if call.attempt_id not in self.waiting:
+            self.waiting.insert(0, call.attempt_id)
+        self.route_waiting(ev.at)
+
+    def _on_abandoned(self, call: Live, ev: CallEvent) -> None:
+        call.abandoned = True
+        if call.attempt_id in self.waiting:
+            self.waiting.remove(call.attempt_id)
+        self.pacer.record_abandon(ev.at, ev.at - (call.answered or ev.at))
+        if call.agent_id is not None:
+            self.board.set_state(call.agent_id, AgentState.READY, utc(ev.at), force=True)
+            call.agent_id = None
+        self._update_attempt(call.attempt_id, abandoned=True)
+        self._count("abandoned")
+
+    def _on_dtmf(self, call: Live, ev: CallEvent) -> None:
+        if ev.leg == "agent" and ev.digit:
+            keys = call.dtmf.feed(ev.digit)
+            if keys:
+                self.dtmf_disposition(call, keys, ev.at)
+
+    def _on_failed(self, call: Live, ev: CallEvent) -> None:
+        if ev.outcome == "trunk_error":
             # (issue 13) the trunk refused our credentials: not an attempt on this contact
             self.live.pop(call.attempt_id, None)
             if call.attempt_id in self.waiting:
                 self.waiting.remove(call.attempt_id)
             self._not_an_attempt(call.attempt_id, call.entry_id, utc(ev.at))
             self._count("not_attempted_trunk_error")
-        elif kind == "failed":
-            self.finish(call, ev.outcome or "failed", ev.at, ev.sip_status, by="", detail=ev.detail)
-        elif kind == "hangup":
-            if call.answered:
-                outcome = "answered"
-            elif call.machine:
-                outcome = "machine_message_left" if ev.cause == "machine_message_left" else "machine"
-            elif ev.amd is not None:  # the callee hung up while AMD listened: answered, by whom we cannot say
-                outcome = "answered"
-                self._update_attempt(call.attempt_id, **_amd_fields(ev.amd))
-            else:
-                outcome = ev.outcome or "failed"
-            self.finish(call, outcome, ev.at, ev.sip_status,
-                        by=ev.by or "", detail=ev.detail, recording=ev.recording_path)
+            return
+        self.finish(call, ev.outcome or "failed", ev.at, ev.sip_status, by="", detail=ev.detail)
+
+    def _on_hangup(self, call: Live, ev: CallEvent) -> None:
+        if call.answered:
+            outcome = "answered"
+        elif call.machine:
+            outcome = "machine_message_left" if ev.cause == "machine_message_left" else "machine"
+        elif ev.amd is not None:  # the callee hung up while AMD listened: answered, by whom we cannot say
+            outcome = "answered"
+            self._update_attempt(call.attempt_id, **_amd_fields(ev.amd))
+        else:
+            outcome = ev.outcome or "failed"
+        self.finish(call, outcome, ev.at, ev.sip_status, by=ev.by or "", detail=ev.detail,
+                    recording=ev.recording_path)
 
     def finish(self, call: Live, outcome: str, at: float, sip_status: int | None, *, by: str, detail: str,
                recording: str | None = None) -> None:
@@ -557,24 +495,17 @@ class CampaignRunner:
             self._event("dtmf_error", f"attempt {call.attempt_id}: {exc}", "warning")
             return
         cb = utc(at) + timedelta(hours=d.callback_hours) if d.outcome == "callback" else None
-        with Session(self.engine, expire_on_commit=False) as s:
-            row = Disposition(attempt_id=call.attempt_id, agent_id=call.agent_id, customer_id=call.customer_id,
-                              campaign_id=self.campaign_id, outcome=d.outcome, amount=d.amount, sku=call.sku,
-                              reason_code=d.reason_code, callback_at=cb, source="dtmf")
-            s.add(row)
-            s.flush()
-            enqueue_outcome(s, row)  # the CRM hears about it through the durable outbox
-            s.commit()
-            s.refresh(row)
-            # not via last_disposition_id: a console row with a lower id may not have been read yet
-            self.applied_here.add(int(row.id or 0))
-            self._apply_disposition(row, at)
+        row = outbox_store.record_disposition(self.engine, Disposition(
+            attempt_id=call.attempt_id, agent_id=call.agent_id, customer_id=call.customer_id,
+            campaign_id=self.campaign_id, outcome=d.outcome, amount=d.amount, sku=call.sku,
+            reason_code=d.reason_code, callback_at=cb, source="dtmf"))
+        # not via last_disposition_id: a console row with a lower id may not have been read yet
+        self.applied_here.add(int(row.id or 0))
+        self._apply_disposition(row, at)
 
     def apply_dispositions(self, now: float) -> None:
         """Dispositions typed in agent consoles (other processes) since the last tick."""
-        with Session(self.engine, expire_on_commit=False) as s:
-            rows = s.exec(select(Disposition).where(Disposition.id > self.last_disposition_id)  # type: ignore[operator]
-                          .order_by(Disposition.id)).all()
+        rows = outbox_store.dispositions_after(self.engine, self.last_disposition_id)
         for row in rows:
             self.last_disposition_id = max(self.last_disposition_id, int(row.id or 0))
             if int(row.id or 0) in self.applied_here:
@@ -592,9 +523,7 @@ class CampaignRunner:
             live.disposed = True
             entry_id = live.entry_id
         else:
-            with Session(self.engine, expire_on_commit=False) as s:
-                att = s.get(Attempt, row.attempt_id) if row.attempt_id is not None else None
-                entry_id = att.entry_id if att else None
+            entry_id = attempts_store.entry_of(self.engine, row.attempt_id)
         if row.agent_id is not None and row.agent_id in self.board.agents:
             agent_login = self.board.agents[row.agent_id].login
         if entry_id is not None:
@@ -613,7 +542,7 @@ class CampaignRunner:
 
     def end_wraps(self, now: float) -> None:
         for agent_id, w in list(self.wraps.items()):
-            if now - w.started >= self.cc.wrap_up_timeout_s:
+            if now - w.started >= self.policy.wrap_up_timeout_s:
                 self._event("wrap_timeout", f"agent {agent_id} wrap-up timed out without a disposition")
                 self.end_wrap(agent_id, now)
         # unavailable agents get another chance after a minute (a softphone that was restarted)
@@ -623,24 +552,15 @@ class CampaignRunner:
 
     # ---------------------------------------------------------------- manager commands
     def apply_commands(self) -> None:
-        with Session(self.engine, expire_on_commit=False) as s:
-            rows = s.exec(select(ControlCommand).where(ControlCommand.campaign == self.cc.name,
-                                                       ControlCommand.applied_at.is_(None))  # type: ignore[union-attr]
-                          .order_by(ControlCommand.id)).all()
-            for cmd in rows:
-                now_dt = datetime.now(UTC)
-                stale = expiry_reason(cmd.created_at, self.started_at, now_dt, self.cfg.ui.command_ttl_s())
-                cmd.result = stale or self._command(cmd.command, cmd.argument)
-                cmd.applied_at = now_dt
-                s.add(cmd)
-                camp = s.get(Campaign, self.campaign_id)
-                if camp is not None:
-                    camp.state, camp.mode = self.state, self.mode
-                    camp.abandon_target = self.pacer_target()
-                    s.add(camp)
-            s.commit()
+        rows = campaigns_store.apply_commands(self.engine, self.policy.name, self.campaign_id, self._apply_command,
+                                              lambda: (self.state, self.mode, self.pacer_target()))
         for cmd in rows:
             self._event("command", f"{cmd.command} {cmd.argument}: {cmd.result}".strip())
+
+    def _apply_command(self, command: str, arg: str, created_at: datetime, now: datetime) -> str:
+        """A command not applied within `[ui] command_ttl`, or given before this run, is expired, never applied."""
+        stale = expiry_reason(created_at, self.started_at, now, self.cfg.ui.command_ttl_s())
+        return stale or self._command(command, arg)
 
     def _command(self, command: str, arg: str) -> str:
         if command == "pause":
@@ -663,8 +583,8 @@ class CampaignRunner:
                 value = float(arg)
             except ValueError:
                 return f"refused: {arg!r} is not a number"
-            if not 0 < value <= self.cc.abandon_limit:
-                return f"refused: target must be in (0, {self.cc.abandon_limit}]"
+            if not 0 < value <= self.policy.abandon_limit:
+                return f"refused: target must be in (0, {self.policy.abandon_limit}]"
             self.pacer.set_target(value)
             return f"abandon target {value:.3f}"
         return f"refused: unknown command {command!r}"
@@ -673,29 +593,17 @@ class CampaignRunner:
     def publish(self, now: float) -> None:
         d = self.last_decision
         rates = self.pacer.abandon_rates(now)
-        with Session(self.engine, expire_on_commit=False) as s:
-            st = s.get(CampaignStatus, self.campaign_id) or CampaignStatus(campaign_id=self.campaign_id)
-            st.runner = self.runner_id
-            st.heartbeat_at = utc(now)
-            st.mode = d.mode if d is not None else self.mode
-            st.dial_level = float(d.level) if d is not None else 0.0
-            st.lines_dialing = sum(1 for c in self.live.values() if c.ringing is None and c.answered is None)
-            st.lines_ringing = sum(1 for c in self.live.values() if c.ringing is not None and c.answered is None)
-            st.waiting_for_agent = len(self.waiting)
-            est = getattr(self.pacer, "hit_rate", None)
-            st.hit_rate = float(est() if callable(est) else est or 0.0)
-            aht = getattr(self.pacer, "aht", None)
-            st.aht_s = float(aht() if callable(aht) else aht or 0.0)
-            st.stats = {"abandon": rates, "state": self.state, "counts": dict(self.counts),
-                        "note": d.note if d is not None else "", "target": self.pacer_target(),
-                        "dropped_to_progressive": self.dropped, "pacer": self.pacer.to_state(),
-                        "telephony": self._telephony_status()}
-            s.add(st)
-            camp = s.get(Campaign, self.campaign_id)
-            if camp is not None and camp.state != self.state:
-                camp.state = self.state
-                s.add(camp)
-            s.commit()
+        campaigns_store.publish_status(self.engine, self.campaign_id, StatusUpdate(
+            runner=self.runner_id, heartbeat_at=utc(now), mode=d.mode if d is not None else self.mode,
+            dial_level=float(d.level) if d is not None else 0.0,
+            lines_dialing=sum(1 for c in self.live.values() if c.ringing is None and c.answered is None),
+            lines_ringing=sum(1 for c in self.live.values() if c.ringing is not None and c.answered is None),
+            waiting_for_agent=len(self.waiting), hit_rate=float(self.pacer.hit_rate()), aht_s=float(self.pacer.aht()),
+            stats={"abandon": rates, "state": self.state, "counts": dict(self.counts),
+                   "note": d.note if d is not None else "", "target": self.pacer_target(),
+                   "dropped_to_progressive": self.dropped, "pacer": self.pacer.to_state(),
+                   "telephony": self._telephony_status()},
+            state=self.state))
 
     def _check_agents(self, *, wait: bool) -> None:
         """OPTIONS to the phones of idle agents (results come back as agent_reachable/unreachable events)."""
@@ -704,19 +612,19 @@ class CampaignRunner:
         if not self.cfg.telephony.agent_check_s or not callable(check) or self.legs is not None:
             return  # nailed-up legs: the agent's session leg itself says whether the phone is there
         uris = {a.id: a.sip_uri for a in self.board.agents.values()
-                if a.state in ("ready", "unavailable", "unreachable")}
+                if a.state in (AgentState.READY, AgentState.UNAVAILABLE, AgentState.UNREACHABLE)}
         check(uris, wait=wait)
 
     def _reachability(self, ev: CallEvent) -> None:
         a = self.board.agents.get(ev.agent_id) if ev.agent_id is not None else None
         if a is None:
             return
-        if ev.kind == "agent_unreachable" and a.state in ("ready", "unavailable"):
+        if ev.kind == "agent_unreachable" and a.state in (AgentState.READY, AgentState.UNAVAILABLE):
             self._event("agent_unreachable", f"agent {a.login}: {ev.detail}", "warning")
-            self.board.set_state(a.id, "unreachable", utc(ev.at))
-        elif ev.kind == "agent_reachable" and a.state in ("unreachable", "unavailable"):
+            self.board.set_state(a.id, AgentState.UNREACHABLE, utc(ev.at))
+        elif ev.kind == "agent_reachable" and a.state in (AgentState.UNREACHABLE, AgentState.UNAVAILABLE):
             self._event("agent_reachable", f"agent {a.login} reachable again: {ev.detail}")
-            self.board.set_state(a.id, "ready", utc(ev.at))
+            self.board.set_state(a.id, AgentState.READY, utc(ev.at))
 
     def _telephony_status(self) -> dict[str, Any]:
         """(issue 13) For the monitor: the trunk's state (down and why) and what this host can carry."""
@@ -742,15 +650,22 @@ class CampaignRunner:
         for call in list(self.live.values()):
             self.finish(call, "interrupted", now, None, by="dialer", detail="runner stopped")
         self.hopper.recover(utc(now))
-        with Session(self.engine, expire_on_commit=False) as s:
-            camp = s.get(Campaign, self.campaign_id)
-            if camp is not None:
-                camp.state = "stopped"
-                s.add(camp)
-            st = s.get(CampaignStatus, self.campaign_id)
-            if st is not None:
-                st.runner = ""
-                s.add(st)
-            s.commit()
+        campaigns_store.mark_stopped(self.engine, self.campaign_id)
         self._event("stopped", f"runner {self.runner_id} stopped: {self.counts}")
 
+
+
+# how each call event kind is applied (trunk and worker news are handled before: they need no call)
+_CALL_HANDLERS: dict[str, Callable[[CampaignRunner, Live, CallEvent], None]] = {
+    "ringing": CampaignRunner._on_ringing,
+    "answered": CampaignRunner._on_answered,
+    "machine": CampaignRunner._on_machine,
+    "agent_connected": CampaignRunner._on_agent_connected,
+    "agent_failed": CampaignRunner._on_agent_failed,
+    "abandoned": CampaignRunner._on_abandoned,
+    "dtmf": CampaignRunner._on_dtmf,
+    "failed": CampaignRunner._on_failed,
+    "hangup": CampaignRunner._on_hangup,
+}
+
+__all__ = ["CampaignRunner", "Live", "RunnerBusy", "Wrap", "utc"]

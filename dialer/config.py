@@ -16,11 +16,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from dialer.domain.durations import parse_duration as parse_duration
+from dialer.domain.legal import ABANDON_LIMIT, EARLIEST_CALL, LATEST_CALL, MAX_CONNECT_LIMIT_S, MIN_RING_S
+
 DEFAULT_CONFIG = Path("config/tsunagu.toml")
 ENV_CONFIG = "TSUNAGU_CONFIG"
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d)$")
 
 
 class ConfigError(Exception):
@@ -29,14 +31,6 @@ class ConfigError(Exception):
 
 class UnknownNameError(ConfigError):
     """A name given on the command line (campaign, trunk) that the config does not define: a usage error."""
-
-
-def parse_duration(text: str) -> float:
-    """'30m' -> 1800.0 seconds; used for retry delays and `--for`."""
-    m = _DURATION.match(text.strip())
-    if not m:
-        raise ValueError(f"expected a duration like 90s, 30m, 4h or 1d, got {text!r}")
-    return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
 class _Section(BaseModel):
@@ -147,7 +141,7 @@ class RetryConfig(_Section):
     invalid: Literal["next_phone", "done"] = "next_phone"
     rejected: str = "1d"
     abandoned: str = "72h"
-    # (dialer.retry) answered without a disposition yet; local/trunk failures; our own cancel; a crash mid-call
+    # (dialer.domain.retry) answered without a disposition yet; local/trunk failures; our own cancel; a crash mid-call
     answered: str = "1d"
     failed: str = "10m"
     cancelled: str = "10m"
@@ -169,27 +163,26 @@ class RetryConfig(_Section):
         return v
 
 
-SEGMENTS = ("dormant", "pre_churn", "upsell", "cross_sell")
+Segment = Literal["dormant", "pre_churn", "upsell", "cross_sell", "unpaid"]
+SEGMENTS: tuple[Segment, ...] = ("dormant", "pre_churn", "upsell", "cross_sell")  # a call campaign's default
 
 
 class CampaignConfig(_Section):
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
     mode: Literal["preview", "progressive", "power", "predictive"] = "predictive"
     # `unpaid` (issue 19) is meant for `dialer sms send`; a call campaign may list it too
-    segments: list[Literal["dormant", "pre_churn", "upsell", "cross_sell", "unpaid"]] = Field(
-        default_factory=lambda: list(SEGMENTS)
-    )
-    abandon_target: Annotated[float, Field(gt=0, le=0.03)] = 0.02
-    abandon_limit: Annotated[float, Field(gt=0, le=0.03)] = 0.03
+    segments: list[Segment] = Field(default_factory=lambda: list(SEGMENTS))
+    abandon_target: Annotated[float, Field(gt=0, le=ABANDON_LIMIT)] = 0.02
+    abandon_limit: Annotated[float, Field(gt=0, le=ABANDON_LIMIT)] = ABANDON_LIMIT
     abandon_window: Literal["1h", "24h", "30d", "day", "campaign"] = "24h"
     abandon_regime: Literal["us", "uk"] = "us"
-    connect_limit_s: Annotated[float, Field(gt=0, le=2.0)] = 2.0
+    connect_limit_s: Annotated[float, Field(gt=0, le=MAX_CONNECT_LIMIT_S)] = MAX_CONNECT_LIMIT_S
     calling_hours: tuple[str, str] = ("09:00", "20:00")
     holidays: str = "JP"  # a country code for the `holidays` package, or "" for none
     trunk: str = ""
     max_attempts: Annotated[int, Field(ge=1, le=20)] = 6
     max_attempts_per_phone: Annotated[int, Field(ge=1, le=20)] = 3
-    ring_timeout_s: Annotated[float, Field(ge=15, le=120)] = 24.0
+    ring_timeout_s: Annotated[float, Field(ge=MIN_RING_S, le=120)] = 24.0
     max_lines_per_agent: Annotated[float, Field(ge=1, le=5)] = 3.0
     power_ratio: Annotated[float, Field(ge=1, le=5)] = 1.5
     wrap_up_timeout_s: Annotated[float, Field(gt=0)] = 60.0
@@ -200,7 +193,7 @@ class CampaignConfig(_Section):
     info_message: str = "config/sounds/info.wav"
     record_calls: bool = False
     retry: RetryConfig = Field(default_factory=RetryConfig)
-    # hopper / scheduler (dialer.hopper, dialer.schedule): callbacks and the campaign's calendar
+    # hopper / scheduler (dialer.store.entries, dialer.schedule): callbacks and the campaign's calendar
     callback_reserve: str = "15m"  # a callback is held for the agent who set it this long after it is due
     callback_late_after: str = "5m"  # offered this long after its time: flagged callback_late
     callback_valid: str = "7d"  # a callback stays callable this long after its time
@@ -234,8 +227,8 @@ class CampaignConfig(_Section):
                 raise ValueError(f"expected HH:MM times, got {t!r}")
         if start >= end:
             raise ValueError(f"start {start} must be before end {end}")
-        if start < "08:00" or end > "21:00":
-            raise ValueError("calls between 21:00 and 08:00 are never allowed")
+        if start < f"{EARLIEST_CALL:%H:%M}" or end > f"{LATEST_CALL:%H:%M}":
+            raise ValueError(f"calls between {LATEST_CALL:%H:%M} and {EARLIEST_CALL:%H:%M} are never allowed")
         return v
 
     @model_validator(mode="after")

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 from scipy import stats
-from sqlalchemy.engine import Engine
 
 from dialer.config import Config
+from dialer.store import Engine
 from dialer.store.holdout import assignments
 from dialer.store.lift import call_totals, recorded_sales
 from lists.mapping import Mapping

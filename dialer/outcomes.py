@@ -15,93 +15,28 @@ from __future__ import annotations
 
 import csv
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
-from zoneinfo import ZoneInfo
+from typing import IO
 
 import httpx
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
 
 from dialer.config import OutcomesConfig
-from dialer.dtmf import REFUSAL_REASONS
-from dialer.store.holdout import group_for
-from dialer.store.models import Agent, Attempt, Campaign, Disposition, OutboxItem
+from dialer.store import Engine
+from dialer.store.outbox import (
+    due_items,
+    enqueue_missing,
+    next_due,
+    payloads_since,
+    pending_count,
+    revive_dead,
+)
 
 FIELDS = ["outcome_id", "disposition_id", "recorded_at", "recorded_at_local", "campaign", "customer_id",
           "attempt_id", "agent", "segment", "outcome", "amount", "sku", "reason_code", "reason", "voc_text",
           "callback_at", "source", "group"]
-_NS = uuid.UUID("6f1d3c2e-5b7a-4c1e-9a43-7473756e6167")  # tsunagu's namespace for outcome ids
-
-
-def _iso(dt: datetime | None) -> str:
-    if dt is None:
-        return ""
-    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
-
-
-def outcome_id(d: Disposition) -> str:
-    """Stable per disposition (same store, same row): the idempotency key the CRM deduplicates on."""
-    return str(uuid.uuid5(_NS, f"{d.id}|{_iso(d.created_at)}|{d.customer_id}"))
-
-
-def outcome_payload(session: Session, d: Disposition, tz: str = "Asia/Tokyo") -> dict[str, Any]:
-    camp = session.get(Campaign, d.campaign_id) if d.campaign_id is not None else None
-    agent = session.get(Agent, d.agent_id) if d.agent_id is not None else None
-    att = session.get(Attempt, d.attempt_id) if d.attempt_id is not None else None
-    created = d.created_at if d.created_at.tzinfo else d.created_at.replace(tzinfo=UTC)
-    return {
-        "outcome_id": outcome_id(d), "disposition_id": d.id, "recorded_at": _iso(created),
-        "recorded_at_local": created.astimezone(ZoneInfo(tz)).isoformat(),
-        "campaign": camp.name if camp else "", "customer_id": d.customer_id, "attempt_id": d.attempt_id,
-        "agent": agent.login if agent else "", "segment": att.segment if att else "", "outcome": d.outcome,
-        "amount": d.amount, "sku": d.sku, "reason_code": d.reason_code,
-        "reason": REFUSAL_REASONS.get(d.reason_code, "") if d.outcome == "refused" else "",
-        "voc_text": d.voc_text, "callback_at": _iso(d.callback_at), "source": d.source,
-        "group": group_for(session.connection(), d.customer_id, att.segment) if att else "",
-    }
-
-
-def enqueue_outcome(session: Session, disposition: Disposition) -> OutboxItem | None:
-    """Put a recorded disposition in the outbox (no commit; call it in the transaction that saved it).
-
-    Idempotent: returns None when the disposition is already queued. The disposition must have an id
-    (flush first if it is new).
-    """
-    if disposition.id is None:
-        session.add(disposition)
-        session.flush()
-    assert disposition.id is not None
-    existing = session.exec(select(OutboxItem).where(OutboxItem.disposition_id == disposition.id)).first()
-    if existing is not None:
-        return None
-    item = OutboxItem(disposition_id=disposition.id, idempotency_key=outcome_id(disposition),
-                      payload=outcome_payload(session, disposition))
-    session.add(item)
-    return item
-
-
-def enqueue_missing(engine: Engine) -> int:
-    """Queue every disposition not yet in the outbox (so delivery never depends on the runner calling us)."""
-    added = 0
-    with Session(engine) as s:
-        queued = select(OutboxItem.disposition_id)
-        rows = s.exec(select(Disposition).where(Disposition.id.not_in(queued))  # type: ignore[union-attr]
-                      .order_by(Disposition.id)).all()
-        for d in rows:
-            if enqueue_outcome(s, d) is not None:
-                added += 1
-        try:
-            s.commit()
-        except IntegrityError:  # another process queued the same rows meanwhile: theirs stand
-            s.rollback()
-            return 0
-    return added
 
 
 def export_csv(engine: Engine, since: datetime, out: IO[str], tz: str = "Asia/Tokyo") -> int:
@@ -109,11 +44,9 @@ def export_csv(engine: Engine, since: datetime, out: IO[str], tz: str = "Asia/To
     w = csv.DictWriter(out, fieldnames=FIELDS, lineterminator="\n")
     w.writeheader()
     n = 0
-    with Session(engine) as s:
-        rows = s.exec(select(Disposition).where(Disposition.created_at >= since).order_by(Disposition.id)).all()
-        for d in rows:
-            w.writerow(outcome_payload(s, d, tz))
-            n += 1
+    for row in payloads_since(engine, since, tz):
+        w.writerow(row)
+        n += 1
     return n
 
 
@@ -140,9 +73,7 @@ def push_once(engine: Engine, cfg: OutcomesConfig, client: httpx.Client, now: da
     token = cfg.token()
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    with Session(engine) as s:
-        due = s.exec(select(OutboxItem).where(OutboxItem.status == "pending", OutboxItem.next_try_at <= now)
-                     .order_by(OutboxItem.id).limit(cfg.batch_size)).all()
+    with due_items(engine, now, cfg.batch_size) as (due, save):
         down = False
         for item in due:
             if down:  # the CRM is unreachable: do not hammer it with the rest of the batch
@@ -172,33 +103,8 @@ def push_once(engine: Engine, cfg: OutcomesConfig, client: httpx.Client, now: da
                     item.next_try_at = now + timedelta(seconds=_backoff(cfg, item.tries))
                 if error not in res.errors:
                     res.errors.append(error)
-            s.add(item)
-            s.commit()  # one row at a time: a crash mid-batch never forgets a delivery already made
+            save(item)
     return res
-
-
-def pending_count(engine: Engine) -> int:
-    with Session(engine) as s:
-        return len(s.exec(select(OutboxItem.id).where(OutboxItem.status == "pending")).all())
-
-
-def next_due(engine: Engine) -> datetime | None:
-    with Session(engine) as s:
-        row = s.exec(select(OutboxItem.next_try_at).where(OutboxItem.status == "pending")
-                     .order_by(OutboxItem.next_try_at)).first()
-    if row is None:
-        return None
-    return row if row.tzinfo else row.replace(tzinfo=UTC)
-
-
-def revive_dead(engine: Engine) -> int:
-    with Session(engine) as s:
-        rows = s.exec(select(OutboxItem).where(OutboxItem.status == "dead")).all()
-        for r in rows:
-            r.status, r.next_try_at = "pending", datetime.now(UTC)
-            s.add(r)
-        s.commit()
-        return len(rows)
 
 
 def push(engine: Engine, cfg: OutcomesConfig, *, duration_s: float = 0.0,
@@ -234,3 +140,7 @@ def write_csv_file(engine: Engine, since: datetime, path: Path, tz: str = "Asia/
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8", newline="") as fh:
         return export_csv(engine, since, fh, tz)
+
+
+__all__ = ["FIELDS", "PushResult", "enqueue_missing", "export_csv", "push", "push_once", "revive_dead",
+           "write_csv_file"]

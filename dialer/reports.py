@@ -21,52 +21,46 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
-
-from dialer.calling_hours import CallingHours, contact_zones
-from dialer.config import Config, parse_duration
-from dialer.dtmf import REFUSAL_REASONS
-from dialer.errors import UserError
+from dialer.config import Config
+from dialer.domain.calling_hours import CallingHours, contact_zones
+from dialer.domain.dtmf import REFUSAL_REASONS
+from dialer.domain.durations import parse_duration
+from dialer.domain.entry import aware
+from dialer.domain.vocabulary import IN_FLIGHT_ATTEMPT, LIVE_ATTEMPT, SALES
 from dialer.privacy import mask_phone
+from dialer.settings import day_start_s
+from dialer.store import Engine
 from dialer.store.lift import holdout_status
-from dialer.store.models import (
-    Agent,
-    AgentStateLog,
-    Attempt,
-    Block,
-    CallListEntry,
-    Campaign,
-    Customer,
-    Disposition,
-)
+from dialer.store.models import AgentStateLog, Attempt, Campaign, Disposition
+from dialer.store.reports import campaign_rows, compliance_rows
+from pacing.abandon import WINDOWS, AbandonBook
 
-SALE_OUTCOMES = ("sale", "upsell", "cross_sell")
-IN_FLIGHT = ("dialing", "ringing")
-LIVE_STATES = ("dialing", "ringing", "answered", "connected")
-WINDOW_SECONDS = {"1h": 3600.0, "24h": 86400.0, "30d": 30 * 86400.0}
+SALE_OUTCOMES = tuple(sorted(SALES))
+IN_FLIGHT = tuple(IN_FLIGHT_ATTEMPT)
+LIVE_STATES = tuple(LIVE_ATTEMPT)
 
 
 def _aware(dt: datetime | None) -> datetime | None:
     """The store hands back aware UTC; a naive value (raw SQL, old rows) is taken to be UTC too."""
     if dt is None:
         return None
-    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
+    return aware(dt)
 
 
 def window_start(window: str, now: datetime, tz: str = "Asia/Tokyo") -> datetime | None:
-    """Start of an abandon window ending now; None means "since the campaign began"."""
-    if window == "campaign":
-        return None
-    if window == "day":
-        local = now.astimezone(ZoneInfo(tz))
-        return datetime.combine(local.date(), time(0, 0), ZoneInfo(tz)).astimezone(UTC)
-    if window in WINDOW_SECONDS:
-        return now - timedelta(seconds=WINDOW_SECONDS[window])
+    """Start of an abandon window ending now; None means "since the campaign began".
+
+    The legal windows are the pacer's own (`pacing.abandon.AbandonBook.window_start`), with the calendar
+    day anchored on local midnight in TZ exactly as the runner anchors the pacer (dialer.settings): the
+    auditor and the pacer count the same day.
+    """
+    if window in WINDOWS:
+        start = AbandonBook.window_start(now.timestamp(), window, day_start_s(tz, now))
+        return None if start is None else datetime.fromtimestamp(start, UTC)
     return now - timedelta(seconds=parse_duration(window))
 
 
@@ -77,11 +71,14 @@ class AbandonCount:
     machine: int = 0
 
     def rate(self, regime: str = "us", machine_fp_share: float = 0.0) -> float | None:
-        extra = machine_fp_share * self.machine if regime == "uk" else 0.0
-        denom = self.answered + extra
-        if denom <= 0:
+        """The abandon rate under REGIME, by the pacer's own formula (`pacing.abandon.AbandonBook.counts`);
+        None when nobody answered."""
+        book = AbandonBook(regime=regime, amd_false_positive_rate=machine_fp_share)
+        book.times, book.cum = [0.0], [(float(self.answered), float(self.abandoned), float(self.machine))]
+        abandoned, answered = book.counts(0.0, "campaign")
+        if answered <= 0:
             return None
-        return (self.abandoned + extra) / denom
+        return abandoned / answered
 
     def as_dict(self, machine_fp_share: float = 0.0) -> dict[str, Any]:
         return {"answered": self.answered, "abandoned": self.abandoned, "machine": self.machine,
@@ -133,44 +130,11 @@ def reason_label(code: str) -> str:
     return f"{code} {name}" if name else (code or "unspecified")
 
 
-def _load_campaign(s: Session, name: str) -> Campaign:
-    camp = s.exec(select(Campaign).where(Campaign.name == name)).first()
-    if camp is None:
-        known = ", ".join(s.exec(select(Campaign.name)).all()) or "none"
-        raise UserError(f"no campaign named {name!r} in the store (known: {known})")
-    return camp
-
-
-def penetration(s: Session, segments: list[str]) -> dict[str, dict[str, int]]:
-    """How far the list has been worked, per segment: dialled at least once, still to work, given up."""
-    q = select(CallListEntry.segment, CallListEntry.status, CallListEntry.attempts)
-    if segments:
-        q = q.where(CallListEntry.segment.in_(segments))  # type: ignore[attr-defined]
-    out: dict[str, dict[str, int]] = {}
-    for seg, status, attempts in s.exec(q).all():
-        d = out.setdefault(seg, {"entries": 0, "dialled": 0, "remaining": 0, "exhausted": 0, "done": 0,
-                                 "blocked": 0})
-        d["entries"] += 1
-        d["dialled"] += int((attempts or 0) > 0)
-        if status in ("pending", "leased", "dialing"):
-            d["remaining"] += 1
-        elif status == "exhausted":
-            d["exhausted"] += 1
-        elif status == "done":
-            d["done"] += 1
-        elif status in ("blocked", "withdrawn"):
-            d["blocked"] += 1
-    return dict(sorted(out.items()))
-
-
-def _agent_time(s: Session, camp: Campaign, agent_ids: set[int], lo: datetime | None, hi: datetime
+def _agent_time(rows: list[AgentStateLog], camp: Campaign, agent_ids: set[int], lo: datetime | None, hi: datetime
                 ) -> tuple[dict[int, float], dict[int, float], bool]:
     """Logged-in and wrap seconds per agent from the state log, clipped to [lo, hi]."""
     logged: dict[int, float] = defaultdict(float)
     wrap: dict[int, float] = defaultdict(float)
-    rows = s.exec(select(AgentStateLog).where(
-        (AgentStateLog.campaign_id == camp.id) | (AgentStateLog.agent_id.in_(agent_ids))  # type: ignore[attr-defined]
-    )).all()
     for r in rows:
         if r.agent_id not in agent_ids and r.campaign_id != camp.id:
             continue
@@ -207,20 +171,17 @@ def campaign_report(engine: Engine, name: str, *, now: datetime | None = None, m
                     tz: str = "Asia/Tokyo", now_window: str = "15m") -> dict[str, Any]:
     """Everything a manager asks after a run, recounted from attempts, dispositions and the state log."""
     now = now or datetime.now(UTC)
-    with Session(engine) as s:
-        camp = _load_campaign(s, name)
-        attempts = list(s.exec(select(Attempt).where(Attempt.campaign_id == camp.id).order_by(Attempt.id)).all())
-        disps = latest_dispositions(s.exec(select(Disposition).where(Disposition.campaign_id == camp.id)).all())
-        agents = {a.id: a for a in s.exec(select(Agent)).all()}
-        regime = camp.abandon_regime
-        first = min((_aware(a.dialed_at) for a in attempts), default=None)
-        ends = [t for a in attempts for t in (_aware(a.ended_at), _aware(a.dialed_at)) if t is not None]
-        in_flight = sum(1 for a in attempts if a.state in LIVE_STATES)
-        last = max(ends, default=None)
-        hi = now if (camp.state != "stopped" or in_flight) else (last or now)
-        agent_ids = {a.agent_id for a in attempts if a.agent_id is not None}
-        logged, wrap, have_log = _agent_time(s, camp, agent_ids, first, hi)
-        pen = penetration(s, list(camp.segments))
+    rows = campaign_rows(engine, name)
+    camp, attempts, agents, pen = rows.campaign, rows.attempts, rows.agents, rows.penetration
+    disps = latest_dispositions(rows.dispositions)
+    regime = camp.abandon_regime
+    first = min((aware(a.dialed_at) for a in attempts), default=None)
+    ends = [t for a in attempts for t in (_aware(a.ended_at), _aware(a.dialed_at)) if t is not None]
+    in_flight = sum(1 for a in attempts if a.state in LIVE_STATES)
+    last = max(ends, default=None)
+    hi = now if (camp.state != "stopped" or in_flight) else (last or now)
+    agent_ids = {a.agent_id for a in attempts if a.agent_id is not None}
+    logged, wrap, have_log = _agent_time(rows.state_log, camp, agent_ids, first, hi)
     amd = _amd_summary(engine, camp.id, attempts)
     if amd is not None:  # AMD ran: its measured false-positive share counts (UK), if above the configured one
         machine_fp_share = max(machine_fp_share, amd["fp_share"])
@@ -325,22 +286,10 @@ def compliance_report(engine: Engine, cfg: Config | None = None, *, now: datetim
     sandbox_trunks = {t.name for t in cfg.trunks if t.sandbox} if cfg else set()
     out: dict[str, Any] = {"generated_at": now.isoformat(), "timezone": default_tz,
                            "machine_false_positive_share": fp_share, "campaigns": {}}
-    with Session(engine) as s:
-        q = select(Campaign).order_by(Campaign.name)
-        if campaign:
-            _load_campaign(s, campaign)
-            q = q.where(Campaign.name == campaign)
-        camps = list(s.exec(q).all())
-        entry_tz = {i: tzname for i, tzname in s.exec(select(CallListEntry.id, CallListEntry.timezone)).all()}
-        # (issue 12) every zone of the contact, as the hopper judges it: number, entry, prefecture
-        entry_pref = dict(s.exec(select(CallListEntry.id, Customer.prefecture).join(
-            Customer, Customer.customer_id == CallListEntry.customer_id)).all())  # type: ignore[arg-type]
-        all_attempts = list(s.exec(select(Attempt).order_by(Attempt.dialed_at)).all())
-        disps = list(s.exec(select(Disposition).where(
-            Disposition.outcome.in_(("dnc", "refused"))).order_by(Disposition.id)).all())  # type: ignore[attr-defined]
-        blocks = list(s.exec(select(Block)).all())
-        entry_sku = {i: sku for i, sku in s.exec(select(CallListEntry.id, CallListEntry.sku)).all()}
-    camp_names = {c.id: c.name for c in camps}
+    rows = compliance_rows(engine, campaign)
+    camps, entry_tz, entry_sku, entry_pref = rows.campaigns, rows.entry_tz, rows.entry_sku, rows.entry_prefecture
+    all_attempts, disps, blocks = rows.attempts, rows.dispositions, rows.blocks
+    camp_names: dict[int | None, str] = {c.id: c.name for c in camps}
     total_outside = 0
     for camp in camps:
         attempts = [a for a in all_attempts if a.campaign_id == camp.id]
@@ -354,6 +303,7 @@ def compliance_report(engine: Engine, cfg: Config | None = None, *, now: datetim
         sandbox_outside = 0
         for a in attempts:
             tzname = entry_tz.get(a.entry_id) or default_tz
+            # (issue 12) every zone of the contact, as the hopper judges it: number, entry, prefecture
             zones = contact_zones(a.phone_e164 or "", tzname, entry_pref.get(a.entry_id) or "") or (tzname,)
             dialed = _aware(a.dialed_at)
             assert dialed is not None
@@ -379,7 +329,7 @@ def compliance_report(engine: Engine, cfg: Config | None = None, *, now: datetim
 
     attempts_by_id = {a.id: a for a in all_attempts}
     for kind in ("dnc", "refused"):
-        items = []
+        items: list[dict[str, Any]] = []
         for d in disps:
             if d.outcome != kind or (campaign and d.campaign_id not in camp_names):
                 continue
@@ -392,7 +342,7 @@ def compliance_report(engine: Engine, cfg: Config | None = None, *, now: datetim
             matching = [b for b in blocks if b.kind in block_kinds
                         and ((phone and b.phone_e164 == phone) or (d.customer_id and b.customer_id == d.customer_id))
                         and (kind == "dnc" or b.kind == "dnc" or not b.product_scope or b.product_scope == sku)]
-            since = min((_aware(b.since) for b in matching), default=None)  # type: ignore[type-var]
+            since = min((aware(b.since) for b in matching), default=None)
             after = []
             for a in all_attempts:
                 dialed = _aware(a.dialed_at)

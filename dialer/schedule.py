@@ -28,22 +28,20 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_STOPPED, BaseScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import func
-from sqlmodel import Session, select
 
-from dialer.calling_hours import CallingHours, holiday_name, parse_hhmm
 from dialer.config import CampaignConfig, Config, ConfigError, load_config, parse_duration
+from dialer.domain.calling_hours import CallingHours, holiday_name, parse_hhmm
+from dialer.store import campaigns as campaigns_store
+from dialer.store import entries as entries_store
 from dialer.store.db import get_engine, init_db, resolve_url
-from dialer.store.models import CallListEntry, Campaign, CampaignEvent, CampaignStatus, ControlCommand
+from dialer.store.jobs import job_store
 
 log = logging.getLogger("dialer.schedule")
 
-JOBS_TABLE = "apscheduler_jobs"
 MANAGED = ("list_build", "campaign_start:", "campaign_stop:", "windows:")
 RUNNER_STALE_S = 10.0
 
@@ -113,7 +111,7 @@ class _Scheduler(BackgroundScheduler):  # type: ignore[misc]
 def build_scheduler(cfg: Config) -> BackgroundScheduler:
     url = resolve_url(cfg.database.url)
     init_db(url)
-    store = SQLAlchemyJobStore(engine=get_engine(url), tablename=JOBS_TABLE)
+    store = job_store(url)
     sched = _Scheduler(jobstores={"default": store}, executors={"default": ThreadPoolExecutor(2)},
                                 job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
                                 timezone=ZoneInfo(cfg.schedules.timezone))
@@ -206,23 +204,15 @@ def reconcile(cfg: Config, name: str, at: datetime, config_path: str = "") -> di
     run, why = should_run(cc, at, cfg.schedules.timezone)
     engine = get_engine(resolve_url(cfg.database.url))
     out: dict[str, Any] = {"campaign": name, "should_run": run, "why": why, "command": "", "launched": False}
-    with Session(engine) as s:
-        camp = s.exec(select(Campaign).where(Campaign.name == name)).first()
-        camp_id = camp.id if camp is not None else None
-        live = False
-        if camp is not None and camp.id is not None:
-            st = s.get(CampaignStatus, camp.id)
-            live = bool(st and st.runner and (at - _utc(st.heartbeat_at)).total_seconds() < RUNNER_STALE_S)
-        # commands only reach a live runner; a stale one would be applied by tomorrow's fresh runner
-        if live and camp is not None:
-            if run and camp.state == "paused":
-                out["command"] = "resume"
-            elif not run and camp.state == "running":
-                out["command"] = "pause"
-            if out["command"]:
-                s.add(ControlCommand(campaign=name, command=out["command"], requested_by="scheduler",
-                                     created_at=at))
-                s.commit()
+    camp_id, state, live = campaigns_store.runner_liveness(engine, name, at, RUNNER_STALE_S)
+    # commands only reach a live runner; a stale one would be applied by tomorrow's fresh runner
+    if live:
+        if run and state == "paused":
+            out["command"] = "resume"
+        elif not run and state == "running":
+            out["command"] = "pause"
+        if out["command"]:
+            campaigns_store.request_command(engine, name, out["command"], requested_by="scheduler", at=at)
     if run and not live and cfg.schedules.launch_runners:
         out["launched"] = _launch_runner(cfg, cc, at, config_path)
     _event(cfg, camp_id, "schedule",
@@ -251,15 +241,7 @@ def _launch_runner(cfg: Config, cc: CampaignConfig, at: datetime, config_path: s
 def count_window_openings(cfg: Config, cc: CampaignConfig, since: datetime, until: datetime) -> dict[str, int]:
     """Entries whose callable window opened, and callbacks that fell due, in (since, until]."""
     engine = get_engine(resolve_url(cfg.database.url))
-    E = CallListEntry
-    with Session(engine) as s:
-        opened = s.exec(select(func.count()).select_from(E).where(
-            E.status == "pending", E.segment.in_(cc.segments),  # type: ignore[attr-defined]
-            E.callable_from > since, E.callable_from <= until)).one()  # type: ignore[operator]
-        callbacks = s.exec(select(func.count()).select_from(E).where(
-            E.status == "pending", E.segment.in_(cc.segments),  # type: ignore[attr-defined]
-            E.callback_at > since, E.callback_at <= until)).one()  # type: ignore[operator]
-    return {"opened": int(opened), "callbacks_due": int(callbacks)}
+    return entries_store.count_window_openings(engine, list(cc.segments), since, until)
 
 
 # ---------------------------------------------------------------------- job entry points (stored by reference)
@@ -303,15 +285,9 @@ def window_openings(config_path: str, name: str) -> dict[str, int]:
 def _event(cfg: Config, campaign_id: int | None, kind: str, message: str, level: str = "info") -> None:
     try:
         engine = get_engine(resolve_url(cfg.database.url))
-        with Session(engine) as s:
-            s.add(CampaignEvent(campaign_id=campaign_id, kind=kind, message=message, level=level))
-            s.commit()
+        campaigns_store.record_event(engine, campaign_id, kind, message, level)
     except Exception:  # noqa: BLE001 - an event that cannot be written must not kill the scheduler
         log.exception("could not record %s event: %s", kind, message)
-
-
-def _utc(dt: datetime) -> datetime:
-    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
 
 
 __all__ = [

@@ -2,7 +2,7 @@
 
 Who may be messaged is decided by the same code as who may be called: entries of the campaign's `unpaid`
 segment are leased from the hopper (consent, DNC, refusals, hold-out control, calling hours and holidays),
-and each message is re-checked with `Hopper.contact_refusal` right before it leaves, so a refusal recorded
+and each message is re-checked with `Hopper.contact_refusal` (dialer.store.entries) right before it leaves, so a refusal recorded
 after queueing still stops it. Each message is queued once (dialer.store.sms: unique per campaign and
 entry, written in the transaction that closes the entry), carries an idempotency key that never changes,
 and is retried with exponential backoff while the gateway is down; the gateway drops a repeated key, so a
@@ -27,12 +27,12 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import phonenumbers
-from sqlalchemy.engine import Engine
 
 from dialer.config import CampaignConfig, Config
-from dialer.hopper import Hopper
 from dialer.privacy import mask_phone
+from dialer.store import Engine
 from dialer.store import sms as store
+from dialer.store.entries import Hopper
 from dialer.store.sms import Recipient
 
 _NS = uuid.UUID("3b0f5a8e-2c61-4f7d-9e0a-736d736c696e")

@@ -21,7 +21,7 @@ from datetime import date, datetime
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
-from dialer.dtmf import REFUSAL_REASONS
+from dialer.domain.dtmf import REFUSAL_REASONS
 from dialer.lift import two_proportions
 from dialer.store.voc import Voice
 
@@ -85,7 +85,7 @@ def themes(texts: Sequence[str]) -> list[Theme]:
 
 def reason_of(v: Voice) -> str:
     if v.kind == "refusal":
-        return REFUSAL_REASONS.get(v.reason_code, v.reason_code or "unspecified")
+        return str(REFUSAL_REASONS.get(v.reason_code, v.reason_code or "unspecified"))
     n = unicodedata.normalize("NFKC", v.text).strip()
     return n[:40] if n else "unspecified"
 

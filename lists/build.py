@@ -24,6 +24,7 @@ import duckdb
 import phonenumbers
 
 from lists import phones as phones_module
+from lists.depletion import TRIAL_MIN_GAPS, depletion_days_sql
 from lists.holdout import apply_holdout, empty_holdout
 from lists.ingest import Loader, lit
 from lists.ltv import ltv_sql, p_alive_sql, remaining_shipments
@@ -363,14 +364,15 @@ def _metrics(con: duckdb.DuckDBPyConnection, s: ListSettings, as_of: date) -> No
                    JOIN products p USING (sku) WHERE NOT coalesce(p.is_trial, false)""")
     # the customer's own rhythm for a sku, when it has shown itself at least twice; only upsell uses it, and
     # only customers without an active subscription with 3+ orders can have one, so the window stays small
-    con.execute("""
+    # lists.depletion is the rule; only trial-only buyers reach this table, so the trial threshold applies
+    con.execute(f"""
         CREATE OR REPLACE TEMP TABLE own_iv AS
         SELECT customer_id, sku, median(gap) AS gap FROM (
           SELECT customer_id, sku, date_diff('day', lag(d) OVER (PARTITION BY customer_id, sku ORDER BY d), d) AS gap
             FROM (SELECT DISTINCT customer_id, sku, d FROM sl
                    WHERE customer_id IN (SELECT customer_id FROM cm WHERE n >= 3 AND NOT active_sub)
                      AND customer_id NOT IN (SELECT customer_id FROM nontrial)))
-         WHERE gap IS NOT NULL AND gap > 0 GROUP BY 1, 2 HAVING count(*) >= 2""")
+         WHERE gap IS NOT NULL AND gap > 0 GROUP BY 1, 2 HAVING count(*) >= {TRIAL_MIN_GAPS}""")
 
 
 def _candidates(con: duckdb.DuckDBPyConnection, s: ListSettings, as_of: date) -> dict[int, float]:
@@ -425,7 +427,7 @@ def _candidates(con: duckdb.DuckDBPyConnection, s: ListSettings, as_of: date) ->
            WHERE n >= 1 AND NOT active_sub AND (n = 1 OR customer_id NOT IN (SELECT customer_id FROM nontrial))),
         lines AS (
           SELECT sl.customer_id, sl.sku, sl.d, e.last_order_any,
-                 sl.d + CAST(round(coalesce(iv.gap, sl.quantity * p.days_per_unit)) AS INTEGER) AS dep,
+                 sl.d + {depletion_days_sql('iv.gap', 'sl.quantity', 'p.days_per_unit')} AS dep,
                  iv.gap IS NOT NULL AS own,
                  coalesce(nullif(p.upgrade_sku, ''), sl.sku) AS target
             FROM sl JOIN eligible e ON e.customer_id = sl.customer_id AND sl.d = e.last_d

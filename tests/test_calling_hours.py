@@ -6,15 +6,15 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from dialer.calling_hours import (
+from dialer.config import CampaignConfig
+from dialer.domain.calling_hours import (
     CallingHours,
     contact_zones,
     holiday_name,
     zone_for_prefecture,
     zones_for_number,
 )
-from dialer.config import CampaignConfig
-from dialer.retry import Counters, decide, retry_at
+from dialer.domain.retry import Counters, decide, retry_at
 
 JP = CallingHours.from_campaign(("09:00", "20:00"), "JP")
 

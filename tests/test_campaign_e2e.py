@@ -129,8 +129,8 @@ def attempts(url: str) -> list[Attempt]:
 
 
 def test_campaign_end_to_end(world) -> None:  # type: ignore[no-untyped-def]
-    from dialer.agents_log import log_agent_state
     from dialer.campaign import CampaignRunner
+    from dialer.store.agents import log_agent_state
 
     cfg, _, url, carrier, tmp, agent_procs = world
     blocked, _ = seed(url, 150)

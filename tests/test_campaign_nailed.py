@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
-from dialer.agents_log import log_agent_state
 from dialer.campaign import CampaignRunner
 from dialer.config import parse_config
+from dialer.store.agents import log_agent_state
 from dialer.store.db import dispose_engines, get_engine, init_db
 from dialer.store.models import Agent, Attempt, CampaignEvent
 from tests.conftest import REPO

@@ -17,8 +17,8 @@ from sqlmodel import Session, select
 
 from dialer.commands.lists import upsert_entries
 from dialer.config import CampaignConfig
-from dialer.hopper import Hopper
 from dialer.store.db import get_engine, init_db
+from dialer.store.entries import Hopper
 from dialer.store.holdout import HoldoutAssignment, assignments, controls, group_counts, record_assignments
 from dialer.store.models import CallListEntry
 from lists import ListSettings, build_lists, load_mapping

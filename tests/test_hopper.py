@@ -10,8 +10,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from dialer.config import CampaignConfig
-from dialer.hopper import Hopper
 from dialer.store.db import dispose_engines, get_engine
+from dialer.store.entries import Hopper
 from dialer.store.models import Attempt, Block, CallListEntry, Customer
 
 # Tuesday 2026-11-24 11:00 JST; the day before (Mon 23rd) is 勤労感謝の日

@@ -17,8 +17,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from dialer.config import CampaignConfig
-from dialer.hopper import Hopper
 from dialer.store.db import dispose_engines, get_engine, init_db
+from dialer.store.entries import Hopper
 from dialer.store.models import Block, CallListEntry, Customer
 from tests.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
 

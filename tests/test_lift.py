@@ -17,13 +17,13 @@ from sqlmodel import Session, select
 
 from dialer.cli import main
 from dialer.config import parse_config
-from dialer.hopper import Hopper
 from dialer.lift import two_proportions, welch
-from dialer.outcomes import enqueue_outcome
 from dialer.reports import campaign_report
 from dialer.store.db import dispose_engines, get_engine
+from dialer.store.entries import Hopper
 from dialer.store.holdout import assignments
 from dialer.store.models import AgentStateLog, Attempt, Campaign, Disposition
+from dialer.store.outbox import enqueue_outcome
 from dialer.views.monitor import gather, segments_table
 from dialer.views.report_view import render_campaign_report
 from tests.lists_util import CANONICAL, customer, line, order, write_export

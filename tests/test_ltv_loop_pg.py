@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from dialer.hopper import Hopper
 from sqlmodel import Session
 
 from dialer.config import parse_config
-from dialer.hopper import Hopper
 from dialer.sms import run
 from dialer.store import sms as store
 from dialer.store.db import init_db

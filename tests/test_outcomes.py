@@ -20,9 +20,10 @@ import pytest
 from sqlmodel import Session, select
 
 from dialer.config import OutcomesConfig
-from dialer.outcomes import FIELDS, enqueue_missing, enqueue_outcome, export_csv, push
+from dialer.outcomes import FIELDS, enqueue_missing, export_csv, push
 from dialer.store.db import get_engine
 from dialer.store.models import Disposition, OutboxItem
+from dialer.store.outbox import enqueue_outcome
 from tests.conftest import REPO, run_env
 from tests.test_reports import NOW, build_store, write_config
 

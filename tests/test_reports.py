@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
-from dialer.agents_log import log_agent_state
 from dialer.config import parse_config
 from dialer.reports import campaign_report, compliance_report
+from dialer.store.agents import log_agent_state
 from dialer.store.db import get_engine
 from dialer.store.models import (
     Agent,

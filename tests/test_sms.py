@@ -23,10 +23,10 @@ from sqlmodel import Session, select
 
 from dialer.cli import main
 from dialer.config import parse_config
-from dialer.hopper import Hopper
 from dialer.sms import run
 from dialer.store import sms as store
 from dialer.store.db import get_engine, init_db
+from dialer.store.entries import Hopper
 from dialer.store.holdout import HoldoutAssignment, record_assignments
 from dialer.store.models import Block, CallListEntry, Customer
 from dialer.store.sms import SmsMessage, UnpaidBalance

@@ -12,9 +12,9 @@ import pytest
 from rich.console import Console
 from sqlmodel import Session, select
 
-from dialer.agents_log import log_agent_state
 from dialer.config import parse_config
 from dialer.reports import campaign_report, compliance_report
+from dialer.store.agents import log_agent_state
 from dialer.store.db import get_engine
 from dialer.store.models import Agent, AgentStateLog, Campaign, ControlCommand, Disposition, OutboxItem
 from dialer.views.agent_console import AgentConsole, FormError, parse_callback

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import TypeAlias
 
 from dialer.config import Config, load_config, parse_duration
 from dialer.i18n import set_language
@@ -19,11 +20,15 @@ def config_from(args: argparse.Namespace) -> Config:
     return cfg
 
 
-def group(sub: argparse._SubParsersAction, name: str, help: str) -> argparse._SubParsersAction:  # type: ignore[type-arg]
+Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def group(sub: Subcommands, name: str, help: str) -> Subcommands:
     """A command group whose bare invocation prints its own help."""
     p = sub.add_parser(name, help=help, description=help)
     p.set_defaults(_parser=p)
-    return p.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND")
+    out: Subcommands = p.add_subparsers(dest=f"{name}_command", metavar="SUBCOMMAND")
+    return out
 
 
 def duration_arg(text: str) -> float:

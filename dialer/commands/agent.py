@@ -27,7 +27,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("agent", help="agent console: log in, ready/pause, screen pop, dispositions",
                        description="Keyboard-only agent console. Keys: l log in, r ready, p pause, o log out, "
                                    "d or 0-9 disposition, q quit (see README: Terminal views and reports).")

@@ -56,7 +56,7 @@ def _classify(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     g = group(sub, "amd", "answering-machine detection")
     p = g.add_parser("classify", help="classify recorded calls as human / machine / unsure",
                      description="Run the live detector on 8 kHz mono WAV files (one call's customer audio from "

@@ -59,7 +59,7 @@ def run_campaign(cfg: Config, name: str, *, duration_s: float | None, headless: 
 
 
 def _state_logger() -> Any:
-    from dialer.agents_log import log_agent_state
+    from dialer.store.agents import log_agent_state
 
     return log_agent_state
 
@@ -125,7 +125,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     g = group(sub, "campaign", "campaigns: run the live predictive loop")
     p = g.add_parser("run", help="run a campaign: pace, lease, dial, route answers to agents, record outcomes")
     p.add_argument("name", help="campaign name from the config")

@@ -37,7 +37,7 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     g = sub.add_parser("config", help="configuration: validate a config file")
     g.set_defaults(_parser=g)
     gs = g.add_subparsers(dest="config_command", metavar="SUBCOMMAND")

@@ -26,7 +26,7 @@ def _safe(url: str) -> str:
     return url
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     g = group(sub, "db", "database: create or upgrade the schema")
     p = g.add_parser("init", help="create the schema, or upgrade an existing database (idempotent)")
     add_config_arg(p)

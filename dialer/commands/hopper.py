@@ -25,8 +25,8 @@ def parse_at(text: str | None) -> datetime:
 
 
 def _preview(args: argparse.Namespace) -> int:
-    from dialer.hopper import Hopper
     from dialer.privacy import mask_phone
+    from dialer.store.entries import Hopper
 
     cfg = config_from(args)
     cc = cfg.campaign(args.campaign)
@@ -58,7 +58,7 @@ def _preview(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     g = group(sub, "hopper", "the hopper: which entries a campaign may dial now, in order")
     p = g.add_parser("preview", help="list the entries that would be dialable at an instant, in order, with why")
     p.add_argument("--campaign", required=True, metavar="NAME", help="campaign name from the config")

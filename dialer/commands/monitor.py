@@ -30,7 +30,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("monitor", help="live campaign view: pacing, abandon rate, agents, lists; pause/resume/stop",
                        description="Full-screen live view of running campaigns. Keys: p pause, r resume, s stop, "
                                    "m mode, t abandon target, tab next campaign, ↑/↓ scroll agents, q quit.")

@@ -54,7 +54,7 @@ def _push(args: argparse.Namespace) -> int:
     return 0 if res.pending == 0 and res.dead == 0 else 1
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     g = group(sub, "outcomes", "outcomes back to the CRM: CSV export and webhook push")
     e = g.add_parser("export", help="write dispositions since a time as CSV (format in README)")
     e.add_argument("--since", required=True, metavar="ISO", help="e.g. 2026-11-23 or 2026-11-23T09:00 (local time)")

@@ -123,7 +123,7 @@ def _compliance(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     g = group(sub, "report", "reports: campaign figures and compliance")
     p = g.add_parser("campaign", help="attempts, abandon rates per window, occupancy, outcomes per segment, sales")
     p.add_argument("name", help="campaign name")

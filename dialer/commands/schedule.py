@@ -83,7 +83,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     g = group(sub, "schedule", "scheduled jobs: nightly list build, campaign start/stop, window openings")
     p = g.add_parser("show", help="list the scheduled jobs and their next run (registers configured jobs if missing)")
     p.add_argument("--json", action="store_true", help="machine-readable output")

@@ -8,10 +8,10 @@ import sys
 from dialer.commands._common import add_config_arg, config_from, duration_arg, group
 from dialer.config import ConfigError
 from dialer.errors import UserError
-from dialer.hopper import Hopper
 from dialer.sms import SmsError, run
 from dialer.store import sms as store
 from dialer.store.db import get_engine, init_db, resolve_url
+from dialer.store.entries import Hopper
 
 
 def _send(args: argparse.Namespace) -> int:

@@ -56,7 +56,7 @@ def _check(args: argparse.Namespace) -> int:
     return 0 if r["trunk_ok"] and not r.get("not_finished") else 1
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     g = group(sub, "trunk", "SIP trunks: test calls")
     p = g.add_parser("check", help="place test calls through a trunk and count the outcomes",
                      description="Place N test calls through the trunk, at most C at a time, hang up answered "

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from sqlalchemy import func, or_
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from dialer.control import runner_live
 from dialer.store.models import (
@@ -28,11 +28,10 @@ def hopper_level(engine: Engine, segments: list[str], now: datetime) -> dict[str
     out = {"held": 0, "due": 0, "later": 0}
     with Session(engine) as s:
         q = select(CallListEntry.status, CallListEntry.next_attempt_at, func.count()).where(
-            CallListEntry.status.in_(("pending", "leased", "dialing")))  # type: ignore[attr-defined]
+            col(CallListEntry.status).in_(("pending", "leased", "dialing")))
         if segments:
-            q = q.where(CallListEntry.segment.in_(segments))  # type: ignore[attr-defined]
-        grouped = q.group_by(CallListEntry.status, CallListEntry.next_attempt_at)  # type: ignore[arg-type]
-        for status, nxt, n in s.exec(grouped).all():
+            q = q.where(col(CallListEntry.segment).in_(segments))
+        for status, nxt, n in s.exec(q.group_by(col(CallListEntry.status), col(CallListEntry.next_attempt_at))).all():
             if status in ("leased", "dialing"):
                 out["held"] += n
             elif nxt is None or (nxt if nxt.tzinfo else nxt.replace(tzinfo=now.tzinfo)) <= now:
@@ -51,9 +50,8 @@ def attempts_since(engine: Engine, campaign_id: int, since: datetime) -> list[At
 def state_stretches(engine: Engine, since: datetime) -> list[AgentStateLog]:
     """Agent state stretches that overlap [since, now): occupancy by 15 minutes is counted from these."""
     with Session(engine) as s:
-        return list(s.exec(select(AgentStateLog).where(or_(AgentStateLog.ended_at.is_(None),  # type: ignore[union-attr]
-                                                           AgentStateLog.ended_at >= since))  # type: ignore[operator,arg-type]
-                          ).all())
+        return list(s.exec(select(AgentStateLog).where(or_(col(AgentStateLog.ended_at).is_(None),
+                                                           col(AgentStateLog.ended_at) >= since))).all())
 
 
 def live_runner(engine: Engine, name: str, now: datetime) -> tuple[bool, datetime | None]:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session, SQLModel, create_engine, select
 
 from dialer.store import amd as _amd
@@ -55,7 +57,7 @@ def resolve_url(configured: str | None = None) -> str:
     return os.environ.get(ENV_URL) or configured or DEFAULT_URL
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     cur = dbapi_conn.cursor()
     # WAL lets the monitor read while the runner writes; busy_timeout turns lock contention into waiting.
     cur.execute("PRAGMA journal_mode=WAL")

@@ -195,7 +195,7 @@ class CallListEntry(SQLModel, table=True):
     callback_reserved_until: datetime | None = None
     callback_late: bool = False
     locked_until: datetime | None = None
-    # hopper bookkeeping (dialer.hopper): the unique token of the lease that won the row, the attempt being
+    # hopper bookkeeping (dialer.store.entries): the unique token of the lease that won the row, the attempt being
     # dialled, numbers found unusable (phone -> invalid | wrong_number | dnc), a per-entry attempt cap
     # raised by a callback
     lease_token: str = Field(default="", index=True)
@@ -328,7 +328,7 @@ class CampaignEvent(SQLModel, table=True):
 class AgentStateLog(SQLModel, table=True):
     """One row per stretch of time an agent spent in one state: occupancy's denominator comes from here.
 
-    Written by `dialer.agents_log.log_agent_state` from both the console and the runner, so the history is
+    Written by `dialer.store.agents.log_agent_state` from both the console and the runner, so the history is
     complete whoever moved the agent; the open stretch has `ended_at` empty.
     """
 

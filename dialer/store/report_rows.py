@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import or_
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from dialer.store.models import AgentStateLog, Attempt, Campaign, Disposition
 
@@ -34,11 +34,10 @@ def period_rows(engine: Engine, name: str, lo: datetime | None, hi: datetime | N
         attempts = list(s.exec(q.order_by(Attempt.id)).all())  # type: ignore[arg-type]
         dq = select(Disposition).where(Disposition.campaign_id == camp.id)
         disps = list(s.exec(dq).all())
-        sq = select(AgentStateLog).where(or_(AgentStateLog.campaign_id == camp.id,  # type: ignore[arg-type]
-                                             AgentStateLog.campaign_id.is_(None)))  # type: ignore[union-attr]
+        sq = select(AgentStateLog).where(or_(col(AgentStateLog.campaign_id) == camp.id,
+                                             col(AgentStateLog.campaign_id).is_(None)))
         if lo is not None:
-            sq = sq.where(or_(AgentStateLog.ended_at.is_(None),  # type: ignore[union-attr]
-                              AgentStateLog.ended_at >= lo))  # type: ignore[operator,arg-type]
+            sq = sq.where(or_(col(AgentStateLog.ended_at).is_(None), col(AgentStateLog.ended_at) >= lo))
         if hi is not None:
             sq = sq.where(AgentStateLog.started_at < hi)
         stretches = list(s.exec(sq).all())

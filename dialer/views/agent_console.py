@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from datetime import time as dtime
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,36 +21,27 @@ from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy import func, update
-from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
 
-from dialer.agents_log import log_agent_state
 from dialer.config import Config, ConfigError
-from dialer.dtmf import OUTCOME_BY_DIGIT, REFUSAL_REASONS
+from dialer.domain import callbacks
+from dialer.domain.agents import BUSY as BUSY_STATES
+from dialer.domain.agents import IDLE as IDLE_STATES
+from dialer.domain.agents import PAUSE_REASONS as PAUSE_REASON_CODES
+from dialer.domain.calling_hours import CallingHours
+from dialer.domain.dtmf import OUTCOME_BY_DIGIT, REFUSAL_REASONS
 from dialer.errors import UserError
 from dialer.i18n import N_, _, fmt_datetime, nfkc
-from dialer.outcomes import enqueue_outcome
-from dialer.store.models import (
-    Agent,
-    AgentStateLog,
-    Attempt,
-    CallListEntry,
-    Campaign,
-    Customer,
-    Disposition,
-    Order,
-    OrderLine,
-    Product,
-    Subscription,
-)
+from dialer.store import Engine
+from dialer.store import agents as agents_store
+from dialer.store.models import Disposition
+from dialer.store.outbox import record_disposition
+from dialer.store.screen_pop import screen_pop_rows
 from dialer.views.labels import label
 from dialer.views.render import LineField, aware, dur, last4, row, wrap_japanese, yen
 
-IDLE = ("logged_out", "ready", "paused", "unavailable", "unreachable")
-BUSY = ("reserved", "on_call", "wrap_up")
-PAUSE_REASONS = {"1": "break", "2": "lunch", "3": "meeting", "4": "training", "5": "admin", "6": "other"}
-CALL_HOURS = (dtime(8, 0), dtime(21, 0))
+IDLE = IDLE_STATES
+BUSY = tuple(sorted(BUSY_STATES))
+PAUSE_REASONS = PAUSE_REASON_CODES
 
 # the fields each outcome asks for, in order: (key, prompt, required)
 FORM_FIELDS: dict[str, list[tuple[str, str, bool]]] = {
@@ -84,69 +74,28 @@ def parse_amount(text: str) -> float:
     return v
 
 
-def parse_callback(text: str, now: datetime, tz: str,
-                   hours: tuple[dtime, dtime] = CALL_HOURS) -> datetime:
+def parse_callback(text: str, now: datetime, tz: str, hours: CallingHours | None = None) -> datetime:
     """'14:30' (today, or tomorrow if past), '2026-11-24 10:00', '+2h', '+30m', '+1d' -> aware UTC.
 
-    Must be in the future and inside the campaign's own calling hours (`hours`, local time; 08:00-21:00
-    when no campaign is known): a callback is a promise to call, and the runner will not call outside them.
+    Must be in the future and inside the campaign's own calling hours (HOURS; the legal 08:00-21:00 when no
+    campaign is known): a callback is a promise to call, and the runner will not call outside them. The rule
+    is `dialer.domain.callbacks`; this says it in the agent's language.
     """
-    zone = ZoneInfo(tz)
-    t = nfkc(text).strip()
-    loc_now = now.astimezone(zone)
     try:
-        if t.startswith("+"):
-            unit = t[-1]
-            n = float(t[1:-1])
-            secs = n * {"m": 60, "h": 3600, "d": 86400}[unit]
-            when = now + timedelta(seconds=secs)
-        elif len(t) <= 5 and ":" in t:
-            h, m = (int(x) for x in t.split(":"))
-            when_l = datetime.combine(loc_now.date(), dtime(h, m), zone)
-            if when_l <= loc_now:
-                when_l += timedelta(days=1)
-            when = when_l.astimezone(UTC)
-        else:
-            when = datetime.fromisoformat(t.replace("/", "-"))
-            when = (when if when.tzinfo else when.replace(tzinfo=zone)).astimezone(UTC)
-    except (ValueError, KeyError, IndexError):
+        return callbacks.parse_callback(nfkc(text), now, tz, hours)
+    except callbacks.CallbackTimeError as exc:
+        if exc.reason == "past":
+            raise FormError(_("the callback time must be in the future")) from None
+        if exc.reason == "outside_hours" and exc.when is not None and exc.hours is not None:
+            zone = ZoneInfo(tz)
+            raise FormError(_("{when} is outside the campaign's calling hours {start}-{end} ({tz})").format(
+                when=f"{exc.when.astimezone(zone):%Y-%m-%d %H:%M}", start=f"{exc.hours.start:%H:%M}",
+                end=f"{exc.hours.end:%H:%M}", tz=tz)) from None
         raise FormError(_("cannot read {text!r}: use HH:MM, YYYY-MM-DD HH:MM, +2h, +30m or +1d").format(
             text=text)) from None
-    if when <= now:
-        raise FormError(_("the callback time must be in the future"))
-    lt = when.astimezone(zone).time()
-    if not (hours[0] <= lt < hours[1]):
-        raise FormError(_("{when} is outside the campaign's calling hours {start}-{end} ({tz})").format(
-            when=f"{when.astimezone(zone):%Y-%m-%d %H:%M}", start=f"{hours[0]:%H:%M}", end=f"{hours[1]:%H:%M}",
-            tz=tz))
-    return when
 
 
 # ------------------------------------------------------------------------------------------- screen pop
-
-
-def depletion_date(s: Session, customer_id: str, sku: str) -> tuple[date | None, str]:
-    """When the customer's product runs out: their own repurchase interval if history allows, else the
-    product's nominal days per unit times the quantity last shipped."""
-    if not sku:
-        return None, ""
-    rows = s.exec(select(Order, OrderLine).where(Order.customer_id == customer_id, OrderLine.order_id == Order.order_id,
-                                                 OrderLine.sku == sku, Order.status == "shipped")).all()
-    dated = sorted(((o.shipped_at or o.ordered_at), ln.quantity) for o, ln in rows if (o.shipped_at or o.ordered_at))
-    if not dated:
-        return None, ""
-    last_day, qty = dated[-1]
-    assert last_day is not None
-    if len(dated) >= 2:
-        first_day = dated[0][0]
-        assert first_day is not None
-        gap = (last_day - first_day).days / (len(dated) - 1)
-        if gap > 0:
-            return last_day + timedelta(days=round(gap)), "own repurchase interval"
-    prod = s.get(Product, sku)
-    if prod is not None and prod.days_per_unit:
-        return last_day + timedelta(days=round(prod.days_per_unit * max(1, qty))), "product days per unit"
-    return None, ""
 
 
 def opening_lines(business: str, agent_name: str, product: str, phone: str = "") -> str:
@@ -165,51 +114,21 @@ def opening_lines(business: str, agent_name: str, product: str, phone: str = "")
 
 def screen_pop(engine: Engine, attempt_id: int, agent_name: str, business: str,
                business_phone: str = "") -> dict[str, Any] | None:
-    """The record the agent needs the moment the call connects (plain data; rendered by `render_pop`)."""
-    with Session(engine) as s:
-        att = s.get(Attempt, attempt_id)
-        if att is None:
-            return None
-        cust = s.get(Customer, att.customer_id)
-        entry = s.get(CallListEntry, att.entry_id) if att.entry_id is not None else None
-        camp = s.get(Campaign, att.campaign_id) if att.campaign_id is not None else None
-        sku = entry.sku if entry else ""
-        prod = s.get(Product, sku) if sku else None
-        orders = []
-        for o in s.exec(select(Order).where(Order.customer_id == att.customer_id)
-                        .order_by(Order.ordered_at.desc()).limit(5)).all():  # type: ignore[union-attr]
-            skus = [ln.sku for ln in s.exec(select(OrderLine).where(OrderLine.order_id == o.order_id)).all()]
-            orders.append({"date": o.ordered_at, "total": o.total, "status": o.status, "skus": skus,
-                           "cycle": o.cycle_no})
-        subs = [{"sku": x.sku, "status": x.status, "next_ship": x.next_ship_date, "shipments": x.shipments_count,
-                 "change_deadline": x.change_deadline, "cancel_reason": x.cancel_reason}
-                for x in s.exec(select(Subscription).where(Subscription.customer_id == att.customer_id)).all()]
-        history = []
-        for d in s.exec(select(Disposition).where(Disposition.customer_id == att.customer_id)
-                        .order_by(Disposition.created_at.desc()).limit(8)).all():  # type: ignore[attr-defined]
-            ag = s.get(Agent, d.agent_id) if d.agent_id is not None else None
-            dc = s.get(Campaign, d.campaign_id) if d.campaign_id is not None else None
-            history.append({"at": d.created_at, "outcome": d.outcome, "amount": d.amount, "sku": d.sku,
-                            "reason": REFUSAL_REASONS.get(d.reason_code, d.reason_code), "voc": d.voc_text,
-                            "agent": ag.login if ag else "", "campaign": dc.name if dc else "", "source": d.source,
-                            "attempt_id": d.attempt_id})
-        depl, depl_how = depletion_date(s, att.customer_id, sku)
-        product_name = prod.name if prod and prod.name else (sku or "ご愛用の商品")
-        # LTV: the CRM's figure when the store has one, else what the customer has actually spent with us
-        spent = s.exec(select(func.coalesce(func.sum(Order.total), 0.0)).where(
-            Order.customer_id == att.customer_id, Order.status != "cancelled")).one()
-    opening = opening_lines(business, agent_name, product_name, business_phone)
-    return {
-        "attempt_id": attempt_id, "state": att.state, "customer_id": att.customer_id,
-        "name": cust.name if cust else "", "kana": cust.name_kana if cust else "", "phone": last4(att.phone_e164),
-        "caution": bool(cust and cust.caution), "notes": cust.notes if cust else "",
-        "ltv": (cust.ltv if cust and cust.ltv else float(spent or 0.0)), "keep": (business, agent_name), "expected_value": entry.priority if entry else None,
-        "segment": att.segment or (entry.segment if entry else ""), "sub_segment": entry.sub_segment if entry else "",
-        "reason": entry.reason if entry else "", "sku": sku, "product": product_name,
-        "campaign": camp.name if camp else "", "campaign_id": att.campaign_id, "orders": orders, "subscriptions": subs,
-        "depletion": depl, "depletion_how": depl_how, "history": history, "opening": opening,
-        "connected_at": att.agent_connected_at, "ended_at": att.ended_at,
-    }
+    """The record the agent needs the moment the call connects (plain data; rendered by `render_pop`).
+
+    The rows come from the store's read model (dialer.store.screen_pop); the depletion date is the list
+    builder's own rule (lists.depletion)."""
+    pop = screen_pop_rows(engine, attempt_id)
+    if pop is None:
+        return None
+    spent = pop.pop("spent")
+    phone = pop.pop("phone_e164")
+    # LTV: the CRM's figure when the store has one, else what the customer has actually spent with us
+    pop["ltv"] = pop["ltv"] if pop["ltv"] else float(spent or 0.0)
+    pop["phone"] = last4(phone)
+    pop["keep"] = (business, agent_name)
+    pop["opening"] = opening_lines(business, agent_name, pop["product"], business_phone)
+    return pop
 
 
 def render_pop(pop: dict[str, Any], tz: str, wide: bool, width: int = 80) -> RenderableType:
@@ -286,31 +205,21 @@ class AgentConsole:
     saved_id: int | None = None
 
     def __post_init__(self) -> None:
-        with Session(self.engine) as s:
-            row = s.exec(select(Agent).where(Agent.login == self.login)).first()
-            if row is None:
-                known = {a.login: a for a in self.cfg.agents}
-                if self.login not in known:
-                    have = ", ".join(sorted(known)) or "none"
-                    raise UserError(f"no agent {self.login!r} in the store or in {self.cfg.source} (configured: {have})")
-                ac = known[self.login]
-                s.add(Agent(login=ac.login, name=ac.name, sip_uri=ac.sip_uri, segments=list(ac.segments)))
-                s.commit()
+        if not agents_store.agent_exists(self.engine, self.login):
+            known = {a.login: a for a in self.cfg.agents}
+            if self.login not in known:
+                have = ", ".join(sorted(known)) or "none"
+                raise UserError(f"no agent {self.login!r} in the store or in {self.cfg.source} (configured: {have})")
+            agents_store.ensure_agent(self.engine, known[self.login])
 
     # ------------------------------------------------------------------ reading the store
     def refresh(self, now: datetime | None = None) -> None:
         now = now or datetime.now(UTC)
-        with Session(self.engine) as s:
-            a = s.exec(select(Agent).where(Agent.login == self.login)).one()
-            self.agent = {"id": a.id, "login": a.login, "name": a.name, "state": a.state,
-                          "since": aware(a.state_since), "pause_reason": a.pause_reason, "pending": a.pending_state,
-                          "attempt_id": a.current_attempt_id, "campaign_id": a.campaign_id}
-            camp = s.get(Campaign, a.campaign_id) if a.campaign_id is not None else None
-            self.agent["campaign"] = camp.name if camp else ""
-            if self.pop_attempt is not None and self.pop_attempt not in self.disposed:
-                mine = s.exec(select(Disposition.id).where(Disposition.attempt_id == self.pop_attempt)).first()
-                if mine is not None:
-                    self.disposed.add(self.pop_attempt)
+        check = self.pop_attempt if self.pop_attempt is not None and self.pop_attempt not in self.disposed else None
+        self.agent, disposed = agents_store.console_snapshot(self.engine, self.login, check)
+        self.agent["since"] = aware(self.agent["since"])
+        if check is not None and disposed:
+            self.disposed.add(check)
         # a pause asked for during a call: the runner applies it; the console fills in the reason after
         if self.agent["state"] == "paused" and not self.agent["pause_reason"] and self.want_pause_reason:
             self._set_idle("paused", now, self.want_pause_reason, expect="paused")
@@ -323,14 +232,15 @@ class AgentConsole:
             self.pop = screen_pop(self.engine, self.pop_attempt, self.agent["name"], self.cfg.business.name,
                                   self.cfg.business.phone)
 
-    def calling_hours(self) -> tuple[dtime, dtime]:
-        """The calling hours of the campaign the agent works (callbacks are offered inside them)."""
+    def calling_hours(self) -> CallingHours:
+        """The calling hours of the campaign the agent works (callbacks are offered inside them); the legal
+        window when the campaign is unknown."""
         name = self.agent.get("campaign") or (self.pop or {}).get("campaign") or ""
         try:
-            start, end = self.cfg.campaign(name).calling_hours if name else ("08:00", "21:00")
+            cc = self.cfg.campaign(name) if name else None
         except ConfigError:
-            start, end = "08:00", "21:00"
-        return dtime.fromisoformat(start), dtime.fromisoformat(end)
+            cc = None
+        return CallingHours.from_campaign(cc.calling_hours, cc.holidays) if cc is not None else CallingHours.legal()
 
     def wrap_timeout_s(self) -> float:
         name = self.agent.get("campaign") or ""
@@ -343,40 +253,15 @@ class AgentConsole:
     def _set_idle(self, new: str, now: datetime, reason: str = "", expect: str | None = None) -> bool:
         """Idle transition guarded by the state we saw: False (and a message) if the runner got there first."""
         seen = expect or self.agent["state"]
-        values: dict[str, Any] = {"state": new, "state_since": now, "pause_reason": reason if new == "paused" else "",
-                                  "pending_state": ""}
-        if new == "ready":
-            values["ready_since"] = now
-        if new == "logged_out":
-            values["campaign_id"] = None
-            values["current_attempt_id"] = None
-        with Session(self.engine) as s:
-            row = s.exec(select(Agent).where(Agent.login == self.login)).one()
-            if row.state != seen:
-                self.message = _("state changed to {state} meanwhile; try again").format(state=label("state", row.state))
-                return False
-            if new != row.state:
-                log_agent_state(s, row, new, now, detail=reason)
-            elif reason:  # a pause the runner applied after a call: the console knows why
-                open_row = s.exec(select(AgentStateLog).where(AgentStateLog.agent_id == row.id,
-                                                              AgentStateLog.ended_at.is_(None))).first()  # type: ignore[union-attr]
-                if open_row is not None and not open_row.detail:
-                    open_row.detail = reason
-                    s.add(open_row)
-            result = s.execute(update(Agent).where(Agent.id == row.id, Agent.state == seen)  # type: ignore[arg-type]
-                               .values(**values))
-            if getattr(result, "rowcount", 1) != 1:
-                s.rollback()
-                self.message = _("state changed meanwhile; try again")
-                return False
-            s.commit()
-        return True
+        now_in = agents_store.set_idle(self.engine, self.login, seen, new, now, reason)
+        if now_in is None:
+            return True
+        self.message = (_("state changed to {state} meanwhile; try again").format(state=label("state", now_in))
+                        if now_in else _("state changed meanwhile; try again"))
+        return False
 
     def _set_pending(self, pending: str) -> None:
-        with Session(self.engine) as s:
-            s.execute(update(Agent).where(Agent.login == self.login,  # type: ignore[arg-type]
-                                          Agent.state.in_(BUSY)).values(pending_state=pending))  # type: ignore[attr-defined]
-            s.commit()
+        agents_store.set_pending(self.engine, self.login, pending)
 
     # ------------------------------------------------------------------ keys
     def handle_key(self, k: str, now: datetime | None = None) -> None:
@@ -520,12 +405,7 @@ class AgentConsole:
             self.error = str(exc)
             self.mode, self.field_index = "field", 0
             return
-        with Session(self.engine) as s:
-            s.add(d)
-            s.flush()
-            enqueue_outcome(s, d)
-            s.commit()
-            s.refresh(d)
+        d = record_disposition(self.engine, d)
         self.saved_id = d.id
         assert self.pop_attempt is not None
         self.disposed.add(self.pop_attempt)

@@ -20,33 +20,27 @@ import socket
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
 
 from dialer.config import Config
 from dialer.control import HEARTBEAT_STALE_S, runner_live
+from dialer.domain.vocabulary import Mode
 from dialer.i18n import N_, _, fmt_datetime, nfkc
 from dialer.reports import abandon_trend, campaign_report, count_abandons
+from dialer.store import Engine
+from dialer.store import campaigns as campaigns_store
 from dialer.store.dashboard import add_command, attempts_since, hopper_level, live_runner, state_stretches
-from dialer.store.models import (
-    Agent,
-    Attempt,
-    Campaign,
-    CampaignEvent,
-    CampaignStatus,
-    ControlCommand,
-    Customer,
-)
+from dialer.store.models import Attempt
+from dialer.store.monitor import monitor_rows
 from dialer.views.labels import label
 from dialer.views.render import LineField, aware, dur, num, pct, row, sparkline, yen
 
-MODES = ("preview", "progressive", "power", "predictive")
+MODES = tuple(m.value for m in Mode)
 STALE_S = HEARTBEAT_STALE_S
 AGENT_ORDER = ("on_call", "reserved", "wrap_up", "ready", "paused", "unavailable", "unreachable", "logged_out")
 STATE_STYLE = {"on_call": "bold green", "reserved": "green", "wrap_up": "yellow", "ready": "cyan",
@@ -122,45 +116,35 @@ def gather(engine: Engine, name: str, cfg: Config, now: datetime) -> CampaignVie
     tz = cfg.schedules.timezone
     rep = campaign_report(engine, name, now=now, machine_fp_share=cfg.reports.machine_false_positive_share, tz=tz,
                           now_window=cfg.reports.now_window)
-    with Session(engine) as s:
-        camp = s.exec(select(Campaign).where(Campaign.name == name)).one()
-        st = s.get(CampaignStatus, camp.id)
-        status = None
-        live = False
-        if st is not None:
-            hb = aware(st.heartbeat_at)
-            live = runner_live(st.runner, hb, camp.state, now)
-            status = {"mode": st.mode, "dial_level": st.dial_level, "lines_dialing": st.lines_dialing,
-                      "lines_ringing": st.lines_ringing, "waiting": st.waiting_for_agent, "runner": st.runner,
-                      "heartbeat_at": hb, "heartbeat_age_s": (now - hb).total_seconds() if hb else None,
-                      "stats": dict(st.stats or {})}
-        agents = []
-        for a in s.exec(select(Agent).order_by(Agent.login)).all():
-            if a.campaign_id not in (None, camp.id):
-                continue
-            if a.state == "logged_out" and a.campaign_id is None:
-                continue
-            who = ""
-            if live and a.current_attempt_id is not None:
-                att = s.get(Attempt, a.current_attempt_id)
-                if att is not None:
-                    cust = s.get(Customer, att.customer_id)
-                    who = (cust.name if cust and cust.name else att.customer_id) + (f" [{att.segment}]" if att.segment
-                                                                                      else "")
-            since = aware(a.state_since)
-            # without a live runner nobody is on a call or waiting for one: show who is logged out, else idle
-            state = a.state if live else ("logged_out" if a.state == "logged_out" else "idle")
-            agents.append({"login": a.login, "name": a.name, "state": state, "since": since,
-                           "for_s": (now - since).total_seconds() if since and live and state != "logged_out" else None, "customer": who,
-                           "pause_reason": a.pause_reason if live else "", "pending": a.pending_state if live else ""})
-        events = [{"at": e.at, "level": e.level, "kind": e.kind, "message": e.message}
-                  for e in s.exec(select(CampaignEvent).where(CampaignEvent.campaign_id == camp.id)
-                                  .order_by(CampaignEvent.id.desc()).limit(3)).all()]  # type: ignore[union-attr]
-        commands = [{"id": c.id, "command": c.command, "argument": c.argument, "created_at": c.created_at,
-                     "applied_at": c.applied_at, "result": c.result, "by": c.requested_by}
-                    for c in s.exec(select(ControlCommand).where(ControlCommand.campaign == name)
-                                    .order_by(ControlCommand.id.desc()).limit(4)).all()]  # type: ignore[union-attr]
-        camp_id = camp.id
+    rows = monitor_rows(engine, name)
+    camp, st = rows.campaign, rows.status
+    status = None
+    live = False
+    if st is not None:
+        hb = aware(st.heartbeat_at)
+        live = runner_live(st.runner, hb, camp.state, now)
+        status = {"mode": st.mode, "dial_level": st.dial_level, "lines_dialing": st.lines_dialing,
+                  "lines_ringing": st.lines_ringing, "waiting": st.waiting_for_agent, "runner": st.runner,
+                  "heartbeat_at": hb, "heartbeat_age_s": (now - hb).total_seconds() if hb else None,
+                  "stats": dict(st.stats or {})}
+    agents = []
+    for a, on_call_with in rows.agents:
+        if a.campaign_id not in (None, camp.id):
+            continue
+        if a.state == "logged_out" and a.campaign_id is None:
+            continue
+        who = on_call_with if live else ""
+        since = aware(a.state_since)
+        # without a live runner nobody is on a call or waiting for one: show who is logged out, else idle
+        state = a.state if live else ("logged_out" if a.state == "logged_out" else "idle")
+        agents.append({"login": a.login, "name": a.name, "state": state, "since": since,
+                       "for_s": (now - since).total_seconds() if since and live and state != "logged_out" else None,
+                       "customer": who,
+                       "pause_reason": a.pause_reason if live else "", "pending": a.pending_state if live else ""})
+    events = [{"at": e.at, "level": e.level, "kind": e.kind, "message": e.message} for e in rows.events]
+    commands = [{"id": c.id, "command": c.command, "argument": c.argument, "created_at": c.created_at,
+                 "applied_at": c.applied_at, "result": c.result, "by": c.requested_by} for c in rows.commands]
+    camp_id = camp.id
     quarters_n = 8
     since = now - max(timedelta(hours=1, minutes=5), quarters_n * BUCKET)
     attempts = attempts_since(engine, int(camp_id or 0), since)
@@ -366,6 +350,14 @@ def notices(v: CampaignView, tz: str, width: int, n_events: int, n_commands: int
     return out
 
 
+class _Tier(TypedDict):
+    """How much of the campaign panel to show: fewer events and commands first, then no segments."""
+
+    n_events: int
+    n_commands: int
+    show_segments: bool
+
+
 def render_campaign(v: CampaignView, tz: str, width: int, *, agent_first: int = 0, agent_rows: int = 12,
                     large: bool = False, n_events: int = 2, n_commands: int = 2, show_segments: bool = True,
                     ttl_s: float = 600.0, now: datetime | None = None) -> RenderableType:
@@ -429,15 +421,14 @@ class Monitor:
     def refresh(self, now: datetime | None = None) -> None:
         now = now or datetime.now(UTC)
         self.seen_at = now
-        with Session(self.engine) as s:
-            camps = list(s.exec(select(Campaign).order_by(Campaign.name)).all())
-            statuses = {st.campaign_id: st for st in s.exec(select(CampaignStatus)).all()}
+        camps = campaigns_store.list_campaigns(self.engine)
+        statuses = campaigns_store.statuses(self.engine)
         if self.campaign:
             camps = [c for c in camps if c.name == self.campaign]
         self.names = [c.name for c in camps]
         self.summary = []
         for c in camps:
-            st = statuses.get(c.id)  # type: ignore[arg-type]
+            st = statuses.get(c.id) if c.id is not None else None
             live = st is not None and runner_live(st.runner, st.heartbeat_at, c.state, now)
             self.summary.append({"name": c.name, "state": c.state if live or c.state == "stopped" else "no_runner",
                                  "mode": c.mode, "effective": st.mode if st is not None and live else ""})
@@ -571,29 +562,30 @@ class Monitor:
         v = self.views[self.names[self.selected]]
         ttl = self.cfg.ui.command_ttl_s()
         large = width >= LARGE[0] and (height is None or height >= LARGE[1])
-        tiers = [dict(n_events=2, n_commands=4 if large or width >= 110 else 2, show_segments=True),
-                 dict(n_events=1, n_commands=1, show_segments=True),
-                 dict(n_events=0, n_commands=0, show_segments=True),
-                 dict(n_events=0, n_commands=0, show_segments=False)]
+        tiers: list[_Tier] = [
+            {"n_events": 2, "n_commands": 4 if large or width >= 110 else 2, "show_segments": True},
+            {"n_events": 1, "n_commands": 1, "show_segments": True},
+            {"n_events": 0, "n_commands": 0, "show_segments": True},
+            {"n_events": 0, "n_commands": 0, "show_segments": False}]
         total = len(v.agents)
         if height is None:
             rows = max(total, 1)
             whole = render_campaign(v, tz, width, agent_first=0, agent_rows=rows, large=large, ttl_s=ttl, now=now,
-                                    **tiers[0])  # type: ignore[arg-type]
+                                    **tiers[0])
             self.agent_page = rows
             return Group(*top, whole, footer)
         fixed = frame_height(Group(*top, footer), width)
         body: RenderableType = Text("")
         for tier in tiers:
             base = frame_height(render_campaign(v, tz, width, agent_first=0, agent_rows=0, large=large,
-                                                ttl_s=ttl, now=now, **tier), width)  # type: ignore[arg-type]
+                                                ttl_s=ttl, now=now, **tier), width)
             rows = height - fixed - base
             if rows >= min(total, 1) or tier is tiers[-1]:
                 rows = max(1, rows)
                 self.agent_page = rows
                 self.agent_first = max(0, min(self.agent_first, total - rows))
                 body = render_campaign(v, tz, width, agent_first=self.agent_first, agent_rows=rows, large=large,
-                                       ttl_s=ttl, now=now, **tier)  # type: ignore[arg-type]
+                                       ttl_s=ttl, now=now, **tier)
                 break
         return Group(*top, body, footer)
 

@@ -5,13 +5,13 @@ An entry is dialable at instant `at` only when all of these hold (SQL narrows, P
 - its callable window is open (`callable_from <= at < callable_until`; callbacks widen it) and its retry
   delay has passed (`next_attempt_at <= at`), and it is not locked (`locked_until`);
 - the contact's local time is inside the campaign's calling hours in every zone it may be in, and the local
-  date is not a holiday (dialer.calling_hours) -- skipped only when `respect_calling_hours=False`, which the
+  date is not a holiday (dialer.domain.calling_hours) -- skipped only when `respect_calling_hours=False`, which the
   campaign loop passes for loopback sandbox trunks that reach no real person;
 - no block applies: `dnc` / `no_consent` (by customer, or by number -> the next number is used), `refusal`
   for the entry's product (`product_scope` empty or equal to the entry's sku; permanent: 再勧誘の禁止), an
   `abandon_lock` whose `until` is in the future; the customer is not withdrawn, tel_ok=0 or flagged caution;
 - the customer is not in the hold-out control group for the entry's segment (dialer.store.holdout);
-- attempts are below the contact's maximum and a number with attempts left remains (dialer.retry).
+- attempts are below the contact's maximum and a number with attempts left remains (dialer.domain.retry).
 
 ORDER (what `preview` shows and `lease` hands out first):
 1. callbacks whose time has come, earliest first (so late ones -- missed while the dialer was down -- lead;
@@ -34,34 +34,39 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import phonenumbers
-from sqlalchemy import and_, case, func, literal, or_, select, update
+from sqlalchemy import Table, and_, case, func, literal, or_, select, update
 from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.sql.elements import ColumnElement
-from sqlmodel import Session
+from sqlmodel import Session, SQLModel, col
 from sqlmodel import select as orm_select
 
-from dialer.calling_hours import CallingHours, contact_zones, zone_for_prefecture
-from dialer.config import CampaignConfig, parse_duration
-from dialer.retry import OUTCOMES, Counters, decide, usable_phone
+from dialer.domain import entry as lifecycle
+from dialer.domain.calling_hours import contact_zones, zone_for_prefecture
+from dialer.domain.entry import BlockFacts, CustomerFacts, EntryFacts, Verdict, aware, need_aware
+from dialer.domain.policy import CampaignPolicy, CampaignSource
+from dialer.domain.retry import OUTCOMES
+from dialer.domain.vocabulary import (
+    LIVE_ATTEMPT,
+    AttemptState,
+    BlockKind,
+    Disposition,
+    EntryStatus,
+)
 from dialer.store.holdout import controls as holdout_controls
 from dialer.store.models import Attempt, Block, CallListEntry, Customer
 
-T = CallListEntry.__table__  # type: ignore[attr-defined]
-BT = Block.__table__  # type: ignore[attr-defined]
-CT = Customer.__table__  # type: ignore[attr-defined]
+T: Table = SQLModel.metadata.tables[CallListEntry.__tablename__]
+BT: Table = SQLModel.metadata.tables[Block.__tablename__]
+CT: Table = SQLModel.metadata.tables[Customer.__tablename__]
 
-NO_END_HOURS = 720.0  # an entry without callable_until ranks as if its window closed in 30 days
+NO_END_HOURS = lifecycle.NO_END_HOURS
 SCAN_LIMIT = 2000  # rows one lease/preview call may examine (blocked ones are parked so they are not re-read)
 ZONE_CACHE_S = 300.0
-LIVE_ATTEMPT_STATES = ("dialing", "ringing", "answered", "connected")
-FINAL = ("done", "exhausted", "blocked", "withdrawn")
-SALE = ("sale", "upsell", "cross_sell")
-DISPOSITIONS = ("sale", "upsell", "cross_sell", "callback", "refused", "dnc", "wrong_number", "machine",
-                "no_interest", "other")
+DISPOSITIONS = tuple(d.value for d in Disposition)
 
 
 @dataclass(frozen=True)
@@ -98,41 +103,51 @@ class Lease:
     lease_expires_at: datetime | None = None
 
 
-@dataclass
-class _Verdict:
-    ok: bool
-    phone_index: int = 0
-    why: str = ""
-    # housekeeping lease() writes so the same row is not examined again and again
-    park: dict[str, Any] | None = None
-
-
-def _epoch(col: Any, pg: bool) -> ColumnElement[Any]:
+def _epoch(column: ColumnElement[Any], pg: bool) -> ColumnElement[Any]:
     if pg:
-        return func.extract("epoch", col)
-    return (func.julianday(col) - 2440587.5) * 86400.0
+        return func.extract("epoch", column)
+    return (func.julianday(column) - 2440587.5) * 86400.0
+
+
+def _facts(r: Row[Any]) -> EntryFacts:
+    return EntryFacts(id=r.id, customer_id=r.customer_id, segment=r.segment, sku=r.sku or "", phones=tuple(r.phones or ()),
+                      phone_index=r.phone_index, attempts=r.attempts, attempts_by_phone=dict(r.attempts_by_phone or {}),
+                      phone_flags=dict(r.phone_flags or {}), attempt_limit=r.attempt_limit, timezone=r.timezone or "",
+                      priority=float(r.priority), callable_from=r.callable_from, callable_until=r.callable_until,
+                      callback_at=r.callback_at, callback_late=bool(r.callback_late), last_outcome=r.last_outcome or "")
+
+
+def _block(r: Row[Any]) -> BlockFacts:
+    return BlockFacts(kind=r.kind, phone_e164=r.phone_e164, customer_id=r.customer_id,
+                      product_scope=r.product_scope or "", until=r.until)
+
+
+def _customer(r: Row[Any]) -> CustomerFacts:
+    return CustomerFacts(tel_ok=bool(r.tel_ok), withdrawn=bool(r.withdrawn), caution=bool(r.caution),
+                         prefecture=r.prefecture or "")
+
+
+Candidate = tuple[Row[Any], EntryFacts, Verdict]
 
 
 class Hopper:
     """The ordered, leasable supply of entries for one campaign (see the module docstring for the rules)."""
 
-    def __init__(self, engine: Engine, campaign: CampaignConfig, *, respect_calling_hours: bool = True) -> None:
+    def __init__(self, engine: Engine, campaign: CampaignPolicy | CampaignSource, *,
+                 respect_calling_hours: bool = True) -> None:
         self.engine = engine
-        self.cc = campaign
+        self.policy = CampaignPolicy.of(campaign)
         self.respect_calling_hours = respect_calling_hours
-        self.hours = CallingHours.from_campaign(campaign.calling_hours, campaign.holidays)
-        self.segments = list(campaign.segments)
+        self.hours = self.policy.hours
+        self.segments = list(self.policy.segments)
         self.pg = engine.dialect.name == "postgresql"
-        self.late_after = timedelta(seconds=parse_duration(campaign.callback_late_after))
-        self.reserve = timedelta(seconds=parse_duration(campaign.callback_reserve))
-        self.callback_valid = timedelta(seconds=parse_duration(campaign.callback_valid))
-        self.abandon_lock = timedelta(seconds=parse_duration(campaign.retry.abandoned))
         self._zones: tuple[datetime, list[str]] | None = None
         self._controls: set[tuple[str, str]] = set()
 
     # ------------------------------------------------------------------ selection
     def _free(self, at: datetime) -> ColumnElement[bool]:
-        return or_(T.c.status == "pending", and_(T.c.status == "leased", T.c.lease_expires_at <= at))
+        return or_(T.c.status == EntryStatus.PENDING,
+                   and_(T.c.status == EntryStatus.LEASED, T.c.lease_expires_at <= at))
 
     def _due(self, at: datetime) -> ColumnElement[bool]:
         return and_(
@@ -150,8 +165,9 @@ class Hopper:
             return []
         if self._zones is None or abs((at - self._zones[0]).total_seconds()) > ZONE_CACHE_S:
             names = conn.execute(select(T.c.timezone).distinct().where(
-                T.c.status.in_(("pending", "leased")), T.c.segment.in_(self.segments))).scalars().all()
-            self._zones = (at, [n for n in names if n])
+                T.c.status.in_((EntryStatus.PENDING, EntryStatus.LEASED)),
+                T.c.segment.in_(self.segments))).scalars().all()
+            self._zones = (at, [str(n) for n in names if n])
         return [z for z in self._zones[1] if not self.hours.is_open(at, (z,))]
 
     def _ordered(self, at: datetime) -> list[ColumnElement[Any]]:
@@ -174,110 +190,30 @@ class Hopper:
             q = q.with_for_update(skip_locked=True, of=T)
         return conn.execute(q).all()
 
-    def _context(self, conn: Connection, rows: Sequence[Any], at: datetime
-                 ) -> tuple[dict[str, Any], list[Any]]:
+    def _context(self, conn: Connection, rows: Sequence[Row[Any]], at: datetime
+                 ) -> tuple[dict[str, CustomerFacts], list[BlockFacts]]:
         cids = sorted({r.customer_id for r in rows})
         phones = sorted({p for r in rows for p in (r.phones or []) if p})
-        customers = {c.customer_id: c for c in conn.execute(select(CT).where(CT.c.customer_id.in_(cids))).all()}
+        customers = {c.customer_id: _customer(c)
+                     for c in conn.execute(select(CT).where(CT.c.customer_id.in_(cids))).all()}
         cond = [BT.c.customer_id.in_(cids)]
         if phones:
             cond.append(BT.c.phone_e164.in_(phones))
         blocks = conn.execute(select(BT).where(or_(*cond), or_(BT.c.until.is_(None), BT.c.until > at))).all()
         self._controls = holdout_controls(conn, cids)  # hold-out control group: never dialled (issue 19)
-        return customers, list(blocks)
+        return customers, [_block(b) for b in blocks]
 
-    def _blocks_for(self, row: Any, phone: str, blocks: list[Any], at: datetime) -> list[Any]:
-        out = []
-        for b in blocks:
-            if b.until is not None and _aware(b.until) <= at:
-                continue
-            by_phone = bool(b.phone_e164) and b.phone_e164 == phone
-            by_customer = bool(b.customer_id) and b.customer_id == row.customer_id
-            if not (by_phone or by_customer):
-                continue
-            if b.kind == "refusal" and b.product_scope and b.product_scope != row.sku:
-                continue
-            out.append(b)
-        return out
-
-    def _judge(self, row: Any, at: datetime, customers: dict[str, Any], blocks: list[Any]) -> _Verdict:
-        """Can ROW be dialled at AT? If not, why, and what to write so it is not re-examined."""
-        if (row.customer_id, row.segment) in self._controls:
-            return _Verdict(False, why="holdout: control group",
-                            park={"status": "withdrawn", "status_reason": "suppressed: holdout"})
-        cust = customers.get(row.customer_id)
-        if cust is not None and (not cust.tel_ok or cust.withdrawn or cust.caution):
-            flag = "tel_ok=0" if not cust.tel_ok else "withdrawn" if cust.withdrawn else "caution flag"
-            return _Verdict(False, why=f"customer {flag}", park={"status": "blocked", "status_reason": f"customer {flag}"})
-        limit = row.attempt_limit or self.cc.max_attempts
-        if row.attempts >= limit:
-            return _Verdict(False, why=f"max attempts ({limit}) reached",
-                            park={"status": "exhausted", "status_reason": f"max attempts ({limit}) reached"})
-        counters = Counters(list(row.phones or []), row.phone_index, row.attempts, dict(row.attempts_by_phone or {}),
-                            dict(row.phone_flags or {}), row.attempt_limit)
-        while True:
-            idx = usable_phone(counters, self.cc.max_attempts_per_phone, prefer=counters.phone_index)
-            if idx is None:
-                return _Verdict(False, why="no usable number left",
-                                park={"status": "exhausted", "status_reason": "no usable number left",
-                                      "phone_flags": counters.phone_flags})
-            phone = counters.phones[idx]
-            hits = self._blocks_for(row, phone, blocks, at)
-            permanent = [b for b in hits if b.kind != "abandon_lock"]
-            customer_wide = [b for b in permanent if b.kind == "refusal"
-                             or (b.customer_id == row.customer_id and b.customer_id)]
-            if customer_wide:
-                b = customer_wide[0]
-                why = f"{b.kind}" + (f" ({b.product_scope})" if b.product_scope else "")
-                return _Verdict(False, why=f"blocked: {why}", park={"status": "blocked", "status_reason": f"blocked: {why}"})
-            if permanent:  # dnc / no_consent on this number only: try the next number
-                counters.phone_flags[phone] = permanent[0].kind
-                counters.phone_index = idx
-                continue
-            locks = [b for b in hits if b.kind == "abandon_lock"]
-            if locks:
-                until = max(_aware(b.until) for b in locks)
-                return _Verdict(False, why=f"abandon lock until {until.isoformat()}", park={"next_attempt_at": until})
-            break
-        if self.respect_calling_hours:
-            zones = contact_zones(phone, row.timezone or "", cust.prefecture if cust is not None else "")
-            closed = self.hours.closed_reason(at, zones)
-            if closed:
-                return _Verdict(False, why=closed)
-        park = None
-        if idx != row.phone_index or counters.phone_flags != dict(row.phone_flags or {}):
-            park = {"phone_index": idx, "phone_flags": counters.phone_flags}
-        return _Verdict(True, phone_index=idx, park=park)
-
-    def _due_because(self, row: Any, at: datetime) -> tuple[str, bool]:
-        if row.callback_at is not None and _aware(row.callback_at) <= at:
-            cb = _aware(row.callback_at)
-            late = bool(row.callback_late) or at - cb > self.late_after
-            if late:
-                return f"callback_late (due {cb.isoformat()}, {_human(at - cb)} late)", True
-            return f"callback (due {cb.isoformat()})", False
-        if row.callable_until is not None:
-            left = _aware(row.callable_until) - at
-            if left <= timedelta(hours=24):
-                return f"window_closing (closes in {_human(left)})", False
-        if row.attempts:
-            return f"retry (after {row.last_outcome or 'a previous attempt'})", False
-        if row.callable_from is not None:
-            return f"window_open (since {_aware(row.callable_from).isoformat()})", False
-        return "window_open", False
-
-    def _score(self, row: Any, at: datetime) -> float:
-        if row.callable_until is None:
-            hours = NO_END_HOURS
-        else:
-            hours = max(1.0, (_aware(row.callable_until) - at).total_seconds() / 3600.0)
-        return float(row.priority) / hours
+    def _judge(self, e: EntryFacts, at: datetime, customers: dict[str, CustomerFacts],
+               blocks: list[BlockFacts]) -> Verdict:
+        return lifecycle.judge(e, at, customers.get(e.customer_id), blocks, self.policy,
+                               respect_calling_hours=self.respect_calling_hours,
+                               in_control_group=(e.customer_id, e.segment) in self._controls)
 
     def _scan(self, conn: Connection, at: datetime, want: int, lock: bool, skip: set[int]
-              ) -> tuple[list[tuple[Any, _Verdict]], list[tuple[Any, _Verdict]]]:
+              ) -> tuple[list[Candidate], list[Candidate]]:
         """Walk the ordered candidates; return (dialable, to park), at most WANT dialable ones."""
-        good: list[tuple[Any, _Verdict]] = []
-        parked: list[tuple[Any, _Verdict]] = []
+        good: list[Candidate] = []
+        parked: list[Candidate] = []
         offset, size = 0, max(50, 4 * want)
         while len(good) < want and offset < SCAN_LIMIT:
             rows = self._page(conn, at, offset, size, lock)
@@ -288,12 +224,13 @@ class Hopper:
             for r in rows:
                 if r.id in skip:
                     continue
-                v = self._judge(r, at, customers, blocks)
+                e = _facts(r)
+                v = self._judge(e, at, customers, blocks)
                 if v.ok:
                     if len(good) < want:
-                        good.append((r, v))
+                        good.append((r, e, v))
                 elif v.park is not None:
-                    parked.append((r, v))
+                    parked.append((r, e, v))
             if len(rows) < size:
                 break
         return good, parked
@@ -301,21 +238,21 @@ class Hopper:
     # ------------------------------------------------------------------ the interface the campaign loop uses
     def preview(self, at: datetime, limit: int = 50) -> list[HopperItem]:
         """What `lease` would hand out at AT, in order, with why each is due; writes nothing."""
-        _need_aware(at)
+        need_aware(at)
         with self.engine.connect() as conn:
             good, _ = self._scan(conn, at, limit, lock=False, skip=set())
         out = []
-        for r, v in good:
-            because, _late = self._due_because(r, at)
-            out.append(HopperItem(entry_id=r.id, customer_id=r.customer_id, segment=r.segment,
-                                  phone_e164=r.phones[v.phone_index], reason=r.reason, due_because=because,
-                                  priority=float(r.priority), score=self._score(r, at),
-                                  callable_until=_aware(r.callable_until) if r.callable_until else None))
+        for r, e, v in good:
+            because, _late = lifecycle.due_because(e, at, self.policy)
+            out.append(HopperItem(entry_id=e.id, customer_id=e.customer_id, segment=r.segment,
+                                  phone_e164=e.phones[v.phone_index], reason=r.reason, due_because=because,
+                                  priority=e.priority, score=lifecycle.score(e, at),
+                                  callable_until=aware(e.callable_until) if e.callable_until else None))
         return out
 
     def lease(self, n: int, owner: str, at: datetime, lease_s: float = 120.0) -> list[Lease]:
         """Claim up to N dialable entries for OWNER until at + lease_s; never the same entry to two leasers."""
-        _need_aware(at)
+        need_aware(at)
         if n <= 0:
             return []
         token = uuid.uuid4().hex
@@ -325,36 +262,36 @@ class Hopper:
         with self.engine.begin() as conn:
             for _round in range(3):
                 good, parked = self._scan(conn, at, n - len(won), lock=True, skip=lost | {w.entry_id for w in won})
-                for r, v in parked:
+                for _r, e, v in parked:
                     assert v.park is not None
-                    conn.execute(update(T).where(T.c.id == r.id, self._free(at)).values(**v.park, updated_at=at))
+                    conn.execute(update(T).where(T.c.id == e.id, self._free(at)).values(**v.park, updated_at=at))
                 if not good:
                     break
-                order: dict[int, tuple[Any, _Verdict, str, bool]] = {}
-                for r, v in good:
-                    because, late = self._due_because(r, at)
-                    values: dict[str, Any] = {"status": "leased", "lease_owner": owner, "lease_token": token,
-                                              "lease_expires_at": expires, "phone_index": v.phone_index,
-                                              "updated_at": at}
+                order: dict[int, tuple[str, bool]] = {}
+                for _r, e, v in good:
+                    because, late = lifecycle.due_because(e, at, self.policy)
+                    values: dict[str, Any] = {"status": EntryStatus.LEASED.value, "lease_owner": owner,
+                                              "lease_token": token, "lease_expires_at": expires,
+                                              "phone_index": v.phone_index, "updated_at": at}
                     if v.park and "phone_flags" in v.park:
                         values["phone_flags"] = v.park["phone_flags"]
                     if late:
                         values["callback_late"] = True
-                    res = conn.execute(update(T).where(T.c.id == r.id, self._due(at)).values(**values))
+                    res = conn.execute(update(T).where(T.c.id == e.id, self._due(at)).values(**values))
                     if res.rowcount == 1:
-                        order[r.id] = (r, v, because, late)
+                        order[e.id] = (because, late)
                     else:
-                        lost.add(r.id)
+                        lost.add(e.id)
                 mine = {x.id: x for x in conn.execute(select(T).where(T.c.lease_token == token)).all()}
-                for eid, (_r, _v, because, late) in order.items():
+                for eid, (because, late) in order.items():
                     row = mine.get(eid)
                     if row is None or row.lease_owner != owner:
                         lost.add(eid)
                         continue
                     agent = ""
                     if (row.callback_agent and row.callback_reserved_until is not None
-                            and at < _aware(row.callback_reserved_until)
-                            and row.callback_at is not None and _aware(row.callback_at) <= at):
+                            and at < aware(row.callback_reserved_until)
+                            and row.callback_at is not None and aware(row.callback_at) <= at):
                         agent = row.callback_agent
                     won.append(Lease(entry_id=eid, customer_id=row.customer_id, segment=row.segment, sku=row.sku,
                                      phone_e164=row.phones[row.phone_index], phone_index=row.phone_index,
@@ -367,12 +304,13 @@ class Hopper:
 
     def check_dialable(self, entry_id: int, phone_e164: str, at: datetime) -> str | None:
         """Re-check right before the INVITE leaves (blocks, hours, window, limits): None if OK, else why not."""
-        _need_aware(at)
+        need_aware(at)
+        per_phone = self.policy.max_attempts_per_phone
         with self.engine.connect() as conn:
             row = conn.execute(select(T).where(T.c.id == entry_id)).first()
             if row is None:
                 return f"no call-list entry {entry_id}"
-            if row.status not in ("pending", "leased"):
+            if row.status not in (EntryStatus.PENDING, EntryStatus.LEASED):
                 return f"entry is {row.status}" + (f" ({row.status_reason})" if row.status_reason else "")
             if row.segment not in self.segments:
                 return f"segment {row.segment} is not in this campaign"
@@ -380,29 +318,28 @@ class Hopper:
                 return "number is not on the entry"
             if phone_e164 in (row.phone_flags or {}):
                 return f"number flagged {row.phone_flags[phone_e164]}"
-            if row.callable_from is not None and _aware(row.callable_from) > at:
-                return f"window opens {_aware(row.callable_from).isoformat()}"
-            if row.callable_until is not None and _aware(row.callable_until) <= at:
-                return f"window closed {_aware(row.callable_until).isoformat()}"
-            if row.next_attempt_at is not None and _aware(row.next_attempt_at) > at:
-                return f"retry not due until {_aware(row.next_attempt_at).isoformat()}"
-            if row.locked_until is not None and _aware(row.locked_until) > at:
-                return f"locked until {_aware(row.locked_until).isoformat()}"
-            if (row.attempts_by_phone or {}).get(phone_e164, 0) >= self.cc.max_attempts_per_phone:
-                return f"number already tried {self.cc.max_attempts_per_phone} times"
+            if row.callable_from is not None and aware(row.callable_from) > at:
+                return f"window opens {aware(row.callable_from).isoformat()}"
+            if row.callable_until is not None and aware(row.callable_until) <= at:
+                return f"window closed {aware(row.callable_until).isoformat()}"
+            if row.next_attempt_at is not None and aware(row.next_attempt_at) > at:
+                return f"retry not due until {aware(row.next_attempt_at).isoformat()}"
+            if row.locked_until is not None and aware(row.locked_until) > at:
+                return f"locked until {aware(row.locked_until).isoformat()}"
+            if (row.attempts_by_phone or {}).get(phone_e164, 0) >= per_phone:
+                return f"number already tried {per_phone} times"
             customers, blocks = self._context(conn, [row], at)
-            hits = self._blocks_for(row, phone_e164, blocks, at)
+            e = _facts(row)
+            hits = lifecycle.blocks_for(e, phone_e164, blocks, at)
             if hits:
                 b = hits[0]
                 return f"blocked: {b.kind}" + (f" ({b.product_scope})" if b.product_scope else "") + (
-                    f" until {_aware(b.until).isoformat()}" if b.until is not None else "")
-            v = self._judge(row, at, customers, blocks)
+                    f" until {aware(b.until).isoformat()}" if b.until is not None else "")
+            v = self._judge(e, at, customers, blocks)
             if not v.ok:
                 return v.why
             if self.respect_calling_hours:
-                cust = customers.get(row.customer_id)
-                zones = contact_zones(phone_e164, row.timezone or "", cust.prefecture if cust is not None else "")
-                closed = self.hours.closed_reason(at, zones)
+                closed = lifecycle.closed_reason(e, phone_e164, at, customers.get(e.customer_id), self.policy)
                 if closed:
                     return closed
         return None
@@ -415,7 +352,7 @@ class Hopper:
         leaves, so a refusal or DNC recorded meanwhile still stops it. Returns (why, retry_at): retry_at is set
         when the refusal is temporary (calling hours, holiday, abandon lock) and None when it is final.
         """
-        _need_aware(at)
+        need_aware(at)
         with self.engine.connect() as conn:
             row = conn.execute(select(T).where(T.c.id == entry_id)).first()
             if row is None:
@@ -423,19 +360,22 @@ class Hopper:
             if phone_e164 not in (row.phones or []):
                 return "number is not on the entry", None
             customers, blocks = self._context(conn, [row], at)
-            hits = self._blocks_for(row, phone_e164, blocks, at)
-            final = [b for b in hits if b.kind != "abandon_lock"]
+            e = _facts(row)
+            hits = lifecycle.blocks_for(e, phone_e164, blocks, at)
+            final = [b for b in hits if b.kind != BlockKind.ABANDON_LOCK]
             if final:
                 b = final[0]
                 return f"blocked: {b.kind}" + (f" ({b.product_scope})" if b.product_scope else ""), None
+            locks = [aware(b.until) for b in hits if b.until is not None]
             if hits:
-                return "abandon lock", max(_aware(b.until) for b in hits)
-            closed, zones = None, ()
+                return "abandon lock", max(locks) if locks else None
+            closed: str | None = None
+            zones: tuple[str, ...] = ()
             if self.respect_calling_hours:
-                cust = customers.get(row.customer_id)
-                zones = contact_zones(phone_e164, row.timezone or "", cust.prefecture if cust is not None else "")
+                cust = customers.get(e.customer_id)
+                zones = contact_zones(phone_e164, e.timezone, cust.prefecture if cust is not None else "")
                 closed = self.hours.closed_reason(at, zones)
-            v = self._judge(row, at, customers, blocks)
+            v = self._judge(e, at, customers, blocks)
             if not v.ok and v.why != closed and not v.why.startswith(("max attempts", "no usable number")):
                 return v.why, None
             if closed:
@@ -444,17 +384,13 @@ class Hopper:
 
     def mark_dialing(self, entry_id: int, attempt_id: int, at: datetime) -> None:
         """The INVITE is about to leave: count the attempt now, so a crash can never make it free."""
-        _need_aware(at)
+        need_aware(at)
         with Session(self.engine) as s:
             e = s.get(CallListEntry, entry_id)
             if e is None:
                 return
-            phone = _current(e)
-            abp = dict(e.attempts_by_phone or {})
-            abp[phone] = abp.get(phone, 0) + 1
-            e.attempts_by_phone = abp
-            e.attempts += 1
-            e.status = "dialing"
+            lifecycle.count_attempt(e, lifecycle.current_phone(e))
+            e.status = EntryStatus.DIALING.value
             e.current_attempt_id = attempt_id
             e.last_attempt_at = at
             e.lease_expires_at = None
@@ -468,52 +404,36 @@ class Hopper:
 
         If a disposition (or recover) already decided the entry's fate, only the lock and last outcome are written.
         """
-        _need_aware(at)
+        need_aware(at)
         with Session(self.engine) as s:
             e = s.get(CallListEntry, entry_id)
             if e is None:
                 return
-            phone = phone_e164 or _current(e)
+            phone = phone_e164 or lifecycle.current_phone(e)
             lock_until = None
             if abandoned:
-                lock_until = at + self.abandon_lock
-                s.add(Block(phone_e164=phone, customer_id=None, kind="abandon_lock", since=at, until=lock_until,
-                            source="dialer", reason=f"abandoned call (entry {entry_id})"))
-                if e.locked_until is None or _aware(e.locked_until) < lock_until:
+                lock_until = at + self.policy.retry.abandon_lock
+                s.add(Block(phone_e164=phone, customer_id=None, kind=BlockKind.ABANDON_LOCK.value, since=at,
+                            until=lock_until, source="dialer", reason=f"abandoned call (entry {entry_id})"))
+                if e.locked_until is None or aware(e.locked_until) < lock_until:
                     e.locked_until = lock_until
             e.last_outcome = outcome + (" (abandoned)" if abandoned else "")
             e.updated_at = at
-            if e.status not in ("dialing", "leased"):
+            if e.status not in (EntryStatus.DIALING, EntryStatus.LEASED):
                 s.add(e)
                 s.commit()
                 return
-            if e.status == "leased":  # mark_dialing was skipped: the attempt still counts
-                abp = dict(e.attempts_by_phone or {})
-                abp[phone] = abp.get(phone, 0) + 1
-                e.attempts_by_phone = abp
-                e.attempts += 1
-            self._apply_outcome(e, outcome if outcome in OUTCOMES else "failed", at, lock_until)
+            if e.status == EntryStatus.LEASED:  # mark_dialing was skipped: the attempt still counts
+                lifecycle.count_attempt(e, phone)
+            lifecycle.apply_outcome(e, outcome if outcome in OUTCOMES else "failed", at, lock_until, self.policy)
             e.last_attempt_at = at
-            _clear_callback(e)
+            lifecycle.clear_callback(e)
             s.add(e)
             s.commit()
 
-    def _apply_outcome(self, e: CallListEntry, outcome: str, at: datetime, lock_until: datetime | None) -> None:
-        c = Counters(list(e.phones or []), e.phone_index, e.attempts, dict(e.attempts_by_phone or {}),
-                     dict(e.phone_flags or {}), e.attempt_limit)
-        nx = decide(outcome, at, c, self.cc, e.timezone or "Asia/Tokyo")
-        e.status, e.phone_index, e.phone_flags = nx.status, nx.phone_index, nx.phone_flags
-        e.status_reason = nx.reason
-        nxt = nx.next_attempt_at
-        if lock_until is not None and nxt is not None and nxt < lock_until:
-            nxt = lock_until
-        e.next_attempt_at = nxt
-        e.lease_owner, e.lease_token, e.lease_expires_at = "", "", None
-        e.current_attempt_id = None
-
     def apply_disposition(self, entry_id: int, outcome: str, at: datetime, *, callback_at: datetime | None = None,
                           agent_login: str = "", sku: str = "") -> None:
-        """The agent's verdict on an answered call.
+        """The agent's verdict on an answered call (what each does: dialer.domain.entry.DispositionEffect).
 
         sale/upsell/cross_sell/other -> done; callback -> due at callback_at (default: in 1 h), held for the
         agent for `callback_reserve`; refused and no_interest -> done + a permanent `refusal` block for the
@@ -521,68 +441,47 @@ class Hopper:
         and the customer, effective at once for every entry; wrong_number -> next number or exhausted;
         machine -> as the machine outcome (next day, another hour).
         """
-        _need_aware(at)
+        need_aware(at)
+        effect = lifecycle.disposition_effect(outcome)
         with Session(self.engine) as s:
             e = s.get(CallListEntry, entry_id)
             if e is None:
                 return
-            phone = _current(e)
+            phone = lifecycle.current_phone(e)
             scope = sku or e.sku
             e.updated_at = at
-            if outcome == "callback":
-                self._callback(e, callback_at or at + timedelta(hours=1), agent_login, self.reserve)
-            elif outcome in ("refused", "no_interest"):
-                s.add(Block(customer_id=e.customer_id, phone_e164=None, kind="refusal", product_scope=scope,
-                            since=at, source="disposition", reason=f"{outcome} by {agent_login or 'agent'}"))
-                _finish(e, "done", outcome)
-            elif outcome == "dnc":
-                s.add(Block(customer_id=e.customer_id, phone_e164=phone or None, kind="dnc", since=at,
+            if effect is lifecycle.DispositionEffect.CALLBACK:
+                lifecycle.schedule_callback(e, callback_at or at + timedelta(hours=1), agent_login,
+                                            self.policy.callback_reserve, self.policy)
+            elif effect is lifecycle.DispositionEffect.REFUSAL_BLOCK:
+                s.add(Block(customer_id=e.customer_id, phone_e164=None, kind=BlockKind.REFUSAL.value,
+                            product_scope=scope, since=at, source="disposition",
+                            reason=f"{outcome} by {agent_login or 'agent'}"))
+                lifecycle.finish(e, EntryStatus.DONE.value, outcome)
+            elif effect is lifecycle.DispositionEffect.DNC_BLOCK:
+                s.add(Block(customer_id=e.customer_id, phone_e164=phone or None, kind=BlockKind.DNC.value, since=at,
                             source="disposition", reason=f"do-not-call asked ({agent_login or 'agent'})"))
-                _finish(e, "done", "dnc")
-            elif outcome in ("wrong_number", "machine"):
-                self._apply_outcome(e, outcome, at, _aware(e.locked_until) if e.locked_until else None)
-                _clear_callback(e)
-            else:  # sale, upsell, cross_sell, other, anything new: the contact is dealt with
-                _finish(e, "done", outcome)
+                lifecycle.finish(e, EntryStatus.DONE.value, "dnc")
+            elif effect is lifecycle.DispositionEffect.AS_OUTCOME:
+                lifecycle.apply_outcome(e, outcome, at, aware(e.locked_until) if e.locked_until else None,
+                                        self.policy)
+                lifecycle.clear_callback(e)
+            else:
+                lifecycle.finish(e, EntryStatus.DONE.value, outcome)
             s.add(e)
             s.commit()
 
-    def _callback(self, e: CallListEntry, when: datetime, agent: str, reserve: timedelta) -> None:
-        _need_aware(when)
-        e.callback_at = when
-        e.callback_agent = agent
-        e.callback_reserved_until = when + reserve if agent else None
-        e.callback_late = False
-        e.next_attempt_at = when
-        if e.status != "blocked":
-            e.status = "pending"
-            e.status_reason = "callback"
-        if e.callable_from is not None and _aware(e.callable_from) > when:
-            e.callable_from = when
-        if e.callable_until is None or _aware(e.callable_until) < when + self.callback_valid:
-            e.callable_until = when + self.callback_valid
-        # the customer asked for this call: it gets its own attempts, and the numbers start afresh
-        e.attempt_limit = max(e.attempt_limit or self.cc.max_attempts, e.attempts + self.cc.max_attempts_per_phone)
-        e.attempts_by_phone = {}
-        e.lease_owner, e.lease_token, e.lease_expires_at = "", "", None
-        e.current_attempt_id = None
-
     def release(self, entry_id: int, at: datetime) -> None:
         """Give back an entry that was leased but never dialled (an attempt marked but not placed is undone)."""
-        _need_aware(at)
+        need_aware(at)
         with Session(self.engine) as s:
             e = s.get(CallListEntry, entry_id)
-            if e is None or e.status not in ("leased", "dialing"):
+            if e is None or e.status not in (EntryStatus.LEASED, EntryStatus.DIALING):
                 return
-            if e.status == "dialing":
-                phone = _current(e)
-                abp = dict(e.attempts_by_phone or {})
-                abp[phone] = max(0, abp.get(phone, 0) - 1)
-                e.attempts_by_phone = abp
-                e.attempts = max(0, e.attempts - 1)
-            e.status = "pending"
-            e.lease_owner, e.lease_token, e.lease_expires_at = "", "", None
-            e.current_attempt_id = None
+            if e.status == EntryStatus.DIALING:
+                lifecycle.uncount_attempt(e, lifecycle.current_phone(e))
+            e.status = EntryStatus.PENDING.value
+            lifecycle.release_lease(e)
             e.updated_at = at
             s.add(e)
             s.commit()
@@ -594,32 +493,32 @@ class Hopper:
         between the two writes); otherwise it is `interrupted`: the attempt counts and the retry delay applies.
         The attempt row is closed as interrupted if it was still open.
         """
-        _need_aware(at)
+        need_aware(at)
         counts = {"leases_released": 0, "interrupted": 0, "settled": 0}
         with self.engine.begin() as conn:
-            res = conn.execute(update(T).where(T.c.status == "leased", T.c.lease_expires_at <= at,
+            res = conn.execute(update(T).where(T.c.status == EntryStatus.LEASED, T.c.lease_expires_at <= at,
                                                T.c.segment.in_(self.segments))
-                               .values(status="pending", lease_owner="", lease_token="", lease_expires_at=None,
-                                       updated_at=at))
+                               .values(status=EntryStatus.PENDING.value, lease_owner="", lease_token="",
+                                       lease_expires_at=None, updated_at=at))
             counts["leases_released"] = int(res.rowcount or 0)
         with Session(self.engine) as s:
             ids = list(s.exec(orm_select(CallListEntry.id).where(
-                CallListEntry.status == "dialing", CallListEntry.segment.in_(self.segments))).all())  # type: ignore[attr-defined]
+                CallListEntry.status == EntryStatus.DIALING, col(CallListEntry.segment).in_(self.segments))).all())
         for eid in ids:
             if eid is None:
                 continue
             with Session(self.engine) as s:
                 e = s.get(CallListEntry, eid)
-                if e is None or e.status != "dialing":
+                if e is None or e.status != EntryStatus.DIALING:
                     continue
                 att = s.get(Attempt, e.current_attempt_id) if e.current_attempt_id is not None else None
                 outcome, abandoned = "interrupted", False
                 if att is not None:
                     abandoned = bool(att.abandoned)
-                    if att.state == "ended" and att.outcome in OUTCOMES and att.outcome != "interrupted":
+                    if att.state == AttemptState.ENDED and att.outcome in OUTCOMES and att.outcome != "interrupted":
                         outcome = att.outcome
-                    elif att.state in LIVE_ATTEMPT_STATES:
-                        att.state, att.outcome = "interrupted", att.outcome or "interrupted"
+                    elif att.state in LIVE_ATTEMPT:
+                        att.state, att.outcome = AttemptState.INTERRUPTED.value, att.outcome or "interrupted"
                         att.ended_at = att.ended_at or at
                         att.detail = (att.detail + " closed by hopper recovery").strip()
                         s.add(att)
@@ -634,7 +533,7 @@ class Hopper:
 
         Creates the entry from the customers table when the contact has none in that segment.
         """
-        _need_aware(at_time)
+        need_aware(at_time)
         with Session(self.engine) as s:
             e = s.exec(orm_select(CallListEntry).where(
                 CallListEntry.customer_id == customer_id, CallListEntry.segment == segment)).first()
@@ -647,7 +546,7 @@ class Hopper:
                     raise ValueError(f"customer {customer_id!r} has no usable phone number")
                 e = CallListEntry(customer_id=customer_id, segment=segment, reason="callback", phones=phones,
                                   timezone=zone_for_prefecture(cust.prefecture) or "Asia/Tokyo")
-            self._callback(e, at_time, agent_login, timedelta(seconds=reserve_s))
+            lifecycle.schedule_callback(e, at_time, agent_login, timedelta(seconds=reserve_s), self.policy)
             s.add(e)
             s.commit()
             s.refresh(e)
@@ -655,34 +554,50 @@ class Hopper:
             return e.id
 
 
-# ---------------------------------------------------------------------- helpers
-def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
+# ---------------------------------------------------------------------- other reads of the entries table
+def penetration(engine: Engine, segments: Sequence[str]) -> dict[str, dict[str, int]]:
+    """How far the list has been worked, per segment: dialled at least once, still to work, given up."""
+    q = orm_select(CallListEntry.segment, CallListEntry.status, CallListEntry.attempts)
+    if segments:
+        q = q.where(col(CallListEntry.segment).in_(list(segments)))
+    out: dict[str, dict[str, int]] = {}
+    with Session(engine) as s:
+        rows = s.exec(q).all()
+    for seg, status, attempts in rows:
+        d = out.setdefault(seg, {"entries": 0, "dialled": 0, "remaining": 0, "exhausted": 0, "done": 0,
+                                 "blocked": 0})
+        d["entries"] += 1
+        d["dialled"] += int((attempts or 0) > 0)
+        if status in (EntryStatus.PENDING, EntryStatus.LEASED, EntryStatus.DIALING):
+            d["remaining"] += 1
+        elif status == EntryStatus.EXHAUSTED:
+            d["exhausted"] += 1
+        elif status == EntryStatus.DONE:
+            d["done"] += 1
+        elif status in (EntryStatus.BLOCKED, EntryStatus.WITHDRAWN):
+            d["blocked"] += 1
+    return dict(sorted(out.items()))
 
 
-def _need_aware(dt: datetime) -> None:
-    if dt.tzinfo is None or dt.utcoffset() is None:
-        raise ValueError(f"the hopper needs aware datetimes, got naive {dt.isoformat()}")
+def count_window_openings(engine: Engine, segments: Sequence[str], since: datetime, until: datetime
+                          ) -> dict[str, int]:
+    """Entries whose callable window opened, and callbacks that fell due, in (since, until]."""
+    E = CallListEntry
+    with Session(engine) as s:
+        opened = s.exec(orm_select(func.count()).select_from(E).where(
+            E.status == EntryStatus.PENDING, col(E.segment).in_(list(segments)),
+            col(E.callable_from) > since, col(E.callable_from) <= until)).one()
+        callbacks = s.exec(orm_select(func.count()).select_from(E).where(
+            E.status == EntryStatus.PENDING, col(E.segment).in_(list(segments)),
+            col(E.callback_at) > since, col(E.callback_at) <= until)).one()
+    return {"opened": int(opened), "callbacks_due": int(callbacks)}
 
 
-def _current(e: CallListEntry) -> str:
-    phones = list(e.phones or [])
-    return phones[e.phone_index] if 0 <= e.phone_index < len(phones) else ""
-
-
-def _finish(e: CallListEntry, status: str, why: str) -> None:
-    e.status, e.status_reason = status, why
-    e.next_attempt_at = None
-    e.lease_owner, e.lease_token, e.lease_expires_at = "", "", None
-    e.current_attempt_id = None
-    _clear_callback(e)
-
-
-def _clear_callback(e: CallListEntry) -> None:
-    e.callback_at = None
-    e.callback_agent = ""
-    e.callback_reserved_until = None
-    e.callback_late = False
+def entry_zones_and_skus(engine: Engine) -> tuple[dict[int, str], dict[int, str]]:
+    """entry id -> time zone, entry id -> sku: what the compliance report needs to judge each attempt."""
+    with Session(engine) as s:
+        rows = s.exec(orm_select(CallListEntry.id, CallListEntry.timezone, CallListEntry.sku)).all()
+    return ({i: tz for i, tz, _ in rows if i is not None}, {i: sku for i, _, sku in rows if i is not None})
 
 
 def _e164(raw: str, region: str = "JP") -> str:
@@ -697,13 +612,5 @@ def _e164(raw: str, region: str = "JP") -> str:
     return phonenumbers.format_number(pn, phonenumbers.PhoneNumberFormat.E164)
 
 
-def _human(td: timedelta) -> str:
-    s = max(0, int(td.total_seconds()))
-    if s < 3600:
-        return f"{s // 60}m"
-    if s < 86400:
-        return f"{s / 3600:.1f}h"
-    return f"{s / 86400:.1f}d"
-
-
-__all__ = ["DISPOSITIONS", "Hopper", "HopperItem", "Lease"]
+__all__ = ["DISPOSITIONS", "Hopper", "HopperItem", "Lease", "count_window_openings", "entry_zones_and_skus",
+           "penetration"]

@@ -13,22 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from dialer.calling_hours import DEFAULT_ZONE, CallingHours, zone
-from dialer.config import CampaignConfig, RetryConfig, parse_duration
+from dialer.domain.calling_hours import DEFAULT_ZONE, CallingHours, zone
+from dialer.domain.policy import CampaignPolicy, CampaignSource, RetryRules
+from dialer.domain.vocabulary import MACHINE_OUTCOMES, CallOutcome
 
-# outcome -> RetryConfig field holding its delay (machine and invalid have their own rules)
-DELAY_FIELD = {
-    "busy": "busy",
-    "no_answer": "no_answer",
-    "congestion": "congestion",
-    "rejected": "rejected",
-    "failed": "failed",
-    "cancelled": "cancelled",
-    "interrupted": "interrupted",
-    "answered": "answered",
-}
-OUTCOMES = ("answered", "busy", "no_answer", "congestion", "machine", "invalid", "rejected", "cancelled", "failed",
-            "interrupted", "machine_message_left")
+OUTCOMES = tuple(o.value for o in CallOutcome)
 BAD_NUMBER = ("invalid", "wrong_number")
 
 
@@ -67,39 +56,41 @@ def usable_phone(c: Counters, per_phone_max: int, prefer: int | None = None) -> 
     return None
 
 
-def machine_retry(at: datetime, rules: RetryConfig, hours: CallingHours, tz_name: str) -> datetime:
+def machine_retry(at: datetime, rules: RetryRules, hours: CallingHours, tz_name: str) -> datetime:
     """Next day, shifted by `machine_shift` inside the local calling day (wrapping), so the hour differs."""
-    if rules.machine != "next_day":
-        return at + timedelta(seconds=parse_duration(rules.machine))
+    if rules.machine_delay is not None:
+        return at + rules.machine_delay
     tz = zone(tz_name) or ZoneInfo(DEFAULT_ZONE)
     local = at.astimezone(tz)
     start = datetime.combine(local.date(), hours.start, tz)
     span = (datetime.combine(local.date(), hours.end, tz) - start).total_seconds()
     offset = min(max((local - start).total_seconds(), 0.0), max(span - 60, 0.0))
-    shift = parse_duration(rules.machine_shift)
+    shift = rules.machine_shift.total_seconds()
     new_offset = (offset + shift) % span if span > 0 else 0.0
     next_day = datetime.combine(local.date() + timedelta(days=1), hours.start, tz)
     return (next_day + timedelta(seconds=new_offset)).astimezone(at.tzinfo)
 
 
-def retry_at(outcome: str, at: datetime, campaign: CampaignConfig, tz_name: str = DEFAULT_ZONE) -> datetime:
+def retry_at(outcome: str, at: datetime, campaign: CampaignPolicy | CampaignSource,
+             tz_name: str = DEFAULT_ZONE) -> datetime:
     """When an entry whose last dial ended with OUTCOME may be dialled again."""
-    rules = campaign.retry
-    if outcome in ("machine", "machine_message_left"):  # a message left is retried like any machine
-        return machine_retry(at, rules, CallingHours.from_campaign(campaign.calling_hours, campaign.holidays), tz_name)
-    name = DELAY_FIELD.get(outcome, "failed")
-    return at + timedelta(seconds=parse_duration(getattr(rules, name)))
+    policy = CampaignPolicy.of(campaign)
+    if outcome in MACHINE_OUTCOMES:  # a message left is retried like any machine
+        return machine_retry(at, policy.retry, policy.hours, tz_name)
+    return at + policy.retry.delay(outcome)
 
 
-def decide(outcome: str, at: datetime, c: Counters, campaign: CampaignConfig, tz_name: str = DEFAULT_ZONE) -> Next:
+def decide(outcome: str, at: datetime, c: Counters, campaign: CampaignPolicy | CampaignSource,
+           tz_name: str = DEFAULT_ZONE) -> Next:
     """The entry's next state after a dial whose attempt is already counted in C."""
+    campaign = CampaignPolicy.of(campaign)
     per_phone = campaign.max_attempts_per_phone
     flags = dict(c.phone_flags)
     current = c.phones[c.phone_index] if 0 <= c.phone_index < len(c.phones) else ""
     if outcome in BAD_NUMBER:
         if current:
             flags[current] = outcome
-        if campaign.retry.invalid == "done" and outcome == "invalid":
+        if campaign.retry.invalid_done and outcome == "invalid":
             return Next("exhausted", None, c.phone_index, flags, "invalid number (retry.invalid = done)")
         nxt = usable_phone(Counters(c.phones, c.phone_index, c.attempts, c.attempts_by_phone, flags), per_phone)
         if nxt is None:

@@ -4,7 +4,7 @@ A contact is callable only when its local time is inside the calling hours in EV
 zones of its number (phonenumbers' area-level time zones: a JP number is Asia/Tokyo, a US number gets its
 area code's zones), the entry's `timezone` column (set by the list builder) and its prefecture's zone. Asking
 all of them is the conservative reading of "local time": when the sources disagree, the call waits until
-every one of them is inside hours. 21:00-08:00 is refused whatever the config says (the law, not a default).
+every one of them is inside hours. 21:00-08:00 is refused whatever the config says (dialer.domain.legal).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import holidays as holidays_lib
 import phonenumbers
 from phonenumbers import timezone as pn_timezone
 
+from dialer.domain.legal import EARLIEST_CALL, LATEST_CALL
+
 DEFAULT_ZONE = "Asia/Tokyo"
-NEVER_BEFORE = time(8, 0)  # 21:00-08:00 is a nuisance in Japan and illegal in the US
-NEVER_AFTER = time(21, 0)
 
 # The 47 prefectures: all on Japan Standard Time, so the prefecture only matters when the number says
 # nothing (an unparseable or foreign number for a customer with a Japanese address).
@@ -40,6 +40,7 @@ _PREF_ROMAJI = (
 
 
 def parse_hhmm(text: str) -> time:
+    """'09:30' -> time(9, 30)."""
     h, m = text.split(":")
     return time(int(h), int(m))
 
@@ -113,7 +114,19 @@ class CallingHours:
     def from_campaign(cls, calling_hours: tuple[str, str], holidays: str) -> CallingHours:
         start, end = parse_hhmm(calling_hours[0]), parse_hhmm(calling_hours[1])
         # the legal night is enforced here too, whatever a config that skipped validation says
-        return cls(max(start, NEVER_BEFORE), min(end, NEVER_AFTER), holidays)
+        return cls(max(start, EARLIEST_CALL), min(end, LATEST_CALL), holidays)
+
+    @classmethod
+    def legal(cls) -> CallingHours:
+        """The widest window the law allows, with no holiday calendar."""
+        return cls(EARLIEST_CALL, LATEST_CALL, "")
+
+    def contains(self, local_time: time) -> bool:
+        """Is a local wall-clock time inside the daily window (holidays not considered)?"""
+        return self.start <= local_time < self.end
+
+    def label(self) -> str:
+        return f"{self.start.strftime('%H:%M')}-{self.end.strftime('%H:%M')}"
 
     def closed_reason(self, at: datetime, zones: tuple[str, ...]) -> str | None:
         """None when AT is inside the hours in every zone; else why not (names the zone and local time)."""
@@ -123,10 +136,8 @@ class CallingHours:
             hol = holiday_name(self.holidays, local.date())
             if hol:
                 return f"holiday in {name}: {local.date().isoformat()} {hol}"
-            t = local.time()
-            if not (self.start <= t < self.end):
-                return (f"outside calling hours in {name}: local {local.strftime('%H:%M')} not in "
-                        f"{self.start.strftime('%H:%M')}-{self.end.strftime('%H:%M')}")
+            if not self.contains(local.time()):
+                return f"outside calling hours in {name}: local {local.strftime('%H:%M')} not in {self.label()}"
         return None
 
     def is_open(self, at: datetime, zones: tuple[str, ...]) -> bool:
@@ -152,8 +163,16 @@ class CallingHours:
         return None
 
 
+def local_midnight(at: datetime, tz_name: str) -> datetime:
+    """The start of AT's calendar day in TZ_NAME (aware, in that zone): the `day` abandon window starts here."""
+    tz = zone(tz_name) or ZoneInfo(DEFAULT_ZONE)
+    return datetime.combine(at.astimezone(tz).date(), time(0, 0), tz)
+
+
 __all__ = [
     "DEFAULT_ZONE",
+    "local_midnight",
+    "zone",
     "CallingHours",
     "contact_zones",
     "holiday_name",

@@ -22,9 +22,12 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from dialer.domain.vocabulary import Disposition
+
 OUTCOME_BY_DIGIT = {"1": "sale", "2": "upsell", "3": "cross_sell", "4": "callback", "5": "refused",
                     "6": "dnc", "7": "wrong_number", "8": "machine", "9": "no_interest", "0": "other"}
 DIGIT_BY_OUTCOME = {v: k for k, v in OUTCOME_BY_DIGIT.items()}
+assert set(OUTCOME_BY_DIGIT.values()) == {d.value for d in Disposition}, "every disposition has a key"
 
 # Why a customer said no: the voice of the customer that flows back to the next list build.
 REFUSAL_REASONS = {
@@ -38,6 +41,9 @@ REFUSAL_REASONS = {
     "8": "dislikes_phone_sales",
     "9": "other",
 }
+
+
+SALE_WORDS = ("sale", "upsell", "cross_sell")
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,7 @@ def decode(keys: str) -> DtmfDisposition:
         raise DtmfDecodeError(f"unknown disposition code {code!r} in {keys!r}")
     if arg and not arg.isdigit():
         raise DtmfDecodeError(f"argument must be digits, got {arg!r} in {keys!r}")
-    if outcome in ("sale", "upsell", "cross_sell"):
+    if outcome in SALE_WORDS:
         return DtmfDisposition(outcome, amount=float(arg or 0))
     if outcome == "callback":
         hours = float(arg) if arg else 24.0
@@ -104,7 +110,7 @@ def encode_disposition(outcome: str, rng: random.Random | None = None) -> str:
     """The keys a simulated agent presses for an outcome (random amounts/reasons from rng)."""
     r = rng or random.Random(0)
     d = DIGIT_BY_OUTCOME[outcome]
-    if outcome in ("sale", "upsell", "cross_sell"):
+    if outcome in SALE_WORDS:
         return f"*{d}*{r.choice([2980, 3980, 5980, 9800, 12800])}#"
     if outcome == "callback":
         return f"*{d}*{r.choice([2, 24, 48])}#"

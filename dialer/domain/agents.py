@@ -1,0 +1,43 @@
+"""Agent states and the moves between them: who may go where, and where wrap-up ends.
+
+The console owns logged_out/ready/paused while the agent is idle; the runner owns
+reserved/on_call/wrap_up/unavailable/unreachable (nailed-up agent legs: the agent's session leg is down or not
+yet answered, see dialer.telephony.nailed; at-connect legs: the phone is not registered or does not answer
+OPTIONS, back to ready when an OPTIONS check gets an answer). After wrap-up the agent goes to what they asked for meanwhile
+(`pending_state`) or back to ready.
+"""
+
+from __future__ import annotations
+
+from dialer.domain.vocabulary import BUSY_AGENT, AgentState
+
+# the transitions the runner may make; anything else is a bug and is refused loudly
+ALLOWED: dict[str, set[str]] = {
+    AgentState.LOGGED_OUT: {AgentState.READY, AgentState.PAUSED},
+    AgentState.READY: {AgentState.RESERVED, AgentState.PAUSED, AgentState.LOGGED_OUT, AgentState.UNAVAILABLE,
+                       AgentState.UNREACHABLE},
+    AgentState.RESERVED: {AgentState.ON_CALL, AgentState.READY, AgentState.UNAVAILABLE, AgentState.UNREACHABLE,
+                          AgentState.PAUSED, AgentState.LOGGED_OUT},
+    AgentState.ON_CALL: {AgentState.WRAP_UP},
+    AgentState.WRAP_UP: {AgentState.READY, AgentState.PAUSED, AgentState.LOGGED_OUT, AgentState.UNREACHABLE},
+    AgentState.PAUSED: {AgentState.READY, AgentState.LOGGED_OUT},
+    AgentState.UNAVAILABLE: {AgentState.READY, AgentState.PAUSED, AgentState.LOGGED_OUT, AgentState.UNREACHABLE},
+    AgentState.UNREACHABLE: {AgentState.READY, AgentState.PAUSED, AgentState.LOGGED_OUT},
+}
+BUSY: frozenset[str] = frozenset(BUSY_AGENT)
+IDLE: tuple[str, ...] = (AgentState.LOGGED_OUT, AgentState.READY, AgentState.PAUSED, AgentState.UNAVAILABLE,
+                         AgentState.UNREACHABLE)
+PAUSE_REASONS = {"1": "break", "2": "lunch", "3": "meeting", "4": "training", "5": "admin", "6": "other"}
+
+
+def next_state(current: str, requested: str, pending: str, *, force: bool = False) -> str:
+    """The state actually entered when the runner asks for REQUESTED (pending_state may redirect wrap-up's end)."""
+    if not force and requested not in ALLOWED.get(current, set()) and requested != current:
+        raise ValueError(f"{current} -> {requested} is not a valid transition")
+    if requested == AgentState.READY and current == AgentState.WRAP_UP and pending in (AgentState.PAUSED,
+                                                                                         AgentState.LOGGED_OUT):
+        return pending
+    return requested
+
+
+__all__ = ["ALLOWED", "BUSY", "IDLE", "PAUSE_REASONS", "next_state"]

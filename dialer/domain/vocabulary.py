@@ -1,0 +1,164 @@
+"""Every closed set of words the dialer stores or exchanges, one `StrEnum` each.
+
+They are `StrEnum`s so a member IS its stored string: rows written before the enums existed read back
+equal, and JSON / SQL see plain text. Telephony's call states live with the worker (dialer.telephony).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Mode(StrEnum):
+    """How the campaign dials (pacing decides the numbers; see pacing/README.md)."""
+
+    PREVIEW = "preview"
+    PROGRESSIVE = "progressive"
+    POWER = "power"
+    PREDICTIVE = "predictive"
+
+
+class CallOutcome(StrEnum):
+    """How a dial ended, as SIP tells it (the attempt row's `outcome`)."""
+
+    ANSWERED = "answered"
+    BUSY = "busy"
+    NO_ANSWER = "no_answer"
+    CONGESTION = "congestion"
+    MACHINE = "machine"
+    INVALID = "invalid"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    MACHINE_MESSAGE_LEFT = "machine_message_left"  # AMD heard a machine and the campaign left its message
+
+
+MACHINE_OUTCOMES = frozenset({CallOutcome.MACHINE, CallOutcome.MACHINE_MESSAGE_LEFT})
+
+
+class Disposition(StrEnum):
+    """The agent's verdict on an answered call (console or DTMF)."""
+
+    SALE = "sale"
+    UPSELL = "upsell"
+    CROSS_SELL = "cross_sell"
+    CALLBACK = "callback"
+    REFUSED = "refused"
+    DNC = "dnc"
+    WRONG_NUMBER = "wrong_number"
+    MACHINE = "machine"
+    NO_INTEREST = "no_interest"
+    OTHER = "other"
+
+
+SALES = frozenset({Disposition.SALE, Disposition.UPSELL, Disposition.CROSS_SELL})
+
+
+class DispositionSource(StrEnum):
+    CONSOLE = "console"
+    DTMF = "dtmf"
+    TIMEOUT = "timeout"
+
+
+class EntryStatus(StrEnum):
+    """Where a call-list entry is in its life (see dialer.domain.entry)."""
+
+    PENDING = "pending"
+    LEASED = "leased"
+    DIALING = "dialing"
+    DONE = "done"
+    EXHAUSTED = "exhausted"
+    WITHDRAWN = "withdrawn"
+    BLOCKED = "blocked"
+
+
+FINAL_ENTRY = frozenset({EntryStatus.DONE, EntryStatus.EXHAUSTED, EntryStatus.BLOCKED, EntryStatus.WITHDRAWN})
+
+
+class AttemptState(StrEnum):
+    """Where a dial is (the attempt row's `state`)."""
+
+    DIALING = "dialing"
+    RINGING = "ringing"
+    ANSWERED = "answered"
+    CONNECTED = "connected"
+    ENDED = "ended"
+    INTERRUPTED = "interrupted"
+
+
+LIVE_ATTEMPT = frozenset({AttemptState.DIALING, AttemptState.RINGING, AttemptState.ANSWERED,
+                          AttemptState.CONNECTED})
+IN_FLIGHT_ATTEMPT = frozenset({AttemptState.DIALING, AttemptState.RINGING})
+
+
+class AgentState(StrEnum):
+    LOGGED_OUT = "logged_out"
+    READY = "ready"
+    RESERVED = "reserved"  # chosen for an answered call, agent leg being placed
+    ON_CALL = "on_call"
+    WRAP_UP = "wrap_up"
+    PAUSED = "paused"
+    UNAVAILABLE = "unavailable"  # softphone did not answer
+    UNREACHABLE = "unreachable"  # nailed-up agent legs: the agent's session leg is down or not yet answered
+
+
+BUSY_AGENT = frozenset({AgentState.RESERVED, AgentState.ON_CALL, AgentState.WRAP_UP})
+
+
+class CampaignState(StrEnum):
+    STOPPED = "stopped"
+    RUNNING = "running"
+    PAUSED = "paused"
+
+
+class BlockKind(StrEnum):
+    DNC = "dnc"
+    REFUSAL = "refusal"
+    NO_CONSENT = "no_consent"
+    ABANDON_LOCK = "abandon_lock"
+
+
+class Command(StrEnum):
+    """A manager's command to a running campaign (`control_commands.command`)."""
+
+    PAUSE = "pause"
+    RESUME = "resume"
+    STOP = "stop"
+    MODE = "mode"
+    TARGET = "target"
+
+
+class AbandonWindow(StrEnum):
+    HOUR = "1h"
+    DAY_24H = "24h"
+    DAYS_30 = "30d"
+    DAY = "day"  # the calendar day in the campaign's time zone
+    CAMPAIGN = "campaign"
+
+
+class Regime(StrEnum):
+    US = "us"  # abandoned / answered by a person
+    UK = "uk"  # answering-machine false positives counted as abandons too
+
+
+__all__ = [
+    "BUSY_AGENT",
+    "FINAL_ENTRY",
+    "IN_FLIGHT_ATTEMPT",
+    "LIVE_ATTEMPT",
+    "MACHINE_OUTCOMES",
+    "SALES",
+    "AbandonWindow",
+    "AgentState",
+    "AttemptState",
+    "BlockKind",
+    "CallOutcome",
+    "CampaignState",
+    "Command",
+    "Disposition",
+    "DispositionSource",
+    "EntryStatus",
+    "Mode",
+    "Regime",
+]

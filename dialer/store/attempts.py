@@ -1,0 +1,84 @@
+"""Attempts: one row per dial, written before the INVITE leaves so a crash can never lose or repeat it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from dialer.domain.vocabulary import LIVE_ATTEMPT, AttemptState
+from dialer.store.models import Attempt
+
+
+def create_attempt(engine: Engine, **fields: Any) -> int:
+    with Session(engine, expire_on_commit=False) as s:
+        att = Attempt(**fields)
+        s.add(att)
+        s.commit()
+        s.refresh(att)
+        assert att.id is not None
+        return att.id
+
+
+def update_attempt(engine: Engine, attempt_id: int, **fields: Any) -> None:
+    with Session(engine, expire_on_commit=False) as s:
+        row = s.get(Attempt, attempt_id)
+        if row is None:
+            return
+        for k, v in fields.items():
+            setattr(row, k, v)
+        s.add(row)
+        s.commit()
+
+
+def delete_attempt(engine: Engine, attempt_id: int) -> None:
+    """Only for a dial whose INVITE never left (no free slot): it is not an attempt."""
+    with Session(engine, expire_on_commit=False) as s:
+        row = s.get(Attempt, attempt_id)
+        if row is not None:
+            s.delete(row)
+            s.commit()
+
+
+def interrupt_live(engine: Engine, campaign_id: int, at: datetime, why: str = "runner stopped mid-call") -> int:
+    """Close what a previous runner left in flight as interrupted; returns how many."""
+    n = 0
+    with Session(engine, expire_on_commit=False) as s:
+        rows = s.exec(select(Attempt).where(Attempt.campaign_id == campaign_id,
+                                            col(Attempt.state).in_(list(LIVE_ATTEMPT)))).all()
+        for a in rows:
+            a.state = AttemptState.INTERRUPTED.value
+            a.outcome = a.outcome or "interrupted"
+            a.ended_at = a.ended_at or at
+            a.detail = (a.detail + " " + why).strip()
+            s.add(a)
+            n += 1
+        s.commit()
+    return n
+
+
+def entry_of(engine: Engine, attempt_id: int | None) -> int | None:
+    if attempt_id is None:
+        return None
+    with Session(engine) as s:
+        att = s.get(Attempt, attempt_id)
+        return att.entry_id if att else None
+
+
+def campaign_attempts(engine: Engine, campaign_id: int | None, since: datetime | None = None) -> list[Attempt]:
+    with Session(engine, expire_on_commit=False) as s:
+        q = select(Attempt).where(Attempt.campaign_id == campaign_id)
+        if since is not None:
+            q = q.where(col(Attempt.dialed_at) >= since)
+        return list(s.exec(q.order_by(col(Attempt.id))).all())
+
+
+def all_attempts(engine: Engine) -> list[Attempt]:
+    with Session(engine, expire_on_commit=False) as s:
+        return list(s.exec(select(Attempt).order_by(col(Attempt.dialed_at))).all())
+
+
+__all__ = ["all_attempts", "campaign_attempts", "create_attempt", "delete_attempt", "entry_of", "interrupt_live",
+           "update_attempt"]

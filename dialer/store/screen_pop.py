@@ -1,0 +1,90 @@
+"""The screen pop's read model: the record an agent needs the moment a call connects (plain data).
+
+The depletion date is `lists.depletion`'s: the same rule the list builder used to put the customer on the
+list, so the pop never contradicts the list.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from dialer.domain.dtmf import REFUSAL_REASONS
+from dialer.store.models import (
+    Agent,
+    Attempt,
+    CallListEntry,
+    Campaign,
+    Customer,
+    Disposition,
+    Order,
+    OrderLine,
+    Product,
+    Subscription,
+)
+from lists.depletion import depletion_date as depletion_rule
+
+
+def depletion_date(s: Session, customer_id: str, sku: str) -> tuple[date | None, str]:
+    """When the customer's product runs out (lists.depletion), from their shipped orders of SKU."""
+    if not sku:
+        return None, ""
+    rows = s.exec(select(Order, OrderLine).where(Order.customer_id == customer_id, OrderLine.order_id == Order.order_id,
+                                                 OrderLine.sku == sku, Order.status == "shipped")).all()
+    purchases = [(day, ln.quantity) for o, ln in rows if (day := o.shipped_at or o.ordered_at) is not None]
+    prod = s.get(Product, sku)
+    return depletion_rule(purchases, prod.days_per_unit if prod else None, bool(prod and prod.is_trial))
+
+
+def screen_pop_rows(engine: Engine, attempt_id: int) -> dict[str, Any] | None:
+    """Everything the pop shows except the opening lines (the console adds those); `spent` is what the
+    customer bought to date (the console's LTV when the CRM has none)."""
+    with Session(engine) as s:
+        att = s.get(Attempt, attempt_id)
+        if att is None:
+            return None
+        cust = s.get(Customer, att.customer_id)
+        entry = s.get(CallListEntry, att.entry_id) if att.entry_id is not None else None
+        camp = s.get(Campaign, att.campaign_id) if att.campaign_id is not None else None
+        sku = entry.sku if entry else ""
+        prod = s.get(Product, sku) if sku else None
+        orders = []
+        for o in s.exec(select(Order).where(Order.customer_id == att.customer_id)
+                        .order_by(col(Order.ordered_at).desc()).limit(5)).all():
+            skus = [ln.sku for ln in s.exec(select(OrderLine).where(OrderLine.order_id == o.order_id)).all()]
+            orders.append({"date": o.ordered_at, "total": o.total, "status": o.status, "skus": skus,
+                           "cycle": o.cycle_no})
+        subs = [{"sku": x.sku, "status": x.status, "next_ship": x.next_ship_date, "shipments": x.shipments_count,
+                 "change_deadline": x.change_deadline, "cancel_reason": x.cancel_reason}
+                for x in s.exec(select(Subscription).where(Subscription.customer_id == att.customer_id)).all()]
+        history = []
+        for d in s.exec(select(Disposition).where(Disposition.customer_id == att.customer_id)
+                        .order_by(col(Disposition.created_at).desc()).limit(8)).all():
+            ag = s.get(Agent, d.agent_id) if d.agent_id is not None else None
+            dc = s.get(Campaign, d.campaign_id) if d.campaign_id is not None else None
+            history.append({"at": d.created_at, "outcome": d.outcome, "amount": d.amount, "sku": d.sku,
+                            "reason": REFUSAL_REASONS.get(d.reason_code, d.reason_code), "voc": d.voc_text,
+                            "agent": ag.login if ag else "", "campaign": dc.name if dc else "", "source": d.source,
+                            "attempt_id": d.attempt_id})
+        depl, depl_how = depletion_date(s, att.customer_id, sku)
+        product_name = prod.name if prod and prod.name else (sku or "ご愛用の商品")
+        spent = s.exec(select(func.coalesce(func.sum(Order.total), 0.0)).where(
+            Order.customer_id == att.customer_id, Order.status != "cancelled")).one()
+    return {
+        "attempt_id": attempt_id, "state": att.state, "customer_id": att.customer_id,
+        "name": cust.name if cust else "", "kana": cust.name_kana if cust else "", "phone_e164": att.phone_e164,
+        "caution": bool(cust and cust.caution), "notes": cust.notes if cust else "",
+        "ltv": cust.ltv if cust else None, "expected_value": entry.priority if entry else None,
+        "segment": att.segment or (entry.segment if entry else ""), "sub_segment": entry.sub_segment if entry else "",
+        "reason": entry.reason if entry else "", "sku": sku, "product": product_name,
+        "campaign": camp.name if camp else "", "campaign_id": att.campaign_id, "orders": orders, "subscriptions": subs,
+        "depletion": depl, "depletion_how": depl_how, "history": history,
+        "connected_at": att.agent_connected_at, "ended_at": att.ended_at, "spent": float(spent or 0.0),
+    }
+
+
+__all__ = ["depletion_date", "screen_pop_rows"]
