@@ -27,7 +27,9 @@ from dialer.store import (
     init_db,
 )
 from dialer.store.db import SCHEMA_VERSION, StoreError, current_version, dispose_engines, table_counts
+from dialer.store.holdout import HoldoutAssignment
 from dialer.store.models import AgentStateLog, OutboxItem
+from dialer.store.sms import SmsMessage, UnpaidBalance
 
 T0 = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)
 
@@ -59,6 +61,11 @@ def _rows() -> list[SQLModel]:
         CampaignStatus(campaign_id=1, mode="predictive", dial_level=1.4, stats={"abandon_1h": 0.01}),
         AgentStateLog(agent_id=1, state="ready", campaign_id=1, started_at=T0),
         OutboxItem(disposition_id=1, idempotency_key="k1", payload={"outcome": "refused"}),
+        HoldoutAssignment(period="2026-11", customer_id="C1", segment="dormant", group="control",
+                          first_build=date(2026, 11, 1), last_build=date(2026, 11, 20)),
+        UnpaidBalance(customer_id="C1", order_ids="O1;O2", amount=1280.0, since=date(2026, 10, 1)),
+        SmsMessage(campaign="demo", entry_id=1, customer_id="C1", phone_e164="+819012345678",
+                   text="ご入金のお願い", amount=1280.0, idempotency_key="sms-k1"),
     ]
 
 
