@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from datetime import time as dtime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -74,15 +75,17 @@ def parse_amount(text: str) -> float:
     return v
 
 
-def parse_callback(text: str, now: datetime, tz: str, hours: CallingHours | None = None) -> datetime:
+def parse_callback(text: str, now: datetime, tz: str,
+                   hours: tuple[dtime, dtime] | CallingHours | None = None) -> datetime:
     """'14:30' (today, or tomorrow if past), '2026-11-24 10:00', '+2h', '+30m', '+1d' -> aware UTC.
 
     Must be in the future and inside the campaign's own calling hours (HOURS; the legal 08:00-21:00 when no
     campaign is known): a callback is a promise to call, and the runner will not call outside them. The rule
     is `dialer.domain.callbacks`; this says it in the agent's language.
     """
+    window = CallingHours(hours[0], hours[1], "") if isinstance(hours, tuple) else hours
     try:
-        return callbacks.parse_callback(nfkc(text), now, tz, hours)
+        return callbacks.parse_callback(nfkc(text), now, tz, window)
     except callbacks.CallbackTimeError as exc:
         if exc.reason == "past":
             raise FormError(_("the callback time must be in the future")) from None
@@ -232,7 +235,7 @@ class AgentConsole:
             self.pop = screen_pop(self.engine, self.pop_attempt, self.agent["name"], self.cfg.business.name,
                                   self.cfg.business.phone)
 
-    def calling_hours(self) -> CallingHours:
+    def calling_hours(self) -> tuple[dtime, dtime]:
         """The calling hours of the campaign the agent works (callbacks are offered inside them); the legal
         window when the campaign is unknown."""
         name = self.agent.get("campaign") or (self.pop or {}).get("campaign") or ""
@@ -240,7 +243,8 @@ class AgentConsole:
             cc = self.cfg.campaign(name) if name else None
         except ConfigError:
             cc = None
-        return CallingHours.from_campaign(cc.calling_hours, cc.holidays) if cc is not None else CallingHours.legal()
+        hours = CallingHours.from_campaign(cc.calling_hours, cc.holidays) if cc is not None else CallingHours.legal()
+        return hours.start, hours.end
 
     def wrap_timeout_s(self) -> float:
         name = self.agent.get("campaign") or ""
