@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from dialer.hopper import Hopper
+from dialer.store.entries import Hopper
 from sqlmodel import Session
 
 from dialer.config import parse_config
