@@ -6,13 +6,13 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from dialer.store.entries import Hopper
 from sqlmodel import Session
 
 from dialer.config import parse_config
 from dialer.sms import run
 from dialer.store import sms as store
 from dialer.store.db import init_db
+from dialer.store.entries import Hopper
 from dialer.store.holdout import assignments, controls, record_assignments
 from dialer.store.lift import holdout_status, save_lift
 from dialer.store.models import CallListEntry, Customer
