@@ -28,6 +28,7 @@ from dialer.store import (
 )
 from dialer.store.db import SCHEMA_VERSION, StoreError, current_version, dispose_engines, table_counts
 from dialer.store.holdout import HoldoutAssignment
+from dialer.store.lift import LiftResult
 from dialer.store.models import AgentStateLog, OutboxItem
 from dialer.store.sms import SmsMessage, UnpaidBalance
 
@@ -66,6 +67,7 @@ def _rows() -> list[SQLModel]:
         UnpaidBalance(customer_id="C1", order_ids="O1;O2", amount=1280.0, since=date(2026, 10, 1)),
         SmsMessage(campaign="demo", entry_id=1, customer_id="C1", phone_e164="+819012345678",
                    text="ご入金のお願い", amount=1280.0, idempotency_key="sms-k1"),
+        LiftResult(campaign="demo", period="2026-11", summary={"lift": 0.12}),
     ]
 
 
