@@ -78,6 +78,7 @@ def _store_runs(a: argparse.Namespace, out: str, results: dict[str, Any]) -> Non
         sys.path.insert(0, str(REPO))
         from tests.pgserver import start_server
 
+        (Path(out) / "pg").mkdir(parents=True, exist_ok=True)
         server = start_server(Path(out) / "pg")
         stores.append(("postgresql", server.create_database("bench")))
     try:
