@@ -137,10 +137,10 @@ def sh(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return r
 
 
-def start_carrier(work: Path, port: int) -> subprocess.Popen[bytes]:
+def start_carrier(work: Path, port: int, scenario: str | None = None) -> subprocess.Popen[bytes]:
     if shutil.which("sipp") is None:
         raise UserError("SIPp is not installed: apt-get install -y sip-tester")
-    cmd = ["sipp", "-sf", str(CARRIER_SCENARIO), "-i", "127.0.0.1", "-p", str(port), "-rtp_echo",
+    cmd = ["sipp", "-sf", scenario or str(CARRIER_SCENARIO), "-i", "127.0.0.1", "-p", str(port), "-rtp_echo",
            "-mp", "31000", "-trace_stat", "-stf", str(work / "carrier_stat.csv"), "-fd", "1",
            "-trace_counts", "-trace_err", "-error_file", str(work / "carrier_errors.log"), "-nostdin"]
     proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -181,7 +181,7 @@ def run_demo(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _sigterm)
     try:
         print(f"==> starting the SIPp carrier on 127.0.0.1:{args.carrier_port}")
-        carrier = start_carrier(work, args.carrier_port)
+        carrier = start_carrier(work, args.carrier_port, getattr(args, "carrier_scenario", None))
         print(f"==> starting {args.agents} simulated agents")
         specs = [AgentSpec(a.login, "127.0.0.1", int(a.sip_uri.rsplit(":", 1)[1])) for a in cfg.agents]
         stats_dir = work / "agents"
@@ -231,8 +231,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--agent-port-base", type=int, default=5300)
     ap.add_argument("--sip-port-base", type=int, default=5070)
     ap.add_argument("--keep", dest="fresh", action="store_false", help="keep the previous demo database")
+    ap.add_argument("--compare", metavar="A,B",
+                    help="live A/B of two modes (e.g. progressive,predictive) against a carrier whose answers "
+                         "are a function of the dialled number; prints both, the ratio and the simulator's prediction")
     a = ap.parse_args(argv)
     try:
+        if a.compare:
+            from dialer.demo_compare import run_compare
+            return run_compare(a, run_demo)
         return run_demo(a)
     except UserError as exc:
         print(f"demo: {exc}", file=sys.stderr)
