@@ -6,6 +6,7 @@ from __future__ import annotations
 import heapq
 import time
 from collections import deque
+from typing import Any
 
 from bench.pacing.scenario import Scenario
 from bench.pacing.sim import ON_CALL, PAUSED, READY, STATE_NAMES, WRAP, Sim
@@ -52,14 +53,16 @@ def pacer_config(sc: Scenario, mode: str, ratio: float = 1.5, warm: bool = False
         pr = {"prior_hit_rate": min(0.99, max(0.01, sc.shares.human)), "prior_talk_s": sc.talk.mean(),
               "prior_wrap_s": sc.wrap.mean(), "prior_ring_median_s": sc.setup_s + sc.ring.median() + sc.amd.delay_s}
         extra["prior_answers"] = 1000.0
+    opts: dict[str, Any] = dict(extra)
+    if "model_bias_prior" in pr:
+        opts["model_bias_prior"] = pr["model_bias_prior"]
     return PacerConfig(
         mode=mode, abandon_target=min(sc.abandon_target, sc.abandon_limit), abandon_limit=sc.abandon_limit,
         abandon_window="day", connect_limit_s=sc.connect_limit_s, ring_timeout_s=sc.ring_timeout_s,
         max_lines_per_agent=sc.max_lines_per_agent, power_ratio=ratio,
         prior_hit_rate=pr["prior_hit_rate"], prior_talk_s=pr["prior_talk_s"], prior_wrap_s=pr["prior_wrap_s"],
         prior_ring_median_s=pr["prior_ring_median_s"], bridge_s=sc.connect_delay_s + 0.2,
-        **({"model_bias_prior": pr["model_bias_prior"]} if "model_bias_prior" in pr else {}),
-        **extra)  # type: ignore[arg-type]
+        **opts)
 
 
 class EnginePolicy:
