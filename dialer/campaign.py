@@ -18,9 +18,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from dialer.agents import BUSY, AgentBoard, sync_agents
+from dialer.agents import BUSY, AgentBoard, AgentView, sync_agents
 from dialer.config import Config, TrunkConfig
 from dialer.control import expiry_reason
+from dialer.domain import preview
 from dialer.domain.dtmf import DtmfCollector, DtmfDecodeError, decode
 from dialer.domain.vocabulary import AgentState, AttemptState, CampaignState, Mode
 from dialer.settings import campaign_settings
@@ -39,6 +40,8 @@ from pacing.engine import AgentView as PacingAgent
 from pacing.engine import Decision, Pacer, Snapshot
 
 TICK_S = 0.2
+PREVIEW_LEASE_S = 600.0  # a reservation an agent sits on is renewed (released and re-leased) before this
+PREVIEW_RENEW_S = 60.0
 HEARTBEAT_STALE_S = 10.0
 MODES = tuple(m.value for m in Mode)
 
@@ -96,6 +99,7 @@ class Live:
     dtmf: DtmfCollector = field(default_factory=DtmfCollector)
     disposed: bool = False
     machine: bool = False  # AMD said machine: occupies a line, never an agent
+    preview_agent: int | None = None  # preview mode: the agent who dialled it gets it on answer
 
 
 @dataclass
@@ -156,6 +160,11 @@ class CampaignRunner:
         self.counts: dict[str, int] = {}
         self.last_decision: Decision | None = None
         self.legs: AgentLegSync | None = None  # nailed-up agent legs, when telephony runs that way
+        # preview mode: the entry reserved for each ready agent, entries each agent passed on this run,
+        # and the dial/skip commands read this tick (applied after the command transaction closed)
+        self.reserved: dict[int, Lease] = {}
+        self.passed: dict[int, set[int]] = {}
+        self.preview_orders: list[tuple[str, str]] = []
 
     # ---------------------------------------------------------------- set-up and recovery
     def _restore_pacer(self) -> Pacer:
@@ -248,6 +257,7 @@ class CampaignRunner:
         if self.legs is not None:
             self.legs.tick(self.board, utc(now))
         self.apply_commands()
+        self.apply_preview_orders(now)
         self.apply_dispositions(now)
         self.end_wraps(now)
         self.route_waiting(now)
@@ -281,6 +291,9 @@ class CampaignRunner:
         elif self.dropped and not self.pacer.budget_exhausted(now):
             self.dropped = False
             self._event("mode_restore", f"abandon budget recovered: back to {self.mode}")
+        if self.mode == Mode.PREVIEW.value:
+            self.reserve_previews(now)
+            return
         if decision.dial <= 0:
             return
         at = utc(now)
@@ -288,13 +301,16 @@ class CampaignRunner:
         for lease in leases:
             self.place(lease, now)
 
-    def place(self, lease: Lease, now: float) -> None:
+    def place(self, lease: Lease, now: float, agent_id: int | None = None) -> str | None:
+        """Check, commit the attempt, send the INVITE; AGENT_ID (preview) gets the call on answer.
+
+        Returns None when the INVITE left, else why not (the entry is back in the hopper)."""
         at = utc(now)
         why = self.hopper.check_dialable(lease.entry_id, lease.phone_e164, at)
         if why is not None:
             self.hopper.release(lease.entry_id, at)
             self.counts["skipped_at_dial_time"] = self.counts.get("skipped_at_dial_time", 0) + 1
-            return
+            return why
         attempt_id = attempts_store.create_attempt(
             self.engine, campaign_id=self.campaign_id, entry_id=lease.entry_id, customer_id=lease.customer_id,
             segment=lease.segment, phone_e164=lease.phone_e164, trunk=self.trunk.name,
@@ -311,11 +327,70 @@ class CampaignRunner:
         if not ok:
             # no slot: the INVITE never left, so this is not an attempt; give the entry back untouched
             self._not_an_attempt(attempt_id, lease.entry_id, at)
-            return
+            return "no free line"
         self.pacer.record_dial(now)
         self.live[attempt_id] = Live(attempt_id, lease.entry_id, lease.customer_id, lease.segment,
-                                     lease.phone_e164, lease.sku, now)
+                                     lease.phone_e164, lease.sku, now, preview_agent=agent_id)
         self._count("dialled")
+        return None
+
+    # ---------------------------------------------------------------- preview mode
+    def reserve_previews(self, now: float) -> None:
+        """One reserved entry per ready agent (the console shows its pop); stale or orphaned ones go back."""
+        at = utc(now)
+        for agent_id, lease in list(self.reserved.items()):
+            a = self.board.agents.get(agent_id)
+            expiring = lease.lease_expires_at is not None and (lease.lease_expires_at - at).total_seconds() < PREVIEW_RENEW_S
+            if a is None or a.state != AgentState.READY or expiring:
+                self.release_preview(agent_id, at)
+        for a in self.board.agents.values():
+            if a.state != AgentState.READY or a.id in self.reserved:
+                continue
+            got = self.hopper.lease(1, preview.owner(self.policy.name, a.login), at, lease_s=PREVIEW_LEASE_S,
+                                    exclude=self.passed.get(a.id, set()))
+            if got:
+                self.reserved[a.id] = got[0]
+
+    def release_preview(self, agent_id: int, at: datetime) -> Lease | None:
+        lease = self.reserved.pop(agent_id, None)
+        if lease is not None:
+            self.hopper.release(lease.entry_id, at)
+        return lease
+
+    def release_previews(self, at: datetime) -> None:
+        for agent_id in list(self.reserved):
+            self.release_preview(agent_id, at)
+
+    def apply_preview_orders(self, now: float) -> None:
+        orders, self.preview_orders = self.preview_orders, []
+        for command, arg in orders:
+            self._event(command, self._preview_order(command, arg, now))
+
+    def _preview_order(self, command: str, arg: str, now: float) -> str:
+        """Dial or pass on the entry reserved for an agent; the dial re-checks dialability like any call."""
+        at = utc(now)
+        try:
+            entry_id, login, reason = preview.parse_argument(arg)
+        except ValueError as exc:
+            return f"refused: {exc}"
+        agent = next((a for a in self.board.agents.values() if a.login == login), None)
+        lease = self.reserved.get(agent.id) if agent is not None else None
+        if agent is None or lease is None or lease.entry_id != entry_id:
+            return f"refused: entry {entry_id} is not reserved for {login}"
+        if command == preview.SKIP:
+            self.release_preview(agent.id, at)
+            self.passed.setdefault(agent.id, set()).add(entry_id)
+            self._event("preview_skip", f"entry {entry_id} skipped by {login}: {reason or 'next'}")
+            return f"entry {entry_id} back to the hopper ({reason or 'next'})"
+        if self.state != "running" or self.mode != Mode.PREVIEW.value or agent.state != AgentState.READY:
+            return f"refused: campaign {self.state}/{self.mode}, agent {agent.state}"
+        self.reserved.pop(agent.id)
+        why = self.place(lease, now, agent_id=agent.id)
+        if why is not None:
+            return f"refused: entry {entry_id} not dialled: {why}"
+        attempt_id = max(a for a, c in self.live.items() if c.entry_id == entry_id)
+        self.board.set_state(agent.id, AgentState.RESERVED, at, attempt_id=attempt_id)
+        return f"entry {entry_id} dialled for {login}: attempt {attempt_id}"
 
     def _not_an_attempt(self, attempt_id: int, entry_id: int, at: datetime) -> None:
         """The call never reached the contact (no slot, or the trunk's own failure such as refused
@@ -468,6 +543,10 @@ class CampaignRunner:
                 self.end_wrap(call.agent_id, at)
         elif call.agent_id is not None:
             self.board.set_state(call.agent_id, "ready", utc(at), force=True)
+        elif call.preview_agent is not None:  # the call the agent dialled ended before it reached them
+            a = self.board.agents.get(call.preview_agent)
+            if a is not None and a.state == AgentState.RESERVED and a.attempt_id == call.attempt_id:
+                self.board.set_state(a.id, AgentState.READY, utc(at), force=True)
 
     # ---------------------------------------------------------------- routing answered calls to agents
     def route_waiting(self, now: float) -> None:
@@ -478,12 +557,18 @@ class CampaignRunner:
                 continue
             if call.agent_id is not None:
                 continue
-            agent = self.board.choose(call.segment)
+            own = self.board.agents.get(call.preview_agent) if call.preview_agent is not None else None
+            if own is not None and own.id not in call.tried_agents and own.state in (AgentState.RESERVED,
+                                                                                       AgentState.READY):
+                agent: AgentView | None = own
+            else:
+                agent = self.board.choose(call.segment)
             if agent is None:
                 return
             call.agent_id = agent.id
             call.tried_agents.add(agent.id)
-            self.board.set_state(agent.id, "reserved", utc(now), attempt_id=attempt_id)
+            if agent.state != AgentState.RESERVED:  # a preview agent is reserved from its dial on
+                self.board.set_state(agent.id, "reserved", utc(now), attempt_id=attempt_id)
             self._update_attempt(attempt_id, agent_id=agent.id)
             self.tel.connect_agent(attempt_id, agent.id, agent.sip_uri)
 
@@ -560,6 +645,9 @@ class CampaignRunner:
     def _apply_command(self, command: str, arg: str, created_at: datetime, now: datetime) -> str:
         """A command not applied within `[ui] command_ttl`, or given before this run, is expired, never applied."""
         stale = expiry_reason(created_at, self.started_at, now, self.cfg.ui.command_ttl_s())
+        if stale is None and command in (preview.DIAL, preview.SKIP):
+            self.preview_orders.append((command, arg))  # applied once the command transaction is closed
+            return "accepted"
         return stale or self._command(command, arg)
 
     def _command(self, command: str, arg: str) -> str:
@@ -577,6 +665,8 @@ class CampaignRunner:
                 return f"refused: mode must be one of {', '.join(MODES)}"
             self.mode = arg
             self.pacer.set_mode(arg)
+            if arg != Mode.PREVIEW.value:
+                self.release_previews(datetime.now(UTC))
             return f"mode {arg}"
         if command == "target":
             try:
@@ -636,6 +726,7 @@ class CampaignRunner:
     def shutdown(self) -> None:
         """Stop dialling, let calls end, release what was leased, and leave the store consistent."""
         self.state = "stopped"
+        self.release_previews(utc(self.clock()))
         end = time.monotonic() + 5
         for attempt_id in list(self.live):
             self.tel.hangup(attempt_id)

@@ -32,7 +32,7 @@ All times are aware datetimes passed in by the caller: the hopper never reads th
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -250,8 +250,11 @@ class Hopper:
                                   callable_until=aware(e.callable_until) if e.callable_until else None))
         return out
 
-    def lease(self, n: int, owner: str, at: datetime, lease_s: float = 120.0) -> list[Lease]:
-        """Claim up to N dialable entries for OWNER until at + lease_s; never the same entry to two leasers."""
+    def lease(self, n: int, owner: str, at: datetime, lease_s: float = 120.0,
+              exclude: Collection[int] = ()) -> list[Lease]:
+        """Claim up to N dialable entries for OWNER until at + lease_s; never the same entry to two leasers.
+
+        EXCLUDE: entries not to hand to this owner (one a preview agent just passed on)."""
         need_aware(at)
         if n <= 0:
             return []
@@ -261,7 +264,8 @@ class Hopper:
         lost: set[int] = set()
         with self.engine.begin() as conn:
             for _round in range(3):
-                good, parked = self._scan(conn, at, n - len(won), lock=True, skip=lost | {w.entry_id for w in won})
+                good, parked = self._scan(conn, at, n - len(won), lock=True,
+                                          skip=lost | set(exclude) | {w.entry_id for w in won})
                 for _r, e, v in parked:
                     assert v.park is not None
                     conn.execute(update(T).where(T.c.id == e.id, self._free(at)).values(**v.park, updated_at=at))

@@ -47,44 +47,69 @@ def screen_pop_rows(engine: Engine, attempt_id: int) -> dict[str, Any] | None:
         att = s.get(Attempt, attempt_id)
         if att is None:
             return None
-        cust = s.get(Customer, att.customer_id)
         entry = s.get(CallListEntry, att.entry_id) if att.entry_id is not None else None
         camp = s.get(Campaign, att.campaign_id) if att.campaign_id is not None else None
-        sku = entry.sku if entry else ""
-        prod = s.get(Product, sku) if sku else None
-        orders = []
-        for o in s.exec(select(Order).where(Order.customer_id == att.customer_id)
-                        .order_by(col(Order.ordered_at).desc()).limit(5)).all():
-            skus = [ln.sku for ln in s.exec(select(OrderLine).where(OrderLine.order_id == o.order_id)).all()]
-            orders.append({"date": o.ordered_at, "total": o.total, "status": o.status, "skus": skus,
-                           "cycle": o.cycle_no})
-        subs = [{"sku": x.sku, "status": x.status, "next_ship": x.next_ship_date, "shipments": x.shipments_count,
-                 "change_deadline": x.change_deadline, "cancel_reason": x.cancel_reason}
-                for x in s.exec(select(Subscription).where(Subscription.customer_id == att.customer_id)).all()]
-        history = []
-        for d in s.exec(select(Disposition).where(Disposition.customer_id == att.customer_id)
-                        .order_by(col(Disposition.created_at).desc()).limit(8)).all():
-            ag = s.get(Agent, d.agent_id) if d.agent_id is not None else None
-            dc = s.get(Campaign, d.campaign_id) if d.campaign_id is not None else None
-            history.append({"at": d.created_at, "outcome": d.outcome, "amount": d.amount, "sku": d.sku,
-                            "reason": REFUSAL_REASONS.get(d.reason_code, d.reason_code), "voc": d.voc_text,
-                            "agent": ag.login if ag else "", "campaign": dc.name if dc else "", "source": d.source,
-                            "attempt_id": d.attempt_id})
-        depl, depl_how = depletion_date(s, att.customer_id, sku)
-        product_name = prod.name if prod and prod.name else (sku or "ご愛用の商品")
-        spent = s.exec(select(func.coalesce(func.sum(Order.total), 0.0)).where(
-            Order.customer_id == att.customer_id, Order.status != "cancelled")).one()
+        out = _pop(s, att.customer_id, entry, camp, att.segment, att.phone_e164)
+    out.update({"attempt_id": attempt_id, "state": att.state, "campaign_id": att.campaign_id,
+                "connected_at": att.agent_connected_at, "ended_at": att.ended_at})
+    return out
+
+
+def entry_pop_rows(engine: Engine, entry_id: int, campaign: str) -> dict[str, Any] | None:
+    """The same record for an entry not dialled yet (preview mode: the pop the agent reads before dialling);
+    `attempt_id` is None and the number is the one the entry would be dialled on."""
+    with Session(engine) as s:
+        entry = s.get(CallListEntry, entry_id)
+        if entry is None:
+            return None
+        camp = s.exec(select(Campaign).where(Campaign.name == campaign)).first() if campaign else None
+        phones = list(entry.phones or [])
+        phone = phones[entry.phone_index] if 0 <= entry.phone_index < len(phones) else ""
+        out = _pop(s, entry.customer_id, entry, camp, entry.segment, phone)
+    out.update({"attempt_id": None, "state": "preview", "campaign_id": camp.id if camp else None,
+                "connected_at": None, "ended_at": None, "entry_id": entry_id})
+    return out
+
+
+def _pop(s: Session, customer_id: str, entry: CallListEntry | None, camp: Campaign | None, segment: str,
+         phone_e164: str) -> dict[str, Any]:
+    """The pop's fields shared by a call (by attempt) and a preview (by entry)."""
+    cust = s.get(Customer, customer_id)
+    sku = entry.sku if entry else ""
+    prod = s.get(Product, sku) if sku else None
+    orders = []
+    for o in s.exec(select(Order).where(Order.customer_id == customer_id)
+                    .order_by(col(Order.ordered_at).desc()).limit(5)).all():
+        skus = [ln.sku for ln in s.exec(select(OrderLine).where(OrderLine.order_id == o.order_id)).all()]
+        orders.append({"date": o.ordered_at, "total": o.total, "status": o.status, "skus": skus,
+                       "cycle": o.cycle_no})
+    subs = [{"sku": x.sku, "status": x.status, "next_ship": x.next_ship_date, "shipments": x.shipments_count,
+             "change_deadline": x.change_deadline, "cancel_reason": x.cancel_reason}
+            for x in s.exec(select(Subscription).where(Subscription.customer_id == customer_id)).all()]
+    history = []
+    for d in s.exec(select(Disposition).where(Disposition.customer_id == customer_id)
+                    .order_by(col(Disposition.created_at).desc()).limit(8)).all():
+        ag = s.get(Agent, d.agent_id) if d.agent_id is not None else None
+        dc = s.get(Campaign, d.campaign_id) if d.campaign_id is not None else None
+        history.append({"at": d.created_at, "outcome": d.outcome, "amount": d.amount, "sku": d.sku,
+                        "reason": REFUSAL_REASONS.get(d.reason_code, d.reason_code), "voc": d.voc_text,
+                        "agent": ag.login if ag else "", "campaign": dc.name if dc else "", "source": d.source,
+                        "attempt_id": d.attempt_id})
+    depl, depl_how = depletion_date(s, customer_id, sku)
+    product_name = prod.name if prod and prod.name else (sku or "ご愛用の商品")
+    spent = s.exec(select(func.coalesce(func.sum(Order.total), 0.0)).where(
+        Order.customer_id == customer_id, Order.status != "cancelled")).one()
     return {
-        "attempt_id": attempt_id, "state": att.state, "customer_id": att.customer_id,
-        "name": cust.name if cust else "", "kana": cust.name_kana if cust else "", "phone_e164": att.phone_e164,
+        "customer_id": customer_id,
+        "name": cust.name if cust else "", "kana": cust.name_kana if cust else "", "phone_e164": phone_e164,
         "caution": bool(cust and cust.caution), "notes": cust.notes if cust else "",
         "ltv": cust.ltv if cust else None, "expected_value": entry.priority if entry else None,
-        "segment": att.segment or (entry.segment if entry else ""), "sub_segment": entry.sub_segment if entry else "",
+        "segment": segment or (entry.segment if entry else ""), "sub_segment": entry.sub_segment if entry else "",
         "reason": entry.reason if entry else "", "sku": sku, "product": product_name,
-        "campaign": camp.name if camp else "", "campaign_id": att.campaign_id, "orders": orders, "subscriptions": subs,
+        "campaign": camp.name if camp else "", "orders": orders, "subscriptions": subs,
         "depletion": depl, "depletion_how": depl_how, "history": history,
-        "connected_at": att.agent_connected_at, "ended_at": att.ended_at, "spent": float(spent or 0.0),
+        "spent": float(spent or 0.0),
     }
 
 
-__all__ = ["depletion_date", "screen_pop_rows"]
+__all__ = ["depletion_date", "entry_pop_rows", "screen_pop_rows"]

@@ -30,10 +30,12 @@ from dialer.domain.agents import IDLE as IDLE_STATES
 from dialer.domain.agents import PAUSE_REASONS as PAUSE_REASON_CODES
 from dialer.domain.calling_hours import CallingHours
 from dialer.domain.dtmf import OUTCOME_BY_DIGIT, REFUSAL_REASONS
+from dialer.domain.preview import SKIP_REASONS
 from dialer.errors import UserError
 from dialer.i18n import N_, _, fmt_datetime, nfkc
 from dialer.store import Engine
 from dialer.store import agents as agents_store
+from dialer.store import preview as preview_store
 from dialer.store.models import Disposition
 from dialer.store.outbox import record_disposition
 from dialer.store.screen_pop import screen_pop_rows
@@ -121,7 +123,17 @@ def screen_pop(engine: Engine, attempt_id: int, agent_name: str, business: str,
 
     The rows come from the store's read model (dialer.store.screen_pop); the depletion date is the list
     builder's own rule (lists.depletion)."""
-    pop = screen_pop_rows(engine, attempt_id)
+    return _decorate(screen_pop_rows(engine, attempt_id), agent_name, business, business_phone)
+
+
+def preview_pop(engine: Engine, login: str, agent_name: str, business: str,
+                business_phone: str = "") -> dict[str, Any] | None:
+    """Preview mode: the pop of the entry the runner reserved for LOGIN, before anything is dialled."""
+    return _decorate(preview_store.reserved_pop(engine, login), agent_name, business, business_phone)
+
+
+def _decorate(pop: dict[str, Any] | None, agent_name: str, business: str, business_phone: str
+              ) -> dict[str, Any] | None:
     if pop is None:
         return None
     spent = pop.pop("spent")
@@ -179,6 +191,9 @@ def render_pop(pop: dict[str, Any], tz: str, wide: bool, width: int = 80) -> Ren
     script = "\n".join(wrap_japanese(pop["opening"], max(20, width - 8), keep=tuple(pop.get("keep") or ())))
     parts.append(Panel(Text(script), title=_("opening (特定商取引法)"), title_align="left", padding=(0, 1),
                        border_style="green"))
+    if pop["attempt_id"] is None:  # preview: nothing dialled yet
+        title = _("preview — next call, not dialled yet ({campaign})").format(campaign=pop["campaign"])
+        return Panel(Group(*parts), title=Text(title), title_align="left", padding=(0, 1), border_style="yellow")
     return Panel(Group(*parts), title=Text(_("screen pop — call {id} ({campaign})").format(
         id=pop["attempt_id"], campaign=pop["campaign"])),
                  title_align="left", padding=(0, 1), border_style="cyan")
@@ -192,7 +207,7 @@ class AgentConsole:
     engine: Engine
     cfg: Config
     login: str
-    mode: str = "main"  # main | pause | outcome | field | confirm
+    mode: str = "main"  # main | pause | skip | outcome | field | confirm
     message: str = ""
     error: str = ""
     quit: bool = False
@@ -206,6 +221,7 @@ class AgentConsole:
     line: LineField = field(default_factory=LineField)
     want_pause_reason: str = ""
     saved_id: int | None = None
+    preview: dict[str, Any] | None = None  # preview mode: the entry reserved for this agent, not dialled yet
 
     def __post_init__(self) -> None:
         if not agents_store.agent_exists(self.engine, self.login):
@@ -231,6 +247,10 @@ class AgentConsole:
         if aid is not None and self.agent["state"] in BUSY and aid != self.pop_attempt:
             self.pop_attempt = aid
             self.saved_id = None
+        self.preview = None
+        if self.agent["state"] == "ready":
+            self.preview = preview_pop(self.engine, self.login, self.agent["name"], self.cfg.business.name,
+                                       self.cfg.business.phone)
         if self.pop_attempt is not None:
             self.pop = screen_pop(self.engine, self.pop_attempt, self.agent["name"], self.cfg.business.name,
                                   self.cfg.business.phone)
@@ -276,6 +296,13 @@ class AgentConsole:
                 self._pause(PAUSE_REASONS[k], now)
             self.mode = "main"
             return
+        if self.mode == "skip":
+            if k in SKIP_REASONS:
+                self._skip(SKIP_REASONS[k])
+            else:
+                self.message = _("skip cancelled")
+            self.mode = "main"
+            return
         if self.mode == "outcome":
             if k in OUTCOME_BY_DIGIT:
                 self._start_form(OUTCOME_BY_DIGIT[k])
@@ -311,6 +338,17 @@ class AgentConsole:
                 self.message = _("ready")
         elif k == "p" and state != "logged_out":
             self.mode = "pause"
+        elif k in ("c", "s", "n") and state == "ready" and self.preview is not None:
+            if k == "c":
+                p = self.preview
+                preview_store.request_dial(self.engine, p["campaign"], self.login, p["entry_id"])
+                self.message = _("dialling {name}…").format(name=p["name"] or p["customer_id"])
+            elif k == "s":
+                self.mode = "skip"
+            else:
+                self._skip("")
+        elif k in ("c", "s", "n"):
+            self.message = _("nothing reserved for you to dial")
         elif k == "o":
             if busy:
                 self._set_pending("logged_out")
@@ -324,6 +362,15 @@ class AgentConsole:
                 self.mode = "outcome"
             else:
                 self._start_form(OUTCOME_BY_DIGIT[k])
+
+    def _skip(self, reason: str) -> None:
+        """Pass on the reserved entry (back to the hopper, REASON recorded); the runner reserves the next."""
+        if self.preview is None:
+            return
+        p = self.preview
+        preview_store.request_skip(self.engine, p["campaign"], self.login, p["entry_id"], reason)
+        self.message = _("skipped ({reason}); the next entry comes up").format(reason=label("skip", reason))
+        self.preview = None
 
     def _pause(self, reason: str, now: datetime) -> None:
         if self.agent.get("state") in BUSY:
@@ -450,6 +497,8 @@ class AgentConsole:
                 saved = f" (#{self.saved_id})" if self.saved_id else ""
                 parts.append(Text(_("disposition saved{saved}; waiting for the dialer to close wrap-up").format(
                     saved=saved), style="green"))
+        elif state == "ready" and self.preview is not None:
+            parts.append(render_pop(self.preview, tz, width >= 110, width))
         elif state in IDLE:
             parts.append(Text(_("waiting for a call") if state == "ready" else _("not taking calls"), style="dim"))
         parts.append(self._form())
@@ -465,6 +514,9 @@ class AgentConsole:
             return Text(_("pause reason") + ": " + "  ".join(f"{k} {label('pause', v)}" for k, v in
                                                            PAUSE_REASONS.items()) + "  " + _("(other: cancel)"),
                         style="bold reverse")
+        if self.mode == "skip":
+            return Text(_("skip reason") + ": " + "  ".join(f"{k} {label('skip', v)}" for k, v in SKIP_REASONS.items())
+                        + "  " + _("(other: cancel)"), style="bold reverse")
         if self.mode == "outcome":
             return Text(_("outcome") + ": " + "  ".join(f"{d} {label('outcome', o)}" for d, o in OUTCOME_BY_DIGIT.items())
                         + "  " + _("Esc cancel"), style="bold reverse")
@@ -496,6 +548,8 @@ class AgentConsole:
         if state in BUSY:
             return _("d or 0-9 disposition  p pause after call  o log out after call  r ready after call  q quit")
         extra = "  " + _("d disposition (last call)") if self.can_dispose() else ""
+        if state == "ready" and self.preview is not None:
+            extra = "  " + _("c dial  s skip (reason)  n next") + extra
         return _("r ready  p pause  o log out") + extra + "  " + _("q quit")
 
 

@@ -25,7 +25,10 @@ PAUSES = {"break": N_("break"), "lunch": N_("lunch"), "meeting": N_("meeting"), 
 SEGMENTS = {"dormant": N_("dormant"), "pre_churn": N_("pre-churn"), "upsell": N_("upsell"),
             "cross_sell": N_("cross-sell"), "callback": N_("callback")}
 
-_TABLES = {"outcome": OUTCOMES, "refusal": REFUSALS, "state": STATES, "pause": PAUSES, "segment": SEGMENTS}
+SKIPS = {"not_now": N_("not now"), "bad_data": N_("bad data"), "contacted_recently": N_("contacted recently"),
+         "other": N_("other"), "": N_("next")}
+
+_TABLES = {"skip": SKIPS, "outcome": OUTCOMES, "refusal": REFUSALS, "state": STATES, "pause": PAUSES, "segment": SEGMENTS}
 
 
 def label(kind: str, code: str) -> str:
