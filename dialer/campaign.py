@@ -29,6 +29,7 @@ from dialer.store import Engine
 from dialer.store import attempts as attempts_store
 from dialer.store import campaigns as campaigns_store
 from dialer.store import outbox as outbox_store
+from dialer.store import preview as preview_store
 from dialer.store.agents import StateLogger
 from dialer.store.campaigns import RunnerBusy, StatusUpdate
 from dialer.store.entries import Hopper, Lease
@@ -211,6 +212,7 @@ class CampaignRunner:
         self.last_disposition_id = outbox_store.last_disposition_id(self.engine)
         self.last_command_id = campaigns_store.last_applied_command_id(self.engine, self.policy.name)
         counts = self.hopper.recover(now)
+        counts["preview_released"] = preview_store.release_all(self.engine, self.policy.name, now)
         self.board.refresh()
         for a in self.board.agents.values():
             if a.state in BUSY or a.state in (AgentState.UNAVAILABLE, AgentState.UNREACHABLE):
@@ -364,15 +366,21 @@ class CampaignRunner:
     def apply_preview_orders(self, now: float) -> None:
         orders, self.preview_orders = self.preview_orders, []
         for command, arg in orders:
-            self._event(command, self._preview_order(command, arg, now))
+            login, result = self._preview_order(command, arg, now)
+            self._event(command, f"{login}: {result}")  # the console shows its agent's latest one
 
-    def _preview_order(self, command: str, arg: str, now: float) -> str:
-        """Dial or pass on the entry reserved for an agent; the dial re-checks dialability like any call."""
+    def _preview_order(self, command: str, arg: str, now: float) -> tuple[str, str]:
+        """(agent login, result): dial or pass on the entry reserved for an agent; a dial re-checks dialability
+        like any call."""
         at = utc(now)
         try:
             entry_id, login, reason = preview.parse_argument(arg)
         except ValueError as exc:
-            return f"refused: {exc}"
+            return "?", f"refused: {exc}"
+        return login, self._preview_apply(command, entry_id, login, reason, now, at)
+
+    def _preview_apply(self, command: str, entry_id: int, login: str, reason: str, now: float,
+                       at: datetime) -> str:
         agent = next((a for a in self.board.agents.values() if a.login == login), None)
         lease = self.reserved.get(agent.id) if agent is not None else None
         if agent is None or lease is None or lease.entry_id != entry_id:
@@ -380,8 +388,7 @@ class CampaignRunner:
         if command == preview.SKIP:
             self.release_preview(agent.id, at)
             self.passed.setdefault(agent.id, set()).add(entry_id)
-            self._event("preview_skip", f"entry {entry_id} skipped by {login}: {reason or 'next'}")
-            return f"entry {entry_id} back to the hopper ({reason or 'next'})"
+            return f"entry {entry_id} skipped: {reason or 'next'} (back to the hopper)"
         if self.state != "running" or self.mode != Mode.PREVIEW.value or agent.state != AgentState.READY:
             return f"refused: campaign {self.state}/{self.mode}, agent {agent.state}"
         self.reserved.pop(agent.id)
@@ -390,7 +397,7 @@ class CampaignRunner:
             return f"refused: entry {entry_id} not dialled: {why}"
         attempt_id = max(a for a, c in self.live.items() if c.entry_id == entry_id)
         self.board.set_state(agent.id, AgentState.RESERVED, at, attempt_id=attempt_id)
-        return f"entry {entry_id} dialled for {login}: attempt {attempt_id}"
+        return f"entry {entry_id} dialled: attempt {attempt_id}"
 
     def _not_an_attempt(self, attempt_id: int, entry_id: int, at: datetime) -> None:
         """The call never reached the contact (no slot, or the trunk's own failure such as refused

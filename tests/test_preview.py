@@ -207,6 +207,7 @@ def test_preview_dial_skip_and_dnc_live(tmp_path: Path) -> None:
         elif name == "third" and held and held[1] not in {e for _, e in seen}:
             seen.append(("dialled", held[1]))
             preview_store.request_dial(engine, held[0], "p0", held[1])
+            preview_store.request_dial(engine, held[0], "p0", held[1])  # pressed twice: dialled once
             step["name"] = "calling"
         elif name == "calling":
             with Session(engine) as s:
@@ -236,11 +237,16 @@ def test_preview_dial_skip_and_dnc_live(tmp_path: Path) -> None:
         assert a.outcome == "answered" and a.state == "ended"
         # the DNC'd entry was refused at dial time and never reached the carrier
         refusals = _events(engine, "preview_dial")
-        assert any(f"entry {dnc} not dialled: blocked: dnc" in m for m in refusals), refusals
+        assert f"p0: refused: entry {dnc} not dialled: blocked: dnc" in refusals, refusals
+        # a second press of dial on the same entry is refused: it is no longer reserved
+        assert f"p0: refused: entry {dialled} is not reserved for p0" in refusals, refusals
         assert entries[dnc].attempts == 0 and not {r.phone_e164 for r in rows} & {phones[dnc]}
         # the skipped entry is back in the hopper, untouched, with the reason recorded
         assert entries[skipped].status == "pending" and entries[skipped].attempts == 0
-        assert f"entry {skipped} skipped by p0: bad_data" in _events(engine, "preview_skip")
+        assert _events(engine, "preview_skip") == [f"p0: entry {skipped} skipped: bad_data (back to the hopper)"]
+        # what the agent's console shows for the refused dial
+        since = datetime.now(UTC) - timedelta(minutes=5)
+        assert preview_store.last_result(engine, "p0", since) == f"refused: entry {dialled} is not reserved for p0"
         # nothing left leased when the runner stopped
         assert not [e for e in entries.values() if e.status == "leased"]
     finally:
@@ -250,3 +256,30 @@ def test_preview_dial_skip_and_dnc_live(tmp_path: Path) -> None:
 def _events(engine: object, kind: str) -> list[str]:
     with Session(engine) as s:  # type: ignore[call-overload]
         return [e.message for e in s.exec(select(CampaignEvent).where(CampaignEvent.kind == kind)).all()]
+
+
+def test_console_shows_the_runners_refusal(reserved_console: tuple[AgentConsole, int]) -> None:
+    from dialer.store.campaigns import load_campaign, record_event
+
+    c, eid = reserved_console
+    c.handle_key("c", NOW)
+    cid = load_campaign(c.engine, "demo").id
+    record_event(c.engine, cid, preview.DIAL, "a01: refused: not a02's")  # another agent's result: not shown
+    c.refresh(NOW)
+    assert not c.error and c.asked_at is not None
+    record_event(c.engine, cid, preview.DIAL, f"a02: refused: entry {eid} not dialled: blocked: dnc")
+    c.refresh(NOW)
+    out = text_of(c.render(80, NOW), 80)
+    assert f"the dialer did not dial: refused: entry {eid} not dialled: blocked: dnc" in out
+    assert c.asked_at is None
+
+
+def test_a_new_runner_releases_the_reservations_of_a_dead_one(reserved_console: tuple[AgentConsole, int]) -> None:
+    c, eid = reserved_console
+    assert preview_store.reservation(c.engine, "a02") == ("demo", eid)
+    assert preview_store.release_all(c.engine, "other", NOW) == 0  # another campaign's runner: not ours
+    assert preview_store.release_all(c.engine, "demo", NOW) == 1
+    assert preview_store.reservation(c.engine, "a02") is None
+    with Session(c.engine) as s:
+        e = s.get(CallListEntry, eid)
+        assert e is not None and e.status == "pending" and e.lease_owner == ""

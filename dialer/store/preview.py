@@ -7,6 +7,7 @@ applies (re-checking dialability, writing the attempt row, releasing the lease).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -51,12 +52,31 @@ def request_skip(engine: Engine, campaign: str, login: str, entry_id: int, reaso
                            login)
 
 
-def skips(engine: Engine, campaign_id: int) -> list[str]:
-    """The recorded skip events of a campaign (oldest first): 'entry N skipped by LOGIN: REASON'."""
+def release_all(engine: Engine, campaign: str, at: datetime) -> int:
+    """Give back every entry reserved for an agent of CAMPAIGN (a runner starting after a crash: its
+    reservations died with it, and the campaign has one runner at a time). Returns how many."""
+    prefix = preview.owner(campaign, "")
     with Session(engine) as s:
-        return [e.message for e in s.exec(select(CampaignEvent).where(
-            CampaignEvent.campaign_id == campaign_id, CampaignEvent.kind == "preview_skip")
-            .order_by(col(CampaignEvent.id))).all()]
+        rows = list(s.exec(select(CallListEntry).where(CallListEntry.status == EntryStatus.LEASED.value,
+                                                       col(CallListEntry.lease_owner).startswith(prefix))).all())
+        for e in rows:
+            e.status, e.lease_owner, e.lease_token, e.lease_expires_at, e.updated_at = (
+                EntryStatus.PENDING.value, "", "", None, at)
+            s.add(e)
+        s.commit()
+    return len(rows)
 
 
-__all__ = ["request_dial", "request_skip", "reservation", "reserved_pop", "skips"]
+def last_result(engine: Engine, login: str, since: datetime) -> str | None:
+    """What the runner did with LOGIN's latest dial/skip command given at or after SINCE (the text after
+    'LOGIN: ' in its event), or None while it has not applied one."""
+    head = f"{login}: "
+    with Session(engine) as s:
+        rows = s.exec(select(CampaignEvent).where(col(CampaignEvent.kind).in_((preview.DIAL, preview.SKIP)),
+                                                  col(CampaignEvent.message).startswith(head),
+                                                  CampaignEvent.at >= since)
+                      .order_by(col(CampaignEvent.id).desc()).limit(1)).all()
+    return rows[0].message[len(head):] if rows else None
+
+
+__all__ = ["release_all", "request_dial", "request_skip", "reservation", "reserved_pop", "last_result"]

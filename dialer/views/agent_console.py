@@ -222,6 +222,7 @@ class AgentConsole:
     want_pause_reason: str = ""
     saved_id: int | None = None
     preview: dict[str, Any] | None = None  # preview mode: the entry reserved for this agent, not dialled yet
+    asked_at: datetime | None = None  # preview: when this console last sent a dial/skip the runner has not answered
 
     def __post_init__(self) -> None:
         if not agents_store.agent_exists(self.engine, self.login):
@@ -247,6 +248,12 @@ class AgentConsole:
         if aid is not None and self.agent["state"] in BUSY and aid != self.pop_attempt:
             self.pop_attempt = aid
             self.saved_id = None
+        if self.asked_at is not None:
+            result = preview_store.last_result(self.engine, self.login, self.asked_at)
+            if result is not None:
+                self.asked_at = None
+                if result.startswith("refused"):
+                    self.error = _("the dialer did not dial: {why}").format(why=result)
         self.preview = None
         if self.agent["state"] == "ready":
             self.preview = preview_pop(self.engine, self.login, self.agent["name"], self.cfg.business.name,
@@ -342,6 +349,7 @@ class AgentConsole:
             if k == "c":
                 p = self.preview
                 preview_store.request_dial(self.engine, p["campaign"], self.login, p["entry_id"])
+                self.asked_at = datetime.now(UTC)
                 self.message = _("dialling {name}…").format(name=p["name"] or p["customer_id"])
             elif k == "s":
                 self.mode = "skip"
@@ -369,6 +377,7 @@ class AgentConsole:
             return
         p = self.preview
         preview_store.request_skip(self.engine, p["campaign"], self.login, p["entry_id"], reason)
+        self.asked_at = datetime.now(UTC)
         self.message = _("skipped ({reason}); the next entry comes up").format(reason=label("skip", reason))
         self.preview = None
 
