@@ -39,6 +39,8 @@ sip_port_base = {sip}
 rtp_port_base = 43000
 lines = 4
 trunk_retry_s = 600
+# per-call agent legs: a site build would otherwise pick nailed legs, where OPTIONS checks are skipped
+agent_legs = "on_connect"
 agent_check_s = 0
 [[trunks]]
 name = "loop"
@@ -99,6 +101,8 @@ sip_port_base = {sip}
 rtp_port_base = 43500
 lines = 2
 agent_check_s = 1
+# per-call agent legs: a site build would otherwise pick nailed legs, where OPTIONS checks are skipped
+agent_legs = "on_connect"
 [[trunks]]
 name = "loop"
 proxy = "sip:127.0.0.1:{carrier.port}"
