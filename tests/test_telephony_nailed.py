@@ -23,7 +23,8 @@ pytestmark = [pytest.mark.sip, pytest.mark.timeout(120)]
 Events = list[CallEvent]
 
 
-def make_config(carrier_port: int, agents: dict[str, str], *, lines: int = 2, mode: str = "nailed") -> Config:
+def make_config(carrier_port: int, agents: dict[str, str], *, lines: int = 2, mode: str = "nailed",
+                extra_tel: str = "") -> Config:
     sip = free_udp_port(5100, 5899, span=8)
     rtp = 20000 + 1000 * (sip % 9)
     blocks = "".join(f'[[agents]]\nlogin = "{login}"\nsip_uri = "{uri}"\n' for login, uri in agents.items())
@@ -34,6 +35,7 @@ rtp_port_base = {rtp}
 rtp_ports_per_worker = 40
 lines = {lines}
 agent_legs = "{mode}"
+{extra_tel}
 [[trunks]]
 name = "carrier"
 proxy = "sip:127.0.0.1:{carrier_port}"
@@ -210,7 +212,8 @@ def test_pjsua2_agents_without_auto_answer_headers(tmp_path: Path, telephony: Ca
 
 def test_nailed_asked_for_but_too_small_a_process_is_a_clear_error(tmp_path: Path) -> None:
     agents = {f"a{i}": f"sip:a{i}@127.0.0.1:5999" for i in range(3)}
-    tel = Telephony(make_config(5999, agents, lines=600))
+    # max_lines_per_host lifts the host clamp, so 600 lines + 3 agents overflow even a 512-call site build
+    tel = Telephony(make_config(5999, agents, lines=600, extra_tel="max_lines_per_host = 100000"))
     with pytest.raises(TelephonyError, match=r'agent_legs = "nailed" needs one worker process holding 3 agent'):
         tel.start()
     assert not any(w.alive() for w in tel.workers.values())
