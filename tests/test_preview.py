@@ -83,12 +83,22 @@ def test_console_shows_the_preview_pop_before_any_dial(reserved_console: tuple[A
 
 
 def test_console_keys_write_dial_and_skip_commands(reserved_console: tuple[AgentConsole, int]) -> None:
+    from dialer.store.campaigns import load_campaign, record_event
+
     c, eid = reserved_console
+    cid = load_campaign(c.engine, "demo").id
+
+    def runner_answers() -> None:  # what the runner's event says once it applied the command
+        record_event(c.engine, cid, preview.DIAL, "a02: refused: campaign paused/preview, agent ready")
+        c.refresh(NOW)
+
     c.handle_key("c", NOW)
-    c.refresh(NOW)
+    c.handle_key("c", NOW)  # pressed twice before the runner answered: one command
+    assert c.message == "waiting for the dialer to apply your last key"
+    runner_answers()
     c.handle_key("s", NOW)
     c.handle_key("2", NOW)  # bad data
-    c.refresh(NOW)
+    runner_answers()
     c.handle_key("n", NOW)
     with Session(c.engine) as s:
         cmds = [(x.campaign, x.command, x.argument, x.requested_by)

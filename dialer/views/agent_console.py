@@ -5,6 +5,9 @@ logged_out, ready and paused; while reserved / on a call / in wrap-up it writes 
 the runner applies after wrap-up. Every idle change is a conditional UPDATE (WHERE state = what we saw), so
 a console never overwrites a reservation the runner made a moment earlier.
 
+Preview mode: the runner reserves an entry for a ready agent; the console shows its pop and sends dial /
+skip as control commands (dialer.store.preview) — the runner re-checks and dials, the console never does.
+
 Dispositions are INSERTed (source "console") together with their outbox row; the runner picks them up,
 applies blocks, callbacks and retries, and ends the wrap-up.
 """
@@ -223,6 +226,7 @@ class AgentConsole:
     saved_id: int | None = None
     preview: dict[str, Any] | None = None  # preview mode: the entry reserved for this agent, not dialled yet
     asked_at: datetime | None = None  # preview: when this console last sent a dial/skip the runner has not answered
+    asked_mono: float = 0.0
 
     def __post_init__(self) -> None:
         if not agents_store.agent_exists(self.engine, self.login):
@@ -345,11 +349,13 @@ class AgentConsole:
                 self.message = _("ready")
         elif k == "p" and state != "logged_out":
             self.mode = "pause"
+        elif k in ("c", "s", "n") and self.asked_at is not None and time.monotonic() - self.asked_mono < 10:
+            self.message = _("waiting for the dialer to apply your last key")  # one press, one command
         elif k in ("c", "s", "n") and state == "ready" and self.preview is not None:
             if k == "c":
                 p = self.preview
                 preview_store.request_dial(self.engine, p["campaign"], self.login, p["entry_id"])
-                self.asked_at = datetime.now(UTC)
+                self.asked_at, self.asked_mono = datetime.now(UTC), time.monotonic()
                 self.message = _("dialling {name}…").format(name=p["name"] or p["customer_id"])
             elif k == "s":
                 self.mode = "skip"
@@ -377,7 +383,7 @@ class AgentConsole:
             return
         p = self.preview
         preview_store.request_skip(self.engine, p["campaign"], self.login, p["entry_id"], reason)
-        self.asked_at = datetime.now(UTC)
+        self.asked_at, self.asked_mono = datetime.now(UTC), time.monotonic()
         self.message = _("skipped ({reason}); the next entry comes up").format(reason=label("skip", reason))
         self.preview = None
 
