@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -217,3 +218,40 @@ def test_monitor_pause_in_a_terminal(term: tuple[Tmux, str, Path], lang: str, si
     t.wait_screen("mon", w["no_runner"], timeout=20)
     t.keys("mon", "q")
     wait_for(lambda: "mon" not in t.run("list-sessions"), "monitor exit")
+
+
+PREVIEW_TEXT = {"en": ("preview — next call, not dialled yet", "c dial", "skip reason", "bad data"),
+                "ja": ("プレビュー — 次の架電先（未発信）", "c 発信", "スキップ理由", "データ不備")}
+
+
+@pytest.mark.parametrize(("lang", "size"), [("en", (80, 24)), ("ja", (80, 24)), ("ja", (160, 50))])
+def test_preview_pop_and_keys_in_a_terminal(term: tuple[Tmux, str, Path], lang: str, size: tuple[int, int]) -> None:
+    """Preview mode: the reserved entry's pop, the keys legend on screen, and a skip with a reason sent as a
+    command for the runner (the test plays the runner's part: the reservation is a lease in the store)."""
+    from dialer.domain import preview
+    from dialer.store.models import CallListEntry
+
+    t, url, cfg = term
+    title, dial, skip, bad = PREVIEW_TEXT[lang]
+    with Session(get_engine(url)) as s:
+        e = s.exec(select(CallListEntry).where(CallListEntry.customer_id == "C7")).first()
+        assert e is not None
+        e.status, e.lease_owner = "leased", preview.owner("demo", "a01")
+        e.lease_expires_at = utcnow() + timedelta(hours=1)
+        s.add(e)
+        s.commit()
+        eid = e.id
+    t.start("agent", _cmd("agent", "a01", "--config", str(with_language(cfg, lang))), size)
+    t.wait_screen("agent", TEXT[lang]["login"])
+    t.keys("agent", "l")
+    screen = t.wait_screen("agent", title)
+    assert "顧客7" in screen and "…0007" in screen and dial in screen and TEXT[lang]["legend"] in screen
+    t.keys("agent", "s")
+    screen = t.wait_screen("agent", skip)
+    assert bad in screen
+    t.keys("agent", "２")  # full-width 2 from an IME: bad data
+    cmd = wait_for(lambda: Session(get_engine(url)).exec(
+        select(ControlCommand).where(ControlCommand.command == "preview_skip")).first(), "skip command")
+    assert (cmd.campaign, cmd.argument, cmd.requested_by) == ("demo", f"{eid} a01 bad_data", "a01")
+    t.keys("agent", "q")
+    wait_for(lambda: "agent" not in t.run("list-sessions"), "console exit")
