@@ -301,7 +301,7 @@ class CampaignRunner:
         at = utc(now)
         leases = self.hopper.lease(decision.dial, self.runner_id, at)
         for lease in leases:
-            self.place(lease, now)
+            self.place(lease, now, agent_id=self._callback_agent(lease))
 
     def place(self, lease: Lease, now: float, agent_id: int | None = None) -> str | None:
         """Check, commit the attempt, send the INVITE; AGENT_ID (preview) gets the call on answer.
@@ -316,13 +316,19 @@ class CampaignRunner:
         attempt_id = attempts_store.create_attempt(
             self.engine, campaign_id=self.campaign_id, entry_id=lease.entry_id, customer_id=lease.customer_id,
             segment=lease.segment, phone_e164=lease.phone_e164, trunk=self.trunk.name,
-            state=AttemptState.DIALING.value, dialed_at=at)
-        self.hopper.mark_dialing(lease.entry_id, attempt_id, at)
+            state=AttemptState.DIALING.value, dialed_at=at, **self._attempt_fields())
+        if not self.hopper.mark_dialing(lease.entry_id, attempt_id, at, owner=self._dial_owner()):
+            attempts_store.delete_attempt(self.engine, attempt_id)  # the lease was lost: not ours to dial
+            self._count("lease_lost")
+            return "lease lost"
         record = None
         if self.policy.record_calls:
             d = Path(self.cfg.telephony.recordings_dir) / self.policy.name
             d.mkdir(parents=True, exist_ok=True)
             record = str((d / f"{attempt_id}.wav").resolve())
+        if not self._may_dial():  # (issue 18) the node's membership lapsed between the lease and the INVITE
+            self._not_an_attempt(attempt_id, lease.entry_id, at)
+            return "membership lapsed"
         ok = self.tel.originate(attempt_id, lease.phone_e164, self.trunk.name, ring_timeout_s=self.policy.ring_timeout_s,
                                 connect_limit_s=self.policy.connect_limit_s,
                                 info_wav=self.policy.info_message or None, record_path=record, amd=self._amd_order())
@@ -334,6 +340,19 @@ class CampaignRunner:
         self.live[attempt_id] = Live(attempt_id, lease.entry_id, lease.customer_id, lease.segment,
                                      lease.phone_e164, lease.sku, now, preview_agent=agent_id)
         self._count("dialled")
+        return None
+
+    # hooks a multi-node runner (dialer.node.runner) overrides; a single-host runner needs none of them
+    def _attempt_fields(self) -> dict[str, Any]:
+        return {}
+
+    def _dial_owner(self) -> str:
+        return ""
+
+    def _may_dial(self) -> bool:
+        return True
+
+    def _callback_agent(self, lease: Lease) -> int | None:
         return None
 
     # ---------------------------------------------------------------- preview mode
@@ -747,9 +766,13 @@ class CampaignRunner:
             self.tel.stop()
         for call in list(self.live.values()):
             self.finish(call, "interrupted", now, None, by="dialer", detail="runner stopped")
+        self._after_stop(now)
+        self._event("stopped", f"runner {self.runner_id} stopped: {self.counts}")
+
+    def _after_stop(self, now: float) -> None:
+        """The only runner of the campaign leaves: settle the hopper and mark the campaign stopped."""
         self.hopper.recover(utc(now))
         campaigns_store.mark_stopped(self.engine, self.campaign_id)
-        self._event("stopped", f"runner {self.runner_id} stopped: {self.counts}")
 
 
 

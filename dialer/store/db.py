@@ -17,10 +17,11 @@ from dialer.store import amd as _amd
 from dialer.store import holdout as _holdout  # noqa: F401  (registers its tables)
 from dialer.store import lift as _lift  # noqa: F401  (registers its tables)
 from dialer.store import models
+from dialer.store import nodes as _nodes
 from dialer.store import sms as _sms  # noqa: F401  (registers its tables)
 from dialer.store.models import Meta
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DEFAULT_URL = "sqlite:///tsunagu.db"
 ENV_URL = "DIALER_DATABASE_URL"
 
@@ -45,6 +46,7 @@ def _m3_offer_and_mirror_keys(engine: Engine) -> None:
 MIGRATIONS: dict[int, Callable[[Engine], None]] = {
     2: _amd.migrate_add_amd_columns,  # issue 15: attempts.amd_verdict / amd_decided_s / amd_features
     3: _m3_offer_and_mirror_keys,  # issue 12: entries.qualifying_sku, unique keys on the CRM mirror
+    4: _nodes.migrate_add_node_columns,  # issue 18: attempts.node_id / node_epoch, agents.node_id (+ node tables)
 }
 
 

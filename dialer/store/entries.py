@@ -58,6 +58,7 @@ from dialer.domain.vocabulary import (
 )
 from dialer.store.holdout import controls as holdout_controls
 from dialer.store.models import Attempt, Block, CallListEntry, Customer
+from dialer.store.nodes import NodeFence
 
 T: Table = SQLModel.metadata.tables[CallListEntry.__tablename__]
 BT: Table = SQLModel.metadata.tables[Block.__tablename__]
@@ -143,6 +144,10 @@ class Hopper:
         self.pg = engine.dialect.name == "postgresql"
         self._zones: tuple[datetime, list[str]] | None = None
         self._controls: set[tuple[str, str]] = set()
+        # (issue 18) multi-node: leases and dial marks only while this node's membership holds, and callbacks
+        # reserved for an agent held by another node are left to that node
+        self.fence: NodeFence | None = None
+        self.foreign_agents: frozenset[str] = frozenset()
 
     # ------------------------------------------------------------------ selection
     def _free(self, at: datetime) -> ColumnElement[bool]:
@@ -222,7 +227,7 @@ class Hopper:
             offset += len(rows)
             customers, blocks = self._context(conn, rows, at)
             for r in rows:
-                if r.id in skip:
+                if r.id in skip or self._foreign_callback(r, at):
                     continue
                 e = _facts(r)
                 v = self._judge(e, at, customers, blocks)
@@ -234,6 +239,11 @@ class Hopper:
             if len(rows) < size:
                 break
         return good, parked
+
+    def _foreign_callback(self, r: Row[Any], at: datetime) -> bool:
+        """A callback still reserved for an agent whose legs live on another node: that node makes it."""
+        return bool(self.foreign_agents and r.callback_agent in self.foreign_agents
+                    and r.callback_reserved_until is not None and at < aware(r.callback_reserved_until))
 
     # ------------------------------------------------------------------ the interface the campaign loop uses
     def preview(self, at: datetime, limit: int = 50) -> list[HopperItem]:
@@ -263,6 +273,8 @@ class Hopper:
         won: list[Lease] = []
         lost: set[int] = set()
         with self.engine.begin() as conn:
+            if self.fence is not None and not self.fence.holds(conn):
+                return []  # this node cannot prove its membership: it takes nothing
             for _round in range(3):
                 good, parked = self._scan(conn, at, n - len(won), lock=True,
                                           skip=lost | set(exclude) | {w.entry_id for w in won})
@@ -386,13 +398,23 @@ class Hopper:
                 return closed, self.hours.next_open(at, zones) or at + timedelta(days=1)
         return None
 
-    def mark_dialing(self, entry_id: int, attempt_id: int, at: datetime) -> None:
-        """The INVITE is about to leave: count the attempt now, so a crash can never make it free."""
+    def mark_dialing(self, entry_id: int, attempt_id: int, at: datetime, owner: str = "") -> bool:
+        """The INVITE is about to leave: count the attempt now, so a crash can never make it free.
+
+        OWNER (multi-node): only while the entry is still leased to OWNER (row locked) and the node's fence
+        holds; False when it is not, and then nothing was written and the INVITE must not leave."""
         need_aware(at)
         with Session(self.engine) as s:
-            e = s.get(CallListEntry, entry_id)
+            if owner:
+                if self.fence is not None and not self.fence.holds(s.connection()):
+                    return False
+                e = s.get(CallListEntry, entry_id, with_for_update=True)
+                if e is None or e.status != EntryStatus.LEASED or e.lease_owner != owner:
+                    return False
+            else:
+                e = s.get(CallListEntry, entry_id)
             if e is None:
-                return
+                return False
             lifecycle.count_attempt(e, lifecycle.current_phone(e))
             e.status = EntryStatus.DIALING.value
             e.current_attempt_id = attempt_id
@@ -401,6 +423,7 @@ class Hopper:
             e.updated_at = at
             s.add(e)
             s.commit()
+            return True
 
     def record_result(self, entry_id: int, outcome: str, at: datetime, *, abandoned: bool = False,
                       phone_e164: str = "") -> None:

@@ -241,6 +241,9 @@ class Attempt(SQLModel, table=True):
     hangup_by: str = ""  # customer | agent | dialer
     recording_path: str = ""
     detail: str = ""
+    # (issue 18) the node that dialled it and that node's membership epoch ("" / 0: single-host runner)
+    node_id: str = Field(default="", index=True)
+    node_epoch: int = 0
 
 
 class Agent(SQLModel, table=True):
@@ -259,6 +262,7 @@ class Agent(SQLModel, table=True):
     pending_state: str = ""
     campaign_id: int | None = None
     current_attempt_id: int | None = None
+    node_id: str = ""  # (issue 18) the node whose workers place this agent's legs ("" = unassigned)
 
 
 class Disposition(SQLModel, table=True):

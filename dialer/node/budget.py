@@ -1,0 +1,87 @@
+"""The campaign-wide abandon book: every node's pacer also counts the other nodes' answers and abandons.
+
+Why: the law counts abandons per campaign, not per host. Each node paces for its own agents (an answered call
+must be bridged to an agent whose leg lives on that node), but its abandon book and controller must see the
+whole campaign, so that a budget spent by node A also slows node B. Only the book and the controller are fed;
+the estimators (hit rate, ring and handle times) stay local, as they describe this node's own lines.
+The other nodes' facts are read from their attempt rows (durable, in the same database), so nothing is lost
+when a node dies and nothing needs a second channel.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from dialer.domain.vocabulary import LIVE_ATTEMPT
+from dialer.store import Engine
+from dialer.store import nodes as store
+
+_LIVE = {s.value for s in LIVE_ATTEMPT}
+
+
+class _Book(Protocol):
+    def answered(self, now: float) -> None: ...
+    def abandoned(self, now: float) -> None: ...
+    def machine(self, now: float) -> None: ...
+
+
+class _Ctl(Protocol):
+    def observe(self, abandoned: bool) -> None: ...
+
+
+class _PacerLike(Protocol):
+    @property
+    def book(self) -> _Book: ...
+    @property
+    def ctl(self) -> _Ctl: ...
+
+
+class CampaignFeed:
+    """Reads the other nodes' attempts of one campaign after a watermark and feeds each fact once."""
+
+    def __init__(self, engine: Engine, campaign_id: int, node_id: str) -> None:
+        self.engine = engine
+        self.campaign_id = campaign_id
+        self.node_id = node_id
+        # the restored pacer state already holds what happened before this start
+        self.after = store.max_attempt_id(engine, campaign_id)
+        self.seen: dict[int, set[str]] = {}
+        self.fed = {"answered": 0, "machine": 0, "abandoned": 0, "connected": 0}
+
+    def poll(self, pacer: _PacerLike) -> int:
+        """Feed new facts; returns how many were fed."""
+        rows = store.other_nodes_attempts(self.engine, self.campaign_id, self.node_id, self.after)
+        n = 0
+        still_open: list[int] = []
+        for f in rows:
+            got = self.seen.setdefault(f.id, set())
+            if f.answered_at is not None and "answer" not in got:
+                got.add("answer")
+                if f.machine:
+                    pacer.book.machine(f.answered_at.timestamp())
+                    self.fed["machine"] += 1
+                else:
+                    pacer.book.answered(f.answered_at.timestamp())
+                    self.fed["answered"] += 1
+                n += 1
+            if f.abandoned and "abandon" not in got:
+                got.add("abandon")
+                at = f.ended_at or f.answered_at
+                pacer.book.abandoned(at.timestamp() if at is not None else 0.0)
+                pacer.ctl.observe(True)
+                self.fed["abandoned"] += 1
+                n += 1
+            if f.connected_at is not None and "connect" not in got:
+                got.add("connect")
+                pacer.ctl.observe(False)
+                self.fed["connected"] += 1
+                n += 1
+            if f.state in _LIVE:
+                still_open.append(f.id)
+        if rows:
+            self.after = (min(still_open) - 1) if still_open else max(f.id for f in rows)
+            self.seen = {k: v for k, v in self.seen.items() if k > self.after}
+        return n
+
+
+__all__ = ["CampaignFeed"]
