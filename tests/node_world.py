@@ -133,7 +133,7 @@ class PgProxy:
                     if self.cut_:
                         continue  # dropped on the floor
                     (b if s is a else a).sendall(data)
-        except OSError:
+        except (OSError, ValueError):  # closed by restore()
             return
 
     def cut(self) -> None:

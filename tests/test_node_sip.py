@@ -37,6 +37,11 @@ def live_of(url: str, node: str) -> int:
     return int(q(url, f"SELECT count(*) FROM attempts WHERE node_id = :n AND state IN {LIVE}", n=node)[0][0])
 
 
+def _logs(nodes: list[NodeProc]) -> str:
+    return "\n".join(f"--- {n.node_id}\n" + (n.log.read_text(errors="replace")[-2500:] if n.log.exists() else "")
+                     for n in nodes)
+
+
 def check_books(url: str, nodes: list[NodeProc]) -> None:
     """The far ends agree with the store, node by node; nobody dialled twice; nothing left in flight."""
     rows = q(url, "SELECT id, entry_id, node_id, state, outcome, abandoned, answered_at FROM attempts")
@@ -94,8 +99,6 @@ def test_three_nodes_fail_over_and_rejoin(pg_server: PgServer, tmp_path: Path) -
         nodes = [make_node(tmp_path, "A", url, 2, 5, 41000), make_node(tmp_path, "B", url, 2, 5, 43000),
                  make_node(tmp_path, "C", proxy.url(dbname), 2, 5, 45000)]
         by = {n.node_id: n for n in nodes}
-        for n in nodes:
-            n.start(300)
         role = f"coordinator:{CAMPAIGN}"
         engine = get_engine(url)
 
@@ -103,11 +106,16 @@ def test_three_nodes_fail_over_and_rejoin(pg_server: PgServer, tmp_path: Path) -
             h = store.role_holder(engine, role)
             return h[0] if h else ""
 
-        assert wait_for(lambda: holder() in ("A", "B") and all(
-            live_of(url, x) >= 1 for x in "AB"), 90) is not None, "the nodes never got going"
-        # 1. kill -9 a follower (A or B, not the coordinator) while it has calls in flight
+        by["A"].start(300)  # A first, so A coordinates; B is the follower to kill, C the one to cut off
+        assert wait_for(lambda: holder() == "A", 60) is not None, _logs(nodes)
+        by["B"].start(300)
+        by["C"].start(300)
+        assert wait_for(lambda: all(per_node_attempts(url).get(x, 0) >= 1 for x in "ABC"), 90) is not None, \
+            _logs(nodes)
+        # 1. kill -9 the follower while it has calls in flight
         coord = holder()
-        follower = by["B" if coord == "A" else "A"]
+        assert coord == "A"
+        follower = by["B"]
         assert wait_for(lambda: live_of(url, follower.node_id) >= 1, 30) is not None
         in_flight = live_of(url, follower.node_id)
         t0 = time.monotonic()

@@ -225,3 +225,34 @@ def test_multi_node_refuses_sqlite(tmp_path) -> None:  # type: ignore[no-untyped
     cfg = parse_config(f'[database]\nurl = "sqlite:///{tmp_path / "x.db"}"\n[[campaigns]]\nname = "t"\n')
     with pytest.raises(UserError, match="multi-node needs a PostgreSQL"):
         Node(cfg)
+
+
+@pytest.mark.parametrize("engine_kind", ["sqlite", "postgresql"])
+def test_schema_4_migrates_an_existing_database(engine_kind: str, db_url: str, request: pytest.FixtureRequest
+                                                ) -> None:
+    """A version-3 database (no node columns) is brought up to version 4 with its rows kept."""
+    from sqlalchemy import inspect
+
+    from dialer.store.db import SCHEMA_VERSION, current_version, get_engine
+
+    url = db_url if engine_kind == "sqlite" else request.getfixturevalue("pg_url")
+    engine, _ = init_db(url)
+    with Session(engine) as s:
+        s.add(Attempt(campaign_id=1, state="ended", outcome="busy"))
+        s.add(Agent(login="a01", name="佐藤"))
+        s.commit()
+    with engine.begin() as conn:
+        conn.execute(text("DROP INDEX IF EXISTS ix_attempts_node_id"))
+        conn.execute(text("ALTER TABLE attempts DROP COLUMN node_id"))
+        conn.execute(text("ALTER TABLE attempts DROP COLUMN node_epoch"))
+        conn.execute(text("ALTER TABLE agents DROP COLUMN node_id"))
+        conn.execute(text("UPDATE meta SET value = '3' WHERE key = 'schema_version'"))
+    engine.dispose()
+    engine, action = init_db(url)
+    assert action == "migrated from 3" and current_version(get_engine(url)) == SCHEMA_VERSION
+    cols = {c["name"] for c in inspect(engine).get_columns("attempts")}
+    assert {"node_id", "node_epoch"} <= cols
+    with Session(engine) as s:
+        att = s.exec(select(Attempt)).one()
+        assert att.outcome == "busy" and att.node_id == "" and att.node_epoch == 0
+        assert s.exec(select(Agent)).one().node_id == ""

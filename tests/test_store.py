@@ -30,6 +30,7 @@ from dialer.store.db import SCHEMA_VERSION, StoreError, current_version, dispose
 from dialer.store.holdout import HoldoutAssignment
 from dialer.store.lift import LiftResult
 from dialer.store.models import AgentStateLog, OutboxItem
+from dialer.store.nodes import Node, NodeCommandAck, NodeRole
 from dialer.store.sms import SmsMessage, UnpaidBalance
 
 T0 = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)
@@ -68,6 +69,9 @@ def _rows() -> list[SQLModel]:
         SmsMessage(campaign="demo", entry_id=1, customer_id="C1", phone_e164="+819012345678",
                    text="ご入金のお願い", amount=1280.0, idempotency_key="sms-k1"),
         LiftResult(campaign="demo", period="2026-11", summary={"lift": 0.12}),
+        Node(node_id="n1", host="host-1", campaigns=["demo"], epoch=2, stats={"demo": {"live": 1}}),
+        NodeRole(role="coordinator:demo", node_id="n1", epoch=2, fence=1),
+        NodeCommandAck(command_id=1, node_id="n1", result="paused"),
     ]
 
 
