@@ -69,6 +69,18 @@ class AbandonBook:
             return ab + fp, ans + fp
         return ab, ans
 
+    def counts_since(self, start: float) -> tuple[float, float]:
+        """(abandons, answers) since `start` (minute buckets) under the regime."""
+        ans, ab, mach = self.totals_since(start)
+        if self.regime == "uk":
+            fp = self.amd_false_positive_rate * mach
+            return ab + fp, ans + fp
+        return ab, ans
+
+    def first_time(self) -> float | None:
+        """Start of the oldest bucket kept, None for an empty book."""
+        return self.times[0] if self.times else None
+
     def rate(self, now: float, window: str, day_start_s: float | None = None) -> float:
         ab, ans = self.counts(now, window, day_start_s)
         return ab / ans if ans > 0 else 0.0

@@ -16,6 +16,7 @@ import numpy as np
 from pacing.abandon import WINDOWS, AbandonBook, AbandonController
 from pacing.decision import MODES, horizons, power_count, predictive_count, progressive_count
 from pacing.estimators import HandleTimes, HitRate, RingTimes
+from pacing.guard import SurgeWatch, hour_budget, low_count, rate_cap
 
 OUTCOMES = ("human", "machine", "busy", "no_answer", "failed")
 AGENT_STATES = ("ready", "reserved", "on_call", "wrap_up", "paused")
@@ -49,6 +50,12 @@ class PacerConfig:
     warmup_answers: int = 20
     ramp_answers: int = 80
     prior_answers: float = 0.0  # evidence the priors are worth (a warm start from yesterday's state)
+    # rolling-hour guard (pacing/guard.py): progressive when the hour's abandon budget is spent, and a
+    # cap on the realised rate so the next `guard_horizon_s` rarely spends more than what is left
+    hour_guard: bool = True
+    guard_horizon_s: float = 600.0
+    guard_risk: float = 0.02
+    calm_s: float = 300.0       # progressive this long after a hit-rate jump or a drop of logged agents
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -109,6 +116,7 @@ class Pacer:
         self.dials = 0
         self.answers = float(cfg.prior_answers)  # people answered so far: the evidence behind the estimates
         self._pruned = -math.inf
+        self.surge = SurgeWatch(calm_s=cfg.calm_s)
         self.handle.refresh(self._handle_h)
         self.ring.refresh(self.hs)
 
@@ -152,6 +160,8 @@ class Pacer:
         elif mode == "power":
             n = min(power_count(self.cfg.power_ratio, logged, in_progress), cap)
         else:
+            if self.cfg.hour_guard:
+                self.surge.agents(snap.now, logged)
             n, note = self._predictive(snap, ready, waiting, on_call, wrap, logged, cap, prog)
         level = (in_progress + n) / logged
         return Decision(n, mode, level, note)
@@ -178,6 +188,19 @@ class Pacer:
             return min(prog, cap), (f"warm-up: progressive until {self.cfg.warmup_answers} answers "
                           f"({self.answers:.0f} so far)")
         allowed *= cred
+        if self.cfg.hour_guard:
+            if self.surge.calm(snap.now):
+                self.ctl.current = 0.0  # the risk index in force is what the bias estimator divides by
+                return min(prog, cap), f"calm: progressive after {self.surge.reason}"
+            budget, room = self.hour_room(snap.now, logged, aht)
+            if budget < 1:
+                self.ctl.current = 0.0
+                return min(prog, cap), f"rolling-hour budget {budget}: progressive"
+            aim = self.ctl.aim(per_hour)
+            if room < aim:
+                allowed *= room / aim
+                cnote += f" hour budget {budget} cap {room:.4f}"
+        self.ctl.current = allowed
         p, pv = self.hit.conservative()
         n, _ = predictive_count(
             ready=ready, waiting=waiting, ringing=np.asarray(snap.ringing, dtype=np.float64),
@@ -186,6 +209,27 @@ class Pacer:
             window_s=max(0.0, self.cfg.connect_limit_s - self.cfg.bridge_s), n_max=cap, hs=self.hs)
         n = min(cap, max(n, prog))
         return n, f"hit {p:.3f} aht {aht:.0f}s risk {allowed:.4f} cred {cred:.2f} ({cnote})"
+
+    def hour_room(self, now: float, logged: int, aht: float) -> tuple[int, float]:
+        """(abandons the rolling hour can still take, largest realised rate that keeps the next
+        `guard_horizon_s` within them with probability 1 - guard_risk).
+
+        The window at the guard's horizon keeps the last hour's answers minus those that leave it by
+        then, plus new answers (a low quantile of 0.6 x logged / AHT per second: few answers is the
+        strict side). While the book holds less than an hour the window is the first hour, so the
+        new answers are counted up to its end. Every abandon of the last hour counts (the strict side
+        for the windows ending sooner)."""
+        c = self.cfg
+        tau = c.guard_horizon_s
+        a1, _ = self.book.counts_since(now - 3600.0)
+        _, n_after = self.book.counts_since(now - 3600.0 + tau)
+        first = self.book.first_time()
+        span = 0.0 if first is None else max(0.0, now - first)
+        new_s = max(tau, 3600.0 - span)
+        new_low = low_count(0.6 * logged * new_s / max(aht, 1.0))
+        budget = hour_budget(c.abandon_limit, a1, n_after, new_low)
+        room = rate_cap(budget, logged * tau / max(aht, 1.0), c.guard_risk)
+        return budget, room
 
     def credibility(self) -> float:
         """0 before `warmup_answers` people answered, then a linear ramp to 1 over `ramp_answers`.
@@ -208,6 +252,8 @@ class Pacer:
     def record_outcome(self, now: float, outcome: str, ring_s: float | None) -> None:
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, got {outcome!r}")
+        if self.cfg.hour_guard:
+            self.surge.outcome(now, outcome == "human", self.hit.conservative()[0])
         self.hit.observe(now, outcome == "human")
         if outcome == "human":
             self.answers += 1.0

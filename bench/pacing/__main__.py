@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.pacing import run as runmod
 from bench.pacing.run import METRICS, evaluate
 from bench.pacing.scenario import Scenario, ScenarioError, load_scenario
 
@@ -20,7 +21,9 @@ SCENARIOS = ROOT / "bench" / "scenarios"
 RESULTS = ROOT / "bench" / "RESULTS.md"
 
 
-def label(p: str, m: dict[str, Any]) -> str:
+def label(p: str, m: dict[str, Any], seeds: int | None = None) -> str:
+    if seeds is not None and int(m.get("seeds", seeds)) != seeds:
+        return f"{label(p, m)} [{int(m['seeds'])} seeds]"
     if p.startswith("fixed") and "ratio" in m:
         return f"{p} (R={m['ratio']:g})"
     if p.startswith("vicidial-tuned") and "setting" in m:
@@ -108,7 +111,8 @@ def render_dir(out_dir: Path, seeds_note: str) -> int:
 
 
 def markdown_rows(sc: Scenario, res: dict[str, dict[str, Any]]) -> str:
-    rows = [f"#### {sc.name} ({sc.agents} agents, seeds {next(iter(res.values()))['seeds']}"
+    nseeds = int(res.get("predictive", next(iter(res.values())))["seeds"])
+    rows = [f"#### {sc.name} ({sc.agents} agents, seeds {nseeds}"
             + (f"; {', '.join(sc.tags)}" if sc.tags else "") + ")", "",
             "| policy | abandon (±95%) | max seed | worst 1 h (mean / max) | seeds with an hour > limit "
             "| clock hours > limit | first 30 min | occupancy (±95%) | talk min/h | wait p99 s | dials/connect "
@@ -116,7 +120,7 @@ def markdown_rows(sc: Scenario, res: dict[str, dict[str, Any]]) -> str:
             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for p, m in res.items():
         rows.append(
-            f"| {label(p, m)} | {m['abandon_rate']:.4f} ±{m['abandon_rate_ci95']:.4f} | {m['abandon_rate_max_seed']:.4f} "
+            f"| {label(p, m, nseeds)} | {m['abandon_rate']:.4f} ±{m['abandon_rate_ci95']:.4f} | {m['abandon_rate_max_seed']:.4f} "
             f"| {m['worst_hour_abandon']:.4f} / {m['worst_hour_max_seed']:.4f} | {m['seeds_hour_over']}/{m['seeds']} "
             f"| {m['p_hour_over_limit']:.3f} | {m['first30_abandon']:.4f} "
             f"| {m['occupancy']:.3f} ±{m['occupancy_ci95']:.3f} | {m['talk_minutes_per_hour']:.1f} "
@@ -213,11 +217,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", help="with --all: only scenarios whose name matches this glob")
     ap.add_argument("--render", metavar="DIR", help="write the RESULTS section from DIR/<scenario>.json files")
     ap.add_argument("--note", default="", help="with --render: how the JSON files were produced")
+    ap.add_argument("--pacer-seeds", type=int,
+                    help="seeds for progressive / predictive rows (default: --seeds); the hindsight searches keep --seeds")
+    ap.add_argument("--cache", metavar="FILE.jsonl",
+                    help="per-seed metrics cache: resume or extend a run without repeating a simulation")
     args = ap.parse_args(argv)
     policies = args.policies or DEFAULT_POLICIES
     if args.seeds is not None and args.seeds < 1:
         print("error: --seeds must be >= 1", file=sys.stderr)
         return 2
+    if args.pacer_seeds is not None:
+        runmod.PACER_SEEDS = args.pacer_seeds
+    if args.cache:
+        runmod.use_cache(Path(args.cache))
     try:
         if args.render:
             return render_dir(Path(args.render), args.note)
