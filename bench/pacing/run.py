@@ -148,7 +148,7 @@ def aggregate(sc: Scenario, per_seed: Iterable[dict[str, float]]) -> dict[str, A
     return out
 
 
-PACER_POLICIES = ("progressive", "predictive", "predictive-warm", "power")
+PACER_POLICIES = ("progressive", "predictive", "power")
 PACER_SEEDS: int | None = None  # more seeds for the pacer's own rows (the safety goal is per seed)
 
 
