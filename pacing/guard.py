@@ -75,9 +75,12 @@ class SurgeWatch:
 
     window: int = 40            # last outcomes compared with the slow hit-rate estimate
     z: float = 4.0              # how far above the estimate counts as a jump (false alarm ~1e-5 a check)
-    drop_window_s: float = 120.0
-    drop_share: float = 0.10    # a drop of at least this share of the recent maximum ...
-    drop_min: int = 3           # ... and at least this many agents
+    # a drop of at least `drop_share` of the recent maximum and at least `drop_min` agents within
+    # `drop_window_s`: a mass pause (30 s after a team meeting starts, the ready agents and a sixth of
+    # the busy ones are gone) is far faster than staggered breaks (100 agents over 20 min: 2-3 in 30 s)
+    drop_window_s: float = 30.0
+    drop_share: float = 0.10
+    drop_min: int = 4
     calm_s: float = 300.0
     outcomes: deque[bool] = field(default_factory=deque)
     humans: int = 0

@@ -115,3 +115,24 @@ def test_cli_refuses_bad_input(tiny: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "bench.pacing", "--scenario", str(tiny), "--policy", "turbo",
                           "--seeds", "1", "--procs", "1"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "turbo" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_seed_cache_resumes_and_extends_without_repeating_a_run(tiny: Path, tmp_path: Path) -> None:
+    """--cache keeps every finished seed; a second call with more pacer seeds runs only the new ones,
+    and its rows for the old seeds are the cached ones (same numbers)."""
+    cache = tmp_path / "seeds.jsonl"
+    base = [sys.executable, "-m", "bench.pacing", "--scenario", str(tiny), "--policy", "progressive",
+            "--policy", "fixed:1.5", "--seeds", "1", "--json", "--procs", "1", "--cache", str(cache)]
+    first = subprocess.run(base + ["--pacer-seeds", "2"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    lines = [json.loads(x) for x in cache.read_text().splitlines()]
+    assert sorted((d["policy"], d["seed"]) for d in lines) == [("fixed:1.5", 0), ("progressive", 0),
+                                                                ("progressive", 1)]
+    cache.write_text(cache.read_text() + '{"policy": "progressive", "se')  # a line cut short by a kill
+    second = subprocess.run(base + ["--pacer-seeds", "3"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr
+    new = [json.loads(x) for x in cache.read_text().splitlines()[len(lines) + 1:]]
+    assert [(d["policy"], d["seed"]) for d in new] == [("progressive", 2)]   # only the new seed ran
+    a, b = json.loads(first.stdout)["policies"], json.loads(second.stdout)["policies"]
+    assert a["progressive"]["seeds"] == 2 and b["progressive"]["seeds"] == 3 and b["fixed:1.5"]["seeds"] == 1
+    assert a["fixed:1.5"] == b["fixed:1.5"]

@@ -152,6 +152,9 @@ def test_drop_of_logged_agents_is_detected_and_slow_drift_is_not() -> None:
     w = SurgeWatch()
     for i in range(100):                          # one agent leaves every 2 minutes: breaks, not a mass pause
         assert not w.agents(120.0 * i, 100 - i // 2 * 0 - (i % 2))
+    w3 = SurgeWatch()
+    for i in range(40):                           # staggered breaks at 100 agents: one every 6 s
+        assert not w3.agents(6.0 * i, 100 - i)
     w2 = SurgeWatch()
     for i in range(30):
         w2.agents(float(i), 100)

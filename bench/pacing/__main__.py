@@ -151,6 +151,9 @@ def summary_row(sc: Scenario, res: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {"name": sc.name, "agents": sc.agents, "pred_occ": pr.get("occupancy", nan), "ab": pr.get("abandon_rate", nan),
             "ab_max": pr.get("abandon_rate_max_seed", nan), "worst": pr.get("worst_hour_max_seed", nan),
             "hour_seeds": f"{pr.get('seeds_hour_over', 0)}/{pr.get('seeds', 0)}",
+            "prog_hour_seeds": (f"{res['progressive'].get('seeds_hour_over', 0)}/{res['progressive'].get('seeds', 0)}"
+                                if "progressive" in res else "-"),
+            "first30": pr.get("first30_abandon", nan), "hours_over": pr.get("p_hour_over_limit", nan),
             "vs_prog": ratio("progressive"), "vs_fixed": ratio("fixed"),
             "R": res.get("fixed", {}).get("ratio", nan), "vs_vici": ratio("vicidial"),
             "vs_tuned": ratio("vicidial-tuned"), "vs_oracle": ratio("oracle"),
@@ -175,11 +178,13 @@ def render(blocks: list[str], summary: list[dict[str, Any]], seeds: int | None, 
              "under the limit. Decide ms is CPU time of `Pacer.decide`.", "",
              "### Headline: predictive (ours) against the others", "",
              "| scenario | seeds | ours occ | ours abandon | max seed | worst 1 h (max seed) | seeds with an hour > limit "
+             "| (progressive: seeds with an hour > limit) | clock hours > limit | first 30 min "
              "| ×progressive | ×best fixed (R) | ×vicidial | ×tuned vicidial | ×oracle | beats best fixed | beats tuned vicidial |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in summary:
         lines.append(f"| {s['name']} | {s['seeds']} | {s['pred_occ']:.3f} | {s['ab']:.4f} | {s['ab_max']:.4f} "
-                     f"| {s['worst']:.4f} | {s['hour_seeds']} | {s['vs_prog']:.3f} | {s['vs_fixed']:.3f} ({s['R']:.2f}) "
+                     f"| {s['worst']:.4f} | {s['hour_seeds']} | {s['prog_hour_seeds']} | {s['hours_over']:.3f} "
+                     f"| {s['first30']:.4f} | {s['vs_prog']:.3f} | {s['vs_fixed']:.3f} ({s['R']:.2f}) "
                      f"| {s['vs_vici']:.3f} | {s['vs_tuned']:.3f} | {s['vs_oracle']:.3f} | {s['beats_fixed']} "
                      f"| {s['beats_tuned']} |")
     lines += ["", "### Full tables", ""] + blocks

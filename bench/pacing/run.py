@@ -84,8 +84,11 @@ class SeedCache:
     def __init__(self, path: Path | None):
         self.path = path
         self.rows: dict[tuple[str, int], dict[str, float]] = {}
+        self._cut = False  # the file ends in a line a killed run did not finish
         if path is not None and path.exists():
-            for line in path.read_text().splitlines():
+            text = path.read_text()
+            self._cut = bool(text) and not text.endswith("\n")
+            for line in text.splitlines():
                 try:
                     d = json.loads(line)
                     self.rows[(str(d["policy"]), int(d["seed"]))] = {k: float(v) for k, v in d["m"].items()}
@@ -99,7 +102,8 @@ class SeedCache:
         self.rows[(policy, seed)] = m
         if self.path is not None:
             with self.path.open("a") as f:
-                f.write(json.dumps({"policy": policy, "seed": seed, "m": m}) + "\n")
+                f.write(("\n" if self._cut else "") + json.dumps({"policy": policy, "seed": seed, "m": m}) + "\n")
+            self._cut = False
 
 
 CACHE = SeedCache(None)
@@ -119,13 +123,16 @@ def run_jobs(jobs: list[tuple[Scenario, str, int]], procs: int) -> list[tuple[st
             out.append((j[1], j[2], hit))
         else:
             todo.append(j)
+    done: list[tuple[str, int, dict[str, float]]] = []
     if procs <= 1 or len(todo) <= 1:
-        done = [_job(j) for j in todo]
+        for j in todo:
+            done.append(_job(j))
+            CACHE.put(*done[-1])  # at once: a run stopped half-way keeps every finished seed
     else:
         with Pool(procs) as pool:
-            done = pool.map(_job, todo, chunksize=1)
-    for p, s, m in done:
-        CACHE.put(p, s, m)
+            for r in pool.imap(_job, todo, chunksize=1):
+                done.append(r)
+                CACHE.put(*r)
     return out + done
 
 
