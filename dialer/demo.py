@@ -109,6 +109,11 @@ phone = "0120-000-000"
 """
 
 
+def demo_lines(agents: int) -> int:
+    """The demo's line budget: two per agent (the host's capacity clamp may lower it further)."""
+    return max(4, int(agents * 2))
+
+
 def fresh_store(url: str, db: Path | None) -> None:
     """Start from an empty store — but only one that holds nothing except earlier demo runs."""
     if db is None:
@@ -154,7 +159,7 @@ def run_demo(args: argparse.Namespace) -> int:
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     cfg_path = work / "tsunagu.toml"
-    lines = max(4, int(args.agents * 2))
+    lines = demo_lines(args.agents)
     store_url, db = default_store()
     cfg_path.write_text(demo_config(work, args.agents, args.carrier_port, args.agent_port_base,
                                     args.sip_port_base, args.mode, lines, store_url), encoding="utf-8")

@@ -13,23 +13,46 @@ Per number, with a = the last-but-two and b the last-but-one digit (ab = 10a + b
             2-4 minute calls, divided by 4); 25 % of dials;
   ab < 35: busy (486); ab < 39: congestion (503); ab < 41: invalid (404); else rings until the
   dialer's ring timeout.
-The simulator (bench/pacing) is run on the same world and the same config for its prediction.
+The simulator (bench/pacing) is run on the same world and the same config for its prediction (lines,
+calls per second, tick, ring timeout, priors, wrap).
+
+Each mode writes its own SQLite store under the work directory, so that after both runs the A/B can show
+it was fair rather than assume it: the numbers both runs dialled (and in what order), every realised
+outcome, ring and talk time against `carrier_outcome`, the simulated agents' behaviour in both runs, and
+SIP retransmissions (a host too loaded for the team shows up there first).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import csv
 import json
+import math
+import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from dialer.privacy import mask_phone
+from dialer.store.db import ENV_URL
 
 REPO = Path(__file__).resolve().parents[1]
 TALK_MIN_S, TALK_STEP_S = 30.0, 10.0 / 3.0
 RING_MIN_S, RING_STEP_S = 2.0, 0.9
 WRAP_S = 15.0   # the demo config's wrap_up_timeout_s: agents key no disposition
+BUSY_S = 1.5    # the carrier's pause before 486
+TICK_S = 0.2    # dialer.campaign.TICK_S: the live pacer decides this often
+CPS = 20        # the demo trunk's max_cps
+# what the dialer should record for each carrier outcome; `cancelled`/`interrupted` (the dialer ended the
+# call itself, e.g. still ringing when the run stopped) are counted apart, never as a match
+EXPECTED = {"human": "answered", "busy": "busy", "congestion": "congestion", "invalid": "invalid",
+            "no_answer": "no_answer"}
+BY_DIALER = ("cancelled", "interrupted")
 _ANSWER_200 = """  <send retrans="500"><![CDATA[
 SIP/2.0 200 OK
 [last_Via:]
@@ -202,23 +225,27 @@ Content-Length: 0
 """
 
 
-def world(agents: int, duration_s: float) -> dict[str, Any]:
-    """The same world as a bench scenario (shares of dials, ring and talk times, wrap), for the prediction."""
-    return {"name": "live-ab", "agents": agents, "shift_s": duration_s, "seeds": 4,
+def world(agents: int, duration_s: float, lines: int | None = None, seeds: int = 8) -> dict[str, Any]:
+    """The same world as a bench scenario (shares of dials, ring, busy, talk and wrap times, lines, cps, tick,
+    pacer priors as in the demo config), for the prediction."""
+    from dialer.demo import demo_lines
+    return {"name": "live-ab", "agents": agents, "shift_s": duration_s, "seeds": seeds,
             "abandon_limit": 0.03, "abandon_target": 0.01, "connect_limit_s": 2.0, "ring_timeout_s": 18,
-            "max_lines_per_agent": 2.5, "setup_s": 0.1, "connect_delay_s": 0.3,
+            "max_lines_per_agent": 2.5, "setup_s": 0.05, "connect_delay_s": 0.05, "tick_s": TICK_S,
+            "trunks": lines if lines is not None else demo_lines(agents), "cps": CPS,
             "outcomes": {"human": 0.25, "machine": 0.0, "busy": 0.10, "failed": 0.06},
             "ring_to_answer": {"dist": "uniform", "low": RING_MIN_S, "high": RING_MIN_S + 9 * RING_STEP_S},
+            "busy_time": {"dist": "fixed", "value": BUSY_S},
             "talk": {"dist": "uniform", "low": TALK_MIN_S, "high": TALK_MIN_S + 9 * TALK_STEP_S},
             "wrap": {"dist": "fixed", "value": WRAP_S},
             "amd": {"delay_s": 0.0, "machine_delay_s": 0.0, "false_positive": 0.0, "false_negative": 0.0},
             "pacer": {"prior_hit_rate": 0.55, "prior_talk_s": 15.0, "prior_wrap_s": 2.0}}
 
 
-def predict(modes: list[str], agents: int, duration_s: float, seeds: int = 4) -> dict[str, dict[str, float]]:
+def predict(modes: list[str], agents: int, duration_s: float, seeds: int = 8) -> dict[str, dict[str, float]]:
     from bench.pacing.run import aggregate, metrics, run_once
     from bench.pacing.scenario import scenario_from_dict
-    sc = scenario_from_dict(world(agents, duration_s))
+    sc = scenario_from_dict(world(agents, duration_s, seeds=seeds))
     out = {}
     for m in modes:
         rows = [metrics(sc, run_once(sc, m, s)) for s in range(seeds)]
@@ -246,47 +273,205 @@ def live_row(doc: dict[str, Any]) -> dict[str, float]:
             "attempts": f("attempts"), "connected": conn}
 
 
-def run_compare(args: argparse.Namespace, run_demo: Any) -> int:
+def _secs(a: datetime | None, b: datetime | None) -> float | None:
+    return (b - a).total_seconds() if a is not None and b is not None else None
+
+
+def attempts_of(url: str) -> list[dict[str, Any]]:
+    """Every attempt of a run's store, in dial order (the row is written before the INVITE leaves)."""
+    from sqlalchemy import create_engine
+    from sqlmodel import Session, select
+
+    from dialer.store.models import Attempt
+    eng = create_engine(url)
+    try:
+        with Session(eng) as s:
+            rows = s.exec(select(Attempt).order_by(Attempt.id)).all()  # type: ignore[arg-type]
+            return [{"phone": a.phone_e164, "outcome": a.outcome, "abandoned": a.abandoned,
+                     "hangup_by": a.hangup_by, "ring_s": _secs(a.dialed_at, a.answered_at),
+                     "talk_s": _secs(a.answered_at, a.ended_at),
+                     "connect_s": _secs(a.answered_at, a.agent_connected_at)} for a in rows]
+    finally:
+        eng.dispose()
+
+
+def realised_vs_rule(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Did the carrier follow the per-number rule? Outcome of every attempt; ring time of every answer; talk
+    time of every call the customer ended (answer to BYE, which includes the agent-leg setup)."""
+    match, by_dialer, bad, ring_dev, talk_dev = 0, 0, [], [], []
+    for r in rows:
+        want, ring, talk = carrier_outcome(r["phone"])
+        if r["outcome"] in BY_DIALER:
+            by_dialer += 1
+            continue
+        if r["outcome"] != EXPECTED[want]:
+            bad.append(f"{mask_phone(r['phone'])}: rule {want}, recorded {r['outcome'] or '(none)'}")
+            continue
+        match += 1
+        if want == "human" and r["ring_s"] is not None:
+            ring_dev.append(r["ring_s"] - ring)
+        if want == "human" and r["hangup_by"] == "customer" and r["talk_s"] is not None:
+            talk_dev.append(r["talk_s"] - talk)
+    return {"attempts": len(rows), "match": match, "ended_by_dialer": by_dialer, "mismatch": len(bad),
+            "mismatches": bad[:10], "ring_checked": len(ring_dev), "talk_checked": len(talk_dev),
+            "ring_dev_s": [min(ring_dev, default=0.0), max(ring_dev, default=0.0)],
+            "talk_dev_s": [min(talk_dev, default=0.0), max(talk_dev, default=0.0)]}
+
+
+def same_numbers(a: list[str], b: list[str]) -> dict[str, Any]:
+    """How far the two runs dialled the same numbers in the same order: the common prefix in dial order, and
+    whether the shorter run's numbers are exactly the longer run's first ones (order within a tick may differ)."""
+    short, long_ = (a, b) if len(a) <= len(b) else (b, a)
+    prefix = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        prefix += 1
+    head = set(long_[: len(short)])
+    return {"dialled": [len(a), len(b)], "distinct": [len(set(a)), len(set(b))],
+            "common_prefix": prefix, "shorter_in_longer_head": sum(1 for x in short if x in head),
+            "shorter_in_longer": sum(1 for x in set(short) if x in set(long_)), "shorter": len(short)}
+
+
+def sip_health(work: Path) -> dict[str, int]:
+    """SIPp's per-message counters at the end of the run: retransmissions and unexpected messages mean SIP
+    timing trouble (the carrier's talk-timer receive timeouts are its design, not errors)."""
+    files = sorted(work.glob("ab-carrier_*_counts.csv"))
+    if not files:
+        return {}
+    with files[-1].open(encoding="utf-8") as fh:
+        rows = list(csv.reader(fh, delimiter=";"))
+    if len(rows) < 2:
+        return {}
+    last = dict(zip(rows[0], rows[-1], strict=False))
+    def total(suffix: str) -> int:
+        return sum(int(v) for k, v in last.items() if k.endswith(suffix) and v.strip().isdigit())
+    return {"retransmissions": total("_Retrans"), "unexpected": total("_Unexp"),
+            "invites": total("_INVITE_Recv")}
+
+
+def agent_behaviour(work: Path) -> dict[str, int]:
+    doc = json.loads((work / "demo.json").read_text(encoding="utf-8")) if (work / "demo.json").exists() else {}
+    stats = doc.get("agents", {}) if isinstance(doc, dict) else {}
+    return {k: sum(int(s.get(k, 0)) for s in stats.values())
+            for k in ("offered", "answered", "rejected_busy", "hung_up_by_agent", "hung_up_by_peer")}
+
+
+def connect_p95(rows: list[dict[str, Any]]) -> float:
+    xs = sorted(r["connect_s"] for r in rows if r["connect_s"] is not None)
+    return xs[min(len(xs) - 1, math.ceil(0.95 * len(xs)) - 1)] if xs else float("nan")
+
+
+@contextmanager
+def _store(url: str) -> Iterator[None]:
+    """Point the demo (and the report it runs) at this run's own store, then put the environment back."""
+    old = os.environ.get(ENV_URL)
+    os.environ[ENV_URL] = url
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(ENV_URL, None)
+        else:
+            os.environ[ENV_URL] = old
+
+
+def _ratio(a: float, b: float) -> float:
+    return b / a if a and not math.isnan(a) and not math.isnan(b) else float("nan")
+
+
+def _fmt(x: float, w: int, p: int = 3) -> str:
+    return f"{'-':>{w}}" if math.isnan(x) else f"{x:{w}.{p}f}"
+
+
+def run_compare(args: argparse.Namespace, run_demo: Callable[[argparse.Namespace], int]) -> int:
     modes = [m.strip() for m in str(args.compare).split(",") if m.strip()]
     if len(modes) != 2 or any(m not in ("preview", "progressive", "power", "predictive") for m in modes):
         print("demo: --compare takes two modes, e.g. progressive,predictive", file=sys.stderr)
+        return 2
+    if modes[0] == modes[1]:
+        print("demo: --compare needs two different modes", file=sys.stderr)
         return 2
     base = Path(args.work).resolve()
     base.mkdir(parents=True, exist_ok=True)
     carrier = base / "ab-carrier.xml"
     carrier.write_text(carrier_xml(), encoding="utf-8")
     live: dict[str, dict[str, float]] = {}
+    rows: dict[str, list[dict[str, Any]]] = {}
+    failed = []
     for mode in modes:
         ns = copy.copy(args)
         ns.mode, ns.fresh, ns.work = mode, True, str(base / mode)
         ns.carrier_scenario = str(carrier)
         ns.talk_mean = 3600.0           # agents never hang up first: the customer's BYE ends the call
         ns.customers = max(int(args.customers), 3000)   # same list, large enough for both runs
-        print(f"\n===== {mode} =====", flush=True)
-        rc = run_demo(ns)
-        doc = report(Path(ns.work) / "tsunagu.toml")
+        url = f"sqlite:///{base / mode / 'tsunagu.db'}"
+        print(f"\n===== {mode} ===== (own store {url})", flush=True)
+        with _store(url):
+            rc = run_demo(ns)
+            doc = report(Path(ns.work) / "tsunagu.toml")
         (Path(ns.work) / "report.json").write_text(json.dumps(doc), encoding="utf-8")
         live[mode] = live_row(doc)
-        if rc not in (0, 1):
-            print(f"demo: the {mode} run failed (exit {rc})", file=sys.stderr)
+        rows[mode] = attempts_of(url)
+        if rc not in (0, 1) or "error" in doc:
+            failed.append(mode)
+            print(f"demo: the {mode} run failed (exit {rc}) {doc.get('error', '')}", file=sys.stderr)
     print("\n==> simulating the same world for the prediction", flush=True)
-    pred = predict(modes, args.agents, args.duration)
+    seeds = 8
+    pred = predict(modes, args.agents, args.duration, seeds=seeds)
     a, b = modes
-    print(f"\nlive A/B, {args.agents} agents, {args.duration:.0f} s per mode (same numbers, deterministic carrier)")
-    print(f"{'metric':<28} {a:>12} {b:>12} {'ratio':>8} {'sim ' + a:>12} {'sim ' + b:>12} {'sim ratio':>9}")
+    print(f"\nlive A/B, {args.agents} agents, {args.duration:.0f} s per mode (same list, deterministic carrier); "
+          f"simulator: mean of {seeds} seeds of the same world")
+    print(f"{'metric':<24} {a:>12} {b:>12} {'ratio':>7} {'sim ' + a:>16} {'sim ' + b:>15} {'sim ratio':>9}")
     keys = [("occupancy", "occupancy", "occupancy"),
             ("talk min / agent-hour", "talk_min_per_agent_hour", "talk_minutes_per_hour"),
             ("abandon", "abandon", "abandon_rate"), ("dials per connect", "dials_per_connect", "dials_per_connect")]
-    table: dict[str, Any] = {"modes": modes, "agents": args.agents, "duration_s": args.duration, "rows": {}}
+    table: dict[str, Any] = {"modes": modes, "agents": args.agents, "duration_s": args.duration,
+                             "sim_seeds": seeds, "world": world(args.agents, args.duration, seeds=seeds),
+                             "rows": {}}
     for label, lk, sk in keys:
         la, lb = live[a][lk], live[b][lk]
         sa, sb = float(pred[a][sk]), float(pred[b][sk])
-        lr = lb / la if la else float("nan")
-        sr = sb / sa if sa else float("nan")
-        print(f"{label:<28} {la:12.3f} {lb:12.3f} {lr:8.3f} {sa:12.3f} {sb:12.3f} {sr:9.3f}")
-        table["rows"][label] = {"live": [la, lb], "live_ratio": lr, "sim": [sa, sb], "sim_ratio": sr}
+        lr, sr = _ratio(la, lb), _ratio(sa, sb)
+        print(f"{label:<24} {_fmt(la, 12)} {_fmt(lb, 12)} {_fmt(lr, 7)} {_fmt(sa, 16)} {_fmt(sb, 15)} {_fmt(sr, 9)}")
+        table["rows"][label] = {"live": [la, lb], "live_ratio": lr, "sim": [sa, sb], "sim_ratio": sr,
+                                "sim_ci95": [float(pred[a].get(sk + "_ci95", math.nan)),
+                                             float(pred[b].get(sk + "_ci95", math.nan))]}
     print(f"attempts {live[a]['attempts']:.0f} vs {live[b]['attempts']:.0f}; connected {live[a]['connected']:.0f} "
           f"vs {live[b]['connected']:.0f}")
+    fair = fairness(base, modes, rows)
+    table["fairness"] = fair
+    table["failed"] = failed
     (base / "compare.json").write_text(json.dumps(table, indent=1), encoding="utf-8")
     print(f"written to {base / 'compare.json'}")
-    return 0
+    return 1 if failed else 0
+
+
+def fairness(base: Path, modes: list[str], rows: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Print and return the evidence that the two runs faced one world."""
+    a, b = modes
+    same = same_numbers([r["phone"] for r in rows[a]], [r["phone"] for r in rows[b]])
+    print("\nfairness")
+    print(f"  numbers dialled {same['dialled'][0]} vs {same['dialled'][1]}; same number at the same position for "
+          f"the first {same['common_prefix']}; {same['shorter_in_longer_head']} of the shorter run's "
+          f"{same['shorter']} are among the longer run's first {same['shorter']}, "
+          f"{same['shorter_in_longer']} were dialled by both")
+    out: dict[str, Any] = {"same_numbers": same}
+    for m in modes:
+        rule = realised_vs_rule(rows[m])
+        agents = agent_behaviour(base / m)
+        sip = sip_health(base / m)
+        p95 = connect_p95(rows[m])
+        out[m] = {"carrier_rule": rule, "agents": agents, "sip": sip, "answer_to_agent_p95_s": p95}
+        print(f"  {m}: {rule['match']} of {rule['attempts']} outcomes as the per-number rule says, "
+              f"{rule['mismatch']} not, {rule['ended_by_dialer']} ended by the dialer (still ringing/talking at "
+              f"the stop); ring time - rule {rule['ring_dev_s'][0]:+.2f}..{rule['ring_dev_s'][1]:+.2f} s over "
+              f"{rule['ring_checked']} answers, answer-to-BYE - talk rule {rule['talk_dev_s'][0]:+.2f}.."
+              f"{rule['talk_dev_s'][1]:+.2f} s over {rule['talk_checked']}")
+        for line in rule["mismatches"]:
+            print(f"    {line}")
+        print(f"  {m}: agents answered {agents.get('answered', 0)} of {agents.get('offered', 0)} legs offered, "
+              f"hung up first {agents.get('hung_up_by_agent', 0)}, rejected busy {agents.get('rejected_busy', 0)}; "
+              f"answer-to-agent p95 {p95:.2f} s; carrier SIP retransmissions {sip.get('retransmissions', -1)}, "
+              f"unexpected messages {sip.get('unexpected', -1)}")
+    return out
