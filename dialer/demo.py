@@ -13,6 +13,7 @@ import argparse
 import json
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -142,11 +143,30 @@ def sh(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return r
 
 
+def carrier_media_port(lo: int = 31000, hi: int = 31996) -> int:
+    """A free block of 4 UDP ports for SIPp's RTP echo (it binds port and port + 2): a fixed one made a second
+    demo on the same host (another checkout, a test) fail to start its carrier."""
+    for p in range(lo, hi + 1, 4):
+        socks: list[socket.socket] = []
+        try:
+            for q in range(p, p + 4):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(s)
+                s.bind(("127.0.0.1", q))
+            return p
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise UserError(f"no free UDP ports for the carrier's media in {lo}-{hi + 3}")
+
+
 def start_carrier(work: Path, port: int, scenario: str | None = None) -> subprocess.Popen[bytes]:
     if shutil.which("sipp") is None:
         raise UserError("SIPp is not installed: apt-get install -y sip-tester")
     cmd = ["sipp", "-sf", scenario or str(CARRIER_SCENARIO), "-i", "127.0.0.1", "-p", str(port), "-rtp_echo",
-           "-mp", "31000", "-trace_stat", "-stf", str(work / "carrier_stat.csv"), "-fd", "1",
+           "-mp", str(carrier_media_port()), "-trace_stat", "-stf", str(work / "carrier_stat.csv"), "-fd", "1",
            "-trace_counts", "-trace_err", "-error_file", str(work / "carrier_errors.log"), "-nostdin"]
     proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)
