@@ -259,8 +259,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compare", metavar="A,B",
                     help="live A/B of two modes (e.g. progressive,predictive) against a carrier whose answers "
                          "are a function of the dialled number; prints both, the ratio and the simulator's prediction")
+    ap.add_argument("--nodes", type=int, default=0,
+                    help="run the campaign on N dialer nodes over a throwaway PostgreSQL (issue 18 multi-node)")
     a = ap.parse_args(argv)
     try:
+        if a.nodes:
+            from dialer.demo_nodes import run_nodes_demo
+            return run_nodes_demo(a)
         if a.compare:
             from dialer.demo_compare import run_compare
             return run_compare(a, run_demo)

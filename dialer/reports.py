@@ -36,8 +36,11 @@ from dialer.settings import day_start_s
 from dialer.store import Engine
 from dialer.store.lift import holdout_status
 from dialer.store.models import AgentStateLog, Attempt, Campaign, Disposition
+from dialer.store.nodes import list_nodes
 from dialer.store.reports import campaign_rows, compliance_rows
 from pacing.abandon import WINDOWS, AbandonBook
+
+NODE_TTL_S = 5.0  # dialer.node.membership.TTL_S (a node older than this is dead)
 
 SALE_OUTCOMES = tuple(sorted(SALES))
 IN_FLIGHT = tuple(IN_FLIGHT_ATTEMPT)
@@ -243,6 +246,8 @@ def campaign_report(engine: Engine, name: str, *, now: datetime | None = None, m
             "revenue": sum(d.amount for d in a_sales),
         }
 
+    by_node = _by_node(engine, attempts, rate)
+
     return {
         "campaign": camp.name, "generated_at": now.isoformat(), "state": camp.state, "mode": camp.mode,
         "abandon_regime": regime, "abandon_target": camp.abandon_target, "abandon_limit": camp.abandon_limit,
@@ -271,7 +276,28 @@ def campaign_report(engine: Engine, name: str, *, now: datetime | None = None, m
         "refusals": {"total": sum(refusals.values()), "by_reason": dict(refusals.most_common())},
         "by_segment": by_segment, "agents": per_agent, "penetration": pen,
         "holdout": holdout_status(engine, camp.name, list(camp.segments)),  # issue 19: control group and lift
+        "by_node": by_node,  # issue 18: which node dialled what (empty for a single-host runner)
     }
+
+
+def _by_node(engine: Engine, attempts: list[Attempt], rate: Any) -> dict[str, dict[str, Any]]:
+    """Issue 18: attempts, answers and abandons per node, with each node's lines, agents and health."""
+    ids = sorted({a.node_id for a in attempts if a.node_id})
+    if not ids:
+        return {}
+    rows = {n.node_id: n for n in list_nodes(engine)}
+    out: dict[str, dict[str, Any]] = {}
+    for nid in ids:
+        mine = [a for a in attempts if a.node_id == nid]
+        c = count_abandons(mine, None)
+        n = rows.get(nid)
+        out[nid] = {"attempts": len(mine), "answered": c.answered, "abandoned": c.abandoned, "abandon_rate": rate(c),
+                    "connected_to_agent": sum(1 for a in mine if a.agent_connected_at is not None),
+                    "interrupted": sum(1 for a in mine if a.state == "interrupted"),
+                    "lines": n.lines if n else None, "agents": n.agents if n else None,
+                    "health": n.health(NODE_TTL_S) if n else "unknown", "epoch": n.epoch if n else None,
+                    "heartbeat_age_s": round(n.heartbeat_age_s, 1) if n else None}
+    return out
 
 
 # ------------------------------------------------------------------------------------------- compliance

@@ -14,13 +14,19 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlmodel import Session
 
+from dialer.config import parse_config
 from dialer.store import nodes as store
+from dialer.store.campaigns import request_command
 from dialer.store.db import dispose_engines, get_engine, init_db
-from tests.node_world import CAMPAIGN, NodeProc, PgProxy, make_node, q, seed, teardown, wait_for
+from dialer.store.entries import Hopper
+from dialer.store.models import Agent, ControlCommand
+from tests.node_world import CAMPAIGN, NodeProc, PgProxy, make_node, node_config, q, seed, teardown, wait_for
 from tests.pgserver import PgServer, pg_server, pg_url  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.sip, pytest.mark.slow]
@@ -60,13 +66,31 @@ def check_books(url: str, nodes: list[NodeProc]) -> None:
 
 
 def test_two_nodes_share_one_campaign(pg_url: str, tmp_path: Path) -> None:  # noqa: F811
-    init_db(pg_url)
-    seed(pg_url, 200)
+    engine, _ = init_db(pg_url)
+    ids = sorted(seed(pg_url, 200))
+    with Session(engine) as s:  # agents as their nodes' configs assign them (b0's legs live on node B)
+        s.add_all([Agent(login=f"{x}{i}", name=f"担当{x}{i}", node_id=x.upper()) for x in "ab" for i in range(2)])
+        s.commit()
+    # a callback the customer asked for, reserved for agent b0: node B must make it, never node A
+    cb_entry = Hopper(engine, parse_config(node_config(pg_url, 5060, [], 5070, 40000, 5)).campaign(CAMPAIGN)).set_callback(
+        "C0150", "upsell", datetime.now(UTC) - timedelta(seconds=5), agent_login="b0", reserve_s=900)
+    assert cb_entry == ids[150]
     nodes: list[NodeProc] = []
     try:
         nodes = [make_node(tmp_path, nid, pg_url, 2, 5, 41000 + 2000 * i) for i, nid in enumerate("AB")]
         for n in nodes:
             n.start(40)
+        # a manager's command reaches every node (NOTIFY), and each node acknowledges it
+        assert wait_for(lambda: all(per_node_attempts(pg_url).get(x, 0) >= 1 for x in "AB"), 60) is not None
+        cmd = request_command(engine, CAMPAIGN, "target", "0.025", requested_by="テスト")
+        assert wait_for(lambda: set(store.command_acks(engine, cmd)) == {"A", "B"}, 15) is not None
+        acks = store.command_acks(engine, cmd)
+        assert all(r.startswith("abandon target 0.025") for r, _ in acks.values()), acks
+        with Session(engine) as s:
+            row = s.get(ControlCommand, cmd)
+            assert row is not None and row.applied_at is not None
+            lat = max((t - row.created_at).total_seconds() for _, t in acks.values())
+        print(f"command to all nodes: {lat:.3f}s")
         for n in nodes:
             assert n.proc is not None
             n.proc.wait(timeout=120)
@@ -84,6 +108,24 @@ def test_two_nodes_share_one_campaign(pg_url: str, tmp_path: Path) -> None:  # n
     mixed = q(pg_url, "SELECT count(*) FROM attempts a JOIN agents g ON g.id = a.agent_id "
                       "WHERE a.agent_connected_at IS NOT NULL AND g.node_id <> a.node_id")[0][0]
     assert mixed == 0
+    # the report and the monitor show the nodes
+    from dialer.reports import campaign_report
+    from dialer.views.monitor import Monitor
+
+    rep = campaign_report(engine, CAMPAIGN)
+    assert rep["state"] == "stopped"  # the last node out stopped the campaign
+    assert {k: v["attempts"] for k, v in rep["by_node"].items()} == counts
+    assert all(v["health"] == "left" and v["lines"] == 5 for v in rep["by_node"].values())
+    mon = Monitor(engine, parse_config(nodes[0].cfg_path.read_text(encoding="utf-8")))
+    mon.refresh()
+    from rich.console import Console
+
+    con = Console(width=160, record=True)
+    con.print(mon.render(160))
+    frame = con.export_text()
+    assert "A  " in frame and "B  " in frame and "lines 0/5" in frame
+    cb = q(pg_url, "SELECT node_id, agent_id FROM attempts WHERE entry_id = :e", e=cb_entry)
+    assert [r[0] for r in cb] == ["B"], cb  # the reserved callback was made by the node holding its agent
     dispose_engines()
 
 

@@ -26,6 +26,7 @@ from dialer.store import campaigns as campaigns_store
 from dialer.store import nodes as store
 from dialer.store import outbox as outbox_store
 from dialer.store.entries import Lease
+from dialer.store.models import Disposition
 
 NODE_TICK_S = 0.5
 
@@ -46,6 +47,7 @@ class NodeRunner(CampaignRunner):
         self.hopper.fence = self.m.fence
         store.claim_agents(engine, self.m.node_id, self.board.logins)
         self.board.logins = store.agents_on(engine, self.m.node_id)
+        self.hopper.foreign_agents = frozenset(store.foreign_reserved_agents(engine, self.m.node_id))
         self.feed = CampaignFeed(engine, self.campaign_id, self.m.node_id)
         self.coordinator = Coordinator(engine, self.policy.name, self.campaign_id, self.m, self.hopper,
                                        self._event, self.board.state_logger)
@@ -131,6 +133,11 @@ class NodeRunner(CampaignRunner):
                               {"state": self.state, "mode": self.mode, "abandon_target": self.pacer_target()})
             self._event("command", f"{cmd.command} {cmd.argument}: {result} (node {self.m.node_id})".strip())
 
+    def _apply_disposition(self, row: Disposition, now: float) -> None:
+        """Each disposition is applied once, by the node holding the agent who gave it (or the call)."""
+        if row.agent_id in self.board.agents or (row.attempt_id is not None and row.attempt_id in self.live):
+            super()._apply_disposition(row, now)
+
     def publish(self, now: float) -> None:
         if self.coordinator.holding:  # the campaign's status row is the coordinator's to write
             super().publish(now)
@@ -139,6 +146,8 @@ class NodeRunner(CampaignRunner):
         """Leaving: give back this node's leases; the campaign goes on on the other nodes."""
         store.release_leases(self.engine, self.runner_id, utc(now))
         self.coordinator.resign()
+        if not store.other_live_nodes(self.engine, self.policy.name, self.m.node_id):
+            campaigns_store.mark_stopped(self.engine, self.campaign_id)  # the last node out
 
 
 def _utcnow() -> Any:

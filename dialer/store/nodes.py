@@ -314,6 +314,15 @@ def release_leases(engine: Engine, owner: str, at: datetime) -> int:
         return int(res.rowcount or 0)
 
 
+def other_live_nodes(engine: Engine, campaign: str, node_id: str) -> list[str]:
+    """Nodes other than NODE_ID that are up and serve CAMPAIGN (the last one out marks the campaign stopped)."""
+    with engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT node_id FROM nodes WHERE state = 'up' AND node_id <> :n AND CAST(campaigns AS jsonb) ? :c"),
+            {"n": node_id, "c": campaign}).scalars().all()
+    return [str(r) for r in rows]
+
+
 def _expanding(name: str) -> Any:
     from sqlalchemy import bindparam
 
@@ -519,5 +528,5 @@ __all__ = [
     "claim_agents", "command_acks", "db_now", "dead_nodes_agents", "ensure_pg_objects", "entry_status_counts",
     "foreign_reserved_agents", "heartbeat", "is_postgres", "join", "leave", "libpq_dsn", "list_nodes",
     "mark_dead", "max_attempt_id", "migrate_add_node_columns", "move_agent", "node_engine",
-    "other_nodes_attempts", "reap", "release_leases", "release_role", "role_holder", "unacked_commands",
+    "other_live_nodes", "other_nodes_attempts", "reap", "release_leases", "release_role", "role_holder", "unacked_commands",
 ]

@@ -37,7 +37,9 @@ from dialer.store import campaigns as campaigns_store
 from dialer.store.dashboard import add_command, attempts_since, hopper_level, live_runner, state_stretches
 from dialer.store.models import Attempt
 from dialer.store.monitor import monitor_rows
+from dialer.store.nodes import NodeRow, list_nodes
 from dialer.views.labels import label
+from dialer.views.nodes import node_lines
 from dialer.views.render import LineField, aware, dur, num, pct, row, sparkline, yen
 
 MODES = tuple(m.value for m in Mode)
@@ -417,6 +419,7 @@ class Monitor:
     views: dict[str, CampaignView] = field(default_factory=dict)
     summary: list[dict[str, Any]] = field(default_factory=list)
     seen_at: datetime | None = None  # the time of the last refresh: what "live" was judged against
+    nodes: list[NodeRow] = field(default_factory=list)  # issue 18: the dialer nodes (multi-node on PostgreSQL)
 
     def refresh(self, now: datetime | None = None) -> None:
         now = now or datetime.now(UTC)
@@ -432,6 +435,7 @@ class Monitor:
             live = st is not None and runner_live(st.runner, st.heartbeat_at, c.state, now)
             self.summary.append({"name": c.name, "state": c.state if live or c.state == "stopped" else "no_runner",
                                  "mode": c.mode, "effective": st.mode if st is not None and live else ""})
+        self.nodes = list_nodes(self.engine)
         if self.names:
             self.selected %= len(self.names)
             name = self.names[self.selected]
@@ -545,6 +549,8 @@ class Monitor:
         if len(self.names) > 1:
             head.append(f"   {_('campaign')} {self.selected + 1}/{len(self.names)} (tab)")
         top.append(head)
+        if self.nodes:  # issue 18: one line per node (lines, agents, health, last heartbeat)
+            top.append(Text("\n".join(node_lines(self.nodes)), style="dim"))
         if len(self.summary) > 1:
             line = Text()
             for i, c in enumerate(self.summary):

@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dialer.i18n import N_, _
+from dialer.views.nodes import health_label
 from dialer.views.render import dur, num, pct, row, yen
 
 CSV_FIELDS = ["segment", "attempts", "answered", "abandoned", "abandon_rate", "hit_rate", "connected_to_agent",
@@ -74,6 +75,8 @@ def render_campaign_report(r: dict[str, Any]) -> RenderableType:
         parts.append(ref)
     if r.get("holdout"):
         parts.append(holdout_table(r["holdout"]))
+    if r.get("by_node"):
+        parts.append(nodes_report_table(r["by_node"]))
     if r["agents"]:
         ag = Table(title=_("agents"), title_justify="left", header_style="bold")
         for i, col in enumerate((N_("agent"), N_("calls"), N_("talk"), N_("wrap"), N_("logged in"), N_("occupancy"),
@@ -84,6 +87,21 @@ def render_campaign_report(r: dict[str, Any]) -> RenderableType:
                        pct(a["occupancy"]), str(a["sales"]), yen(a["revenue"]))
         parts.append(ag)
     return Group(*parts)
+
+
+def nodes_report_table(by_node: dict[str, dict[str, Any]]) -> Table:
+    """Issue 18: one row per node that dialled for the campaign."""
+    t = Table(title=_("nodes"), title_justify="left", header_style="bold")
+    for i, col in enumerate((N_("node"), N_("attempts"), N_("answered"), N_("abandon"), N_("to agent"),
+                             N_("interrupted"), N_("lines"), N_("agents"), N_("health"), N_("last heartbeat"))):
+        t.add_column(_(col), justify="left" if i in (0, 8) else "right")
+    for nid, n in by_node.items():
+        age = n.get("heartbeat_age_s")
+        row(t, nid, str(n["attempts"]), str(n["answered"]), pct(n["abandon_rate"]), str(n["connected_to_agent"]),
+            str(n["interrupted"]), str(n["lines"] if n["lines"] is not None else "—"),
+            str(n["agents"] if n["agents"] is not None else "—"), health_label(str(n["health"])),
+            f"{age:.1f}s" if age is not None else "—")
+    return t
 
 
 def holdout_table(h: dict[str, Any]) -> Table:
