@@ -317,7 +317,7 @@ class CampaignRunner:
             self.engine, campaign_id=self.campaign_id, entry_id=lease.entry_id, customer_id=lease.customer_id,
             segment=lease.segment, phone_e164=lease.phone_e164, trunk=self.trunk.name,
             state=AttemptState.DIALING.value, dialed_at=at, **self._attempt_fields())
-        if not self.hopper.mark_dialing(lease.entry_id, attempt_id, at, owner=self._dial_owner()):
+        if not self.hopper.mark_dialing(lease.entry_id, attempt_id, at, lease_token=self._dial_token(lease)):
             attempts_store.delete_attempt(self.engine, attempt_id)  # the lease was lost: not ours to dial
             self._count("lease_lost")
             return "lease lost"
@@ -346,7 +346,7 @@ class CampaignRunner:
     def _attempt_fields(self) -> dict[str, Any]:
         return {}
 
-    def _dial_owner(self) -> str:
+    def _dial_token(self, lease: Lease) -> str:
         return ""
 
     def _may_dial(self) -> bool:

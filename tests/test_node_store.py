@@ -72,11 +72,11 @@ def test_membership_fenced_hopper_and_settling_a_dead_node(pg_url: str) -> None:
         s.commit()
         att_ids = [int(x.id or 0) for x in atts]
     for lz, aid in zip(lb[:2], att_ids, strict=True):
-        assert hb.mark_dialing(lz.entry_id, aid, NOW, owner=b.fence.owner)
-    assert not ha.mark_dialing(lb[2].entry_id, 999, NOW, owner=a.fence.owner)  # not A's lease: refused
+        assert hb.mark_dialing(lz.entry_id, aid, NOW, lease_token=lz.lease_token)
+    assert not ha.mark_dialing(lb[2].entry_id, 999, NOW, lease_token=la[0].lease_token)  # not A's lease: refused
     stale(engine, "B")
     assert hb.lease(1, b.fence.owner, NOW) == []  # B cannot prove its membership: it takes nothing
-    assert not hb.mark_dialing(lb[2].entry_id, 998, NOW, owner=b.fence.owner)
+    assert not hb.mark_dialing(lb[2].entry_id, 998, NOW, lease_token=lb[2].lease_token)  # fence lapsed
     assert store.heartbeat(engine, "A", a.epoch, agents=0, stats={})
     assert store.mark_dead(engine, a.ttl_s) == ["B"]
     counts = settle(engine, ha, 1, NOW + timedelta(seconds=1))
@@ -256,3 +256,24 @@ def test_schema_4_migrates_an_existing_database(engine_kind: str, db_url: str, r
         att = s.exec(select(Attempt)).one()
         assert att.outcome == "busy" and att.node_id == "" and att.node_epoch == 0
         assert s.exec(select(Agent)).one().node_id == ""
+
+
+def test_an_expired_lease_taken_by_another_node_is_never_dialled_by_the_first(pg_url: str) -> None:  # noqa: F811
+    """A stalls after leasing (GC pause, slow DB): its lease expires, B takes the entry; A's late dial mark is
+    refused, so the number cannot be dialled by both."""
+    engine, _ = init_db(pg_url)
+    seed(engine, 1)
+    a, b = Membership(engine, info("A", 1)), Membership(engine, info("B", 2))
+    a.join()
+    b.join()
+    cc = CampaignConfig(name="t")
+    ha, hb = Hopper(engine, cc, respect_calling_hours=False), Hopper(engine, cc, respect_calling_hours=False)
+    ha.fence, hb.fence = a.fence, b.fence
+    (la,) = ha.lease(1, a.fence.owner, NOW, lease_s=1)
+    (lb,) = hb.lease(1, b.fence.owner, NOW + timedelta(seconds=2))
+    assert la.entry_id == lb.entry_id and la.lease_token != lb.lease_token
+    assert not ha.mark_dialing(la.entry_id, 1, NOW + timedelta(seconds=3), lease_token=la.lease_token)
+    assert hb.mark_dialing(lb.entry_id, 2, NOW + timedelta(seconds=3), lease_token=lb.lease_token)
+    with Session(engine) as s:
+        e = s.get(CallListEntry, la.entry_id)
+        assert e is not None and e.status == "dialing" and e.current_attempt_id == 2 and e.attempts == 1

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dialer.agents import BUSY
-from dialer.campaign import CampaignRunner, utc
+from dialer.campaign import HEARTBEAT_STALE_S, CampaignRunner, RunnerBusy, utc
 from dialer.config import Config
 from dialer.domain.vocabulary import AgentState
 from dialer.node.budget import CampaignFeed
@@ -59,8 +59,8 @@ class NodeRunner(CampaignRunner):
     def _attempt_fields(self) -> dict[str, Any]:
         return {"node_id": self.m.node_id, "node_epoch": self.epoch}
 
-    def _dial_owner(self) -> str:
-        return self.runner_id
+    def _dial_token(self, lease: Lease) -> str:
+        return lease.lease_token
 
     def _may_dial(self) -> bool:
         return self.m.live() and self.m.epoch == self.epoch
@@ -72,7 +72,14 @@ class NodeRunner(CampaignRunner):
         return a.id if a is not None and a.state == AgentState.READY else None
 
     def claim(self) -> None:
-        """No single-runner claim: membership (and the fenced hopper) replaces it."""
+        """No single-runner claim between nodes (membership and the fenced hopper replace it), but never beside a
+        live single-host runner of the same campaign (`dialer campaign run`), whose recovery is campaign-wide."""
+        st = campaigns_store.status_of(self.engine, self.campaign_id)
+        if st is not None and st.runner and not st.runner.startswith("node:"):
+            age = (_utcnow() - _aware(st.heartbeat_at)).total_seconds()
+            if age < HEARTBEAT_STALE_S:
+                raise RunnerBusy(f"campaign {self.policy.name!r} is run by the single-host runner {st.runner} "
+                                 f"(heartbeat {age:.1f}s ago): stop it before running nodes")
 
     def recover(self) -> dict[str, int]:
         now = utc(self.clock())

@@ -398,18 +398,18 @@ class Hopper:
                 return closed, self.hours.next_open(at, zones) or at + timedelta(days=1)
         return None
 
-    def mark_dialing(self, entry_id: int, attempt_id: int, at: datetime, owner: str = "") -> bool:
+    def mark_dialing(self, entry_id: int, attempt_id: int, at: datetime, lease_token: str = "") -> bool:
         """The INVITE is about to leave: count the attempt now, so a crash can never make it free.
 
-        OWNER (multi-node): only while the entry is still leased to OWNER (row locked) and the node's fence
-        holds; False when it is not, and then nothing was written and the INVITE must not leave."""
+        LEASE_TOKEN (multi-node): only while the entry still carries that lease (row locked) and the node's
+        fence holds; False when not, and then nothing was written and the INVITE must not leave."""
         need_aware(at)
         with Session(self.engine) as s:
-            if owner:
+            if lease_token:
                 if self.fence is not None and not self.fence.holds(s.connection()):
                     return False
                 e = s.get(CallListEntry, entry_id, with_for_update=True)
-                if e is None or e.status != EntryStatus.LEASED or e.lease_owner != owner:
+                if e is None or e.status != EntryStatus.LEASED or e.lease_token != lease_token:
                     return False
             else:
                 e = s.get(CallListEntry, entry_id)
