@@ -202,10 +202,24 @@ class NodeProc:
         return self.carrier.received("INVITE")
 
 
+_SIP_TAKEN: list[int] = []  # nodes' SIP port blocks handed out but perhaps not bound yet
+
+
+def _sip_base() -> int:
+    """A free block of 8 SIP ports that does not overlap one given to another node of this run."""
+    for _try in range(200):
+        p = free_udp_port(6900, 6999, span=8)
+        if all(abs(p - q) >= 8 for q in _SIP_TAKEN):
+            _SIP_TAKEN.append(p)
+            del _SIP_TAKEN[:-6]
+            return p
+    raise RuntimeError("no free SIP port block for a node")
+
+
 def make_node(tmp: Path, node_id: str, url: str, n_agents: int, lines: int, rtp_base: int) -> NodeProc:
     carrier_port = free_udp_port(6000, 6499)
     agent_base = free_udp_port(6500, 6899, span=n_agents)
-    sip_base = free_udp_port(6900, 6990, span=8)
+    sip_base = _sip_base()
     logins = [(f"{node_id.lower()}{i}", agent_base + i) for i in range(n_agents)]
     cfg = tmp / f"node-{node_id}.toml"
     cfg.write_text(node_config(url, carrier_port, logins, sip_base, rtp_base, lines), encoding="utf-8")
