@@ -21,6 +21,7 @@ from pacing.guard import SurgeWatch, hour_budget, low_count, rate_cap
 OUTCOMES = ("human", "machine", "busy", "no_answer", "failed")
 AGENT_STATES = ("ready", "reserved", "on_call", "wrap_up", "paused")
 BIG = 10**9
+_HOUR_GRID = tuple(300.0 * k for k in range(13))  # 0, 5, .., 60 min: where the hour windows holding `now` end
 
 
 @dataclass(frozen=True)
@@ -211,24 +212,24 @@ class Pacer:
         return n, f"hit {p:.3f} aht {aht:.0f}s risk {allowed:.4f} cred {cred:.2f} ({cnote})"
 
     def hour_room(self, now: float, logged: int, aht: float) -> tuple[int, float]:
-        """(abandons the rolling hour can still take, largest realised rate that keeps the next
+        """(abandons the rolling hours can still take, largest realised rate that keeps the next
         `guard_horizon_s` within them with probability 1 - guard_risk).
 
-        The window at the guard's horizon keeps the last hour's answers minus those that leave it by
-        then, plus new answers (a low quantile of 0.6 x logged / AHT per second: few answers is the
-        strict side). While the book holds less than an hour the window is the first hour, so the
-        new answers are counted up to its end. Every abandon of the last hour counts (the strict side
-        for the windows ending sooner)."""
+        An abandon now counts in every hour window that holds `now`: [now - 3600 + x, now + x] for x in
+        0..3600 (x >= 3600 - what the book holds: the first hour of a campaign is one window). Each keeps
+        the book's answers and abandons since its start and gains new answers until its end, counted
+        on the low side (a 5 % quantile at 0.6 x logged / AHT a second: a break or a thin team is the
+        strict case). The budget is the thinnest window's floor(limit x answers) - abandons."""
         c = self.cfg
-        tau = c.guard_horizon_s
-        a1, _ = self.book.counts_since(now - 3600.0)
-        _, n_after = self.book.counts_since(now - 3600.0 + tau)
+        lam = 0.6 * logged / max(aht, 1.0)
         first = self.book.first_time()
         span = 0.0 if first is None else max(0.0, now - first)
-        new_s = max(tau, 3600.0 - span)
-        new_low = low_count(0.6 * logged * new_s / max(aht, 1.0))
-        budget = hour_budget(c.abandon_limit, a1, n_after, new_low)
-        room = rate_cap(budget, logged * tau / max(aht, 1.0), c.guard_risk)
+        x0 = max(0.0, 3600.0 - span)
+        budget = BIG
+        for x in (x0, *(x for x in _HOUR_GRID if x > x0)):
+            ab, ans = self.book.counts_since(now - 3600.0 + x) if x < 3600.0 else (0.0, 0.0)
+            budget = min(budget, hour_budget(c.abandon_limit, ab, ans, low_count(lam * x)))
+        room = rate_cap(budget, logged * c.guard_horizon_s / max(aht, 1.0), c.guard_risk)
         return budget, room
 
     def credibility(self) -> float:

@@ -132,7 +132,12 @@ def test_small_team_hour_cannot_take_an_abandon() -> None:
     p = Pacer(PacerConfig(mode="predictive", prior_answers=1000.0, prior_talk_s=180.0, prior_wrap_s=30.0))
     t = _feed(p, 90, gap=3600.0 / 120)              # 30 answers an hour for three hours
     assert p.hour_room(t, 3, 210.0)[0] < 1
-    assert p.hour_room(t, 20, 210.0)[0] >= 1        # 20 agents: the hour to come holds enough answers
+    assert p.hour_room(t, 20, 210.0)[0] < 1         # 20 agents now: the hour so far is thin all the same
+    q = Pacer(PacerConfig(mode="predictive", prior_answers=1000.0))
+    t = _feed(q, 680, gap=3600.0 / 1360)            # 340 answers an hour for two hours
+    assert q.hour_room(t, 20, 210.0)[0] >= 1
+    rooms = [q.hour_room(t, n, 210.0)[0] for n in (1, 5, 10, 20, 40)]
+    assert rooms == sorted(rooms)                    # fewer agents (a break): fewer answers to come, less room
     snap = _snap(t, [AgentView("on_call", 100.0 + 20 * i) for i in range(3)], [])
     assert p.decide(snap).dial == 0 == _progressive(snap)
 
