@@ -452,10 +452,10 @@ def fairness(base: Path, modes: list[str], rows: dict[str, list[dict[str, Any]]]
     a, b = modes
     same = same_numbers([r["phone"] for r in rows[a]], [r["phone"] for r in rows[b]])
     print("\nfairness")
-    print(f"  numbers dialled {same['dialled'][0]} vs {same['dialled'][1]}; same number at the same position for "
-          f"the first {same['common_prefix']}; {same['shorter_in_longer_head']} of the shorter run's "
-          f"{same['shorter']} are among the longer run's first {same['shorter']}, "
-          f"{same['shorter_in_longer']} were dialled by both")
+    print(f"  dials {same['dialled'][0]} vs {same['dialled'][1]} ({same['distinct'][0]} vs {same['distinct'][1]} "
+          f"distinct numbers); same number at the same position for the first {same['common_prefix']}; "
+          f"{same['shorter_in_longer_head']} of the shorter run's {same['shorter']} dials are among the longer "
+          f"run's first {same['shorter']}; {same['shorter_in_longer']} distinct numbers dialled by both")
     out: dict[str, Any] = {"same_numbers": same}
     for m in modes:
         rule = realised_vs_rule(rows[m])

@@ -54,7 +54,6 @@ def test_compare_runs_both_modes_on_one_world(tmp_path: Path) -> None:
     assert len(prog) >= 10 and len(pred) >= 10
     n = min(len(prog), len(pred))
     assert set(prog[:n]) == set(pred[:n]), "the runs dialled different numbers"
-    assert len(set(prog)) == len(prog) and len(set(pred)) == len(pred), "a number was dialled twice in one run"
     same = doc["fairness"]["same_numbers"]
     assert same["shorter_in_longer_head"] == same["shorter"] == n
 
