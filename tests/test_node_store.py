@@ -277,3 +277,39 @@ def test_an_expired_lease_taken_by_another_node_is_never_dialled_by_the_first(pg
     with Session(engine) as s:
         e = s.get(CallListEntry, la.entry_id)
         assert e is not None and e.status == "dialing" and e.current_attempt_id == 2 and e.attempts == 1
+
+
+def test_node_cli_on_sqlite_and_postgresql(tmp_path, pg_url: str) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """`dialer node run` refuses SQLite with the reason (exit 2); `node list` and `node move-agent` on PostgreSQL."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, run_env
+
+    def dialer(*args: str, url: str) -> subprocess.CompletedProcess[str]:
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(f'[database]\nurl = "{url}"\n[[agents]]\nlogin = "a01"\nname = "佐藤"\n'
+                       'sip_uri = "sip:a01@127.0.0.1:5301"\n[[campaigns]]\nname = "t"\n', encoding="utf-8")
+        return subprocess.run([sys.executable, "-m", "dialer", *args, "--config", str(cfg)], cwd=REPO, env=run_env(),
+                              capture_output=True, text=True, timeout=60)
+
+    r = dialer("node", "run", "--for", "1s", url=f"sqlite:///{tmp_path / 'x.db'}")
+    assert r.returncode == 2 and "multi-node needs a PostgreSQL" in r.stderr and "dialer campaign run" in r.stderr
+    assert not (tmp_path / "x.db").exists()  # refused before touching any store
+    engine, _ = init_db(pg_url)
+    assert "no nodes" in dialer("node", "list", url=pg_url).stdout
+    m = Membership(engine, info("A", 1))
+    m.join()
+    with Session(engine) as s:
+        s.add(Agent(login="a01", name="佐藤", node_id="A"))
+        s.commit()
+    out = dialer("node", "list", url=pg_url).stdout
+    assert "A" in out and "epoch 1" in out
+    store.join(engine, info("B", 2), 5.0)
+    r = dialer("node", "move-agent", "a01", "--node", "B", url=pg_url)
+    assert r.returncode == 0 and "A -> B" in r.stdout
+    assert store.agents_on(engine, "B") == {"a01"}
+    r = dialer("node", "move-agent", "a01", "--node", "Z", url=pg_url)
+    assert r.returncode == 2 and "no node 'Z'" in r.stderr
+    r = dialer("node", "move-agent", "zz", "--node", "B", url=pg_url)
+    assert r.returncode == 2 and "no agent 'zz'" in r.stderr

@@ -21,10 +21,11 @@ def _run(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     from dialer.store import nodes as store
+    from dialer.store.opening import open_existing
     from dialer.views.nodes import nodes_table
 
     cfg = config_from(args)
-    engine, _ = init_db(resolve_url(cfg.database.url))
+    engine, _ = open_existing(cfg.database.url)
     print(nodes_table(store.list_nodes(engine)))
     return 0
 
@@ -40,7 +41,7 @@ def _move(args: argparse.Namespace) -> int:
     try:
         old = store.move_agent(engine, args.login, args.node)
     except (KeyError, LookupError) as exc:
-        raise UserError(str(exc).strip("'\"")) from None
+        raise UserError(str(exc.args[0]) if exc.args else str(exc)) from None
     print(f"agent {args.login}: node {old or '(none)'} -> {args.node} (the old node lets go when the agent is idle)")
     return 0
 
