@@ -49,8 +49,13 @@ info_message = "{REPO / 'config' / 'sounds' / 'info.wav'}"
 """
 
 
+def second_campaign_text() -> str:
+    """A second campaign on the same trunk, on its own segment (the first keeps the other three)."""
+    return campaign_text().replace(f'name = "{CAMPAIGN}"', f'name = "{CAMPAIGN}2"\nsegments = ["cross_sell"]')
+
+
 def node_config(url: str, carrier_port: int, agents: list[tuple[str, int]], sip_base: int, rtp_base: int,
-                lines: int) -> str:
+                lines: int, *, two_campaigns: bool = False) -> str:
     blocks = "\n".join(f'[[agents]]\nlogin = "{lg}"\nname = "エージェント{lg}"\nsip_uri = "sip:{lg}@127.0.0.1:{p}"\n'
                        for lg, p in agents)
     return f"""
@@ -69,7 +74,7 @@ max_channels = {lines}
 max_cps = 20
 sandbox = true
 {blocks}
-{campaign_text()}"""
+{campaign_text()}{second_campaign_text() if two_campaigns else ""}"""
 
 
 def seed(url: str, n: int) -> set[int]:
@@ -216,13 +221,17 @@ def _sip_base() -> int:
     raise RuntimeError("no free SIP port block for a node")
 
 
-def make_node(tmp: Path, node_id: str, url: str, n_agents: int, lines: int, rtp_base: int) -> NodeProc:
+def make_node(tmp: Path, node_id: str, url: str, n_agents: int, lines: int, rtp_base: int, *,
+              two_campaigns: bool = False) -> NodeProc:
     carrier_port = free_udp_port(6000, 6499)
     agent_base = free_udp_port(6500, 6899, span=n_agents)
     sip_base = _sip_base()
     logins = [(f"{node_id.lower()}{i}", agent_base + i) for i in range(n_agents)]
     cfg = tmp / f"node-{node_id}.toml"
-    cfg.write_text(node_config(url, carrier_port, logins, sip_base, rtp_base, lines), encoding="utf-8")
+    if two_campaigns:
+        _SIP_TAKEN.append(sip_base + 50)  # the second campaign's workers: sip_port_base + 50
+    cfg.write_text(node_config(url, carrier_port, logins, sip_base, rtp_base, lines, two_campaigns=two_campaigns),
+                   encoding="utf-8")
     work = tmp / f"node-{node_id}"
     work.mkdir(exist_ok=True)
     carrier = Sipp(REPO / "config" / "sipp" / "demo-carrier.xml", port=carrier_port, workdir=work,

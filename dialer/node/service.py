@@ -69,6 +69,7 @@ class Node:
         self.runners: dict[str, NodeRunner] = {}
         self.results: dict[str, dict[str, Any]] = {}
         self.restarts = 0
+        self._join_lock = threading.Lock()
         init_db(self.url)
         self.engine = store.node_engine(self.url)
         store.ensure_pg_objects(self.engine)
@@ -132,12 +133,18 @@ class Node:
 
         cfg = _campaign_cfg(self.cfg, index)
         need_rejoin = False
+        epoch_seen = self.m.epoch
         while not self.stop_event.is_set():
             if need_rejoin or self.m.lost:
-                if not self._rejoin():
-                    self.stop_event.wait(1.0)
-                    continue
+                with self._join_lock:  # one rejoin per failure, whichever campaign's thread saw it first
+                    if (self.m.lost or self.m.epoch == epoch_seen) and not self._rejoin():
+                        self.stop_event.wait(1.0)
+                        continue
                 need_rejoin = False
+            if not self.m.live():
+                self.stop_event.wait(0.2)
+                continue
+            epoch_seen = self.m.epoch
             runner: NodeRunner | None = None
             try:
                 runner = NodeRunner(cfg, name, self.engine, NodeContext(self.m, self.signals),
@@ -145,9 +152,10 @@ class Node:
                 self.runners[name] = runner
                 counts = runner.run(None, should_stop=lambda: self.stop_event.is_set())
                 self.results[name] = dict(counts)
-                if runner.fenced_out:
-                    self.out(f"node {self.node_id} {name}: this epoch was declared dead; rejoining")
-                    need_rejoin = True
+                if runner.fenced_out:  # declared dead (rejoin), or another campaign's thread rejoined (restart)
+                    need_rejoin = self.m.lost
+                    self.out(f"node {self.node_id} {name}: epoch {runner.epoch} ended; "
+                             + ("rejoining" if need_rejoin else f"restarting under epoch {self.m.epoch}"))
                     self.restarts += 1
                     continue
                 return

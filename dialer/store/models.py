@@ -242,8 +242,8 @@ class Attempt(SQLModel, table=True):
     recording_path: str = ""
     detail: str = ""
     # (issue 18) the node that dialled it and that node's membership epoch ("" / 0: single-host runner)
-    node_id: str = Field(default="", index=True)
-    node_epoch: int = 0
+    node_id: str = Field(default="", index=True, sa_column_kwargs={"server_default": ""})
+    node_epoch: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class Agent(SQLModel, table=True):
@@ -262,7 +262,8 @@ class Agent(SQLModel, table=True):
     pending_state: str = ""
     campaign_id: int | None = None
     current_attempt_id: int | None = None
-    node_id: str = ""  # (issue 18) the node whose workers place this agent's legs ("" = unassigned)
+    # (issue 18) the node whose workers place this agent's legs ("" = unassigned)
+    node_id: str = Field(default="", sa_column_kwargs={"server_default": ""})
 
 
 class Disposition(SQLModel, table=True):
