@@ -70,6 +70,7 @@ class Node:
         self.results: dict[str, dict[str, Any]] = {}
         self.restarts = 0
         self._join_lock = threading.Lock()
+        self._init_lock = threading.Lock()
         init_db(self.url)
         self.engine = store.node_engine(self.url)
         store.ensure_pg_objects(self.engine)
@@ -147,8 +148,10 @@ class Node:
             epoch_seen = self.m.epoch
             runner: NodeRunner | None = None
             try:
-                runner = NodeRunner(cfg, name, self.engine, NodeContext(self.m, self.signals),
-                                    auto_login=self.auto_login, state_logger=log_agent_state, on_event=self.out)
+                with self._init_lock:  # campaigns start one at a time (they upsert the same agent rows)
+                    runner = NodeRunner(cfg, name, self.engine, NodeContext(self.m, self.signals),
+                                        auto_login=self.auto_login, state_logger=log_agent_state,
+                                        on_event=self.out)
                 self.runners[name] = runner
                 counts = runner.run(None, should_stop=lambda: self.stop_event.is_set())
                 self.results[name] = dict(counts)
