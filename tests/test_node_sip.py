@@ -168,9 +168,11 @@ def test_three_nodes_fail_over_and_rejoin(pg_server: PgServer, tmp_path: Path) -
         figures["follower_calls_in_flight"] = in_flight
         figures["follower_recovery_s"] = round(time.monotonic() - t0, 2)
         assert q(url, "SELECT state FROM nodes WHERE node_id = :n", n=follower.node_id)[0][0] == "dead"
-        assert q(url, "SELECT count(*) FROM call_list_entries WHERE status IN ('leased', 'dialing') "
-                      "AND (lease_owner LIKE :o OR current_attempt_id IN (SELECT id FROM attempts WHERE node_id = :n))",
-                 o=f"node:{follower.node_id}:%", n=follower.node_id)[0][0] == 0  # its leases and dials are settled
+        # its leases and dialling entries are settled in the same coordinator pass (entries right after the attempts)
+        assert wait_for(lambda: q(url, "SELECT count(*) FROM call_list_entries WHERE status IN ('leased', 'dialing') "
+                                       "AND (lease_owner LIKE :o OR current_attempt_id IN "
+                                       "(SELECT id FROM attempts WHERE node_id = :n))",
+                                  o=f"node:{follower.node_id}:%", n=follower.node_id)[0][0] == 0, 3) is not None
         interrupted = q(url, "SELECT count(*) FROM attempts WHERE node_id = :n AND state = 'interrupted'",
                         n=follower.node_id)[0][0]
         assert int(interrupted) >= 1
