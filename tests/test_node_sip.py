@@ -48,14 +48,25 @@ def _logs(nodes: list[NodeProc]) -> str:
                      for n in nodes)
 
 
-def check_books(url: str, nodes: list[NodeProc], min_attempts: int = 10, abandon_limit: bool = True) -> None:
+def check_books(url: str, nodes: list[NodeProc], min_attempts: int = 10, abandon_limit: bool = True,
+                killed: bool = False) -> None:
     """The far ends agree with the store, node by node; nobody dialled twice; nothing left in flight."""
     rows = q(url, "SELECT id, entry_id, node_id, state, outcome, abandoned, answered_at FROM attempts")
     assert len(rows) >= min_attempts, "the nodes dialled almost nothing"
     per_node = Counter(str(r[2]) for r in rows)
-    for n in nodes:
-        assert n.carrier.received("INVITE") == per_node[n.node_id], (n.node_id, per_node)
-    assert sum(n.carrier.received("INVITE") for n in nodes) == len(rows)
+    if not killed:
+        for n in nodes:
+            assert n.carrier.received("INVITE") == per_node[n.node_id], (n.node_id, per_node)
+        assert sum(n.carrier.received("INVITE") for n in nodes) == len(rows)
+    else:
+        # kill -9 can fall between the attempt's commit and its INVITE (written first on purpose, so a crash
+        # never loses or repeats a dial): such an attempt is `interrupted` and never rang. Never more INVITEs.
+        never_rang = Counter(str(n) for (n,) in q(url, "SELECT node_id FROM attempts WHERE state = 'interrupted' "
+                                                       "AND ringing_at IS NULL AND sip_status IS NULL"))
+        for n in nodes:
+            sent = n.carrier.received("INVITE")
+            assert per_node[n.node_id] - never_rang[n.node_id] <= sent <= per_node[n.node_id], \
+                (n.node_id, sent, per_node, never_rang)
     assert max(Counter(r[1] for r in rows).values()) == 1  # no entry dialled twice, by any node
     assert all(r[4] for r in rows) and all(r[3] in ("ended", "interrupted") for r in rows)
     answered = sum(1 for r in rows if r[6] is not None)
@@ -226,7 +237,7 @@ def test_three_nodes_fail_over_and_rejoin(pg_server: PgServer, tmp_path: Path) -
     for n in nodes:
         if n.proc is not None and n.proc.returncode not in (0, -15):
             pass  # killed ones end with -9: what matters is the store and the carriers below
-    check_books(url, nodes)
+    check_books(url, nodes, killed=True)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(figures, indent=1), encoding="utf-8")
     print(json.dumps(figures))
