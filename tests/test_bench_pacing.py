@@ -136,3 +136,15 @@ def test_seed_cache_resumes_and_extends_without_repeating_a_run(tiny: Path, tmp_
     a, b = json.loads(first.stdout)["policies"], json.loads(second.stdout)["policies"]
     assert a["progressive"]["seeds"] == 2 and b["progressive"]["seeds"] == 3 and b["fixed:1.5"]["seeds"] == 1
     assert a["fixed:1.5"] == b["fixed:1.5"]
+
+
+def test_baselines_on_fewer_seeds_are_compared_with_ours_on_the_same_seeds(tiny: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "bench.pacing", "--scenario", str(tiny), "--policy", "predictive",
+                          "--policy", "fixed", "--seeds", "1", "--pacer-seeds", "2", "--json", "--procs", "1"],
+                         cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    pol = json.loads(out.stdout)["policies"]
+    assert pol["predictive"]["seeds"] == 2 and pol["fixed"]["seeds"] == 1
+    same = pol["predictive"]["same_seeds"]
+    assert same["seeds"] == 1 and 0.0 < same["occupancy"] <= 1.0
+    assert pol["fixed"]["abandon_rate"] <= same["abandon_rate"] + 1e-12 or pol["fixed"]["ratio"] == 1.0

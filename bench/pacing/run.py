@@ -218,6 +218,9 @@ def evaluate(sc: Scenario, policies: list[str], seeds: int, procs: int = 2) -> d
         same = [CACHE.get("predictive", s) for s in range(seeds)]
         if all(m is not None for m in same):
             ref = statistics.fmean(m["abandon_rate"] for m in same if m is not None)
+            # ours on the baselines' seeds, for the side-by-side ratios (common random numbers)
+            agg["predictive"]["same_seeds"] = {"seeds": seeds, "occupancy": statistics.fmean(
+                m["occupancy"] for m in same if m is not None), "abandon_rate": ref}
     limit = sc.abandon_limit
 
     def legal(a: dict[str, Any]) -> bool:
