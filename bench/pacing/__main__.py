@@ -158,7 +158,10 @@ def summary_row(sc: Scenario, res: dict[str, dict[str, Any]]) -> dict[str, Any]:
             return "yes"
         if o["abandon_rate"] <= ours(other, "abandon_rate") + 1e-12:
             return "no"
-        return f"no* (x{o['abandon_rate'] / max(ours(other, 'abandon_rate'), 1e-9):.1f} abandon)"
+        mine = ours(other, "abandon_rate")
+        if mine <= 0.0:
+            return f"no* ({o['abandon_rate']:.4f} abandon vs our 0)"
+        return f"no* (x{o['abandon_rate'] / mine:.1f} abandon)"
 
     return {"name": sc.name, "agents": sc.agents, "pred_occ": pr.get("occupancy", nan), "ab": pr.get("abandon_rate", nan),
             "ab_max": pr.get("abandon_rate_max_seed", nan), "worst": pr.get("worst_hour_max_seed", nan),
