@@ -279,20 +279,12 @@ def _secs(a: datetime | None, b: datetime | None) -> float | None:
 
 def attempts_of(url: str) -> list[dict[str, Any]]:
     """Every attempt of a run's store, in dial order (the row is written before the INVITE leaves)."""
-    from sqlalchemy import create_engine
-    from sqlmodel import Session, select
+    from dialer.store.attempts import attempts_in_dial_order_at
 
-    from dialer.store.models import Attempt
-    eng = create_engine(url)
-    try:
-        with Session(eng) as s:
-            rows = s.exec(select(Attempt).order_by(Attempt.id)).all()  # type: ignore[arg-type]
-            return [{"phone": a.phone_e164, "outcome": a.outcome, "abandoned": a.abandoned,
-                     "hangup_by": a.hangup_by, "ring_s": _secs(a.dialed_at, a.answered_at),
-                     "talk_s": _secs(a.answered_at, a.ended_at),
-                     "connect_s": _secs(a.answered_at, a.agent_connected_at)} for a in rows]
-    finally:
-        eng.dispose()
+    return [{"phone": a.phone_e164, "outcome": a.outcome, "abandoned": a.abandoned,
+             "hangup_by": a.hangup_by, "ring_s": _secs(a.dialed_at, a.answered_at),
+             "talk_s": _secs(a.answered_at, a.ended_at),
+             "connect_s": _secs(a.answered_at, a.agent_connected_at)} for a in attempts_in_dial_order_at(url)]
 
 
 def realised_vs_rule(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -80,5 +80,18 @@ def all_attempts(engine: Engine) -> list[Attempt]:
         return list(s.exec(select(Attempt).order_by(col(Attempt.dialed_at))).all())
 
 
-__all__ = ["all_attempts", "campaign_attempts", "create_attempt", "delete_attempt", "entry_of", "interrupt_live",
+def attempts_in_dial_order_at(url: str) -> list[Attempt]:
+    """Every attempt of the store at `url` by id (the row is written before the INVITE leaves), read with a
+    private engine that is disposed afterwards: for tools that read another run's store (demo --compare)."""
+    from sqlalchemy import create_engine
+
+    eng = create_engine(url)
+    try:
+        with Session(eng, expire_on_commit=False) as s:
+            return list(s.exec(select(Attempt).order_by(col(Attempt.id))).all())
+    finally:
+        eng.dispose()
+
+
+__all__ = ["all_attempts", "attempts_in_dial_order_at", "campaign_attempts", "create_attempt", "delete_attempt", "entry_of", "interrupt_live",
            "update_attempt"]
