@@ -240,7 +240,8 @@ def test_abandoned_call_locks_the_number_for_72_hours(engine: Engine, cc: Campai
     for t in (at + timedelta(hours=1), at + timedelta(hours=24), at + timedelta(hours=71, minutes=59)):
         assert h.lease(5, "t", t) == []
     unlocked = at + timedelta(hours=72)
-    assert sorted(lz.entry_id for lz in h.lease(5, "t", unlocked)) == sorted([eid, other])
+    got = [lz.entry_id for lz in h.lease(5, "t", unlocked)]
+    assert len(got) == 1 and got[0] in (eid, other)  # one call per customer at a time (test_hopper_customer)
 
 
 def test_refusal_blocks_the_product_and_dnc_blocks_every_entry(engine: Engine, cc: CampaignConfig) -> None:

@@ -154,6 +154,47 @@ def judge(entry: EntryFacts, at: datetime, customer: CustomerFacts | None, block
     return Verdict(True, phone_index=idx, park=park)
 
 
+CUSTOMER_REST = timedelta(hours=24)  # after a finished entry's last call, the customer's other entries wait this long
+
+
+@dataclass(frozen=True)
+class SiblingFacts:
+    """Another entry of the same customer (another segment of the same list): what the rest rule reads."""
+
+    entry_id: int
+    status: str
+    lease_expires_at: datetime | None = None
+    last_attempt_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+
+
+def customer_resting(entry: EntryFacts, siblings: Sequence[SiblingFacts], at: datetime) -> str | None:
+    """Why the customer must not be called for ENTRY now because of their other entries, or None.
+
+    Why: a customer in two segments (pre_churn and cross_sell) is one person with one phone and two entries;
+    the retry rules hold per entry, so without this a "busy" on one entry let the other ring the same number
+    minutes later. One customer, one call at a time; an entry's retry delay holds for the customer; a finished
+    entry's last call rests the customer for CUSTOMER_REST. A callback an agent booked is exempt (it was asked for).
+    """
+    if entry.callback_at is not None and aware(entry.callback_at) <= at:
+        return None
+    for s in siblings:
+        if s.entry_id == entry.id:
+            continue
+        if s.status == EntryStatus.DIALING:
+            return f"the customer is on a call for entry {s.entry_id}"
+        if s.status == EntryStatus.LEASED and s.lease_expires_at is not None and aware(s.lease_expires_at) > at:
+            return f"the customer's entry {s.entry_id} is leased to a dialer"
+        if s.last_attempt_at is None:
+            continue
+        if (s.status in (EntryStatus.PENDING, EntryStatus.LEASED) and s.next_attempt_at is not None
+                and aware(s.next_attempt_at) > at):
+            return f"the customer rests until {aware(s.next_attempt_at).isoformat()} (entry {s.entry_id}'s retry delay)"
+        if s.status in (EntryStatus.DONE, EntryStatus.EXHAUSTED) and at - aware(s.last_attempt_at) < CUSTOMER_REST:
+            return f"the customer was called for entry {s.entry_id} in the last {human(CUSTOMER_REST)}"
+    return None
+
+
 def closed_reason(entry: EntryFacts, phone: str, at: datetime, customer: CustomerFacts | None,
                   policy: CampaignPolicy) -> str | None:
     """None when the contact's local time is inside the campaign's hours in every zone it may be in."""

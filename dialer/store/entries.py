@@ -219,6 +219,7 @@ class Hopper:
         """Walk the ordered candidates; return (dialable, to park), at most WANT dialable ones."""
         good: list[Candidate] = []
         parked: list[Candidate] = []
+        taken: set[str] = set()
         offset, size = 0, max(50, 4 * want)
         while len(good) < want and offset < SCAN_LIMIT:
             rows = self._page(conn, at, offset, size, lock)
@@ -226,19 +227,37 @@ class Hopper:
                 break
             offset += len(rows)
             customers, blocks = self._context(conn, rows, at)
+            siblings = self._siblings(conn, rows)
             for r in rows:
                 if r.id in skip or self._foreign_callback(r, at):
                     continue
                 e = _facts(r)
                 v = self._judge(e, at, customers, blocks)
                 if v.ok:
+                    if e.customer_id in taken or lifecycle.customer_resting(e, siblings.get(e.customer_id, ()), at):
+                        continue  # one call per customer at a time; the other entry's retry delay holds (not parked)
                     if len(good) < want:
                         good.append((r, e, v))
+                        taken.add(e.customer_id)
                 elif v.park is not None:
                     parked.append((r, e, v))
             if len(rows) < size:
                 break
         return good, parked
+
+    def _siblings(self, conn: Connection, rows: Sequence[Row[Any]]) -> dict[str, list[lifecycle.SiblingFacts]]:
+        """Every entry of the page's customers (any segment, any status): the customer-level rest rule reads them."""
+        cids = sorted({r.customer_id for r in rows})
+        out: dict[str, list[lifecycle.SiblingFacts]] = {}
+        if not cids:
+            return out
+        q = select(T.c.id, T.c.customer_id, T.c.status, T.c.lease_expires_at, T.c.last_attempt_at,
+                   T.c.next_attempt_at).where(T.c.customer_id.in_(cids))
+        for x in conn.execute(q).all():
+            out.setdefault(x.customer_id, []).append(lifecycle.SiblingFacts(
+                entry_id=x.id, status=x.status, lease_expires_at=x.lease_expires_at,
+                last_attempt_at=x.last_attempt_at, next_attempt_at=x.next_attempt_at))
+        return out
 
     def _foreign_callback(self, r: Row[Any], at: datetime) -> bool:
         """A callback still reserved for an agent whose legs live on another node: that node makes it."""
