@@ -313,3 +313,51 @@ def test_node_cli_on_sqlite_and_postgresql(tmp_path, pg_url: str) -> None:  # ty
     assert r.returncode == 2 and "no node 'Z'" in r.stderr
     r = dialer("node", "move-agent", "zz", "--node", "B", url=pg_url)
     assert r.returncode == 2 and "no agent 'zz'" in r.stderr
+
+
+def test_the_last_node_out_stops_the_campaign_even_when_both_leave_at_once(pg_url: str) -> None:  # noqa: F811
+    """Two nodes whose campaign loops end together each saw the other up; leaving under the campaign row's lock
+    makes exactly one of them the last one out (the 2-node SIP test caught the campaign left 'running')."""
+    import threading
+
+    from dialer.store.models import Campaign
+
+    engine, _ = init_db(pg_url)
+    with Session(engine) as s:
+        s.add(Campaign(name="t", segments=["dormant"], state="running"))
+        s.commit()
+    a, b = Membership(engine, info("A", 1)), Membership(engine, info("B", 2))
+    a.join()
+    b.join()
+    assert store.other_live_nodes(engine, "t", "A") == ["B"] and store.other_live_nodes(engine, "t", "B") == ["A"]
+    go = threading.Barrier(2)
+    out: dict[str, list[str]] = {}
+
+    def leave(node_id: str, epoch: int) -> None:
+        go.wait()
+        out[node_id] = store.leave(engine, node_id, epoch)
+
+    threads = [threading.Thread(target=leave, args=(m.node_id, m.epoch)) for m in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert sorted(out) == ["A", "B"]
+    assert sorted(out["A"] + out["B"]) == ["t"]  # exactly one of them was the last one out
+    with Session(engine) as s:
+        camp = s.exec(select(Campaign).where(Campaign.name == "t")).one()
+        assert camp.state == "stopped"
+    assert {r.node_id: r.state for r in store.list_nodes(engine)} == {"A": "left", "B": "left"}
+    # a node leaving while another still serves the campaign does not stop it
+    with Session(engine) as s:
+        camp = s.exec(select(Campaign).where(Campaign.name == "t")).one()
+        camp.state = "running"
+        s.add(camp)
+        s.commit()
+    c, d = Membership(engine, info("C", 3)), Membership(engine, info("D", 4))
+    c.join()
+    d.join()
+    assert store.leave(engine, "C", c.epoch) == []
+    with Session(engine) as s:
+        assert s.exec(select(Campaign).where(Campaign.name == "t")).one().state == "running"
+    assert store.leave(engine, "D", d.epoch) == ["t"]

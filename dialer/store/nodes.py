@@ -183,10 +183,36 @@ def heartbeat(engine: Engine, node_id: str, epoch: int, *, agents: int, stats: d
         return int(res.rowcount or 0) == 1
 
 
-def leave(engine: Engine, node_id: str, epoch: int) -> None:
+def leave(engine: Engine, node_id: str, epoch: int) -> list[str]:
+    """This node leaves cleanly; the campaigns it was the last up node to serve are marked stopped.
+
+    Why here and under the campaign rows' lock: two nodes that stop at the same moment each saw the other still
+    up when their campaign loop ended, so neither stopped the campaign. Leaving and the "anyone else?" check run in
+    one transaction holding the campaign rows FOR UPDATE, so the second leaver sees the first one gone."""
     with engine.begin() as conn:
+        row = conn.execute(text("SELECT campaigns FROM nodes WHERE node_id = :n AND epoch = :e AND state = 'up'"),
+                           {"n": node_id, "e": epoch}).first()
+        if row is None:
+            return []
+        raw = row.campaigns
+        names = sorted(str(c) for c in (raw if isinstance(raw, list) else _load(raw, [])))
+        if names:
+            conn.execute(text("SELECT id FROM campaigns WHERE name IN :names ORDER BY id FOR UPDATE")
+                         .bindparams(_expanding("names")), {"names": names})
         conn.execute(text("UPDATE nodes SET state = 'left' WHERE node_id = :n AND epoch = :e AND state = 'up'"),
                      {"n": node_id, "e": epoch})
+        stopped: list[str] = []
+        for c in names:
+            other = conn.execute(text(
+                "SELECT 1 FROM nodes WHERE state = 'up' AND node_id <> :n AND CAST(campaigns AS jsonb) ? :c LIMIT 1"),
+                {"n": node_id, "c": c}).first()
+            if other is not None:
+                continue
+            conn.execute(text("UPDATE campaigns SET state = 'stopped' WHERE name = :c"), {"c": c})
+            conn.execute(text("UPDATE campaign_status SET runner = '' WHERE campaign_id IN "
+                              "(SELECT id FROM campaigns WHERE name = :c)"), {"c": c})
+            stopped.append(c)
+    return stopped
 
 
 def mark_dead(engine: Engine, ttl_s: float) -> list[str]:
