@@ -67,7 +67,19 @@ def check_books(url: str, nodes: list[NodeProc], min_attempts: int = 10, abandon
             sent = n.carrier.received("INVITE")
             assert per_node[n.node_id] - never_rang[n.node_id] <= sent <= per_node[n.node_id], \
                 (n.node_id, sent, per_node, never_rang)
-    assert max(Counter(r[1] for r in rows).values()) == 1  # no entry dialled twice, by any node
+    per_entry = Counter(r[1] for r in rows)
+    if not killed:
+        assert max(per_entry.values()) == 1  # no entry dialled twice, by any node
+    else:
+        # a node cut off or killed between committing an attempt row and the dial mark never sent that INVITE
+        # (the INVITE leaves only after the mark); a survivor closes the row `interrupted` and the entry, still
+        # only leased, goes back to the hopper. Such a phantom is the only allowed extra row per entry.
+        phantom = {int(a) for (a,) in q(url, "SELECT id FROM attempts WHERE state = 'interrupted' AND ringing_at IS "
+                                                "NULL AND sip_status IS NULL AND answered_at IS NULL")}
+        for entry_id, n in per_entry.items():
+            if n > 1:
+                mine = sorted(int(r[0]) for r in rows if r[1] == entry_id)
+                assert all(a in phantom for a in mine[:-1]), (entry_id, mine, "dialled twice")
     assert all(r[4] for r in rows) and all(r[3] in ("ended", "interrupted") for r in rows)
     answered = sum(1 for r in rows if r[6] is not None)
     abandoned = sum(1 for r in rows if r[5])
