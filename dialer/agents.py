@@ -5,7 +5,7 @@ The states and the moves between them are `dialer.domain.agents`; the rows are `
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime
 
 from dialer.domain.agents import BUSY
@@ -49,6 +49,15 @@ class AgentBoard:
         generic = [a for a in ready if not a.segments]
         pool = matching or generic or ready
         return min(pool, key=lambda a: (a.ready_since or a.state_since, a.id))
+
+    def standby(self, dialed_at: datetime, now: datetime, window_s: float,
+                exclude: Collection[int] = ()) -> AgentView | None:
+        """An agent who paused after this call was dialled (the pacer counted them), at most WINDOW_S ago;
+        the earliest pause first (they have waited longest). Segments are not matched: it is this or an abandon."""
+        pool = [a for a in self.agents.values()
+                if a.state == AgentState.PAUSED and a.id not in exclude and a.state_since > dialed_at
+                and (now - a.state_since).total_seconds() <= window_s]
+        return min(pool, key=lambda a: (a.state_since, a.id)) if pool else None
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}

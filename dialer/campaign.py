@@ -101,6 +101,7 @@ class Live:
     disposed: bool = False
     machine: bool = False  # AMD said machine: occupies a line, never an agent
     preview_agent: int | None = None  # preview mode: the agent who dialled it gets it on answer
+    standby: bool = False  # agent_id was taken off standby (paused after this call was dialled)
 
 
 @dataclass
@@ -148,6 +149,8 @@ class CampaignRunner:
         self.live: dict[int, Live] = {}
         self.waiting: list[int] = []  # answered attempts waiting for an agent, oldest first
         self.wraps: dict[int, Wrap] = {}  # by agent id
+        # agents sent back to paused after a standby call failed to reach them: not offered again in that pause
+        self.standby_failed: dict[int, datetime] = {}  # agent id -> start of the pause they went back to
         self.last_disposition_id = 0
         self.applied_here: set[int] = set()  # DTMF dispositions this runner wrote and already applied
         self.last_command_id = 0
@@ -490,7 +493,15 @@ class CampaignRunner:
         self._count("connected")
 
     def _on_agent_failed(self, call: Live, ev: CallEvent) -> None:
-        if call.agent_id is not None:
+        if call.agent_id is not None and call.standby:
+            # the pause stands: back to it (not ready, not checked), and not offered another call in it
+            self._event("agent_standby_failed", f"agent leg to agent {call.agent_id} (on standby) failed: "
+                                                f"{ev.detail}; back to paused", "warning")
+            at = utc(ev.at)
+            if self.board.set_state(call.agent_id, AgentState.PAUSED, at) == AgentState.PAUSED:
+                self.standby_failed[call.agent_id] = at
+            call.agent_id, call.standby = None, False
+        elif call.agent_id is not None:
             # (issue 13) 404/480/410/604: the phone is not registered: unreachable until OPTIONS answers
             gone = ev.sip_status in (404, 410, 480, 604)
             self._event("agent_unreachable" if gone else "agent_unavailable",
@@ -589,14 +600,41 @@ class CampaignRunner:
                 agent: AgentView | None = own
             else:
                 agent = self.board.choose(call.segment)
+            standby = agent is None
+            if agent is None:  # nobody ready: someone who paused after this call was dialled takes it
+                agent = self.board.standby(utc(call.dialed), utc(now), self.standby_window_s(),
+                                           exclude=call.tried_agents | self._standby_spent())
             if agent is None:
-                return
+                continue  # a later call may have been dialled before somebody's pause
+            if agent.state != AgentState.RESERVED:  # a preview agent is reserved from its dial on
+                try:
+                    self.board.set_state(agent.id, "reserved", utc(now), attempt_id=attempt_id)
+                except ValueError as exc:  # the console moved the agent since this tick's refresh
+                    self._event("agent_moved", f"attempt {attempt_id} not routed: {exc}", "warning")
+                    self.board.refresh()
+                    continue
             call.agent_id = agent.id
             call.tried_agents.add(agent.id)
-            if agent.state != AgentState.RESERVED:  # a preview agent is reserved from its dial on
-                self.board.set_state(agent.id, "reserved", utc(now), attempt_id=attempt_id)
+            call.standby = standby
+            if standby:
+                self._event("agent_standby", f"agent {agent.login} on standby took attempt {attempt_id}, "
+                                             "dialled before their pause (back to the pause after the call)")
             self._update_attempt(attempt_id, agent_id=agent.id)
             self.tel.connect_agent(attempt_id, agent.id, agent.sip_uri)
+
+    def standby_window_s(self) -> float:
+        """How long a paused agent stays on standby: no call dialled before the pause can still wait longer
+        (ring timeout, the AMD's listening when on, then the connect limit)."""
+        amd = self.cc.amd_budget_s if self.cc.amd == "detect" else 0.0
+        return float(self.policy.ring_timeout_s + amd + self.policy.connect_limit_s)
+
+    def _standby_spent(self) -> set[int]:
+        """Agents whose standby call failed to reach them, still in the pause the runner put them back in."""
+        for agent_id, since in list(self.standby_failed.items()):
+            a = self.board.agents.get(agent_id)
+            if a is None or a.state != AgentState.PAUSED or a.state_since != since:
+                del self.standby_failed[agent_id]
+        return set(self.standby_failed)
 
     # ---------------------------------------------------------------- dispositions and wrap-up
     def dtmf_disposition(self, call: Live, keys: str, at: float) -> None:

@@ -3,8 +3,13 @@
 The console owns logged_out/ready/paused while the agent is idle; the runner owns
 reserved/on_call/wrap_up/unavailable/unreachable (nailed-up agent legs: the agent's session leg is down or not
 yet answered, see dialer.telephony.nailed; at-connect legs: the phone is not registered or does not answer
-OPTIONS, back to ready when an OPTIONS check gets an answer). After wrap-up the agent goes to what they asked for meanwhile
-(`pending_state`) or back to ready.
+OPTIONS, back to ready when an OPTIONS check gets an answer). After wrap-up (or a reservation that never became a
+call) the agent goes to what they asked for meanwhile (`pending_state`) or back to ready.
+
+Standby: the pacer dials counting ready agents, so a pause takes the agent out of new dials at once, but an
+answered call dialled before that pause, finding nobody ready, may still take them (dialer.agents.AgentBoard.standby;
+bench/pacing/sim.py models the same rule). That is the only move out of `paused` the runner makes, and it sets
+`pending_state` to paused, so the agent goes back to their pause (reason kept) when the call ends.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ ALLOWED: dict[str, set[str]] = {
                           AgentState.PAUSED, AgentState.LOGGED_OUT},
     AgentState.ON_CALL: {AgentState.WRAP_UP},
     AgentState.WRAP_UP: {AgentState.READY, AgentState.PAUSED, AgentState.LOGGED_OUT, AgentState.UNREACHABLE},
-    AgentState.PAUSED: {AgentState.READY, AgentState.LOGGED_OUT},
+    AgentState.PAUSED: {AgentState.READY, AgentState.LOGGED_OUT, AgentState.RESERVED},  # reserved: standby only
     AgentState.UNAVAILABLE: {AgentState.READY, AgentState.PAUSED, AgentState.LOGGED_OUT, AgentState.UNREACHABLE},
     AgentState.UNREACHABLE: {AgentState.READY, AgentState.PAUSED, AgentState.LOGGED_OUT},
 }
@@ -34,10 +39,20 @@ def next_state(current: str, requested: str, pending: str, *, force: bool = Fals
     """The state actually entered when the runner asks for REQUESTED (pending_state may redirect wrap-up's end)."""
     if not force and requested not in ALLOWED.get(current, set()) and requested != current:
         raise ValueError(f"{current} -> {requested} is not a valid transition")
-    if requested == AgentState.READY and current == AgentState.WRAP_UP and pending in (AgentState.PAUSED,
-                                                                                         AgentState.LOGGED_OUT):
+    if requested == AgentState.READY and current in (AgentState.WRAP_UP, AgentState.RESERVED) \
+            and pending in (AgentState.PAUSED, AgentState.LOGGED_OUT):
         return pending
     return requested
 
 
-__all__ = ["ALLOWED", "BUSY", "IDLE", "PAUSE_REASONS", "next_state"]
+def pending_after(current: str, entered: str, pending: str) -> str:
+    """pending_state once the agent moved from CURRENT to ENTERED: spent once idle; a paused agent taken off
+    standby is due back in their pause."""
+    if entered not in BUSY:
+        return ""
+    if current == AgentState.PAUSED and entered == AgentState.RESERVED:
+        return AgentState.PAUSED.value
+    return pending
+
+
+__all__ = ["ALLOWED", "BUSY", "IDLE", "PAUSE_REASONS", "next_state", "pending_after"]

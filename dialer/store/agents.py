@@ -17,7 +17,7 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from dialer.domain.agents import BUSY, next_state
+from dialer.domain.agents import BUSY, next_state, pending_after
 from dialer.domain.vocabulary import AgentState
 from dialer.store.models import Agent, AgentStateLog, Attempt, Campaign, Customer
 
@@ -118,8 +118,10 @@ def move_agent(engine: Engine, agent_id: int, new: str, at: datetime, *, campaig
             new = next_state(row.state, new, row.pending_state, force=force)
         except ValueError as exc:
             raise ValueError(f"agent {row.login}: {exc}") from None
-        if new not in BUSY:
-            row.pending_state = ""  # applied (or overtaken by the console's own change)
+        # spent once idle (applied, or overtaken by the console's own change); a standby take sets it to paused
+        row.pending_state = pending_after(row.state, new, row.pending_state)
+        if new not in BUSY and new != AgentState.PAUSED:
+            row.pause_reason = ""  # kept through a standby call, so its end goes back to the same pause
         row.campaign_id = campaign_id if new != AgentState.LOGGED_OUT else None
         if state_logger is not None:
             state_logger(s, row, new, at)

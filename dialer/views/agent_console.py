@@ -244,8 +244,10 @@ class AgentConsole:
         self.agent["since"] = aware(self.agent["since"])
         if check is not None and disposed:
             self.disposed.add(check)
-        # a pause asked for during a call: the runner applies it; the console fills in the reason after
-        if self.agent["state"] == "paused" and not self.agent["pause_reason"] and self.want_pause_reason:
+        # a pause asked for during a call: the runner applies it; the console fills in the reason after (a
+        # call taken on standby kept the earlier pause's reason: the one asked for since wins)
+        if self.agent["state"] == "paused" and self.want_pause_reason \
+                and self.agent["pause_reason"] != self.want_pause_reason:
             self._set_idle("paused", now, self.want_pause_reason, expect="paused")
             self.want_pause_reason = ""
         aid = self.agent["attempt_id"]
