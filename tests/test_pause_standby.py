@@ -13,15 +13,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from dialer.campaign import CampaignRunner, Live, utc
 from dialer.config import parse_config
 from dialer.domain.agents import ALLOWED, next_state, pending_after
+from dialer.store import Engine
 from dialer.store import attempts as attempts_store
 from dialer.store.agents import console_snapshot, log_agent_state, set_idle, set_pending
 from dialer.store.db import dispose_engines, get_engine, init_db
@@ -72,7 +74,7 @@ class Rig:
     url: str
 
     @property
-    def engine(self):  # type: ignore[no-untyped-def]
+    def engine(self) -> Engine:
         return self.runner.engine
 
     def at(self, s: float) -> datetime:
@@ -100,9 +102,9 @@ class Rig:
         r.live[aid] = call
         return call
 
-    def event(self, kind: str, call: Live, s: float, **kw: object) -> None:
+    def event(self, kind: str, call: Live, s: float, **kw: Any) -> None:
         self.runner.board.refresh()  # as every tick does before routing
-        self.runner.handle(CallEvent(kind, attempt_id=call.attempt_id, at=self.t[0] + s, **kw))  # type: ignore[arg-type]
+        self.runner.handle(CallEvent(kind, attempt_id=call.attempt_id, at=self.t[0] + s, **kw))
 
 
 @pytest.fixture()
@@ -191,7 +193,7 @@ def test_standby_agent_takes_the_call_and_returns_to_the_same_pause(rig: Rig) ->
     a1 = rig.agent("a1")
     assert (a1.state, a1.pause_reason, a1.pending_state, a1.current_attempt_id) == ("paused", "lunch", "", None)
     with Session(rig.engine) as s:
-        log = s.exec(select(AgentStateLog).where(AgentStateLog.agent_id == a1.id).order_by(AgentStateLog.id)).all()
+        log = s.exec(select(AgentStateLog).where(AgentStateLog.agent_id == a1.id).order_by(col(AgentStateLog.id))).all()
         att = s.get(Attempt, call.attempt_id)
     assert [r.state for r in log][-5:] == ["paused", "reserved", "on_call", "wrap_up", "paused"]
     assert att is not None and att.agent_id == a1.id and att.agent_connected_at is not None and not att.abandoned
