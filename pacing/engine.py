@@ -56,6 +56,9 @@ class PacerConfig:
     hour_guard: bool = True
     guard_horizon_s: float = 600.0
     guard_risk: float = 0.02
+    # the guard budgets against limit x hour_margin: its inputs (answers to come, the hit rate) are
+    # estimates, and a rolling hour is checked on every minute of an 8-hour shift, not once
+    hour_margin: float = 0.8
     calm_s: float = 300.0       # progressive this long after a hit-rate jump or a drop of logged agents
 
     def __post_init__(self) -> None:
@@ -228,7 +231,7 @@ class Pacer:
         budget = BIG
         for x in (x0, *(x for x in _HOUR_GRID if x > x0)):
             ab, ans = self.book.counts_since(now - 3600.0 + x) if x < 3600.0 else (0.0, 0.0)
-            budget = min(budget, hour_budget(c.abandon_limit, ab, ans, low_count(lam * x)))
+            budget = min(budget, hour_budget(c.abandon_limit * c.hour_margin, ab, ans, low_count(lam * x)))
         room = rate_cap(budget, logged * c.guard_horizon_s / max(aht, 1.0), c.guard_risk)
         return budget, room
 

@@ -128,6 +128,9 @@ class Scenario:
     shift_start_hhmm: int = 900    # local clock at t = 0 (VICIdial's ADAPT_TAPERED reads the wall clock)
     extra_policies: tuple[str, ...] = ()  # e.g. warm start rows for the cold-start scenarios
     tags: tuple[str, ...] = ()
+    # a pause (break or logout) asked for while calls are ringing takes the agent out of new dials at
+    # once but leaves them on standby for those calls (the live runner does the same: dialer.agents)
+    pause_after_calls: bool = True
 
     def shares_at(self, t: float) -> Shares:
         s = self.shares
@@ -207,4 +210,5 @@ def scenario_from_dict(raw: dict[str, Any], src: str = "<scenario>") -> Scenario
         list_changes=tuple(changes), login_over_s=float(raw.get("agents_ramp", {}).get("login_over_s", 0.0)),
         breaks=breaks, prior=prior, amd=amd, shift_start_hhmm=int(raw.get("shift_start_hhmm", 900)),
         extra_policies=tuple(str(x) for x in raw.get("extra_policies", [])),
-        tags=tuple(str(x) for x in raw.get("tags", [])))
+        tags=tuple(str(x) for x in raw.get("tags", [])),
+        pause_after_calls=bool(raw.get("pause_after_calls", True)))

@@ -148,6 +148,10 @@ class Sim:
         self.on_call_n = 0
         self.logged_n = 0
         self.fn_leads: set[int] = set()
+        # a ready agent who pauses while calls are in flight stays on standby for those calls (the pacer
+        # dialled them counting this agent): agent -> leads still unresolved; lead -> agents holding it
+        self.standby: dict[int, set[int]] = {}
+        self.standby_of: dict[int, list[int]] = {}
 
     # ------------------------------------------------------------------ plumbing
     def push(self, t: float, kind: int, arg: int = 0) -> None:
@@ -282,9 +286,11 @@ class Sim:
         true = self.truth.pop(i)
         self.r.outcomes[outcome] += 1
         self.policy.on_outcome(self.now, outcome, self.now - t0)
+        holders = self.standby_of.pop(i, None)
         if true == "human" and outcome != "human":
             self.r.amd_fp += 1
         if outcome != "human":
+            self._release_standby(i, holders)
             return
         if true == "human":
             self.r.people += 1
@@ -292,7 +298,14 @@ class Sim:
         else:
             self.fn_leads.add(i)
         if self.ready:
+            self._release_standby(i, holders)
             self.connect(self.ready.pop(), i, self.now)
+            return
+        taker = next((a for a in holders or () if self.state[a] == PAUSED and a in self.standby), None)
+        self._release_standby(i, holders)
+        if taker is not None:  # nobody ready: an agent who paused after this call was dialled takes it
+            self._end_standby(taker, start_break=False)
+            self.connect(taker, i, self.now)
         else:
             self.waiting[i] = self.now
             self.dialled_at[i] = t0
@@ -334,8 +347,7 @@ class Sim:
         """Agent logs in, ends wrap-up or comes back from a break."""
         if self.break_pending[a] > 0 and self.now < self.sc.shift_s:
             self.set_state(a, PAUSED)
-            self.push(self.now + self.break_pending[a], BREAK_END, a)
-            self.break_pending[a] = 0.0
+            self._standby(a, self.break_pending[a])
             return
         self.break_pending[a] = 0.0
         if self.waiting:
@@ -348,13 +360,46 @@ class Sim:
         self.free_at[a] = self.now
         self.request_decision()
 
+    def _release_standby(self, i: int, holders: list[int] | None) -> None:
+        """Lead i is resolved: agents on standby for it go on their break once nothing they hold is left."""
+        for a in holders or ():
+            leads = self.standby.get(a)
+            if leads is None:
+                continue
+            leads.discard(i)
+            if not leads:
+                self._end_standby(a, start_break=True)
+
+    def _standby(self, a: int, dur: float) -> None:
+        """Paused agent a stays on standby for the calls ringing now; the break starts when they resolve."""
+        if not self.ringing or not self.sc.pause_after_calls:
+            self.push(self.now + dur, BREAK_END, a)
+            self.break_pending[a] = 0.0
+            return
+        self.break_pending[a] = dur
+        self.standby[a] = set(self.ringing)
+        for i in self.ringing:
+            self.standby_of.setdefault(i, []).append(a)
+
+    def _end_standby(self, a: int, start_break: bool) -> None:
+        leads = self.standby.pop(a, set())
+        for j in leads:
+            hs = self.standby_of.get(j)
+            if hs is not None and a in hs:
+                hs.remove(a)
+        if start_break:
+            self.push(self.now + self.break_pending[a], BREAK_END, a)
+            self.break_pending[a] = 0.0
+
     def break_start(self, a: int, dur: float) -> None:
         if self.now >= self.sc.shift_s:
             return
         st = self.state[a]
         if st == READY:
+            # the pause shows at once (no new dial counts this agent), but the agent still takes a call
+            # dialled before the pause if nobody else is free, and the break starts once those resolve
             self.set_state(a, PAUSED)
-            self.push(self.now + dur, BREAK_END, a)
+            self._standby(a, dur)
         elif st in (ON_CALL, WRAP):
             self.break_pending[a] = dur
         elif st == OUT:  # not logged in yet: the break is skipped
