@@ -59,6 +59,8 @@ class PacerConfig:
     # the guard budgets against limit x hour_margin: its inputs (answers to come, the hit rate) are
     # estimates, and a rolling hour is checked on every minute of an 8-hour shift, not once
     hour_margin: float = 0.8
+    guard_min_budget: int = 2       # fewer abandons left in the tightest hour: progressive
+    guard_cluster: float = 2.0      # abandons per burst, for the rate cap (see pacing.guard.rate_cap)
     calm_s: float = 300.0       # progressive this long after a hit-rate jump or a drop of logged agents
 
     def __post_init__(self) -> None:
@@ -197,7 +199,7 @@ class Pacer:
                 self.ctl.current = 0.0  # the risk index in force is what the bias estimator divides by
                 return min(prog, cap), f"calm: progressive after {self.surge.reason}"
             budget, room = self.hour_room(snap.now, logged, aht)
-            if budget < 1:
+            if budget < self.cfg.guard_min_budget:
                 self.ctl.current = 0.0
                 return min(prog, cap), f"rolling-hour budget {budget}: progressive"
             aim = self.ctl.aim(per_hour)
@@ -232,7 +234,7 @@ class Pacer:
         for x in (x0, *(x for x in _HOUR_GRID if x > x0)):
             ab, ans = self.book.counts_since(now - 3600.0 + x) if x < 3600.0 else (0.0, 0.0)
             budget = min(budget, hour_budget(c.abandon_limit * c.hour_margin, ab, ans, low_count(lam * x)))
-        room = rate_cap(budget, logged * c.guard_horizon_s / max(aht, 1.0), c.guard_risk)
+        room = rate_cap(budget, logged * c.guard_horizon_s / max(aht, 1.0), c.guard_risk, c.guard_cluster)
         return budget, room
 
     def credibility(self) -> float:

@@ -44,6 +44,15 @@ def test_rate_cap_grows_with_the_budget_and_is_zero_when_spent(b: int, ans: floa
         assert rate_cap(b, ans * 2, risk) < cap      # more answers in the horizon: a lower rate per answer
 
 
+@given(b=st.integers(1, 60), ans=st.floats(1, 5000), risk=st.floats(0.001, 0.2), c=st.floats(1.0, 4.0))
+def test_a_burst_rate_cap_keeps_bursts_within_the_budget(b: int, ans: float, risk: float, c: float) -> None:
+    cap = rate_cap(b, ans, risk, cluster=c)
+    assert cap <= rate_cap(b, ans, risk) + 1e-12      # counting bursts never allows more than single abandons
+    bursts = math.floor(b / c + 1e-9)
+    # abandons in bursts of c: more than b means more than floor(b / c) bursts, within the risk
+    assert poisson.sf(bursts, cap * ans / c) <= risk * 1.001
+
+
 def test_low_count_is_below_the_mean() -> None:
     assert low_count(0.0) == 0.0
     assert low_count(1.0) == 0.0                  # too few to count on any answer
