@@ -8,6 +8,7 @@ The SIP version of the first scenario, with real peers, is at the end (`-m sip`)
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from sqlmodel import Session, col, select
 from dialer.campaign import CampaignRunner, Live, utc
 from dialer.config import parse_config
 from dialer.domain.agents import ALLOWED, next_state, pending_after
+from dialer.i18n import set_language
 from dialer.store import Engine
 from dialer.store import attempts as attempts_store
 from dialer.store.agents import console_snapshot, log_agent_state, set_idle, set_pending
@@ -230,6 +232,36 @@ def test_a_new_pause_reason_asked_for_during_the_standby_call_wins(rig: Rig) -> 
     c.refresh(rig.at(26))
     a1 = rig.agent("a1")
     assert (a1.state, a1.pause_reason) == ("paused", "meeting")
+
+
+@pytest.mark.parametrize("lang", ["en", "ja"])
+def test_console_says_a_pause_may_still_bring_a_call_and_shows_the_pause_owed(rig: Rig, lang: str) -> None:
+    from rich.console import Console
+
+    def text(c: AgentConsole, s: float) -> str:
+        con = Console(width=100, record=True, file=io.StringIO())
+        con.print(c.render(100, rig.at(s)))
+        return con.export_text()
+
+    try:
+        set_language(lang)
+        console_to(rig, "a1", "ready", 0)
+        call = rig.dial(1)
+        c = AgentConsole(rig.engine, rig.runner.cfg, "a1")
+        c.refresh(rig.at(2))
+        c.handle_key("p", rig.at(2))
+        c.handle_key("1", rig.at(2))  # break, while the call rings
+        assert c.message == {"en": "paused: break (a call dialled before your pause may still reach you in the "
+                                   "next seconds)",
+                             "ja": "離席中：休憩（離席前に発信済みの通話が、この後しばらくつながることがあります）"}[lang]
+        rig.event("answered", call, 6)
+        rig.event("agent_connected", call, 6.5)
+        c.refresh(rig.at(7))
+        out = text(c, 7)
+        assert {"en": "after call: paused", "ja": "通話後: 離席"}[lang] in out
+        assert "+81" not in out  # the pop masks the number
+    finally:
+        set_language("en")
 
 
 # ------------------------------------------------------------------------------------- (3) failures

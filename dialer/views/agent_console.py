@@ -395,7 +395,9 @@ class AgentConsole:
             self.want_pause_reason = reason
             self.message = _("will pause ({reason}) after this call").format(reason=label("pause", reason))
         elif self._set_idle("paused", now, reason):
-            self.message = _("paused: {reason}").format(reason=label("pause", reason))
+            # (standby) the pacer may have dialled for this agent a moment ago: such a call can still reach them
+            self.message = _("paused: {reason} (a call dialled before your pause may still reach you in the next "
+                             "seconds)").format(reason=label("pause", reason))
 
     def can_dispose(self) -> bool:
         return self.pop is not None and self.pop_attempt is not None and self.pop_attempt not in self.disposed
