@@ -296,6 +296,18 @@ def test_an_abandoned_standby_call_leaves_the_agent_paused_not_ready(rig: Rig) -
     assert (a1.state, a1.pause_reason, a1.pending_state) == ("paused", "break", "")
 
 
+def test_a_customer_who_hangs_up_before_the_standby_agent_answers_leaves_the_agent_paused(rig: Rig) -> None:
+    console_to(rig, "a1", "ready", 0)
+    call = rig.dial(1)
+    console_to(rig, "a1", "paused", 2, "admin")
+    rig.event("answered", call, 6)
+    assert rig.agent("a1").state == "reserved"
+    rig.event("hangup", call, 6.8, by="callee")  # before agent_connected
+    a1 = rig.agent("a1")
+    assert (a1.state, a1.pause_reason, a1.pending_state) == ("paused", "admin", "")
+    assert rig.aid("a1") not in rig.runner.wraps and not rig.runner.live
+
+
 def test_an_agent_who_logged_out_is_never_on_standby(rig: Rig) -> None:
     """Logout is not a standby: the agent left (and their phone may be gone); the call waits or is abandoned."""
     console_to(rig, "a1", "ready", 0)
