@@ -170,6 +170,37 @@ def test_a_pause_while_calls_ring_leaves_the_agent_on_standby_for_them() -> None
         assert 0 <= r.busy_s <= r.avail_s
 
 
+def test_an_agent_on_a_call_only_leaves_it_through_wrap_up() -> None:
+    """No event may make a busy agent ready or paused (a standby agent's break once started while they
+    took the call, and its end made them ready mid-call: a phantom agent for the pacer)."""
+    from bench.pacing.policies import make_policy
+    from bench.pacing.sim import ON_CALL, READY, WRAP, Sim
+
+    sc = scenario_from_dict({**_tiny_dict(), "agents": 3, "shift_s": 7200, "breaks": [
+        {"at_s": 600.0 * k, "duration_s": 300.0, "spread_s": 300.0} for k in range(1, 12)]}, "pauses")
+    bad: list[tuple[float, int, int]] = []
+    taken = 0
+
+    class Checked(Sim):
+        def set_state(self, a: int, new: int) -> None:
+            old = self.state[a]
+            if (old == ON_CALL and new != WRAP) or (old == WRAP and new not in (READY, PAUSED_, OUT_)):
+                bad.append((self.now, old, new))
+            super().set_state(a, new)
+
+        def connect(self, a: int, i: int, answered: float) -> None:
+            nonlocal taken
+            taken += int(self.state[a] != READY)
+            super().connect(a, i, answered)
+
+    from bench.pacing.sim import OUT as OUT_
+    from bench.pacing.sim import PAUSED as PAUSED_
+    for s in range(6):
+        Checked(sc, s, make_policy("progressive", sc)).run()
+    assert taken > 0          # standby agents did take calls in these runs
+    assert bad == []
+
+
 def _tiny_dict() -> dict[str, object]:
     import tomllib
 

@@ -302,9 +302,10 @@ class Sim:
             self.connect(self.ready.pop(), i, self.now)
             return
         taker = next((a for a in holders or () if self.state[a] == PAUSED and a in self.standby), None)
-        self._release_standby(i, holders)
         if taker is not None:  # nobody ready: an agent who paused after this call was dialled takes it
-            self._end_standby(taker, start_break=False)
+            self._end_standby(taker, start_break=False)  # first: the break waits for the end of this call
+        self._release_standby(i, holders)
+        if taker is not None:
             self.connect(taker, i, self.now)
         else:
             self.waiting[i] = self.now
