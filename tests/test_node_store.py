@@ -361,3 +361,46 @@ def test_the_last_node_out_stops_the_campaign_even_when_both_leave_at_once(pg_ur
     with Session(engine) as s:
         assert s.exec(select(Campaign).where(Campaign.name == "t")).one().state == "running"
     assert store.leave(engine, "D", d.epoch) == ["t"]
+
+
+def test_a_node_cut_off_inside_its_leasing_transaction_does_not_block_the_survivor(pg_url: str) -> None:  # noqa: F811
+    """Node C's link to the database goes silent while its leasing transaction holds its node row FOR SHARE (a
+    split at the wrong instant). The server ends that session after IDLE_TX_S, so the survivor can declare C dead
+    once its heartbeat is older than the TTL instead of waiting on C's locks until the link comes back."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import OperationalError
+
+    from tests.node_world import PgProxy
+
+    engine, _ = init_db(pg_url)
+    server_port = int(engine.url.port or 5432)
+    proxy = PgProxy(server_port)
+    c_engine = store.node_engine(proxy.url(str(engine.url.database)))
+    # bounded: without the server-side timeout the survivor would wait for C's locks until the link came back
+    survivor = create_engine(pg_url, connect_args={"options": "-c lock_timeout=15000"})
+    c = Membership(c_engine, info("C", 3))
+    c.join()
+    conn = c_engine.connect()
+    try:
+        conn.begin()
+        assert c.fence.holds(conn)  # C's node row is now held FOR SHARE by C's open transaction
+        proxy.cut()
+        t0 = time.monotonic()
+        time.sleep(0.6)
+        try:  # a TTL of 0.5 s on the DB clock: C's last heartbeat (its join) is older than that by now
+            dead = store.mark_dead(survivor, 0.5)
+        except OperationalError as exc:  # lock_timeout: C's transaction still held the row
+            pytest.fail(f"the survivor waited on the cut-off node's locks: {exc}")
+        waited = time.monotonic() - t0
+        assert dead == ["C"]
+        assert waited < store.IDLE_TX_S + 3.0, waited  # the server ended C's idle transaction, not the link's return
+        print(f"survivor declared the cut-off node dead after {waited:.2f} s")
+    finally:
+        proxy.restore()
+        try:
+            conn.close()
+        except Exception:
+            pass
+        proxy.stop()
+        c_engine.dispose()
+        survivor.dispose()

@@ -91,14 +91,21 @@ def is_postgres(url: str) -> bool:
     return make_url(url).get_backend_name() == "postgresql"
 
 
-def node_engine(url: str, *, io_timeout_s: float = 3.0) -> Engine:
+IDLE_TX_S = 3.0  # < the membership TTL (5 s): a split node's open transaction is gone before any survivor may declare it dead
+
+
+def node_engine(url: str, *, io_timeout_s: float = 3.0, idle_tx_s: float = IDLE_TX_S) -> Engine:
     """An engine whose connections fail instead of hanging when the network to the server is cut.
 
     TCP keepalives and `tcp_user_timeout` make a query on a dead link raise within ~IO_TIMEOUT_S, so the
-    node's loop notices a split instead of blocking forever in recv()."""
+    node's loop notices a split instead of blocking forever in recv(). The server side needs the same care: a
+    node cut off inside a transaction (its leasing one holds its node row FOR SHARE) would keep its locks until
+    the server's own keepalive noticed, hours on Linux defaults, and the survivor declaring it dead would wait
+    on them. `idle_in_transaction_session_timeout` makes the server end such a session after IDLE_TX_S."""
     ms = int(io_timeout_s * 1000)
     args = {"connect_timeout": max(1, int(io_timeout_s)), "keepalives": 1, "keepalives_idle": 1,
-            "keepalives_interval": 1, "keepalives_count": 2, "tcp_user_timeout": ms}
+            "keepalives_interval": 1, "keepalives_count": 2, "tcp_user_timeout": ms,
+            "options": f"-c idle_in_transaction_session_timeout={int(idle_tx_s * 1000)}"}
     return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8, connect_args=args)
 
 
