@@ -205,3 +205,48 @@ def _tiny_dict() -> dict[str, object]:
     import tomllib
 
     return tomllib.loads(TINY)
+
+
+@pytest.mark.parametrize("policy", ["progressive", "oracle"])
+def test_a_persons_talk_time_never_comes_from_the_machine_branch(policy: str) -> None:
+    """After a hit-rate change the handle time was drawn from the lead's outcome at time 0, so a person
+    who answered after the jump was often a machine 'at time 0' and got the 8 s machine-false-negative
+    handle time (36-42 % of people in jump/listchange). Each connect is checked against the truth at
+    its own dial time: a person gets the lead's talk draw, a machine AMD passed the short drop."""
+    from bench.pacing.policies import make_policy
+    from bench.pacing.sim import Sim
+
+    sc = scenario_from_dict({**_tiny_dict(), "agents": 4, "shift_s": 3600,
+                             "outcomes": {"human": 0.10, "machine": 0.40, "busy": 0.10},
+                             "amd": {"false_negative": 0.5, "false_positive": 0.0},
+                             "list_change": [{"at_s": 900, "human": 0.50, "machine": 0.10, "busy": 0.10}]},
+                            "jump")
+    seen: list[tuple[int, float, tuple[float, float]]] = []
+
+    class Spy(Sim):
+        dialled: dict[int, float]
+
+        def dial(self) -> None:
+            if not hasattr(self, "dialled"):
+                self.dialled = {}
+            self.dialled[self.next_lead] = self.now
+            super().dial()
+
+        def connect(self, a: int, i: int, answered: float) -> None:
+            super().connect(a, i, answered)
+            seen.append((i, self.dialled[i], self.talk_wrap[a]))
+
+    for s in range(3):
+        sim = Spy(sc, s, make_policy(policy, sc))
+        sim.run()
+        w = sim.world
+        for i, t, (talk, _wrap) in seen:
+            true, _ = w.outcome(i, t)
+            if true == "human":
+                assert talk == w.lead(i)[5] and talk != sc.amd.fn_talk_s
+            else:
+                assert true == "machine" and talk == sc.amd.fn_talk_s
+        people_after = [i for i, t, _ in seen if t >= 900 and w.outcome(i, t)[0] == "human"]
+        machine_at_0 = [i for i in people_after if w.outcome(i, 0.0)[0] == "machine"]
+        assert people_after and machine_at_0   # the case the old code got wrong did occur
+        seen.clear()

@@ -305,16 +305,17 @@ class OraclePolicy(_Quiet):
         for ans, i in pending:
             f = avail[0]
             if f <= ans + self.slack:
-                talk, wrap = sim.world.handle(i)
+                machine = i in sim.fn_leads if i in sim.waiting else sim.truth.get(i) == "machine"
+                talk, wrap = sim.world.handle(i, machine)
                 heapq.heapreplace(avail, max(f, ans) + self.sc.connect_delay_s + talk + wrap)
         n, j = 0, sim.next_lead
         while n < cap:
-            outcome, dt, _ = sim.world.reported(j, now)
+            outcome, dt, true = sim.world.reported(j, now)
             if outcome == "human":
                 f = avail[0]
                 if f > now + dt + self.slack:
                     break
-                talk, wrap = sim.world.handle(j)
+                talk, wrap = sim.world.handle(j, true == "machine")
                 heapq.heapreplace(avail, max(f, now + dt) + self.sc.connect_delay_s + talk + wrap)
             n += 1
             j += 1
