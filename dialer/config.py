@@ -25,6 +25,26 @@ ENV_CONFIG = "TSUNAGU_CONFIG"
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
+def cron_expression(text: str) -> str:
+    """A schedule as a 5-field crontab line: "HH:MM" (daily at that time) or crontab itself; ValueError otherwise.
+
+    Why here: `config check` and the scheduler must agree on what a schedule means, so both read it through
+    this one function (APScheduler's own parser is the judge of a crontab line).
+    """
+    t = text.strip()
+    if _HHMM.match(t):
+        h, m = t.split(":")
+        return f"{int(m)} {int(h)} * * *"
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(t)
+    except ValueError as exc:
+        raise ValueError(f"{text!r} is neither a time \"HH:MM\" (daily) nor a crontab line "
+                         f"\"MIN HOUR DAY MONTH WEEKDAY\" such as \"0 2 * * *\" ({exc})") from None
+    return t
+
+
 class ConfigError(Exception):
     """A config file that cannot be used; the message names the file, the key or line, and the fix."""
 
@@ -39,6 +59,9 @@ class _Section(BaseModel):
 
 class DatabaseConfig(_Section):
     url: str = "sqlite:///tsunagu.db"
+    # (issue 25) where a runner journals the writes the store could not take (down or full); put it on another
+    # filesystem than a SQLite store so a full disk does not take the journal with it
+    journal_dir: str = "var/journal"
 
 
 class TelephonyConfig(_Section):
@@ -217,6 +240,31 @@ class CampaignConfig(_Section):
     def _cb_dur(cls, v: str) -> str:
         parse_duration(v)
         return v
+    @field_validator("active_days")
+    @classmethod
+    def _days(cls, v: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger(day_of_week=v)
+        except ValueError as exc:
+            raise ValueError(f"{v!r} is not a cron day_of_week (e.g. \"mon-fri\", \"mon-sat\", \"mon,wed,fri\"): "
+                             f"{exc}") from None
+        return v
+
+    @field_validator("holidays")
+    @classmethod
+    def _holidays(cls, v: str) -> str:
+        if v:
+            import holidays as holidays_lib
+
+            try:
+                holidays_lib.country_holidays(v.upper(), years=2026)
+            except NotImplementedError:
+                raise ValueError(f"unknown holiday calendar {v!r} (a country code such as \"JP\", or \"\" for none)"
+                                 ) from None
+        return v
+
 
     @field_validator("calling_hours")
     @classmethod
@@ -236,6 +284,17 @@ class CampaignConfig(_Section):
         if self.abandon_target > self.abandon_limit:
             raise ValueError(f"abandon_target {self.abandon_target} is above abandon_limit {self.abandon_limit}")
         return self
+    @field_validator("abandon_target", "abandon_limit", mode="before")
+    @classmethod
+    def _fraction(cls, v: Any) -> Any:
+        """2 means 2 %, not 200 %: a whole-number percentage is refused with the fraction it meant."""
+        if isinstance(v, int | float) and not isinstance(v, bool) and 1 <= v <= 100:
+            raise ValueError(f"{v:g} is read as a fraction ({v * 100:g} %); did you mean {v / 100:g} ({v:g} %)?")
+        if isinstance(v, int | float) and not isinstance(v, bool) and ABANDON_LIMIT < v < 1:
+            raise ValueError(f"{v:g} ({v * 100:g} %) is above the legal ceiling {ABANDON_LIMIT:g} "
+                             f"({ABANDON_LIMIT * 100:g} %)")
+        return v
+
 
 
 class LtvConfig(_Section):
@@ -300,6 +359,27 @@ class SchedulesConfig(_Section):
     def _grace(cls, v: str) -> str:
         parse_duration(v)
         return v
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (an IANA name such as \"Asia/Tokyo\")") from None
+        return v
+
+    @field_validator("nightly_list_build")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        cron_expression(v)
+        return v
+
+    def nightly_cron(self) -> str:
+        """The nightly build's crontab line ("02:00" is daily at 02:00 in `timezone`)."""
+        return cron_expression(self.nightly_list_build)
+
 
 
 class BusinessConfig(_Section):
@@ -367,6 +447,9 @@ class SmsConfig(_Section):
     template: str = SMS_DEFAULT_TEMPLATE
     max_chars: Annotated[int, Field(ge=70, le=670)] = 670
     # a loopback test gateway reaches no phone: quiet hours are not applied (like a sandbox trunk)
+    # the gateway's status API, `{key}` = the Idempotency-Key: GET 200 {"id": ...} = it has the message,
+    # 404 = it never got it. Settles `unknown` messages (an ambiguous failure); without it an operator does
+    status_url: Annotated[str, Field(pattern=r"^(https?://.*\{key\}.*)?$")] = ""
     sandbox: bool = False
 
     @model_validator(mode="after")
@@ -488,6 +571,37 @@ def _loc(loc: tuple[Any, ...], data: Any) -> str:
     parts: list[str] = []
     node = data
     for i, p in enumerate(loc):
+def _export_hint(name: str) -> str:
+    return f"set it before starting (e.g. `export {name}=...` in the service's environment file)"
+
+
+def secret_problems(cfg: Config) -> tuple[list[str], list[str]]:
+    """(errors, notes) about secrets named by the config but missing from the environment.
+
+    Errors are exactly what would stop the telephony from starting (a trunk or the agent account that
+    authenticates without its password: every call would fail), so `config check` refuses what `campaign run`
+    would refuse. A password variable named by a trunk that does not authenticate is only a note.
+    """
+    errors: list[str] = []
+    notes: list[str] = []
+    for t in cfg.trunks:
+        if t.username and not t.password_env:
+            errors.append(f"trunk {t.name!r} has username {t.username!r} but no password_env: set password_env to "
+                          f"the NAME of the environment variable that holds its password")
+        elif t.password_env and not t.password():
+            msg = f"trunk {t.name!r}: environment variable {t.password_env} (password_env) is not set or empty"
+            if t.username:
+                errors.append(f"{msg}; {_export_hint(t.password_env)}")
+            else:
+                notes.append(f"{msg} (unused: the trunk has no username)")
+    tc = cfg.telephony
+    if tc.agent_username and not tc.agent_password():
+        name = tc.agent_password_env or "AGENT_PASSWORD"
+        errors.append(f"[telephony] agent_username is set but agent_password_env "
+                      f"({tc.agent_password_env or 'unset'}) names no set environment variable; {_export_hint(name)}")
+    return errors, notes
+
+
         if isinstance(p, int):
             label = f"[{p}]"
             if isinstance(node, list) and p < len(node) and isinstance(node[p], dict):
@@ -510,12 +624,41 @@ def _explain(err: ValidationError, data: Any) -> list[str]:
     for e in err.errors():
         where = _loc(tuple(e["loc"]), data)
         kind = e["type"]
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the section at LOC (a key's location without the key) accepts, by walking the models."""
+    model: Any = Config
+    for p in loc:
+        if isinstance(p, int):
+            continue
+        field = model.model_fields.get(p) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return []
+        ann = field.annotation
+        args = getattr(ann, "__args__", ())
+        model = next((a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if model is None:
+            return []
+    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+
+
+def _unknown_key(loc: tuple[Any, ...]) -> str:
+    """The message for a key no section has: the nearest known key when one is close (difflib)."""
+    import difflib
+
+    key = str(loc[-1]) if loc else ""
+    known = [k for k in _known_keys(loc[:-1]) if k != "source"]
+    near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if near:
+        return f"unknown key; did you mean {near[0]!r}?"
+    return "unknown key (check the spelling; see config/tsunagu.toml for the keys that exist)"
+
+
         if kind == "extra_forbidden":
-            msg = "unknown key (check the spelling; see config/tsunagu.toml for the keys that exist)"
+            msg = _unknown_key(tuple(e["loc"]))
         elif kind == "missing":
             msg = "required key is missing"
         else:
-            msg = e["msg"]
+            msg = e["msg"].removeprefix("Value error, ")
             if "input" in e and kind != "value_error" and not isinstance(e["input"], dict | list):
                 msg += f" (got {e['input']!r})"
         lines.append(f"{where}: {msg}")

@@ -6,7 +6,7 @@ is settled explicitly when it comes back (APScheduler compares the stored run ti
 
 | job | trigger | misfire_grace_time | coalesce | why |
 |---|---|---|---|---|
-| `list_build` | cron `[schedules] nightly_list_build` | `[schedules] list_build_grace` (6h) | yes | a build missed by hours still runs once (it is idempotent per day); later than the grace it is skipped and recorded rather than run in business hours |
+| `list_build` | cron `[schedules] nightly_list_build` ("02:00" = daily), in `[schedules] timezone` | `[schedules] list_build_grace` (6h) | yes | a build missed by hours still runs once (it is idempotent per day); later than the grace it is skipped and recorded rather than run in business hours |
 | `campaign_start:NAME`, `campaign_stop:NAME` | cron at the calling-hours start / end, `active_days`, `active_from`..`active_until` | none (always run) | yes | they RECONCILE: decide from the time they actually run whether the campaign should be dialling, so a late or repeated run is harmless |
 | `windows:NAME` | hourly during calling hours | 1h | yes | a report of entries whose windows opened; stale ones are dropped |
 
@@ -62,7 +62,7 @@ class JobSpec:
 def job_specs(cfg: Config, config_path: str) -> list[JobSpec]:
     tz = ZoneInfo(cfg.schedules.timezone)
     try:
-        nightly = CronTrigger.from_crontab(cfg.schedules.nightly_list_build, timezone=tz)
+        nightly = CronTrigger.from_crontab(cfg.schedules.nightly_cron(), timezone=tz)
     except ValueError as exc:
         raise ConfigError(f"{cfg.source}: [schedules].nightly_list_build: {exc}") from None
     specs = [JobSpec("list_build", "dialer.schedule:run_list_build", nightly, [config_path],

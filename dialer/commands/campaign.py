@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dialer.commands._common import add_config_arg, config_from, duration_arg, group
-from dialer.config import Config, ConfigError
+from dialer.config import Config, ConfigError, secret_problems
 from dialer.errors import UserError
 from dialer.store.db import get_engine, init_db
 
@@ -21,6 +21,9 @@ def run_campaign(cfg: Config, name: str, *, duration_s: float | None, headless: 
     cfg.campaign(name)  # a clear error for an unknown campaign before anything starts
     init_db(cfg.database.url)
     engine = get_engine(cfg.database.url)
+    secret_errors, _notes = secret_problems(cfg)  # one line and exit 3, as `config check` says, not a traceback
+    if secret_errors:
+        raise ConfigError(f"{cfg.source}: " + "; ".join(secret_errors))
     logger = _state_logger()
     lines: list[str] = []
     runner = CampaignRunner(cfg, name, engine, auto_login=auto_login, state_logger=logger,

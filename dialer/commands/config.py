@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from dialer.config import Config, ConfigError, load_config
+from dialer.config import Config, ConfigError, load_config, secret_problems
 
 
 def opening_problems(cfg: Config) -> tuple[list[str], list[str]]:
@@ -18,22 +18,41 @@ def opening_problems(cfg: Config) -> tuple[list[str], list[str]]:
     return (problems, []) if real else ([], problems)
 
 
+def program_problems(cfg: Config) -> list[str]:
+    """Build what the programs build from the config (each campaign's rules, the scheduler's jobs) and return
+    what fails: a config `check` passes is one `campaign run` and `schedule show` accept."""
+    from dialer.domain.policy import CampaignPolicy
+    from dialer.schedule import job_specs
+
+    out: list[str] = []
+    for cc in cfg.campaigns:
+        try:
+            CampaignPolicy.of(cc)
+        except ValueError as exc:
+            out.append(f"campaign {cc.name!r}: {exc}")
+    try:
+        job_specs(cfg, "")
+    except (ConfigError, ValueError) as exc:
+        out.append(str(exc).removeprefix(f"{cfg.source}: "))
+    return out
+
+
 def _check(args: argparse.Namespace) -> int:
     cfg = load_config(args.path)
-    missing = [t.password_env for t in cfg.trunks if t.password_env and not t.password()]
-    errors, _warnings = opening_problems(cfg)
+    secret_errors, notes = secret_problems(cfg)
+    opening, warnings = opening_problems(cfg)
+    real = ", ".join(t.name for t in cfg.trunks if not t.sandbox)
+    errors = secret_errors + [f"with the real trunk(s) {real}: {e}" for e in opening] + program_problems(cfg)
     print(
         f"{cfg.source}: {'NOT OK' if errors else 'OK'} — {len(cfg.trunks)} trunk(s), {len(cfg.agents)} agent(s), "
         f"{len(cfg.campaigns)} campaign(s)"
     )
-    for name in missing:
-        print(f"  note: environment variable {name} (a trunk password) is not set")
-    errors, warnings = opening_problems(cfg)
+    for note in notes:
+        print(f"  note: {note}")
     for w in warnings:
         print(f"  warning: {w} (only sandbox trunks are configured)")
     if errors:
-        real = ", ".join(t.name for t in cfg.trunks if not t.sandbox)
-        raise ConfigError(f"{cfg.source}: with the real trunk(s) {real}: " + "; ".join(errors))
+        raise ConfigError(f"{cfg.source}: " + "; ".join(errors))
     return 0
 
 
