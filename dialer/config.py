@@ -235,11 +235,6 @@ class CampaignConfig(_Section):
             raise ValueError("amd_machine_action = \"leave_message\" needs amd_message (a WAV file to play)")
         return self
 
-    @field_validator("callback_reserve", "callback_late_after", "callback_valid")
-    @classmethod
-    def _cb_dur(cls, v: str) -> str:
-        parse_duration(v)
-        return v
     @field_validator("active_days")
     @classmethod
     def _days(cls, v: str) -> str:
@@ -265,6 +260,11 @@ class CampaignConfig(_Section):
                                  ) from None
         return v
 
+    @field_validator("callback_reserve", "callback_late_after", "callback_valid")
+    @classmethod
+    def _cb_dur(cls, v: str) -> str:
+        parse_duration(v)
+        return v
 
     @field_validator("calling_hours")
     @classmethod
@@ -279,11 +279,6 @@ class CampaignConfig(_Section):
             raise ValueError(f"calls between {LATEST_CALL:%H:%M} and {EARLIEST_CALL:%H:%M} are never allowed")
         return v
 
-    @model_validator(mode="after")
-    def _target_below_limit(self) -> CampaignConfig:
-        if self.abandon_target > self.abandon_limit:
-            raise ValueError(f"abandon_target {self.abandon_target} is above abandon_limit {self.abandon_limit}")
-        return self
     @field_validator("abandon_target", "abandon_limit", mode="before")
     @classmethod
     def _fraction(cls, v: Any) -> Any:
@@ -295,6 +290,11 @@ class CampaignConfig(_Section):
                              f"({ABANDON_LIMIT * 100:g} %)")
         return v
 
+    @model_validator(mode="after")
+    def _target_below_limit(self) -> CampaignConfig:
+        if self.abandon_target > self.abandon_limit:
+            raise ValueError(f"abandon_target {self.abandon_target} is above abandon_limit {self.abandon_limit}")
+        return self
 
 
 class LtvConfig(_Section):
@@ -354,11 +354,6 @@ class SchedulesConfig(_Section):
     list_build_grace: str = "6h"
     launch_runners: bool = False  # campaign start jobs also spawn `dialer campaign run` when none is live
 
-    @field_validator("list_build_grace")
-    @classmethod
-    def _grace(cls, v: str) -> str:
-        parse_duration(v)
-        return v
     @field_validator("timezone")
     @classmethod
     def _zone(cls, v: str) -> str:
@@ -380,6 +375,11 @@ class SchedulesConfig(_Section):
         """The nightly build's crontab line ("02:00" is daily at 02:00 in `timezone`)."""
         return cron_expression(self.nightly_list_build)
 
+    @field_validator("list_build_grace")
+    @classmethod
+    def _grace(cls, v: str) -> str:
+        parse_duration(v)
+        return v
 
 
 class BusinessConfig(_Section):
@@ -566,11 +566,6 @@ class Config(_Section):
         raise UnknownNameError(f"{self.source}: no trunk named {name!r} (configured: {known})")
 
 
-def _loc(loc: tuple[Any, ...], data: Any) -> str:
-    """('campaigns', 0, 'abandon_target') -> "[campaigns][0] (name 'demo').abandon_target"."""
-    parts: list[str] = []
-    node = data
-    for i, p in enumerate(loc):
 def _export_hint(name: str) -> str:
     return f"set it before starting (e.g. `export {name}=...` in the service's environment file)"
 
@@ -602,6 +597,11 @@ def secret_problems(cfg: Config) -> tuple[list[str], list[str]]:
     return errors, notes
 
 
+def _loc(loc: tuple[Any, ...], data: Any) -> str:
+    """('campaigns', 0, 'abandon_target') -> "[campaigns][0] (name 'demo').abandon_target"."""
+    parts: list[str] = []
+    node = data
+    for i, p in enumerate(loc):
         if isinstance(p, int):
             label = f"[{p}]"
             if isinstance(node, list) and p < len(node) and isinstance(node[p], dict):
@@ -619,11 +619,6 @@ def secret_problems(cfg: Config) -> tuple[list[str], list[str]]:
     return "".join(parts) or "(top level)"
 
 
-def _explain(err: ValidationError, data: Any) -> list[str]:
-    lines = []
-    for e in err.errors():
-        where = _loc(tuple(e["loc"]), data)
-        kind = e["type"]
 def _known_keys(loc: tuple[Any, ...]) -> list[str]:
     """The keys the section at LOC (a key's location without the key) accepts, by walking the models."""
     model: Any = Config
@@ -653,6 +648,11 @@ def _unknown_key(loc: tuple[Any, ...]) -> str:
     return "unknown key (check the spelling; see config/tsunagu.toml for the keys that exist)"
 
 
+def _explain(err: ValidationError, data: Any) -> list[str]:
+    lines = []
+    for e in err.errors():
+        where = _loc(tuple(e["loc"]), data)
+        kind = e["type"]
         if kind == "extra_forbidden":
             msg = _unknown_key(tuple(e["loc"]))
         elif kind == "missing":
