@@ -59,9 +59,6 @@ class _Section(BaseModel):
 
 class DatabaseConfig(_Section):
     url: str = "sqlite:///tsunagu.db"
-    # (issue 25) where a runner journals the writes the store could not take (down or full); put it on another
-    # filesystem than a SQLite store so a full disk does not take the journal with it
-    journal_dir: str = "var/journal"
 
 
 class TelephonyConfig(_Section):
@@ -447,9 +444,6 @@ class SmsConfig(_Section):
     template: str = SMS_DEFAULT_TEMPLATE
     max_chars: Annotated[int, Field(ge=70, le=670)] = 670
     # a loopback test gateway reaches no phone: quiet hours are not applied (like a sandbox trunk)
-    # the gateway's status API, `{key}` = the Idempotency-Key: GET 200 {"id": ...} = it has the message,
-    # 404 = it never got it. Settles `unknown` messages (an ambiguous failure); without it an operator does
-    status_url: Annotated[str, Field(pattern=r"^(https?://.*\{key\}.*)?$")] = ""
     sandbox: bool = False
 
     @model_validator(mode="after")
