@@ -19,11 +19,11 @@ def run_campaign(cfg: Config, name: str, *, duration_s: float | None, headless: 
     from dialer.campaign import CampaignRunner, RunnerBusy
 
     cfg.campaign(name)  # a clear error for an unknown campaign before anything starts
-    init_db(cfg.database.url)
-    engine = get_engine(cfg.database.url)
     secret_errors, _notes = secret_problems(cfg)  # one line and exit 3, as `config check` says, not a traceback
     if secret_errors:
         raise ConfigError(f"{cfg.source}: " + "; ".join(secret_errors))
+    init_db(cfg.database.url)
+    engine = get_engine(cfg.database.url)
     logger = _state_logger()
     lines: list[str] = []
     runner = CampaignRunner(cfg, name, engine, auto_login=auto_login, state_logger=logger,
