@@ -13,7 +13,6 @@ treatment | control | "" when none was recorded; dialer.store.holdout).
 
 from __future__ import annotations
 
-import csv
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from dialer.store.outbox import (
     pending_count,
     revive_dead,
 )
+from lists.csvsafe import SafeDictWriter
 
 FIELDS = ["outcome_id", "disposition_id", "recorded_at", "recorded_at_local", "campaign", "customer_id",
           "attempt_id", "agent", "segment", "outcome", "amount", "sku", "reason_code", "reason", "voc_text",
@@ -41,7 +41,7 @@ FIELDS = ["outcome_id", "disposition_id", "recorded_at", "recorded_at_local", "c
 
 def export_csv(engine: Engine, since: datetime, out: IO[str], tz: str = "Asia/Tokyo") -> int:
     """Write every disposition recorded at or after `since` as CSV; returns the row count."""
-    w = csv.DictWriter(out, fieldnames=FIELDS, lineterminator="\n")
+    w = SafeDictWriter(out, fieldnames=FIELDS, lineterminator="\n")
     w.writeheader()
     n = 0
     for row in payloads_since(engine, since, tz):

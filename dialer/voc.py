@@ -11,7 +11,6 @@ share before, with at least RISE_MIN cases, and the two-proportion z-test says p
 
 from __future__ import annotations
 
-import csv
 import re
 import unicodedata
 from collections import Counter
@@ -24,6 +23,7 @@ from zoneinfo import ZoneInfo
 from dialer.domain.dtmf import REFUSAL_REASONS
 from dialer.lift import two_proportions
 from dialer.store.voc import Voice
+from lists.csvsafe import SafeDictWriter
 
 THEME_SIMILARITY = 0.2
 RISE_RATIO = 1.5
@@ -141,7 +141,7 @@ CSV_FIELDS = ["kind", "week", "segment", "product", "reason", "count", "share", 
 
 def write_csv(rep: dict[str, Any], out: IO[str]) -> int:
     """One CSV for the product team: count rows, then theme rows, then rising-reason rows."""
-    w = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")
+    w = SafeDictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")
     w.writeheader()
     n = 0
     for c in rep["counts"]:

@@ -24,6 +24,7 @@ import duckdb
 import phonenumbers
 
 from lists import phones as phones_module
+from lists.csvsafe import sql_safe
 from lists.depletion import TRIAL_MIN_GAPS, depletion_days_sql
 from lists.holdout import apply_holdout, empty_holdout
 from lists.ingest import Loader, lit
@@ -607,9 +608,12 @@ def _write_call_list(con: duckdb.DuckDBPyConnection, path: Path, encoding: str, 
     """call_list.csv, in UTF-8 or (for Japanese Excel) UTF-8 with a BOM or CP932."""
     target = path if encoding == "utf-8" else tmp / "call_list_utf8.csv"
     group = ", 'treatment' AS \"group\"" if with_group else ""
-    con.execute(f"""COPY (SELECT e.customer_id, segment, phones[1] AS phone_e164, array_to_string(phones, ';') AS phones,
-                           reason, priority, cfrom AS callable_from, cuntil AS callable_until, coalesce(e.name, '') AS name,
-                           offer_sku, coalesce(p.name, '') AS offer_name, qualifying_sku
+    # text cells from the CRM (names, skus, ids) go through the one CSV-injection rule (lists.csvsafe)
+    con.execute(f"""COPY (SELECT {sql_safe('e.customer_id')} AS customer_id, segment, phones[1] AS phone_e164,
+                           {sql_safe("array_to_string(phones, ';')")} AS phones,
+                           {sql_safe('reason')} AS reason, priority, cfrom AS callable_from, cuntil AS callable_until,
+                           {sql_safe("coalesce(e.name, '')")} AS name, {sql_safe('offer_sku')} AS offer_sku,
+                           {sql_safe("coalesce(p.name, '')")} AS offer_name, {sql_safe('qualifying_sku')} AS qualifying_sku
                            {group}
                       FROM entries e LEFT JOIN products p ON p.sku = e.offer_sku
                      ORDER BY priority DESC, e.customer_id, segment)
@@ -678,9 +682,12 @@ def build_lists(mapping: Mapping, input_dir: str | Path, out_dir: str | Path, as
         # with a hold-out, every listed row says which group it is in (always treatment: control is not listed)
         _write_call_list(con, out / "call_list.csv", s.csv_encoding, tmpdir, with_group=held is not None)
         if held is not None:
-            con.execute(f"""COPY (SELECT customer_id, segment, grp AS "group", period FROM holdout ORDER BY customer_id, segment)
+            con.execute(f"""COPY (SELECT {sql_safe('customer_id')} AS customer_id, segment, grp AS "group", period
+                                  FROM holdout ORDER BY holdout.customer_id, segment)
                             TO {lit(str(out / 'holdout.csv'))} (HEADER, DELIMITER ',')""")
-        con.execute(f"""COPY (SELECT file, line, "column", value, reason FROM rejects ORDER BY file, line, "column", reason, value)
+        con.execute(f"""COPY (SELECT {sql_safe('file')} AS file, line, {sql_safe('"column"')} AS "column",
+                                     {sql_safe('value')} AS value, {sql_safe('reason')} AS reason
+                                FROM rejects r ORDER BY r.file, r.line, r."column", r.reason, r.value)
                         TO {lit(str(out / 'rejects.csv'))} (HEADER, DELIMITER ',')""")
         for private in ("rejects.csv", "call_list.csv"):
             os.chmod(out / private, 0o600)  # raw numbers, names and e-mails: the operator's eyes only

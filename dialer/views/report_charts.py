@@ -10,20 +10,30 @@ reasons. The HTML lays every chart in a fixed box (CHART_BOX) so a screenshot te
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
+from dialer.domain.agent_time import AgentTime, agent_time, stretch_end, team_time
 from dialer.i18n import _, fmt_datetime, language
-from dialer.reports import IN_FLIGHT, SALE_OUTCOMES, count_abandons, latest_dispositions
+from dialer.reports import (
+    IN_FLIGHT,
+    SALE_OUTCOMES,
+    campaign_start,
+    campaign_team,
+    count_abandons,
+    latest_dispositions,
+    open_until,
+    team_spans,
+)
 from dialer.store.report_rows import PeriodRows
 from dialer.views.labels import label
 from dialer.views.render import aware
+from lists.csvsafe import SafeDictWriter
 
 CHART_W, CHART_H = 900, 340  # CSS pixels of each chart box in the HTML
 CHART_TOP, CHART_GAP = 150, 30  # first box's top, gap between boxes
@@ -45,24 +55,34 @@ class Series:
     hit: list[float | None] = field(default_factory=list)
     occupancy: list[float | None] = field(default_factory=list)
     talk_per_agent_hour: list[float | None] = field(default_factory=list)
+    agent_hours: list[AgentTime] = field(default_factory=list)  # team time per hour (dialer.domain.agent_time)
     funnel: dict[str, int] = field(default_factory=dict)
     target: float = 0.0
     limit: float = 0.0
 
 
-def _talk_s(a: Any) -> float:
-    start, end = aware(a.agent_connected_at), aware(a.ended_at)
-    return max(0.0, (end - start).total_seconds()) if start and end else 0.0
-
-
-def build_series(rows: PeriodRows, tz: str, fp_share: float, lo: datetime | None, hi: datetime | None) -> Series:
+def build_series(rows: PeriodRows, tz: str, fp_share: float, lo: datetime | None, hi: datetime | None,
+                 now: datetime | None = None) -> Series:
+    """Hourly figures; agent time per hour is `dialer.domain.agent_time` over the stretches the report counts,
+    so the hours of a whole run add up to the report's logged-in, talk and wrap time."""
     camp = rows.campaign
+    now = now or datetime.now(UTC)
     s = Series(tz, lo, hi, target=camp.abandon_target, limit=camp.abandon_limit)
+    team = campaign_team(rows.stretches, rows.attempts, camp.id)
+    spans = team_spans(rows.stretches, camp.id, team)
+    until = open_until(rows.status, camp.state, now)
+    start = campaign_start(rows.stretches, rows.attempts, camp.id)
     times = [t for a in rows.attempts for t in (aware(a.dialed_at),) if t is not None]
-    if times:
+    edges = times + [t for sp in spans for t in (sp.started_at, min(stretch_end(sp, until), now))
+                     if start is None or t >= start]
+    if lo is not None:
+        edges = [t for t in edges if t >= lo]
+    if hi is not None:
+        edges = [t for t in edges if t < hi]
+    if edges:
         zone = ZoneInfo(tz)
-        first = min(times).astimezone(zone).replace(minute=0, second=0, microsecond=0)
-        last = max(times).astimezone(zone)
+        first = min(edges).astimezone(zone).replace(minute=0, second=0, microsecond=0)
+        last = max(edges).astimezone(zone)
         n = min(24 * 14, int((last - first).total_seconds() // 3600) + 1)
         s.hours = [first + timedelta(hours=i) for i in range(n)]
     for h in s.hours:
@@ -73,18 +93,12 @@ def build_series(rows: PeriodRows, tz: str, fp_share: float, lo: datetime | None
         finished = [a for a in in_hour if a.state not in IN_FLIGHT]
         hit_c = count_abandons(in_hour, None)
         s.hit.append(hit_c.answered / len(finished) if finished else None)
-        busy = logged = 0.0
-        for st in rows.stretches:
-            a0, b0 = aware(st.started_at) or h, aware(st.ended_at) or (hi or h_end)
-            ov = (min(b0, h_end) - max(a0, h)).total_seconds()
-            if ov <= 0 or st.state == "logged_out":
-                continue
-            logged += ov
-            if st.state in ("on_call", "wrap_up"):
-                busy += ov
-        s.occupancy.append(busy / logged if logged > 0 else None)
-        talk = sum(_talk_s(a) for a in in_hour)
-        s.talk_per_agent_hour.append((talk / 60.0) / (logged / 3600.0) if logged > 0 else None)
+        b_lo = max(x for x in (h, start, lo) if x is not None)
+        b_hi = min(x for x in (h_end, hi, now) if x is not None)
+        t = team_time(agent_time(spans, b_lo, b_hi, until)) if b_hi > b_lo else AgentTime()
+        s.agent_hours.append(t)
+        s.occupancy.append(t.occupancy)
+        s.talk_per_agent_hour.append((t.talk_s / 60.0) / (t.logged_in_s / 3600.0) if t.logged_in_s > 0 else None)
     ids = {a.id for a in rows.attempts}
     sales = [d for d in latest_dispositions(rows.dispositions) if d.attempt_id in ids and d.outcome in SALE_OUTCOMES]
     total = count_abandons(rows.attempts, None)
@@ -122,7 +136,7 @@ def daily_rows(rows: PeriodRows, tz: str, fp_share: float) -> list[dict[str, Any
 def write_daily_csv(rows: list[dict[str, Any]], out: IO[str]) -> None:
     fields = ["date", "segment", "attempts", "answered", "abandoned", "abandon_rate", "hit_rate",
               "connected_to_agent", "sales", "revenue"]
-    w = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+    w = SafeDictWriter(out, fieldnames=fields, lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from typing import IO, Any
 
 from rich.console import Group, RenderableType
@@ -12,6 +11,7 @@ from rich.text import Text
 from dialer.i18n import N_, _
 from dialer.views.nodes import health_label
 from dialer.views.render import dur, num, pct, row, yen
+from lists.csvsafe import SafeDictWriter
 
 CSV_FIELDS = ["segment", "attempts", "answered", "abandoned", "abandon_rate", "hit_rate", "connected_to_agent",
               "sales", "revenue", "dialled", "remaining", "exhausted"]
@@ -130,7 +130,7 @@ def holdout_table(h: dict[str, Any]) -> Table:
 
 def write_report_csv(r: dict[str, Any], out: IO[str]) -> None:
     """One row per segment plus an ALL row; rates as fractions (0.0123), empty when undefined."""
-    w = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")
+    w = SafeDictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")
     w.writeheader()
 
     def csv_row(name: str, s: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
