@@ -7,11 +7,12 @@ pacer and the rules need is taken from config here, once per start; config is th
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from dialer.config import Config
+from dialer.config import Config, ConfigError
 from dialer.domain.calling_hours import local_midnight
 from dialer.domain.policy import CampaignPolicy
 from pacing.engine import PacerConfig
@@ -50,6 +51,26 @@ class CampaignSettings:
     retry_rules: dict[str, Any]  # the config's own words, kept on the campaign row for operators
 
 
+# every number the pacer reads, by where it sits in config (issue 31: NaN / infinity is refused here, with the
+# key named, never raised deep in the engine mid-shift; TOML writes them `nan`, `inf`)
+PACING_KEYS = ("abandon_target", "abandon_limit", "connect_limit_s", "ring_timeout_s", "max_lines_per_agent",
+               "power_ratio", "prior_hit_rate", "prior_talk_s", "prior_wrap_s", "wrap_up_timeout_s")
+
+
+def check_pacing_inputs(cfg: Config, name: str) -> None:
+    """ConfigError naming the file, the campaign and the key when a pacing input is NaN or infinite."""
+    cc = cfg.campaign(name)
+    bad = [(f"[[campaigns]] {name}", k, getattr(cc, k)) for k in PACING_KEYS]
+    trunk = cfg.trunk(cc.trunk) if cc.trunk else (cfg.trunks[0] if cfg.trunks else None)
+    if trunk is not None:  # the free trunk lines and call setups a second the pacer is offered
+        bad += [(f"[[trunks]] {trunk.name}", k, getattr(trunk, k)) for k in ("max_cps",) if hasattr(trunk, k)]
+    bad += [("[telephony]", "lines", cfg.telephony.lines),
+            ("[reports]", "machine_false_positive_share", cfg.reports.machine_false_positive_share)]
+    for where, key, v in bad:
+        if isinstance(v, int | float) and not math.isfinite(v):
+            raise ConfigError(f"{cfg.source}: {where}: {key} must be a finite number (got {v})")
+
+
 def campaign_settings(cfg: Config, name: str, now: datetime, *, measured_fp_share: float | None = None
                       ) -> CampaignSettings:
     """Build everything a run of campaign NAME needs from CFG (ConfigError if there is no such campaign).
@@ -58,6 +79,7 @@ def campaign_settings(cfg: Config, name: str, now: datetime, *, measured_fp_shar
     the campaign's AMD measured (MEASURED_FP_SHARE) when that is higher: the pacer never counts fewer
     dropped people than the auditor's figure assumes.
     """
+    check_pacing_inputs(cfg, name)
     cc = cfg.campaign(name)
     policy = CampaignPolicy.of(cc)
     tz = cfg.schedules.timezone
@@ -68,4 +90,4 @@ def campaign_settings(cfg: Config, name: str, now: datetime, *, measured_fp_shar
                             timezone=tz, machine_fp_share=fp, retry_rules=cc.retry.model_dump())
 
 
-__all__ = ["CampaignSettings", "campaign_settings", "day_start_s", "pacer_config"]
+__all__ = ["CampaignSettings", "campaign_settings", "check_pacing_inputs", "day_start_s", "pacer_config"]

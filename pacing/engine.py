@@ -24,6 +24,25 @@ BIG = 10**9
 _HOUR_GRID = tuple(300.0 * k for k in range(13))  # 0, 5, .., 60 min: where the hour windows holding `now` end
 
 
+MAX_ELAPSED_S = 86400.0  # an agent's time in a state beyond a day is read as a day
+
+
+def _bounded(x: float, top: float) -> float:
+    """X within [0, TOP]; NaN reads 0 (the age nothing is known about), +inf reads TOP."""
+    if x != x or x <= 0.0:
+        return 0.0
+    return top if x > top else float(x)
+
+
+def _count(x: float | int, inf_reads: int) -> int:
+    """A count from outside: NaN or below 0 reads 0 (fail closed), +inf reads INF_READS, else floor."""
+    if x != x or x <= 0:
+        return 0
+    if x == math.inf or x >= inf_reads:
+        return inf_reads
+    return int(x)
+
+
 @dataclass(frozen=True)
 class PacerConfig:
     mode: str = "predictive"
@@ -64,6 +83,9 @@ class PacerConfig:
     calm_s: float = 300.0       # progressive this long after a hit-rate jump or a drop of logged agents
 
     def __post_init__(self) -> None:
+        for k, v in asdict(self).items():  # a backstop: the settings step names the config key first
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"{k} must be a finite number, got {v!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.abandon_window not in WINDOWS:
@@ -128,6 +150,9 @@ class Pacer:
 
     # ------------------------------------------------------------------ the decision
     def decide(self, snap: Snapshot) -> Decision:
+        if not math.isfinite(snap.now):
+            return Decision(0, self.mode, 0.0, "clock reading not finite: no dial")
+        snap = self.clamp(snap)
         ready = reserved = paused = 0
         on_call: list[float] = []
         wrap: list[float] = []
@@ -171,6 +196,19 @@ class Pacer:
             n, note = self._predictive(snap, ready, waiting, on_call, wrap, logged, cap, prog)
         level = (in_progress + n) / logged
         return Decision(n, mode, level, note)
+
+    def clamp(self, snap: Snapshot) -> Snapshot:
+        """The snapshot with what came from outside brought into range (issue 31: the wall clock is not
+        trusted). A ringing age below 0, NaN or beyond the ring timeout (a clock stepped back or forward,
+        a lost event) is read as 0 or the timeout; an agent's elapsed time as 0 .. 1 day; free trunks and
+        CPS headroom that are not finite counts as 0 (NaN: fail closed) or no limit (+inf). Why here:
+        the tables index by age, and a negative age of 35 s or more used to raise IndexError mid-shift."""
+        to = self.cfg.ring_timeout_s
+        ringing = tuple(_bounded(x, to) for x in snap.ringing)
+        agents = tuple(a if 0.0 <= a.elapsed_s <= MAX_ELAPSED_S
+                       else replace(a, elapsed_s=_bounded(a.elapsed_s, MAX_ELAPSED_S)) for a in snap.agents)
+        return replace(snap, ringing=ringing, agents=agents, waiting=_count(snap.waiting, BIG),
+                       trunk_free=_count(snap.trunk_free, BIG), cps_headroom=_count(snap.cps_headroom, BIG))
 
     def _predictive(self, snap: Snapshot, ready: int, waiting: int, on_call: list[float], wrap: list[float],
                     logged: int, cap: int, prog: int) -> tuple[int, str]:

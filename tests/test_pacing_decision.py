@@ -142,3 +142,47 @@ def test_config_and_inputs_are_validated() -> None:
     p.set_target(0.01)
     p.set_mode("power")
     assert p.cfg.abandon_target == 0.01 and p.mode == "power"
+
+
+wild = st.floats(allow_nan=True, allow_infinity=True)
+wild_agents = st.lists(st.builds(AgentView, st.sampled_from(STATES), wild, st.booleans()), max_size=30)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(agents=wild_agents, ringing=st.lists(wild, max_size=60), step=st.floats(-1e7, 1e7),
+       trunk=st.one_of(st.integers(-5, 400), st.sampled_from([math.nan, math.inf, -math.inf])),
+       mode=st.sampled_from(["progressive", "power", "predictive"]))
+def test_ages_from_a_stepped_clock_never_break_decide(agents: list[AgentView], ringing: list[float], step: float,
+                                                      trunk: float, mode: str) -> None:
+    """Issue 31: ages computed from a wall clock that stepped back 35 s or more made decide raise
+    IndexError; huge, negative, NaN and infinite ages and counts are clamped at the facade, so
+    decide returns a bounded decision whatever the snapshot holds."""
+    p = _pacer(mode, 300)
+    ring = [x + step if math.isfinite(x) else x for x in ringing]  # a clock step moves every age at once
+    snap = Snapshot(now=1000.0, agents=agents, ringing=ring, waiting=1, trunk_free=trunk,  # type: ignore[arg-type]
+                    cps_headroom=50)
+    d = p.decide(snap)
+    logged = sum(1 for a in agents if a.state != "paused")
+    assert 0 <= d.dial <= max(0, math.floor(3.0 * logged + 1e-9) - len(ring) - 1)
+    if not (isinstance(trunk, int) or trunk == math.inf) or trunk <= 0:
+        assert d.dial == 0               # a trunk count that is NaN or not positive: fail closed
+    else:
+        assert d.dial <= trunk
+    assert math.isfinite(d.level)
+
+
+def test_a_clock_step_back_while_lines_ring_is_read_as_fresh_lines() -> None:
+    p = _pacer("predictive", 300)
+    agents = [AgentView("ready")] * 3 + [AgentView("on_call", 200.0)] * 9
+    back = p.decide(Snapshot(now=500.0, agents=agents, ringing=[-40.0, -300.0, 5.0]))
+    fresh = p.decide(Snapshot(now=500.0, agents=agents, ringing=[0.0, 0.0, 5.0]))
+    assert back.dial == fresh.dial
+    assert p.decide(Snapshot(now=math.nan, agents=agents)).dial == 0
+
+
+@pytest.mark.parametrize("key", ["prior_talk_s", "max_lines_per_agent", "ring_timeout_s", "power_ratio",
+                                 "prior_hit_rate", "abandon_target", "connect_limit_s", "prior_wrap_s"])
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_config_is_refused_with_its_name(key: str, bad: float) -> None:
+    with pytest.raises(ValueError, match=key):
+        PacerConfig(**{key: bad})  # type: ignore[arg-type]
