@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -50,15 +52,53 @@ def run_campaign(cfg: Config, name: str, *, duration_s: float | None, headless: 
                 print(f"  {msg}", flush=True)
         return bool(should_stop and should_stop())
 
+    signals = _StopSignals()
     try:
+        signals.install()
         if view is not None:
             view.start()
-        return runner.run(duration_s, should_stop=stop_check)
+        return runner.run(duration_s, should_stop=lambda: stop_check() or signals.first,
+                          hard_stop=lambda: signals.second)
     except RunnerBusy as exc:
         raise UserError(str(exc)) from None
     finally:
+        signals.restore()
         if view is not None:
             view.stop()
+
+
+class _StopSignals:
+    """(issue 25) The first SIGTERM / Ctrl-C drains (no new dials, calls end by themselves); a second one hangs
+    up what is left. Installed only on the main thread (signal handlers cannot be set elsewhere)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.old: dict[int, Any] = {}
+
+    @property
+    def first(self) -> bool:
+        return self.count >= 1
+
+    @property
+    def second(self) -> bool:
+        return self.count >= 2
+
+    def _on(self, signum: int, _frame: Any) -> None:
+        self.count += 1
+        what = "draining: no new dials, calls end by themselves (again to hang up now)" if self.count == 1 \
+            else "hanging up the calls left"
+        print(f"  signal {signal.Signals(signum).name}: {what}", file=sys.stderr, flush=True)
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.old[sig] = signal.signal(sig, self._on)
+
+    def restore(self) -> None:
+        for sig, old in self.old.items():
+            signal.signal(sig, old)
+        self.old.clear()
 
 
 def _state_logger() -> Any:
@@ -128,6 +168,31 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stop(args: argparse.Namespace) -> int:
+    """(issue 25) Ask the live runner of a campaign to stop: drain by default, hang up at once with --now."""
+    from datetime import UTC, datetime
+
+    from dialer.i18n import _
+    from dialer.store import campaigns as campaigns_store
+    from dialer.store.dashboard import live_runner
+    from dialer.store.opening import open_existing
+
+    cfg = config_from(args)
+    cfg.campaign(args.name)
+    engine, _where = open_existing(cfg.database.url)
+    now = datetime.now(UTC)
+    live, _beat = live_runner(engine, args.name, now)
+    if not live:
+        print(_("campaign {name}: no live runner; nothing to stop").format(name=args.name))
+        return 1
+    command = "stop_now" if args.now else "stop"
+    cid = campaigns_store.request_command(engine, args.name, command, requested_by="cli", at=now)
+    print(_("requested #{id}: {command} on {name}").format(id=cid, command=command, name=args.name))
+    if not args.now:
+        print(_("no new dials; calls and wrap-ups end by themselves (dialer campaign stop --now hangs up)"))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     g = group(sub, "campaign", "campaigns: run the live predictive loop")
     p = g.add_parser("run", help="run a campaign: pace, lease, dial, route answers to agents, record outcomes")
@@ -138,6 +203,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="log every configured agent in as ready (for unattended softphones, e.g. the demo)")
     add_config_arg(p)
     p.set_defaults(func=_run)
+    p = g.add_parser("stop", help="stop a running campaign: no new dials, calls end by themselves (--now hangs up)")
+    p.add_argument("name", help="campaign name from the config")
+    p.add_argument("--now", action="store_true", help="hang up the calls still up, conversations included")
+    add_config_arg(p)
+    p.set_defaults(func=_stop)
 
 
 __all__ = ["ConfigError", "run_campaign"]

@@ -113,6 +113,9 @@ class CampaignState(StrEnum):
 
 
 class BlockKind(StrEnum):
+    # (issue 25) asked to stop: no new dials; calls ringing, talking and in wrap-up end by themselves, then the
+    # runner exits (bounded by `[telephony] drain_s`; `stop_now` / a second SIGTERM hangs up what is left)
+    DRAINING = "draining"
     DNC = "dnc"
     REFUSAL = "refusal"
     NO_CONSENT = "no_consent"
@@ -124,7 +127,8 @@ class Command(StrEnum):
 
     PAUSE = "pause"
     RESUME = "resume"
-    STOP = "stop"
+    STOP = "stop"  # drain: no new dials, every call in progress ends by itself (issue 25)
+    STOP_NOW = "stop_now"  # hard stop: hang up what is still up (conversations included) and exit
     MODE = "mode"
     TARGET = "target"
 

@@ -66,6 +66,7 @@ class Node:
         self.auto_login = auto_login
         self.out = on_line or (lambda s: print(s, flush=True))
         self.stop_event = threading.Event()
+        self.hard_event = threading.Event()  # (issue 25) a second SIGTERM: hang up what the drain left
         self.runners: dict[str, NodeRunner] = {}
         self.results: dict[str, dict[str, Any]] = {}
         self.restarts = 0
@@ -103,8 +104,10 @@ class Node:
                     self._status_line()
         finally:
             self.stop_event.set()
+            # (issue 25) leaving drains: each campaign's calls end by themselves (at most drain_s), then it exits
+            deadline = time.monotonic() + self.cfg.telephony.drain_s + 30
             for t in threads:
-                t.join(timeout=30)
+                t.join(timeout=max(1.0, deadline - time.monotonic()))
             self.signals.stop()
             self.m.stop(leave=True)
             self.engine.dispose()
@@ -153,7 +156,8 @@ class Node:
                                         auto_login=self.auto_login, state_logger=log_agent_state,
                                         on_event=self.out)
                 self.runners[name] = runner
-                counts = runner.run(None, should_stop=lambda: self.stop_event.is_set())
+                counts = runner.run(None, should_stop=lambda: self.stop_event.is_set(),
+                                    hard_stop=lambda: self.hard_event.is_set())
                 self.results[name] = dict(counts)
                 if runner.fenced_out:  # declared dead (rejoin), or another campaign's thread rejoined (restart)
                     need_rejoin = self.m.lost
@@ -182,6 +186,8 @@ def run_node(cfg: Config, *, campaigns: list[str] | None = None, node_id: str | 
     term = threading.Event()
 
     def _on_term(_sig: int, _frame: Any) -> None:
+        if term.is_set():  # (issue 25) the first drains, a second hangs up what is left
+            node.hard_event.set()
         term.set()
 
     if threading.current_thread() is threading.main_thread():

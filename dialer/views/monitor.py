@@ -51,7 +51,8 @@ STATE_LABEL = {"on_call": N_("on call"), "reserved": N_("reserved"), "wrap_up": 
                "paused": N_("paused"), "unavailable": N_("unavailable"), "unreachable": N_("unreachable"),
                "logged_out": N_("logged out"),
                "idle": N_("idle")}
-CAMPAIGN_STATE = {"running": N_("running"), "paused": N_("paused"), "stopped": N_("stopped")}
+CAMPAIGN_STATE = {"running": N_("running"), "paused": N_("paused"), "stopped": N_("stopped"),
+                  "draining": N_("draining")}
 MODE_LABEL = {"preview": N_("preview"), "progressive": N_("progressive"), "power": N_("power"),
               "predictive": N_("predictive")}
 BUCKET = timedelta(minutes=15)
@@ -176,6 +177,8 @@ def _status_line(v: CampaignView, tz: str) -> Text:
     else:
         t.append(_(CAMPAIGN_STATE.get(state, state)).upper(),
                  style={"running": "bold green", "paused": "bold yellow"}.get(state, "bold red"))
+        if state == "draining" and st is not None:
+            _drain_figures(t, (st.get("stats") or {}).get("drain") or {})
     t.append(f"  {_('mode')} {_(MODE_LABEL.get(r['mode'], r['mode']))}")
     eff = st["mode"] if v.live and st and st["mode"] else r["mode"]
     if eff != r["mode"]:
@@ -185,6 +188,16 @@ def _status_line(v: CampaignView, tz: str) -> Text:
     elif not v.live:
         t.append(f"  {_('last heartbeat')} {fmt_datetime(st['heartbeat_at'], tz, 'datetime')}", style="dim")
     return t
+
+
+def _drain_figures(t: Text, drain: dict[str, Any]) -> None:
+    """(issue 25) A stopping campaign dials no more: how many calls and wrap-ups it still waits for, and when
+    whatever is left would be hung up (`[telephony] drain_s`)."""
+    if not drain:
+        return
+    t.append("  " + _("{calls} call(s) left ({talking} talking), {wraps} wrap-up(s); hang-up in {left}").format(
+        calls=drain.get("calls", 0), talking=drain.get("conversations", 0), wraps=drain.get("wraps", 0),
+        left=dur(drain.get("hard_stop_in_s"))), style="bold yellow")
 
 
 def _lines_line(v: CampaignView) -> Text:
@@ -509,6 +522,8 @@ class Monitor:
             self.selected, self.agent_first = (self.selected - 1) % len(self.names), 0
         elif k in ("down", "j"):
             self.agent_first = min(max(0, total - self.agent_page), self.agent_first + 1)
+        elif k == "S":  # (issue 25) hard stop: hang up the calls a drain waits for
+            self._ask("stop_now")
         elif k in ("up", "k"):
             self.agent_first = max(0, self.agent_first - 1)
         elif k in ("pgdn", " "):
