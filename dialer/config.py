@@ -442,6 +442,9 @@ class SmsConfig(_Section):
     retry_base_s: Annotated[float, Field(gt=0)] = 2.0
     retry_max_s: Annotated[float, Field(gt=0)] = 600.0
     max_tries: Annotated[int, Field(ge=1, le=50)] = 8
+    # the gateway's status API, `{key}` = the Idempotency-Key: GET 200 {"id": ...} = it has the message,
+    # 404 = it never got it. Settles `unknown` messages (an ambiguous failure); without it an operator does
+    status_url: Annotated[str, Field(pattern=r"^(https?://.*\{key\}.*)?$")] = ""
     payment_url: str = "https://pay.example.jp/p/{token}"
     link_secret_env: str = "TSUNAGU_PAYLINK_SECRET"
     template: str = SMS_DEFAULT_TEMPLATE

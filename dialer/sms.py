@@ -6,7 +6,11 @@ and each message is re-checked with `Hopper.contact_refusal` (dialer.store.entri
 after queueing still stops it. Each message is queued once (dialer.store.sms: unique per campaign and
 entry, written in the transaction that closes the entry), carries an idempotency key that never changes,
 and is retried with exponential backoff while the gateway is down; the gateway drops a repeated key, so a
-send whose answer was lost (timeout, kill -9) is never delivered twice. Delivery receipts are polled.
+send whose answer was lost (timeout, kill -9) is never delivered twice by such a gateway. A gateway that ignores
+the key must not double-text either (issue 26): every message is claimed in the store before it is posted (one
+sender per message across processes and hosts), and a failure after the request may have left makes it
+`unknown`, settled by the gateway's status API (`[sms] status_url`) or an operator (`dialer sms resolve`),
+never by posting it again blindly. Delivery receipts are polled.
 
 Gateway API (`provider = "generic"`): POST ENDPOINT with JSON {to, from, text, reference} and headers
 `Authorization: Bearer TOKEN`, `Idempotency-Key`; 2xx {"id": ...} = accepted, 409 = that key was accepted
@@ -19,6 +23,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -29,11 +35,11 @@ import httpx
 import phonenumbers
 
 from dialer.config import CampaignConfig, Config
-from dialer.privacy import mask_phone
+from dialer.privacy import mask_phone, mask_text
 from dialer.store import Engine
 from dialer.store import sms as store
 from dialer.store.entries import Hopper
-from dialer.store.sms import Recipient
+from dialer.store.sms import Recipient, SmsStatus
 
 _NS = uuid.UUID("3b0f5a8e-2c61-4f7d-9e0a-736d736c696e")
 FINAL_RECEIPTS = ("delivered", "failed", "undeliverable", "expired", "rejected")
@@ -84,6 +90,11 @@ class SmsResult:
     postponed: int = 0
     failed_tries: int = 0
     dead: int = 0
+    claimed_elsewhere: int = 0  # due, but another sender claimed it first
+    unknown_new: int = 0  # ambiguous failures this run (not posted again)
+    resolved_sent: int = 0  # unknown -> sent by the status API
+    resolved_not_sent: int = 0  # unknown -> pending by the status API
+    unknown: int = 0  # still unknown at the end: an operator must settle them (`dialer sms resolve`)
     receipts: int = 0
     pending: int = 0
     errors: list[str] = field(default_factory=list)
@@ -151,24 +162,46 @@ def _provider_id(r: httpx.Response) -> str:
     return str(body.get("id", "")) if isinstance(body, dict) else ""
 
 
+def claim_seconds(cfg: Config) -> float:
+    """How long a claim holds: longer than a send can take (rate wait, connect, write, read: each up to
+    timeout_s), so a live sender never loses its message; a dead one's message becomes `unknown` after it."""
+    return 1.0 / cfg.sms.rate_per_s + 4 * cfg.sms.timeout_s + 2.0
+
+
+# httpx errors raised before any byte of the request left: the gateway cannot have the message, it may go again
+_BEFORE_SENDING = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
 def send_pass(cfg: Config, hopper: Hopper, campaign: str, client: httpx.Client, res: SmsResult,
               clock: Callable[[], datetime], sleep: Callable[[float], None], batch: int = 100) -> None:
-    """Send every due message once (rate-limited); a transport error ends the pass (the gateway is down)."""
+    """Send every due message at most once (rate-limited); the gateway down or refusing ends the pass.
+
+    Each message is claimed first (store.claim: one sender wins across processes and hosts). The answer decides:
+    2xx/409 sent; 429 or an error before the request left (connection refused) back to pending with a backoff;
+    another 4xx dead; a 5xx, a timeout or a connection cut after the request left `unknown` -- the gateway may
+    have texted the customer, so it is not posted again until `resolve_pass` or an operator settles it.
+    """
     engine = hopper.engine
     token = cfg.sms.token()
     headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
     gap = 1.0 / cfg.sms.rate_per_s
     last = 0.0
+    owner = f"{socket.gethostname()}:{os.getpid()}"
     for m in store.due_messages(engine, campaign, clock(), batch):
         now = clock()
+        claim = store.claim(engine, m.id, owner, now, now + timedelta(seconds=claim_seconds(cfg)))
+        if claim is None:
+            res.claimed_elsewhere += 1  # another sender has it
+            continue
         refusal = hopper.contact_refusal(m.entry_id, m.phone_e164, now)
         if refusal is not None:
             why, retry_at = refusal
             if retry_at is not None:
-                store.mark(engine, m.id, next_try_at=retry_at, last_error=why[:500])
+                store.settle(engine, m.id, claim, status=SmsStatus.PENDING.value, tries=m.tries,
+                             next_try_at=retry_at, last_error=why[:500])
                 res.postponed += 1
             else:
-                store.mark(engine, m.id, status="blocked", last_error=why[:500])
+                store.settle(engine, m.id, claim, status=SmsStatus.BLOCKED.value, tries=m.tries, last_error=why[:500])
                 res.blocked += 1
             continue
         wait = last + gap - time.monotonic()
@@ -176,34 +209,67 @@ def send_pass(cfg: Config, hopper: Hopper, campaign: str, client: httpx.Client, 
             sleep(wait)
         last = time.monotonic()
         tries = m.tries + 1
-        error, permanent, down = "", False, False
+        error, state, down = "", SmsStatus.UNKNOWN, False
         try:
             r = client.post(cfg.sms.endpoint, json={"to": m.phone_e164, "from": cfg.sms.sender_id, "text": m.text,
                                                     "reference": m.idempotency_key},
                             headers={**headers, "Idempotency-Key": m.idempotency_key})
             if 200 <= r.status_code < 300 or r.status_code == 409:
-                store.mark(engine, m.id, status="sent", tries=tries, sent_at=datetime.now(UTC), last_error="",
-                           provider_id=_provider_id(r))
+                store.settle(engine, m.id, claim, status=SmsStatus.SENT.value, sent_at=datetime.now(UTC),
+                             last_error="", provider_id=_provider_id(r))
                 res.sent += 1
                 res.duplicates += r.status_code == 409
                 continue
-            error = f"HTTP {r.status_code}: {r.text[:200]}"
-            permanent = 400 <= r.status_code < 500 and r.status_code not in (408, 425, 429)
-            if r.status_code == 429:
-                down = True  # rate limited: stop this pass, come back after the backoff
-        except httpx.HTTPError as exc:
-            error, down = f"{type(exc).__name__}: {exc}", True
+            error = f"HTTP {r.status_code}: {mask_text(r.text[:200])}"
+            if r.status_code == 429:  # rate limited: not taken; stop this pass, come back after the backoff
+                state, down = SmsStatus.PENDING, True
+            elif 400 <= r.status_code < 500 and r.status_code not in (408, 425):
+                state = SmsStatus.DEAD
+            else:  # 5xx, 408, 425: the gateway may have processed it before failing
+                state, down = SmsStatus.UNKNOWN, True
+        except _BEFORE_SENDING as exc:
+            error, state, down = f"{type(exc).__name__}: {mask_text(str(exc))}", SmsStatus.PENDING, True
+        except httpx.HTTPError as exc:  # timeout, connection cut after the request left: ambiguous
+            error, state, down = f"{type(exc).__name__}: {mask_text(str(exc))}", SmsStatus.UNKNOWN, True
         res.failed_tries += 1
         if error not in res.errors:
             res.errors.append(error)
-        if permanent or tries >= cfg.sms.max_tries:
-            store.mark(engine, m.id, status="dead", tries=tries, last_error=error[:500])
-            res.dead += 1
+        if state == SmsStatus.PENDING and tries >= cfg.sms.max_tries:
+            state = SmsStatus.DEAD
+        if state == SmsStatus.PENDING:
+            store.settle(engine, m.id, claim, status=state.value, last_error=error[:500],
+                         next_try_at=now + timedelta(seconds=_backoff(cfg, tries)))
         else:
-            store.mark(engine, m.id, tries=tries, last_error=error[:500],
-                       next_try_at=now + timedelta(seconds=_backoff(cfg, tries)))
+            store.settle(engine, m.id, claim, status=state.value, last_error=error[:500])
+            if state == SmsStatus.DEAD:
+                res.dead += 1
+            else:
+                res.unknown_new += 1
         if down:
             return
+
+
+def resolve_pass(cfg: Config, engine: Engine, campaign: str, client: httpx.Client, res: SmsResult,
+                 now: datetime) -> None:
+    """Settle `unknown` messages: claims of dead senders first, then the gateway's status API (`status_url`)
+    says whether it has each one (200: sent, never post again) or never got it (404: pending, it may go)."""
+    store.expire_claims(engine, campaign, now)
+    if not cfg.sms.status_url:
+        return
+    token = cfg.sms.token()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    for u in store.unknown_messages(engine, campaign):
+        try:
+            r = client.get(cfg.sms.status_url.format(key=u.idempotency_key), headers=headers)
+        except httpx.HTTPError:
+            return
+        if r.status_code == 200:
+            if store.resolve(engine, u.id, True, datetime.now(UTC), "the gateway's status API has it",
+                             provider_id=_provider_id(r)):
+                res.resolved_sent += 1
+        elif r.status_code == 404:
+            if store.resolve(engine, u.id, False, now, f"the gateway's status API never got it ({u.last_error})"):
+                res.resolved_not_sent += 1
 
 
 def receipts_pass(cfg: Config, engine: Engine, campaign: str, client: httpx.Client, res: SmsResult) -> None:
@@ -219,7 +285,7 @@ def receipts_pass(cfg: Config, engine: Engine, campaign: str, client: httpx.Clie
             continue
         status = str(r.json().get("status", ""))
         if status in FINAL_RECEIPTS:
-            store.mark(engine, mid, status="delivered" if status == "delivered" else "failed",
+            store.mark(engine, mid, status=SmsStatus.DELIVERED.value if status == "delivered" else SmsStatus.FAILED.value,
                        receipt_status=status, receipt_at=datetime.now(UTC))
             res.receipts += 1
 
@@ -242,14 +308,21 @@ def run(cfg: Config, campaign: CampaignConfig, hopper: Hopper, *, dry_run: bool 
     deadline = time.monotonic() + max(0.0, duration_s)
     with httpx.Client(timeout=cfg.sms.timeout_s, transport=transport) as client:
         while True:
+            resolve_pass(cfg, hopper.engine, campaign.name, client, res, clk())
             send_pass(cfg, hopper, campaign.name, client, res, clk, sleep)
             receipts_pass(cfg, hopper.engine, campaign.name, client, res)
             c = store.counts(hopper.engine, campaign.name)
-            res.pending = c.get("pending", 0)
+            res.pending = c.get(SmsStatus.PENDING, 0)
+            res.unknown = c.get(SmsStatus.UNKNOWN, 0)
+            sending = c.get(SmsStatus.SENDING, 0)  # claimed by another sender (or a dead one: its claim lapses)
             remaining = deadline - time.monotonic()
-            if res.pending == 0 or remaining <= 0:
+            work = res.pending + sending + (res.unknown if cfg.sms.status_url else 0)
+            if work == 0 or remaining <= 0:
                 break
-            nd = store.next_due(hopper.engine, campaign.name)
-            wait = (nd - clk()).total_seconds() if nd is not None else 0.2
+            wakes = [t for t in (store.next_due(hopper.engine, campaign.name),
+                                 store.next_claim_expiry(hopper.engine, campaign.name)) if t is not None]
+            wait = (min(wakes) - clk()).total_seconds() if wakes and not res.unknown else 0.2
+            if sending:  # another live sender may finish (or fail ambiguously) any moment: look again soon
+                wait = min(wait, 0.5)
             sleep(min(max(0.02, wait), remaining))
     return res
