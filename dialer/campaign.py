@@ -169,6 +169,10 @@ class CampaignRunner:
         self.reserved: dict[int, Lease] = {}
         self.passed: dict[int, set[int]] = {}
         self.preview_orders: list[tuple[str, str]] = []
+        # (issue 25) a stop drains: no new dials, calls end by themselves, bounded by drain_s (monotonic deadline)
+        self.drain_until: float | None = None
+        self.drain_why = ""
+        self.hard_stop = False  # stop_now, a second SIGTERM, or the drain time ran out: hang up what is left
 
     # ---------------------------------------------------------------- set-up and recovery
     def _restore_pacer(self) -> Pacer:
@@ -234,10 +238,6 @@ class CampaignRunner:
         """Run until stopped. DURATION_S expiring or SHOULD_STOP returning true starts a drain (`request_stop`):
         nothing new is dialled, calls and wrap-ups end by themselves, then the loop ends; HARD_STOP returning
         true (or `stop_now`, or `[telephony] drain_s` running out) hangs up what is left."""
-        # (issue 25) a stop drains: no new dials, calls end by themselves, bounded by drain_s (monotonic deadline)
-        self.drain_until: float | None = None
-        self.drain_why = ""
-        self.hard_stop = False  # stop_now, a second SIGTERM, or the drain time ran out: hang up what is left
         self.claim()
         if self.owns_tel:
             self.tel.start()
@@ -252,7 +252,7 @@ class CampaignRunner:
             while self.state != CampaignState.STOPPED:
                 if should_stop is not None and should_stop() and self.drain_until is None:
                     self.request_stop("asked to stop")
-                if duration_s is not None and self.mono() - start >= duration_s and self.drain_until is None:
+                if duration_s is not None and self.clock() - start >= duration_s and self.drain_until is None:
                     self.request_stop(f"--for {duration_s:g}s ran out")
                 if hard_stop is not None and hard_stop():
                     self.request_stop("asked to stop now", now=True)
@@ -262,6 +262,48 @@ class CampaignRunner:
         finally:
             self.shutdown()
         return self.counts
+
+    # ---------------------------------------------------------------- stopping (issue 25): drain, never cut
+    def request_stop(self, why: str, *, now: bool = False) -> str:
+        """Stop dialling now; the loop ends once every call and wrap-up has ended by itself, or at once (hanging
+        up what is left) when NOW or when `[telephony] drain_s` has passed. Returns what the manager is told."""
+        if now:
+            self.hard_stop = True
+            self.state = CampaignState.STOPPED.value
+            left = self._drain_left()
+            self._event("stop_now", f"{why}: hanging up {left['calls']} call(s) "
+                                    f"({left['conversations']} in conversation)", "warning")
+            return f"stopping now: hanging up {left['calls']} call(s)"
+        if self.drain_until is not None:
+            left = self._drain_left()
+            return f"already draining: {left['calls']} call(s), {left['wraps']} wrap-up(s) left (stop_now hangs up)"
+        self.drain_until = time.monotonic() + float(self.cfg.telephony.drain_s)
+        self.drain_why = why
+        self.state = CampaignState.DRAINING.value
+        self.release_previews(utc(self.clock()))
+        left = self._drain_left()
+        self._event("draining", f"{why}: no new dials; waiting for {left['calls']} call(s) and {left['wraps']} "
+                                f"wrap-up(s) to end (at most {self.cfg.telephony.drain_s:g}s)")
+        return f"draining: {left['calls']} call(s), {left['wraps']} wrap-up(s) left"
+
+    def _drain_left(self) -> dict[str, int]:
+        return {"calls": len(self.live),
+                "conversations": sum(1 for c in self.live.values() if c.connected is not None),
+                "ringing": sum(1 for c in self.live.values() if c.answered is None and not c.machine),
+                "wraps": len(self.wraps)}
+
+    def _drained(self) -> bool:
+        """Nothing left to wait for, or the drain time ran out (then `shutdown` hangs up what is left)."""
+        if not self.live and not self.wraps and not self.waiting:
+            return True
+        if self.drain_until is not None and time.monotonic() >= self.drain_until:
+            left = self._drain_left()
+            self.hard_stop = True
+            self._event("drain_timeout", f"drain_s {self.cfg.telephony.drain_s:g}s passed: hanging up "
+                                         f"{left['calls']} call(s) ({left['conversations']} in conversation)",
+                        "warning")
+            return True
+        return False
 
     def pacer_target(self) -> float:
         return float(self.pacer.cfg.abandon_target)
@@ -343,48 +385,6 @@ class CampaignRunner:
             record = str((d / f"{attempt_id}.wav").resolve())
         if not self._may_dial():  # (issue 18) the node's membership lapsed between the lease and the INVITE
             self._not_an_attempt(attempt_id, lease.entry_id, at)
-    # ---------------------------------------------------------------- stopping (issue 25): drain, never cut
-    def request_stop(self, why: str, *, now: bool = False) -> str:
-        """Stop dialling now; the loop ends once every call and wrap-up has ended by itself, or at once (hanging
-        up what is left) when NOW or when `[telephony] drain_s` has passed. Returns what the manager is told."""
-        if now:
-            self.hard_stop = True
-            self.state = CampaignState.STOPPED.value
-            left = self._drain_left()
-            self._event("stop_now", f"{why}: hanging up {left['calls']} call(s) "
-                                    f"({left['conversations']} in conversation)", "warning")
-            return f"stopping now: hanging up {left['calls']} call(s)"
-        if self.drain_until is not None:
-            left = self._drain_left()
-            return f"already draining: {left['calls']} call(s), {left['wraps']} wrap-up(s) left (stop_now hangs up)"
-        self.drain_until = time.monotonic() + float(self.cfg.telephony.drain_s)
-        self.drain_why = why
-        self.state = CampaignState.DRAINING.value
-        self.release_previews(utc(self.clock()))
-        left = self._drain_left()
-        self._event("draining", f"{why}: no new dials; waiting for {left['calls']} call(s) and {left['wraps']} "
-                                f"wrap-up(s) to end (at most {self.cfg.telephony.drain_s:g}s)")
-        return f"draining: {left['calls']} call(s), {left['wraps']} wrap-up(s) left"
-
-    def _drain_left(self) -> dict[str, int]:
-        return {"calls": len(self.live),
-                "conversations": sum(1 for c in self.live.values() if c.connected is not None),
-                "ringing": sum(1 for c in self.live.values() if c.answered is None and not c.machine),
-                "wraps": len(self.wraps)}
-
-    def _drained(self) -> bool:
-        """Nothing left to wait for, or the drain time ran out (then `shutdown` hangs up what is left)."""
-        if not self.live and not self.wraps and not self.waiting:
-            return True
-        if self.drain_until is not None and time.monotonic() >= self.drain_until:
-            left = self._drain_left()
-            self.hard_stop = True
-            self._event("drain_timeout", f"drain_s {self.cfg.telephony.drain_s:g}s passed: hanging up "
-                                         f"{left['calls']} call(s) ({left['conversations']} in conversation)",
-                        "warning")
-            return True
-        return False
-
             return "membership lapsed"
         ok = self.tel.originate(attempt_id, lease.phone_e164, self.trunk.name, ring_timeout_s=self.policy.ring_timeout_s,
                                 connect_limit_s=self.policy.connect_limit_s,
@@ -769,6 +769,13 @@ class CampaignRunner:
         return stale or self._command(command, arg)
 
     def _command(self, command: str, arg: str) -> str:
+        if command == "stop_now":
+            return self.request_stop("stop_now command", now=True)
+        if self.state == CampaignState.DRAINING:
+            if command == "stop":
+                return self.request_stop("stop command")
+            if command in ("pause", "resume"):
+                return f"refused: the campaign is stopping (draining); {command} does not apply"
         if command == "pause":
             self.state = "paused"
             return "paused: no new dials; calls in progress continue"
@@ -812,6 +819,14 @@ class CampaignRunner:
                    "telephony": self._telephony_status(), "drain": self._drain_status()},
             state=self.state))
 
+    def _drain_status(self) -> dict[str, Any]:
+        """(issue 25) For the monitor while draining: what is left and when the rest would be hung up."""
+        if self.drain_until is None:
+            return {}
+        left_s = max(0.0, self.drain_until - time.monotonic())
+        return {**self._drain_left(), "why": self.drain_why, "hard_stop_in_s": round(left_s, 1),
+                "hard_stop_at": (datetime.now(UTC) + timedelta(seconds=left_s)).isoformat()}
+
     def _check_agents(self, *, wait: bool) -> None:
         """OPTIONS to the phones of idle agents (results come back as agent_reachable/unreachable events)."""
         self.last_agent_check = self.clock()
@@ -846,6 +861,11 @@ class CampaignRunner:
         self.state = "stopped"
         self.release_previews(utc(self.clock()))
         end = time.monotonic() + 5
+        if self.live:
+            left = self._drain_left()
+            self._event("calls_cut", f"runner stopping: {left['calls']} call(s) hung up by the dialer "
+                                     f"({left['conversations']} in conversation)", "warning")
+            self.counts["cut_at_stop"] = self.counts.get("cut_at_stop", 0) + left["calls"]
         for attempt_id in list(self.live):
             self.tel.hangup(attempt_id)
         while self.live and time.monotonic() < end:
@@ -882,23 +902,3 @@ _CALL_HANDLERS: dict[str, Callable[[CampaignRunner, Live, CallEvent], None]] = {
 }
 
 __all__ = ["CampaignRunner", "Live", "RunnerBusy", "Wrap", "utc"]
-        if command == "stop_now":
-            return self.request_stop("stop_now command", now=True)
-        if self.state == CampaignState.DRAINING:
-            if command == "stop":
-                return self.request_stop("stop command")
-            if command in ("pause", "resume"):
-                return f"refused: the campaign is stopping (draining); {command} does not apply"
-    def _drain_status(self) -> dict[str, Any]:
-        """(issue 25) For the monitor while draining: what is left and when the rest would be hung up."""
-        if self.drain_until is None:
-            return {}
-        left_s = max(0.0, self.drain_until - time.monotonic())
-        return {**self._drain_left(), "why": self.drain_why, "hard_stop_in_s": round(left_s, 1),
-                "hard_stop_at": (datetime.now(UTC) + timedelta(seconds=left_s)).isoformat()}
-
-        if self.live:
-            left = self._drain_left()
-            self._event("calls_cut", f"runner stopping: {left['calls']} call(s) hung up by the dialer "
-                                     f"({left['conversations']} in conversation)", "warning")
-            self.counts["cut_at_stop"] = self.counts.get("cut_at_stop", 0) + left["calls"]

@@ -91,12 +91,12 @@ class TelephonyConfig(_Section):
     agent_password_env: str = ""
     agent_outbound_proxy: str = ""
     agent_check_s: Annotated[float, Field(ge=0)] = 30.0  # OPTIONS to every agent's phone this often (0 = off)
-
-    @field_validator("agent_password_env")
-    @classmethod
     # (issue 25) a stop (--for, SIGTERM, the monitor's stop, a node leaving) dials no more and waits this long at
     # most for calls and wrap-ups to end by themselves; what is left then is hung up (0 = hang up at once)
     drain_s: Annotated[float, Field(ge=0)] = 1200.0
+
+    @field_validator("agent_password_env")
+    @classmethod
     def _agent_env_name(cls, v: str) -> str:
         if v and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v):
             raise ValueError("must be the NAME of an environment variable, not the secret itself")

@@ -110,12 +110,12 @@ class CampaignState(StrEnum):
     STOPPED = "stopped"
     RUNNING = "running"
     PAUSED = "paused"
-
-
-class BlockKind(StrEnum):
     # (issue 25) asked to stop: no new dials; calls ringing, talking and in wrap-up end by themselves, then the
     # runner exits (bounded by `[telephony] drain_s`; `stop_now` / a second SIGTERM hangs up what is left)
     DRAINING = "draining"
+
+
+class BlockKind(StrEnum):
     DNC = "dnc"
     REFUSAL = "refusal"
     NO_CONSENT = "no_consent"

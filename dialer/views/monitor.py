@@ -512,6 +512,8 @@ class Monitor:
             self._ask("resume")
         elif k == "s":
             self._ask("stop")
+        elif k == "S":  # (issue 25) hard stop: hang up the calls a drain waits for
+            self._ask("stop_now")
         elif k == "m":
             self.prompt = "mode"
         elif k == "t":
@@ -522,8 +524,6 @@ class Monitor:
             self.selected, self.agent_first = (self.selected - 1) % len(self.names), 0
         elif k in ("down", "j"):
             self.agent_first = min(max(0, total - self.agent_page), self.agent_first + 1)
-        elif k == "S":  # (issue 25) hard stop: hang up the calls a drain waits for
-            self._ask("stop_now")
         elif k in ("up", "k"):
             self.agent_first = max(0, self.agent_first - 1)
         elif k in ("pgdn", " "):
