@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from dialer.commands._auth import add_user_arg, terminal_principal
 from dialer.commands._common import add_config_arg, config_from
 from dialer.errors import UserError
+from dialer.service.auth import require
+from dialer.service.roles import Permission
 from dialer.store.opening import open_existing
 from dialer.views.agent_console import AgentConsole, run_live
 from dialer.views.render import console
@@ -15,6 +18,9 @@ from dialer.views.render import console
 def _run(args: argparse.Namespace) -> int:
     cfg = config_from(args)
     engine, _where = open_existing(cfg.database.url)
+    # an agent opens only their own console (issue 28): log in first, then the permission table decides
+    who = terminal_principal(engine, args, default_user=args.login)
+    require(engine, who, Permission.AGENT_CONSOLE, agent_login=args.login)
     view = AgentConsole(engine, cfg, args.login)
     if args.once:
         view.refresh()
@@ -34,5 +40,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("login", help="agent login as in [[agents]] (e.g. a01)")
     p.add_argument("--once", action="store_true", help="print one frame to stdout and exit")
     p.add_argument("--width", type=int, default=0, help="frame width for --once")
+    add_user_arg(p)
     add_config_arg(p)
     p.set_defaults(func=_run)

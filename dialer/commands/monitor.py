@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from dialer.commands._auth import add_user_arg, terminal_principal
 from dialer.commands._common import add_config_arg, config_from
 from dialer.errors import UserError
+from dialer.service.auth import require
+from dialer.service.roles import Permission
 from dialer.store.opening import open_existing
 from dialer.views.monitor import Monitor, run_live
 from dialer.views.render import console
@@ -15,7 +18,12 @@ from dialer.views.render import console
 def _run(args: argparse.Namespace) -> int:
     cfg = config_from(args)
     engine, where = open_existing(cfg.database.url)
+    # the floor is for supervisors and admins (issue 28); commands sent from here carry the user's login
+    who = terminal_principal(engine, args)
+    require(engine, who, Permission.MONITOR_READ)
     mon = Monitor(engine, cfg, campaign=args.campaign, store=where)
+    if not who.local:
+        mon.by = f"monitor:{who.login}"
     mon.refresh()
     if args.campaign and not mon.names:
         raise UserError(f"no campaign named {args.campaign!r} in the store {where} "
@@ -38,5 +46,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--once", action="store_true", help="print one frame to stdout and exit (scripts, tests)")
     p.add_argument("--width", type=int, default=0, help="frame width for --once (default: the terminal's)")
     p.add_argument("--height", type=int, default=0, help="frame height for --once (default: unbounded)")
+    add_user_arg(p)
     add_config_arg(p)
     p.set_defaults(func=_run)
