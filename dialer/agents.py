@@ -7,11 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from dialer.domain.agents import BUSY
 from dialer.domain.vocabulary import AgentState
 from dialer.store import Engine
 from dialer.store.agents import AgentView, StateLogger, move_agent, read_agents, sync_agents
+
+if TYPE_CHECKING:
+    from dialer.journal import StoreGuard
 
 
 class AgentBoard:
@@ -24,6 +28,7 @@ class AgentBoard:
         self.logins = set(logins)
         self.state_logger = state_logger
         self.agents: dict[int, AgentView] = {}
+        self.guard: StoreGuard | None = None  # (issue 25) while the store is away, moves are journalled
 
     def refresh(self) -> None:
         self.agents = read_agents(self.engine, self.logins)
@@ -31,8 +36,17 @@ class AgentBoard:
     def set_state(self, agent_id: int, new: str, at: datetime, *, attempt_id: int | None = None,
                   force: bool = False) -> str:
         """Move an agent; returns the state actually entered (pending_state may redirect wrap-up's end)."""
-        new = move_agent(self.engine, agent_id, new, at, campaign_id=self.campaign_id, attempt_id=attempt_id,
-                         force=force, state_logger=self.state_logger)
+        def move() -> str:
+            return move_agent(self.engine, agent_id, new, at, campaign_id=self.campaign_id, attempt_id=attempt_id,
+                              force=force, state_logger=self.state_logger)
+
+        if self.guard is None:
+            new = move()
+        else:
+            from dialer.journal import JournalOp
+
+            new = self.guard.write(JournalOp.AGENT_STATE, {"agent_id": agent_id, "state": str(new), "at": at,
+                                                           "attempt_id": attempt_id}, move, new)
         view = self.agents.get(agent_id)
         if view is not None:
             view.state, view.state_since, view.attempt_id = new, at, (attempt_id if new in BUSY else None)

@@ -24,6 +24,7 @@ from dialer.control import expiry_reason
 from dialer.domain import preview
 from dialer.domain.dtmf import DtmfCollector, DtmfDecodeError, decode
 from dialer.domain.vocabulary import AgentState, AttemptState, CampaignState, Mode
+from dialer.journal import Journal, JournalOp, Record, StoreGuard, apply_record, journal_path
 from dialer.settings import campaign_settings
 from dialer.store import Engine
 from dialer.store import attempts as attempts_store
@@ -104,6 +105,51 @@ class Live:
     standby: bool = False  # agent_id was taken off standby (paused after this call was dialled)
 
 
+class TickLag:
+    """How late the runner's loop runs (issue 25: a starved host must not burst abandons).
+
+    A turn is due every TICK_S at most (the telephony wait returns early when events come); the lag of a turn is
+    how much longer than that the previous turn took. The loop is *lagging* while any turn in the last
+    `WINDOW_S` was later than `limit_s`: dialling waits that long after the last late turn, so a host that
+    catches up for a moment does not dial a burst into a queue it cannot serve."""
+
+    WINDOW_S = 3.0
+
+    def __init__(self, limit_s: float) -> None:
+        self.limit_s = limit_s
+        self.last: float | None = None
+        self.recent: list[tuple[float, float]] = []  # (monotonic time, lag) of the last WINDOW_S
+        self.lagging = False
+        self._said = False
+        self.max_s = 0.0  # worst lag this run (for the monitor and the log)
+
+    def turn(self, t: float) -> None:
+        if self.last is not None:
+            lag = max(0.0, t - self.last - TICK_S)
+            self.recent.append((t, lag))
+            self.max_s = max(self.max_s, lag)
+        self.last = t
+        self.recent = [(at, lag) for at, lag in self.recent if t - at <= self.WINDOW_S]
+        self.lagging = self.limit_s > 0 and any(lag > self.limit_s for _, lag in self.recent)
+
+    def worst(self) -> float:
+        return max((lag for _, lag in self.recent), default=0.0)
+
+    def now_s(self) -> float:
+        return self.recent[-1][1] if self.recent else 0.0
+
+    def changed(self) -> bool | None:
+        """True when lagging started since the last call, False when it ended, None when unchanged."""
+        if self.lagging == self._said:
+            return None
+        self._said = self.lagging
+        return self.lagging
+
+    def status(self) -> dict[str, Any]:
+        return {"now_s": round(self.now_s(), 3), "worst_s": round(self.worst(), 3), "max_s": round(self.max_s, 3),
+                "limit_s": self.limit_s, "lagging": self.lagging}
+
+
 @dataclass
 class Wrap:
     agent_id: int
@@ -144,6 +190,11 @@ class CampaignRunner:
         self.runner_id = f"{socket.gethostname()}:{os.getpid()}"
         self.hopper = Hopper(engine, self.policy, respect_calling_hours=not self.trunk.sandbox)
         self.board = AgentBoard(engine, self.campaign_id, [a.login for a in cfg.agents], state_logger)
+        # (issue 25) the store down or full never costs a live call: writes go to a local journal meanwhile
+        self.guard = StoreGuard(engine, Journal(journal_path(cfg.database.journal_dir, name, socket.gethostname())),
+                                self.runner_id, self.on_event, self._apply_journalled)
+        self.board.guard = self.guard
+        self.lag = TickLag(float(cfg.telephony.max_tick_lag_s))
         self.auto_login = auto_login
         self.pacer = self._restore_pacer()
         self.live: dict[int, Live] = {}
@@ -204,8 +255,22 @@ class CampaignRunner:
         return AmdOrder(action=cc.amd_machine_action, message_wav=msg, budget_s=cc.amd_budget_s)
 
     def _event(self, kind: str, message: str, level: str = "info") -> None:
-        campaigns_store.record_event(self.engine, self.campaign_id, kind, message, level)
+        at = datetime.now(UTC)
+        self.guard.write(JournalOp.EVENT, {"kind": kind, "message": message, "level": level, "at": at},
+                         lambda: campaigns_store.record_event(self.engine, self.campaign_id, kind, message, level,
+                                                              at=at), None)
         self.on_event(f"{kind}: {message}")
+
+    def _apply_journalled(self, rec: Record, conn: Any) -> None:
+        apply_record(rec, conn, hopper=self.hopper, campaign_id=self.campaign_id,
+                     state_logger=self.board.state_logger)
+
+    def replay_journal(self) -> None:
+        """(issue 25) Writes a runner journalled during a store outage and could not replay before it ended."""
+        n = self.guard.replay()
+        if n:
+            self._event("journal_replayed", f"{n} write(s) journalled by an earlier run during a store outage "
+                                            f"replayed from {self.guard.journal.path}")
 
     def claim(self) -> None:
         """Refuse to run beside another live runner; take over from a dead one (stale heartbeat)."""
@@ -244,6 +309,7 @@ class CampaignRunner:
         if getattr(self.tel, "agent_legs", "on_connect") == "nailed":
             self.legs = AgentLegSync(self.tel.agent_login, self.tel.agent_logout, self.tel.agent_leg_up,
                                      lambda kind, msg: self._event(kind, msg, "warning"))
+        self.replay_journal()
         self.recover()
         self._check_agents(wait=True)  # (issue 13) no agent counts as ready before its phone answered OPTIONS
         self._event("started", f"mode {self.mode}, target {self.pacer_target():.3f}, runner {self.runner_id}")
@@ -309,6 +375,36 @@ class CampaignRunner:
         return float(self.pacer.cfg.abandon_target)
 
     def tick(self) -> None:
+        """One turn of the loop. (issue 25) While the store is down or full nothing is dialled and the calls that are
+        up go on (`_degraded_tick`); how late the loop runs is measured, and a late loop dials nothing."""
+        self.lag.turn(time.monotonic())
+        if self.guard.degraded:
+            self._degraded_tick()
+            return
+        try:
+            self._tick()
+        except Exception as error:
+            if not self.guard.absorb(error):
+                raise
+
+    def _degraded_tick(self) -> None:
+        """The store cannot take writes: handle call events (their writes are journalled), route answered calls to
+        the agents the board already knows, end wrap-ups by their timeout, and try the store again every second."""
+        for ev in self.tel.events(timeout_s=TICK_S):
+            self.handle(ev)
+        if self.guard.recover():
+            return  # back: the next tick re-reads agents, commands and dispositions and dials again
+        now = self.clock()
+        self.last_decision = None
+        self.end_wraps(now)
+        self.route_waiting(now)
+        if time.monotonic() - self.guard.last_said >= 5.0:
+            self.guard.last_said = time.monotonic()
+            st = self.guard.status()
+            self.on_event(f"store_{st['health']}: for {st['down_s']:.0f}s: no new dials; {len(self.live)} live "
+                          f"call(s) kept; {st['journalled']} write(s) journalled to {self.guard.journal.path}")
+
+    def _tick(self) -> None:
         for ev in self.tel.events(timeout_s=TICK_S):
             self.handle(ev)
         now = self.clock()
@@ -341,6 +437,9 @@ class CampaignRunner:
                         cps_headroom=self.tel.cps_headroom(self.trunk.name))
 
     def dial(self, now: float) -> None:
+        if self._lagging():
+            self.last_decision = None
+            return
         decision = self.pacer.decide(self.snapshot(now))
         self.last_decision = decision
         if decision.mode != self.mode and not self.dropped and self.pacer.budget_exhausted(now):
@@ -478,15 +577,42 @@ class CampaignRunner:
     def _not_an_attempt(self, attempt_id: int, entry_id: int, at: datetime) -> None:
         """The call never reached the contact (no slot, or the trunk's own failure such as refused
         credentials): drop the attempt row and give the entry back to the hopper untouched."""
-        attempts_store.delete_attempt(self.engine, attempt_id)
-        self.hopper.release(entry_id, at)
+        def do() -> None:
+            attempts_store.delete_attempt(self.engine, attempt_id)
+            self.hopper.release(entry_id, at)
+
+        self.guard.write(JournalOp.NOT_AN_ATTEMPT, {"attempt_id": attempt_id, "entry_id": entry_id, "at": at},
+                         do, None)
 
     def _count(self, key: str) -> None:
         self.counts[key] = self.counts.get(key, 0) + 1
 
     # ---------------------------------------------------------------- events from telephony
     def _update_attempt(self, attempt_id: int, **fields: Any) -> None:
-        attempts_store.update_attempt(self.engine, attempt_id, **fields)
+        self.guard.write(JournalOp.ATTEMPT, {"attempt_id": attempt_id, "fields": fields},
+                         lambda: attempts_store.update_attempt(self.engine, attempt_id, **fields), None)
+
+    def _record_result(self, entry_id: int, outcome: str, at: datetime, *, abandoned: bool, phone_e164: str) -> None:
+        self.guard.write(JournalOp.ENTRY_RESULT, {"entry_id": entry_id, "outcome": outcome, "at": at,
+                                                  "abandoned": abandoned, "phone_e164": phone_e164},
+                         lambda: self.hopper.record_result(entry_id, outcome, at, abandoned=abandoned,
+                                                           phone_e164=phone_e164), None)
+
+    def _record_disposition(self, d: Disposition) -> Disposition:
+        """The verdict and its outbox row; journalled (and returned without an id) while the store is away."""
+        args = d.model_dump(exclude={"id"})
+        return self.guard.write(JournalOp.DISPOSITION, args, lambda: outbox_store.record_disposition(self.engine, d),
+                                d)
+
+    def _lagging(self) -> bool:
+        """(issue 25) The loop runs late (a starved host): dial nothing until it has caught up; said once each way."""
+        changed = self.lag.changed()
+        if changed is True:
+            self._event("tick_lag", f"runner loop {self.lag.worst():.1f}s late (limit {self.lag.limit_s:g}s, "
+                                    "[telephony] max_tick_lag_s): no new dials until it catches up", "warning")
+        elif changed is False:
+            self._event("tick_lag_cleared", f"runner loop on time again (worst {self.lag.worst():.1f}s): dialling")
+        return self.lag.lagging
 
     def handle(self, ev: CallEvent) -> None:
         """Apply one telephony event: trunk/worker news to the event log, call events by `_CALL_HANDLERS`."""
@@ -625,7 +751,7 @@ class CampaignRunner:
         if recording:
             fields["recording_path"] = recording
         self._update_attempt(call.attempt_id, **fields)
-        self.hopper.record_result(call.entry_id, outcome, utc(at), abandoned=call.abandoned, phone_e164=call.phone)
+        self._record_result(call.entry_id, outcome, utc(at), abandoned=call.abandoned, phone_e164=call.phone)
         if call.agent_id is not None and call.connected is not None:
             talk = at - call.connected
             self.board.set_state(call.agent_id, "wrap_up", utc(at), attempt_id=call.attempt_id)
@@ -698,7 +824,7 @@ class CampaignRunner:
             self._event("dtmf_error", f"attempt {call.attempt_id}: {exc}", "warning")
             return
         cb = utc(at) + timedelta(hours=d.callback_hours) if d.outcome == "callback" else None
-        row = outbox_store.record_disposition(self.engine, Disposition(
+        row = self._record_disposition(Disposition(
             attempt_id=call.attempt_id, agent_id=call.agent_id, customer_id=call.customer_id,
             campaign_id=self.campaign_id, outcome=d.outcome, amount=d.amount, sku=call.sku,
             reason_code=d.reason_code, callback_at=cb, source="dtmf"))
@@ -730,8 +856,12 @@ class CampaignRunner:
         if row.agent_id is not None and row.agent_id in self.board.agents:
             agent_login = self.board.agents[row.agent_id].login
         if entry_id is not None:
-            self.hopper.apply_disposition(entry_id, row.outcome, utc(now), callback_at=row.callback_at,
-                                          agent_login=agent_login, sku=row.sku)
+            at, eid = utc(now), entry_id
+            self.guard.write(JournalOp.ENTRY_DISPOSITION,
+                             {"entry_id": eid, "outcome": row.outcome, "at": at, "callback_at": row.callback_at,
+                              "agent_login": agent_login, "sku": row.sku},
+                             lambda: self.hopper.apply_disposition(eid, row.outcome, at, callback_at=row.callback_at,
+                                                                   agent_login=agent_login, sku=row.sku), None)
         self._count(f"disposition_{row.outcome}")
         if row.agent_id is not None and row.agent_id in self.wraps:
             self.end_wrap(row.agent_id, now)
@@ -816,7 +946,8 @@ class CampaignRunner:
             stats={"abandon": rates, "state": self.state, "counts": dict(self.counts),
                    "note": d.note if d is not None else "", "target": self.pacer_target(),
                    "dropped_to_progressive": self.dropped, "pacer": self.pacer.to_state(),
-                   "telephony": self._telephony_status(), "drain": self._drain_status()},
+                   "telephony": self._telephony_status(), "drain": self._drain_status(),
+                   "store": self.guard.status(), "lag": self.lag.status()},
             state=self.state))
 
     def _drain_status(self) -> dict[str, Any]:
@@ -878,8 +1009,23 @@ class CampaignRunner:
             self.tel.stop()
         for call in list(self.live.values()):
             self.finish(call, "interrupted", now, None, by="dialer", detail="runner stopped")
-        self._after_stop(now)
+        self._after_stop_guarded(now)
         self._event("stopped", f"runner {self.runner_id} stopped: {self.counts}")
+
+    def _after_stop_guarded(self, now: float) -> None:
+        """(issue 25) Leave the store consistent if it is there; if it is still down, the journal keeps what it
+        missed and the next run of the campaign replays it before anything else."""
+        try:
+            if self.guard.degraded:
+                self.guard.last_try = float("-inf")
+                if not self.guard.recover():
+                    raise ConnectionError(self.guard.error)
+            self._after_stop(now)
+        except Exception as error:
+            if not isinstance(error, ConnectionError) and not self.guard.absorb(error):
+                raise
+            self.on_event(f"store_{self.guard.health.value}: stopped without the store: {self.guard.journalled} "
+                          f"write(s) wait in {self.guard.journal.path}; the next run replays them")
 
     def _after_stop(self, now: float) -> None:
         """The only runner of the campaign leaves: settle the hopper and mark the campaign stopped."""
@@ -901,4 +1047,4 @@ _CALL_HANDLERS: dict[str, Callable[[CampaignRunner, Live, CallEvent], None]] = {
     "hangup": CampaignRunner._on_hangup,
 }
 
-__all__ = ["CampaignRunner", "Live", "RunnerBusy", "Wrap", "utc"]
+__all__ = ["CampaignRunner", "Live", "RunnerBusy", "TickLag", "Wrap", "utc"]

@@ -59,6 +59,9 @@ class _Section(BaseModel):
 
 class DatabaseConfig(_Section):
     url: str = "sqlite:///tsunagu.db"
+    # (issue 25) where a runner journals the writes the store could not take (down or full); put it on another
+    # filesystem than a SQLite store so a full disk does not take the journal with it
+    journal_dir: str = "var/journal"
 
 
 class TelephonyConfig(_Section):
@@ -91,9 +94,12 @@ class TelephonyConfig(_Section):
     agent_password_env: str = ""
     agent_outbound_proxy: str = ""
     agent_check_s: Annotated[float, Field(ge=0)] = 30.0  # OPTIONS to every agent's phone this often (0 = off)
+
     # (issue 25) a stop (--for, SIGTERM, the monitor's stop, a node leaving) dials no more and waits this long at
     # most for calls and wrap-ups to end by themselves; what is left then is hung up (0 = hang up at once)
     drain_s: Annotated[float, Field(ge=0)] = 1200.0
+    # (issue 25) the runner's loop running later than this (a starved host) stops new dials until it catches up
+    max_tick_lag_s: Annotated[float, Field(ge=0)] = 1.0
 
     @field_validator("agent_password_env")
     @classmethod
@@ -315,6 +321,19 @@ class HoldoutConfig(_Section):
     seed: str = "tsunagu"
     period: Annotated[str, Field(min_length=1)] = "month"  # month | quarter | week | year | a fixed label
     segments: dict[str, Annotated[float, Field(ge=0, le=0.5)]] = Field(default_factory=dict)
+    # (issue 26) a named experiment: assignment keyed by customer and this name (not the calendar), drawn on
+    # builds from `start` to `end`; its control customers are never contacted until `end` (the measurement)
+    experiment: str = ""
+    start: date | None = None
+    end: date | None = None
+
+    @model_validator(mode="after")
+    def _experiment_window(self) -> HoldoutConfig:
+        if self.experiment and (self.start is None or self.end is None):
+            raise ValueError(f"experiment {self.experiment!r} needs start and end dates (its measurement window)")
+        if self.start is not None and self.end is not None and self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        return self
 
 
 class ListsConfig(_Section):

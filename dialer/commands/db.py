@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from dialer.commands._common import add_config_arg, config_from, group
-from dialer.store.db import SCHEMA_VERSION, init_db, resolve_url
+from dialer.store.db import SCHEMA_VERSION, StoreError, current_version, get_engine, init_db, resolve_url
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -14,6 +14,34 @@ def _init(args: argparse.Namespace) -> int:
     _, action = init_db(url)
     print(f"database {_safe(url)}: schema version {SCHEMA_VERSION}, {action}")
     return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    """(issue 25) Is the store usable: reachable, not damaged (SQLite `PRAGMA quick_check`), a known schema."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    cfg = config_from(args)
+    url = resolve_url(args.url or cfg.database.url)
+    if url.startswith("sqlite") and "///" in url:
+        path = url.split("///", 1)[1]
+        from pathlib import Path
+
+        if path != ":memory:" and not Path(path).exists():
+            raise StoreError(f"database {path} does not exist: create it with `dialer db init`")
+    try:
+        engine = get_engine(url)  # a damaged SQLite file is refused here (StoreError, one line with the fix)
+        version = current_version(engine)
+    except SQLAlchemyError as exc:
+        orig = getattr(exc, "orig", None) or exc
+        first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+        raise StoreError(f"database {_safe(url)} cannot be read ({first[:200]}): check that it is running and "
+                         "reachable, then run `dialer db check` again") from None
+    if version is None:
+        raise StoreError(f"database {_safe(url)} has no tsunagu schema: create it with `dialer db init`")
+    check = "quick_check ok" if url.startswith("sqlite") else "reachable"
+    print(f"database {_safe(url)}: {check}, schema version {version}"
+          + ("" if version == SCHEMA_VERSION else f" (this release: {SCHEMA_VERSION}; run `dialer db init`)"))
+    return 0 if version == SCHEMA_VERSION else 1
 
 
 def _safe(url: str) -> str:
@@ -32,3 +60,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_config_arg(p)
     p.add_argument("--url", help="database URL (default: $DIALER_DATABASE_URL, then the config, then sqlite)")
     p.set_defaults(func=_init)
+    c = g.add_parser("check", help="check the store: reachable, not damaged (SQLite quick_check), schema version")
+    add_config_arg(c)
+    c.add_argument("--url", help="database URL (default: $DIALER_DATABASE_URL, then the config, then sqlite)")
+    c.set_defaults(func=_check)

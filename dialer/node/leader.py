@@ -64,7 +64,8 @@ class Coordinator:
         self.fence = fence
         if fence is None:
             return
-        for node in store.mark_dead(self.engine, self.m.ttl_s):
+        steady = self.m.steady_s() >= self.m.ttl_s  # (issue 25) not right after the database came back
+        for node in (store.mark_dead(self.engine, self.m.ttl_s) if steady else []):
             self.event("node_dead", f"node {node}: no heartbeat for {self.m.ttl_s:.0f}s: declared dead", "warning")
         counts = settle(self.engine, self.hopper, self.campaign_id, at)
         for agent_id, node in store.dead_nodes_agents(self.engine):

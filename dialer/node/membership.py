@@ -42,6 +42,7 @@ class Membership:
         self.epoch = 0
         self.lost = False  # the DB no longer knows this epoch as up: rejoin (new epoch) before doing anything
         self._renewed = -math.inf
+        self._steady_since = math.inf  # start of the current run of renewals without a failure (issue 25)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -62,12 +63,23 @@ class Membership:
         epoch = store.join(self.engine, self.info, self.ttl_s)
         with self._lock:
             self.epoch, self.lost, self._renewed = epoch, False, t0
+            self._steady_since = t0
         log.info("node %s joined with epoch %d", self.node_id, epoch)
         return epoch
 
     def live(self) -> bool:
         with self._lock:
             return not self.lost and self.epoch > 0 and self.clock() - self._renewed < self.self_fence_s
+
+    def steady_s(self) -> float:
+        """How long this node has renewed without a failure. After the database itself was away every node's
+        heartbeat is old at once: a coordinator declares others dead only once it has been steady for a TTL, so
+        they had time to renew (issue 25: an outage of the database must not kill every node's calls)."""
+        with self._lock:
+            return max(0.0, self.clock() - self._steady_since) if self.live_unlocked() else 0.0
+
+    def live_unlocked(self) -> bool:
+        return not self.lost and self.epoch > 0 and self.clock() - self._renewed < self.self_fence_s
 
     def since_renewal(self) -> float:
         with self._lock:
@@ -81,6 +93,8 @@ class Membership:
             ok = store.heartbeat(self.engine, self.node_id, epoch, agents=self.agents, stats=dict(self.stats))
         except Exception as exc:  # the DB is unreachable: keep trying; live() lapses on its own
             self.renew_failures += 1
+            with self._lock:
+                self._steady_since = math.inf
             log.warning("node %s: heartbeat failed: %s", self.node_id, str(exc).splitlines()[0][:200])
             return False
         with self._lock:
@@ -88,6 +102,8 @@ class Membership:
                 return False
             if ok:
                 self._renewed = max(self._renewed, t0)
+                if self._steady_since == math.inf:
+                    self._steady_since = t0
             else:
                 self.lost = True
         if not ok:

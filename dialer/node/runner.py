@@ -17,6 +17,7 @@ from dialer.agents import BUSY
 from dialer.campaign import HEARTBEAT_STALE_S, CampaignRunner, RunnerBusy, utc
 from dialer.config import Config
 from dialer.domain.vocabulary import AgentState
+from dialer.journal import Journal, journal_path
 from dialer.node.budget import CampaignFeed
 from dialer.node.leader import Coordinator, settle
 from dialer.node.membership import Membership
@@ -44,6 +45,8 @@ class NodeRunner(CampaignRunner):
         self.m = node.membership
         self.epoch = self.m.epoch
         self.runner_id = self.m.fence.owner
+        self.guard.owner = f"node:{self.m.node_id}"
+        self.guard.journal = Journal(journal_path(cfg.database.journal_dir, name, self.m.node_id))
         self.hopper.fence = self.m.fence
         store.claim_agents(engine, self.m.node_id, self.board.logins)
         self.board.logins = store.agents_on(engine, self.m.node_id)
@@ -109,9 +112,13 @@ class NodeRunner(CampaignRunner):
             self.fenced_out = True
             self.state = "stopped"
             return
-        if now - self.last_node_tick >= NODE_TICK_S:
+        if now - self.last_node_tick >= NODE_TICK_S and not self.guard.degraded:
             self.last_node_tick = now
-            self.node_tick(now)
+            try:
+                self.node_tick(now)
+            except Exception as error:  # (issue 25) the database went away: keep the calls, journal, retry
+                if not self.guard.absorb(error):
+                    raise
 
     def node_tick(self, now: float) -> None:
         self.feed.poll(self.pacer)
@@ -153,6 +160,9 @@ class NodeRunner(CampaignRunner):
         """Leaving: give back this node's leases; the campaign goes on on the other nodes."""
         store.release_leases(self.engine, self.runner_id, utc(now))
         self.coordinator.resign()
+        from dialer.store.agent_time import log_out_campaign_agents  # issue 27: this node's agents stop here
+
+        log_out_campaign_agents(self.engine, self.campaign_id, self.board.logins, utc(now), self.board.state_logger)
         if not store.other_live_nodes(self.engine, self.policy.name, self.m.node_id):
             campaigns_store.mark_stopped(self.engine, self.campaign_id)  # the last node out
 

@@ -15,6 +15,7 @@ from sqlmodel import Session, SQLModel, create_engine, select
 
 from dialer.store import amd as _amd
 from dialer.store import holdout as _holdout  # noqa: F401  (registers its tables)
+from dialer.store import journal as _journal  # noqa: F401  (registers its table)
 from dialer.store import lift as _lift  # noqa: F401  (registers its tables)
 from dialer.store import models
 from dialer.store import nodes as _nodes
@@ -83,10 +84,35 @@ def get_engine(url: str | None = None) -> Engine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         eng = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(eng, "connect", _sqlite_pragmas)
+        if path and path != ":memory:" and Path(path).exists() and Path(path).stat().st_size > 0:
+            problem = sqlite_problem(eng)  # (issue 25) a damaged file is refused, never read into a report
+            if problem is not None:
+                eng.dispose()
+                raise StoreError(damaged_message(path, problem))
     else:
         eng = create_engine(url, pool_pre_ping=True)
     _engines[url] = eng
     return eng
+
+
+def sqlite_problem(engine: Engine) -> str | None:
+    """SQLite's own `PRAGMA quick_check` of the file (its first complaint), or None when it is sound."""
+    from sqlalchemy.exc import DatabaseError
+
+    try:
+        with engine.connect() as conn:
+            rows = [str(r[0]) for r in conn.exec_driver_sql("PRAGMA quick_check").all()]
+    except DatabaseError as exc:
+        orig = getattr(exc, "orig", None) or exc
+        return str(orig).splitlines()[0] if str(orig) else type(orig).__name__
+    return None if rows == ["ok"] else (rows[0] if rows else "quick_check returned nothing")
+
+
+def damaged_message(path: str, problem: str) -> str:
+    """One line: what is wrong and the fix."""
+    return (f"database {path} is damaged ({problem[:160]}): stop every dialer process using it, then restore it "
+            f"from a backup, or salvage it with `sqlite3 {path} .recover | sqlite3 NEW.db` and point "
+            "[database] url at NEW.db")
 
 
 def dispose_engines() -> None:
