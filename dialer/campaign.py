@@ -9,6 +9,7 @@ the runner's dicts are caches of it.
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import time
@@ -102,6 +103,8 @@ class Live:
     disposed: bool = False
     machine: bool = False  # AMD said machine: occupies a line, never an agent
     preview_agent: int | None = None  # preview mode: the agent who dialled it gets it on answer
+    dialed_mono: float | None = None  # (issue 31) the runner's monotonic clock at the dial: ages never use the wall
+    connected_mono: float | None = None
     standby: bool = False  # agent_id was taken off standby (paused after this call was dialled)
 
 
@@ -158,15 +161,22 @@ class Wrap:
     talk_s: float
     started: float
     disposed: bool
+    started_mono: float | None = None  # (issue 31) the monotonic clock at the start of the wrap-up
 
 
 class CampaignRunner:
     def __init__(self, cfg: Config, name: str, engine: Engine, *, telephony: Telephony | None = None,
-                 clock: Callable[[], float] = time.time, auto_login: bool = False,
+                 clock: Callable[[], float] = time.time, mono: Callable[[], float] | None = None,
+                 auto_login: bool = False,
                  state_logger: StateLogger | None = None, on_event: Callable[[str], None] | None = None) -> None:
         self.cfg = cfg
         self.engine = engine
         self.clock = clock
+        # (issue 31) the wall clock is not trusted for ages (NTP steps it, an operator sets it): every age and
+        # elapsed time is read on a monotonic clock. A test that fakes the wall clock and gives no MONO drives time
+        # through the `now` it passes: ages are then the clamped wall differences, as before
+        self._mono: Callable[[], float] | None = mono or (time.monotonic if clock is time.time else None)
+        self._since_mono: dict[int, tuple[datetime, float]] = {}  # agent id -> (state_since seen, mono start)
         cc = cfg.campaign(name)
         self.cc = cc
         trunk = cfg.trunk(cc.trunk) if cc.trunk else (cfg.trunks[0] if cfg.trunks else None)
@@ -209,8 +219,8 @@ class CampaignRunner:
         self.state: str = CampaignState.RUNNING.value
         self.mode: str = self.policy.mode.value
         self.dropped = False
-        self.last_status = 0.0
-        self.last_agent_check = 0.0
+        self.last_status = -math.inf  # monotonic (issue 31)
+        self.last_agent_check = -math.inf
         self.setups: list[float] = []
         self.counts: dict[str, int] = {}
         self.last_decision: Decision | None = None
@@ -313,12 +323,12 @@ class CampaignRunner:
         self.recover()
         self._check_agents(wait=True)  # (issue 13) no agent counts as ready before its phone answered OPTIONS
         self._event("started", f"mode {self.mode}, target {self.pacer_target():.3f}, runner {self.runner_id}")
-        start = self.clock()
+        start = self.mono()
         try:
             while self.state != CampaignState.STOPPED:
                 if should_stop is not None and should_stop() and self.drain_until is None:
                     self.request_stop("asked to stop")
-                if duration_s is not None and self.clock() - start >= duration_s and self.drain_until is None:
+                if duration_s is not None and self.mono() - start >= duration_s and self.drain_until is None:
                     self.request_stop(f"--for {duration_s:g}s ran out")
                 if hard_stop is not None and hard_stop():
                     self.request_stop("asked to stop now", now=True)
@@ -418,11 +428,11 @@ class CampaignRunner:
         self.route_waiting(now)
         if self.state == "running":
             self.dial(now)
-        if self.cfg.telephony.agent_check_s and now - self.last_agent_check >= self.cfg.telephony.agent_check_s:
+        if self.cfg.telephony.agent_check_s and self.mono() - self.last_agent_check >= self.cfg.telephony.agent_check_s:
             self._check_agents(wait=False)
-        if now - self.last_status >= 1.0:
+        if self.mono() - self.last_status >= 1.0:
             self.publish(now)
-            self.last_status = now
+            self.last_status = self.mono()
 
     def snapshot(self, now: float) -> Snapshot:
         agents = []
@@ -430,11 +440,46 @@ class CampaignRunner:
             if a.state in (AgentState.LOGGED_OUT, AgentState.UNAVAILABLE, AgentState.UNREACHABLE):
                 continue
             state = "on_call" if a.state in ("on_call",) else a.state
-            agents.append(PacingAgent(state=state, elapsed_s=max(0.0, now - a.state_since.timestamp())))
-        ringing = [now - c.dialed for c in self.live.values() if c.answered is None and not c.machine]
+            agents.append(PacingAgent(state=state, elapsed_s=self.state_age(a.id, a.state_since, now)))
+        ringing = [self.age(c.dialed_mono, now - c.dialed) for c in self.live.values()
+                   if c.answered is None and not c.machine]
         free = self.tel.free_lines(self.trunk.name)
         return Snapshot(now=now, agents=agents, ringing=ringing, waiting=len(self.waiting), trunk_free=free,
                         cps_headroom=self.tel.cps_headroom(self.trunk.name))
+
+    def mono(self) -> float:
+        """The monotonic clock (the wall clock when a test fakes it and gives none)."""
+        return self._mono() if self._mono is not None else self.clock()
+
+    def age(self, mono_start: float | None, wall_age: float) -> float:
+        """Seconds since a monotonic mark (issue 31); a mark we lack (an older record) falls back to the wall
+        difference, clamped to >= 0 (NaN reads 0)."""
+        if mono_start is not None and self._mono is not None:
+            return max(0.0, self.mono() - mono_start)
+        return wall_age if wall_age > 0.0 and math.isfinite(wall_age) else 0.0
+
+    def span(self, wall_s: float, mono_start: float | None) -> float:
+        """A duration measured between event times (the worker's wall clock: ring time, talk time) checked
+        against the monotonic clock: outside [0, monotonic age + 1 s] the wall stepped, and the monotonic age
+        (which also holds the event's queueing delay) is used instead."""
+        if mono_start is None or self._mono is None:
+            return wall_s if wall_s > 0.0 and math.isfinite(wall_s) else 0.0
+        mono = max(0.0, self.mono() - mono_start)
+        return wall_s if 0.0 <= wall_s <= mono + 1.0 else mono
+
+    def state_age(self, agent_id: int, since: datetime, now: float) -> float:
+        """Seconds AGENT_ID has been in its state, on the monotonic clock from the first time this runner saw
+        that state (state_since is a wall time written to the store, possibly by another process): the age at
+        first sight is the clamped wall difference, after that it only grows with the monotonic clock."""
+        wall = now - since.timestamp()
+        wall = wall if wall > 0.0 and math.isfinite(wall) else 0.0
+        if self._mono is None:
+            return wall
+        seen = self._since_mono.get(agent_id)
+        if seen is None or seen[0] != since:
+            seen = (since, self.mono() - wall)
+            self._since_mono[agent_id] = seen
+        return max(0.0, self.mono() - seen[1])
 
     def dial(self, now: float) -> None:
         if self._lagging():
@@ -494,7 +539,8 @@ class CampaignRunner:
             return "no free line"
         self.pacer.record_dial(now)
         self.live[attempt_id] = Live(attempt_id, lease.entry_id, lease.customer_id, lease.segment,
-                                     lease.phone_e164, lease.sku, now, preview_agent=agent_id)
+                                     lease.phone_e164, lease.sku, now, preview_agent=agent_id,
+                                     dialed_mono=self.mono())
         self._count("dialled")
         return None
 
@@ -644,7 +690,7 @@ class CampaignRunner:
     def _on_answered(self, call: Live, ev: CallEvent) -> None:
         call.answered = ev.at  # with AMD: the verdict, from which the connect limit runs
         picked_up = _picked_up(ev)
-        self.pacer.record_outcome(ev.at, "human", picked_up - call.dialed)
+        self.pacer.record_outcome(ev.at, "human", self.span(picked_up - call.dialed, call.dialed_mono))
         self._update_attempt(call.attempt_id, state=AttemptState.ANSWERED.value, answered_at=utc(picked_up),
                              sip_status=200, outcome="answered", worker=ev.worker, **_amd_fields(ev.amd))
         self._count("answered")
@@ -655,13 +701,14 @@ class CampaignRunner:
         # a machine answered: the pacer counts it as a machine (not a hit), no agent is reserved
         call.machine = True
         picked_up = _picked_up(ev)
-        self.pacer.record_outcome(ev.at, "machine", picked_up - call.dialed)
+        self.pacer.record_outcome(ev.at, "machine", self.span(picked_up - call.dialed, call.dialed_mono))
         self._update_attempt(call.attempt_id, state=AttemptState.ANSWERED.value, answered_at=utc(picked_up),
                              sip_status=200, machine=True, worker=ev.worker, **_amd_fields(ev.amd))
         self._count("machine")
 
     def _on_agent_connected(self, call: Live, ev: CallEvent) -> None:
         call.connected = ev.at
+        call.connected_mono = self.mono()
         if call.attempt_id in self.waiting:
             self.waiting.remove(call.attempt_id)
         wait = ev.at - (call.answered or ev.at)
@@ -740,7 +787,7 @@ class CampaignRunner:
         if call.attempt_id in self.waiting:
             self.waiting.remove(call.attempt_id)
         if call.answered is None and not call.machine:
-            ring = at - call.dialed
+            ring = self.span(at - call.dialed, call.dialed_mono)
             pacing_outcome = {"busy": "busy", "no_answer": "no_answer", "machine": "machine"}.get(outcome, "failed")
             self.pacer.record_outcome(at, pacing_outcome, ring)
             self._count(outcome)
@@ -753,9 +800,10 @@ class CampaignRunner:
         self._update_attempt(call.attempt_id, **fields)
         self._record_result(call.entry_id, outcome, utc(at), abandoned=call.abandoned, phone_e164=call.phone)
         if call.agent_id is not None and call.connected is not None:
-            talk = at - call.connected
+            talk = self.span(at - call.connected, call.connected_mono)
             self.board.set_state(call.agent_id, "wrap_up", utc(at), attempt_id=call.attempt_id)
-            self.wraps[call.agent_id] = Wrap(call.agent_id, call.attempt_id, call.entry_id, talk, at, call.disposed)
+            self.wraps[call.agent_id] = Wrap(call.agent_id, call.attempt_id, call.entry_id, talk, at, call.disposed,
+                                             started_mono=self.mono())
             if call.disposed:
                 self.end_wrap(call.agent_id, at)
         elif call.agent_id is not None:
@@ -870,17 +918,17 @@ class CampaignRunner:
         w = self.wraps.pop(agent_id, None)
         if w is None:
             return
-        self.pacer.record_handle(w.talk_s, max(0.0, now - w.started))
+        self.pacer.record_handle(w.talk_s, self.age(w.started_mono, now - w.started))
         self.board.set_state(agent_id, self.legs.after_wrap(agent_id) if self.legs else "ready", utc(now))
 
     def end_wraps(self, now: float) -> None:
         for agent_id, w in list(self.wraps.items()):
-            if now - w.started >= self.policy.wrap_up_timeout_s:
+            if self.age(w.started_mono, now - w.started) >= self.policy.wrap_up_timeout_s:
                 self._event("wrap_timeout", f"agent {agent_id} wrap-up timed out without a disposition")
                 self.end_wrap(agent_id, now)
         # unavailable agents get another chance after a minute (a softphone that was restarted)
         for a in list(self.board.agents.values()):
-            if a.state == "unavailable" and now - a.state_since.timestamp() >= 60:
+            if a.state == "unavailable" and self.state_age(a.id, a.state_since, now) >= 60:
                 self.board.set_state(a.id, "ready", utc(now))
 
     # ---------------------------------------------------------------- manager commands
@@ -960,7 +1008,7 @@ class CampaignRunner:
 
     def _check_agents(self, *, wait: bool) -> None:
         """OPTIONS to the phones of idle agents (results come back as agent_reachable/unreachable events)."""
-        self.last_agent_check = self.clock()
+        self.last_agent_check = self.mono()
         check = getattr(self.tel, "check_agents", None)
         if not self.cfg.telephony.agent_check_s or not callable(check) or self.legs is not None:
             return  # nailed-up legs: the agent's session leg itself says whether the phone is there
