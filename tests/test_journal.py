@@ -226,3 +226,29 @@ def test_a_damaged_sqlite_file_is_refused_in_one_line_with_the_fix(tmp_path: Pat
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and "Traceback" not in r.stderr, (argv, r.stderr[-1500:])
         assert "is damaged" in lines[0] and ".recover" in lines[0] and str(db) in lines[0], lines[0]
+
+
+# ---------------------------------------------------------------- a starved host (issue 25)
+def test_a_late_loop_dials_nothing_until_it_has_caught_up_for_a_while() -> None:
+    from dialer.campaign import TICK_S, TickLag
+
+    lag = TickLag(1.0)
+    t = 0.0
+    for _ in range(10):  # on time
+        lag.turn(t)
+        t += TICK_S
+    assert not lag.lagging and lag.changed() is None
+    t += 1.6  # the host starved the runner for 1.6 s
+    lag.turn(t)
+    assert lag.lagging and lag.changed() is True and lag.worst() == pytest.approx(1.6)
+    seen = []
+    for _ in range(int(TickLag.WINDOW_S / TICK_S) + 2):  # back on time: still held for the window
+        t += TICK_S
+        lag.turn(t)
+        seen.append(lag.lagging)
+    assert seen[0] and not seen[-1] and lag.changed() is False
+    assert lag.status()["max_s"] == pytest.approx(1.6) and TickLag(0.0).limit_s == 0.0
+    off = TickLag(0.0)  # 0 turns the check off
+    off.turn(0.0)
+    off.turn(5.0)
+    assert not off.lagging
