@@ -6,6 +6,11 @@ nightly build of one campaign period, so control is never dialled on a later nig
 (seed, period, customer id) -- a SHA-256 draw, never RNG state -- so SQL (the build) and Python (the store,
 the hopper, the SMS sender) always agree. Only customers who would otherwise be listed take part: a customer
 suppressed for compliance could not be treated, so counting them in either group would bias the comparison.
+
+A calendar period ends while its measurement is still running (issue 26: building on 11-30 then 12-01 drew a new
+lottery and released most November controls inside their 30-day window), so an experiment is better named:
+`experiment = "winback-2026-12"` with `start` and `end` keys the draw by the name (stable for the experiment's
+whole life), draws only on builds between start and end, and the store holds its controls until `end`.
 """
 
 from __future__ import annotations
@@ -33,6 +38,19 @@ class HoldoutSettings:
     seed: str = "tsunagu"
     period: str = "month"
     segments: dict[str, float] = field(default_factory=dict)
+    experiment: str = ""  # a named experiment: the draw's key instead of the calendar period
+    start: date | None = None
+    end: date | None = None
+
+    def key_for(self, as_of: date) -> str:
+        """What the draw is keyed by on AS_OF: the experiment's name, else the calendar period."""
+        return self.experiment or period_key(as_of, self.period)
+
+    def drawing_on(self, as_of: date) -> bool:
+        """False outside a named experiment's start..end: no new assignments (and no new control) that night."""
+        if not self.experiment:
+            return True
+        return (self.start is None or self.start <= as_of) and (self.end is None or as_of <= self.end)
 
     def share_for(self, segment: str) -> float:
         return float(self.segments.get(segment, self.share))
@@ -78,7 +96,11 @@ def apply_holdout(con: duckdb.DuckDBPyConnection, h: HoldoutSettings, as_of: dat
     Leaves a `holdout` table (customer_id, segment, grp, period, draw) for every entry that took part, and
     returns the counts per segment and group for summary.json.
     """
-    period = period_key(as_of, h.period)
+    period = h.key_for(as_of)
+    if not h.drawing_on(as_of):
+        empty_holdout(con)
+        return {"period": period, "experiment": h.experiment, "drawing": False, "segments": {},
+                "note": f"experiment {h.experiment} draws from {h.start} to {h.end}: no hold-out on {as_of}"}
     share_case = "CASE segment " + " ".join(
         f"WHEN '{seg.replace(chr(39), '')}' THEN {float(v)!r}" for seg, v in sorted(h.segments.items())
     ) + f" ELSE {float(h.share)!r} END" if h.segments else f"{float(h.share)!r}"
@@ -95,7 +117,8 @@ def apply_holdout(con: duckdb.DuckDBPyConnection, h: HoldoutSettings, as_of: dat
     for seg, grp, n in con.execute("SELECT segment, grp, count(*) FROM holdout GROUP BY 1, 2 ORDER BY 1, 2").fetchall():
         counts.setdefault(str(seg), {"treatment": 0, "control": 0})[str(grp)] = int(n)
     return {"period": period, "seed_hash": hashlib.sha256(h.seed.encode()).hexdigest()[:12], "share": h.share,
-            "segments": counts}
+            "segments": counts, **({"experiment": h.experiment, "start": str(h.start), "end": str(h.end)}
+                                   if h.experiment else {})}
 
 
 def empty_holdout(con: duckdb.DuckDBPyConnection) -> None:

@@ -105,10 +105,13 @@ def test_store_records_first_assignment_of_a_period(db_url: str) -> None:
     rows = {(r[0], r[3]): r for r in assignments(engine, ["dormant"])}
     assert rows[("C1", "2026-11")][2] == "control" and rows[("C1", "2026-11")][5] == AS_OF + timedelta(days=1)
     assert group_counts(engine, ["dormant"]) == {"dormant": {"treatment": 1, "control": 1}}
-    # the next period re-draws: the latest period decides
+    # the next period re-draws, but November's control stays held while November is measured (issue 26):
+    # HOLD_DAYS after its first assignment, in every segment; then the latest period decides
     record_assignments(engine, [[("C1", "dormant", "treatment", "2026-12")]], date(2026, 12, 2))
     with engine.connect() as conn:
-        assert controls(conn, ["C1", "C2"]) == set()
+        assert controls(conn, ["C1", "C2"], datetime(2026, 12, 2, 3, tzinfo=UTC)) == {"C1"}
+        assert controls(conn, ["C1", "C2"], datetime(2026, 12, 23, 3, tzinfo=UTC)) == {"C1"}
+        assert controls(conn, ["C1", "C2"], datetime(2026, 12, 24, 3, tzinfo=UTC)) == set()
 
 
 def test_cli_build_records_assignments_and_withdraws_control(tmp_path: Path, db_url: str,
@@ -170,7 +173,9 @@ def test_control_customers_are_never_leased(prop_engine: Engine, n: int, share: 
             cid, seg = f"顧客{k:03d}", ("dormant", "upsell")[k % 2]
             g = group_of(seed, period, cid, share)
             rows.append((cid, seg, g, period))
-            truth[(cid, seg)] = g  # the latest period decides
+            # October's control is still measured on 11-24 (first assignment 10-25 + 30 days): control in any
+            # period recorded here holds the customer (issue 26)
+            truth[(cid, seg)] = "control" if "control" in (g, truth.get((cid, seg))) else g
         record_assignments(engine, [rows], date(2026, 10 + i, 25))
     with Session(engine) as s:
         for (cid, seg), g in truth.items():
@@ -230,3 +235,68 @@ def test_outcomes_export_carries_the_group(db_url: str) -> None:
 
     rows = {r["customer_id"]: r for r in _csv.DictReader(io.StringIO(buf.getvalue()))}
     assert rows["C1"]["group"] == "treatment" and rows["C9"]["group"] == ""
+
+
+# --- issue 26: hold-outs stay held for the whole measurement --------------------------------------------------
+
+
+def _cli_build(tmp_path: Path, crm: Path, cfg: Path, as_of: date, out: str) -> None:
+    from dialer.cli import main
+
+    assert main(["lists", "build", "--mapping", str(CANONICAL), "--input", str(crm), "--as-of", as_of.isoformat(),
+                 "--config", str(cfg), "--out", str(tmp_path / out), "--force"]) == 0
+
+
+def test_month_boundary_does_not_release_november_controls(tmp_path: Path, db_url: str,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Calendar periods: 11-30 and 12-01 draw two lotteries, yet no November control is dialled on 12-01."""
+    nov30, dec1 = date(2026, 11, 30), date(2026, 12, 1)
+    write_sample(tmp_path / "crm", customers=600, seed=5, as_of=nov30)
+    cfg = tmp_path / "t.toml"
+    cfg.write_text('[lists.holdout]\nshare = 0.3\nseed = "歳末"\n', encoding="utf-8")
+    monkeypatch.setenv("DIALER_DATABASE_URL", db_url)
+    _cli_build(tmp_path, tmp_path / "crm", cfg, nov30, "o1")
+    _cli_build(tmp_path, tmp_path / "crm", cfg, dec1, "o2")
+    engine = get_engine(db_url)
+    rec = assignments(engine, ["dormant", "pre_churn", "upsell", "cross_sell"])
+    nov_ctl = {r[0] for r in rec if r[3] == "2026-11" and r[2] == "control"}
+    dec = {r[0]: r[2] for r in rec if r[3] == "2026-12"}
+    released = {c for c in nov_ctl if dec.get(c) == "treatment"}
+    assert released, "the December draw must put some November controls in treatment for this test to bite"
+    at = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)  # 12:00 in Tokyo
+    hopper = Hopper(engine, CampaignConfig(name="all"), respect_calling_hours=False)
+    preview = {p.customer_id for p in hopper.preview(at, limit=5000)}
+    leased = {x.customer_id for x in hopper.lease(5000, "t", at)}
+    assert leased, "nothing leasable: the test would prove nothing"
+    assert not (leased | preview) & nov_ctl
+    assert not leased & {c for c, g in dec.items() if g == "control"}
+
+
+def test_named_experiment_assignment_is_stable_and_held_until_its_end(tmp_path: Path, db_url: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    nov30, dec1 = date(2026, 11, 30), date(2026, 12, 1)
+    write_sample(tmp_path / "crm", customers=600, seed=5, as_of=nov30)
+    cfg = tmp_path / "t.toml"
+    cfg.write_text('[lists.holdout]\nshare = 0.3\nseed = "歳末"\nexperiment = "冬の掘り起こし"\n'
+                   'start = 2026-11-15\nend = 2026-12-31\n', encoding="utf-8")
+    monkeypatch.setenv("DIALER_DATABASE_URL", db_url)
+    _cli_build(tmp_path, tmp_path / "crm", cfg, nov30, "o1")
+    engine = get_engine(db_url)
+    first = {(r[0], r[1]): r[2] for r in assignments(engine, ["dormant", "pre_churn", "upsell", "cross_sell"])}
+    _cli_build(tmp_path, tmp_path / "crm", cfg, dec1, "o2")
+    rec = assignments(engine, ["dormant", "pre_churn", "upsell", "cross_sell"])
+    assert {r[3] for r in rec} == {"冬の掘り起こし"}  # keyed by the experiment, not the month
+    after = {(r[0], r[1]): r[2] for r in rec}
+    common = set(first) & set(after)
+    assert len(common) > 0.5 * len(first) and all(first[k] == after[k] for k in common)
+    assert all(group_of("歳末", "冬の掘り起こし", c, 0.3) == g for (c, _s), g in after.items())
+    ctl = {c for (c, _s), g in after.items() if g == "control"}
+    assert ctl
+    with engine.connect() as conn:
+        assert controls(conn, sorted(ctl), datetime(2026, 12, 31, 14, tzinfo=UTC)) == ctl  # the last day
+        assert controls(conn, sorted(ctl), datetime(2027, 1, 1, 3, tzinfo=UTC)) == set()  # measured: released
+    # a build after the end draws nothing: no new control, nobody newly held out
+    cfg.write_text(cfg.read_text(encoding="utf-8").replace("end = 2026-12-31", "end = 2026-11-30"), encoding="utf-8")
+    _cli_build(tmp_path, tmp_path / "crm", cfg, dec1 + timedelta(days=1), "o3")
+    summ = json.loads((tmp_path / "o3" / "summary.json").read_text(encoding="utf-8"))
+    assert summ["holdout"]["drawing"] is False and summ["suppressed"].get("holdout", 0) == 0

@@ -30,7 +30,7 @@ from dialer.store.crm import (
     upsert_entries,
 )
 from dialer.store.db import init_db, resolve_url
-from dialer.store.holdout import record_assignments
+from dialer.store.holdout import record_assignments, record_experiment
 from dialer.store.sms import record_unpaid
 from lists import ListsError, ListSettings, build_lists, load_mapping
 from lists.build import SEGMENTS
@@ -55,7 +55,8 @@ def settings_from(cfg: Config, csv_encoding: str | None = None) -> ListSettings:
                         acquisition_cost=c.ltv.acquisition_cost, retention_cost=c.ltv.retention_cost,
                         discount_rate=c.ltv.discount_rate),
         holdout=HoldoutSettings(share=c.holdout.share, seed=c.holdout.seed, period=c.holdout.period,
-                                segments=dict(c.holdout.segments)),
+                                segments=dict(c.holdout.segments), experiment=c.holdout.experiment,
+                                start=c.holdout.start, end=c.holdout.end),
         unpaid=UnpaidSettings(enabled=cfg.sms.enabled, max_amount=cfg.sms.max_amount,
                               min_age_days=cfg.sms.min_age_days, max_age_days=cfg.sms.max_age_days),
         block_customer_on_bad_phone=c.block_customer_on_bad_phone,
@@ -149,6 +150,9 @@ def _build(args: argparse.Namespace) -> int:
                 say("writing entries")
                 stored = upsert_entries(engine, result, tz, as_of)
                 held = record_assignments(engine, result.holdout_rows(), as_of)
+                h = cfg.lists.holdout
+                if h.experiment and h.start is not None and h.end is not None:  # its controls held until end
+                    record_experiment(engine, h.experiment, h.start, h.end)
                 record_unpaid(engine, result.unpaid_rows(), as_of)
                 t3 = time.perf_counter()
     except BuildLocked as exc:

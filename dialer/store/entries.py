@@ -143,7 +143,7 @@ class Hopper:
         self.segments = list(self.policy.segments)
         self.pg = engine.dialect.name == "postgresql"
         self._zones: tuple[datetime, list[str]] | None = None
-        self._controls: set[tuple[str, str]] = set()
+        self._controls: set[str] = set()
         # (issue 18) multi-node: leases and dial marks only while this node's membership holds, and callbacks
         # reserved for an agent held by another node are left to that node
         self.fence: NodeFence | None = None
@@ -205,14 +205,15 @@ class Hopper:
         if phones:
             cond.append(BT.c.phone_e164.in_(phones))
         blocks = conn.execute(select(BT).where(or_(*cond), or_(BT.c.until.is_(None), BT.c.until > at))).all()
-        self._controls = holdout_controls(conn, cids)  # hold-out control group: never dialled (issue 19)
+        # hold-out control: never dialled while an experiment measures them, in any segment (issues 19, 26)
+        self._controls = holdout_controls(conn, cids, at)
         return customers, [_block(b) for b in blocks]
 
     def _judge(self, e: EntryFacts, at: datetime, customers: dict[str, CustomerFacts],
                blocks: list[BlockFacts]) -> Verdict:
         return lifecycle.judge(e, at, customers.get(e.customer_id), blocks, self.policy,
                                respect_calling_hours=self.respect_calling_hours,
-                               in_control_group=(e.customer_id, e.segment) in self._controls)
+                               in_control_group=e.customer_id in self._controls)
 
     def _scan(self, conn: Connection, at: datetime, want: int, lock: bool, skip: set[int]
               ) -> tuple[list[Candidate], list[Candidate]]:

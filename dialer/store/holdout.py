@@ -4,12 +4,18 @@ Recorded at every nightly build so a later CRM export can be compared (`dialer r
 hopper and the SMS sender so a control customer is never contacted even if an entry for them exists (an older
 build, a hand-made callback). The first assignment of a period is kept: a later build with another seed or
 share cannot move a customer between groups in the middle of an experiment.
+
+A control customer stays held for the whole measurement (issue 26), whatever later builds say: until the end of
+the named experiment that holds them out (`holdout_experiments`), or, for a calendar period, until HOLD_DAYS
+after their first assignment in it (the lift's default purchase window) -- and held from every segment, because
+the lift counts all of the customer's purchases, so a call for another product would contaminate it too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
 
 from sqlalchemy import Index, UniqueConstraint, and_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -18,6 +24,23 @@ from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Field, SQLModel
 
 from dialer.store.models import utcnow
+
+HOLD_DAYS = 30  # a calendar period's control is held this long after its first assignment (lift --days default)
+
+
+class HoldoutGroup(StrEnum):
+    TREATMENT = "treatment"
+    CONTROL = "control"
+
+
+class HoldoutExperiment(SQLModel, table=True):
+    """A named hold-out experiment ([lists.holdout] experiment/start/end): its controls are held until `end`."""
+
+    __tablename__ = "holdout_experiments"
+    name: str = Field(primary_key=True)
+    start: date
+    end: date
+    updated_at: datetime = Field(default_factory=utcnow)
 
 
 class HoldoutAssignment(SQLModel, table=True):
@@ -39,6 +62,31 @@ class HoldoutAssignment(SQLModel, table=True):
 
 
 HT = HoldoutAssignment.__table__  # type: ignore[attr-defined]
+XT = HoldoutExperiment.__table__  # type: ignore[attr-defined]
+
+
+def record_experiment(engine: Engine, name: str, start: date, end: date) -> None:
+    """Keep the experiment's window (a later config may move `end` later: the hold follows it)."""
+    ins = sqlite_insert if engine.dialect.name == "sqlite" else pg_insert
+    stmt = ins(XT).values(name=name, start=start, end=end, updated_at=utcnow())
+    with engine.begin() as conn:
+        conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_={
+            "start": stmt.excluded.start, "end": stmt.excluded.end, "updated_at": stmt.excluded.updated_at}))
+
+
+def held_until(conn: Connection, customer_ids: Iterable[str]) -> dict[str, date]:
+    """customer -> the last day any of their control assignments is still being measured."""
+    cids = sorted(set(customer_ids))
+    ends = {str(n): e for n, e in conn.execute(select(XT.c.name, XT.c.end)).all()}
+    out: dict[str, date] = {}
+    for i in range(0, len(cids), 500):
+        for cid, period, first, last in conn.execute(
+                select(HT.c.customer_id, HT.c.period, HT.c.first_build, HT.c.last_build)
+                .where(HT.c.customer_id.in_(cids[i:i + 500]), HT.c.group == HoldoutGroup.CONTROL)).all():
+            until = ends[period] if period in ends else max(first + timedelta(days=HOLD_DAYS), last)
+            if cid not in out or until > out[cid]:
+                out[cid] = until
+    return out
 
 
 def record_assignments(engine: Engine, batches: Iterable[list[tuple[str, str, str, str]]], build_date: date) -> int:
@@ -60,23 +108,32 @@ def record_assignments(engine: Engine, batches: Iterable[list[tuple[str, str, st
     return n
 
 
-def latest_groups(conn: Connection, customer_ids: Iterable[str]) -> dict[tuple[str, str], str]:
+def latest_groups(conn: Connection, customer_ids: Iterable[str], skip_periods: Iterable[str] = ()
+                  ) -> dict[tuple[str, str], str]:
     """(customer, segment) -> the group of the most recent period's assignment (by last build, then period)."""
+    skip = set(skip_periods)
     cids = sorted(set(customer_ids))
     out: dict[tuple[str, str], tuple[date, str, str]] = {}
     for i in range(0, len(cids), 500):
         rows = conn.execute(select(HT.c.customer_id, HT.c.segment, HT.c.group, HT.c.last_build, HT.c.period)
                             .where(HT.c.customer_id.in_(cids[i:i + 500]))).all()
         for cid, seg, grp, last, period in rows:
+            if period in skip:
+                continue
             key = (cid, seg)
             if key not in out or (last, period) > out[key][:2]:
                 out[key] = (last, period, grp)
     return {k: v[2] for k, v in out.items()}
 
 
-def controls(conn: Connection, customer_ids: Iterable[str]) -> set[tuple[str, str]]:
-    """The (customer, segment) pairs whose latest assignment is control: never to be contacted."""
-    return {k for k, g in latest_groups(conn, customer_ids).items() if g == "control"}
+def controls(conn: Connection, customer_ids: Iterable[str], at: datetime | None = None) -> set[str]:
+    """The customers held out at AT (default now): a control assignment still being measured, or -- as before --
+    a latest assignment that is control. Never to be contacted, in any segment, by any channel."""
+    cids = list(customer_ids)
+    day = (at or datetime.now(UTC)).date()
+    held = {c for c, until in held_until(conn, cids).items() if day <= until}
+    experiments = conn.execute(select(XT.c.name)).scalars().all()  # an ended experiment releases its controls
+    return held | {c for (c, _s), g in latest_groups(conn, cids, experiments).items() if g == HoldoutGroup.CONTROL}
 
 
 def assignments(engine: Engine, segments: Iterable[str], periods: Iterable[str] | None = None
