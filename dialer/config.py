@@ -192,6 +192,29 @@ class RetryConfig(_Section):
         return v
 
 
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+def _check_hours(v: tuple[str, str]) -> tuple[str, str]:
+    start, end = v
+    for t in v:
+        if not _HHMM.match(t):
+            raise ValueError(f"expected HH:MM times, got {t!r}")
+    if start >= end:
+        raise ValueError(f"start {start} must be before end {end}")
+    if start < f"{EARLIEST_CALL:%H:%M}" or end > f"{LATEST_CALL:%H:%M}":
+        raise ValueError(f"calls between {LATEST_CALL:%H:%M} and {EARLIEST_CALL:%H:%M} are never allowed")
+    return v
+
+
+def _check_closed(days: list[str]) -> list[str]:
+    from dialer.domain.calling_hours import ClosedSpan
+
+    for d in days:
+        ClosedSpan.parse(d)
+    return days
+
+
 Segment = Literal["dormant", "pre_churn", "upsell", "cross_sell", "unpaid"]
 SEGMENTS: tuple[Segment, ...] = ("dormant", "pre_churn", "upsell", "cross_sell")  # a call campaign's default
 
@@ -208,6 +231,10 @@ class CampaignConfig(_Section):
     connect_limit_s: Annotated[float, Field(gt=0, le=MAX_CONNECT_LIMIT_S)] = MAX_CONNECT_LIMIT_S
     calling_hours: tuple[str, str] = ("09:00", "20:00")
     holidays: str = "JP"  # a country code for the `holidays` package, or "" for none
+    # (issue 27) hours that differ by weekday: { sat = ["09:00", "17:00"], sun = "closed" }; others keep
+    # calling_hours. closed_days: the campaign's own closure days on top of [calendar] closed_days.
+    weekday_hours: dict[Weekday, tuple[str, str] | Literal["closed"]] = Field(default_factory=dict)
+    closed_days: list[str] = Field(default_factory=list)
     trunk: str = ""
     max_attempts: Annotated[int, Field(ge=1, le=20)] = 6
     max_attempts_per_phone: Annotated[int, Field(ge=1, le=20)] = 3
@@ -275,15 +302,23 @@ class CampaignConfig(_Section):
     @field_validator("calling_hours")
     @classmethod
     def _hours(cls, v: tuple[str, str]) -> tuple[str, str]:
-        start, end = v
-        for t in v:
-            if not _HHMM.match(t):
-                raise ValueError(f"expected HH:MM times, got {t!r}")
-        if start >= end:
-            raise ValueError(f"start {start} must be before end {end}")
-        if start < f"{EARLIEST_CALL:%H:%M}" or end > f"{LATEST_CALL:%H:%M}":
-            raise ValueError(f"calls between {LATEST_CALL:%H:%M} and {EARLIEST_CALL:%H:%M} are never allowed")
+        return _check_hours(v)
+
+    @field_validator("weekday_hours")
+    @classmethod
+    def _weekday_hours(cls, v: dict[str, tuple[str, str] | str]) -> dict[str, tuple[str, str] | str]:
+        for day, hours in v.items():
+            if not isinstance(hours, str):
+                try:
+                    _check_hours(hours)
+                except ValueError as exc:
+                    raise ValueError(f"{day}: {exc}") from None
         return v
+
+    @field_validator("closed_days")
+    @classmethod
+    def _closed(cls, v: list[str]) -> list[str]:
+        return _check_closed(v)
 
     @field_validator("abandon_target", "abandon_limit", mode="before")
     @classmethod
@@ -538,6 +573,21 @@ class UiConfig(_Section):
         return parse_duration(self.command_ttl)
 
 
+class CalendarConfig(_Section):
+    """`[calendar]`: the centre's own closure days, for every campaign (public holidays: a campaign's `holidays`).
+
+    "12-29..01-03 年末年始" and "08-13..08-16 お盆" recur every year; "2026-12-08 棚卸" is one day; the text
+    after the space is the name shown when a call or a callback is refused for it.
+    """
+
+    closed_days: list[str] = Field(default_factory=list)
+
+    @field_validator("closed_days")
+    @classmethod
+    def _closed(cls, v: list[str]) -> list[str]:
+        return _check_closed(v)
+
+
 class Config(_Section):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     telephony: TelephonyConfig = Field(default_factory=TelephonyConfig)
@@ -552,6 +602,7 @@ class Config(_Section):
     reports: ReportsConfig = Field(default_factory=ReportsConfig)
     sms: SmsConfig = Field(default_factory=SmsConfig)
     costs: CostsConfig = Field(default_factory=CostsConfig)
+    calendar: CalendarConfig = Field(default_factory=CalendarConfig)
     source: str = Field(default="", exclude=True)
 
     @model_validator(mode="after")
@@ -564,6 +615,9 @@ class Config(_Section):
                 if value in seen:
                     raise ValueError(f"[{kind}] {key} {value!r} appears twice")
                 seen.add(value)
+        for c in self.campaigns:  # the centre's closure days hold for every campaign (issue 27)
+            c.closed_days = [*self.calendar.closed_days,
+                             *(d for d in c.closed_days if d not in self.calendar.closed_days)]
         trunk_names = {t.name for t in self.trunks}
         for c in self.campaigns:
             if c.trunk and c.trunk not in trunk_names:

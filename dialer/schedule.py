@@ -34,7 +34,8 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 from dialer.config import CampaignConfig, Config, ConfigError, load_config, parse_duration
-from dialer.domain.calling_hours import CallingHours, holiday_name, parse_hhmm
+from dialer.domain.calling_hours import parse_hhmm
+from dialer.domain.policy import CampaignPolicy
 from dialer.store import campaigns as campaigns_store
 from dialer.store import entries as entries_store
 from dialer.store.db import get_engine, init_db, resolve_url
@@ -189,12 +190,12 @@ def should_run(cc: CampaignConfig, at: datetime, tz_name: str) -> tuple[bool, st
     probe = CronTrigger(day_of_week=cc.active_days, hour=0, minute=0, timezone=tz)
     if probe.get_next_fire_time(None, midnight) != midnight:
         return False, f"{local.strftime('%a')} is not one of the campaign's days ({cc.active_days})"
-    hol = holiday_name(cc.holidays, day)
-    if hol:
-        return False, f"holiday: {day.isoformat()} {hol}"
-    hours = CallingHours.from_campaign(cc.calling_hours, "")
-    if not hours.is_open(at, (tz_name,)):
-        return False, f"outside calling hours ({cc.calling_hours[0]}-{cc.calling_hours[1]} {tz_name})"
+    hours = CampaignPolicy.of(cc).hours  # the whole calendar: holidays, closure days, hours per weekday
+    closed = hours.day_closed(day)
+    if closed:
+        return False, closed
+    if not hours.open_at_local(local):
+        return False, f"outside calling hours ({hours.window_label(day)} {tz_name})"
     return True, "inside calling hours on an active day"
 
 

@@ -262,7 +262,9 @@ def test_console_offers_callbacks_in_its_campaigns_hours(world: tuple[str, Path]
     c = _console(world)
     camp = c.agent["campaign"]
     start, end = c.cfg.campaign(camp).calling_hours
-    assert c.calling_hours() == (dtime.fromisoformat(start), dtime.fromisoformat(end))
+    hours = c.calling_hours()  # (issue 27) the campaign's whole calendar: hours, holidays, closure days
+    assert (hours.start, hours.end) == (dtime.fromisoformat(start), dtime.fromisoformat(end))
+    assert hours.holidays == c.cfg.campaign(camp).holidays
 
 
 def test_opening_names_business_agent_and_wraps_at_phrases(world: tuple[str, Path]) -> None:

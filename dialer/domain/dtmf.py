@@ -1,14 +1,16 @@
 """Dispositions keyed on the agent's softphone: a small DTMF code table for agents without the console.
 
 A code is `*` + outcome digit [+ `*` + argument] + `#`. The argument is an amount in yen for sales,
-hours from now for a callback (default 24), and a reason code for a refusal.
+hours from now for a callback (default 24), and a reason code for a refusal. A callback time the campaign
+cannot call is moved to the next calling slot (dialer.domain.callbacks) and the agent hears
+`CALLBACK_MOVED_TONE`.
 
 | keys | outcome | argument |
 |---|---|---|
 | `*1[*AMOUNT]#` | sale | amount (yen) |
 | `*2[*AMOUNT]#` | upsell | amount (yen) |
 | `*3[*AMOUNT]#` | cross_sell | amount (yen) |
-| `*4[*HOURS]#` | callback | hours from now (default 24) |
+| `*4[*HOURS]#` | callback | hours from now (default 24); moved to the next calling slot if closed then |
 | `*5*REASON#` | refused | reason code (see REFUSAL_REASONS) |
 | `*6#` | dnc | — do not call again, effective at once |
 | `*7#` | wrong_number | — |
@@ -22,7 +24,12 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from dialer.domain.callbacks import DEFAULT_CALLBACK
 from dialer.domain.vocabulary import Disposition
+
+CALLBACK_MOVED_TONE = "99"
+"""Played to the agent (RFC 2833 digits: two short beeps) when a keyed callback time fell outside calling hours
+or on a closed day and was moved to the next calling slot (the keypad has no screen to say it on)."""
 
 OUTCOME_BY_DIGIT = {"1": "sale", "2": "upsell", "3": "cross_sell", "4": "callback", "5": "refused",
                     "6": "dnc", "7": "wrong_number", "8": "machine", "9": "no_interest", "0": "other"}
@@ -72,7 +79,7 @@ def decode(keys: str) -> DtmfDisposition:
     if outcome in SALE_WORDS:
         return DtmfDisposition(outcome, amount=float(arg or 0))
     if outcome == "callback":
-        hours = float(arg) if arg else 24.0
+        hours = float(arg) if arg else DEFAULT_CALLBACK.total_seconds() / 3600
         if hours <= 0:
             raise DtmfDecodeError(f"callback hours must be > 0 in {keys!r}")
         return DtmfDisposition(outcome, callback_hours=hours)

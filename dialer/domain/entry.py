@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
+from dialer.domain.callbacks import callback_slot
 from dialer.domain.calling_hours import contact_zones
 from dialer.domain.policy import CampaignPolicy
 from dialer.domain.retry import Counters, Next, decide, usable_phone
@@ -337,9 +338,14 @@ def apply_outcome(e: MutableEntry, outcome: str, at: datetime, lock_until: datet
 
 
 def schedule_callback(e: MutableEntry, when: datetime, agent: str, reserve: timedelta,
-                      policy: CampaignPolicy) -> None:
-    """Make the entry due at WHEN, held for AGENT; the customer asked for it, so it gets fresh attempts."""
+                      policy: CampaignPolicy) -> datetime:
+    """Make the entry due at WHEN, held for AGENT; the customer asked for it, so it gets fresh attempts.
+
+    WHEN goes through the one callback rule (`callbacks.callback_slot`): a time the campaign cannot call (outside
+    that day's hours in the contact's zones, a holiday, a closure day) is moved to the next calling slot.
+    Returns the time booked."""
     need_aware(when)
+    when, _moved = callback_slot(when, policy.hours, contact_zones(current_phone(e), e.timezone or ""))
     e.callback_at = when
     e.callback_agent = agent
     e.callback_reserved_until = when + reserve if agent else None
@@ -355,6 +361,7 @@ def schedule_callback(e: MutableEntry, when: datetime, agent: str, reserve: time
     e.attempt_limit = max(e.attempt_limit or policy.max_attempts, e.attempts + policy.max_attempts_per_phone)
     e.attempts_by_phone = {}
     release_lease(e)
+    return when
 
 
 def human(td: timedelta) -> str:

@@ -117,6 +117,9 @@ def _td(text: str) -> timedelta:
     return timedelta(seconds=parse_duration(text))
 
 
+_LATE_RETRY = {"unreachable": "1d", "anonymous_rejected": "1h", "failed_codec": "1h"}
+
+
 @dataclass(frozen=True)
 class RetryRules:
     """When to try a contact again after each outcome (see dialer.domain.retry)."""
@@ -131,6 +134,9 @@ class RetryRules:
     def of(cls, r: RetrySource) -> RetryRules:
         delays = {CallOutcome(name): _td(getattr(r, name)) for name in
                   ("busy", "no_answer", "congestion", "rejected", "failed", "cancelled", "interrupted", "answered")}
+        # (issue 24) the network announced / 非通知拒否 / a codec we cannot speak: never a quick retry spree
+        for name, default in _LATE_RETRY.items():
+            delays[CallOutcome(name)] = _td(str(getattr(r, name, default)))
         return cls(delays=delays, machine_delay=None if r.machine == "next_day" else _td(r.machine),
                    machine_shift=_td(r.machine_shift), invalid_done=r.invalid == "done",
                    abandon_lock=_td(r.abandoned))
@@ -193,7 +199,8 @@ class CampaignPolicy:
             name=c.name, mode=Mode(c.mode), segments=tuple(c.segments), abandon_target=c.abandon_target,
             abandon_limit=c.abandon_limit, abandon_window=AbandonWindow(c.abandon_window),
             abandon_regime=Regime(c.abandon_regime), connect_limit_s=c.connect_limit_s,
-            hours=CallingHours.from_campaign(c.calling_hours, c.holidays), trunk=c.trunk,
+            hours=CallingHours.from_campaign(c.calling_hours, c.holidays, getattr(c, "weekday_hours", None),
+                                             getattr(c, "closed_days", ())), trunk=c.trunk,
             max_attempts=c.max_attempts, max_attempts_per_phone=c.max_attempts_per_phone,
             ring_timeout_s=c.ring_timeout_s, max_lines_per_agent=c.max_lines_per_agent, power_ratio=c.power_ratio,
             wrap_up_timeout_s=c.wrap_up_timeout_s, prior_hit_rate=c.prior_hit_rate, prior_talk_s=c.prior_talk_s,

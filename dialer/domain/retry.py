@@ -68,7 +68,9 @@ def machine_retry(at: datetime, rules: RetryRules, hours: CallingHours, tz_name:
     shift = rules.machine_shift.total_seconds()
     new_offset = (offset + shift) % span if span > 0 else 0.0
     next_day = datetime.combine(local.date() + timedelta(days=1), hours.start, tz)
-    return (next_day + timedelta(seconds=new_offset)).astimezone(at.tzinfo)
+    when = (next_day + timedelta(seconds=new_offset)).astimezone(at.tzinfo)
+    # a short Saturday, a closed Sunday or the centre's closure days: the next calling slot from there
+    return hours.next_open(when, (tz_name,)) or when
 
 
 def retry_at(outcome: str, at: datetime, campaign: CampaignPolicy | CampaignSource,

@@ -45,6 +45,7 @@ from sqlmodel import Session, SQLModel, col
 from sqlmodel import select as orm_select
 
 from dialer.domain import entry as lifecycle
+from dialer.domain.callbacks import DEFAULT_CALLBACK
 from dialer.domain.calling_hours import contact_zones, zone_for_prefecture
 from dialer.domain.entry import BlockFacts, CustomerFacts, EntryFacts, Verdict, aware, need_aware
 from dialer.domain.policy import CampaignPolicy, CampaignSource
@@ -482,7 +483,8 @@ class Hopper:
                           agent_login: str = "", sku: str = "") -> None:
         """The agent's verdict on an answered call (what each does: dialer.domain.entry.DispositionEffect).
 
-        sale/upsell/cross_sell/other -> done; callback -> due at callback_at (default: in 1 h), held for the
+        sale/upsell/cross_sell/other -> done; callback -> due at callback_at (default: DEFAULT_CALLBACK, 24 h;
+        moved to the next calling slot when the campaign cannot call then: one rule, dialer.domain.callbacks), held for the
         agent for `callback_reserve`; refused and no_interest -> done + a permanent `refusal` block for the
         product (再勧誘の禁止: "not interested" is a refusal too); dnc -> done + a `dnc` block on the number
         and the customer, effective at once for every entry; wrong_number -> next number or exhausted;
@@ -498,7 +500,7 @@ class Hopper:
             scope = sku or e.sku
             e.updated_at = at
             if effect is lifecycle.DispositionEffect.CALLBACK:
-                lifecycle.schedule_callback(e, callback_at or at + timedelta(hours=1), agent_login,
+                lifecycle.schedule_callback(e, callback_at or at + DEFAULT_CALLBACK, agent_login,
                                             self.policy.callback_reserve, self.policy)
             elif effect is lifecycle.DispositionEffect.REFUSAL_BLOCK:
                 s.add(Block(customer_id=e.customer_id, phone_e164=None, kind=BlockKind.REFUSAL.value,

@@ -33,6 +33,7 @@ from dialer.domain.agents import IDLE as IDLE_STATES
 from dialer.domain.agents import PAUSE_REASONS as PAUSE_REASON_CODES
 from dialer.domain.calling_hours import CallingHours
 from dialer.domain.dtmf import OUTCOME_BY_DIGIT, REFUSAL_REASONS
+from dialer.domain.policy import CampaignPolicy
 from dialer.domain.preview import SKIP_REASONS
 from dialer.errors import UserError
 from dialer.i18n import N_, _, fmt_datetime, nfkc
@@ -82,7 +83,7 @@ def parse_amount(text: str) -> float:
 
 def parse_callback(text: str, now: datetime, tz: str,
                    hours: tuple[dtime, dtime] | CallingHours | None = None) -> datetime:
-    """'14:30' (today, or tomorrow if past), '2026-11-24 10:00', '+2h', '+30m', '+1d' -> aware UTC.
+    """'14:30', '14時30分', '明日 14:00', '12/8 10:00', '2026-11-24 10:00', '+2h', '+30m', '+1d' -> aware UTC.
 
     Must be in the future and inside the campaign's own calling hours (HOURS; the legal 08:00-21:00 when no
     campaign is known): a callback is a promise to call, and the runner will not call outside them. The rule
@@ -94,12 +95,17 @@ def parse_callback(text: str, now: datetime, tz: str,
     except callbacks.CallbackTimeError as exc:
         if exc.reason == "past":
             raise FormError(_("the callback time must be in the future")) from None
+        if exc.reason == "closed_day" and exc.when is not None:
+            day = exc.when.astimezone(ZoneInfo(tz)).date()
+            raise FormError(_("{day} is a day the campaign does not call ({why}): choose another day").format(
+                day=f"{day:%Y-%m-%d}", why=exc.why.partition(": ")[2] or exc.why)) from None
         if exc.reason == "outside_hours" and exc.when is not None and exc.hours is not None:
             zone = ZoneInfo(tz)
+            local = exc.when.astimezone(zone)
+            w = exc.hours.window(local.date()) or (exc.hours.start, exc.hours.end)
             raise FormError(_("{when} is outside the campaign's calling hours {start}-{end} ({tz})").format(
-                when=f"{exc.when.astimezone(zone):%Y-%m-%d %H:%M}", start=f"{exc.hours.start:%H:%M}",
-                end=f"{exc.hours.end:%H:%M}", tz=tz)) from None
-        raise FormError(_("cannot read {text!r}: use HH:MM, YYYY-MM-DD HH:MM, +2h, +30m or +1d").format(
+                when=f"{local:%Y-%m-%d %H:%M}", start=f"{w[0]:%H:%M}", end=f"{w[1]:%H:%M}", tz=tz)) from None
+        raise FormError(_("cannot read {text!r}: use HH:MM, 14時30分, 明日 14:00, 12/8 10:00, +2h or +1d").format(
             text=text)) from None
 
 
@@ -268,16 +274,15 @@ class AgentConsole:
             self.pop = screen_pop(self.engine, self.pop_attempt, self.agent["name"], self.cfg.business.name,
                                   self.cfg.business.phone)
 
-    def calling_hours(self) -> tuple[dtime, dtime]:
-        """The calling hours of the campaign the agent works (callbacks are offered inside them); the legal
-        window when the campaign is unknown."""
+    def calling_hours(self) -> CallingHours:
+        """The calling hours and calendar of the campaign the agent works (callbacks are offered inside them);
+        the legal window when the campaign is unknown."""
         name = self.agent.get("campaign") or (self.pop or {}).get("campaign") or ""
         try:
             cc = self.cfg.campaign(name) if name else None
         except ConfigError:
             cc = None
-        hours = CallingHours.from_campaign(cc.calling_hours, cc.holidays) if cc is not None else CallingHours.legal()
-        return hours.start, hours.end
+        return CampaignPolicy.of(cc).hours if cc is not None else CallingHours.legal()
 
     def wrap_timeout_s(self) -> float:
         name = self.agent.get("campaign") or ""
