@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from dialer.domain.durations import parse_duration as parse_duration
 from dialer.domain.legal import ABANDON_LIMIT, EARLIEST_CALL, LATEST_CALL, MAX_CONNECT_LIMIT_S, MIN_RING_S
+from dialer.endpoints import check_endpoint
 
 DEFAULT_CONFIG = Path("config/tsunagu.toml")
 ENV_CONFIG = "TSUNAGU_CONFIG"
@@ -456,6 +457,15 @@ class OutcomesConfig(_Section):
     timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
     retry_base_s: Annotated[float, Field(gt=0)] = 2.0
     retry_max_s: Annotated[float, Field(gt=0)] = 600.0
+    # https only (issue 28); plain http only to a loopback test receiver, and only when said here
+    allow_insecure_loopback: bool = False
+    allowed_hosts: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _secure_endpoint(self) -> OutcomesConfig:
+        check_endpoint(self.webhook_url, allow_insecure_loopback=self.allow_insecure_loopback,
+                       allowed_hosts=self.allowed_hosts, what="webhook_url")
+        return self
 
     @field_validator("token_env")
     @classmethod
@@ -505,6 +515,16 @@ class SmsConfig(_Section):
     max_chars: Annotated[int, Field(ge=70, le=670)] = 670
     # a loopback test gateway reaches no phone: quiet hours are not applied (like a sandbox trunk)
     sandbox: bool = False
+    # https only (issue 28); plain http only to a loopback test gateway, and only when said here
+    allow_insecure_loopback: bool = False
+    allowed_hosts: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _secure_endpoints(self) -> SmsConfig:
+        for what in ("endpoint", "status_url"):
+            check_endpoint(getattr(self, what), allow_insecure_loopback=self.allow_insecure_loopback,
+                           allowed_hosts=self.allowed_hosts, what=what)
+        return self
 
     @model_validator(mode="after")
     def _sandbox_is_loopback(self) -> SmsConfig:

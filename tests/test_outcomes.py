@@ -116,7 +116,7 @@ def test_enqueue_is_idempotent_and_payload_is_documented(store: str) -> None:
 def test_webhook_down_failing_then_recovering_delivers_each_once(store: str) -> None:
     eng = get_engine(store)
     port = free_port()
-    cfg = OutcomesConfig(webhook_url=f"http://127.0.0.1:{port}/outcomes", token_env="", batch_size=3,
+    cfg = OutcomesConfig(webhook_url=f"http://127.0.0.1:{port}/outcomes", token_env="", allow_insecure_loopback=True, batch_size=3,
                          timeout_s=2, retry_base_s=0.05, retry_max_s=0.2)
     # 1. the CRM is down: nothing delivered, nothing lost, rows wait with a backoff
     res = push(eng, cfg, duration_s=0.3)
@@ -146,7 +146,7 @@ def test_webhook_down_failing_then_recovering_delivers_each_once(store: str) -> 
 
 def test_rejected_outcome_is_kept_as_dead(store: str) -> None:
     eng = get_engine(store)
-    cfg = OutcomesConfig(webhook_url="http://127.0.0.1:1/x", retry_base_s=0.05, batch_size=100)
+    cfg = OutcomesConfig(webhook_url="http://127.0.0.1:1/x", allow_insecure_loopback=True, retry_base_s=0.05, batch_size=100)
     import httpx
 
     transport = httpx.MockTransport(lambda req: httpx.Response(422, text="bad customer"))
@@ -170,7 +170,7 @@ def test_export_csv(store: str) -> None:
 def test_outcomes_cli(store: str, tmp_path: Path) -> None:
     port = free_port()
     cfgp = write_config(tmp_path, store)
-    cfgp.write_text(cfgp.read_text(encoding="utf-8") + f'\n[outcomes]\nwebhook_url = "http://127.0.0.1:{port}/o"\n'
+    cfgp.write_text(cfgp.read_text(encoding="utf-8") + f'\n[outcomes]\nwebhook_url = "http://127.0.0.1:{port}/o"\nallow_insecure_loopback = true\n'
                     'token_env = "CRM_TEST_TOKEN"\nretry_base_s = 0.05\n', encoding="utf-8")
     env = {**run_env(), "CRM_TEST_TOKEN": "s3cret"}
     out = tmp_path / "out.csv"

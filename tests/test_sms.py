@@ -62,6 +62,7 @@ phone = "0120-000-000"
 [sms]
 enabled = true
 endpoint = "http://127.0.0.1:{port}/messages"
+allow_insecure_loopback = true
 status_url = "http://127.0.0.1:{port}/messages/by-key/{{key}}"
 sandbox = true
 rate_per_s = 100

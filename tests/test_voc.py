@@ -81,7 +81,7 @@ def test_voc_report_csv_and_crm(db_url: str, tmp_path: Path, capsys: pytest.Capt
     seed_store(db_url)
     port = free_port()
     cfg = tmp_path / "t.toml"
-    cfg.write_text(f'[database]\nurl = "{db_url}"\n[outcomes]\nwebhook_url = "http://127.0.0.1:{port}/voc"\n'
+    cfg.write_text(f'[database]\nurl = "{db_url}"\n[outcomes]\nwebhook_url = "http://127.0.0.1:{port}/voc"\nallow_insecure_loopback = true\n'
                    'token_env = ""\n', encoding="utf-8")
     monkeypatch.delenv("DIALER_DATABASE_URL", raising=False)
     out_csv = tmp_path / "voc.csv"
@@ -116,7 +116,7 @@ def test_voc_report_csv_and_crm(db_url: str, tmp_path: Path, capsys: pytest.Capt
         items = s.exec(select(OutboxItem)).all()
     assert len(items) == 1 and items[0].disposition_id < 0
     with CRM(port) as crm:
-        res = push(eng, OutcomesConfig(webhook_url=f"http://127.0.0.1:{port}/voc", token_env="",
+        res = push(eng, OutcomesConfig(webhook_url=f"http://127.0.0.1:{port}/voc", token_env="", allow_insecure_loopback=True,
                                        retry_base_s=0.05, retry_max_s=0.2), duration_s=10)
     summaries = [b for b in crm.accepted.values() if b.get("type") == "voc_summary"]
     assert len(summaries) == 1 and summaries[0]["by_reason"]["instructions_unclear"] == 7
