@@ -28,6 +28,7 @@ from dialer.domain.vocabulary import AgentState, AttemptState, CampaignState, Mo
 from dialer.journal import Journal, JournalOp, Record, StoreGuard, apply_record, journal_path
 from dialer.settings import campaign_settings
 from dialer.store import Engine
+from dialer.store import agent_time as agent_time_store
 from dialer.store import attempts as attempts_store
 from dialer.store import campaigns as campaigns_store
 from dialer.store import outbox as outbox_store
@@ -284,6 +285,7 @@ class CampaignRunner:
 
     def claim(self) -> None:
         """Refuse to run beside another live runner; take over from a dead one (stale heartbeat)."""
+        self.prior_beat = agent_time_store.last_heartbeat(self.engine, self.campaign_id)[1]  # issue 27: see recover
         campaigns_store.claim(self.engine, self.campaign_id, self.runner_id, self.mode, self.policy.name,
                               stale_s=HEARTBEAT_STALE_S, alive=_alive)
 
@@ -295,6 +297,9 @@ class CampaignRunner:
         self.last_command_id = campaigns_store.last_applied_command_id(self.engine, self.policy.name)
         counts = self.hopper.recover(now)
         counts["preview_released"] = preview_store.release_all(self.engine, self.policy.name, now)
+        beat = getattr(self, "prior_beat", None)
+        if beat is not None and self.board.state_logger is not None:  # issue 27: a crash left agent stretches open
+            agent_time_store.close_after_crash(self.engine, self.campaign_id, self.board.logins, beat, now)
         self.board.refresh()
         for a in self.board.agents.values():
             if a.state in BUSY or a.state in (AgentState.UNAVAILABLE, AgentState.UNREACHABLE):
@@ -1076,8 +1081,11 @@ class CampaignRunner:
                           f"write(s) wait in {self.guard.journal.path}; the next run replays them")
 
     def _after_stop(self, now: float) -> None:
-        """The only runner of the campaign leaves: settle the hopper and mark the campaign stopped."""
+        """The only runner of the campaign leaves: settle the hopper, log its agents out (their open stretch ends
+        here, issue 27) and mark the campaign stopped."""
         self.hopper.recover(utc(now))
+        agent_time_store.log_out_campaign_agents(self.engine, self.campaign_id, self.board.logins, utc(now),
+                                                 self.board.state_logger)
         campaigns_store.mark_stopped(self.engine, self.campaign_id)
 
 

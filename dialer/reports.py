@@ -10,15 +10,17 @@ Definitions (also in the README):
 - abandon rate, US = abandoned / answered. UK adds `machine_fp_share` x machine verdicts to both the
   abandoned and the answered counts (machines that were really people hung up on).
 - hit rate = answered / finished dials (attempts no longer dialling or ringing).
-- AHT = (talk + wrap) / calls handled by an agent; talk from attempts (agent_connected_at -> ended_at),
-  wrap from the agent state log.
-- occupancy = (talk + wrap) / logged-in time of the agents who worked the campaign (state log, any state
-  but logged_out), clipped to the campaign's active span.
+- AHT = (talk + wrap) / calls handled by an agent.
+- talk, wrap, logged-in time and occupancy (占有率) = (talk + wrap) / logged in: `dialer.domain.agent_time`, over
+  the agent state log (on_call, wrap_up, any state but logged_out) of the agents who worked the campaign; a
+  stretch left open counts up to now while a runner is live, else up to its last heartbeat. The report, the
+  charts, the CSV and the monitor all count it there.
+- connects / sales per hour only over at least an hour of activity (else None: the counts are shown).
 """
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,6 +28,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from dialer.config import Config
+from dialer.control import runner_live
+from dialer.domain.agent_time import AgentTime, Span, agent_time, team_time
 from dialer.domain.calling_hours import CallingHours, contact_zones
 from dialer.domain.dtmf import REFUSAL_REASONS
 from dialer.domain.durations import parse_duration
@@ -35,7 +39,7 @@ from dialer.privacy import mask_phone
 from dialer.settings import day_start_s
 from dialer.store import Engine
 from dialer.store.lift import holdout_status
-from dialer.store.models import AgentStateLog, Attempt, Campaign, Disposition
+from dialer.store.models import AgentStateLog, Attempt, CampaignStatus, Disposition
 from dialer.store.nodes import list_nodes
 from dialer.store.reports import campaign_rows, compliance_rows
 from pacing.abandon import WINDOWS, AbandonBook
@@ -103,19 +107,6 @@ def count_abandons(attempts: Iterable[Attempt], since: datetime | None, until: d
     return c
 
 
-def _talk_s(a: Attempt) -> float:
-    start, end = _aware(a.agent_connected_at), _aware(a.ended_at)
-    if start is None or end is None:
-        return 0.0
-    return max(0.0, (end - start).total_seconds())
-
-
-def _overlap(start: datetime, end: datetime, lo: datetime | None, hi: datetime) -> float:
-    s = max(start, lo) if lo is not None else start
-    e = min(end, hi)
-    return max(0.0, (e - s).total_seconds())
-
-
 def latest_dispositions(rows: Iterable[Disposition]) -> list[Disposition]:
     """One disposition per attempt (the last one wins: a console correction overrides a DTMF code)."""
     by_attempt: dict[int, Disposition] = {}
@@ -133,23 +124,42 @@ def reason_label(code: str) -> str:
     return f"{code} {name}" if name else (code or "unspecified")
 
 
-def _agent_time(rows: list[AgentStateLog], camp: Campaign, agent_ids: set[int], lo: datetime | None, hi: datetime
-                ) -> tuple[dict[int, float], dict[int, float], bool]:
-    """Logged-in and wrap seconds per agent from the state log, clipped to [lo, hi]."""
-    logged: dict[int, float] = defaultdict(float)
-    wrap: dict[int, float] = defaultdict(float)
-    for r in rows:
-        if r.agent_id not in agent_ids and r.campaign_id != camp.id:
-            continue
-        start = _aware(r.started_at)
-        assert start is not None
-        end = _aware(r.ended_at) or hi
-        secs = _overlap(start, end, lo, hi)
-        if r.state != "logged_out":
-            logged[r.agent_id] += secs
-        if r.state == "wrap_up" and (r.campaign_id in (None, camp.id)):
-            wrap[r.agent_id] += secs
-    return dict(logged), dict(wrap), bool(rows)
+def open_until(status: CampaignStatus | None, campaign_state: str, now: datetime) -> datetime:
+    """Up to when an agent stretch still open counts: now while a runner is live, else its last heartbeat
+    (a crashed runner left it open; nobody knows what the agent did after that). No status row: now."""
+    if status is None:
+        return now
+    hb = _aware(status.heartbeat_at)
+    if hb is None or runner_live(status.runner, hb, campaign_state, now):
+        return now
+    return min(now, hb)
+
+
+def team_spans(log: Iterable[AgentStateLog], campaign_id: int | None, team: set[int]) -> list[Span]:
+    """The stretches counted for a campaign: those tagged with it, and untagged ones (a console log-in before
+    the runner tagged the agent) of agents who worked it."""
+    out = []
+    for r in log:
+        if r.campaign_id == campaign_id or (r.campaign_id is None and r.agent_id in team):
+            start = _aware(r.started_at)
+            assert start is not None
+            out.append(Span(r.agent_id, r.state, start, _aware(r.ended_at)))
+    return out
+
+
+def campaign_team(log: Iterable[AgentStateLog], attempts: Iterable[Attempt], campaign_id: int | None) -> set[int]:
+    """Agents who worked a campaign: took one of its calls, or have a stretch tagged with it."""
+    return ({a.agent_id for a in attempts if a.agent_id is not None}
+            | {r.agent_id for r in log if r.campaign_id == campaign_id})
+
+
+def campaign_start(log: Iterable[AgentStateLog], attempts: Iterable[Attempt], campaign_id: int | None
+                   ) -> datetime | None:
+    """Earliest of the first dial and the first stretch tagged with the campaign: untagged stretches count
+    from there, not from an agent's log-in days earlier."""
+    starts = [t for a in attempts for t in (_aware(a.dialed_at),) if t is not None]
+    starts += [t for r in log if r.campaign_id == campaign_id for t in (_aware(r.started_at),) if t is not None]
+    return min(starts, default=None)
 
 
 def _amd_summary(engine: Engine, campaign_id: int | None, attempts: list[Attempt]) -> dict[str, Any] | None:
@@ -182,9 +192,13 @@ def campaign_report(engine: Engine, name: str, *, now: datetime | None = None, m
     ends = [t for a in attempts for t in (_aware(a.ended_at), _aware(a.dialed_at)) if t is not None]
     in_flight = sum(1 for a in attempts if a.state in LIVE_STATES)
     last = max(ends, default=None)
+    # agent time: one count (dialer.domain.agent_time) for the report, charts, CSV and monitor
+    team = campaign_team(rows.state_log, attempts, camp.id)
+    until = open_until(rows.status, camp.state, now)
+    times = agent_time(team_spans(rows.state_log, camp.id, team), campaign_start(rows.state_log, attempts, camp.id),
+                       now, until)
     hi = now if (camp.state != "stopped" or in_flight) else (last or now)
-    agent_ids = {a.agent_id for a in attempts if a.agent_id is not None}
-    logged, wrap, have_log = _agent_time(rows.state_log, camp, agent_ids, first, hi)
+    agent_ids = team
     amd = _amd_summary(engine, camp.id, attempts)
     if amd is not None:  # AMD ran: its measured false-positive share counts (UK), if above the configured one
         machine_fp_share = max(machine_fp_share, amd["fp_share"])
@@ -200,17 +214,13 @@ def campaign_report(engine: Engine, name: str, *, now: datetime | None = None, m
 
     finished = [a for a in attempts if a.state not in IN_FLIGHT]
     connected = [a for a in attempts if a.agent_connected_at is not None]
-    talk_by_agent: dict[int, float] = defaultdict(float)
-    for a in connected:
-        if a.agent_id is not None:
-            talk_by_agent[a.agent_id] += _talk_s(a)
-    talk = sum(_talk_s(a) for a in connected)
-    wrap_total = sum(wrap.values())
+    tot: AgentTime = team_time(times)
+    talk, wrap_total, logged_total = tot.talk_s, tot.wrap_s, tot.logged_in_s
     handled = sum(1 for a in connected if a.ended_at is not None)
-    logged_total = sum(logged.get(i, 0.0) for i in set(logged) | agent_ids)
-    span_h = ((hi - first).total_seconds() / 3600.0) if first else 0.0
-    span_h = max(span_h, 1 / 60) if first else 0.0
-
+    # rates per hour only over at least an hour of activity; before that the counts say it (issue 27: one sale
+    # in three minutes is not "20 sales/h")
+    span_s = max(0.0, (hi - first).total_seconds()) if first else 0.0
+    hourly = span_s >= 3600.0
     sales = [d for d in disps if d.outcome in SALE_OUTCOMES]
     disp_counts = Counter(d.outcome for d in disps)
     refusals = Counter(reason_label(d.reason_code) for d in disps if d.outcome == "refused")
@@ -234,15 +244,16 @@ def campaign_report(engine: Engine, name: str, *, now: datetime | None = None, m
         }
 
     per_agent: dict[str, dict[str, Any]] = {}
-    for aid in sorted(agent_ids | set(logged), key=lambda i: agents[i].login if i in agents else str(i)):
+    for aid in sorted(agent_ids | set(times), key=lambda i: agents[i].login if i in agents else str(i)):
         login = agents[aid].login if aid in agents else str(aid)
         a_sales = [d for d in sales if d.agent_id == aid]
-        li = logged.get(aid, 0.0)
-        busy = talk_by_agent.get(aid, 0.0) + wrap.get(aid, 0.0)
+        t = times.get(aid, AgentTime())
+        a_handled = [a for a in connected if a.agent_id == aid]
         per_agent[login] = {
-            "calls": sum(1 for a in connected if a.agent_id == aid), "talk_s": round(talk_by_agent.get(aid, 0.0), 1),
-            "wrap_s": round(wrap.get(aid, 0.0), 1), "logged_in_s": round(li, 1),
-            "occupancy": (busy / li) if li > 0 else None, "sales": len(a_sales),
+            "calls": len(a_handled), "talk_s": round(t.talk_s, 1),
+            "wrap_s": round(t.wrap_s, 1), "logged_in_s": round(t.logged_in_s, 1),
+            "aht_s": (t.busy_s / len(a_handled)) if a_handled else None,
+            "occupancy": t.occupancy, "sales": len(a_sales),
             "revenue": sum(d.amount for d in a_sales),
         }
 
@@ -265,10 +276,12 @@ def campaign_report(engine: Engine, name: str, *, now: datetime | None = None, m
         "aht_s": ((talk + wrap_total) / handled) if handled else None,
         "logged_in_s": round(logged_total, 1),
         "occupancy": ((talk + wrap_total) / logged_total) if logged_total > 0 else None,
-        "occupancy_source": "agent_state_log" if have_log else "none",
+        "occupancy_source": "agent_state_log" if rows.state_log else "none",
         "talk_minutes_per_agent_hour": ((talk / 60) / (logged_total / 3600)) if logged_total > 0 else None,
-        "connects_per_hour": (len(connected) / span_h) if span_h else None,
-        "sales_per_hour": (len(sales) / span_h) if span_h else None,
+        "activity_span_s": round(span_s, 1),
+        "connects_per_hour": (len(connected) / (span_s / 3600.0)) if hourly else None,
+        "sales_per_hour": (len(sales) / (span_s / 3600.0)) if hourly else None,
+        "last_hour": _last_hour(attempts, sales, first, now),
         "sales": len(sales), "revenue": sum(d.amount for d in sales),
         "outcomes": dict(Counter(a.outcome or "in_flight" for a in attempts)),
         "dispositions": dict(disp_counts),
@@ -278,6 +291,20 @@ def campaign_report(engine: Engine, name: str, *, now: datetime | None = None, m
         "holdout": holdout_status(engine, camp.name, list(camp.segments)),  # issue 19: control group and lift
         "by_node": by_node,  # issue 18: which node dialled what (empty for a single-host runner)
     }
+
+
+def _last_hour(attempts: list[Attempt], sales: list[Disposition], first: datetime | None, now: datetime
+               ) -> dict[str, Any]:
+    """Dials, connects and sales in the last 60 minutes, and how long that window really is (shorter when the
+    campaign began less than an hour ago): the monitor shows these counts, never a rate scaled up from minutes."""
+    lo = now - timedelta(hours=1)
+    start = max(lo, first) if first is not None else now
+    dials = sum(1 for a in attempts if (t := _aware(a.dialed_at)) is not None and lo <= t <= now)
+    connects = sum(1 for a in attempts if (t := _aware(a.agent_connected_at)) is not None and lo <= t <= now)
+    sold = sum(1 for d in sales if (t := _aware(d.created_at)) is not None and lo <= t <= now)
+    revenue = sum(d.amount for d in sales if (t := _aware(d.created_at)) is not None and lo <= t <= now)
+    return {"window_s": round(max(0.0, (now - start).total_seconds()), 1), "full_hour": start <= lo,
+            "dials": dials, "connects": connects, "sales": sold, "revenue": revenue}
 
 
 def _by_node(engine: Engine, attempts: list[Attempt], rate: Any) -> dict[str, dict[str, Any]]:

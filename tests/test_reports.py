@@ -204,11 +204,16 @@ def build_store(db_url: str) -> dict[str, int]:
         s.add(Disposition(attempt_id=v.id, customer_id="C11", campaign_id=other.id, outcome="dnc",
                           created_at=NOW - 4 * 60 * M))
         att("dormant", 3 * 60 * M, "no_answer", cust="C11", entry=4, camp=other.id, phone="+819011112222")
-        # state history: each agent logged in 4 h ago, one 60 s wrap-up an hour ago
-        for ag in (a01, a02):
-            log_agent_state(s, ag, "ready", NOW - 240 * M)
-            log_agent_state(s, ag, "wrap_up", NOW - 60 * M)
-            log_agent_state(s, ag, "ready", NOW - 59 * M)
+        # state history: each agent logged in 4 h ago, on call for each call it took (as the runner logs it),
+        # one 60 s wrap-up an hour ago
+        moves = [(ag, NOW - 240 * M, "ready") for ag in (a01, a02)]
+        moves += [(ag, NOW - 60 * M, "wrap_up") for ag in (a01, a02)] + [(ag, NOW - 59 * M, "ready") for ag in (a01, a02)]
+        for a in d_conn + u_conn:
+            assert a.agent_connected_at is not None and a.ended_at is not None
+            ag = a01 if a.agent_id == a01.id else a02
+            moves += [(ag, a.agent_connected_at, "on_call"), (ag, a.ended_at, "ready")]
+        for ag, at, state in sorted(moves, key=lambda m: m[1]):
+            log_agent_state(s, ag, state, at)
         s.add(CampaignStatus(campaign_id=demo.id, mode="progressive", dial_level=1.75, lines_dialing=2,
                              lines_ringing=1, waiting_for_agent=0, heartbeat_at=NOW - S, runner="host:1"))
         s.add(CampaignEvent(campaign_id=demo.id, at=NOW - 2 * M, level="warning", kind="mode_drop",

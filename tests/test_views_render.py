@@ -59,10 +59,14 @@ def test_monitor_frame_shows_the_numbers(world: tuple[str, Path], width: int) ->
     # abandon now 1/1, 1h 1/6, 24h 2/9, window 24h; the UK share from [reports] does not apply (US campaign)
     assert "100.0%" in out and "16.7%" in out and "22.2%" in out and "target 2.0%" in out
     assert "hit rate 60.0%" in out and "AHT 2:42" in out and "occupancy 4%" in out
-    # one definition of each rate: the monitor prints the report's connects/h and sales/h
+    # issue 27: counts in the last 60 minutes (the report's, hand-counted: 12 dials, 5 connects, 1 sale ¥5,980),
+    # never a rate scaled up from minutes
     rep = campaign_report(get_engine(world[0]), "demo", now=NOW)
-    assert f"connects/h {rep['connects_per_hour']:.1f}" in out and f"sales/h {rep['sales_per_hour']:.1f}" in out
-    assert "¥11,960" in out and "12\u00a0dials,\u00a05\u00a0connects" in out
+    assert rep["last_hour"] == {"window_s": 3600.0, "full_hour": True, "dials": 12, "connects": 5, "sales": 1,
+                                "revenue": 5980}
+    assert "last 60 min:" in out and "sales\u00a01\u00a0(¥5,980)" in out
+    assert "connects/h" not in out and "sales/h" not in out
+    assert "¥11,960" in out and "dials\u00a012" in out and "connects\u00a05" in out
     assert "on call" in out and "1:35" in out and "顧客7" in out and "lunch" in out
     assert "dormant" in out and "upsell" in out
     seg = next(line for line in lines if " dormant " in line).split("dormant")[1].split()
@@ -366,7 +370,7 @@ def test_language_from_config_or_locale_and_japanese_dates() -> None:
     assert locale_language({"LC_ALL": "en_US.UTF-8", "LANG": "ja_JP.UTF-8"}) == "en"
     try:
         assert set_language("ja") == "ja"
-        assert _("occupancy") == "稼働率" and _("abandon") == "放棄率" and _("hit rate") == "接続率"
+        assert _("occupancy") == "占有率" and _("abandon") == "放棄率" and _("hit rate") == "接続率"
         assert _("AHT") == "平均処理時間" and _("wrap-up") == "後処理" and _("ready") == "待機"
         assert _("on call") == "通話中" and _("paused") == "離席" and _("callback") == "再架電" and _("sale") == "成約"
         when = datetime(2026, 11, 23, 10, 5, tzinfo=UTC)

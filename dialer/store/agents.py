@@ -122,9 +122,10 @@ def move_agent(engine: Engine, agent_id: int, new: str, at: datetime, *, campaig
         row.pending_state = pending_after(row.state, new, row.pending_state)
         if new not in BUSY and new != AgentState.PAUSED:
             row.pause_reason = ""  # kept through a standby call, so its end goes back to the same pause
-        row.campaign_id = campaign_id if new != AgentState.LOGGED_OUT else None
-        if state_logger is not None:
+        if state_logger is not None:  # the stretch is tagged with the campaign it is spent on (issue 27)
+            row.campaign_id = campaign_id if new != AgentState.LOGGED_OUT else row.campaign_id
             state_logger(s, row, new, at)
+        row.campaign_id = campaign_id if new != AgentState.LOGGED_OUT else None
         row.state = new
         row.state_since = at
         if new == AgentState.READY:

@@ -9,7 +9,7 @@ from sqlalchemy import or_
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from dialer.store.models import AgentStateLog, Attempt, Campaign, Disposition
+from dialer.store.models import AgentStateLog, Attempt, Campaign, CampaignStatus, Disposition
 
 
 @dataclass
@@ -18,6 +18,7 @@ class PeriodRows:
     attempts: list[Attempt]
     dispositions: list[Disposition]
     stretches: list[AgentStateLog]
+    status: CampaignStatus | None = None  # the runner's heartbeat: up to when an open agent stretch counts
 
 
 def period_rows(engine: Engine, name: str, lo: datetime | None, hi: datetime | None) -> PeriodRows | None:
@@ -41,5 +42,6 @@ def period_rows(engine: Engine, name: str, lo: datetime | None, hi: datetime | N
         if hi is not None:
             sq = sq.where(AgentStateLog.started_at < hi)
         stretches = list(s.exec(sq).all())
+        status = s.get(CampaignStatus, camp.id)
         s.expunge_all()
-    return PeriodRows(camp, attempts, disps, stretches)
+    return PeriodRows(camp, attempts, disps, stretches, status)

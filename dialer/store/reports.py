@@ -19,6 +19,7 @@ from dialer.store.models import (
     Block,
     CallListEntry,
     Campaign,
+    CampaignStatus,
     Customer,
     Disposition,
 )
@@ -31,6 +32,7 @@ class CampaignRows:
     dispositions: list[Disposition]
     agents: dict[int, Agent]
     state_log: list[AgentStateLog]
+    status: CampaignStatus | None = None  # the runner's heartbeat: up to when an open agent stretch counts
     penetration: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
@@ -50,10 +52,13 @@ def campaign_rows(engine: Engine, name: str) -> CampaignRows:
         disps = list(s.exec(select(Disposition).where(Disposition.campaign_id == camp.id)).all())
         agents = {a.id: a for a in s.exec(select(Agent)).all() if a.id is not None}
         agent_ids = {a.agent_id for a in attempts if a.agent_id is not None}
+        tagged = set(s.exec(select(AgentStateLog.agent_id).where(AgentStateLog.campaign_id == camp.id)).all())
         log = list(s.exec(select(AgentStateLog).where(
-            (col(AgentStateLog.campaign_id) == camp.id) | (col(AgentStateLog.agent_id).in_(agent_ids))
+            (col(AgentStateLog.campaign_id) == camp.id)
+            | (col(AgentStateLog.campaign_id).is_(None) & col(AgentStateLog.agent_id).in_(agent_ids | tagged))
         )).all())
-    return CampaignRows(camp, attempts, disps, agents, log, penetration(engine, list(camp.segments)))
+        status = s.get(CampaignStatus, camp.id)
+    return CampaignRows(camp, attempts, disps, agents, log, status, penetration(engine, list(camp.segments)))
 
 
 @dataclass

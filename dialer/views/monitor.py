@@ -29,9 +29,17 @@ from rich.text import Text
 
 from dialer.config import Config
 from dialer.control import HEARTBEAT_STALE_S, runner_live
+from dialer.domain.agent_time import agent_time, team_time
 from dialer.domain.vocabulary import Mode
 from dialer.i18n import N_, _, fmt_datetime, nfkc
-from dialer.reports import abandon_trend, campaign_report, count_abandons
+from dialer.reports import (
+    abandon_trend,
+    campaign_report,
+    campaign_team,
+    count_abandons,
+    open_until,
+    team_spans,
+)
 from dialer.store import Engine
 from dialer.store import campaigns as campaigns_store
 from dialer.store.dashboard import add_command, attempts_since, hopper_level, live_runner, state_stretches
@@ -40,7 +48,7 @@ from dialer.store.monitor import monitor_rows
 from dialer.store.nodes import NodeRow, list_nodes
 from dialer.views.labels import label
 from dialer.views.nodes import node_lines
-from dialer.views.render import LineField, aware, dur, num, pct, row, sparkline, yen
+from dialer.views.render import LineField, aware, dur, pct, row, sparkline, yen
 
 MODES = tuple(m.value for m in Mode)
 STALE_S = HEARTBEAT_STALE_S
@@ -86,11 +94,13 @@ class CampaignView:
 
 
 def quarter_hours(attempts: list[Attempt], stretches: list[Any], campaign_id: int | None, now: datetime, *,
-                  n: int, regime: str, fp_share: float) -> list[dict[str, Any]]:
+                  n: int, regime: str, fp_share: float, until: datetime | None = None) -> list[dict[str, Any]]:
     """Abandon rate, connects and occupancy per quarter hour (aligned to :00/:15/:30/:45), oldest first.
 
-    Occupancy is (on call + wrap-up) / logged-in time from the agent state log, the report's definition."""
+    Occupancy is the report's own count (dialer.domain.agent_time) over the campaign's agents' stretches; an
+    open stretch counts up to UNTIL (now while a runner is live, else its last heartbeat)."""
     top = now.replace(minute=now.minute - now.minute % 15, second=0, microsecond=0)
+    spans = team_spans(stretches, campaign_id, campaign_team(stretches, attempts, campaign_id))
     out = []
     for i in range(n - 1, -1, -1):
         lo = top - i * BUCKET
@@ -98,20 +108,9 @@ def quarter_hours(attempts: list[Attempt], stretches: list[Any], campaign_id: in
         c = count_abandons(attempts, lo, hi)
         connects = sum(1 for a in attempts if a.agent_connected_at is not None
                        and lo <= (aware(a.agent_connected_at) or now) < hi)
-        busy = logged = 0.0
-        for st in stretches:
-            if campaign_id is not None and st.campaign_id not in (None, campaign_id):
-                continue
-            a, b = aware(st.started_at) or lo, aware(st.ended_at) or now
-            overlap = (min(b, hi) - max(a, lo)).total_seconds()
-            if overlap <= 0 or st.state == "logged_out":
-                continue
-            logged += overlap
-            if st.state in ("on_call", "wrap_up"):
-                busy += overlap
+        t = team_time(agent_time(spans, lo, hi, until or now))
         out.append({"at": lo, "attempts": sum(1 for a in attempts if lo <= (aware(a.dialed_at) or now) < hi),
-                    "abandon": c.rate(regime, fp_share), "connects": connects,
-                    "occupancy": busy / logged if logged > 0 else None})
+                    "abandon": c.rate(regime, fp_share), "connects": connects, "occupancy": t.occupancy})
     return out
 
 
@@ -158,7 +157,8 @@ def gather(engine: Engine, name: str, cfg: Config, now: datetime) -> CampaignVie
     fp = cfg.reports.machine_false_positive_share
     trend = abandon_trend(attempts, now, regime=rep["abandon_regime"], machine_fp_share=fp)
     quarters = quarter_hours(attempts, state_stretches(engine, now - quarters_n * BUCKET), camp_id, now,
-                             n=quarters_n, regime=rep["abandon_regime"], fp_share=fp)
+                             n=quarters_n, regime=rep["abandon_regime"], fp_share=fp,
+                             until=open_until(st, camp.state, now))
     segments = list(rep["penetration"])
     remaining = sum(p["remaining"] for p in rep["penetration"].values())
     eta = remaining / dials_h if dials_h and live else None
@@ -237,17 +237,27 @@ def _figures(v: CampaignView) -> list[Text]:
     ab.append(f"{_('target')} {pct(r['abandon_target'])} {_('limit')} {pct(r['abandon_limit'])} "
               f"[{r['abandon_regime']}] ")
     ab.append(sparkline(v.trend, r["abandon_limit"]), style="cyan")
-    # rates are the report's (dialer.reports): connects/h and sales/h over the campaign's span
     figs = Text(f"{_('hit rate')} {pct(r['hit_rate'])}  {_('AHT')} {dur(r['aht_s'])}  "
-                f"{_('occupancy')} {pct(r['occupancy'], 0)}  {_('connects/h')} {num(r['connects_per_hour'])}  "
-                f"{_('sales/h')} {num(r['sales_per_hour'])}")
+                f"{_('occupancy')} {pct(r['occupancy'], 0)}")
     counts = Text(f"{_('attempts')} {r['attempts']}  {_('answered')} {r['answered']}  {_('abandoned')} "
                   f"{r['abandoned']}  {_('to agent')} {r['connected_to_agent']}  {_('sales')} {r['sales']} "
                   f"{yen(r['revenue'])}  "
                   f"{_('DNC')} {r['dnc']}  {_('refused')} {r['refusals']['total']}", style="dim")
-    figs.append(f"   {_('last 60 min')}: {v.last_hour['dials']:.0f}\u00a0{_('dials')},\u00a0"
-                f"{v.last_hour['connects']:.0f}\u00a0{_('connects')}")
+    figs.append("   " + last_hour_text(r.get("last_hour") or {}))
     return [ab, figs, counts]
+
+
+def last_hour_text(h: dict[str, Any]) -> str:
+    """Counts in the last 60 minutes — per-hour figures — or, while the campaign is younger than an hour, the
+    counts since it began and for how long (never a rate scaled up from a few minutes; issue 27)."""
+    if h.get("full_hour", True):
+        head = _("last 60 min")
+    else:
+        head = _("first {minutes} min (per-hour figures after an hour)").format(
+            minutes=int(float(h.get("window_s", 0)) // 60))
+    nb = "\u00a0"
+    return (f"{head}: {_('dials')}{nb}{h.get('dials', 0)}  {_('connects')}{nb}{h.get('connects', 0)}  "
+            f"{_('sales')}{nb}{h.get('sales', 0)}{nb}({yen(h.get('revenue', 0))})")
 
 
 def _agent_sort(a: dict[str, Any]) -> tuple[int, str]:

@@ -107,9 +107,30 @@ def build_series(rows: PeriodRows, tz: str, fp_share: float, lo: datetime | None
     return s
 
 
-def daily_rows(rows: PeriodRows, tz: str, fp_share: float) -> list[dict[str, Any]]:
-    """One row per local day × segment (and an ALL row per day), the report's definitions per row."""
+def _agent_cells(t: AgentTime | None) -> dict[str, str]:
+    """Agent time columns (dialer.domain.agent_time): on ALL rows only (agents are not split by segment)."""
+    if t is None:
+        return {"logged_in_s": "", "talk_s": "", "wrap_s": "", "occupancy": ""}
+    occ = t.occupancy
+    return {"logged_in_s": f"{t.logged_in_s:.0f}", "talk_s": f"{t.talk_s:.0f}", "wrap_s": f"{t.wrap_s:.0f}",
+            "occupancy": "" if occ is None else f"{occ:.4f}"}
+
+
+def daily_rows(rows: PeriodRows, tz: str, fp_share: float, now: datetime | None = None) -> list[dict[str, Any]]:
+    """One row per local day × segment (and an ALL row per day, with the team's agent time that day), the
+    report's definitions per row."""
     zone = ZoneInfo(tz)
+    now = now or datetime.now(UTC)
+    camp = rows.campaign
+    spans = team_spans(rows.stretches, camp.id, campaign_team(rows.stretches, rows.attempts, camp.id))
+    until = open_until(rows.status, camp.state, now)
+    start = campaign_start(rows.stretches, rows.attempts, camp.id)
+
+    def day_time(day: date) -> AgentTime:
+        d_lo = datetime(day.year, day.month, day.day, tzinfo=zone)
+        d_hi = d_lo + timedelta(days=1)
+        return team_time(agent_time(spans, max(d_lo, start) if start else d_lo, min(d_hi, now), until))
+
     by: dict[tuple[date, str], list[Any]] = defaultdict(list)
     for a in rows.attempts:
         t = aware(a.dialed_at)
@@ -129,13 +150,14 @@ def daily_rows(rows: PeriodRows, tz: str, fp_share: float) -> list[dict[str, Any
                     "abandoned": c.abandoned, "abandon_rate": "" if rate is None else f"{rate:.4f}",
                     "hit_rate": f"{c.answered / len(finished):.4f}" if finished else "",
                     "connected_to_agent": sum(1 for a in atts if a.agent_connected_at is not None),
-                    "sales": len(sales), "revenue": f"{sum(d.amount for d in sales):.0f}"})
+                    "sales": len(sales), "revenue": f"{sum(d.amount for d in sales):.0f}",
+                    **_agent_cells(day_time(day) if seg == "ALL" else None)})
     return out
 
 
 def write_daily_csv(rows: list[dict[str, Any]], out: IO[str]) -> None:
     fields = ["date", "segment", "attempts", "answered", "abandoned", "abandon_rate", "hit_rate",
-              "connected_to_agent", "sales", "revenue"]
+              "connected_to_agent", "sales", "revenue", "logged_in_s", "talk_s", "wrap_s", "occupancy"]
     w = SafeDictWriter(out, fieldnames=fields, lineterminator="\n")
     w.writeheader()
     w.writerows(rows)

@@ -14,7 +14,7 @@ from dialer.views.render import dur, num, pct, row, yen
 from lists.csvsafe import SafeDictWriter
 
 CSV_FIELDS = ["segment", "attempts", "answered", "abandoned", "abandon_rate", "hit_rate", "connected_to_agent",
-              "sales", "revenue", "dialled", "remaining", "exhausted"]
+              "sales", "revenue", "dialled", "remaining", "exhausted", "logged_in_s", "talk_s", "wrap_s", "occupancy"]
 
 
 def render_campaign_report(r: dict[str, Any]) -> RenderableType:
@@ -39,7 +39,8 @@ def render_campaign_report(r: dict[str, Any]) -> RenderableType:
          pct(w["window"]["rate"], 2)),
         (_("hit rate"), pct(r["hit_rate"]), _("AHT"), dur(r["aht_s"])),
         (_("occupancy"), pct(r["occupancy"]), _("talk min / agent hour"), num(r["talk_minutes_per_agent_hour"])),
-        (_("connects / hour"), num(r["connects_per_hour"]), _("sales / hour"), num(r["sales_per_hour"])),
+        (_("connects / hour"), per_hour(r["connects_per_hour"], r["connected_to_agent"], r.get("activity_span_s")),
+         _("sales / hour"), per_hour(r["sales_per_hour"], r["sales"], r.get("activity_span_s"))),
         (_("sales"), str(r["sales"]), _("revenue"), yen(r["revenue"])),
         (_("do-not-call"), str(r["dnc"]), _("refusals"), str(r["refusals"]["total"])),
     ]
@@ -65,7 +66,9 @@ def render_campaign_report(r: dict[str, Any]) -> RenderableType:
         ak, av = a_items[i] if i < len(a_items) else ("", "")
         dk, dv = d_items[i] if i < len(d_items) else ("", "")
         row(out, ak, str(av), dk, str(dv))
-    parts: list[RenderableType] = [head, t, seg, out]
+    legend = Text(_("occupancy = (talk + wrap-up) ÷ logged-in time (agent state log); per-hour figures only "
+                    "after an hour of activity"), style="dim")
+    parts: list[RenderableType] = [head, t, legend, seg, out]
     if r["refusals"]["by_reason"]:
         ref = Table(title=_("refusal reasons"), title_justify="left", header_style="bold", box=None)
         ref.add_column(_("reason"))
@@ -87,6 +90,15 @@ def render_campaign_report(r: dict[str, Any]) -> RenderableType:
                        pct(a["occupancy"]), str(a["sales"]), yen(a["revenue"]))
         parts.append(ag)
     return Group(*parts)
+
+
+def per_hour(rate: float | None, count: int, span_s: float | None) -> str:
+    """A per-hour rate over at least an hour of activity; before that the count and the minutes it took."""
+    if rate is not None:
+        return num(rate)
+    if not span_s:
+        return "—"
+    return _("{n} in {minutes} min").format(n=count, minutes=int(span_s // 60))
 
 
 def nodes_report_table(by_node: dict[str, dict[str, Any]]) -> Table:
@@ -144,7 +156,9 @@ def write_report_csv(r: dict[str, Any], out: IO[str]) -> None:
         w.writerow(csv_row(name, s, s.get("penetration") or {}))
     pen = r["penetration"]
     tot = {k: sum(p[k] for p in pen.values()) for k in ("dialled", "remaining", "exhausted")} if pen else {}
-    w.writerow(csv_row("ALL", r, tot))
+    occ = r.get("occupancy")
+    w.writerow({**csv_row("ALL", r, tot), "logged_in_s": f"{r['logged_in_s']:.0f}", "talk_s": f"{r['talk_s']:.0f}",
+                "wrap_s": f"{r['wrap_s']:.0f}", "occupancy": "" if occ is None else f"{occ:.4f}"})
 
 
 def render_compliance(c: dict[str, Any]) -> RenderableType:
