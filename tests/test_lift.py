@@ -17,7 +17,7 @@ from sqlmodel import Session, select
 
 from dialer.cli import main
 from dialer.config import parse_config
-from dialer.lift import two_proportions, welch
+from dialer.lift import render_lift, stratified_means, stratified_proportions, two_proportions, welch
 from dialer.reports import campaign_report
 from dialer.store.db import dispose_engines, get_engine
 from dialer.store.entries import Hopper
@@ -264,3 +264,155 @@ def test_false_positives_near_5_percent_and_coverage_near_95_over_many_seeds() -
     assert 0.03 <= fp_rev / runs <= 0.07
     assert 0.93 <= covered / runs <= 0.97
     assert 0.93 <= cover_rev / runs <= 0.97
+
+
+# --- issue 26: the lift report cannot invent a lift ------------------------------------------------------------
+
+SIMPSON = {  # segment: (customers, control share, purchase rate, subscriptions kept rate)
+    "dormant": (3000, 0.5, 0.02, 0.0),  # low base rate, half held out
+    "upsell": (3000, 0.1, 0.20, 0.0),  # high base rate, few held out: pooling would "find" a lift
+    "pre_churn": (1000, 0.3, 0.05, 0.60),
+}
+
+
+def _strata_setup(tmp: Path, planted: float, kept_planted: float = 0.0, calls: bool = True,
+                  call_control: bool = False) -> tuple[Path, Path]:
+    """Assignments recorded as a build would, exact rates per segment and group (no sampling noise: a planted
+    difference is exactly the difference in the data), a few calls to treated customers, an after export."""
+    from dialer.store.db import init_db
+    from dialer.store.holdout import record_assignments
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    cfg = tmp / "t.toml"
+    cfg.write_text(f"""
+[database]
+url = "sqlite:///{tmp / 's.db'}"
+[costs]
+agent_hour_yen = 3000
+[[campaigns]]
+name = "mix"
+segments = ["dormant", "upsell", "pre_churn"]
+""", encoding="utf-8")
+    engine, _ = init_db(f"sqlite:///{tmp / 's.db'}")
+    rows, customers, orders, lines, subs, treated, control = [], [], [], [], [], [], []
+    k = 0
+    for seg, (n, share, rate, kept) in SIMPSON.items():
+        n_c = round(n * share)
+        for g, members in (("control", range(n_c)), ("treatment", range(n_c, n))):
+            ids = [f"{seg}-{i:05d}" for i in members]
+            (control if g == "control" else treated).extend(ids)
+            buy = round((rate + (planted if g == "treatment" else 0.0)) * len(ids))
+            keep = round((kept + (kept_planted if g == "treatment" else 0.0)) * len(ids))
+            for j, cid in enumerate(ids):
+                k += 1
+                rows.append((cid, seg, g, "冬の実験"))
+                customers.append(customer(cid, f"090-{k // 10000 + 2000:04d}-{k % 10000:04d}", name=f"山田{k}"))
+                if j < buy:
+                    orders.append(order(f"A{k}", cid, (AS_OF + timedelta(days=5)).isoformat(), total=3980))
+                    lines.append(line(f"A{k}", "REG-A"))
+                if j < keep:
+                    subs.append({"subscription_id": f"S{k}", "customer_id": cid, "sku": "REG-A", "quantity": 1,
+                                 "status": "active", "interval_days": 30, "shipments_count": 3})
+    record_assignments(engine, [rows], AS_OF)
+    with Session(engine) as s:
+        camp = Campaign(name="mix", segments=list(SIMPSON), state="running")
+        s.add(camp)
+        s.commit()
+        victims = (treated[:: 50] if calls else []) + (control[:1] if call_control else [])
+        for cid in victims:
+            s.add(Attempt(campaign_id=camp.id, customer_id=cid, segment=cid.split("-")[0],
+                          phone_e164="+819012340000", dialed_at=CALL_DAY, outcome="no_answer", state="ended"))
+        s.commit()
+    after = tmp / "after"
+    write_export(after, customers=customers, orders=orders, order_lines=lines, subscriptions=subs)
+    return cfg, after
+
+
+def _mix_report(cfg: Path, after: Path, capsys: pytest.CaptureFixture[str]) -> tuple[dict, str]:  # type: ignore[type-arg]
+    """The JSON report, and the text `dialer report lift` prints for it (render_lift of the same dict)."""
+    capsys.readouterr()
+    assert main(["report", "lift", "--campaign", "mix", "--after", str(after), "--mapping", str(CANONICAL),
+                 "--days", "30", "--json", "--config", str(cfg)]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    return rep, render_lift(rep)
+
+
+def test_simpson_no_planted_effect_gives_no_combined_lift(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DIALER_DATABASE_URL", raising=False)
+    cfg, after = _strata_setup(tmp_path, planted=0.0)
+    rep, text = _mix_report(cfg, after, capsys)
+    segs = rep["segments"]
+    for seg in SIMPSON:
+        assert segs[seg]["purchase_rate_lift"]["diff"] == pytest.approx(0.0, abs=1e-9)
+        assert not segs[seg]["purchase_rate_lift"]["significant"]
+    t, c = segs["ALL"]["treatment"], segs["ALL"]["control"]
+    pooled = two_proportions(t["buyers"], t["customers"], c["buyers"], c["customers"])
+    assert pooled.significant and pooled.diff > 0.05  # what pooling would have claimed (the issue's +16.75 pp)
+    combined = segs["ALL"]["purchase_rate_lift"]
+    assert combined["diff"] == pytest.approx(0.0, abs=1e-9) and not combined["significant"]
+    assert combined["ci95"][0] < 0 < combined["ci95"][1]
+    assert segs["ALL"]["verdict"] == "no significant difference in purchase rate"
+    assert abs(segs["ALL"]["incremental_revenue"]["yen"]) < 1 and "stratified" in segs["ALL"]["combined"]
+    assert rep["control_contacted"] == 0
+    assert "calls raised" not in text and "combined: stratified by segment" in text
+    assert "subscriptions kept lift +0.00%" in text  # the pre-churn retention interval is shown
+
+
+def test_stratified_lift_recovers_a_planted_effect(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DIALER_DATABASE_URL", raising=False)
+    cfg, after = _strata_setup(tmp_path, planted=0.04, kept_planted=0.10)
+    rep, text = _mix_report(cfg, after, capsys)
+    combined = rep["segments"]["ALL"]["purchase_rate_lift"]
+    lo, hi = combined["ci95"]
+    assert combined["significant"] and lo <= 0.04 <= hi and abs(combined["diff"] - 0.04) < 0.002
+    assert rep["segments"]["ALL"]["verdict"] == "calls raised the purchase rate"
+    kept = rep["segments"]["pre_churn"]["kept_rate_lift"]
+    assert kept["significant"] and kept["ci95"][0] <= 0.10 <= kept["ci95"][1]
+    assert "[pre_churn]" in text and "subscriptions kept lift +10.00%" in text
+
+
+def test_no_calls_no_verdict_and_a_called_control_is_a_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DIALER_DATABASE_URL", raising=False)
+    cfg, after = _strata_setup(tmp_path / "a", planted=0.04, calls=False)
+    rep, text = _mix_report(cfg, after, capsys)
+    for seg in [*SIMPSON, "ALL"]:
+        e = rep["segments"][seg]
+        assert e["verdict"] == "no calls were made: nothing to attribute to calling" and e["calls"]["attempts"] == 0
+        assert "incremental_revenue" not in e and "media_ratio" not in e
+    assert "raised" not in text and "incremental revenue" not in text
+    cfg2, after2 = _strata_setup(tmp_path / "b", planted=0.0, call_control=True)
+    rep2, text2 = _mix_report(cfg2, after2, capsys)
+    assert rep2["control_contacted"] == 1 and "warning: 1 control customer(s) were called or texted" in text2
+
+
+def test_stratified_statistics_keep_5_percent_and_95_coverage_with_unequal_shares() -> None:
+    """1,000 simulated Simpson set-ups (shares 50 % / 10 %, base rates 2 % / 20 %): the stratified test's false
+    positives stay near 5 % (pooling: nearly always "significant") and its interval covers a planted +3 pp."""
+    rng = np.random.default_rng(26)
+    runs = 1000
+    spec = [(3000, 0.5, 0.02), (3000, 0.1, 0.20)]
+    fp = fp_pooled = cover = fp_rev = 0
+    for _ in range(runs):
+        for lift in (0.0, 0.03):
+            strata, money = [], []
+            for n, share, base in spec:
+                n_c = int(n * share)
+                bt, bc = rng.random(n - n_c) < base + lift, rng.random(n_c) < base
+                strata.append((int(bt.sum()), n - n_c, int(bc.sum()), n_c))
+                money.append((np.where(bt, 3980.0, 0.0).tolist(), np.where(bc, 3980.0, 0.0).tolist()))
+            iv = stratified_proportions(strata)
+            if lift == 0.0:
+                fp += iv.significant
+                fp_rev += stratified_means(money).significant
+                fp_pooled += two_proportions(sum(x[0] for x in strata), sum(x[1] for x in strata),
+                                             sum(x[2] for x in strata), sum(x[3] for x in strata)).significant
+            else:
+                cover += iv.lo <= 0.03 <= iv.hi
+    print(f"stratified false positives {fp / runs:.3f} (revenue {fp_rev / runs:.3f}), pooled {fp_pooled / runs:.3f}; "
+          f"coverage {cover / runs:.3f}")
+    assert 0.03 <= fp / runs <= 0.07 and 0.03 <= fp_rev / runs <= 0.07
+    assert fp_pooled / runs > 0.9
+    assert 0.93 <= cover / runs <= 0.97

@@ -13,6 +13,8 @@ from sqlmodel import Field, SQLModel
 
 from dialer.store.holdout import group_counts
 from dialer.store.models import AgentStateLog, Attempt, Campaign, Disposition
+from dialer.store.sms import MT as SMS_T
+from dialer.store.sms import SmsStatus
 
 AT = Attempt.__table__  # type: ignore[attr-defined]
 CT = Campaign.__table__  # type: ignore[attr-defined]
@@ -66,6 +68,14 @@ def call_totals(engine: Engine, campaign: str, now: datetime) -> CallTotals:
             if s0 is not None:
                 t.agent_seconds += max(0.0, (s1 - s0).total_seconds())
     return t
+
+
+def sms_contacted(engine: Engine, campaign: str) -> set[str]:
+    """Customers this campaign texted, or may have (a send in doubt counts: the hold-out check must not miss one)."""
+    maybe = (SmsStatus.SENDING, SmsStatus.UNKNOWN, SmsStatus.SENT, SmsStatus.DELIVERED, SmsStatus.FAILED)
+    with engine.connect() as conn:
+        return {str(c) for c in conn.execute(select(SMS_T.c.customer_id).distinct().where(
+            SMS_T.c.campaign == campaign, SMS_T.c.status.in_(maybe))).scalars().all()}
 
 
 def recorded_sales(engine: Engine, campaign: str) -> dict[str, float]:
