@@ -24,6 +24,7 @@ import duckdb
 import phonenumbers
 
 from lists import phones as phones_module
+from lists.compliance import COMPLIANCE_FIELDS, presence
 from lists.csvsafe import sql_safe
 from lists.depletion import TRIAL_MIN_GAPS, depletion_days_sql
 from lists.holdout import apply_holdout, empty_holdout
@@ -297,7 +298,8 @@ def _blocks(con: duckdb.DuckDBPyConnection, sup: Suppressions, region: str, as_o
     con.execute("""
         CREATE OR REPLACE TABLE blocks_norm AS
         SELECT coalesce(p.e164, '') AS e164, coalesce(b.customer_id, '') AS customer_id, b.kind,
-               coalesce(b.product_scope, '') AS product_scope, b.since, CAST(NULL AS DATE) AS until, 'crm' AS source
+               coalesce(b.product_scope, '') AS product_scope, b.since, CAST(NULL AS DATE) AS until, 'crm' AS source,
+               b.__file || ' line ' || b.__line AS ref
           FROM blocks b LEFT JOIN bparse p ON p.key = b.phone AND p.e164 <> ''
          WHERE p.e164 IS NOT NULL OR b.phone IS NULL OR (b.customer_id IS NOT NULL AND ?)""", [on_bad_phone])
     if sup.blocks:
@@ -309,7 +311,8 @@ def _blocks(con: duckdb.DuckDBPyConnection, sup: Suppressions, region: str, as_o
                 w.writerow([b.phone_e164, b.customer_id, b.kind, b.product_scope,
                             b.until.isoformat() if b.until else "", b.source])
         con.execute("INSERT INTO blocks_norm SELECT coalesce(e164, ''), coalesce(customer_id, ''), kind, "
-                    "coalesce(product_scope, ''), NULL, until, source FROM read_csv(?, header=true, "
+                    "coalesce(product_scope, ''), NULL, until, source, 'dialer ' || coalesce(source, '') "
+                    "FROM read_csv(?, header=true, "
                     "columns={'e164': 'VARCHAR', 'customer_id': 'VARCHAR', 'kind': 'VARCHAR', "
                     "'product_scope': 'VARCHAR', 'until': 'DATE', 'source': 'VARCHAR'})", [str(path)])
         path.unlink()
@@ -317,6 +320,28 @@ def _blocks(con: duckdb.DuckDBPyConnection, sup: Suppressions, region: str, as_o
     con.execute("CREATE OR REPLACE TEMP TABLE exhausted (customer_id VARCHAR, segment VARCHAR)")
     if sup.exhausted:
         con.executemany("INSERT INTO exhausted VALUES (?, ?)", [list(x) for x in sup.exhausted])
+
+
+def _date_sanity(con: duckdb.DuckDBPyConnection, loader: Loader, as_of: date) -> int:
+    """Order dates that cannot be true on `as_of` leave a reject line instead of silently moving a customer.
+
+    An order dated after the build date has not happened: rejected. A shipped date after the build date (on a
+    shipped order) or before the order date is not used (the order date is), with a cell reject. Returns the
+    number of rows touched (the mirror's fingerprint must change when it does).
+    """
+    a = lit(as_of.isoformat()) + "::DATE"
+    od, sd = lit(loader._lab("orders", "ordered_at")), lit(loader._lab("orders", "shipped_at"))
+    before = int(_one(con, "SELECT count(*) FROM rejects") or 0)
+    con.execute(f"INSERT INTO rejects SELECT __file, __line, {od}, CAST(ordered_at AS VARCHAR), "
+                f"'ordered_at after the build date {as_of} (an order from the future is not used)', 'row' "
+                f"FROM orders WHERE ordered_at > {a}")
+    con.execute(f"DELETE FROM orders WHERE ordered_at > {a}")
+    con.execute(f"INSERT INTO rejects SELECT __file, __line, {sd}, CAST(shipped_at AS VARCHAR), "
+                f"CASE WHEN shipped_at < ordered_at THEN 'shipped_at before ordered_at ' || ordered_at "
+                f"ELSE 'shipped_at after the build date {as_of}' END || ' (not used; the order date is)', 'cell' "
+                f"FROM orders WHERE shipped_at < ordered_at OR (shipped_at > {a} AND status = 'shipped')")
+    con.execute(f"UPDATE orders SET shipped_at = NULL WHERE shipped_at < ordered_at OR (shipped_at > {a} AND status = 'shipped')")
+    return int(_one(con, "SELECT count(*) FROM rejects") or 0) - before
 
 
 def _estimate_shipments(con: duckdb.DuckDBPyConnection, mapping: Mapping, as_of: date, loader: Loader) -> None:
@@ -471,9 +496,10 @@ def _suppress(con: duckdb.DuckDBPyConnection, s: ListSettings, as_of: date) -> N
         SELECT * FROM blocks_norm WHERE kind IN ({hard}) AND NOT (kind = 'refusal' AND product_scope <> '')""")
     con.execute("""
         CREATE OR REPLACE TEMP TABLE blocked_numbers AS
-        SELECT e164, min(kind) AS kind FROM (
-          SELECT e164, kind FROM hard WHERE e164 <> ''
-          UNION ALL SELECT p.e164, h.kind FROM hard h JOIN phones p ON p.customer_id = h.customer_id
+        SELECT e164, min(kind) AS kind, min(ref) AS ref FROM (
+          SELECT e164, kind, ref FROM hard WHERE e164 <> ''
+          UNION ALL SELECT p.e164, h.kind, 'a number of blocked customer ' || h.customer_id || ', ' || h.ref
+            FROM hard h JOIN phones p ON p.customer_id = h.customer_id
            WHERE h.customer_id <> '') GROUP BY 1""")
     con.execute("""
         CREATE OR REPLACE TEMP TABLE cust_block AS
@@ -491,6 +517,15 @@ def _suppress(con: duckdb.DuckDBPyConnection, s: ListSettings, as_of: date) -> N
                WHEN c.customer_id IN (SELECT customer_id FROM cust_block WHERE kind = 'no_consent') THEN 'no_consent'
           END AS reason
           FROM customers c""")
+    # a customer dropped for one of their numbers leaves a line saying which number and which block (the block
+    # file names the number, not this customer); blocked by their own id, the block's line already says so
+    con.execute("""
+        INSERT INTO rejects SELECT p.__file, p.__line, p.col, p.raw,
+               'customer ' || p.customer_id || ' not listed: number ' || b.kind || ' (' || b.ref || ')', 'flag'
+          FROM pre_supp ps JOIN phones p USING (customer_id) JOIN blocked_numbers b USING (e164)
+         WHERE ps.reason IN ('dnc', 'refusal', 'no_consent')
+           AND ps.customer_id NOT IN (SELECT customer_id FROM hard WHERE customer_id <> '')
+        QUALIFY row_number() OVER (PARTITION BY p.customer_id ORDER BY b.kind = ps.reason DESC, p.cell, p.idx) = 1""")
     # one number, one customer: the most recent buyer keeps a shared number
     con.execute("""
         CREATE OR REPLACE TEMP TABLE ph_rank AS
@@ -657,6 +692,7 @@ def build_lists(mapping: Mapping, input_dir: str | Path, out_dir: str | Path, as
         loader = Loader(con, mapping, Path(input_dir), tmpdir, log=say)
         tcache = TableCache(Path(table_cache), log=say) if table_cache else None
         loader.load_all(tcache)
+        dated = _date_sanity(con, loader, as_of)
         t["load"] = time.perf_counter() - t0
         say("parsing phones")
         stats = _phones(con, mapping, s.region, Path(phone_cache) if phone_cache else None, tmpdir, tcache)
@@ -673,6 +709,8 @@ def build_lists(mapping: Mapping, input_dir: str | Path, out_dir: str | Path, as
             empty_holdout(con)
         t["rules"] = time.perf_counter() - t0 - sum(t.values())
         summary = _summary(con, loader, as_of, stats, hazard)
+        # which compliance columns tonight's files have: the caller refuses a build that lost one (lists.compliance)
+        summary["compliance_columns"] = presence(mapping, {t: loader.files_for(t) for t in COMPLIANCE_FIELDS})
         if held is not None:
             summary["holdout"] = held
         if s.unpaid.enabled:
@@ -708,5 +746,7 @@ def build_lists(mapping: Mapping, input_dir: str | Path, out_dir: str | Path, as
         for p in sorted(tmpdir.rglob("*"), reverse=True):
             p.unlink() if p.is_file() else p.rmdir()
         tmpdir.rmdir()
-    return BuildResult(con=con, out_dir=out, summary=summary, timings=t, spill_dir=spill,
-                       table_keys=dict(tcache.keys) if tcache is not None else {})
+    keys = dict(tcache.keys) if tcache is not None else {}
+    if dated and "orders" in keys:  # orders changed by the date checks: the mirror must not skip them
+        keys["orders"] = hashlib.sha256(f"{keys['orders']}|{as_of}".encode()).hexdigest()
+    return BuildResult(con=con, out_dir=out, summary=summary, timings=t, spill_dir=spill, table_keys=keys)

@@ -24,8 +24,29 @@ if TYPE_CHECKING:
 
 LOAD_ORDER = ("products", "customers", "orders", "order_lines", "subscriptions", "blocks")
 
-_TRUE = ("1", "true", "yes", "y", "t", "○", "〇", "可", "ok", "有", "有効", "はい")
-_FALSE = ("0", "false", "no", "n", "f", "×", "✕", "不可", "ng", "無", "無効", "いいえ")
+_TRUE = ("1", "1.0", "true", "yes", "y", "t", "○", "〇", "◯", "可", "ok", "有", "有効", "あり", "はい")
+_FALSE = ("0", "0.0", "false", "no", "n", "f", "×", "✕", "✖", "不可", "ng", "無", "無効", "なし", "いいえ")
+# Compliance flags are read only in forms whose meaning for THAT field is unambiguous; anything else (拒否 as
+# withdrawn, 2, 有効 as withdrawn: "valid membership"?) is unreadable and read as the customer-safe value
+# (`PROTECT`): not listed, and a reject line with file, line and column (issue 26).
+_YES = ("1", "1.0", "true", "yes", "y", "t", "○", "〇", "◯", "有", "あり", "はい")
+_NO = ("0", "0.0", "false", "no", "n", "f", "×", "✕", "✖", "無", "なし", "いいえ")
+COMPLIANCE_BOOLS: dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] = {
+    # permission to call: 可/不可, 許可/拒否, OK/NG, 同意 are about permission, so they are clear here
+    ("customers", "tel_ok"): (
+        (*_YES, "ok", "可", "許可", "有効", "同意", "同意済", "同意済み", "架電可", "電話可"),
+        (*_NO, "ng", "不可", "不許可", "拒否", "拒否済", "無効", "不同意", "未同意", "同意なし", "同意撤回",
+         "架電不可", "電話不可", "架電ng", "電話ng")),
+    # membership: 退会 is withdrawn; a member status (本会員, 仮会員, 在籍) is not
+    ("customers", "withdrawn"): (
+        (*_YES, "退会", "退会済", "退会済み", "退会者"),
+        (*_NO, "会員", "本会員", "仮会員", "在籍", "在籍中")),
+    ("customers", "caution"): (
+        (*_YES, "要注意", "注意", "クレーム", "クレーム有"),
+        (*_NO, "問題なし", "通常")),
+}
+# the value an unreadable (or absent-with-no-default) compliance cell is read as: never "call"
+PROTECT = {"tel_ok": "false", "withdrawn": "true", "caution": "true"}
 
 
 def q(ident: str) -> str:
@@ -185,8 +206,14 @@ def _typed(kind: str, s: str, tm: TableMapping, table: str = "", f: str = "") ->
         lo, hi, lo_open, _ = bounds
         return f"(CASE WHEN {expr} {'>' if lo_open else '>='} {lo!r} AND {expr} <= {hi!r} THEN {expr} END)"
     if kind == "bool":
-        t = ", ".join(lit(x) for x in _TRUE)
-        fl = ", ".join(lit(x) for x in _FALSE)
+        words = COMPLIANCE_BOOLS.get((table, f))
+        t = ", ".join(lit(x) for x in (words[0] if words else _TRUE))
+        fl = ", ".join(lit(x) for x in (words[1] if words else _FALSE))
+        if words:
+            # full-width ＯＫ / １ are read after NFKC; only cells the plain test misses pay for the Python call
+            n = f"lower(nfkc_key({s}))"
+            return (f"(CASE WHEN lower({s}) IN ({t}) THEN true WHEN lower({s}) IN ({fl}) THEN false "
+                    f"WHEN {n} IN ({t}) THEN true WHEN {n} IN ({fl}) THEN false ELSE {PROTECT[f]} END)")
         return f"(CASE WHEN lower({s}) IN ({t}) THEN true WHEN lower({s}) IN ({fl}) THEN false END)"
     if kind.startswith("enum:"):
         opts = ", ".join(lit(x) for x in kind[5:].split("|"))
@@ -197,8 +224,18 @@ def _typed(kind: str, s: str, tm: TableMapping, table: str = "", f: str = "") ->
     return s
 
 
+def bool_readable(table: str, f: str, s: str) -> str:
+    """SQL: the compliance cell `s` is one of the forms `_typed` reads (the rest were read as PROTECT)."""
+    yes, no = COMPLIANCE_BOOLS[(table, f)]
+    words = ", ".join(lit(x) for x in (*yes, *no))
+    return f"(CASE WHEN lower({s}) IN ({words}) THEN true ELSE coalesce(lower(nfkc_key({s})) IN ({words}), false) END)"
+
+
 def cell_reason(table: str, f: str, kind: str) -> str:
     """What a cell-level reject says: the bound when there is one, so the operator knows what to fix."""
+    if (table, f) in COMPLIANCE_BOOLS:
+        return (f"unreadable {f}: customer not listed (read as {f}={PROTECT[f]}; a compliance cell that cannot "
+                "be read is no consent)")
     b = BOUNDS.get((table, f))
     if kind == "date":
         return f"bad date (not a date from {DATE_MIN} to {DATE_MAX} in the mapped formats)"
@@ -327,6 +364,12 @@ class Loader:
                                  f"the file's columns are: {', '.join(cols)}")
             if c not in header and c not in missing:
                 missing.append(c)
+        if tm.table == "blocks":
+            # a block names a number or a customer; without either column every block would be dropped
+            ids = [c for f in ("phone", "customer_id") if f in tm.columns for c in tm.columns[f].columns]
+            if ids and not header & set(ids):
+                raise ListsError(f"{path}: none of the columns {', '.join(repr(c) for c in ids)} found (blocks.phone / "
+                                 f"blocks.customer_id in {self.mapping.path}); the file's columns are: {', '.join(cols)}")
         if missing:
             self.notes.append(f"{path.name}: optional columns absent, read as empty: {', '.join(missing)}")
         return missing
@@ -514,11 +557,9 @@ class Loader:
             self.con.execute(f"DROP TABLE {sources[0][1]}")
         for path in files:
             if path.stat().st_size == 0:
-                if table == "customers":
-                    raise ListsError(f"{path}: empty file (0 bytes); expected a header row and customers")
-                self.notes.append(f"{path.name}: empty file (0 bytes), read as no rows")
-                self.rows_read[path.name] = 0
-                continue
+                # a failed export, not "no rows": an empty blocks file read as no rows would forget every DNC
+                what = "customers" if table == "customers" else "rows (a header-only file means no rows)"
+                raise ListsError(f"{path}: empty file (0 bytes); expected a header row and {what}")
             src = self._utf8(tmm, path)
             sanitize = path.suffix.lower() != ".parquet" and needs_sanitize(src)
             if not sanitize and self._fast_ok(tmm, src):
@@ -566,7 +607,7 @@ class Loader:
             label = lit(_label(tmm, f))
             if k == "key" and not (table == "orders" and f == "customer_id"):
                 checks.append((f"{q(f)} IS NULL", label, "''", lit(f"missing {f}")))
-            if k.startswith("enum:"):
+            if k.startswith("enum:") and (table, f) != ("blocks", "kind"):  # an unknown kind blocks as dnc
                 s = q("s_" + f)
                 checks.append((f"{q(f)} IS NULL", label, f"coalesce({s}, '')",
                                f"'unknown {f}: ' || coalesce({s}, '(empty)')"))
@@ -604,10 +645,18 @@ class Loader:
         # cell-level: a value present but unreadable is dropped (NULL) and reported; the row is kept
         cells = [f"SELECT __file, __line, {lit(_label(tmm, f))}, {q('s_' + f)}, "
                  f"{lit(cell_reason(table, f, k))}, 'cell' FROM {chk} "
-                 f"WHERE __rr IS NULL AND {q('s_' + f)} IS NOT NULL AND {q(f)} IS NULL"
+                 f"WHERE __rr IS NULL AND {q('s_' + f)} IS NOT NULL AND "
+                 + (f"NOT {bool_readable(table, f, q('s_' + f))}" if (table, f) in COMPLIANCE_BOOLS else f"{q(f)} IS NULL")
                  for f, k in fields.items() if k in ("date", "int", "float", "bool") and f in checked]
         if cells:
             self.con.execute("INSERT INTO rejects " + " UNION ALL ".join(cells))
+        if table == "blocks":
+            # a kind nobody mapped (電話NG様, 要確認, empty) still blocks: as dnc, with a line saying so
+            self.con.execute(
+                f"INSERT INTO rejects SELECT __file, __line, {lit(_label(tmm, 'kind'))}, coalesce(s_kind, ''), "
+                f"'unknown block kind ' || coalesce(chr(39) || s_kind || chr(39), '(empty)') || ': blocks as dnc "
+                f"(map it in [blocks.kinds])', 'cell' FROM {chk} WHERE __rr IS NULL AND kind IS NULL")
+            self.con.execute(f"UPDATE {chk} SET kind = 'dnc' WHERE kind IS NULL")
         keep = ", ".join(f"c.{q(f)}" for f in fields)
         key = KEYS.get(table)
         if key and distinct:

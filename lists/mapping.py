@@ -63,6 +63,20 @@ DEFAULTS: dict[str, dict[str, str]] = {
     "products": {"is_trial": "0"},
 }
 ENCODINGS = {"utf-8", "utf-8-sig", "cp932"}
+BLOCK_KINDS = ("dnc", "refusal", "no_consent")
+# how CRMs write a block's kind (compared case-insensitively); a mapping's [blocks.kinds] adds or overrides.
+# A kind found in neither blocks as dnc, with a reject line (lists.ingest): an unknown word is never dropped.
+DEFAULT_BLOCK_KINDS: dict[str, str] = {
+    **{k: "dnc" for k in (
+        "dnc", "do_not_call", "do-not-call", "do not call", "donotcall", "tel_ng", "telng", "ng", "電話ng",
+        "電話不可", "架電不可", "架電ng", "架電禁止", "電話禁止", "発信禁止", "発信不可", "電話お断り", "dnc登録",
+        "社内dnc", "着信拒否")},
+    **{k: "refusal" for k in (
+        "refusal", "refused", "拒否", "勧誘拒否", "再勧誘拒否", "再勧誘禁止", "営業拒否", "お断り", "断り")},
+    **{k: "no_consent" for k in (
+        "no_consent", "no consent", "no-consent", "同意なし", "同意無", "未同意", "不同意", "同意撤回", "opt_out",
+        "opt-out", "optout", "オプトアウト")},
+}
 
 
 @dataclass(frozen=True)
@@ -168,10 +182,19 @@ def _source(path: Path, where: str, raw: Any) -> Source:
 
 _TABLE_KEYS = {"glob", "encoding", "delimiter", "columns", "values", "if_nonempty", "constants", "defaults",
                "date_formats", "strip_prefixes", "forward_fill_by", "distinct", "era_dates", "where", "optional",
-               "if_value", "interval_from"}
+               "if_value", "interval_from", "kinds"}
 
 
-def _table(path: Path, name: str, raw: Any) -> TableMapping:
+def _kinds(path: Path, where: str, raw: Any) -> dict[str, str]:
+    """[blocks.kinds] / [tables.blocks.kinds]: source word -> dnc | refusal | no_consent."""
+    kinds = _str_map(path, where, raw)
+    for word, kind in kinds.items():
+        if kind not in BLOCK_KINDS:
+            raise _err(path, f"{where}.{word}", f"{kind!r} is not a block kind (expected {', '.join(BLOCK_KINDS)})")
+    return {k.strip().lower(): v for k, v in kinds.items()}
+
+
+def _table(path: Path, name: str, raw: Any, extra_kinds: dict[str, str] | None = None) -> TableMapping:
     where = f"tables.{name}"
     if name not in SCHEMA:
         raise _err(path, where, f"unknown canonical table (expected one of {', '.join(SCHEMA)})")
@@ -194,6 +217,11 @@ def _table(path: Path, name: str, raw: Any) -> TableMapping:
             raise _err(path, f"{where}.columns.{f}", f"not a canonical field of {name} (fields: {', '.join(fields)})")
         columns[f] = _source(path, f"{where}.columns.{f}", src)
     values = {f: _str_map(path, f"{where}.values.{f}", m) for f, m in dict(raw.get("values", {})).items()}
+    if "kinds" in raw and name != "blocks":
+        raise _err(path, f"{where}.kinds", "kinds belongs to [tables.blocks] (or a top-level [blocks.kinds])")
+    if name == "blocks":
+        values["kind"] = {**DEFAULT_BLOCK_KINDS, **(extra_kinds or {}),
+                          **_kinds(path, f"{where}.kinds", raw.get("kinds", {})), **values.get("kind", {})}
     if_nonempty = {f: _str_map(path, f"{where}.if_nonempty.{f}", m) for f, m in dict(raw.get("if_nonempty", {})).items()}
     constants = _str_map(path, f"{where}.constants", raw.get("constants", {}))
     defaults = {**DEFAULTS.get(name, {}), **_str_map(path, f"{where}.defaults", raw.get("defaults", {}))}
@@ -250,7 +278,11 @@ def load_mapping(path: str | Path) -> Mapping:
     tables_raw = raw.get("tables")
     if not isinstance(tables_raw, dict) or "customers" not in tables_raw:
         raise ListsError(f"{p}: [tables.customers] is required")
-    tables = {name: _table(p, name, t) for name, t in tables_raw.items()}
+    blocks_raw = raw.get("blocks", {})
+    if not isinstance(blocks_raw, dict) or set(blocks_raw) - {"kinds"}:
+        raise ListsError(f"{p}: [blocks] takes only a kinds table ([blocks.kinds] word = \"dnc\")")
+    kinds = _kinds(p, "blocks.kinds", blocks_raw.get("kinds", {}))
+    tables = {name: _table(p, name, t, kinds) for name, t in tables_raw.items()}
     http = None
     if "http" in raw:
         h: dict[str, Any] = dict(raw["http"])

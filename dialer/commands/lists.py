@@ -24,8 +24,10 @@ from dialer.store.crm import (
     BuildLocked,
     build_lock,
     check_build,
+    compliance_seen,
     mirror,
     plan_build,
+    record_compliance_seen,
     store_suppressions,
     upsert_entries,
 )
@@ -34,6 +36,7 @@ from dialer.store.holdout import record_assignments, record_experiment
 from dialer.store.sms import record_unpaid
 from lists import ListsError, ListSettings, build_lists, load_mapping
 from lists.build import SEGMENTS
+from lists.compliance import judge
 from lists.holdout import HoldoutSettings
 from lists.settings import LtvSettings
 from lists.unpaid import UnpaidSettings
@@ -127,6 +130,10 @@ def _build(args: argparse.Namespace) -> int:
                 say("checking what would change")
                 plan = plan_build(engine, result)
                 refused = check_build(plan, result, cfg.lists.max_withdraw_share)
+                # a compliance column an earlier build had and tonight's export lacks refuses (lists.compliance)
+                seen = compliance_seen(engine, mapping.name)
+                lost, present, missing = judge(seen, result.summary.get("compliance_columns", []), mapping.path)
+                refused = [*lost, *refused]
                 s = result.summary
                 segs = ", ".join(f"{k} {v}" for k, v in s["entries"].items())
                 print(f"lists {as_of}: {s['entries_total']} entries ({segs}); {sum(s['rejected'].values())} rejects, "
@@ -144,6 +151,7 @@ def _build(args: argparse.Namespace) -> int:
                         print(f"lists: refused, store left untouched: {why}", file=sys.stderr)
                     print("lists: check the export; `--force` applies the build anyway", file=sys.stderr)
                     return EXIT_REFUSED
+                record_compliance_seen(engine, mapping.name, (seen - missing) | present)
                 say("mirroring CRM tables")
                 mirrored = mirror(engine, result) if not args.no_mirror else {}
                 t2 = time.perf_counter()

@@ -203,6 +203,29 @@ def check_build(plan: Plan, result: BuildResult, max_withdraw_share: float) -> l
     return why
 
 
+def _seen_key(mapping_name: str) -> str:
+    return f"lists_compliance_seen:{mapping_name}"
+
+
+def compliance_seen(engine: Engine, mapping_name: str) -> set[str]:
+    """Compliance fields/columns earlier applied builds of this mapping had (lists.compliance keys)."""
+    mt = Meta.__table__  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        raw = conn.execute(select(mt.c.value).where(mt.c.key == _seen_key(mapping_name))).scalar()
+    try:
+        return {str(k) for k in json.loads(raw)} if raw else set()
+    except ValueError:
+        return set()  # unreadable: start over (the next applied build writes it again)
+
+
+def record_compliance_seen(engine: Engine, mapping_name: str, keys: set[str]) -> None:
+    """Remember tonight's compliance columns (called only when the build is applied)."""
+    mt = Meta.__table__  # type: ignore[attr-defined]
+    with engine.begin() as conn:
+        conn.execute(mt.delete().where(mt.c.key == _seen_key(mapping_name)))
+        conn.execute(mt.insert().values(key=_seen_key(mapping_name), value=json.dumps(sorted(keys), ensure_ascii=False)))
+
+
 # --- the CRM mirror ---------------------------------------------------------------------------------------
 
 
