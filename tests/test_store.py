@@ -27,11 +27,11 @@ from dialer.store import (
     init_db,
 )
 from dialer.store.db import SCHEMA_VERSION, StoreError, current_version, dispose_engines, table_counts
-from dialer.store.holdout import HoldoutAssignment
+from dialer.store.holdout import HoldoutAssignment, HoldoutExperiment
 from dialer.store.lift import LiftResult
 from dialer.store.models import AgentStateLog, OutboxItem
 from dialer.store.nodes import Node, NodeCommandAck, NodeRole
-from dialer.store.sms import SmsMessage, UnpaidBalance
+from dialer.store.sms import SmsClaim, SmsMessage, UnpaidBalance
 
 T0 = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)
 
@@ -68,6 +68,8 @@ def _rows() -> list[SQLModel]:
         UnpaidBalance(customer_id="C1", order_ids="O1;O2", amount=1280.0, since=date(2026, 10, 1)),
         SmsMessage(campaign="demo", entry_id=1, customer_id="C1", phone_e164="+819012345678",
                    text="ご入金のお願い", amount=1280.0, idempotency_key="sms-k1"),
+        SmsClaim(message_id=1, token="t1", owner="host:1", claimed_at=T0, expires_at=T0),
+        HoldoutExperiment(name="冬の掘り起こし", start=date(2026, 11, 15), end=date(2026, 12, 31)),
         LiftResult(campaign="demo", period="2026-11", summary={"lift": 0.12}),
         Node(node_id="n1", host="host-1", campaigns=["demo"], epoch=2, stats={"demo": {"live": 1}}),
         NodeRole(role="coordinator:demo", node_id="n1", epoch=2, fence=1),
