@@ -122,4 +122,13 @@ def judge(seen: set[str], rows: list[dict[str, Any]], mapping_path: str = "") ->
                     if not ok:
                         reasons.append(f"{fn}: compliance column {' / '.join(repr(c) for c in cols)} ({fkey}) not "
                                        "found; earlier builds had one")
+    # a whole table dropped from the mapping (no [tables.blocks] tonight) loses its fields too
+    for k in sorted(seen):
+        fkey = k.split(":", 1)[0]
+        if fkey in by_field:
+            continue
+        missing.add(k)
+        if ":" not in k:
+            reasons.append(f"{mapping_path or 'the mapping'}: compliance field {fkey} is no longer mapped; earlier "
+                           "builds read it")
     return reasons, present, missing

@@ -338,3 +338,19 @@ def test_impossible_dates_and_quantities_are_rejects(tmp_path: Path) -> None:
     assert why[("order_lines.csv", "8", "quantity")] == "quantity must be positive"
     assert why[("order_lines.csv", "9", "unit_price")].startswith("bad float")
     assert why[("order_lines.csv", "10", "unit_price")].startswith("bad float")
+
+
+def test_judge_a_table_or_field_dropped_from_the_mapping_refuses() -> None:
+    from lists.compliance import judge
+
+    seen = {"customers.tel_ok", "customers.tel_ok:tel_ok", "blocks.phone", "blocks.phone:phone"}
+    tel = {"table": "customers", "field": "tel_ok", "file": "c.csv"}
+    reasons, present, missing = judge(seen, [{**tel, "column": "tel_ok", "present": True}], "m.toml")
+    assert reasons == ["m.toml: compliance field blocks.phone is no longer mapped; earlier builds read it"]
+    assert missing == {"blocks.phone", "blocks.phone:phone"} and "customers.tel_ok" in present
+    reasons, _, _ = judge(seen - {"blocks.phone", "blocks.phone:phone"},
+                          [{**tel, "column": "", "file": "", "present": False}], "m.toml")
+    assert reasons == ["m.toml: compliance field customers.tel_ok is no longer read from any column; earlier "
+                       "builds read it"]
+    # never seen: nothing to refuse (the first night, or a shop that never exported the column)
+    assert judge(set(), [{**tel, "column": "tel_ok", "present": False}])[0] == []
