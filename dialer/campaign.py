@@ -1069,10 +1069,8 @@ class CampaignRunner:
         """(issue 25) Leave the store consistent if it is there; if it is still down, the journal keeps what it
         missed and the next run of the campaign replays it before anything else."""
         try:
-            if self.guard.degraded:
-                self.guard.last_try = float("-inf")
-                if not self.guard.recover():
-                    raise ConnectionError(self.guard.error)
+            if self.guard.degraded and not self.guard.recover_now():
+                raise ConnectionError(self.guard.error)
             self._after_stop(now)
         except Exception as error:
             if not isinstance(error, ConnectionError) and not self.guard.absorb(error):

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -147,7 +148,7 @@ class Journal:
                 os.close(fd)
 
 
-def apply_record(rec: Record, conn: Connection, *, hopper: Hopper, campaign_id: int,
+def apply_record(rec: Record, conn: Connection, *, hopper: Hopper | None, campaign_id: int,
                  state_logger: StateLogger | None) -> None:
     """Make the store write REC stands for, on CONN (inside apply_once's transaction)."""
     bind = cast(Engine, conn)  # the repositories' Sessions join CONN's transaction
@@ -174,7 +175,9 @@ def apply_record(rec: Record, conn: Connection, *, hopper: Hopper, campaign_id: 
         _hopper_on(hopper, conn).release(int(a["entry_id"]), a["at"])
 
 
-def _hopper_on(hopper: Hopper, conn: Connection) -> Hopper:
+def _hopper_on(hopper: Hopper | None, conn: Connection) -> Hopper:
+    if hopper is None:
+        raise ValueError("an entry write in a journal without a hopper (an agent console's journal)")
     h = copy.copy(hopper)
     h.engine = cast(Engine, conn)
     return h
@@ -198,6 +201,8 @@ class StoreGuard:
         self.since: float | None = None
         self.last_try = 0.0
         self.last_said = 0.0  # the runner's periodic "still down" line (monotonic)
+        self._probe: threading.Thread | None = None
+        self._probe_ok = False
         self.error = ""
         self.outages = 0
         self.journalled = 0
@@ -243,13 +248,39 @@ class StoreGuard:
         return True
 
     def recover(self) -> bool:
-        """Try the store again (at most every RETRY_S): replay the journal, prove a write; True when healthy."""
+        """Try the store again: True when it took the journal and a write (healthy again).
+
+        The probe runs in a thread of its own (at most every RETRY_S): a database behind a silent link answers
+        nothing for seconds, and the loop that keeps the calls routed must not wait for it. Once a probe has
+        written, the journal is replayed here, in the loop's thread, in order."""
         if not self.degraded:
             return True
-        now = self.clock()
-        if now - self.last_try < RETRY_S:
+        if self._probe is not None and self._probe.is_alive():
             return False
-        self.last_try = now
+        ok, self._probe_ok = self._probe_ok, False
+        if ok:
+            return self.recover_now()
+        now = self.clock()
+        if now - self.last_try >= RETRY_S:
+            self.last_try = now
+            self._probe = threading.Thread(target=self._run_probe, name="store-probe", daemon=True)
+            self._probe.start()
+        return False
+
+    def _run_probe(self) -> None:
+        try:
+            probe_write(self.engine, self.owner)
+        except Exception as error:
+            self._probe_ok = False
+            if outage(error) is None:
+                log.warning("store probe: %s", _one_line(error))
+            return
+        self._probe_ok = True
+
+    def recover_now(self) -> bool:
+        """Replay the journal and prove a write, in this thread; True when healthy (also used at stop)."""
+        if not self.degraded:
+            return True
         try:
             n = self.replay()
             probe_write(self.engine, self.owner)
@@ -257,7 +288,7 @@ class StoreGuard:
             if not self.absorb(error):
                 raise
             return False
-        took = now - (self.since or now)
+        took = self.clock() - (self.since or self.clock())
         self.health = StoreHealth.OK
         self.say(f"store_back: after {took:.1f}s; {n} journalled write(s) replayed, dialling resumes")
         return True
@@ -279,6 +310,12 @@ class StoreGuard:
                 "down_s": round(self.clock() - self.since, 1) if self.degraded and self.since is not None else 0.0}
 
 
+def describe_outage(error: BaseException) -> str | None:
+    """One line for a view that could not read the store (None: not an outage, let it surface)."""
+    fault = outage(error)
+    return None if fault is None else f"{fault.value}: {_one_line(error)}"
+
+
 def _one_line(error: BaseException) -> str:
     """The first line of the driver's own message (no SQL, no traceback)."""
     orig = getattr(error, "orig", None) or error
@@ -286,4 +323,5 @@ def _one_line(error: BaseException) -> str:
     return f"{type(orig).__name__}: {text[0][:200] if text else ''}"
 
 
-__all__ = ["Journal", "JournalOp", "Record", "StoreGuard", "StoreHealth", "apply_record", "journal_path"]
+__all__ = ["Journal", "JournalOp", "Record", "StoreGuard", "StoreHealth", "apply_record", "describe_outage",
+           "journal_path"]

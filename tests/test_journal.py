@@ -121,7 +121,7 @@ def test_an_outage_is_journalled_then_replayed_exactly_once(db_url: str, engine:
         _journal_a_call_end(guard, engine, hopper, entry_id, agent_id, attempt_id)
         assert guard.health is StoreHealth.UNREACHABLE
         assert guard.journalled == 6
-        assert not guard.recover()  # still locked: nothing replayed, still degraded
+        assert not guard.recover_now()  # still locked: nothing replayed, still degraded
     assert said[0].startswith("store_unreachable: OperationalError: database is locked")
     path = guard.journal.path
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -129,6 +129,9 @@ def test_an_outage_is_journalled_then_replayed_exactly_once(db_url: str, engine:
     assert "c-山田" in saved.decode("utf-8")
     assert _counts(engine) == {"dispositions": 0, "outbox": 0, "events": 0}
 
+    assert not guard.recover()  # the first try only starts a probe (in a thread: the loop never waits on it)
+    assert guard._probe is not None
+    guard._probe.join(timeout=30)
     assert guard.recover()
     assert guard.health is StoreHealth.OK and guard.replayed == 6
     assert path.read_bytes() == b""  # emptied once everything is in the store
@@ -252,3 +255,84 @@ def test_a_late_loop_dials_nothing_until_it_has_caught_up_for_a_while() -> None:
     off.turn(0.0)
     off.turn(5.0)
     assert not off.lagging
+
+
+# ---------------------------------------------------------------- the agent console while the store is away
+def test_the_agent_console_keeps_a_disposition_while_the_store_is_away(db_url: str, engine: Engine,
+                                                                      tmp_path: Path) -> None:
+    from dialer.config import parse_config
+    from dialer.views.agent_console import AgentConsole
+    from tests.test_reports import NOW, build_store, write_config
+
+    build_store(db_url)
+    cfgp = write_config(tmp_path, db_url)
+    text = cfgp.read_text(encoding="utf-8").replace("[database]\n", f'[database]\njournal_dir = "{tmp_path / "j"}"\n', 1)
+    cfg = parse_config(text, str(cfgp))
+    c = AgentConsole(engine, cfg, "a01")
+    c.refresh(NOW)
+    attempt = c.pop_attempt
+    assert attempt is not None and c.agent["state"] == "on_call"
+    with WriteLock(db_url.split("///", 1)[1]):
+        for k in ["1", "5", "9", "8", "0", "enter", "enter", "enter", "enter"]:
+            c.handle_key(k, NOW)
+        assert "kept on this computer" in c.message, (c.message, c.error)
+        c.refresh(NOW)  # the screen stays, and says why
+        assert "the store is unreachable" in c.error and c.agent["state"] == "on_call"
+    with Session(engine) as s:
+        assert not s.exec(select(Disposition).where(Disposition.created_at == NOW)).all()
+    assert c.guard is not None and c.guard._probe is not None
+    c.guard._probe.join(timeout=30)
+    c.refresh(NOW)  # the store answers: the journal goes in first
+    assert not c.guard.degraded
+    with Session(engine) as s:
+        d = s.exec(select(Disposition).where(Disposition.created_at == NOW)).one()
+        assert (d.outcome, d.amount, d.attempt_id, d.source) == ("sale", 5980.0, attempt, "console")
+        assert len(s.exec(select(OutboxItem).where(OutboxItem.disposition_id == d.id)).all()) == 1
+    assert c.guard.replay() == 0
+
+
+# ---------------------------------------------------------------- the monitor (issue 25)
+def test_the_monitor_says_the_store_is_away_and_shows_a_late_loop(db_url: str, tmp_path: Path) -> None:
+    import socket
+
+    from rich.console import Console
+
+    from dialer.config import parse_config
+    from dialer.store.db import get_engine
+    from dialer.store.models import CampaignStatus
+    from dialer.views.monitor import Monitor
+    from tests.test_reports import NOW, build_store, write_config
+
+    build_store(db_url)
+    cfg = parse_config(write_config(tmp_path, db_url).read_text(encoding="utf-8"))
+    with Session(get_engine(db_url)) as s:
+        st = s.exec(select(CampaignStatus)).first()
+        assert st is not None
+        st.stats = {**(st.stats or {}), "lag": {"now_s": 2.4, "worst_s": 2.4, "max_s": 2.4, "limit_s": 1.0,
+                                                "lagging": True},
+                    "store": {"health": "ok", "outages": 1, "replayed": 17}}
+        s.add(st)
+        s.commit()
+
+    def text_of(m: Monitor) -> str:
+        con = Console(width=120, record=True, color_system=None)
+        con.print(m.render(120, NOW))
+        return con.export_text()
+
+    m = Monitor(get_engine(db_url), cfg, campaign="demo", by="test")
+    m.refresh(NOW)
+    out = text_of(m)
+    assert "LOOP LATE 2.4s (limit 1s): no new dials" in out and "store away 1x, 17 write(s) replayed" in out
+    # the server goes away (a port nobody listens on refuses at once): the last view stays, with the reason
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    pytest.importorskip("psycopg")
+    m.engine = create_engine(f"postgresql+psycopg://x@127.0.0.1:{port}/x")
+    m.refresh(NOW)
+    out = text_of(m)
+    assert "STORE UNREACHABLE since" in out and "showing the last view" in out and "demo" in out
+    assert "LOOP LATE" in out  # the last view, still there
+    m.engine = get_engine(db_url)
+    m.refresh(NOW)
+    assert "STORE UNREACHABLE" not in text_of(m)

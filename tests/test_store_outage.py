@@ -3,6 +3,10 @@
 SQLite on a real full filesystem (a small tmpfs mounted for the test, filled with a file mid-call): the runner
 keeps the calls that are up, dials nothing while the disk is full, journals what it cannot write, says so in one
 line, and replays the journal exactly once when space is back. Real SIPp carrier, pjsua2 agents, real runner.
+
+A starved runner (its loop held up 1.5 s per turn for a while, as a host with no CPU to spare would): it dials
+nothing from the turn its lag passes `[telephony] max_tick_lag_s` until it has been on time for a few seconds,
+says so once each way, and shows the lag in its status row.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from dialer.agentsim import AgentSpec, start_agents, stop_agents
 from dialer.config import parse_config
 from dialer.store.db import dispose_engines, get_engine, init_db
 from dialer.store.journal import JournalApplied
-from dialer.store.models import Attempt, CallListEntry
+from dialer.store.models import Attempt, CallListEntry, CampaignEvent
 from tests.conftest import REPO
 from tests.sipp import Sipp, free_udp_port
 from tests.test_campaign_e2e import N_AGENTS, config_text, seed
@@ -137,3 +141,76 @@ def test_sqlite_on_a_full_disk_keeps_the_calls_and_loses_no_outcome(small_fs: Pa
         assert a.outcome == "answered" and a.agent_connected_at is not None and a.ended_at is not None
         assert a.hangup_by != "dialer", (a.id, a.hangup_by, a.detail)
     assert os.path.exists(journal_dir)
+
+
+def test_a_starved_runner_dials_nothing_while_it_is_late(tmp_path: Path) -> None:
+    from dialer.campaign import CampaignRunner
+    from dialer.store.agents import log_agent_state
+
+    carrier_port = free_udp_port(6000, 6499)
+    agent_base = free_udp_port(6500, 6899, span=N_AGENTS)
+    sip_base = free_udp_port(6900, 6990, span=8)
+    db = tmp_path / "store.db"
+    cfg = parse_config(config_text(db, carrier_port, agent_base, sip_base, 41400), str(tmp_path / "lag.toml"))
+    url = f"sqlite:///{db}"
+    init_db(url)
+    seed(url, 150)
+    carrier = Sipp(REPO / "config" / "sipp" / "demo-carrier.xml", port=carrier_port, workdir=tmp_path,
+                   rtp_echo=True).start()
+    specs = [AgentSpec(f"e{i}", "127.0.0.1", agent_base + i) for i in range(N_AGENTS)]
+    agents = start_agents(specs, talk_mean=4.0, talk_cv=0.3, duration=240, stats_dir=str(tmp_path), rtp_base=47400)
+    lines: list[str] = []
+    marks: dict[str, datetime] = {}
+    try:
+        runner = CampaignRunner(cfg, "e2e", get_engine(url), auto_login=True, state_logger=log_agent_state,
+                                on_event=lines.append)
+        refresh = runner.board.refresh
+        starve = {"on": False, "turns": 0}
+
+        def starved_refresh() -> None:  # the host gives the runner no CPU: each turn 1.5 s late
+            if starve["on"]:
+                starve["turns"] += 1
+                time.sleep(1.5)
+            refresh()
+
+        runner.board.refresh = starved_refresh  # type: ignore[method-assign]
+        start = time.monotonic()
+        lagged: list[dict[str, object]] = []
+
+        def timeline() -> bool:
+            now = time.monotonic()
+            if runner.lag.lagging and "late" not in marks:
+                marks["late"] = datetime.now(UTC)
+                lagged.append(runner.lag.status())
+            if not starve["on"] and "starved" not in marks and now - start > 10 \
+                    and runner.counts.get("dialled", 0) >= 3:
+                starve["on"] = True
+                marks["starved"] = datetime.now(UTC)
+            if starve["on"] and starve["turns"] >= 5:
+                starve["on"] = False
+                marks["fed"] = datetime.now(UTC)
+            if "fed" in marks and not runner.lag.lagging and "on_time" not in marks:
+                marks["on_time"] = datetime.now(UTC)
+                marks["dialled_before"] = runner.counts.get("dialled", 0)  # type: ignore[assignment]
+            return ("on_time" in marks and runner.counts.get("dialled", 0) > int(marks["dialled_before"])  # type: ignore[call-overload]
+                    and now - start > 25) or now - start > 60
+
+        runner.run(None, should_stop=timeline)
+    finally:
+        stop_agents(agents)
+        carrier.stop(grace_s=1.0)
+    assert {"starved", "late", "fed", "on_time"} <= set(marks), (marks, lines[-8:])
+    assert lagged and float(lagged[0]["worst_s"]) > 1.0  # type: ignore[arg-type]
+    assert any(s.startswith("tick_lag: runner loop ") for s in lines), lines
+    assert any(s.startswith("tick_lag_cleared: ") for s in lines), lines
+    with Session(get_engine(url)) as s:
+        rows = list(s.exec(select(Attempt)).all())
+        said = {e.kind: e.at.replace(tzinfo=UTC) for e in s.exec(select(CampaignEvent)).all()
+                if e.kind in ("tick_lag", "tick_lag_cleared")}
+    # the runner's own record of when it stopped and resumed dialling (written before that turn's dials)
+    late, on_time = said["tick_lag"], said["tick_lag_cleared"]
+    assert marks["starved"] < late < on_time
+    assert not [a.id for a in rows if late < a.dialed_at.replace(tzinfo=UTC) < on_time], "dialled while late"
+    assert [a for a in rows if a.dialed_at.replace(tzinfo=UTC) > on_time], "never dialled again"
+    assert carrier.received("INVITE") == len(rows)
+    assert runner.lag.max_s > 1.0

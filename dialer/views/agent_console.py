@@ -233,6 +233,7 @@ class AgentConsole:
     preview: dict[str, Any] | None = None  # preview mode: the entry reserved for this agent, not dialled yet
     asked_at: datetime | None = None  # preview: when this console last sent a dial/skip the runner has not answered
     asked_mono: float = 0.0
+    guard: Any = None  # (issue 25) dialer.journal.StoreGuard: dispositions kept locally while the store is away
 
     def __post_init__(self) -> None:
         if not agents_store.agent_exists(self.engine, self.login):
@@ -242,8 +243,46 @@ class AgentConsole:
                 raise UserError(f"no agent {self.login!r} in the store or in {self.cfg.source} (configured: {have})")
             agents_store.ensure_agent(self.engine, known[self.login])
 
-    # ------------------------------------------------------------------ reading the store
+    # ------------------------------------------------------------------ the store away (issue 25)
+    def _store_guard(self) -> Any:
+        from dialer.journal import Journal, StoreGuard, apply_record, journal_path
+
+        if self.guard is None:
+            self.guard = StoreGuard(
+                self.engine, Journal(journal_path(self.cfg.database.journal_dir, "console", self.login)),
+                f"console:{self.login}", lambda _line: None,
+                lambda rec, conn: apply_record(rec, conn, hopper=None, campaign_id=0, state_logger=None))
+        return self.guard
+
+    def _store_away(self, error: BaseException | None) -> bool:
+        """True (and said on the console) when ERROR means the store is down or full; the view stays as it was."""
+        g = self._store_guard()
+        if error is not None and not g.absorb(error):
+            return False
+        self.error = _("the store is unreachable ({why}): this screen is as it was; dispositions are kept on this "
+                       "computer and sent when it is back").format(why=g.error)
+        return True
+
     def refresh(self, now: datetime | None = None) -> None:
+        g = self._store_guard()
+        if g.degraded and not g.recover():
+            self._store_away(None)
+            return
+        try:
+            self._refresh(now)
+        except Exception as error:
+            if not self._store_away(error):
+                raise
+
+    def handle_key(self, k: str, now: datetime | None = None) -> None:
+        try:
+            self._handle_key(k, now)
+        except Exception as error:
+            if not self._store_away(error):
+                raise
+
+    # ------------------------------------------------------------------ reading the store
+    def _refresh(self, now: datetime | None = None) -> None:
         now = now or datetime.now(UTC)
         check = self.pop_attempt if self.pop_attempt is not None and self.pop_attempt not in self.disposed else None
         self.agent, disposed = agents_store.console_snapshot(self.engine, self.login, check)
@@ -306,7 +345,7 @@ class AgentConsole:
         agents_store.set_pending(self.engine, self.login, pending)
 
     # ------------------------------------------------------------------ keys
-    def handle_key(self, k: str, now: datetime | None = None) -> None:
+    def _handle_key(self, k: str, now: datetime | None = None) -> None:
         now = now or datetime.now(UTC)
         self.error = ""
         if self.mode == "pause":
@@ -480,11 +519,19 @@ class AgentConsole:
             self.error = str(exc)
             self.mode, self.field_index = "field", 0
             return
-        d = record_disposition(self.engine, d)
+        from dialer.journal import JournalOp
+
+        saving = d
+        d = self._store_guard().write(JournalOp.DISPOSITION, saving.model_dump(exclude={"id"}),
+                                      lambda: record_disposition(self.engine, saving), saving)
         self.saved_id = d.id
         assert self.pop_attempt is not None
         self.disposed.add(self.pop_attempt)
         self.mode = "main"
+        if d.id is None:  # (issue 25) journalled: replayed once when the store answers again
+            self.message = _("disposition kept on this computer (store unreachable): {outcome}; sent when it is "
+                             "back").format(outcome=label("outcome", self.outcome))
+            return
         self.message = _("saved disposition #{id}: {outcome}").format(id=d.id, outcome=label("outcome", self.outcome))
 
     # ------------------------------------------------------------------ drawing

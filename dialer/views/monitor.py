@@ -179,6 +179,8 @@ def _status_line(v: CampaignView, tz: str) -> Text:
                  style={"running": "bold green", "paused": "bold yellow"}.get(state, "bold red"))
         if state == "draining" and st is not None:
             _drain_figures(t, (st.get("stats") or {}).get("drain") or {})
+        if st is not None and v.live:
+            _store_and_lag(t, st.get("stats") or {})
     t.append(f"  {_('mode')} {_(MODE_LABEL.get(r['mode'], r['mode']))}")
     eff = st["mode"] if v.live and st and st["mode"] else r["mode"]
     if eff != r["mode"]:
@@ -188,6 +190,20 @@ def _status_line(v: CampaignView, tz: str) -> Text:
     elif not v.live:
         t.append(f"  {_('last heartbeat')} {fmt_datetime(st['heartbeat_at'], tz, 'datetime')}", style="dim")
     return t
+
+
+def _store_and_lag(t: Text, stats: dict[str, Any]) -> None:
+    """(issue 25) A runner whose loop runs late dials nothing until it catches up; store outages it lived through."""
+    lag = stats.get("lag") or {}
+    if lag.get("lagging"):
+        t.append("  " + _("LOOP LATE {worst:.1f}s (limit {limit:g}s): no new dials").format(
+            worst=float(lag.get("worst_s", 0.0)), limit=float(lag.get("limit_s", 0.0))), style="bold red")
+    elif float(lag.get("now_s", 0.0)) >= 0.5:
+        t.append("  " + _("loop {lag:.1f}s late").format(lag=float(lag["now_s"])), style="yellow")
+    store = stats.get("store") or {}
+    if store.get("outages"):
+        t.append("  " + _("store away {n}x, {replayed} write(s) replayed").format(
+            n=store["outages"], replayed=store.get("replayed", 0)), style="dim")
 
 
 def _drain_figures(t: Text, drain: dict[str, Any]) -> None:
@@ -443,8 +459,26 @@ class Monitor:
     summary: list[dict[str, Any]] = field(default_factory=list)
     seen_at: datetime | None = None  # the time of the last refresh: what "live" was judged against
     nodes: list[NodeRow] = field(default_factory=list)  # issue 18: the dialer nodes (multi-node on PostgreSQL)
+    store_error: str = ""  # (issue 25) the store could not be read: the last view stays, marked stale
+    store_error_since: datetime | None = None
 
     def refresh(self, now: datetime | None = None) -> None:
+        """(issue 25) A store that is down or full must not end the monitor: keep the last view and say why."""
+        from dialer.journal import describe_outage
+
+        try:
+            self._refresh(now)
+        except Exception as error:
+            why = describe_outage(error)
+            if why is None:
+                raise
+            if not self.store_error:
+                self.store_error_since = now or datetime.now(UTC)
+            self.store_error = why
+            return
+        self.store_error, self.store_error_since = "", None
+
+    def _refresh(self, now: datetime | None = None) -> None:
         now = now or datetime.now(UTC)
         self.seen_at = now
         camps = campaigns_store.list_campaigns(self.engine)
@@ -574,6 +608,11 @@ class Monitor:
         if len(self.names) > 1:
             head.append(f"   {_('campaign')} {self.selected + 1}/{len(self.names)} (tab)")
         top.append(head)
+        if self.store_error:  # (issue 25)
+            since = fmt_datetime(self.store_error_since, tz, "time") if self.store_error_since else ""
+            top.append(Text(_("STORE UNREACHABLE since {since} ({why}): showing the last view; runners keep their "
+                              "calls, dial nothing and journal outcomes until it is back").format(
+                since=since, why=self.store_error), style="bold red"))
         if self.nodes:  # issue 18: one line per node (lines, agents, health, last heartbeat)
             top.append(Text("\n".join(node_lines(self.nodes)), style="dim"))
         if len(self.summary) > 1:
