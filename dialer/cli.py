@@ -22,6 +22,7 @@ import dialer.commands
 from dialer import __version__
 from dialer.config import ConfigError, UnknownNameError
 from dialer.errors import UserError
+from dialer.privacy import private_umask
 from dialer.store.db import StoreError
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 3
@@ -52,11 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # every file the dialer and its workers create (store, caches, exports, recordings, journals) is private,
+    # whatever umask the shell or the service manager gave us (issue 28)
+    # (restored on return only for callers that run commands in-process, such as tests)
+    previous = private_umask()
     try:
         return _main(argv)
     except BrokenPipeError:  # e.g. `dialer --help | head`
         _quiet_stdout()
         return EXIT_OK
+    finally:
+        os.umask(previous)
 
 
 def _main(argv: Sequence[str] | None) -> int:

@@ -244,6 +244,9 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from dialer.privacy import private_umask
+
+    private_umask()  # the demo's store, lists and recordings are as private as a real run's (issue 28)
     ap = argparse.ArgumentParser(prog="python -m dialer.demo", description=__doc__.splitlines()[0])
     ap.add_argument("--headless", action="store_true", help="no live view: print a status line every few seconds")
     ap.add_argument("--for", dest="duration", type=duration_arg, default=120.0, help="how long to run (e.g. 120s, 2m)")

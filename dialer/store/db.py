@@ -13,6 +13,7 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session, SQLModel, create_engine, select
 
+from dialer.privacy import tighten_sqlite
 from dialer.store import amd as _amd
 from dialer.store import holdout as _holdout  # noqa: F401  (registers its tables)
 from dialer.store import journal as _journal  # noqa: F401  (registers its table)
@@ -20,6 +21,7 @@ from dialer.store import lift as _lift  # noqa: F401  (registers its tables)
 from dialer.store import models
 from dialer.store import nodes as _nodes
 from dialer.store import sms as _sms  # noqa: F401  (registers its tables)
+from dialer.store import users as _users  # noqa: F401  (registers its tables)
 from dialer.store.models import Meta
 
 SCHEMA_VERSION = 4
@@ -84,6 +86,9 @@ def get_engine(url: str | None = None) -> Engine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         eng = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(eng, "connect", _sqlite_pragmas)
+        if path and path != ":memory:":
+            # personal data (issue 28): the file and its WAL/SHM are the dialer's own, whatever the umask was
+            tighten_sqlite(Path(path))
         if path and path != ":memory:" and Path(path).exists() and Path(path).stat().st_size > 0:
             problem = sqlite_problem(eng)  # (issue 25) a damaged file is refused, never read into a report
             if problem is not None:
@@ -113,6 +118,11 @@ def damaged_message(path: str, problem: str) -> str:
     return (f"database {path} is damaged ({problem[:160]}): stop every dialer process using it, then restore it "
             f"from a backup, or salvage it with `sqlite3 {path} .recover | sqlite3 NEW.db` and point "
             "[database] url at NEW.db")
+
+
+def _sqlite_file(engine: Engine) -> Path | None:
+    db = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
+    return Path(db) if db and db != ":memory:" else None
 
 
 def dispose_engines() -> None:
@@ -146,6 +156,9 @@ def init_db(url: str | None = None) -> tuple[Engine, str]:
                 raise StoreError(f"no migration from schema version {v - 1} to {v}")
             step(engine)
     SQLModel.metadata.create_all(engine)
+    db_file = _sqlite_file(engine)
+    if db_file is not None:
+        tighten_sqlite(db_file)
     with Session(engine) as s:
         existing = s.get(Meta, "schema_version")
         if existing is None:
