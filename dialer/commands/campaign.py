@@ -14,6 +14,7 @@ from dialer.commands._common import add_config_arg, config_from, duration_arg, g
 from dialer.config import Config, ConfigError, secret_problems
 from dialer.errors import UserError
 from dialer.store.db import get_engine, init_db
+from dialer.views.labels import state_counts
 
 
 def run_campaign(cfg: Config, name: str, *, duration_s: float | None, headless: bool, auto_login: bool = False,
@@ -42,10 +43,8 @@ def run_campaign(cfg: Config, name: str, *, duration_s: float | None, headless: 
             last_print[0] = now
             c = runner.counts
             d = runner.last_decision
-            print(f"[{time.strftime('%H:%M:%S')}] mode={d.mode if d else runner.mode} dialled={c.get('dialled', 0)} "
-                  f"answered={c.get('answered', 0)} connected={c.get('connected', 0)} "
-                  f"abandoned={c.get('abandoned', 0)} live={len(runner.live)} "
-                  f"agents={runner.board.counts()}", flush=True)
+            print(f"[{time.strftime('%H:%M:%S')}] " + status_line(d.mode if d else runner.mode, c, len(runner.live),
+                                                                 runner.board.counts()), flush=True)
         while lines:
             msg = lines.pop(0)
             if view is None:
@@ -99,6 +98,17 @@ class _StopSignals:
         for sig, old in self.old.items():
             signal.signal(sig, old)
         self.old.clear()
+
+
+def status_line(mode: str, counts: dict[str, int], live: int, agents: dict[str, int]) -> str:
+    """The headless runner's periodic line, in words of the UI's language (issue 27: it printed enum reprs)."""
+    from dialer.i18n import _
+
+    return _("mode {mode}  dialled {dialled}  answered {answered}  connected {connected}  abandoned {abandoned}  "
+             "calls up {live}  agents: {agents}").format(
+        mode=_(mode), dialled=counts.get("dialled", 0), answered=counts.get("answered", 0),
+        connected=counts.get("connected", 0), abandoned=counts.get("abandoned", 0), live=live,
+        agents=state_counts(agents))
 
 
 def _state_logger() -> Any:

@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 from dialer.domain import preview
 from dialer.domain.vocabulary import EntryStatus
 from dialer.store.campaigns import request_command
-from dialer.store.models import CallListEntry, CampaignEvent
+from dialer.store.models import Attempt, CallListEntry, CampaignEvent
 from dialer.store.screen_pop import entry_pop_rows
 
 
@@ -79,4 +79,15 @@ def last_result(engine: Engine, login: str, since: datetime) -> str | None:
     return rows[0].message[len(head):] if rows else None
 
 
-__all__ = ["release_all", "request_dial", "request_skip", "reservation", "reserved_pop", "last_result"]
+def attempt_result(engine: Engine, attempt_id: int) -> dict[str, Any] | None:
+    """Where a previewed dial is: what the console shows on the dialled customer's card until it ends (issue 27)."""
+    with Session(engine) as s:
+        a = s.get(Attempt, attempt_id)
+        if a is None:
+            return None
+        return {"state": a.state, "outcome": a.outcome, "sip_status": a.sip_status, "dialed_at": a.dialed_at,
+                "ringing_at": a.ringing_at, "answered_at": a.answered_at, "agent_connected_at": a.agent_connected_at,
+                "ended_at": a.ended_at, "abandoned": a.abandoned}
+
+
+__all__ = ["attempt_result", "release_all", "request_dial", "request_skip", "reservation", "reserved_pop", "last_result"]

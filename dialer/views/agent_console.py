@@ -14,6 +14,7 @@ applies blocks, callbacks and retries, and ends the wrap-up.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,6 +36,7 @@ from dialer.domain.calling_hours import CallingHours
 from dialer.domain.dtmf import OUTCOME_BY_DIGIT, REFUSAL_REASONS
 from dialer.domain.policy import CampaignPolicy
 from dialer.domain.preview import SKIP_REASONS
+from dialer.domain.vocabulary import LIVE_ATTEMPT
 from dialer.errors import UserError
 from dialer.i18n import N_, _, fmt_datetime, nfkc
 from dialer.store import Engine
@@ -155,8 +157,13 @@ def _decorate(pop: dict[str, Any] | None, agent_name: str, business: str, busine
     return pop
 
 
-def render_pop(pop: dict[str, Any], tz: str, wide: bool, width: int = 80) -> RenderableType:
+def render_pop(pop: dict[str, Any], tz: str, wide: bool, width: int = 80, *, dialled: Text | None = None
+               ) -> RenderableType:
+    """The customer card; DIALLED (preview: the line saying where the dial is) keeps it on screen until the call
+    connects, fails or ends."""
     parts: list[RenderableType] = []
+    if dialled is not None:
+        parts.append(dialled)
     head = Text()
     head.append(f"{pop['name'] or pop['customer_id']}", style="bold")
     if pop["kana"]:
@@ -200,12 +207,56 @@ def render_pop(pop: dict[str, Any], tz: str, wide: bool, width: int = 80) -> Ren
     script = "\n".join(wrap_japanese(pop["opening"], max(20, width - 8), keep=tuple(pop.get("keep") or ())))
     parts.append(Panel(Text(script), title=_("opening (特定商取引法)"), title_align="left", padding=(0, 1),
                        border_style="green"))
+    if dialled is not None:
+        title = _("preview — dialled ({campaign})").format(campaign=pop["campaign"])
+        return Panel(Group(*parts), title=Text(title), title_align="left", padding=(0, 1), border_style="green")
     if pop["attempt_id"] is None:  # preview: nothing dialled yet
         title = _("preview — next call, not dialled yet ({campaign})").format(campaign=pop["campaign"])
         return Panel(Group(*parts), title=Text(title), title_align="left", padding=(0, 1), border_style="yellow")
     return Panel(Group(*parts), title=Text(_("screen pop — call {id} ({campaign})").format(
         id=pop["attempt_id"], campaign=pop["campaign"])),
                  title_align="left", padding=(0, 1), border_style="cyan")
+
+
+FAILED_DIALS = frozenset({"busy", "no_answer", "congestion", "invalid", "rejected", "failed", "cancelled",
+                          "interrupted"})
+
+
+def _secs(res: dict[str, Any]) -> str:
+    start, end = aware(res.get("dialed_at")), aware(res.get("ended_at"))
+    if start is None or end is None:
+        return "—"
+    s = max(0.0, (end - start).total_seconds())
+    return f"{s:.2f}" if s < 10 else f"{s:.0f}"
+
+
+def dial_result_text(name: str, res: dict[str, Any]) -> str:
+    """How a previewed dial ended without reaching the agent: 「松本 陽菜 様: 発信失敗 — 輻輳 (503)、0.11 秒」."""
+    outcome = res.get("outcome") or "failed"
+    status = f" ({res['sip_status']})" if res.get("sip_status") else ""
+    what = "abandoned" if res.get("abandoned") else outcome
+    if outcome in FAILED_DIALS:
+        return _("{name}: call failed — {outcome}{status}, after {secs} s").format(
+            name=name, outcome=label("outcome", what), status=status, secs=_secs(res))
+    return _("{name}: call ended — {outcome}{status}, after {secs} s").format(
+        name=name, outcome=label("outcome", what), status=status, secs=_secs(res))
+
+
+def dial_status(d: dict[str, Any], now: datetime) -> Text:
+    """The line on the dialled card: requested, dialling, ringing or answered, and for how long."""
+    res = d.get("result") or {}
+    state = res.get("state") or ""
+    since = aware(res.get("dialed_at"))
+    took = f" {dur((now - since).total_seconds())}" if since else ""
+    if d.get("attempt_id") is None:
+        words = _("dial requested: waiting for the dialer…")
+    elif state == "ringing":
+        words = _("ringing {name}…").format(name=d["name"]) + took
+    elif state in ("answered", "connected"):
+        words = _("{name} answered: connecting you…").format(name=d["name"]) + took
+    else:
+        words = _("dialling {name}…").format(name=d["name"]) + took
+    return Text(words, style="bold green")
 
 
 # ------------------------------------------------------------------------------------------- console
@@ -233,6 +284,7 @@ class AgentConsole:
     preview: dict[str, Any] | None = None  # preview mode: the entry reserved for this agent, not dialled yet
     asked_at: datetime | None = None  # preview: when this console last sent a dial/skip the runner has not answered
     asked_mono: float = 0.0
+    dialled: dict[str, Any] | None = None  # preview: the card dialled, shown until its call connects or ends
     guard: Any = None  # (issue 25) dialer.journal.StoreGuard: dispositions kept locally while the store is away
 
     def __post_init__(self) -> None:
@@ -305,6 +357,13 @@ class AgentConsole:
                 self.asked_at = None
                 if result.startswith("refused"):
                     self.error = _("the dialer did not dial: {why}").format(why=result)
+                    self.dialled, self.message = None, ""
+                elif self.dialled is not None:
+                    found = re.search(r"dialled: attempt (\d+)", result)
+                    self.dialled["attempt_id"] = int(found.group(1)) if found else None
+                    if found is None:
+                        self.dialled = None
+        self._follow_dial(now)
         self.preview = None
         if self.agent["state"] == "ready":
             self.preview = preview_pop(self.engine, self.login, self.agent["name"], self.cfg.business.name,
@@ -312,6 +371,26 @@ class AgentConsole:
         if self.pop_attempt is not None:
             self.pop = screen_pop(self.engine, self.pop_attempt, self.agent["name"], self.cfg.business.name,
                                   self.cfg.business.phone)
+
+    def _follow_dial(self, now: datetime) -> None:
+        """Preview (issue 27): keep the dialled card until its call reaches this agent (the screen pop takes over)
+        or ends without them; then say how it ended (「発信失敗 (503)」) and let the next card show."""
+        d = self.dialled
+        if d is None:
+            return
+        if self.agent.get("state") in BUSY:
+            self.dialled, self.message = None, ""  # connected: the call's own pop, no "dialling…" left behind
+            return
+        if d.get("attempt_id") is None:
+            return
+        res = preview_store.attempt_result(self.engine, d["attempt_id"])
+        if res is None:
+            return
+        d["result"] = res
+        if res["agent_connected_at"] is not None:
+            self.dialled, self.message = None, ""
+        elif res["state"] not in LIVE_ATTEMPT:
+            self.dialled, self.message = None, dial_result_text(d["name"], res)
 
     def calling_hours(self) -> CallingHours:
         """The calling hours and calendar of the campaign the agent works (callbacks are offered inside them);
@@ -397,12 +476,15 @@ class AgentConsole:
             self.mode = "pause"
         elif k in ("c", "s", "n") and self.asked_at is not None and time.monotonic() - self.asked_mono < 10:
             self.message = _("waiting for the dialer to apply your last key")  # one press, one command
+        elif k in ("c", "s", "n") and self.dialled is not None and self.dialled.get("attempt_id") is not None:
+            self.message = _("the call to {name} is still in progress").format(name=self.dialled["name"])
         elif k in ("c", "s", "n") and state == "ready" and self.preview is not None:
             if k == "c":
                 p = self.preview
                 preview_store.request_dial(self.engine, p["campaign"], self.login, p["entry_id"])
                 self.asked_at, self.asked_mono = datetime.now(UTC), time.monotonic()
-                self.message = _("dialling {name}…").format(name=p["name"] or p["customer_id"])
+                self.dialled = {"pop": p, "name": p["name"] or p["customer_id"], "attempt_id": None, "result": None}
+                self.message = ""  # the dialled card says where the call is (dial_status), until it ends
             elif k == "s":
                 self.mode = "skip"
             else:
@@ -568,6 +650,9 @@ class AgentConsole:
                 saved = f" (#{self.saved_id})" if self.saved_id else ""
                 parts.append(Text(_("disposition saved{saved}; waiting for the dialer to close wrap-up").format(
                     saved=saved), style="green"))
+        elif state == "ready" and self.dialled is not None:
+            parts.append(render_pop(self.dialled["pop"], tz, width >= 110, width,
+                                    dialled=dial_status(self.dialled, now)))
         elif state == "ready" and self.preview is not None:
             parts.append(render_pop(self.preview, tz, width >= 110, width))
         elif state in IDLE:

@@ -35,3 +35,12 @@ def label(kind: str, code: str) -> str:
     """The word for a code in the UI's language; unknown codes show as they are."""
     word = _TABLES[kind].get(code)
     return _(word) if word else code
+
+
+def state_counts(counts: dict[str, int]) -> str:
+    """Agents by state in words of the UI's language ("ready 8, on call 2"), in the monitor's order: the
+    headless runner's status line printed the enum's repr before (issue 27)."""
+    order = list(STATES)
+    items = sorted(((str(k), n) for k, n in counts.items() if n), key=lambda kv: (
+        order.index(kv[0]) if kv[0] in order else len(order), kv[0]))
+    return ", ".join(f"{label('state', k)} {n}" for k, n in items) or _("none")

@@ -1,0 +1,129 @@
+"""Issue 27 in the views: the preview console says what happened to the dialled call (in a real terminal, the
+test playing the runner's part in the store), the monitor's rates are counts over a stated window, and the
+headless status line is words."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session, select
+
+from dialer.domain import preview
+from dialer.domain.vocabulary import AgentState
+from dialer.i18n import set_language
+from dialer.store.campaigns import load_campaign, record_event
+from dialer.store.db import get_engine
+from dialer.store.models import Agent, Attempt, CallListEntry, ControlCommand, utcnow
+from tests.test_views_tmux import TEXT, Tmux, _cmd, term, wait_for, with_language
+
+__all__ = ["term"]  # the tmux fixture, shared with tests/test_views_tmux.py
+
+RESULT = {  # (dialled card, failure line, connected pop title)
+    "en": ("dialling 顧客7", "顧客7: call failed — congestion (503), after 0.11 s", "screen pop — call"),
+    "ja": ("顧客7 様へ発信中", "顧客7 様: 発信失敗 — 輻輳 (503)、0.11 秒", "顧客情報 — 通話"),
+}
+DIALLING_WORDS = ("dialling", "発信中")
+
+
+def _reserve(url: str, customer: str, login: str) -> int:
+    with Session(get_engine(url)) as s:
+        e = s.exec(select(CallListEntry).where(CallListEntry.customer_id == customer)).first()
+        assert e is not None and e.id is not None
+        e.status, e.lease_owner = "leased", preview.owner("demo", login)
+        e.lease_expires_at = utcnow() + timedelta(hours=1)
+        s.add(e)
+        s.commit()
+        return e.id
+
+
+def _runner_dials(url: str, entry_id: int, customer: str, login: str) -> int:
+    """What the runner does with a preview_dial: the attempt row, then its event naming the attempt."""
+    eng = get_engine(url)
+    with Session(eng) as s:
+        e = s.get(CallListEntry, entry_id)
+        assert e is not None
+        e.status, e.lease_owner = "dialing", ""
+        a = Attempt(campaign_id=load_campaign(eng, "demo").id, entry_id=entry_id, customer_id=customer,
+                    segment=e.segment, phone_e164="+819000000007", state="dialing", dialed_at=utcnow())
+        s.add(e)
+        s.add(a)
+        s.commit()
+        s.refresh(a)
+        assert a.id is not None
+        aid = a.id
+    record_event(eng, load_campaign(eng, "demo").id, preview.DIAL, f"{login}: entry {entry_id} dialled: attempt {aid}")
+    return aid
+
+
+def _command(url: str, n: int) -> ControlCommand:
+    def found() -> ControlCommand | None:
+        with Session(get_engine(url)) as s:
+            rows = s.exec(select(ControlCommand).where(ControlCommand.command == "preview_dial")).all()
+            return rows[n - 1] if len(rows) >= n else None
+    return wait_for(found, f"dial command #{n}")
+
+
+@pytest.mark.parametrize(("lang", "size"), [("en", (80, 24)), ("ja", (80, 24)), ("en", (160, 50)),
+                                            ("ja", (160, 50))])
+def test_preview_console_shows_how_the_dialled_call_went(term: tuple[Tmux, str, Path], lang: str,
+                                                          size: tuple[int, int]) -> None:
+    t, url, cfg = term
+    card, failed, pop_title = RESULT[lang]
+    e7 = _reserve(url, "C7", "a01")
+    t.start("agent", _cmd("agent", "a01", "--config", str(with_language(cfg, lang))), size)
+    t.wait_screen("agent", TEXT[lang]["login"])
+    t.keys("agent", "l")
+    t.wait_screen("agent", "顧客7")
+    t.keys("agent", "c")
+    _command(url, 1)
+    a7 = _runner_dials(url, e7, "C7", "a01")
+    e8 = _reserve(url, "C8", "a01")  # the agent is still ready: the runner reserves the next card at once
+    screen = t.wait_screen("agent", card)
+    assert "顧客8" not in screen, screen  # the dialled customer stays until the call ends
+    with Session(get_engine(url)) as s:  # the carrier says 503 after 0.11 s
+        a = s.get(Attempt, a7)
+        assert a is not None
+        a.state, a.outcome, a.sip_status = "ended", "congestion", 503
+        a.ended_at = a.dialed_at + timedelta(seconds=0.11)
+        s.add(a)
+        s.commit()
+    screen = t.wait_screen("agent", failed)
+    t.wait_screen("agent", "顧客8")  # then the next card, the result still said
+    assert failed in t.screen("agent")
+    # a call that connects: the pop of the call, and no "dialling…" left on screen while talking
+    t.keys("agent", "c")
+    _command(url, 2)
+    a8 = _runner_dials(url, e8, "C8", "a01")
+    with Session(get_engine(url)) as s:
+        a = s.get(Attempt, a8)
+        ag = s.exec(select(Agent).where(Agent.login == "a01")).one()
+        assert a is not None
+        a.state, a.outcome, a.answered_at, a.agent_connected_at = "connected", "answered", utcnow(), utcnow()
+        a.agent_id = ag.id
+        ag.state, ag.current_attempt_id, ag.state_since = AgentState.ON_CALL.value, a8, utcnow()
+        s.add(a)
+        s.add(ag)
+        s.commit()
+    screen = t.wait_screen("agent", pop_title)
+    assert not any(w in screen for w in DIALLING_WORDS), screen
+    lines = screen.rstrip("\n").splitlines()
+    assert len(lines) <= size[1] and all(len(x) <= size[0] for x in lines)
+    t.keys("agent", "q")
+    wait_for(lambda: "agent" not in t.run("list-sessions"), "console exit")
+
+
+def test_headless_status_line_is_words() -> None:
+    from dialer.commands.campaign import status_line
+
+    agents = {AgentState.READY: 8, AgentState.ON_CALL: 2, AgentState.WRAP_UP: 0}
+    try:
+        line = status_line("predictive", {"dialled": 40, "answered": 12, "connected": 10}, 3, agents)
+        assert "AgentState" not in line and "{" not in line and "<" not in line
+        assert "agents: on call 2, ready 8" in line and "dialled 40" in line and "wrap" not in line
+        set_language("ja")
+        line = status_line("predictive", {"dialled": 40}, 3, agents)
+        assert "通話中 2" in line and "待機 8" in line and "ready" not in line and "AgentState" not in line
+    finally:
+        set_language("en")
