@@ -95,3 +95,13 @@ def attempts_in_dial_order_at(url: str) -> list[Attempt]:
 
 __all__ = ["all_attempts", "attempts_in_dial_order_at", "campaign_attempts", "create_attempt", "delete_attempt", "entry_of", "interrupt_live",
            "update_attempt"]
+
+
+def attempt_agent_login(engine: Engine, attempt_id: int) -> str | None:
+    """The login of the agent an attempt was connected (or offered) to, or None: whose call it is."""
+    from dialer.store.models import Agent
+
+    with Session(engine) as s:
+        row = s.exec(select(Agent.login).join(Attempt, col(Attempt.agent_id) == col(Agent.id))
+                     .where(col(Attempt.id) == attempt_id)).first()
+    return row

@@ -1,0 +1,99 @@
+"""The agent seat's use cases: what an agent's console (terminal, browser or keypad) may read and do.
+
+Every function takes the caller's `Principal` and the agent login it acts for, checks the permission table
+(an agent only on their own login) and, where it names a call or an entry, that the call or entry is that
+agent's: a screen pop, a disposition or a preview dial for someone else's customer is refused and audited even
+when the caller guessed a valid id. That is the hole issue 28 found (`dialer agent a07` showed another agent's
+live screen pop); closing it here closes it for every screen.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from dialer.service.auth import Principal, record, require
+from dialer.service.roles import Permission, PermissionDenied
+from dialer.store import agents as agents_store
+from dialer.store import preview as preview_store
+from dialer.store import users as users_store
+from dialer.store.attempts import attempt_agent_login
+from dialer.store.models import Disposition
+from dialer.store.outbox import record_disposition
+from dialer.store.screen_pop import screen_pop_rows
+
+
+def _refuse(engine: Engine, who: Principal, perm: Permission, target: str, why: str) -> PermissionDenied:
+    users_store.audit(engine, who.login, who.role.value, perm.value, target, allowed=False, detail=why)
+    return PermissionDenied(f"user {who.login} may not {perm.value} {target}: {why}")
+
+
+def _owns_call(engine: Engine, who: Principal, perm: Permission, agent_login: str, attempt_id: int) -> None:
+    require(engine, who, perm, agent_login=agent_login)
+    owner = attempt_agent_login(engine, attempt_id)
+    if owner != agent_login:
+        raise _refuse(engine, who, perm, f"attempt {attempt_id}", f"that call is not agent {agent_login}'s")
+
+
+def snapshot(engine: Engine, who: Principal, agent_login: str, disposed_attempt: int | None
+             ) -> tuple[dict[str, Any], bool]:
+    """The agent's state for their console, and whether DISPOSED_ATTEMPT already has a disposition."""
+    require(engine, who, Permission.AGENT_CONSOLE, agent_login=agent_login)
+    return agents_store.console_snapshot(engine, agent_login, disposed_attempt)
+
+
+def screen_pop(engine: Engine, who: Principal, agent_login: str, attempt_id: int) -> dict[str, Any] | None:
+    """The customer of a call connected to this agent (never of another agent's call)."""
+    _owns_call(engine, who, Permission.AGENT_CONSOLE, agent_login, attempt_id)
+    return screen_pop_rows(engine, attempt_id)
+
+
+def preview_card(engine: Engine, who: Principal, agent_login: str) -> dict[str, Any] | None:
+    """The entry reserved for this agent in preview mode (only theirs: reservations are per agent)."""
+    require(engine, who, Permission.PREVIEW, agent_login=agent_login)
+    return preview_store.reserved_pop(engine, agent_login)
+
+
+def _own_reservation(engine: Engine, who: Principal, agent_login: str, entry_id: int) -> str:
+    require(engine, who, Permission.PREVIEW, agent_login=agent_login)
+    found = preview_store.reservation(engine, agent_login)
+    if found is None or found[1] != entry_id:
+        raise _refuse(engine, who, Permission.PREVIEW, f"entry {entry_id}",
+                      f"it is not the card reserved for agent {agent_login}")
+    return found[0]
+
+
+def preview_dial(engine: Engine, who: Principal, agent_login: str, entry_id: int) -> int:
+    campaign = _own_reservation(engine, who, agent_login, entry_id)
+    record(engine, who, Permission.PREVIEW, f"entry {entry_id}", "dial")
+    return preview_store.request_dial(engine, campaign, agent_login, entry_id)
+
+
+def preview_skip(engine: Engine, who: Principal, agent_login: str, entry_id: int, reason: str = "") -> int:
+    campaign = _own_reservation(engine, who, agent_login, entry_id)
+    record(engine, who, Permission.PREVIEW, f"entry {entry_id}", f"skip {reason}".strip())
+    return preview_store.request_skip(engine, campaign, agent_login, entry_id, reason)
+
+
+def set_idle_state(engine: Engine, who: Principal, agent_login: str, seen: str, new: str, now: datetime,
+                   reason: str = "") -> str | None:
+    """Log in / ready / pause / log out, guarded by the state the console saw (see store.agents.set_idle)."""
+    require(engine, who, Permission.AGENT_STATE, agent_login=agent_login)
+    return agents_store.set_idle(engine, agent_login, seen, new, now, reason)
+
+
+def set_after_call(engine: Engine, who: Principal, agent_login: str, pending: str) -> None:
+    require(engine, who, Permission.AGENT_STATE, agent_login=agent_login)
+    agents_store.set_pending(engine, agent_login, pending)
+
+
+def dispose(engine: Engine, who: Principal, agent_login: str, disposition: Disposition) -> Disposition:
+    """Record the agent's verdict on one of their own calls (with its outbox row, in one transaction)."""
+    if disposition.attempt_id is None:
+        raise _refuse(engine, who, Permission.DISPOSITION, "a disposition", "it names no call")
+    _owns_call(engine, who, Permission.DISPOSITION, agent_login, disposition.attempt_id)
+    saved = record_disposition(engine, disposition)
+    record(engine, who, Permission.DISPOSITION, f"attempt {disposition.attempt_id}", disposition.outcome)
+    return saved

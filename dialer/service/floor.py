@@ -1,0 +1,41 @@
+"""The supervisor's use cases: commands to a running campaign, with who sent them.
+
+A command is a row the campaign's runner (or every node's) applies; writing it here, behind the permission
+check, is what makes "every command a user sends is recorded with who sent it" true for the monitor, the CLI
+and the browser alike: `requested_by` carries the user's login and the audit trail the decision.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from sqlalchemy.engine import Engine
+
+from dialer.errors import UserError
+from dialer.service.auth import Principal, record, require
+from dialer.service.roles import Permission
+from dialer.store.dashboard import add_command
+
+
+class FloorCommand(StrEnum):
+    """What a supervisor may ask of a running campaign (the runner's command names)."""
+
+    PAUSE = "pause"
+    RESUME = "resume"
+    STOP = "stop"  # drain: no new dials, conversations end by themselves
+    STOP_NOW = "stop_now"  # hard stop (a second request, or an explicit --now)
+    MODE = "mode"
+    TARGET = "target"
+
+
+def send_command(engine: Engine, who: Principal, campaign: str, command: str, argument: str = "",
+                 *, origin: str = "monitor") -> int:
+    """Queue COMMAND for CAMPAIGN on behalf of WHO; refused (and audited) for agents."""
+    require(engine, who, Permission.CAMPAIGN_COMMAND, target=campaign)
+    try:
+        FloorCommand(command)
+    except ValueError:
+        raise UserError(f"unknown command {command!r}: {', '.join(c.value for c in FloorCommand)}") from None
+    row = add_command(engine, campaign, command, argument, f"{origin}:{who.login}")
+    record(engine, who, Permission.CAMPAIGN_COMMAND, campaign, f"{command} {argument}".strip())
+    return row
