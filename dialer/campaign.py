@@ -24,7 +24,7 @@ from dialer.config import Config, TrunkConfig
 from dialer.control import expiry_reason
 from dialer.domain import preview
 from dialer.domain.dtmf import DtmfCollector, DtmfDecodeError, decode
-from dialer.domain.vocabulary import AgentState, AttemptState, CampaignState, Mode
+from dialer.domain.vocabulary import AgentState, AttemptState, CampaignState, Mode, RunnerEvent
 from dialer.journal import Journal, JournalOp, Record, StoreGuard, apply_record, journal_path
 from dialer.settings import campaign_settings
 from dialer.store import Engine
@@ -352,7 +352,7 @@ class CampaignRunner:
             self.hard_stop = True
             self.state = CampaignState.STOPPED.value
             left = self._drain_left()
-            self._event("stop_now", f"{why}: hanging up {left['calls']} call(s) "
+            self._event(RunnerEvent.STOP_NOW, f"{why}: hanging up {left['calls']} call(s) "
                                     f"({left['conversations']} in conversation)", "warning")
             return f"stopping now: hanging up {left['calls']} call(s)"
         if self.drain_until is not None:
@@ -363,7 +363,7 @@ class CampaignRunner:
         self.state = CampaignState.DRAINING.value
         self.release_previews(utc(self.clock()))
         left = self._drain_left()
-        self._event("draining", f"{why}: no new dials; waiting for {left['calls']} call(s) and {left['wraps']} "
+        self._event(RunnerEvent.DRAINING, f"{why}: no new dials; waiting for {left['calls']} call(s) and {left['wraps']} "
                                 f"wrap-up(s) to end (at most {self.cfg.telephony.drain_s:g}s)")
         return f"draining: {left['calls']} call(s), {left['wraps']} wrap-up(s) left"
 
@@ -380,7 +380,7 @@ class CampaignRunner:
         if self.drain_until is not None and time.monotonic() >= self.drain_until:
             left = self._drain_left()
             self.hard_stop = True
-            self._event("drain_timeout", f"drain_s {self.cfg.telephony.drain_s:g}s passed: hanging up "
+            self._event(RunnerEvent.DRAIN_TIMEOUT, f"drain_s {self.cfg.telephony.drain_s:g}s passed: hanging up "
                                          f"{left['calls']} call(s) ({left['conversations']} in conversation)",
                         "warning")
             return True
@@ -442,7 +442,8 @@ class CampaignRunner:
     def snapshot(self, now: float) -> Snapshot:
         agents = []
         for a in self.board.agents.values():
-            if a.state in (AgentState.LOGGED_OUT, AgentState.UNAVAILABLE, AgentState.UNREACHABLE):
+            if a.state in (AgentState.LOGGED_OUT, AgentState.UNAVAILABLE, AgentState.UNREACHABLE,
+                           AgentState.REFUSING):  # (issue 25) a refusing phone is no agent to dial for
                 continue
             state = "on_call" if a.state in ("on_call",) else a.state
             agents.append(PacingAgent(state=state, elapsed_s=self.state_age(a.id, a.state_since, now)))
@@ -736,14 +737,30 @@ class CampaignRunner:
         elif call.agent_id is not None:
             # (issue 13) 404/480/410/604: the phone is not registered: unreachable until OPTIONS answers
             gone = ev.sip_status in (404, 410, 480, 604)
-            self._event("agent_unreachable" if gone else "agent_unavailable",
-                        f"agent leg to agent {call.agent_id} failed: {ev.detail}", "warning")
-            self.board.set_state(call.agent_id, AgentState.UNREACHABLE if gone else AgentState.UNAVAILABLE,
-                                 utc(ev.at))
+            if not gone and ev.sip_status is not None and ev.sip_status >= 400:
+                self._agent_refused(call.agent_id, ev)
+            else:
+                self._event("agent_unreachable" if gone else "agent_unavailable",
+                            f"agent leg to agent {call.agent_id} failed: {ev.detail}", "warning")
+                self.board.set_state(call.agent_id, AgentState.UNREACHABLE if gone else AgentState.UNAVAILABLE,
+                                     utc(ev.at))
             call.agent_id = None
         if call.attempt_id not in self.waiting:
             self.waiting.insert(0, call.attempt_id)
         self.route_waiting(ev.at)
+
+    def _agent_refused(self, agent_id: int, ev: CallEvent) -> None:
+        """(issue 25) The phone said no to a real call (486/603/600 -- DND behind a PBX, which still answers
+        OPTIONS 200): the agent is `refusing` -- out of routing and of the pacer's agents at once, and no OPTIONS
+        answer brings them back; the agent's own `r` on the console (or logging in again) does."""
+        a = self.board.agents.get(agent_id)
+        login = a.login if a is not None else str(agent_id)
+        self._event(RunnerEvent.AGENT_REFUSING, f"agent {login}: the phone refused a call ({ev.sip_status} "
+                                                f"{ev.detail}); out of routing until the agent is ready again "
+                                                "on the console", "warning")
+        self._count("agent_refused")
+        if a is not None and a.state in (AgentState.RESERVED, AgentState.READY):  # not if the console moved them
+            self.board.set_state(agent_id, AgentState.REFUSING, utc(ev.at), force=True)
 
     def _on_abandoned(self, call: Live, ev: CallEvent) -> None:
         call.abandoned = True
@@ -846,6 +863,10 @@ class CampaignRunner:
                     self._event("agent_moved", f"attempt {attempt_id} not routed: {exc}", "warning")
                     self.board.refresh()
                     continue
+            if call.tried_agents:  # (issue 25) an agent's phone failed this customer: another one takes them
+                self._event(RunnerEvent.AGENT_REROUTED, f"attempt {attempt_id} re-routed to agent {agent.login} "
+                                                        f"({len(call.tried_agents)} agent(s) failed before)")
+                self._count("rerouted")
             call.agent_id = agent.id
             call.tried_agents.add(agent.id)
             call.standby = standby
@@ -1047,7 +1068,7 @@ class CampaignRunner:
         end = time.monotonic() + 5
         if self.live:
             left = self._drain_left()
-            self._event("calls_cut", f"runner stopping: {left['calls']} call(s) hung up by the dialer "
+            self._event(RunnerEvent.CALLS_CUT, f"runner stopping: {left['calls']} call(s) hung up by the dialer "
                                      f"({left['conversations']} in conversation)", "warning")
             self.counts["cut_at_stop"] = self.counts.get("cut_at_stop", 0) + left["calls"]
         for attempt_id in list(self.live):

@@ -20,18 +20,20 @@ from dialer.domain.vocabulary import BUSY_AGENT, AgentState
 ALLOWED: dict[str, set[str]] = {
     AgentState.LOGGED_OUT: {AgentState.READY, AgentState.PAUSED},
     AgentState.READY: {AgentState.RESERVED, AgentState.PAUSED, AgentState.LOGGED_OUT, AgentState.UNAVAILABLE,
-                       AgentState.UNREACHABLE},
+                       AgentState.UNREACHABLE, AgentState.REFUSING},
     AgentState.RESERVED: {AgentState.ON_CALL, AgentState.READY, AgentState.UNAVAILABLE, AgentState.UNREACHABLE,
-                          AgentState.PAUSED, AgentState.LOGGED_OUT},
+                          AgentState.PAUSED, AgentState.LOGGED_OUT, AgentState.REFUSING},
     AgentState.ON_CALL: {AgentState.WRAP_UP},
     AgentState.WRAP_UP: {AgentState.READY, AgentState.PAUSED, AgentState.LOGGED_OUT, AgentState.UNREACHABLE},
     AgentState.PAUSED: {AgentState.READY, AgentState.LOGGED_OUT, AgentState.RESERVED},  # reserved: standby only
     AgentState.UNAVAILABLE: {AgentState.READY, AgentState.PAUSED, AgentState.LOGGED_OUT, AgentState.UNREACHABLE},
     AgentState.UNREACHABLE: {AgentState.READY, AgentState.PAUSED, AgentState.LOGGED_OUT},
+    # (issue 25) a refusing phone comes back by the agent's own hand (console) or a call it took; never by OPTIONS
+    AgentState.REFUSING: {AgentState.READY, AgentState.PAUSED, AgentState.LOGGED_OUT, AgentState.UNREACHABLE},
 }
 BUSY: frozenset[str] = frozenset(BUSY_AGENT)
 IDLE: tuple[str, ...] = (AgentState.LOGGED_OUT, AgentState.READY, AgentState.PAUSED, AgentState.UNAVAILABLE,
-                         AgentState.UNREACHABLE)
+                         AgentState.UNREACHABLE, AgentState.REFUSING)
 PAUSE_REASONS = {"1": "break", "2": "lunch", "3": "meeting", "4": "training", "5": "admin", "6": "other"}
 
 

@@ -101,9 +101,24 @@ class AgentState(StrEnum):
     PAUSED = "paused"
     UNAVAILABLE = "unavailable"  # softphone did not answer
     UNREACHABLE = "unreachable"  # nailed-up agent legs: the agent's session leg is down or not yet answered
+    # (issue 25) the phone answers OPTIONS but refused a real call (486/603/600: DND behind a PBX): out of routing
+    # and out of the pacer's count until the agent acts on the console or a call to the phone succeeds
+    REFUSING = "refusing"
 
 
 BUSY_AGENT = frozenset({AgentState.RESERVED, AgentState.ON_CALL, AgentState.WRAP_UP})
+
+
+class RunnerEvent(StrEnum):
+    """(issue 25) `campaign_events.kind` of what the runner does about stops and agents' phones."""
+
+    DRAINING = "draining"  # asked to stop: no new dials, calls end by themselves
+    STOP_NOW = "stop_now"  # a hard stop: what is still up is hung up
+    DRAIN_TIMEOUT = "drain_timeout"  # drain_s passed with calls still up
+    CALLS_CUT = "calls_cut"  # calls the runner hung up when it left (hard stop or drain timeout)
+    AGENT_REFUSING = "agent_refusing"  # an agent's phone refused a real call: out of routing
+    AGENT_REROUTED = "agent_rerouted"  # an answered customer went to another agent inside the connect limit
+    AGENT_LEG_LOST = "agent_leg_lost"  # an agent leg died under a customer (BYE at once, or silent)
 
 
 class CampaignState(StrEnum):
@@ -165,4 +180,5 @@ __all__ = [
     "EntryStatus",
     "Mode",
     "Regime",
+    "RunnerEvent",
 ]

@@ -353,5 +353,5 @@ class AgentLegSync:
 
     @staticmethod
     def pacing_excluded() -> Iterable[str]:
-        return ("logged_out", "unavailable", "unreachable")
+        return ("logged_out", "unavailable", "unreachable", "refusing")
 

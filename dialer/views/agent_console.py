@@ -470,7 +470,8 @@ class AgentConsole:
                 self._set_pending("")
                 self.want_pause_reason = ""
                 self.message = _("back to ready after this call")
-            elif state in ("paused", "unavailable", "unreachable", "logged_out") and self._set_idle("ready", now):
+            elif state in ("paused", "unavailable", "unreachable", "refusing", "logged_out") \
+                    and self._set_idle("ready", now):
                 self.message = _("ready")
         elif k == "p" and state != "logged_out":
             self.mode = "pause"

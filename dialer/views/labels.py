@@ -18,7 +18,7 @@ REFUSALS = {"price": N_("price"), "no_effect_felt": N_("no effect felt"), "still
             "dislikes_phone_sales": N_("dislikes phone sales"), "other": N_("other")}
 STATES = {"on_call": N_("on call"), "reserved": N_("reserved"), "wrap_up": N_("wrap-up"), "ready": N_("ready"),
           "paused": N_("paused"), "unavailable": N_("unavailable"), "unreachable": N_("unreachable"),
-          "logged_out": N_("logged out"),
+          "logged_out": N_("logged out"), "refusing": N_("refusing calls"),
           "idle": N_("idle"), "preview": N_("preview")}
 PAUSES = {"break": N_("break"), "lunch": N_("lunch"), "meeting": N_("meeting"), "training": N_("training"),
           "admin": N_("admin"), "other": N_("other")}

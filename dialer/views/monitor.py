@@ -52,18 +52,23 @@ from dialer.views.render import LineField, aware, dur, pct, row, sparkline, yen
 
 MODES = tuple(m.value for m in Mode)
 STALE_S = HEARTBEAT_STALE_S
-AGENT_ORDER = ("on_call", "reserved", "wrap_up", "ready", "paused", "unavailable", "unreachable", "logged_out")
+AGENT_ORDER = ("on_call", "reserved", "wrap_up", "ready", "paused", "refusing", "unavailable", "unreachable",
+               "logged_out")
 STATE_STYLE = {"on_call": "bold green", "reserved": "green", "wrap_up": "yellow", "ready": "cyan",
-               "paused": "magenta", "unavailable": "red", "unreachable": "red", "logged_out": "dim"}
+               "paused": "magenta", "unavailable": "red", "unreachable": "red", "logged_out": "dim",
+               "refusing": "bold red"}
 STATE_LABEL = {"on_call": N_("on call"), "reserved": N_("reserved"), "wrap_up": N_("wrap-up"), "ready": N_("ready"),
                "paused": N_("paused"), "unavailable": N_("unavailable"), "unreachable": N_("unreachable"),
-               "logged_out": N_("logged out"),
+               "logged_out": N_("logged out"), "refusing": N_("refusing calls"),
                "idle": N_("idle")}
 CAMPAIGN_STATE = {"running": N_("running"), "paused": N_("paused"), "stopped": N_("stopped"),
                   "draining": N_("draining")}
 MODE_LABEL = {"preview": N_("preview"), "progressive": N_("progressive"), "power": N_("power"),
               "predictive": N_("predictive")}
 BUCKET = timedelta(minutes=15)
+# (issue 25) stops that drain or cut, agents' phones that refuse or die under a customer
+ISSUE25_NOTICES = ("draining", "stop_now", "drain_timeout", "calls_cut", "agent_refusing", "agent_rerouted",
+                   "agent_leg_lost")
 LARGE = (140, 40)  # width, height from which the extra panels show
 
 
@@ -374,7 +379,8 @@ def notices(v: CampaignView, tz: str, width: int, n_events: int, n_commands: int
             now: datetime) -> list[Text]:
     out: list[Text] = []
     for e in v.events[:n_events]:
-        if e["kind"] in ("mode_drop", "mode_restore", "trunk_down", "agent_unavailable", "recovered", "wrap_timeout"):
+        if e["kind"] in ("mode_drop", "mode_restore", "trunk_down", "agent_unavailable", "recovered", "wrap_timeout",
+                         *ISSUE25_NOTICES):
             out.append(Text(f"{fmt_datetime(e['at'], tz, 'time')} {e['kind']}: {e['message']}"[: width - 4],
                             style="yellow" if e["level"] != "info" else "dim"))
     for c in v.commands[:n_commands]:
