@@ -162,6 +162,7 @@ class AbandonController:
     memory: float = 600.0
     prior_bias: float = 3.0
     prior_abandons: float = 4.0
+    hour_limit: float | None = None  # the rolling-hour cap the volume margin aims under (None: the limit)
     ab: float = 0.0
     ans: float = 0.0
     index_sum: float = 0.0
@@ -178,10 +179,11 @@ class AbandonController:
         # coarse key (2 significant digits): the volume-safe rate moves slowly with volume, and a
         # cache miss must stay rare at 500 agents where answers an hour change with every call
         aph = float(f"{max(answers_per_hour, 0.0):.2g}")
-        key = (int(round(aph)), self.limit, self.hour_risk)
+        hl = self.limit if self.hour_limit is None else self.hour_limit
+        key = (int(round(aph)), hl, self.hour_risk)
         safe = self._safe_cache.get(key)
         if safe is None:
-            safe = volume_safe_rate(self.limit, float(key[0]), self.hour_risk)
+            safe = volume_safe_rate(hl, float(key[0]), self.hour_risk)
             if len(self._safe_cache) > 4096:
                 self._safe_cache.clear()
             self._safe_cache[key] = safe

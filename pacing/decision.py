@@ -47,8 +47,10 @@ def horizons(ring_timeout_s: float) -> F64:
 
 def predictive_count(*, ready: int, waiting: int, ringing: F64, on_call: F64, in_wrap: F64,
                      ring: RingTimes, handle: HandleTimes, hit: float, hit_var: float,
-                     allowed_risk: float, window_s: float, n_max: int, hs: F64) -> tuple[int, float]:
-    """Largest n <= n_max whose marginal abandon risk per live answer is <= allowed_risk.
+                     allowed_risk: float, window_s: float, n_max: int, hs: F64,
+                     max_overflow: float = math.inf) -> tuple[int, float]:
+    """Largest n <= n_max whose marginal abandon risk per live answer is <= allowed_risk and whose expected
+    abandons (of the lines in flight and the n new ones) are <= max_overflow (the window's budget left).
 
     Returns (n, expected live answers per dial), the second for notes and reports.
     """
@@ -77,6 +79,10 @@ def predictive_count(*, ready: int, waiting: int, ringing: F64, on_call: F64, in
     marg = np.diff(over) / per_dial                                             # n = 1..n_max
     bad = np.nonzero(marg > allowed_risk)[0]
     count = int(bad[0]) if bad.size else n_hi
+    if math.isfinite(max_overflow):
+        # over[n] grows with n: the largest n whose expected abandons still fit what the window has left
+        fits = int(np.searchsorted(over, max_overflow, side="right")) - 1
+        count = min(count, max(0, fits))
     return count, per_dial
 
 

@@ -17,6 +17,8 @@ from pacing.abandon import WINDOWS, AbandonBook, AbandonController
 from pacing.decision import MODES, horizons, power_count, predictive_count, progressive_count
 from pacing.estimators import HandleTimes, HitRate, RingTimes
 from pacing.guard import SurgeWatch, hour_budget, low_count, rate_cap
+from pacing.regimes import NAMES as REGIME_NAMES
+from pacing.regimes import Regime, regime
 
 OUTCOMES = ("human", "machine", "busy", "no_answer", "failed")
 AGENT_STATES = ("ready", "reserved", "on_call", "wrap_up", "paused")
@@ -81,6 +83,11 @@ class PacerConfig:
     guard_min_budget: int = 2       # fewer abandons left in the tightest hour: progressive
     guard_cluster: float = 2.0      # abandons per burst, for the rate cap (see pacing.guard.rate_cap)
     calm_s: float = 300.0       # progressive this long after a hit-rate jump or a drop of logged agents
+    # named abandon regimes (pacing/regimes.py): the soft cap on any rolling hour (None: the regime's own),
+    # and the share of the window's budget the pacer never spends on predictive dials (kept for what it does
+    # not control: pauses, AMD false positives, a late estimate of them)
+    hour_soft_limit: float | None = None
+    budget_reserve: float = 0.2
 
     def __post_init__(self) -> None:
         for k, v in asdict(self).items():  # a backstop: the settings step names the config key first
@@ -90,8 +97,12 @@ class PacerConfig:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.abandon_window not in WINDOWS:
             raise ValueError(f"abandon_window must be one of {', '.join(WINDOWS)}, got {self.abandon_window!r}")
-        if self.abandon_regime not in ("us", "uk"):
-            raise ValueError(f"abandon_regime must be 'us' or 'uk', got {self.abandon_regime!r}")
+        if self.abandon_regime not in REGIME_NAMES:
+            raise ValueError(f"abandon_regime must be one of {', '.join(REGIME_NAMES)}, got {self.abandon_regime!r}")
+        if not 0.0 <= self.budget_reserve < 1.0:
+            raise ValueError("budget_reserve must be in [0, 1)")
+        if self.hour_soft_limit is not None and not 0.0 < self.hour_soft_limit <= 1.0:
+            raise ValueError("hour_soft_limit must be in (0, 1]")
         if not 0.0 < self.abandon_target <= self.abandon_limit <= 1.0:
             raise ValueError("need 0 < abandon_target <= abandon_limit <= 1")
         if self.max_lines_per_agent < 1.0 or self.power_ratio < 0.0:
@@ -133,12 +144,29 @@ class Pacer:
     def __init__(self, cfg: PacerConfig):
         self.cfg = cfg
         self.mode = cfg.mode
-        self.target = cfg.abandon_target
         self.hit = HitRate(cfg.prior_hit_rate)
         self.ring = RingTimes(cfg.ring_timeout_s, median_s=cfg.prior_ring_median_s)
         self.handle = HandleTimes(cfg.prior_talk_s, cfg.prior_wrap_s)
-        self.book = AbandonBook(regime=cfg.abandon_regime, amd_false_positive_rate=cfg.amd_false_positive_rate)
-        self.ctl = AbandonController(target=cfg.abandon_target, limit=cfg.abandon_limit, hour_risk=cfg.hour_risk)
+        # the regime fixes the window, the ceiling, the highest aim, the hour cap and how AMD false positives count
+        self.regime: Regime | None = regime(cfg.abandon_regime)
+        r = self.regime
+        self.window = r.window if r else cfg.abandon_window
+        self.limit = min(cfg.abandon_limit, r.limit) if r else cfg.abandon_limit
+        self.target = min(cfg.abandon_target, r.target, self.limit) if r else cfg.abandon_target
+        soft = cfg.hour_soft_limit if cfg.hour_soft_limit is not None else (r.hour_cap if r else None)
+        # the rolling-hour guard: a named regime's soft cap, whole (it is not the law, except strict_hour, whose
+        # cap is its limit and keeps the margin); a legacy regime guards its limit with the margin, as before
+        strict = r is None or r.window == "1h"
+        self.hour_limit = (soft if soft is not None else self.limit) * (cfg.hour_margin if strict else 1.0)
+        # a soft hour cap (a named regime with a longer window) is a smoothing rule, not the law: one abandon left
+        # in the tightest hour still allows predictive, and abandons are not counted in bursts of 2 against it;
+        # the window's own budget (budget_left) is what bounds the spending
+        self.min_budget = cfg.guard_min_budget if strict else 1
+        self.cluster = cfg.guard_cluster if strict else 1.0
+        fp = "uk" if (r.count_amd_fp if r else cfg.abandon_regime == "uk") else "us"
+        self.book = AbandonBook(regime=fp, amd_false_positive_rate=cfg.amd_false_positive_rate)
+        self.ctl = AbandonController(target=self.target, limit=self.limit, hour_risk=cfg.hour_risk,
+                                     hour_limit=soft if (r is not None and not strict) else None)
         self.hs = horizons(cfg.ring_timeout_s)
         self._handle_h = self.hs + max(0.0, cfg.connect_limit_s - cfg.bridge_s)
         self.dials = 0
@@ -179,8 +207,8 @@ class Pacer:
         prog = progressive_count(ready, nr, waiting)
         note = ""
         if mode in ("power", "predictive") and self.budget_exhausted(snap.now):
-            ab, ans = self.book.counts(snap.now, self.cfg.abandon_window, self.cfg.day_start_s)
-            note = (f"abandon budget spent ({ab:.0f}/{ans:.0f} in window {self.cfg.abandon_window}): "
+            ab, ans = self.book.counts(snap.now, self.window, self.cfg.day_start_s)
+            note = (f"abandon budget spent ({ab:.0f}/{ans:.0f} in window {self.window}): "
                     f"progressive instead of {mode}")
             mode = "progressive"
         if mode == "preview":
@@ -217,7 +245,7 @@ class Pacer:
             self._pruned = snap.now
         aht = self.handle.aht()
         per_hour = 0.6 * logged * 3600.0 / max(aht, 1.0)  # answers an hour, on the low (strict) side
-        w_ab, w_ans = self.book.counts(snap.now, self.cfg.abandon_window, self.cfg.day_start_s)
+        w_ab, w_ans = self.book.counts(snap.now, self.window, self.cfg.day_start_s)
         # The risk index (discrete check points, moment-matched walk) under-states real abandons, the
         # more so the fewer the agents. Calibrated on held-out scenarios only (`python -m
         # bench.pacing.calibrate`: bench/scenarios/holdout/, 8, 10, 35 and 50 agents, none of them
@@ -237,20 +265,29 @@ class Pacer:
                 self.ctl.current = 0.0  # the risk index in force is what the bias estimator divides by
                 return min(prog, cap), f"calm: progressive after {self.surge.reason}"
             budget, room = self.hour_room(snap.now, logged, aht)
-            if budget < self.cfg.guard_min_budget:
+            if budget < self.min_budget:
                 self.ctl.current = 0.0
                 return min(prog, cap), f"rolling-hour budget {budget}: progressive"
             aim = self.ctl.aim(per_hour)
             if room < aim:
                 allowed *= room / aim
                 cnote += f" hour budget {budget} cap {room:.4f}"
+        left = self.budget_left(snap.now)
+        if self.regime is not None and self.window != "1h" and left < 1.0:
+            self.ctl.current = 0.0
+            return min(prog, cap), f"window budget left {left:.1f} (reserve kept): progressive"
         self.ctl.current = allowed
         p, pv = self.hit.conservative()
+        # a named regime's window: the expected abandons of the lines in flight and the new ones, scaled by
+        # the learnt model bias, must fit what the window has left (after the reserve)
+        max_over = left / max(1.0, self.ctl.bias(0.0)) if self.regime is not None and self.window != "1h" \
+            else math.inf
         n, _ = predictive_count(
             ready=ready, waiting=waiting, ringing=np.asarray(snap.ringing, dtype=np.float64),
             on_call=np.asarray(on_call, dtype=np.float64), in_wrap=np.asarray(wrap, dtype=np.float64),
             ring=self.ring, handle=self.handle, hit=p, hit_var=pv, allowed_risk=allowed,
-            window_s=max(0.0, self.cfg.connect_limit_s - self.cfg.bridge_s), n_max=cap, hs=self.hs)
+            window_s=max(0.0, self.cfg.connect_limit_s - self.cfg.bridge_s), n_max=cap, hs=self.hs,
+            max_overflow=max_over)
         n = min(cap, max(n, prog))
         return n, f"hit {p:.3f} aht {aht:.0f}s risk {allowed:.4f} cred {cred:.2f} ({cnote})"
 
@@ -271,8 +308,8 @@ class Pacer:
         budget = BIG
         for x in (x0, *(x for x in _HOUR_GRID if x > x0)):
             ab, ans = self.book.counts_since(now - 3600.0 + x) if x < 3600.0 else (0.0, 0.0)
-            budget = min(budget, hour_budget(c.abandon_limit * c.hour_margin, ab, ans, low_count(lam * x)))
-        room = rate_cap(budget, logged * c.guard_horizon_s / max(aht, 1.0), c.guard_risk, c.guard_cluster)
+            budget = min(budget, hour_budget(self.hour_limit, ab, ans, low_count(lam * x), whole=self.min_budget > 1))
+        room = rate_cap(budget, logged * c.guard_horizon_s / max(aht, 1.0), c.guard_risk, self.cluster)
         return budget, room
 
     def credibility(self) -> float:
@@ -330,20 +367,34 @@ class Pacer:
         self.mode = mode
 
     def set_target(self, abandon_target: float) -> None:
-        if not 0.0 < abandon_target <= self.cfg.abandon_limit:
-            raise ValueError(f"abandon target must be in (0, {self.cfg.abandon_limit}]")
+        if not 0.0 < abandon_target <= self.limit:
+            raise ValueError(f"abandon target must be in (0, {self.limit}]")
         self.target = abandon_target
         self.ctl.target = abandon_target
         self.cfg = replace(self.cfg, abandon_target=abandon_target)
 
     def abandon_rates(self, now: float) -> dict[str, float]:
         out = {w: self.book.rate(now, w, self.cfg.day_start_s) for w in WINDOWS}
-        out["window"] = out[self.cfg.abandon_window]
+        out["window"] = out[self.window]
         return out
 
     def budget_exhausted(self, now: float) -> bool:
-        ab, ans = self.book.counts(now, self.cfg.abandon_window, self.cfg.day_start_s)
-        return ab >= 1.0 and ab >= self.cfg.abandon_limit * ans
+        ab, ans = self.book.counts(now, self.window, self.cfg.day_start_s)
+        return ab >= 1.0 and ab >= self.limit * ans
+
+    def budget_left(self, now: float) -> float:
+        """Abandons the pacer may still spend in the regime's window: limit x (1 - reserve) x person answers
+        (AMD false-positive estimate included where the regime counts it) - abandons so far. Can be < 0."""
+        ab, ans = self.book.counts(now, self.window, self.cfg.day_start_s)
+        return self.limit * (1.0 - self.cfg.budget_reserve) * ans - ab
+
+    def budget(self, now: float) -> dict[str, Any]:
+        """What the monitor shows: the regime, its window, abandons and answers in it, the ceiling's abandons
+        (limit x answers) and what is left of them (before the reserve), the rolling-hour cap."""
+        ab, ans = self.book.counts(now, self.window, self.cfg.day_start_s)
+        return {"regime": self.cfg.abandon_regime, "window": self.window, "limit": self.limit,
+                "target": self.target, "abandons": ab, "answers": ans, "allowed": self.limit * ans,
+                "left": self.limit * ans - ab, "reserve": self.cfg.budget_reserve, "hour_cap": self.hour_limit}
 
     def hit_rate(self) -> float:
         return self.hit.mean()

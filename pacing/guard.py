@@ -35,11 +35,15 @@ def low_count(mean: float) -> float:
     return max(0.0, mean - Z_LOW * math.sqrt(mean))
 
 
-def hour_budget(limit: float, a1: float, n_kept: float, new_low: float) -> int:
+def hour_budget(limit: float, a1: float, n_kept: float, new_low: float, whole: bool = True) -> int:
     """Abandons still allowed before the rolling hour breaks the limit: floor(limit x N) - A1.
 
     `n_kept`: answers of the last hour still in the window at the guard's horizon; `new_low`: a low
-    quantile of the answers still to come into it. The result may be negative (already over)."""
+    quantile of the answers still to come into it. The result may be negative (already over).
+    `whole`: a fractional A1 (the AMD false-positive estimate) counts as a whole abandon (a hard limit);
+    False (a soft cap): floor(limit x N - A1)."""
+    if not whole:
+        return math.floor(limit * max(0.0, n_kept + new_low) - a1 + 1e-9)
     return math.floor(limit * max(0.0, n_kept + new_low) + 1e-9) - math.ceil(a1 - 1e-9)
 
 

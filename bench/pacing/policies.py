@@ -54,6 +54,13 @@ def pacer_config(sc: Scenario, mode: str, ratio: float = 1.5, warm: bool = False
               "prior_wrap_s": sc.wrap.mean(), "prior_ring_median_s": sc.setup_s + sc.ring.median() + sc.amd.delay_s}
         extra["prior_answers"] = 1000.0
     opts: dict[str, Any] = dict(extra)
+    if sc.regime:
+        # a named regime counts the share of machine verdicts that were people: the bench gives the pacer the
+        # scenario's true share (the live runner uses the AMD's measured figure)
+        h, m = sc.shares.human, sc.shares.machine
+        fp = h * sc.amd.false_positive
+        opts["abandon_regime"] = sc.regime
+        opts["amd_false_positive_rate"] = fp / (fp + m * (1.0 - sc.amd.false_negative)) if fp > 0 else 0.0
     if "model_bias_prior" in pr:
         opts["model_bias_prior"] = pr["model_bias_prior"]
     return PacerConfig(

@@ -131,6 +131,9 @@ class Scenario:
     # a pause (break or logout) asked for while calls are ringing takes the agent out of new dials at
     # once but leaves them on standby for those calls (the live runner does the same: dialer.agents)
     pause_after_calls: bool = True
+    # the abandon regime the pacer runs under (pacing/regimes.py); "" = the bench's historical setting:
+    # legacy "us" counting over the shift's calendar day, guarded per rolling hour at the scenario's limit
+    regime: str = ""
 
     def shares_at(self, t: float) -> Shares:
         s = self.shares
@@ -211,4 +214,4 @@ def scenario_from_dict(raw: dict[str, Any], src: str = "<scenario>") -> Scenario
         breaks=breaks, prior=prior, amd=amd, shift_start_hhmm=int(raw.get("shift_start_hhmm", 900)),
         extra_policies=tuple(str(x) for x in raw.get("extra_policies", [])),
         tags=tuple(str(x) for x in raw.get("tags", [])),
-        pause_after_calls=bool(raw.get("pause_after_calls", True)))
+        pause_after_calls=bool(raw.get("pause_after_calls", True)), regime=str(raw.get("regime", "")))

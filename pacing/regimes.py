@@ -1,0 +1,82 @@
+"""Abandon regimes: which window, ceiling and denominator a campaign's abandons are measured against.
+
+Why named regimes: "3 %" means different things under different rules, and a pacer that only knows a
+rolling hour is either illegal somewhere (a window longer than an hour may be overspent in a burst) or
+progressive for a small team (one abandon is already several percent of an hour). Each regime says:
+
+* `window`: where the budget is counted (an `AbandonBook` window: "30d" rolling, "day" from local
+  midnight, "1h" rolling);
+* `limit`: the ceiling, abandoned / answered by a person, counted over the window;
+* `target`: the highest aim the pacer takes under it (a configured target above it is lowered to it);
+* `hour_cap`: a soft cap on any rolling hour (no bursts: a day's budget spent in one hour is legal under
+  a day window but is exactly the experience the rule exists to prevent);
+* `count_amd_fp`: the estimated share of answering-machine verdicts that were people is added to
+  abandons *and* to person answers (they were answered by a person, and hung up on);
+* `scope`: "campaign" or "call_centre" (all campaigns of the site share one budget);
+* `source`: the rule it implements.
+
+Sources (see README "Abandon regimes"):
+* us_tsr: FTC Telemarketing Sales Rule 16 CFR 310.4(b)(4)(i) and FCC 47 CFR 64.1200(a)(7): <= 3 % of calls
+  answered by a person, per campaign, over the campaign if shorter than 30 days or each successive
+  30-day period; the FTC's 2003 Statement of Basis and Purpose (68 FR 4580, 29 Jan 2003) treats a person
+  hung up on by answering-machine detection as an abandoned call, so the AMD false-positive estimate is
+  counted.
+* uk_ofcom: Ofcom, Revised statement of policy on the persistent misuse of an electronic communications
+  network or service (2016), annex on abandoned and silent calls: abandoned calls <= 3 % of live calls per
+  campaign or per call centre over 24 hours, with a reasoned estimate of AMD false positives included.
+  The strict reading is taken: the call centre (every campaign of the site shares one budget).
+* strict_hour: no law asks for it; the previous default of this project: 3 % in every rolling hour.
+* jp_cx: Japan has no statutory abandon ceiling (特定商取引法 governs what is said and re-solicitation); the
+  default is a customer-experience budget: 1 % aim, 2 % ceiling per local day, no rolling hour above 4 %.
+Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Regime:
+    name: str
+    window: str
+    limit: float
+    target: float
+    hour_cap: float
+    count_amd_fp: bool
+    scope: str
+    source: str
+    proves: str
+
+
+REGIMES: dict[str, Regime] = {
+    "us_tsr": Regime(
+        "us_tsr", "30d", 0.03, 0.02, 0.05, True, "campaign",
+        "16 CFR 310.4(b)(4)(i); 47 CFR 64.1200(a)(7); FTC 2003 SBP (AMD hang-ups are abandons)",
+        "abandoned / answered by a person, AMD false-positive estimate added to both, per campaign over each "
+        "30-day period (or the campaign if shorter) <= 3 %"),
+    "uk_ofcom": Regime(
+        "uk_ofcom", "day", 0.03, 0.02, 0.05, True, "call_centre",
+        "Ofcom persistent misuse policy (2016): 3 % of live calls per call centre per 24 h, AMD false "
+        "positives estimated and included",
+        "abandoned (AMD false-positive estimate included) / live calls, over every campaign of the site, "
+        "per day midnight to midnight <= 3 %"),
+    "strict_hour": Regime(
+        "strict_hour", "1h", 0.03, 0.02, 0.03, True, "campaign",
+        "no statute: a self-imposed rolling-hour ceiling",
+        "abandoned / answered by a person (AMD false-positive estimate included) in every rolling hour <= 3 %"),
+    "jp_cx": Regime(
+        "jp_cx", "day", 0.02, 0.01, 0.04, True, "campaign",
+        "no statute in Japan (特定商取引法: disclosure, no re-solicitation): a customer-experience budget",
+        "abandoned / answered by a person (AMD false-positive estimate included) per local day <= 2 %, aimed "
+        "at 1 %, and no rolling hour above 4 %"),
+}
+LEGACY = ("us", "uk")  # the window comes from abandon_window; "uk" counts AMD false positives
+NAMES = (*REGIMES, *LEGACY)
+
+
+def regime(name: str) -> Regime | None:
+    """The named regime, None for a legacy name ("us", "uk": window and limits as configured)."""
+    if name not in NAMES:
+        raise ValueError(f"abandon_regime must be one of {', '.join(NAMES)}, got {name!r}")
+    return REGIMES.get(name)

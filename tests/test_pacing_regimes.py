@@ -1,0 +1,123 @@
+"""Abandon regimes (issue 31): each names its window, ceiling, aim, rolling-hour cap and how AMD false positives
+count; whatever the sequence of answers, abandons and machines, the pacer places no dial beyond progressive
+once the window's budget is spent (or, for the longer windows, once less than one abandon is left after the
+reserve)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pacing.engine import AgentView, Pacer, PacerConfig, Snapshot
+from pacing.regimes import REGIMES, regime
+
+
+def test_each_regime_names_its_window_limit_and_fp_counting() -> None:
+    want = {"us_tsr": ("30d", 0.03), "uk_ofcom": ("day", 0.03), "strict_hour": ("1h", 0.03), "jp_cx": ("day", 0.02)}
+    for name, (window, limit) in want.items():
+        p = Pacer(PacerConfig(abandon_regime=name, abandon_target=0.02, abandon_limit=0.03))
+        assert (p.window, p.limit) == (window, limit)
+        assert p.target <= REGIMES[name].target and REGIMES[name].count_amd_fp
+        assert REGIMES[name].source and REGIMES[name].proves
+    assert REGIMES["uk_ofcom"].scope == "call_centre" and REGIMES["us_tsr"].scope == "campaign"
+    assert regime("us") is None and regime("uk") is None
+    with pytest.raises(ValueError, match="abandon_regime"):
+        PacerConfig(abandon_regime="eu")
+    # the configured window of a legacy regime is kept; a named regime's replaces it
+    assert Pacer(PacerConfig(abandon_regime="us", abandon_window="1h")).window == "1h"
+    assert Pacer(PacerConfig(abandon_regime="us_tsr", abandon_window="1h")).window == "30d"
+
+
+@pytest.mark.parametrize("name", ["us_tsr", "uk_ofcom", "strict_hour", "jp_cx"])
+def test_amd_false_positives_count_as_abandons_and_as_answers(name: str) -> None:
+    """FTC 2003 (a person hung up on by AMD is abandoned), Ofcom (estimate included): the US regimes count
+    them too, the legacy "us" did not."""
+    p = Pacer(PacerConfig(abandon_regime=name, amd_false_positive_rate=0.1))
+    for k in range(100):
+        p.record_outcome(60.0 + k, "human", 8.0)
+        p.record_outcome(60.5 + k, "machine", 10.0)
+    b = p.budget(200.0)
+    assert b["abandons"] == pytest.approx(10.0) and b["answers"] == pytest.approx(110.0)
+    assert b["left"] == pytest.approx(p.limit * 110.0 - 10.0) and b["window"] == p.window
+    legacy = Pacer(PacerConfig(abandon_regime="us", amd_false_positive_rate=0.1))
+    legacy.record_outcome(60.0, "machine", 10.0)
+    assert legacy.budget(100.0)["abandons"] == 0.0
+
+
+STATES = ["ready", "on_call", "on_call", "wrap_up"]
+
+
+def _drive(name: str, seed: int, abandon_share: float, fp: float, steps: int = 1500) -> tuple[int, int]:
+    """A campaign's outcomes (20 % people, a share of them abandoned, in any order the seed gives) and the
+    pacer's decisions every 10 outcomes on random team states; checks every decision, returns (decisions,
+    decisions with a dial beyond progressive)."""
+    import random
+
+    rnd = random.Random(seed)
+    p = Pacer(PacerConfig(abandon_regime=name, prior_answers=500.0, amd_false_positive_rate=fp,
+                          ring_timeout_s=26.0, prior_talk_s=300.0))
+    now, extra, n = 0.0, 0, 0
+    for k in range(steps):
+        now += rnd.uniform(0.0, 3.0) if rnd.random() > 0.01 else rnd.uniform(0.0, 7200.0)  # gaps: windows turn
+        ev = "human" if rnd.random() < 0.2 else rnd.choice(["machine", "busy", "no_answer"])
+        p.record_outcome(now, ev, 9.0 if ev == "human" else 3.0)
+        if ev == "human":
+            if rnd.random() < abandon_share:
+                p.record_abandon(now + 2.0, 2.0)
+            else:
+                p.record_connect(now, 0.5)
+        if k % 10:
+            continue
+        agents = [AgentView(rnd.choice(STATES), rnd.uniform(0.0, 900.0)) for _ in range(rnd.randint(3, 20))]
+        ringing = [rnd.uniform(0.0, 26.0) for _ in range(rnd.randint(0, 3))]
+        d = p.decide(Snapshot(now=now, agents=agents, ringing=ringing, waiting=0))
+        ready = sum(1 for a in agents if a.state == "ready")
+        n += 1
+        if d.dial > max(0, ready - len(ringing)):
+            extra += 1
+            b = p.budget(now)
+            assert not p.budget_exhausted(now)
+            assert b["abandons"] <= p.limit * b["answers"]          # not past the window's ceiling
+            if p.window != "1h":
+                assert p.budget_left(now) >= 1.0                      # an abandon left after the reserve
+    return n, extra
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from(["us_tsr", "uk_ofcom", "strict_hour", "jp_cx"]), seed=st.integers(0, 10**6),
+       abandon_share=st.sampled_from([0.0, 0.002, 0.01, 0.03, 0.2]), fp=st.sampled_from([0.0, 0.05]))
+def test_no_dial_beyond_progressive_once_the_window_budget_is_spent(name: str, seed: int, abandon_share: float,
+                                                                    fp: float) -> None:
+    """Whatever the sequence: a dial beyond progressive needs budget in the regime's window (after the
+    reserve for the longer windows), so the pacer's own dials stop before the window's budget is spent."""
+    _drive(name, seed, abandon_share, fp, steps=600)
+
+
+@pytest.mark.parametrize("name", ["us_tsr", "uk_ofcom", "jp_cx"])
+def test_the_budget_property_is_not_vacuous(name: str) -> None:
+    """With few abandons the longer windows do dial beyond progressive (so the property above is tested)."""
+    n, extra = _drive(name, 1, 0.002, 0.0)
+    assert extra > 0.02 * n
+
+
+def test_the_reserve_and_the_hour_cap_are_configurable() -> None:
+    p = Pacer(PacerConfig(abandon_regime="jp_cx", budget_reserve=0.5, hour_soft_limit=0.03))
+    for k in range(200):
+        p.record_outcome(100.0 + k, "human", 8.0)
+    assert p.budget_left(400.0) == pytest.approx(0.02 * 0.5 * 200)
+    assert p.hour_limit == 0.03
+    with pytest.raises(ValueError):
+        PacerConfig(budget_reserve=1.0)
+    with pytest.raises(ValueError):
+        PacerConfig(hour_soft_limit=0.0)
+
+
+def test_a_spent_day_budget_makes_predictive_progressive_and_says_so() -> None:
+    p = Pacer(PacerConfig(abandon_regime="jp_cx", prior_answers=500.0))
+    for k in range(500):  # a 20 % hit rate, as the prior says (no surge alarm)
+        p.record_outcome(100.0 + k * 0.2, "human" if k % 5 == 0 else "busy", 8.0 if k % 5 == 0 else 3.0)
+    p.record_abandon(250.0, 2.0)   # 1 of 100: under 2 %, but 2 % x 0.8 x 100 - 1 = 0.6 < 1 abandon left
+    agents = [AgentView("ready")] * 2 + [AgentView("on_call", 280.0)] * 10
+    d = p.decide(Snapshot(now=300.0, agents=agents, ringing=[]))
+    assert d.dial == 2 and "window budget left" in d.note
