@@ -50,7 +50,8 @@ def add_lift(g: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--mapping", metavar="PATH", help="mapping file (default: [schedules] list_mapping, as nightly)")
     p.add_argument("--days", type=int, default=30, metavar="N",
                    help="count purchases within N days of each customer's assignment (default 30)")
-    p.add_argument("--period", metavar="PERIOD", help="hold-out period (default: the latest recorded)")
+    p.add_argument("--period", metavar="PERIOD", help="hold-out period or experiment name ([lists.holdout] "
+                                                      "experiment; default: the latest recorded)")
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page with the chart")
     add_config_arg(p)
