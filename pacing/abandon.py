@@ -16,6 +16,8 @@ from typing import Any
 
 from scipy.special import pdtrc
 
+from pacing.regimes import REGIMES
+
 WINDOWS: dict[str, float | None] = {"1h": 3600.0, "24h": 86400.0, "30d": 30 * 86400.0,
                                     "day": None, "campaign": None}
 BUCKET_S = 60.0
@@ -61,10 +63,16 @@ class AbandonBook:
         prev = self.cum[i - 1]
         return last[0] - prev[0], last[1] - prev[1], last[2] - prev[2]
 
+    def _fp(self) -> bool:
+        """Whether the regime counts AMD false positives: "uk" and every named regime (pacing.regimes) that
+        says so; the legacy "us" does not."""
+        r = REGIMES.get(self.regime)
+        return self.regime == "uk" or (r is not None and r.count_amd_fp)
+
     def counts(self, now: float, window: str, day_start_s: float | None = None) -> tuple[float, float]:
-        """(abandons, answers) in the window under the regime (UK adds AMD false positives)."""
+        """(abandons, answers) in the window under the regime (UK and the named regimes add AMD false positives)."""
         ans, ab, mach = self.totals_since(self.window_start(now, window, day_start_s))
-        if self.regime == "uk":
+        if self._fp():
             fp = self.amd_false_positive_rate * mach
             return ab + fp, ans + fp
         return ab, ans
@@ -72,7 +80,7 @@ class AbandonBook:
     def counts_since(self, start: float) -> tuple[float, float]:
         """(abandons, answers) since `start` (minute buckets) under the regime."""
         ans, ab, mach = self.totals_since(start)
-        if self.regime == "uk":
+        if self._fp():
             fp = self.amd_false_positive_rate * mach
             return ab + fp, ans + fp
         return ab, ans

@@ -243,6 +243,16 @@ def _telephony_figures(t: Text, tel: dict[str, Any]) -> None:
                  + (f" ({_('clamped')})" if over else ""), style="yellow" if over else "dim")
 
 
+def _budget_left(t: Text, b: dict[str, Any] | None) -> None:
+    """(issue 31) What is left of the regime's window budget, in abandons (limit x answers - abandons, AMD false
+    positives counted where the regime counts them): red when less than one is left (the pacer is progressive)."""
+    if not b:
+        return
+    left, allowed = float(b.get("left", 0.0)), float(b.get("allowed", 0.0))
+    t.append(f"{_('budget left')} {left:.1f}/{allowed:.1f} ({b.get('window', '')}) ",
+             style="bold red" if left < 1.0 else "dim")
+
+
 def _figures(v: CampaignView) -> list[Text]:
     r = v.report
     w = r["abandon_windows"]
@@ -257,6 +267,7 @@ def _figures(v: CampaignView) -> list[Text]:
         ab.append("  ")
     ab.append(f"{_('target')} {pct(r['abandon_target'])} {_('limit')} {pct(r['abandon_limit'])} "
               f"[{r['abandon_regime']}] ")
+    _budget_left(ab, ((v.status or {}).get("stats") or {}).get("budget") if v.live else None)
     ab.append(sparkline(v.trend, r["abandon_limit"]), style="cyan")
     figs = Text(f"{_('hit rate')} {pct(r['hit_rate'])}  {_('AHT')} {dur(r['aht_s'])}  "
                 f"{_('occupancy')} {pct(r['occupancy'], 0)}")
