@@ -1020,6 +1020,7 @@ class CampaignRunner:
             stats={"abandon": rates, "state": self.state, "counts": dict(self.counts),
                    "note": d.note if d is not None else "", "target": self.pacer_target(),
                    "dropped_to_progressive": self.dropped, "pacer": self.pacer.to_state(),
+                   "budget": self.pacer.budget(now),  # (issue 31) the regime's window budget, for the monitor
                    "telephony": self._telephony_status(), "drain": self._drain_status(),
                    "store": self.guard.status(), "lag": self.lag.status()},
             state=self.state))

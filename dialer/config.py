@@ -228,7 +228,8 @@ class CampaignConfig(_Section):
     abandon_target: Annotated[float, Field(gt=0, le=ABANDON_LIMIT)] = 0.02
     abandon_limit: Annotated[float, Field(gt=0, le=ABANDON_LIMIT)] = ABANDON_LIMIT
     abandon_window: Literal["1h", "24h", "30d", "day", "campaign"] = "24h"
-    abandon_regime: Literal["us", "uk"] = "us"
+    # (issue 31) us_tsr / uk_ofcom / strict_hour / jp_cx fix the window and ceiling (README "Abandon regimes")
+    abandon_regime: Literal["us", "uk", "us_tsr", "uk_ofcom", "strict_hour", "jp_cx"] = "us"
     connect_limit_s: Annotated[float, Field(gt=0, le=MAX_CONNECT_LIMIT_S)] = MAX_CONNECT_LIMIT_S
     calling_hours: tuple[str, str] = ("09:00", "20:00")
     holidays: str = "JP"  # a country code for the `holidays` package, or "" for none

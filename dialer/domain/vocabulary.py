@@ -159,6 +159,11 @@ class AbandonWindow(StrEnum):
 class Regime(StrEnum):
     US = "us"  # abandoned / answered by a person
     UK = "uk"  # answering-machine false positives counted as abandons too
+    # (issue 31) named regimes, each with its own window, ceiling and hour cap (pacing/regimes.py)
+    US_TSR = "us_tsr"  # 3 % per campaign per 30 days, 16 CFR 310.4(b)(4)
+    UK_OFCOM = "uk_ofcom"  # 3 % per call centre per 24 h (Ofcom)
+    STRICT_HOUR = "strict_hour"  # 3 % in every rolling hour
+    JP_CX = "jp_cx"  # Japan: 1 % aim, 2 % per local day, no rolling hour over 4 %
 
 
 __all__ = [
