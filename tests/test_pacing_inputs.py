@@ -61,3 +61,14 @@ def test_a_non_finite_trunk_rate_is_refused_with_its_key(value: str) -> None:
 def test_finite_inputs_pass_and_reach_the_pacer() -> None:
     s = campaign_settings(_cfg("prior_talk_s = 420.0\npower_ratio = 1.2"), "tsuhan-c", NOW)
     assert s.pacer.prior_talk_s == 420.0 and s.pacer.power_ratio == 1.2
+
+
+@pytest.mark.parametrize("name,window", [("us_tsr", "30d"), ("uk_ofcom", "day"), ("strict_hour", "1h"),
+                                         ("jp_cx", "day")])
+def test_a_named_regime_reaches_the_pacer(name: str, window: str) -> None:
+    from pacing.engine import Pacer
+
+    s = campaign_settings(_cfg(f'abandon_regime = "{name}"'), "tsuhan-c", NOW)
+    assert s.pacer.abandon_regime == name and Pacer(s.pacer).window == window
+    with pytest.raises(ConfigError, match="abandon_regime"):
+        _cfg('abandon_regime = "jp"')
