@@ -17,13 +17,13 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 from dialer.agentsim import AgentSpec, read_stats, start_agents, stop_agents
 from dialer.commands._common import duration_arg
 from dialer.config import load_config
+from dialer.domain.calling_hours import business_today
 from dialer.errors import UserError
 from dialer.store.db import StoreError, dispose_engines, resolve_url
 from dialer.store.opening import campaign_names, describe, open_existing, sqlite_path
@@ -187,7 +187,7 @@ def run_demo(args: argparse.Namespace) -> int:
         fresh_store(store_url, db)
     print(f"==> working in {work}; store {describe(store_url)}")
     sh("db", "init", "--config", str(cfg_path), cwd=REPO)
-    as_of = date.today().isoformat()
+    as_of = business_today(load_config(cfg_path).schedules.timezone).isoformat()  # the business date, not the host's
     crm = work / "crm"
     print(f"==> generating a sample CRM export ({args.customers} customers) in {crm}")
     sh("lists", "sample", "--out", str(crm), "--customers", str(args.customers), "--as-of", as_of, cwd=REPO)

@@ -16,12 +16,13 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import date
 from pathlib import Path
 from typing import IO, Any
 
 from dialer.agentsim import AgentSpec, start_agents, stop_agents
+from dialer.config import load_config
 from dialer.demo import DEMO_AGENT_NAMES, REPO, demo_config, sh, start_carrier
+from dialer.domain.calling_hours import business_today
 from dialer.errors import UserError
 from dialer.node.scratch_pg import pg_bin, start_server, stop_server
 
@@ -80,7 +81,7 @@ def run_nodes_demo(args: argparse.Namespace) -> int:
             path.write_text(node_config(work, i, n, args, url, lines), encoding="utf-8")
             cfgs.append(path)
         sh("db", "init", "--config", str(cfgs[0]), cwd=REPO)
-        as_of = date.today().isoformat()
+        as_of = business_today(load_config(cfgs[0]).schedules.timezone).isoformat()  # business date, not the host's
         crm = work / "crm"
         print(f"==> generating a sample CRM export ({args.customers} customers) and building the call lists")
         sh("lists", "sample", "--out", str(crm), "--customers", str(args.customers), "--as-of", as_of, cwd=REPO)

@@ -12,12 +12,12 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from dialer.commands._common import add_config_arg, config_from, group
-from dialer.config import Config
+from dialer.config import Config, ConfigError
 from dialer.errors import UserError
 from dialer.privacy import mask_text as _mask_phones
 from dialer.store.crm import (
@@ -92,9 +92,13 @@ def _progress(verbose: bool) -> Iterator[Callable[[str], None]]:
     yield lambda _m: None
 
 
-def _as_of(text: str | None) -> date:
+def _as_of(text: str | None, tz_name: str = "Asia/Tokyo", now: datetime | None = None) -> date:
+    """--as-of, else today in the business time zone (issue 27: a UTC host's date is a day behind Tokyo's
+    until 09:00 JST, so the morning's list was dated yesterday)."""
     if not text:
-        return date.today()
+        from dialer.domain.calling_hours import business_today
+
+        return business_today(tz_name, now)
     try:
         return date.fromisoformat(text)
     except ValueError:
@@ -104,7 +108,7 @@ def _as_of(text: str | None) -> date:
 def _build(args: argparse.Namespace) -> int:
     cfg = config_from(args)
     tz = ZoneInfo(cfg.schedules.timezone)
-    as_of = _as_of(args.as_of)
+    as_of = _as_of(args.as_of, cfg.schedules.timezone)
     input_dir = Path(args.input)
     if not input_dir.is_dir():
         raise UserError(f"--input {input_dir}: not a directory")
@@ -183,7 +187,13 @@ def _build(args: argparse.Namespace) -> int:
 def _sample(args: argparse.Namespace) -> int:
     from lists.sample import write_sample
 
-    counts = write_sample(args.out, customers=args.customers, seed=args.seed, as_of=_as_of(args.as_of))
+    tz_name = "Asia/Tokyo"
+    if not args.as_of:
+        try:
+            tz_name = config_from(args).schedules.timezone
+        except ConfigError:
+            pass  # a sample needs no config; the default business zone dates it
+    counts = write_sample(args.out, customers=args.customers, seed=args.seed, as_of=_as_of(args.as_of, tz_name))
     print(f"sample CRM export in {args.out}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return 0
 
