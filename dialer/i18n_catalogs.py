@@ -28,7 +28,10 @@ def template() -> Catalog:
     # a fixed creation date: rebuilding must not change the header (every rebuild would conflict on merge)
     cat = Catalog(project="tsunagu", domain=DOMAIN, creation_date=datetime(2026, 11, 29, tzinfo=UTC))
     for filename, lineno, message, comments, context in extract_from_dir(
-            str(SRC), method_map=[("**.py", "dialer.i18n:extract_ast")], keywords=KEYWORDS):
+            str(SRC), method_map=[("**.py", "dialer.i18n:extract_ast"),
+                                  ("web/templates/**.html", "jinja2.ext:babel_extract")],  # the browser pages
+            options_map={"web/templates/**.html": {"trim_blocks": "true", "lstrip_blocks": "true"}},
+            keywords=KEYWORDS):
         cat.add(message, None, [(filename, lineno)], auto_comments=comments, context=context)
     return cat
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from dialer.errors import UserError
 from dialer.service.auth import Principal, record, require
 from dialer.service.roles import Permission, PermissionDenied
 from dialer.store import agents as agents_store
@@ -35,6 +36,17 @@ def _owns_call(engine: Engine, who: Principal, perm: Permission, agent_login: st
     owner = attempt_agent_login(engine, attempt_id)
     if owner != agent_login:
         raise _refuse(engine, who, perm, f"attempt {attempt_id}", f"that call is not agent {agent_login}'s")
+
+
+def open_seat(engine: Engine, who: Principal, agent_login: str, configured: list[agents_store.AgentSource]) -> None:
+    """Make sure the agent's row exists (first start on a new store: the config names the agent)."""
+    require(engine, who, Permission.AGENT_CONSOLE, agent_login=agent_login)
+    if agents_store.agent_exists(engine, agent_login):
+        return
+    known = {a.login: a for a in configured}
+    if agent_login not in known:
+        raise UserError(f"no agent {agent_login!r} in the store or the config")
+    agents_store.ensure_agent(engine, known[agent_login])
 
 
 def snapshot(engine: Engine, who: Principal, agent_login: str, disposed_attempt: int | None

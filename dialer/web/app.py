@@ -1,0 +1,448 @@
+"""The web app: routes over the service layer. See `dialer.web` for the design and `security` for the locks.
+
+Each page is a shell plus a live region; the live region is rendered by the same function for the first paint
+and for every Server-Sent Events push, so what the browser shows after an update is what a reload would show.
+Database work runs in the thread pool (the event loop only moves bytes), and the SSE push of one view is
+computed once per interval however many browsers watch it (fifty agents, a few wallboards).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import threading
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy.engine import Engine
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from dialer import i18n
+from dialer.config import Config, ConfigError
+from dialer.domain.agents import BUSY, PAUSE_REASONS
+from dialer.domain.calling_hours import CallingHours
+from dialer.domain.dtmf import OUTCOME_BY_DIGIT, REFUSAL_REASONS
+from dialer.domain.policy import CampaignPolicy
+from dialer.errors import UserError
+from dialer.i18n import N_
+from dialer.service import auth, console, floor
+from dialer.service.auth import Principal
+from dialer.service.roles import Permission, PermissionDenied, Role
+from dialer.store.models import Disposition
+from dialer.web.security import (
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    LoginLimiter,
+    SecurityHeaders,
+    csrf_for,
+    csrf_ok,
+    same_origin,
+    set_session_cookie,
+)
+
+HERE = Path(__file__).resolve().parent
+OUTCOMES = list(OUTCOME_BY_DIGIT.values())
+WEB_LABELS = {
+    "role": {"agent": N_("agent"), "supervisor": N_("supervisor"), "admin": N_("admin")},
+    "mode": {"preview": N_("preview"), "progressive": N_("progressive"), "power": N_("power"),
+             "predictive": N_("predictive")},
+}
+
+
+def _aware(dt: datetime | None) -> datetime | None:
+    if dt is None:
+        return None
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
+
+
+class Web:
+    """State shared by the routes: config, store, templates, the render lock and the push cache."""
+
+    def __init__(self, cfg: Config, engine: Engine, *, secure_cookies: bool = True, push_s: float = 0.5) -> None:
+        self.cfg, self.engine = cfg, engine
+        self.secure_cookies = secure_cookies
+        self.push_s = push_s
+        self.limiter = LoginLimiter()
+        self.env = Environment(loader=FileSystemLoader(str(HERE / "templates")),
+                               autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+        self.env.globals.update(_=lambda s: i18n._(s), label=self._label)
+        # the UI catalog is process-wide: one render at a time holds the language it needs
+        self._lock = threading.Lock()
+        self._cache: dict[tuple[str, str, str], tuple[float, str]] = {}
+
+    @staticmethod
+    def _label(kind: str, value: str) -> str:
+        from dialer.views.labels import label
+
+        if kind in WEB_LABELS:
+            word = WEB_LABELS[kind].get(value)
+            return i18n._(word) if word else value
+        return label(kind, value) if value else ""
+
+    # ----------------------------------------------------------------------------------------- who
+    def principal(self, request: Request) -> Principal | None:
+        token = request.cookies.get(SESSION_COOKIE, "")
+        if not token:
+            return None
+        try:
+            return auth.authenticate(self.engine, token)
+        except UserError:
+            return None
+
+    def lang(self, request: Request) -> str:
+        chosen = request.cookies.get("lang") or self.cfg.ui.language
+        if not chosen:
+            accept = request.headers.get("accept-language", "")
+            chosen = "ja" if accept.lower().startswith("ja") else "en"
+        return chosen if chosen in i18n.LANGUAGES else "en"
+
+    def render(self, lang: str, template: str, **ctx: Any) -> str:
+        with self._lock:
+            i18n.set_language(lang)
+            return self.env.get_template(template).render(lang=lang, **ctx)
+
+    # ----------------------------------------------------------------------------------------- data
+    def agent_context(self, who: Principal, login: str, now: datetime) -> dict[str, Any]:
+        console.open_seat(self.engine, who, login, list(self.cfg.agents))
+        agent, _disposed = console.snapshot(self.engine, who, login, None)
+        since = _aware(agent.get("since"))
+        pop = None
+        attempt_id = agent.get("attempt_id")
+        if attempt_id is not None and agent.get("state") in BUSY:
+            pop = console.screen_pop(self.engine, who, login, int(attempt_id))
+        preview = console.preview_card(self.engine, who, login) if pop is None else None
+        opening = ""
+        shown = pop or preview
+        if shown is not None:
+            from dialer.views.agent_console import opening_lines
+
+            opening = opening_lines(self.cfg.business.name, agent.get("name", ""), str(shown.get("product", "")),
+                                    self.cfg.business.phone)
+        return {"agent": agent, "since": since.isoformat() if since else "", "pop": pop, "preview": preview,
+                "opening": opening, "attempt_id": attempt_id if pop else None, "tz": ZoneInfo(self.cfg.schedules.timezone),
+                "pause_reasons": list(PAUSE_REASONS.values()), "outcomes": OUTCOMES,
+                "refusals": REFUSAL_REASONS, "busy": agent.get("state") in BUSY, "now": now}
+
+    def floor_context(self, who: Principal, now: datetime) -> dict[str, Any]:
+        from dialer.store.campaigns import list_campaigns
+        from dialer.views.monitor import gather
+
+        auth.require(self.engine, who, Permission.MONITOR_READ)
+        views = [gather(self.engine, c.name, self.cfg, now) for c in list_campaigns(self.engine)]
+        ranking = []
+        for v in views:
+            for login, a in (v.report.get("agents") or {}).items():
+                ranking.append({"campaign": v.name, "login": login, **a})
+        ranking.sort(key=lambda a: (-(a.get("revenue") or 0), -(a.get("sales") or 0), a["login"]))
+        return {"views": views, "ranking": ranking, "now": now, "tz": ZoneInfo(self.cfg.schedules.timezone),
+                "may_command": who.may(Permission.CAMPAIGN_COMMAND), "modes": ["preview", "progressive", "power",
+                                                                               "predictive"]}
+
+    def fragment(self, kind: str, who: Principal, key: str, lang: str) -> str:
+        """The live region of a page; pushes share one rendering per interval per (view, key, language)."""
+        cache_key = (kind, key, lang)
+        hit = self._cache.get(cache_key)
+        mono = time.monotonic()
+        if hit is not None and mono - hit[0] < self.push_s * 0.9 and kind != "agent":
+            return hit[1]
+        now = datetime.now(UTC)
+        if kind == "agent":
+            html = self.render(lang, "agent_live.html", **self.agent_context(who, key, now))
+        elif kind == "floor":
+            html = self.render(lang, "floor_live.html", **self.floor_context(who, now))
+        else:
+            html = self.render(lang, "wallboard_live.html", **self.floor_context(who, now))
+        self._cache[cache_key] = (mono, html)
+        return html
+
+    def calling_hours(self, campaign: str) -> CallingHours:
+        try:
+            return CampaignPolicy.of(self.cfg.campaign(campaign)).hours if campaign else CallingHours.legal()
+        except ConfigError:
+            return CallingHours.legal()
+
+
+def create_app(cfg: Config, engine: Engine, *, secure_cookies: bool = True, push_s: float = 0.5) -> Starlette:
+    web = Web(cfg, engine, secure_cookies=secure_cookies, push_s=push_s)
+
+    def page(request: Request, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+        return HTMLResponse(web.render(web.lang(request), template, **ctx), status_code=status)
+
+    def to_login() -> RedirectResponse:
+        return RedirectResponse("/login", status_code=303)
+
+    def forbidden(request: Request, exc: Exception) -> HTMLResponse:
+        return page(request, "error.html", status=403, message=str(exc))
+
+    async def login_form(request: Request) -> Response:
+        token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(24)
+        resp = page(request, "login.html", csrf=token, error="")
+        resp.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=web.secure_cookies)
+        return resp
+
+    async def login_post(request: Request) -> Response:
+        form = await request.form()
+        client = request.client.host if request.client else "?"
+        cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+        if not same_origin(request) or not cookie or form.get("csrf") != cookie:
+            return PlainTextResponse("cross-site request refused", status_code=403)
+        if not web.limiter.allow(client):
+            return page(request, "login.html", status=429, csrf=cookie,
+                        error=i18n._("too many log-in attempts from this address: wait a few minutes"))
+        user, password = str(form.get("user", "")), str(form.get("password", ""))
+        try:
+            who = await run_in_threadpool(auth.login, engine, user, password, origin="web")
+        except UserError:
+            web.limiter.failed(client)
+            return page(request, "login.html", status=401, csrf=cookie,
+                        error=i18n._("log-in refused: wrong user or password, or the user is locked"))
+        resp = RedirectResponse("/", status_code=303)
+        assert who.token is not None
+        set_session_cookie(resp, who.token, secure=web.secure_cookies)
+        resp.delete_cookie(LOGIN_CSRF_COOKIE)
+        return resp
+
+    async def logout(request: Request) -> Response:
+        who = web.principal(request)
+        form = await request.form()
+        if who is not None and who.token and same_origin(request) and csrf_ok(who.token, str(form.get("csrf", ""))):
+            await run_in_threadpool(auth.logout, engine, who)
+        resp = to_login()
+        resp.delete_cookie(SESSION_COOKIE)
+        return resp
+
+    async def home(request: Request) -> Response:
+        who = web.principal(request)
+        if who is None:
+            return to_login()
+        if who.role is Role.AGENT:
+            return RedirectResponse(f"/agent/{who.agent_login}", status_code=303)
+        return RedirectResponse("/floor", status_code=303)
+
+    async def set_lang(request: Request) -> Response:
+        lang = request.path_params["lang"]
+        resp = RedirectResponse(request.headers.get("referer") or "/", status_code=303)
+        if lang in i18n.LANGUAGES:
+            resp.set_cookie("lang", lang, samesite="strict", secure=web.secure_cookies)
+        return resp
+
+    async def agent_page(request: Request) -> Response:
+        who = web.principal(request)
+        if who is None or who.token is None:
+            return to_login()
+        login = request.path_params["login"]
+        lang = web.lang(request)
+        try:
+            live = await run_in_threadpool(web.fragment, "agent", who, login, lang)
+        except (PermissionDenied, UserError) as exc:
+            return forbidden(request, exc)
+        return page(request, "agent.html", who=who, login=login, live=live, csrf=csrf_for(who.token),
+                    pause_reasons=list(PAUSE_REASONS.values()))
+
+    async def floor_page(request: Request, template: str = "floor.html") -> Response:
+        who = web.principal(request)
+        if who is None or who.token is None:
+            return to_login()
+        lang = web.lang(request)
+        kind = "wallboard" if template == "wallboard.html" else "floor"
+        try:
+            live = await run_in_threadpool(web.fragment, kind, who, "", lang)
+        except PermissionDenied as exc:
+            return forbidden(request, exc)
+        return page(request, template, who=who, live=live, csrf=csrf_for(who.token))
+
+    async def wallboard_page(request: Request) -> Response:
+        return await floor_page(request, "wallboard.html")
+
+    async def events(request: Request) -> Response:
+        """SSE: the live region of one view, pushed when it changes (checked every `push_s`)."""
+        who = web.principal(request)
+        if who is None:
+            return PlainTextResponse("log in first", status_code=401)
+        kind = request.path_params["kind"]
+        key = request.query_params.get("login", "") if kind == "agent" else ""
+        if kind not in ("agent", "floor", "wallboard"):
+            return PlainTextResponse("no such view", status_code=404)
+        lang = web.lang(request)
+        try:
+            first = await run_in_threadpool(web.fragment, kind, who, key, lang)
+        except PermissionDenied as exc:
+            return PlainTextResponse(str(exc), status_code=403)
+
+        async def stream() -> AsyncIterator[bytes]:
+            last = ""
+            html = first
+            quiet = 0.0
+            while True:
+                if html != last:
+                    last = html
+                    quiet = 0.0
+                    yield ("event: update\n" + "".join(f"data: {ln}\n" for ln in html.splitlines()) + "\n").encode()
+                elif quiet >= 15.0:
+                    quiet = 0.0
+                    yield b": keep-alive\n\n"
+                await asyncio.sleep(web.push_s)
+                quiet += web.push_s
+                if await request.is_disconnected():
+                    return
+                try:
+                    # the session is re-checked on every push: a disabled user's page stops updating
+                    current = await run_in_threadpool(web.principal, request)
+                    if current is None:
+                        yield b"event: ended\ndata: session ended\n\n"
+                        return
+                    html = await run_in_threadpool(web.fragment, kind, current, key, lang)
+                except PermissionDenied:
+                    return
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    async def _posted(request: Request) -> tuple[Principal, dict[str, str]] | Response:
+        who = web.principal(request)
+        if who is None or who.token is None:
+            return to_login()
+        form = {k: str(v) for k, v in (await request.form()).items()}
+        if not same_origin(request) or not csrf_ok(who.token, form.get("csrf", "")):
+            return PlainTextResponse("cross-site request refused", status_code=403)
+        return who, form
+
+    async def agent_state(request: Request) -> Response:
+        got = await _posted(request)
+        if isinstance(got, Response):
+            return got
+        who, form = got
+        login = request.path_params["login"]
+        try:
+            await run_in_threadpool(seat_action, who, login, form.get("action", ""), form.get("reason", ""))
+        except PermissionDenied as exc:
+            return forbidden(request, exc)
+        return RedirectResponse(f"/agent/{login}", status_code=303)
+
+    def seat_action(who: Principal, login: str, action: str, reason: str) -> None:
+        now = datetime.now(UTC)
+        agent, _ = console.snapshot(engine, who, login, None)
+        state = agent["state"]
+        busy = state in BUSY
+        if action == "ready":
+            if busy:
+                console.set_after_call(engine, who, login, "")
+            elif state != "ready":
+                console.set_idle_state(engine, who, login, state, "ready", now)
+        elif action == "pause":
+            reason = reason if reason in PAUSE_REASONS.values() else "other"
+            if busy:
+                console.set_after_call(engine, who, login, "paused")
+            elif state != "logged_out":
+                console.set_idle_state(engine, who, login, state, "paused", now, reason)
+        elif action == "logout":
+            if busy:
+                console.set_after_call(engine, who, login, "logged_out")
+            elif state != "logged_out":
+                console.set_idle_state(engine, who, login, state, "logged_out", now)
+        else:
+            raise UserError(f"unknown action {action!r}")
+
+    async def agent_preview(request: Request) -> Response:
+        got = await _posted(request)
+        if isinstance(got, Response):
+            return got
+        who, form = got
+        login = request.path_params["login"]
+        try:
+            entry = int(form.get("entry_id", "0"))
+            if form.get("action") == "dial":
+                await run_in_threadpool(console.preview_dial, engine, who, login, entry)
+            else:
+                await run_in_threadpool(console.preview_skip, engine, who, login, entry, form.get("reason", ""))
+        except (PermissionDenied, ValueError) as exc:
+            return forbidden(request, exc)
+        return RedirectResponse(f"/agent/{login}", status_code=303)
+
+    async def agent_dispose(request: Request) -> Response:
+        got = await _posted(request)
+        if isinstance(got, Response):
+            return got
+        who, form = got
+        login = request.path_params["login"]
+        from dialer.views.agent_console import FormError, parse_amount, parse_callback
+
+        def save() -> str:
+            now = datetime.now(UTC)
+            attempt_id = int(form.get("attempt_id", "0"))
+            pop = console.screen_pop(engine, who, login, attempt_id)
+            if pop is None:
+                raise UserError("no such call")
+            agent, _ = console.snapshot(engine, who, login, None)
+            outcome = form.get("outcome", "")
+            if outcome not in OUTCOMES:
+                raise FormError(i18n._("choose an outcome"))
+            if outcome == "refused" and form.get("reason", "") not in REFUSAL_REASONS:
+                raise FormError(i18n._("reason code must be one of") + " " + ", ".join(REFUSAL_REASONS))
+            when = None
+            if outcome == "callback":
+                when = parse_callback(form.get("when", ""), now, web.cfg.schedules.timezone,
+                                      web.calling_hours(str(pop.get("campaign", ""))))
+            d = Disposition(attempt_id=attempt_id, agent_id=agent["id"], customer_id=pop["customer_id"],
+                            campaign_id=pop.get("campaign_id"), outcome=outcome,
+                            amount=parse_amount(form["amount"]) if form.get("amount") else 0.0,
+                            sku=str(pop.get("sku") or ""), reason_code=form.get("reason", "") if outcome == "refused"
+                            else "", voc_text=form.get("voc", ""), callback_at=when, source="web", created_at=now)
+            saved = console.dispose(engine, who, login, d)
+            return str(saved.id)
+
+        try:
+            await run_in_threadpool(save)
+        except PermissionDenied as exc:
+            return forbidden(request, exc)
+        except (FormError, UserError, ValueError) as exc:
+            return page(request, "error.html", status=400, message=str(exc), back=f"/agent/{login}")
+        return RedirectResponse(f"/agent/{login}?saved=1", status_code=303)
+
+    async def floor_command(request: Request) -> Response:
+        got = await _posted(request)
+        if isinstance(got, Response):
+            return got
+        who, form = got
+        if form.get("confirm") != "yes":
+            return page(request, "error.html", status=400, message=i18n._("not sent: confirm the command first"),
+                        back="/floor")
+        try:
+            await run_in_threadpool(floor.send_command, engine, who, form.get("campaign", ""), form.get("command", ""),
+                                    form.get("argument", ""), origin="web")
+        except PermissionDenied as exc:
+            return forbidden(request, exc)
+        except UserError as exc:
+            return page(request, "error.html", status=400, message=str(exc), back="/floor")
+        return RedirectResponse("/floor", status_code=303)
+
+    routes = [
+        Route("/", home),
+        Route("/login", login_form, methods=["GET"]),
+        Route("/login", login_post, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/lang/{lang}", set_lang),
+        Route("/agent/{login}", agent_page),
+        Route("/agent/{login}/state", agent_state, methods=["POST"]),
+        Route("/agent/{login}/preview", agent_preview, methods=["POST"]),
+        Route("/agent/{login}/disposition", agent_dispose, methods=["POST"]),
+        Route("/floor", floor_page),
+        Route("/floor/command", floor_command, methods=["POST"]),
+        Route("/wallboard", wallboard_page),
+        Route("/events/{kind}", events),
+        Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
+    ]
+    app = Starlette(routes=routes)
+    app.add_middleware(SecurityHeaders)
+    app.state.web = web
+    return app
