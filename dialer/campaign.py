@@ -524,7 +524,14 @@ class CampaignRunner:
             self.engine, campaign_id=self.campaign_id, entry_id=lease.entry_id, customer_id=lease.customer_id,
             segment=lease.segment, phone_e164=lease.phone_e164, trunk=self.trunk.name,
             state=AttemptState.DIALING.value, dialed_at=at, **self._attempt_fields())
-        if not self.hopper.mark_dialing(lease.entry_id, attempt_id, at, lease_token=self._dial_token(lease)):
+        try:
+            marked = self.hopper.mark_dialing(lease.entry_id, attempt_id, at, lease_token=self._dial_token(lease))
+        except Exception as error:  # (issue 25) the store went away between the attempt row and the dial mark
+            if not self.guard.absorb(error):
+                raise
+            self._not_an_attempt(attempt_id, lease.entry_id, at)  # journalled: undone once the store is back
+            return "store unreachable"
+        if not marked:
             attempts_store.delete_attempt(self.engine, attempt_id)  # the lease was lost: not ours to dial
             self._count("lease_lost")
             return "lease lost"

@@ -76,7 +76,11 @@ def test_postgres_stopped_mid_call_cuts_no_call_and_loses_no_outcome(own_pg: PgS
     nodes: list[NodeProc] = []
     try:
         for node_id, rtp in (("A", 41000), ("B", 43000))[:n_nodes]:
-            nodes.append(make_node(tmp_path, node_id, url, 3, 6, rtp))
+            node = make_node(tmp_path, node_id, url, 3, 6, rtp)
+            text = node.cfg_path.read_text(encoding="utf-8")  # each node's journal in the test's own directory
+            node.cfg_path.write_text(text.replace("[database]\n", f'[database]\njournal_dir = "{tmp_path / node_id}"\n',
+                                                  1), encoding="utf-8")
+            nodes.append(node)
         for n in nodes:
             n.start(300)
         # customers in conversation on every node

@@ -16,7 +16,7 @@ import os
 import subprocess
 import time
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -177,8 +177,15 @@ def test_a_starved_runner_dials_nothing_while_it_is_late(tmp_path: Path) -> None
         start = time.monotonic()
         lagged: list[dict[str, object]] = []
 
-        def timeline() -> bool:
+        dials = {"prev": 0, "late_turns": 0, "dialled_late": 0}
+
+        def timeline() -> bool:  # called between turns: lag.lagging is what the last turn's dial() saw
             now = time.monotonic()
+            dialled = runner.counts.get("dialled", 0)
+            if runner.lag.lagging:
+                dials["late_turns"] += 1
+                dials["dialled_late"] += dialled - dials["prev"]
+            dials["prev"] = dialled
             if runner.lag.lagging and "late" not in marks:
                 marks["late"] = datetime.now(UTC)
                 lagged.append(runner.lag.status())
@@ -210,7 +217,9 @@ def test_a_starved_runner_dials_nothing_while_it_is_late(tmp_path: Path) -> None
     # the runner's own record of when it stopped and resumed dialling (written before that turn's dials)
     late, on_time = said["tick_lag"], said["tick_lag_cleared"]
     assert marks["starved"] < late < on_time
-    assert not [a.id for a in rows if late < a.dialed_at.replace(tzinfo=UTC) < on_time], "dialled while late"
+    # no turn that knew it was late dialled, and the late stretch lasted past the starving (the 3 s hold)
+    assert dials["late_turns"] >= 5 and dials["dialled_late"] == 0, dials
+    assert not [a.id for a in rows if late < a.dialed_at.replace(tzinfo=UTC) < on_time - timedelta(seconds=2)]
     assert [a for a in rows if a.dialed_at.replace(tzinfo=UTC) > on_time], "never dialled again"
     assert carrier.received("INVITE") == len(rows)
     assert runner.lag.max_s > 1.0
