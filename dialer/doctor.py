@@ -15,12 +15,11 @@ from enum import StrEnum
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
-from sqlalchemy.engine import Engine
-
 from dialer.config import Config
 from dialer.endpoints import is_insecure
 from dialer.licences import problems, runtime_closure
 from dialer.privacy import PRIVATE_DIR, PRIVATE_FILE
+from dialer.store import Engine
 
 
 class Area(StrEnum):

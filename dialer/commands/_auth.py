@@ -13,10 +13,9 @@ import getpass
 import os
 import sys
 
-from sqlalchemy.engine import Engine
-
 from dialer.errors import UserError
 from dialer.service.auth import LOCAL_ADMIN_WARNING, Principal, has_users, local_admin, login
+from dialer.store import Engine
 
 
 def add_user_arg(p: argparse.ArgumentParser) -> None:

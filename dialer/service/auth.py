@@ -19,10 +19,10 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy.engine import Engine
 
 from dialer.errors import UserError
 from dialer.service.roles import GRANTS, OWN_DATA, Permission, PermissionDenied, Role, parse_role
+from dialer.store import Engine
 from dialer.store import users as store
 from dialer.store.models import utcnow
 

@@ -12,11 +12,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.engine import Engine
-
 from dialer.errors import UserError
 from dialer.service.auth import Principal, record, require
 from dialer.service.roles import Permission, PermissionDenied
+from dialer.store import Engine
 from dialer.store import agents as agents_store
 from dialer.store import preview as preview_store
 from dialer.store import users as users_store

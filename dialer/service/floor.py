@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from sqlalchemy.engine import Engine
-
 from dialer.errors import UserError
 from dialer.service.auth import Principal, record, require
 from dialer.service.roles import Permission
+from dialer.store import Engine
 from dialer.store.dashboard import add_command
 
 

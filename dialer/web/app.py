@@ -19,7 +19,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -38,6 +37,7 @@ from dialer.i18n import N_
 from dialer.service import auth, console, floor
 from dialer.service.auth import Principal
 from dialer.service.roles import Permission, PermissionDenied, Role
+from dialer.store import Engine
 from dialer.store.models import Disposition
 from dialer.web.security import (
     LOGIN_CSRF_COOKIE,
