@@ -107,6 +107,7 @@ class Live:
     dialed_mono: float | None = None  # (issue 31) the runner's monotonic clock at the dial: ages never use the wall
     connected_mono: float | None = None
     standby: bool = False  # agent_id was taken off standby (paused after this call was dialled)
+    notes: list[str] = field(default_factory=list)  # (issue 25) what happened on the way (an agent leg lost)
 
 
 class TickLag:
@@ -756,6 +757,26 @@ class CampaignRunner:
             self.waiting.insert(0, call.attempt_id)
         self.route_waiting(ev.at)
 
+    def _on_agent_lost(self, call: Live, ev: CallEvent) -> None:
+        """(issue 25) The agent's leg died under the customer (answered and dropped at once, or went silent): the
+        customer is still up, unbridged, with a fresh connect limit. Another ready agent takes them; the lost
+        agent is out of routing (nailed: until the leg is up again; per-call: as a phone that did not answer)."""
+        lost = call.agent_id if call.agent_id is not None else ev.agent_id
+        a = self.board.agents.get(lost) if lost is not None else None
+        login = a.login if a is not None else str(lost)
+        self._event(RunnerEvent.AGENT_LEG_LOST, f"attempt {call.attempt_id}: agent {login}: {ev.detail}; the "
+                                                "customer is handed to another agent", "warning")
+        self._count("agent_lost")
+        call.notes.append(f"agent {login} lost: {ev.detail}")
+        if a is not None and a.state in (AgentState.ON_CALL, AgentState.RESERVED):
+            self.board.set_state(a.id, AgentState.UNREACHABLE if self.legs is not None else AgentState.UNAVAILABLE,
+                                 utc(ev.at), force=True)
+        call.agent_id, call.connected, call.standby = None, None, False
+        self._update_attempt(call.attempt_id, state=AttemptState.ANSWERED.value)
+        if call.attempt_id not in self.waiting:
+            self.waiting.insert(0, call.attempt_id)
+        self.route_waiting(ev.at)
+
     def _agent_refused(self, agent_id: int, ev: CallEvent) -> None:
         """(issue 25) The phone said no to a real call (486/603/600 -- DND behind a PBX, which still answers
         OPTIONS 200): the agent is `refusing` -- out of routing and of the pacer's agents at once, and no OPTIONS
@@ -821,7 +842,7 @@ class CampaignRunner:
             self.pacer.record_outcome(at, pacing_outcome, ring)
             self._count(outcome)
         fields: dict[str, Any] = {"state": "ended", "ended_at": utc(at), "outcome": outcome, "hangup_by": by,
-                                  "detail": detail[:500]}
+                                  "detail": "; ".join([*call.notes, detail] if detail else call.notes)[:500]}
         if sip_status is not None and call.answered is None:
             fields["sip_status"] = sip_status
         if recording:
@@ -881,7 +902,8 @@ class CampaignRunner:
                 self._event("agent_standby", f"agent {agent.login} on standby took attempt {attempt_id}, "
                                              "dialled before their pause (back to the pause after the call)")
             self._update_attempt(attempt_id, agent_id=agent.id)
-            self.tel.connect_agent(attempt_id, agent.id, agent.sip_uri)
+            self.tel.connect_agent(attempt_id, agent.id, agent.sip_uri, rescue_s=self.cfg.telephony.agent_rescue_s,
+                                   silence_s=self.cfg.telephony.agent_silence_s)
 
     def standby_window_s(self) -> float:
         """How long a paused agent stays on standby: no call dialled before the pause can still wait longer
@@ -1128,6 +1150,7 @@ _CALL_HANDLERS: dict[str, Callable[[CampaignRunner, Live, CallEvent], None]] = {
     "dtmf": CampaignRunner._on_dtmf,
     "failed": CampaignRunner._on_failed,
     "hangup": CampaignRunner._on_hangup,
+    "agent_lost": CampaignRunner._on_agent_lost,
 }
 
 __all__ = ["CampaignRunner", "Live", "RunnerBusy", "TickLag", "Wrap", "utc"]

@@ -99,6 +99,11 @@ class TelephonyConfig(_Section):
     # (issue 25) a stop (--for, SIGTERM, the monitor's stop, a node leaving) dials no more and waits this long at
     # most for calls and wrap-ups to end by themselves; what is left then is hung up (0 = hang up at once)
     drain_s: Annotated[float, Field(ge=0)] = 1200.0
+    # (issue 25) an agent leg that dies under a customer hands them to another agent inside a fresh connect limit:
+    # a BYE this soon after the bridge (a phone that answers and drops), or no RTP from the agent this long while
+    # bridged (a dead PBX or NAT binding: no BYE ever comes). 0 = off
+    agent_rescue_s: Annotated[float, Field(ge=0, le=10)] = 1.0
+    agent_silence_s: Annotated[float, Field(ge=0, le=60)] = 2.0
     # (issue 25) the runner's loop running later than this (a starved host) stops new dials until it catches up
     max_tick_lag_s: Annotated[float, Field(ge=0)] = 1.0
 

@@ -130,3 +130,91 @@ def test_agent_on_dnd_is_taken_out_of_routing_and_its_customer_rerouted(tmp_path
     assert "refusing calls" in seen["frame"] and "agent_refusing" in seen["frame"], seen["frame"]
     print(f"re-route: customer answered -> second agent connected in "
           f"{(first.agent_connected_at - first.answered_at).total_seconds():.3f} s")
+
+
+def byes_received(sipp: Sipp) -> int:
+    """BYE requests that reached SIPp, from its own message trace (the carrier scenario has no step for one)."""
+    blocks = sipp.messages().split("message received")[1:]
+    return sum(1 for b in blocks if b.lstrip().split("\n", 1)[-1].lstrip().startswith("BYE "))
+
+
+def _run(tmp_path: Path, cfg_text: str, url: str, until: Any) -> tuple[CampaignRunner, list[Attempt],
+                                                                      list[CampaignEvent], dict[str, Agent]]:
+    cfg = parse_config(cfg_text, str(tmp_path / "faults.toml"))
+    engine = get_engine(url)
+    runner = CampaignRunner(cfg, "faults", engine, auto_login=True, state_logger=log_agent_state)
+    t0 = time.monotonic()
+    try:
+        runner.run(60.0, should_stop=lambda: until(runner) or time.monotonic() - t0 > 40)
+        with Session(engine) as s:
+            rows = list(s.exec(select(Attempt)).all())
+            events = list(s.exec(select(CampaignEvent)).all())
+            agents = {a.login: a for a in s.exec(select(Agent)).all()}
+    finally:
+        dispose_engines()
+    return runner, rows, events, agents
+
+
+def _rescued(rows: list[Attempt], events: list[CampaignEvent], agents: dict[str, Agent], good: str) -> Attempt:
+    """Every answered customer reached an agent, none was abandoned or hung up by the dialer, and the one whose
+    agent leg died is the one the other agent finished."""
+    answered = [r for r in rows if r.outcome == "answered"]
+    assert answered and all(r.agent_connected_at is not None and not r.abandoned and r.hangup_by == "customer"
+                            for r in answered), [(r.id, r.abandoned, r.hangup_by, r.detail) for r in answered]
+    lost = [e for e in events if e.kind == "agent_leg_lost"]
+    assert len(lost) >= 1
+    saved = next(r for r in answered if "lost" in (r.detail or ""))
+    assert saved.agent_id == agents[good].id
+    assert f"attempt {saved.id}" in lost[0].message
+    assert any(e.kind == "agent_rerouted" and f"attempt {saved.id}" in e.message for e in events)
+    return saved
+
+
+def test_agent_who_answers_and_hangs_up_at_once_costs_the_customer_nothing(tmp_path: Path) -> None:
+    """A softphone answers and sends BYE 0.3 s later: the customer stays up and the other agent takes them."""
+    url = f"sqlite:///{tmp_path / 'bye.db'}"
+    init_db(url)
+    with Sipp("carrier_callee_bye", port=free_udp_port(6000, 6499), workdir=tmp_path, duration_ms=2500,
+              rtp_echo=True, trace_msg=True) as carrier, \
+            Sipp("agent_bye", port=free_udp_port(6500, 6899), workdir=tmp_path, duration_ms=300,
+                 rtp_echo=True) as flaky, \
+            Sipp("agent_uas", port=free_udp_port(6500, 6899), workdir=tmp_path, rtp_echo=True) as ok:
+        text = config_text(url, carrier.port, {"flaky": flaky.uri("flaky"), "ok": ok.uri("ok")},
+                           free_udp_port(6900, 6990, span=8))
+        seed(url, 6)
+        runner, rows, events, agents = _run(
+            tmp_path, text, url,
+            lambda r: r.counts.get("agent_lost", 0) >= 1 and r.counts.get("connected", 0) >= 3)
+    saved = _rescued(rows, events, agents, "ok")
+    assert "hung up" in (saved.detail or "") and flaky.sent("BYE") == 1
+    assert byes_received(carrier) == 0  # no customer heard the dialer hang up
+    assert runner.counts.get("abandoned", 0) == 0 and runner.counts.get("agent_lost") == 1
+    assert saved.answered_at is not None and saved.agent_connected_at is not None
+    print(f"answer-then-BYE: customer answered -> second agent connected in "
+          f"{(saved.agent_connected_at - saved.answered_at).total_seconds():.3f} s")
+
+
+def test_silent_nailed_leg_is_noticed_and_its_customer_rescued(tmp_path: Path) -> None:
+    """A nailed agent leg that sends no RTP (a dead PBX/NAT binding: no BYE either): the bridged customer is
+    handed to the other agent within agent_silence_s, the dead leg is hung up and called again."""
+    url = f"sqlite:///{tmp_path / 'mute.db'}"
+    init_db(url)
+    with Sipp("carrier_callee_bye", port=free_udp_port(6000, 6499), workdir=tmp_path, duration_ms=4000,
+              rtp_echo=True, trace_msg=True) as carrier, \
+            Sipp("agent_uas", port=free_udp_port(6500, 6899), workdir=tmp_path) as mute, \
+            Sipp("agent_uas", port=free_udp_port(6500, 6899), workdir=tmp_path, rtp_echo=True) as ok:
+        text = config_text(url, carrier.port, {"mute": mute.uri("mute"), "ok": ok.uri("ok")},
+                           free_udp_port(6900, 6990, span=8), legs="nailed")
+        seed(url, 8)
+        runner, rows, events, agents = _run(
+            tmp_path, text, url,
+            lambda r: r.counts.get("agent_lost", 0) >= 1 and not r.live)
+    saved = _rescued(rows, events, agents, "ok")
+    assert "no RTP from the agent" in (saved.detail or "")
+    assert byes_received(carrier) == 0 and runner.counts.get("abandoned", 0) == 0
+    assert mute.invites() >= 2  # the dead leg was hung up and the phone called again
+    lost_at = next(e.at for e in events if e.kind == "agent_leg_lost")
+    assert saved.answered_at is not None and saved.agent_connected_at is not None
+    print(f"silent nailed leg: detected {(lost_at - saved.answered_at).total_seconds():.2f} s after answer; "
+          f"customer answered -> second agent connected in "
+          f"{(saved.agent_connected_at - saved.answered_at).total_seconds():.3f} s")

@@ -32,6 +32,9 @@ class EventKind(StrEnum):
     TRUNK_UP = "trunk_up"
     AGENT_LEG_UP = "agent_leg_up"  # nailed mode: the agent's session leg is up (agent_id)
     AGENT_LEG_DOWN = "agent_leg_down"  # nailed mode: it is down (not answered, dropped, logged out)
+    # (issue 25) the agent's leg died under a bridged customer (a BYE at once, or no RTP): the customer is up,
+    # unbridged, with a fresh connect limit for another agent (agent_id = the lost agent, detail = why)
+    AGENT_LOST = "agent_lost"
 
 
 class Outcome(StrEnum):

@@ -196,6 +196,7 @@ class NailedLegs:
         leg.base = _counts(leg.call)
         att.nailed, att.agent_id, att.agent_confirmed = True, agent_id, True
         att.state = CallState.CONNECTED
+        att.connected_at, att.agent_rx = time.monotonic(), (-1, 0.0)
         att.bridged = False
         self.bridge(att)
         self.w.emit("agent_connected", att, agent_id=agent_id, leg="agent",

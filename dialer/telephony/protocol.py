@@ -108,6 +108,10 @@ class ConnectAgent:
     attempt_id: int
     agent_id: int
     uri: str
+    # (issue 25) hand the customer back (another agent, a fresh connect limit) when the agent's leg dies under
+    # them: a BYE within rescue_s of the bridge, or no RTP from the agent for silence_s while bridged (0 = off)
+    rescue_s: float = 0.0
+    silence_s: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -386,11 +386,13 @@ class Telephony:
         self.calls[attempt_id] = _Call(attempt_id, w.name, trunk, now)
         return True
 
-    def connect_agent(self, attempt_id: int, agent_id: int, agent_uri: str) -> None:
+    def connect_agent(self, attempt_id: int, agent_id: int, agent_uri: str, *, rescue_s: float = 0.0,
+                      silence_s: float = 0.0) -> None:
         c = self.calls.get(attempt_id)
         if c is None:
             return
-        self._send(self.workers[c.worker], ConnectAgent(attempt_id=attempt_id, agent_id=agent_id, uri=agent_uri))
+        self._send(self.workers[c.worker], ConnectAgent(attempt_id=attempt_id, agent_id=agent_id, uri=agent_uri,
+                                                        rescue_s=rescue_s, silence_s=silence_s))
 
     def agent_login(self, agent_id: int, uri: str) -> None:
         """Nailed mode: call the agent now and keep the leg up (`agent_leg_up` / `agent_leg_down` events)."""

@@ -143,6 +143,11 @@ class Att:
     ringing_at: float = 0.0
     cause: str | None = None  # why the dialer ended the call, on "hangup" (machine, machine_message_left)
     nailed: bool = False  # bridged to the agent's nailed-up leg (dialer.telephony.nailed), not an own leg
+    # (issue 25) an agent leg that dies under the customer hands them back (ConnectAgent.rescue_s / silence_s)
+    rescue_s: float = 0.0
+    silence_s: float = 0.0
+    connected_at: float = 0.0  # monotonic time of the current agent's bridge
+    agent_rx: tuple[int, float] = (-1, 0.0)  # the agent leg's RTP packets received, and when that last changed
 
 
 class Worker:
@@ -169,7 +174,7 @@ class Worker:
         self.actions: dict[str, Callable[[Att], None]] = {
             "bridge": self._bridge, "record": self._record, "release": self._release, "amd_tap": self._amd_tap,
             "auth_failed": self._auth_failed,
-            "agent_dropped": lambda att: self._end(att, "agent"),
+            "agent_dropped": self._agent_dropped,
         }
 
     # ------------------------------------------------------------------ messaging
@@ -301,6 +306,7 @@ class Worker:
         cur = self.atts.get(msg.attempt_id)
         if cur is None or cur.state is not CallState.ANSWERED or cur.cust is None:
             return  # customer gone or already abandoning: the campaign sees that from other events
+        cur.rescue_s, cur.silence_s = msg.rescue_s, msg.silence_s
         if self.nailed.has(msg.agent_id):
             self.nailed.connect(cur, msg.agent_id)
             return
@@ -447,6 +453,7 @@ class Worker:
                 att.agent_confirmed = True
                 if att.state is CallState.ANSWERED and att.cust is not None:
                     att.state = CallState.CONNECTED
+                    att.connected_at, att.agent_rx = time.monotonic(), (-1, 0.0)
                     self.emit("agent_connected", att, agent_id=att.agent_id, leg="agent",
                               detail=f"{(time.monotonic() - att.answered_at) * 1000:.0f} ms after answer")
                     self.todo.append(("bridge", att.attempt_id))
@@ -461,6 +468,9 @@ class Worker:
                                   sip_status=ci.lastStatusCode, detail=f"agent leg: {ci.lastStatusCode} "
                                                                        f"{ci.lastReason}")
                     att.agent_id = None if att.state is CallState.ANSWERED else att.agent_id
+                elif att.state is CallState.CONNECTED and att.cust is not None and self._rescuable(att):
+                    self._hand_back(att, f"the agent hung up {time.monotonic() - att.connected_at:.1f} s after "
+                                         f"answering ({ci.lastStatusCode} {ci.lastReason})")
                 elif att.state is CallState.CONNECTED:
                     att.hangup_by = att.hangup_by or "agent"
                     att.state = CallState.ENDING
@@ -762,6 +772,7 @@ class Worker:
             elif att.state is CallState.CONNECTED:
                 self._sample_levels(att, now)
                 self._check_rtp(att, now)
+                self._check_agent_silent(att, now)
             elif att.state is CallState.ANSWERED:
                 if att.amd is not None and self._amd_step(att, now):
                     continue
@@ -781,6 +792,57 @@ class Worker:
                 elif att.cust is None and att.agent is None:
                     self._finish(att)
         self.nailed.timers(now)
+
+    # ------------------------------------------------------------------ (issue 25) agent legs that die
+    def _rescuable(self, att: Att) -> bool:
+        """The agent's leg ended this soon after the bridge: a phone that answered and dropped, not a call."""
+        return att.rescue_s > 0 and time.monotonic() - att.connected_at <= att.rescue_s
+
+    def _agent_dropped(self, att: Att) -> None:
+        """A nailed leg ended under its customer: at once after the bridge = hand the customer back; later = the
+        agent ended the call (hanging up the phone is how a nailed agent ends one)."""
+        if att.state is CallState.CONNECTED and att.cust is not None and self._rescuable(att):
+            self._hand_back(att, f"the agent's leg dropped {time.monotonic() - att.connected_at:.1f} s after "
+                                 "the bridge")
+        else:
+            self._end(att, "agent")
+
+    def _hand_back(self, att: Att, why: str) -> None:
+        """The customer stays up, unbridged, with a fresh connect limit: the campaign routes them to another
+        agent (or the limit runs out and they hear the message, as any answered call nobody took)."""
+        agent_id = att.agent_id
+        if att.nailed:
+            self.nailed.release(att)  # the stretch's RTP counters; the leg is no longer this customer's
+        att.nailed = att.agent_confirmed = att.bridged = False
+        att.state = CallState.ANSWERED
+        att.agent_id = None
+        att.agent_rx = (-1, 0.0)
+        att.rtp_seen.pop("agent", None)
+        att.connect_deadline = time.monotonic() + att.connect_limit
+        self.emit("agent_lost", att, agent_id=agent_id, leg="agent", detail=why)
+
+    def _check_agent_silent(self, att: Att, now: float) -> None:
+        """No RTP from a bridged agent for silence_s (a dead PBX or NAT binding sends no BYE): the customer would
+        hear dead air. Hang that leg up (a nailed one is called again after its back-off) and hand them back."""
+        if att.silence_s <= 0 or att.state is not CallState.CONNECTED or att.cust is None or not att.bridged:
+            return
+        leg = self.nailed.call_of(att) if att.nailed else att.agent
+        if leg is None:
+            return
+        try:
+            rx = int(leg.getStreamStat(0).rtcp.rxStat.pkt)
+        except self.pj.Error:
+            return
+        seen, since = att.agent_rx
+        if rx != seen:
+            att.agent_rx = (rx, now)
+            return
+        if now - since < att.silence_s:
+            return
+        if not att.nailed:
+            att.agent_silent = True  # its DISCONNECTED reports nothing more
+        self._hand_back(att, f"no RTP from the agent for {now - since:.1f} s while bridged (no BYE)")
+        self._hangup_leg(leg)
 
     def _check_rtp(self, att: Att, now: float) -> None:
         """Dead-call detection: RTP counters of a confirmed leg that stop moving for rtp_timeout_s (either
