@@ -336,3 +336,21 @@ def test_the_monitor_says_the_store_is_away_and_shows_a_late_loop(db_url: str, t
     m.engine = get_engine(db_url)
     m.refresh(NOW)
     assert "STORE UNREACHABLE" not in text_of(m)
+
+
+def test_a_busy_sqlite_file_is_not_called_damaged(db_url: str, tmp_path: Path) -> None:
+    from dialer.store.db import dispose_engines, sqlite_problem
+
+    dispose_engines()  # nobody else holds the file while its journal mode changes
+    path = db_url.split("///", 1)[1]
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("PRAGMA journal_mode=DELETE")  # a rollback-journal file: an exclusive lock keeps readers out
+    eng = create_engine(db_url, connect_args={"timeout": 0.1})
+    try:
+        other.execute("BEGIN EXCLUSIVE")
+        assert sqlite_problem(eng) is None  # locked, not damaged
+        other.execute("ROLLBACK")
+        assert sqlite_problem(eng) is None
+    finally:
+        other.close()
+        eng.dispose()

@@ -101,7 +101,10 @@ def get_engine(url: str | None = None) -> Engine:
 
 
 def sqlite_problem(engine: Engine) -> str | None:
-    """SQLite's own `PRAGMA quick_check` of the file (its first complaint), or None when it is sound."""
+    """SQLite's own `PRAGMA quick_check` of the file (its first complaint), or None when it is sound.
+
+    Only damage is reported: a file that is busy, locked or on a full disk is not damaged (the runner waits and
+    journals through those, dialer.journal), so such errors are left to the command that meets them."""
     from sqlalchemy.exc import DatabaseError
 
     try:
@@ -109,7 +112,9 @@ def sqlite_problem(engine: Engine) -> str | None:
             rows = [str(r[0]) for r in conn.exec_driver_sql("PRAGMA quick_check").all()]
     except DatabaseError as exc:
         orig = getattr(exc, "orig", None) or exc
-        return str(orig).splitlines()[0] if str(orig) else type(orig).__name__
+        text = str(orig).splitlines()[0] if str(orig) else type(orig).__name__
+        damaged = ("malformed", "not a database", "encrypted", "corrupt")
+        return text if any(w in text.lower() for w in damaged) else None
     return None if rows == ["ok"] else (rows[0] if rows else "quick_check returned nothing")
 
 
