@@ -14,8 +14,9 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -32,6 +33,9 @@ url = "sqlite:///{db}"
 [business]
 name = "つなぐ通販"
 phone = "0120-000-000"
+
+[calendar]
+closed_days = ["{closed} 棚卸"]
 
 [[agents]]
 login = "a01"
@@ -64,7 +68,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]
     root = tmp_path_factory.mktemp("web")
     db = root / "tsunagu.db"
     cfg = root / "tsunagu.toml"
-    cfg.write_text(CONFIG.format(db=db), encoding="utf-8")
+    closed = (datetime.now(ZoneInfo("Asia/Tokyo")).date() + timedelta(days=2)).isoformat()
+    cfg.write_text(CONFIG.format(db=db, closed=closed), encoding="utf-8")
     env = run_env()
     env["TSUNAGU_CONFIG"] = str(cfg)
     assert _dialer("db", "init", cwd=root, env=env).returncode == 0
@@ -260,6 +265,40 @@ def test_an_agent_is_refused_another_agents_console_and_the_floor(site: dict[str
     cookies = {c["name"]: c["value"] for c in b.get_cookies()}  # type: ignore[attr-defined]
     r = httpx.get(base + "/events/agent?login=a01", cookies=cookies, timeout=5)
     assert r.status_code == 403
+
+
+def test_the_agents_callback_calendar_shows_their_callbacks_and_the_closed_days(site: dict[str, object],
+                                                                               browser: object) -> None:
+    from selenium.webdriver.common.by import By
+    from sqlmodel import Session
+
+    from dialer.store.db import get_engine
+    from dialer.store.models import CallListEntry, Customer
+
+    tokyo = ZoneInfo("Asia/Tokyo")
+    tomorrow = datetime.now(tokyo).date() + timedelta(days=1)
+    at = datetime.combine(tomorrow, datetime.min.time(), tokyo).replace(hour=14, minute=30)
+    engine = get_engine(f"sqlite:///{site['db']}")
+    with Session(engine) as s:  # what the hopper writes when a01 books a callback (and one for a02)
+        for cid, name, who in (("C21", "高橋 美咲", "a01"), ("C22", "田中 健", "a02")):
+            s.add(Customer(customer_id=cid, name=name, phone="+81312345600"))
+            s.add(CallListEntry(customer_id=cid, segment="callback", reason="callback", phones=["+81312345600"],
+                                callback_at=at.astimezone(UTC), callback_agent=who, status="pending"))
+        s.commit()
+    base = str(site["base"])
+    b = browser
+    _login(b, base, "a01")
+    _wait(lambda: b.current_url.endswith("/agent/a01"))  # type: ignore[attr-defined]
+    b.find_element(By.ID, "to-callbacks").click()  # type: ignore[attr-defined]
+    day = lambda d: b.find_element(By.CSS_SELECTOR, f"section.day[data-date='{d.isoformat()}']")  # noqa: E731
+    _wait(lambda: "高橋 美咲" in day(tomorrow).text)
+    assert "14:30" in day(tomorrow).text
+    assert "田中" not in b.find_element(By.ID, "calendar").text  # type: ignore[attr-defined]
+    closed = day(tomorrow + timedelta(days=1))
+    assert "closed" in (closed.get_attribute("class") or "") and "棚卸" in closed.text
+    # another agent's calendar is refused
+    b.get(base + "/agent/a02/callbacks")  # type: ignore[attr-defined]
+    assert "may not" in b.find_element(By.ID, "error").text  # type: ignore[attr-defined]
 
 
 def test_forms_need_the_csrf_token_and_the_same_origin(site: dict[str, object]) -> None:

@@ -17,6 +17,7 @@ from dialer.service.auth import Principal, record, require
 from dialer.service.roles import Permission, PermissionDenied
 from dialer.store import Engine
 from dialer.store import agents as agents_store
+from dialer.store import callbacks as callbacks_store
 from dialer.store import preview as preview_store
 from dialer.store import users as users_store
 from dialer.store.attempts import attempt_agent_login
@@ -108,3 +109,10 @@ def dispose(engine: Engine, who: Principal, agent_login: str, disposition: Dispo
     saved = record_disposition(engine, disposition)
     record(engine, who, Permission.DISPOSITION, f"attempt {disposition.attempt_id}", disposition.outcome)
     return saved
+
+
+def my_callbacks(engine: Engine, who: Principal, agent_login: str, since: datetime, until: datetime
+                 ) -> list[dict[str, Any]]:
+    """The callbacks promised to this agent in a range (their calendar; never another agent's)."""
+    require(engine, who, Permission.CALLBACK, agent_login=agent_login)
+    return callbacks_store.agent_callbacks(engine, agent_login, since, until)

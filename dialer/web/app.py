@@ -133,6 +133,30 @@ class Web:
                 "pause_reasons": list(PAUSE_REASONS.values()), "outcomes": OUTCOMES,
                 "refusals": REFUSAL_REASONS, "busy": agent.get("state") in BUSY, "now": now}
 
+    def calendar_context(self, who: Principal, login: str, now: datetime, week: int) -> dict[str, Any]:
+        """Seven days of the agent's own callbacks on the centre's hours and calendar (closed days named)."""
+        from datetime import timedelta
+
+        from dialer.domain.calling_hours import business_today, local_midnight
+
+        console.open_seat(self.engine, who, login, list(self.cfg.agents))
+        agent, _ = console.snapshot(self.engine, who, login, None)
+        tz = ZoneInfo(self.cfg.schedules.timezone)
+        first = business_today(self.cfg.schedules.timezone, now) + timedelta(days=7 * week)
+        start = local_midnight(datetime.combine(first, datetime.min.time(), tz), self.cfg.schedules.timezone)
+        end = start + timedelta(days=7)
+        campaign = agent.get("campaign") or (self.cfg.campaigns[0].name if self.cfg.campaigns else "")
+        hours = self.calling_hours(campaign)
+        booked = console.my_callbacks(self.engine, who, login, start, end)
+        days = []
+        for i in range(7):
+            d = first + timedelta(days=i)
+            window = hours.window(d)
+            days.append({"date": d, "closed": hours.day_closed(d) if window is None else None,
+                         "window": f"{window[0]:%H:%M}-{window[1]:%H:%M}" if window else "",
+                         "callbacks": [c for c in booked if c["at"] is not None and c["at"].astimezone(tz).date() == d]})
+        return {"agent": agent, "login": login, "days": days, "tz": tz, "week": week, "campaign": campaign}
+
     def floor_context(self, who: Principal, now: datetime) -> dict[str, Any]:
         from dialer.store.campaigns import list_campaigns
         from dialer.views.monitor import gather
@@ -166,10 +190,16 @@ class Web:
         return html
 
     def calling_hours(self, campaign: str) -> CallingHours:
+        """The campaign's hours and calendar; without a campaign the legal window with the centre's own
+        closure days and the public holidays (a callback is never offered on a day the centre is shut)."""
         try:
-            return CampaignPolicy.of(self.cfg.campaign(campaign)).hours if campaign else CallingHours.legal()
+            if campaign:
+                return CampaignPolicy.of(self.cfg.campaign(campaign)).hours
         except ConfigError:
-            return CallingHours.legal()
+            pass
+        legal = CallingHours.legal()
+        return CallingHours.from_campaign((f"{legal.start:%H:%M}", f"{legal.end:%H:%M}"), "JP",
+                                          closed_days=self.cfg.calendar.closed_days)
 
 
 def create_app(cfg: Config, engine: Engine, *, secure_cookies: bool = True, push_s: float = 0.5) -> Starlette:
@@ -248,6 +278,21 @@ def create_app(cfg: Config, engine: Engine, *, secure_cookies: bool = True, push
             return forbidden(request, exc)
         return page(request, "agent.html", who=who, login=login, live=live, csrf=csrf_for(who.token),
                     pause_reasons=list(PAUSE_REASONS.values()))
+
+    async def calendar_page(request: Request) -> Response:
+        who = web.principal(request)
+        if who is None or who.token is None:
+            return to_login()
+        login = request.path_params["login"]
+        try:
+            week = max(0, min(8, int(request.query_params.get("week", "0"))))
+        except ValueError:
+            week = 0
+        try:
+            ctx = await run_in_threadpool(web.calendar_context, who, login, datetime.now(UTC), week)
+        except (PermissionDenied, UserError) as exc:
+            return forbidden(request, exc)
+        return page(request, "callbacks.html", who=who, csrf=csrf_for(who.token), **ctx)
 
     async def floor_page(request: Request, template: str = "floor.html") -> Response:
         who = web.principal(request)
@@ -433,6 +478,7 @@ def create_app(cfg: Config, engine: Engine, *, secure_cookies: bool = True, push
         Route("/logout", logout, methods=["POST"]),
         Route("/lang/{lang}", set_lang),
         Route("/agent/{login}", agent_page),
+        Route("/agent/{login}/callbacks", calendar_page),
         Route("/agent/{login}/state", agent_state, methods=["POST"]),
         Route("/agent/{login}/preview", agent_preview, methods=["POST"]),
         Route("/agent/{login}/disposition", agent_dispose, methods=["POST"]),
