@@ -299,8 +299,10 @@ class CampaignRunner:
         counts = self.hopper.recover(now)
         counts["preview_released"] = preview_store.release_all(self.engine, self.policy.name, now)
         beat = getattr(self, "prior_beat", None)
-        if beat is not None and self.board.state_logger is not None:  # issue 27: a crash left agent stretches open
-            agent_time_store.close_after_crash(self.engine, self.campaign_id, self.board.logins, beat, now)
+        if self.board.state_logger is not None:  # issue 27: a crash left stretches open; a stop closed them
+            if beat is not None:
+                agent_time_store.close_after_crash(self.engine, self.campaign_id, self.board.logins, beat, now)
+            agent_time_store.reopen_stretches(self.engine, self.campaign_id, self.board.logins, now)
         self.board.refresh()
         for a in self.board.agents.values():
             if a.state in BUSY or a.state in (AgentState.UNAVAILABLE, AgentState.UNREACHABLE):
@@ -1130,11 +1132,11 @@ class CampaignRunner:
                           f"write(s) wait in {self.guard.journal.path}; the next run replays them")
 
     def _after_stop(self, now: float) -> None:
-        """The only runner of the campaign leaves: settle the hopper, log its agents out (their open stretch ends
-        here, issue 27) and mark the campaign stopped."""
+        """The only runner of the campaign leaves: settle the hopper, end its agents' open stretches (issue 27)
+        and mark the campaign stopped."""
         self.hopper.recover(utc(now))
-        agent_time_store.log_out_campaign_agents(self.engine, self.campaign_id, self.board.logins, utc(now),
-                                                 self.board.state_logger)
+        if self.board.state_logger is not None:
+            agent_time_store.close_at_stop(self.engine, self.campaign_id, self.board.logins, utc(now))
         campaigns_store.mark_stopped(self.engine, self.campaign_id)
 
 

@@ -197,7 +197,8 @@ def campaign_report(engine: Engine, name: str, *, now: datetime | None = None, m
     until = open_until(rows.status, camp.state, now)
     times = agent_time(team_spans(rows.state_log, camp.id, team), campaign_start(rows.state_log, attempts, camp.id),
                        now, until)
-    hi = now if (camp.state != "stopped" or in_flight) else (last or now)
+    dead = rows.status is not None and until < now  # a runner held it and went silent: activity ended there
+    hi = now if (camp.state != "stopped" or in_flight) and not dead else (last or now)
     agent_ids = team
     amd = _amd_summary(engine, camp.id, attempts)
     if amd is not None:  # AMD ran: its measured false-positive share counts (UK), if above the configured one

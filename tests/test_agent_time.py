@@ -24,8 +24,7 @@ from sqlmodel import Session, col, select
 
 from dialer.domain.agent_time import Span, agent_time, team_time, time_by_bucket
 from dialer.reports import campaign_report
-from dialer.store.agent_time import close_after_crash, log_out_campaign_agents
-from dialer.store.agents import log_agent_state
+from dialer.store.agent_time import close_after_crash, close_at_stop, reopen_stretches
 from dialer.store.db import get_engine
 from dialer.store.models import Agent, AgentStateLog, Attempt, Campaign, CampaignStatus
 from dialer.store.report_rows import period_rows
@@ -133,26 +132,31 @@ def test_report_chart_csv_and_monitor_agree_on_the_crashed_timeline(db_url: str)
     assert by_start[T + 30 * M] == pytest.approx(10 / 30)
 
 
-def test_a_stop_logs_the_campaigns_agents_out_and_closes_their_stretches(db_url: str) -> None:
+def test_a_stop_closes_the_campaigns_agents_stretches_and_the_next_start_reopens_them(db_url: str) -> None:
     ids = write_timeline(db_url, state="stopped", beat=None)
     eng = get_engine(db_url)
-    out = log_out_campaign_agents(eng, ids["camp"], ["a01", "a02", "a03"], CRASH, log_agent_state)
+    out = close_at_stop(eng, ids["camp"], ["a01", "a02", "a03"], CRASH)
     assert sorted(out) == ["a01", "a02"]  # a03 works another campaign
     with Session(eng) as s:
         open_rows = s.exec(select(AgentStateLog).where(col(AgentStateLog.ended_at).is_(None))).all()
-        assert sorted((r.agent_id, r.state) for r in open_rows) == sorted(
-            [(ids["a01"], "logged_out"), (ids["a02"], "logged_out"), (ids["a03"], "ready")])
-        assert {a.login: a.state for a in s.exec(select(Agent)).all()} == {"a01": "logged_out", "a02": "logged_out",
+        assert [(r.agent_id, r.state) for r in open_rows] == [(ids["a03"], "ready")]
+        # the agents keep the state they chose (the console still shows it); only the counting stops
+        assert {a.login: a.state for a in s.exec(select(Agent)).all()} == {"a01": "wrap_up", "a02": "ready",
                                                                          "a03": "ready"}
     # with no heartbeat at all (open_until would be "now"), nothing is counted into the future any more
     r = campaign_report(eng, "tl", now=NOW)
     assert r["logged_in_s"] == 232 * 60 and r["occupancy"] == pytest.approx(62 / 232)
+    # the next runner opens each logged-in agent's state again when it starts: its run is counted from there
+    assert reopen_stretches(eng, ids["camp"], ["a01", "a02", "a03"], NOW) == 2
+    r = campaign_report(eng, "tl", now=NOW + 10 * M)
+    assert r["logged_in_s"] == (232 + 20) * 60 and r["wrap_s"] == (17 + 10) * 60
 
 
 def test_recovery_closes_what_a_crash_left_open_at_the_last_heartbeat(db_url: str) -> None:
     ids = write_timeline(db_url)
     eng = get_engine(db_url)
     assert close_after_crash(eng, ids["camp"], ["a01", "a02", "a03"], CRASH, NOW) == 2
+    assert reopen_stretches(eng, ids["camp"], ["a01", "a02", "a03"], NOW) == 2
     with Session(eng, expire_on_commit=False) as s:
         rows = s.exec(select(AgentStateLog).where(AgentStateLog.agent_id == ids["a01"])
                       .order_by(col(AgentStateLog.id))).all()
@@ -162,8 +166,8 @@ def test_recovery_closes_what_a_crash_left_open_at_the_last_heartbeat(db_url: st
         s.add(st)
         s.commit()
     tail = [(r.state, r.started_at.replace(tzinfo=UTC), r.ended_at and r.ended_at.replace(tzinfo=UTC))
-            for r in rows[-3:]]
-    assert tail == [("wrap_up", T + 110 * M, CRASH), ("logged_out", CRASH, NOW), ("wrap_up", NOW, None)]
+            for r in rows[-2:]]
+    assert tail == [("wrap_up", T + 110 * M, CRASH), ("wrap_up", NOW, None)]
     # ten minutes into the new run: the outage is not logged-in time, the resumed stretches are
     r = campaign_report(eng, "tl", now=NOW + 10 * M)
     assert r["logged_in_s"] == (232 + 20) * 60 and r["wrap_s"] == (17 + 10) * 60

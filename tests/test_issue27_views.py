@@ -4,6 +4,7 @@ headless status line is words."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -125,5 +126,50 @@ def test_headless_status_line_is_words() -> None:
         set_language("ja")
         line = status_line("predictive", {"dialled": 40}, 3, agents)
         assert "通話中 2" in line and "待機 8" in line and "ready" not in line and "AgentState" not in line
+    finally:
+        set_language("en")
+
+
+@pytest.mark.parametrize(("lang", "width"), [("en", 80), ("ja", 80), ("en", 160), ("ja", 160)])
+def test_customer_card_agrees_with_itself(db_url: str, tmp_path: Path, lang: str, width: int) -> None:
+    """An upsell card: the run-out date is the one the list used (of the product bought, not the one offered),
+    every date in one format, order and ship dates labelled apart, LTV and the call's value named apart."""
+    from dialer.config import parse_config
+    from dialer.views.agent_console import AgentConsole
+    from tests.test_reports import NOW, build_store, write_config
+    from tests.test_views_render import text_of
+
+    build_store(db_url)
+    eng = get_engine(db_url)
+    with Session(eng) as s:  # C1 bought SKU-A on 09-01 and 10-01 (shipped the next days): runs out 11-01
+        e = CallListEntry(customer_id="C1", segment="upsell", sku="SKU-B", qualifying_sku="SKU-A", priority=48373,
+                          reason="SKU-A bought 2026-10-02, runs out 2026-11-01 (own rhythm); offer SKU-B subscription",
+                          phones=["+819000000001"], status="leased", lease_owner=preview.owner("demo", "a02"),
+                          lease_expires_at=NOW + timedelta(hours=1))
+        a02 = s.exec(select(Agent).where(Agent.login == "a02")).one()
+        a02.state, a02.pause_reason = "ready", ""
+        s.add(e)
+        s.add(a02)
+        s.commit()
+    cfgp = write_config(tmp_path, db_url)
+    c = AgentConsole(eng, parse_config(cfgp.read_text(encoding="utf-8"), str(cfgp)), "a02")
+    try:
+        set_language(lang)
+        c.refresh(NOW)
+        assert c.preview is not None and c.preview["depletion"].isoformat() == "2026-11-01"
+        out = text_of(c.render(width, NOW), width)
+        flat = " ".join(out.replace("│", " ").split())
+        if lang == "ja":
+            assert "残量切れ予測: 2026年11月1日 SKU-A" in flat
+            assert "SKU-A bought 2026年10月2日, runs out 2026年11月1日" in flat  # the list's reason, same format
+            assert "購入日 2026年10月1日" in flat and "出荷日 2026年10月2日" in flat
+            assert "次回出荷 2026年12月1日" in flat
+            assert "LTV（CRM） ¥100,001" in flat and "架電価値（この架電の期待額） ¥48,373" in flat
+            assert not re.search(r"\d{2,4}-\d{2}-\d{2}", flat), flat  # no second date format
+        else:
+            assert "runs out: 2026-11-01 SKU-A (own repurchase interval)" in flat
+            assert "ordered 2026-10-01" in flat and "shipped 2026-10-02" in flat and "next shipment 2026-12-01" in flat
+            assert "LTV (CRM) ¥100,001" in flat and "call value (expected yen of this call) ¥48,373" in flat
+            assert all(len(d) == 10 for d in re.findall(r"\b[\d-]{8,10}\b", flat) if d.count("-") == 2)
     finally:
         set_language("en")

@@ -255,7 +255,7 @@ def test_campaign_report_numbers(store: str) -> None:
     assert (dormant["attempts"], dormant["answered"], dormant["abandoned"], dormant["sales"]) == (10, 5, 1, 1)
     assert (upsell["attempts"], upsell["connected_to_agent"], upsell["revenue"]) == (6, 3, 5980)
     assert r["penetration"]["dormant"] == {"entries": 6, "dialled": 5, "remaining": 2, "exhausted": 1, "done": 2,
-                                           "blocked": 1}
+                                           "blocked": 1, "not_dialled": 1}
     assert r["penetration"]["upsell"]["remaining"] == 2 and "cross_sell" not in r["penetration"]
     assert r["agents"]["a01"]["calls"] == 4 and r["agents"]["a01"]["talk_s"] == 120 * 2 + 180 * 2
     assert r["agents"]["a02"]["sales"] == 1 and r["agents"]["a02"]["revenue"] == 2000

@@ -186,7 +186,8 @@ def test_screen_pop(world: tuple[str, Path]) -> None:
     out = text_of(c.render(80, NOW), 80)
     assert "ON CALL 1:35" in out
     assert "顧客7" in out and "コキャク7" in out and "tel …0007" in out and "+81" not in out
-    assert "upsell" in out and "trial ends in 3 days" in out and "call value ¥7,000" in out
+    assert "upsell" in out and "trial ends in 3 days" in out and "call value (expected yen of this call) ¥7,000" in out
+    assert "LTV (CRM) ¥100,007" in out  # issue 27: the two figures named apart
     assert "つなぐ通販" in out and "Sato" in out and "青汁" in out and "勧誘" in out
     # earlier contacts of C7: the upsell sale and cross-sell on earlier calls, shown with amounts
     assert "¥3,980" in out and "¥2,000" in out
@@ -288,7 +289,7 @@ def test_opening_names_business_agent_and_wraps_at_phrases(world: tuple[str, Pat
     assert "not set" in missing and "tsunagu通販" not in missing
     c = _console(world)
     out = text_of(c.render(80, NOW), 80)
-    assert "Sato" in out and "LTV ¥" in out and "コキャク7" in out
+    assert "Sato" in out and "LTV (CRM) ¥" in out and "コキャク7" in out
 
 
 def test_config_check_requires_business_for_real_trunks(tmp_path: Path) -> None:

@@ -89,6 +89,10 @@ class NodeRunner(CampaignRunner):
         counts = settle(self.engine, self.hopper, self.campaign_id, now, only_node=self.m.node_id)
         self.last_disposition_id = outbox_store.last_disposition_id(self.engine)
         self.last_command_id = campaigns_store.last_applied_command_id(self.engine, self.policy.name)
+        if self.board.state_logger is not None:  # issue 27: the last stop closed this node's agents' stretches
+            from dialer.store.agent_time import reopen_stretches
+
+            reopen_stretches(self.engine, self.campaign_id, self.board.logins, now)
         self.board.refresh()
         for a in self.board.agents.values():
             if a.state in BUSY or a.state in (AgentState.UNAVAILABLE, AgentState.UNREACHABLE):
@@ -160,9 +164,9 @@ class NodeRunner(CampaignRunner):
         """Leaving: give back this node's leases; the campaign goes on on the other nodes."""
         store.release_leases(self.engine, self.runner_id, utc(now))
         self.coordinator.resign()
-        from dialer.store.agent_time import log_out_campaign_agents  # issue 27: this node's agents stop here
+        from dialer.store.agent_time import close_at_stop  # issue 27: this node's agents' time ends here
 
-        log_out_campaign_agents(self.engine, self.campaign_id, self.board.logins, utc(now), self.board.state_logger)
+        close_at_stop(self.engine, self.campaign_id, self.board.logins, utc(now))
         if not store.other_live_nodes(self.engine, self.policy.name, self.m.node_id):
             campaigns_store.mark_stopped(self.engine, self.campaign_id)  # the last node out
 

@@ -2,7 +2,7 @@
 
 An open stretch (`agent_state_log.ended_at` empty) says "still in this state". After a runner stops nobody
 routes calls to the agents, so their time on the campaign ends there; after a crash it ended, as far as
-anyone can know, at the dead runner's last heartbeat. Left open, a stretch was counted into the future by
+anyone can know, at the dead runner's last heartbeat. The next runner opens their state again when it starts. Left open, a stretch was counted into the future by
 one figure and cut at the last call by another (dialer.domain.agent_time counts them now).
 """
 
@@ -16,7 +16,6 @@ from sqlmodel import Session, col, select
 
 from dialer.domain.entry import aware
 from dialer.domain.vocabulary import AgentState
-from dialer.store.agents import StateLogger, move_agent
 from dialer.store.models import Agent, AgentStateLog, CampaignStatus
 
 
@@ -29,28 +28,32 @@ def last_heartbeat(engine: Engine, campaign_id: int) -> tuple[str, datetime | No
         return st.runner, aware(st.heartbeat_at)
 
 
-def log_out_campaign_agents(engine: Engine, campaign_id: int, logins: Iterable[str], at: datetime,
-                            state_logger: StateLogger | None) -> list[str]:
-    """A stopping runner logs out the agents it worked with (LOGINS on this campaign or on none), so their open
-    stretch ends at AT. Agents working another campaign are left alone. Returns the logins logged out."""
-    with Session(engine) as s:
-        rows = s.exec(select(Agent.id, Agent.login).where(
-            col(Agent.login).in_(list(logins)), col(Agent.state) != AgentState.LOGGED_OUT.value,
-            col(Agent.campaign_id).is_(None) | (col(Agent.campaign_id) == campaign_id))).all()
+def close_at_stop(engine: Engine, campaign_id: int, logins: Iterable[str], at: datetime) -> list[str]:
+    """A stopping runner ends the open stretch of the agents it worked with (LOGINS on this campaign or on none)
+    at AT: nobody routes calls to them any more, so it is not logged-in time. Their state (ready, paused) is left
+    as the agent set it; the next runner opens a stretch for it when it starts (`reopen_stretches`). Agents
+    working another campaign are left alone. Returns the logins whose stretch was closed."""
     out = []
-    for agent_id, login in rows:
-        if agent_id is None:
-            continue
-        move_agent(engine, agent_id, AgentState.LOGGED_OUT, at, campaign_id=None, force=True, state_logger=state_logger)
-        out.append(login)
+    with Session(engine) as s:
+        agents = {a.id: a.login for a in s.exec(select(Agent).where(
+            col(Agent.login).in_(list(logins)),
+            col(Agent.campaign_id).is_(None) | (col(Agent.campaign_id) == campaign_id))).all() if a.id is not None}
+        rows = s.exec(select(AgentStateLog).where(col(AgentStateLog.agent_id).in_(list(agents)),
+                                                  col(AgentStateLog.ended_at).is_(None))).all()
+        for row in rows:
+            if row.state == AgentState.LOGGED_OUT or row.campaign_id not in (None, campaign_id):
+                continue
+            row.ended_at = max(at, aware(row.started_at))
+            s.add(row)
+            out.append(agents[row.agent_id])
+        s.commit()
     return out
 
 
 def close_after_crash(engine: Engine, campaign_id: int, logins: Iterable[str], beat: datetime, now: datetime) -> int:
-    """Stretches a crashed runner left open (started before its last heartbeat BEAT): closed at BEAT, the gap
-    until NOW written as logged_out (nobody was routing calls), and the same state reopened at NOW so the
-    recovering runner moves the agent on from there. A stretch the console opened after BEAT is left as is.
-    Returns how many stretches were closed."""
+    """Stretches a crashed runner left open (started before its last heartbeat BEAT) end at BEAT: what the agent
+    did after that nobody knows, and the outage is not logged-in time. A stretch the console opened after BEAT
+    is left as is. `reopen_stretches` then opens the agent's state again from NOW. Returns how many closed."""
     if beat >= now:
         return 0
     closed = 0
@@ -59,20 +62,34 @@ def close_after_crash(engine: Engine, campaign_id: int, logins: Iterable[str], b
         rows = s.exec(select(AgentStateLog).where(col(AgentStateLog.agent_id).in_(ids),
                                                   col(AgentStateLog.ended_at).is_(None))).all()
         for row in rows:
-            started = aware(row.started_at)
-            if row.state == AgentState.LOGGED_OUT or started >= beat:
+            if row.state == AgentState.LOGGED_OUT or aware(row.started_at) >= beat:
                 continue
             if row.campaign_id not in (None, campaign_id):
                 continue
             row.ended_at = beat
             s.add(row)
-            s.add(AgentStateLog(agent_id=row.agent_id, state=AgentState.LOGGED_OUT.value, campaign_id=row.campaign_id,
-                                started_at=beat, ended_at=now, detail="runner down"))
-            s.add(AgentStateLog(agent_id=row.agent_id, state=row.state, campaign_id=row.campaign_id, started_at=now,
-                                detail=row.detail))
             closed += 1
         s.commit()
     return closed
 
 
-__all__ = ["close_after_crash", "last_heartbeat", "log_out_campaign_agents"]
+def reopen_stretches(engine: Engine, campaign_id: int, logins: Iterable[str], now: datetime) -> int:
+    """A starting runner opens a stretch at NOW for each of its agents who is logged in but has none open (closed
+    at the last stop or crash), so this run's time is counted. Returns how many it opened."""
+    opened = 0
+    with Session(engine) as s:
+        for a in s.exec(select(Agent).where(col(Agent.login).in_(list(logins)),
+                                            col(Agent.state) != AgentState.LOGGED_OUT.value)).all():
+            if a.id is None or a.campaign_id not in (None, campaign_id):
+                continue
+            if s.exec(select(AgentStateLog.id).where(AgentStateLog.agent_id == a.id,
+                                                     col(AgentStateLog.ended_at).is_(None))).first() is not None:
+                continue
+            s.add(AgentStateLog(agent_id=a.id, state=a.state, campaign_id=campaign_id, started_at=now,
+                                detail=a.pause_reason))
+            opened += 1
+        s.commit()
+    return opened
+
+
+__all__ = ["close_after_crash", "close_at_stop", "last_heartbeat", "reopen_stretches"]

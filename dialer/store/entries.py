@@ -614,11 +614,12 @@ def penetration(engine: Engine, segments: Sequence[str]) -> dict[str, dict[str, 
         rows = s.exec(q).all()
     for seg, status, attempts in rows:
         d = out.setdefault(seg, {"entries": 0, "dialled": 0, "remaining": 0, "exhausted": 0, "done": 0,
-                                 "blocked": 0})
+                                 "blocked": 0, "not_dialled": 0})
         d["entries"] += 1
         d["dialled"] += int((attempts or 0) > 0)
         if status in (EntryStatus.PENDING, EntryStatus.LEASED, EntryStatus.DIALING):
             d["remaining"] += 1
+            d["not_dialled"] += int(not attempts)  # remaining = not_dialled + dialled and due again (issue 27)
         elif status == EntryStatus.EXHAUSTED:
             d["exhausted"] += 1
         elif status == EntryStatus.DONE:

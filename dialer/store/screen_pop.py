@@ -81,8 +81,8 @@ def _pop(s: Session, customer_id: str, entry: CallListEntry | None, camp: Campai
     for o in s.exec(select(Order).where(Order.customer_id == customer_id)
                     .order_by(col(Order.ordered_at).desc()).limit(5)).all():
         skus = [ln.sku for ln in s.exec(select(OrderLine).where(OrderLine.order_id == o.order_id)).all()]
-        orders.append({"date": o.ordered_at, "total": o.total, "status": o.status, "skus": skus,
-                       "cycle": o.cycle_no})
+        orders.append({"date": o.ordered_at, "shipped": o.shipped_at, "total": o.total, "status": o.status,
+                       "skus": skus, "cycle": o.cycle_no})
     subs = [{"sku": x.sku, "status": x.status, "next_ship": x.next_ship_date, "shipments": x.shipments_count,
              "change_deadline": x.change_deadline, "cancel_reason": x.cancel_reason}
             for x in s.exec(select(Subscription).where(Subscription.customer_id == customer_id)).all()]
@@ -95,7 +95,10 @@ def _pop(s: Session, customer_id: str, entry: CallListEntry | None, camp: Campai
                         "reason": REFUSAL_REASONS.get(d.reason_code, d.reason_code), "voc": d.voc_text,
                         "agent": ag.login if ag else "", "campaign": dc.name if dc else "", "source": d.source,
                         "attempt_id": d.attempt_id})
-    depl, depl_how = depletion_date(s, customer_id, sku)
+    # (issue 27) the run-out date the list builder used: of the product that put the customer on the list (the
+    # trial for an upsell), not of the one offered, which they have never bought
+    depl_sku = (entry.qualifying_sku if entry and entry.qualifying_sku else "") or sku
+    depl, depl_how = depletion_date(s, customer_id, depl_sku)
     product_name = prod.name if prod and prod.name else (sku or "ご愛用の商品")
     spent = s.exec(select(func.coalesce(func.sum(Order.total), 0.0)).where(
         Order.customer_id == customer_id, Order.status != "cancelled")).one()
@@ -107,7 +110,7 @@ def _pop(s: Session, customer_id: str, entry: CallListEntry | None, camp: Campai
         "segment": segment or (entry.segment if entry else ""), "sub_segment": entry.sub_segment if entry else "",
         "reason": entry.reason if entry else "", "sku": sku, "product": product_name,
         "campaign": camp.name if camp else "", "orders": orders, "subscriptions": subs,
-        "depletion": depl, "depletion_how": depl_how, "history": history,
+        "depletion": depl, "depletion_how": depl_how, "depletion_sku": depl_sku, "history": history,
         "spent": float(spent or 0.0),
     }
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from datetime import time as dtime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -149,12 +149,33 @@ def _decorate(pop: dict[str, Any] | None, agent_name: str, business: str, busine
         return None
     spent = pop.pop("spent")
     phone = pop.pop("phone_e164")
-    # LTV: the CRM's figure when the store has one, else what the customer has actually spent with us
+    # LTV: the CRM's figure when the store has one, else what the customer has actually spent with us (labelled
+    # as such on the card: issue 27)
+    pop["ltv_source"] = "crm" if pop["ltv"] else "spent"
     pop["ltv"] = pop["ltv"] if pop["ltv"] else float(spent or 0.0)
     pop["phone"] = last4(phone)
     pop["keep"] = (business, agent_name)
     pop["opening"] = opening_lines(business, agent_name, pop["product"], business_phone)
     return pop
+
+
+_ISO_DAY = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
+
+
+def card_date(d: date | datetime | None, tz: str = "Asia/Tokyo") -> str:
+    """The one date format of the customer card (issue 27 found three): the UI language's date; a datetime is
+    shown as its local day."""
+    if d is None:
+        return "—"
+    if isinstance(d, datetime):
+        return fmt_datetime(d, tz, "date")
+    return fmt_datetime(datetime(d.year, d.month, d.day, 12, tzinfo=ZoneInfo(tz)), tz, "date")
+
+
+def card_dates(text: str) -> str:
+    """ISO dates inside list text (the builder's reason: 'bought 2026-11-23, runs out 2026-12-23') in the card's
+    format."""
+    return _ISO_DAY.sub(lambda m: card_date(date(int(m[1]), int(m[2]), int(m[3]))), text)
 
 
 def render_pop(pop: dict[str, Any], tz: str, wide: bool, width: int = 80, *, dialled: Text | None = None
@@ -176,16 +197,23 @@ def render_pop(pop: dict[str, Any], tz: str, wide: bool, width: int = 80, *, dia
     seg.append(f"{pop['segment']}", style="bold cyan")
     if pop["sub_segment"]:
         seg.append(f"/{pop['sub_segment']}")
-    seg.append(f": {pop['reason'] or '—'}  ")
-    seg.append(f"LTV {yen(pop['ltv'])}  {_('call value')} {yen(pop['expected_value'])}")
+    seg.append(f": {card_dates(pop['reason'] or '—')}")
     parts.append(seg)
+    # (issue 27) two different figures, each named: the customer's value and what this call is expected to bring
+    ltv_word = _("LTV (CRM)") if pop.get("ltv_source", "crm") == "crm" else _("spent to date")
+    parts.append(Text(f"{ltv_word} {yen(pop['ltv'])}   {_('call value (expected yen of this call)')} "
+                      f"{yen(pop['expected_value'])}"))
     subs = "; ".join(
-        f"{x['sku']} {x['status']}" + (f" next {x['next_ship']:%m-%d}" if x["next_ship"] else "")
+        f"{x['sku']} {x['status']}" + (f" {_('next shipment')} {card_date(x['next_ship'])}" if x["next_ship"] else "")
         + f" #{x['shipments']}" + (f" (cancel: {x['cancel_reason']})" if x["cancel_reason"] else "")
         for x in pop["subscriptions"]) or _("none")
-    depl = f"{pop['depletion']:%Y-%m-%d} ({pop['depletion_how']})" if pop["depletion"] else "—"
+    depl_sku = pop.get("depletion_sku") or ""
+    depl = (f"{card_date(pop['depletion'])}" + (f" {depl_sku}" if depl_sku else "") + f" ({pop['depletion_how']})"
+            if pop["depletion"] else "—")
     parts.append(Text(f"{_('subscription')}: {subs}   {_('runs out')}: {depl}"))
-    orders = "  ".join(f"{o['date']:%y-%m-%d} {yen(o['total'])} {'+'.join(o['skus'])}"
+    orders = "  ".join(f"{_('ordered')} {card_date(o['date'])} {yen(o['total'])} {'+'.join(o['skus'])}"
+                       + (f" ({_('shipped')} {card_date(o['shipped'])})" if o.get("shipped")
+                          and o["shipped"] != o["date"] else "")
                        + ("" if o["status"] == "shipped" else f" ({o['status']})")
                        for o in pop["orders"][: (5 if wide else 3)] if o["date"]) or _("none")
     parts.append(Text(f"{_('orders')}: {orders}"))
@@ -196,7 +224,7 @@ def render_pop(pop: dict[str, Any], tz: str, wide: bool, width: int = 80, *, dia
     for h in pop["history"][: (5 if wide else 3)]:
         what = label("outcome", h["outcome"]) + (f" {yen(h['amount'])}" if h["amount"] else "") + (
             f" {label('refusal', h['reason'])}" if h["outcome"] == "refused" else "")
-        row(hist, fmt_datetime(h["at"], tz, "date"), what, h["voc"] or "")
+        row(hist, card_date(h["at"], tz), what, h["voc"] or "")
     if pop["notes"]:
         parts.append(Text(f"{_('notes')}: {pop['notes']}", style="italic"))
     if pop["history"]:

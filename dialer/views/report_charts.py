@@ -19,7 +19,7 @@ from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 from dialer.domain.agent_time import AgentTime, agent_time, stretch_end, team_time
-from dialer.i18n import _, fmt_datetime, language
+from dialer.i18n import N_, _, fmt_datetime, language
 from dialer.reports import (
     IN_FLIGHT,
     SALE_OUTCOMES,
@@ -32,12 +32,17 @@ from dialer.reports import (
 )
 from dialer.store.report_rows import PeriodRows
 from dialer.views.labels import label
-from dialer.views.render import aware
+from dialer.views.render import aware, dur, num, pct, yen
 from lists.csvsafe import SafeDictWriter
 
 CHART_W, CHART_H = 900, 340  # CSS pixels of each chart box in the HTML
 CHART_TOP, CHART_GAP = 150, 30  # first box's top, gap between boxes
-CHARTS = ("abandon", "occupancy", "hit", "funnel", "penetration", "refusals")
+CHARTS = ("abandon", "occupancy", "hit", "funnel", "penetration", "outcomes", "refusals")
+# list progress: disjoint parts of each segment's entries, stacked in this order (they add up to the entries)
+PEN_PARTS = (("done", "#1e8449", N_("finished")), ("retry", "#2e86c1", N_("dialled, to retry")),
+             ("not_dialled", "#aed6f1", N_("not dialled yet")), ("exhausted", "#95a5a6", N_("exhausted")),
+             ("blocked", "#c0392b", N_("blocked / withdrawn")))
+FUNNEL_COLOURS = ("#27ae60", "#2e86c1", "#5dade2", "#aed6f1")
 
 
 def chart_boxes() -> dict[str, tuple[int, int, int, int]]:
@@ -216,38 +221,78 @@ def draw(name: str, ax: Any, s: Series, rep: dict[str, Any]) -> None:
         ax.set_ylabel("%")
         ax.set_title(_("Hit rate (answered by a person) by hour"))
     elif name == "funnel":
-        steps = [("dialled", _("dialled")), ("answered", _("answered")), ("connected", _("connected to agent")),
-                 ("sale", _("sale"))]
+        steps = [(k, lab) for k, lab in funnel_steps()]
         vals = [s.funnel.get(k, 0) for k, _l in steps]
-        bars = ax.barh([lab for _k, lab in steps][::-1], vals[::-1], color=["#27ae60", "#2e86c1", "#5dade2",
-                                                                              "#aed6f1"])
+        bars = ax.barh([lab for _k, lab in steps][::-1], vals[::-1], color=list(FUNNEL_COLOURS)[::-1])
         for b, v in zip(bars, vals[::-1], strict=True):
             ax.text(b.get_width(), b.get_y() + b.get_height() / 2, f" {v}", va="center")
         ax.set_title(_("Funnel: dialled → answered → connected → sale"))
+        _integer_axis(ax.xaxis)
     elif name == "penetration":
-        pen = rep.get("penetration") or {}
-        segs = list(pen)
-        dialled = [pen[k]["dialled"] for k in segs]
-        left = [pen[k]["remaining"] for k in segs]
-        done = [pen[k]["exhausted"] for k in segs]
-        ax.bar(segs, dialled, color="#2e86c1", label=_("dialled"))
-        ax.bar(segs, left, bottom=dialled, color="#aed6f1", label=_("left"))
-        ax.bar(segs, done, bottom=[a + b for a, b in zip(dialled, left, strict=True)], color="#95a5a6",
-               label=_("exhausted"))
-        ax.set_title(_("List penetration by segment"))
-        ax.legend(loc="upper right")
+        parts = penetration_parts(rep.get("penetration") or {})
+        segs = [label("segment", k) for k in parts]
+        bottom = [0] * len(parts)
+        for key, colour, word in PEN_PARTS:
+            vals = [p[key] for p in parts.values()]
+            ax.bar(segs, vals, bottom=bottom, color=colour, label=_(word))
+            bottom = [a + b for a, b in zip(bottom, vals, strict=True)]
+        for i, total in enumerate(bottom):  # the bar's height is the segment's entries, said on top
+            ax.text(i, total, f"{total}", ha="center", va="bottom")
+        ax.set_ylabel(_("entries"))
+        ax.set_ylim(0, max(bottom, default=0) * 1.15 + 1)
+        ax.set_title(_("List progress by segment (entries, not calls)"))
+        ax.legend(loc="upper right", fontsize=8)
+        _integer_axis(ax.yaxis)
+    elif name == "outcomes":
+        items = sorted((rep.get("dispositions") or {}).items(), key=lambda kv: kv[1])
+        names = [label("outcome", k) for k, _v in items] or [_("none")]
+        vals = [v for _k, v in items] or [0]
+        bars = ax.barh(names, vals, color="#7d3c98")
+        for b, v in zip(bars, vals, strict=True):
+            ax.text(b.get_width(), b.get_y() + b.get_height() / 2, f" {v}", va="center")
+        ax.set_title(_("Call outcomes recorded by agents"))
+        _integer_axis(ax.xaxis)
     elif name == "refusals":
         reasons = (rep.get("refusals") or {}).get("by_reason") or {}
         items = sorted(reasons.items(), key=lambda kv: kv[1])
         names = [label("refusal", k.split(" ", 1)[-1]) for k, _v in items] or [_("none")]
-        ax.barh(names, [v for _k, v in items] or [0], color="#d35400")
+        vals = [v for _k, v in items] or [0]
+        bars = ax.barh(names, vals, color="#d35400")
+        for b, v in zip(bars, vals, strict=True):
+            ax.text(b.get_width(), b.get_y() + b.get_height() / 2, f" {v}", va="center")
         ax.set_title(_("Refusal reasons"))
+        _integer_axis(ax.xaxis)
     if name in ("abandon", "occupancy", "hit") and s.hours:
         step = max(1, len(x) // 12)
         ax.set_xticks(x[::step])
         ax.set_xticklabels(_hour_labels(s)[::step], fontsize=8)
     elif name in ("abandon", "occupancy", "hit"):
         ax.text(0.5, 0.5, _("no attempts in this period"), ha="center", transform=ax.transAxes)
+
+
+def _integer_axis(axis: Any) -> None:
+    """Counts are whole: no 0.5 calls on an axis."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))
+
+
+def funnel_steps() -> list[tuple[str, str]]:
+    return [("dialled", _("dialled")), ("answered", _("answered")), ("connected", _("connected to agent")),
+            ("sale", _("sale"))]
+
+
+def penetration_parts(pen: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """Each segment's entries split into disjoint parts (finished, dialled and due again, not dialled yet,
+    exhausted, blocked) that add up to its entries: the old chart stacked "dialled" on "left", counting a
+    dialled entry still to retry twice (a 64-entry segment drew as ~92)."""
+    out = {}
+    for seg, p in pen.items():
+        fresh = p.get("not_dialled", 0)
+        out[seg] = {"done": p.get("done", 0), "retry": p.get("remaining", 0) - fresh, "not_dialled": fresh,
+                    "exhausted": p.get("exhausted", 0), "blocked": p.get("blocked", 0),
+                    "entries": p.get("entries", 0)}
+    return out
 
 
 def chart_png(name: str, s: Series, rep: dict[str, Any]) -> bytes:
@@ -262,11 +307,13 @@ def chart_png(name: str, s: Series, rep: dict[str, Any]) -> bytes:
 
 
 def write_png(path: str, s: Series, rep: dict[str, Any]) -> None:
-    """All charts on one sheet (3 × 2)."""
+    """All charts on one sheet (4 × 2)."""
     plt = _pyplot()
-    fig, axes = plt.subplots(3, 2, figsize=(18, 14), dpi=100)
-    for name, ax in zip(CHARTS, axes.flat, strict=True):
+    fig, axes = plt.subplots(4, 2, figsize=(18, 18), dpi=100)
+    for name, ax in zip(CHARTS, axes.flat, strict=False):
         draw(name, ax, s, rep)
+    for ax in list(axes.flat)[len(CHARTS):]:
+        ax.set_axis_off()
     fig.suptitle(period_title(rep, s), fontsize=14)
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=100)
@@ -279,6 +326,65 @@ def period_title(rep: dict[str, Any], s: Series) -> str:
     return _("campaign {name} — period {start} – {end} ({tz})").format(
         name=rep["campaign"], start=fmt_datetime(lo, s.tz, "datetime"), end=fmt_datetime(hi, s.tz, "datetime"),
         tz=s.tz)
+
+
+def _table(tid: str, title: str, head: list[str], rows: list[list[Any]]) -> str:
+    """A plain HTML table; the first column is a label, the rest right-aligned figures."""
+    th = "".join(f"<th>{html.escape(str(h))}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return (f'<table id="{tid}"><caption>{html.escape(title)}</caption><thead><tr>{th}</tr></thead>'
+            f"<tbody>{body or '<tr><td>—</td></tr>'}</tbody></table>")
+
+
+def chart_figures(s: Series, rep: dict[str, Any]) -> dict[str, tuple[list[str], list[list[Any]]]]:
+    """The numbers each chart draws, per chart (the HTML prints them under the charts; the Chromium test reads
+    them back and compares them with the text report)."""
+    hours = [fmt_datetime(h, s.tz, "hm") for h in s.hours]
+    out: dict[str, tuple[list[str], list[list[Any]]]] = {
+        "abandon": ([_("hour"), _("abandon rate")], [[h, pct(v, 2)] for h, v in zip(hours, s.abandon, strict=True)]),
+        "occupancy": ([_("hour"), _("logged in"), _("talk"), _("wrap"), _("occupancy"), _("talk min / agent hour")],
+                      [[h, dur(t.logged_in_s), dur(t.talk_s), dur(t.wrap_s), pct(t.occupancy, 1),
+                        num(v)] for h, t, v in zip(hours, s.agent_hours, s.talk_per_agent_hour, strict=True)]),
+        "hit": ([_("hour"), _("hit rate")], [[h, pct(v)] for h, v in zip(hours, s.hit, strict=True)]),
+        "funnel": ([_("step"), "n"], [[lab, s.funnel.get(k, 0)] for k, lab in funnel_steps()]),
+        "penetration": ([_("segment"), *[_(w) for _k, _c, w in PEN_PARTS], _("entries")],
+                        [[label("segment", seg), *[p[k] for k, _c, _w in PEN_PARTS], p["entries"]]
+                         for seg, p in penetration_parts(rep.get("penetration") or {}).items()]),
+        "outcomes": ([_("disposition"), "n"], [[label("outcome", k), v] for k, v in
+                                               sorted((rep.get("dispositions") or {}).items(), key=lambda kv: -kv[1])]),
+        "refusals": ([_("reason"), "n"], [[label("refusal", k.split(" ", 1)[-1]), v] for k, v in
+                                          ((rep.get("refusals") or {}).get("by_reason") or {}).items()]),
+    }
+    return out
+
+
+def manager_tables(rep: dict[str, Any]) -> str:
+    """What a manager looks for beside the charts: agents, outcomes, refusal reasons, abandon by window."""
+    agents = [[login, a["calls"], dur(a["talk_s"]), dur(a.get("aht_s")), dur(a["logged_in_s"]), pct(a["occupancy"]),
+               a["sales"], yen(a["revenue"])] for login, a in (rep.get("agents") or {}).items()]
+    agents.append([_("all"), rep["connected_to_agent"], dur(rep["talk_s"]), dur(rep["aht_s"]), dur(rep["logged_in_s"]),
+                   pct(rep["occupancy"]), rep["sales"], yen(rep["revenue"])])
+    attempt_outcomes = [[label("outcome", k) if k != "in_flight" else _("in flight"), v]
+                        for k, v in sorted(rep["outcomes"].items(), key=lambda kv: -kv[1])]
+    disps = [[label("outcome", k), v] for k, v in sorted(rep["dispositions"].items(), key=lambda kv: -kv[1])]
+    refusals = [[label("refusal", k.split(" ", 1)[-1]), v] for k, v in rep["refusals"]["by_reason"].items()]
+    w = rep["abandon_windows"]
+    windows = [[f"{_('abandon now')} ({w['now']['span']})", w["now"]["answered"], w["now"]["abandoned"],
+                pct(w["now"]["rate"], 2)],
+               [_("abandon 1h"), w["1h"]["answered"], w["1h"]["abandoned"], pct(w["1h"]["rate"], 2)],
+               [_("abandon 24h"), w["24h"]["answered"], w["24h"]["abandoned"], pct(w["24h"]["rate"], 2)],
+               [f"{_('abandon window')} ({rep['abandon_window']})", w["window"]["answered"], w["window"]["abandoned"],
+                pct(w["window"]["rate"], 2)],
+               [_("abandon rate (all)"), rep["answered"], rep["abandoned"], pct(rep["abandon_rate"], 2)]]
+    return "\n".join([
+        _table("table-agents", _("agents"), [_("agent"), _("calls"), _("talk"), _("AHT"), _("logged in"),
+                                             _("occupancy"), _("sales"), _("revenue")], agents),
+        _table("table-outcomes", _("attempt outcome"), [_("attempt outcome"), "n"], attempt_outcomes),
+        _table("table-dispositions", _("disposition"), [_("disposition"), "n"], disps),
+        _table("table-refusals", _("refusal reasons"), [_("reason"), "n"], refusals),
+        _table("table-abandon", _("abandon by window"), [_("window"), _("answered"), _("abandoned"), _("abandon")],
+               windows),
+    ])
 
 
 def write_html(path: str, s: Series, rep: dict[str, Any]) -> None:
@@ -296,6 +402,9 @@ def write_html(path: str, s: Series, rep: dict[str, Any]) -> None:
                f"{_('connected to agent')} {f.get('connected', 0)} · {_('sales')} {f.get('sale', 0)} · "
                f"{_('abandon')} target {s.target * 100:.1f}% / limit {s.limit * 100:.1f}%")
     total_h = CHART_TOP + len(CHARTS) * (CHART_H + CHART_GAP)
+    legend = _("occupancy = (talk + wrap-up) ÷ logged-in time (agent state log); per-hour figures only "
+               "after an hour of activity")
+    figures = "\n".join(_table(f"data-{name}", name, head, rows) for name, (head, rows) in chart_figures(s, rep).items())
     page = f"""<!doctype html>
 <html lang="{language()}"><head><meta charset="utf-8">
 <title>{html.escape(period_title(rep, s))}</title>
@@ -306,12 +415,24 @@ h1 {{ font-size: 20px; margin: 8px 0; }}
 p {{ margin: 4px 0; font-size: 14px; }}
 .chart {{ position: absolute; }}
 .chart img {{ display: block; }}
-main {{ height: {total_h}px; }}
+main {{ height: {total_h}px; position: relative; }}
+section {{ margin: 0 20px 20px 20px; width: {CHART_W}px; }}
+table {{ border-collapse: collapse; margin: 12px 0; font-size: 13px; }}
+caption {{ text-align: left; font-weight: bold; padding: 4px 0; }}
+th, td {{ border: 1px solid #ccc; padding: 2px 8px; }}
+td:not(:first-child) {{ text-align: right; }}
 </style></head><body><main>
 <header><h1>{html.escape(period_title(rep, s))}</h1><p>{html.escape(summary)}</p>
+<p>{html.escape(legend)}</p>
 <p>{html.escape(_('generated'))} {html.escape(fmt_datetime(datetime.now(ZoneInfo(s.tz)), s.tz, 'full'))}</p></header>
 {chr(10).join(parts)}
-</main></body></html>
+</main>
+<section id="tables">
+{manager_tables(rep)}
+</section>
+<section id="figures"><h2>{html.escape(_('the figures drawn in each chart'))}</h2>
+{figures}
+</section></body></html>
 """
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(page)

@@ -82,12 +82,12 @@ def render_campaign_report(r: dict[str, Any]) -> RenderableType:
         parts.append(nodes_report_table(r["by_node"]))
     if r["agents"]:
         ag = Table(title=_("agents"), title_justify="left", header_style="bold")
-        for i, col in enumerate((N_("agent"), N_("calls"), N_("talk"), N_("wrap"), N_("logged in"), N_("occupancy"),
-                                 N_("sales"), N_("revenue"))):
+        for i, col in enumerate((N_("agent"), N_("calls"), N_("talk"), N_("wrap"), N_("AHT"), N_("logged in"),
+                                 N_("occupancy"), N_("sales"), N_("revenue"))):
             ag.add_column(_(col), justify="left" if i == 0 else "right")
         for login, a in r["agents"].items():
-            row(ag, login, str(a["calls"]), dur(a["talk_s"]), dur(a["wrap_s"]), dur(a["logged_in_s"]),
-                       pct(a["occupancy"]), str(a["sales"]), yen(a["revenue"]))
+            row(ag, login, str(a["calls"]), dur(a["talk_s"]), dur(a["wrap_s"]), dur(a.get("aht_s")),
+                dur(a["logged_in_s"]), pct(a["occupancy"]), str(a["sales"]), yen(a["revenue"]))
         parts.append(ag)
     return Group(*parts)
 
