@@ -33,7 +33,34 @@ def template() -> Catalog:
             options_map={"web/templates/**.html": {"trim_blocks": "true", "lstrip_blocks": "true"}},
             keywords=KEYWORDS):
         cat.add(message, None, [(filename, lineno)], auto_comments=comments, context=context)
+    for text in cli_texts():
+        if text not in cat:
+            cat.add(text, None, [("dialer/cli.py", 0)])
     return cat
+
+
+def cli_texts() -> list[str]:
+    """Every description and help text of the `dialer` command tree (they are plain strings in the command
+    modules; dialer.cli translates them when help is shown), and argparse's own words."""
+    import argparse as ap
+
+    from dialer.cli import ARGPARSE_WORDS, DESCRIPTION, build_parser
+
+    out: list[str] = [*ARGPARSE_WORDS, DESCRIPTION]
+
+    def walk(p: ap.ArgumentParser) -> None:
+        if p.description:
+            out.append(p.description)
+        for a in p._actions:
+            if a.help and a.help is not ap.SUPPRESS:
+                out.append(a.help)
+            if isinstance(a, ap._SubParsersAction):
+                out.extend(c.help for c in a._choices_actions if c.help)
+                for child in dict.fromkeys(a.choices.values()):
+                    walk(child)
+
+    walk(build_parser(full=True))
+    return list(dict.fromkeys(out))
 
 
 def po_path(lang: str) -> Path:
