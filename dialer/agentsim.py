@@ -65,7 +65,8 @@ def parse_mix(text: str) -> dict[str, float]:
 
 
 def run(agents: list[AgentSpec], *, talk_mean: float, talk_cv: float, mix: dict[str, float], seed: int,
-        duration: float, stats_path: str | None, rtp_base: int) -> dict[str, Any]:
+        duration: float, stats_path: str | None, rtp_base: int, keys: str = "", linger: float = 0.0
+        ) -> dict[str, Any]:
     import pjsua2 as pj
 
     rng = random.Random(seed)
@@ -141,10 +142,10 @@ def run(agents: list[AgentSpec], *, talk_mean: float, talk_cv: float, mix: dict[
             talk = max(1.0, lognormal(talk_mean, talk_cv))
             now = time.monotonic()
             outcome = rng.choices(list(mix), weights=list(mix.values()))[0]
-            digits = encode_disposition(outcome, rng)
+            digits = keys or encode_disposition(outcome, rng)
             # RFC 2833 digits go out on the media clock (~0.25 s each): hang up only once they have surely left
             live[prm.callId] = {"call": call, "agent": self.login, "dtmf_at": now + talk,
-                                "hangup_at": now + talk + 1.5 + 0.4 * len(digits), "digits": digits}
+                                "hangup_at": now + talk + 1.5 + 0.4 * len(digits) + linger, "digits": digits}
 
     accounts = []
     for i, a in enumerate(agents):
@@ -210,7 +211,7 @@ def run(agents: list[AgentSpec], *, talk_mean: float, talk_cv: float, mix: dict[
 def start_agents(specs: list[AgentSpec], *, talk_mean: float = 20.0, talk_cv: float = 0.6,
                  mix: dict[str, float] | None = None, seed: int = 1, duration: float = 600.0,
                  stats_dir: str | None = None, per_process: int = 4, rtp_base: int = 46000,
-                 ready_timeout: float = 15.0) -> list[subprocess.Popen[str]]:
+                 ready_timeout: float = 15.0, keys: str = "", linger: float = 0.0) -> list[subprocess.Popen[str]]:
     """Start simulated agents in as many processes as the per-process call limit needs; wait until ready."""
     procs: list[subprocess.Popen[str]] = []
     mix_text = ",".join(f"{k}={v}" for k, v in (mix or DEFAULT_MIX).items())
@@ -223,6 +224,10 @@ def start_agents(specs: list[AgentSpec], *, talk_mean: float = 20.0, talk_cv: fl
             cmd += ["--agent", f"{a.login}={a.host}:{a.port}"]
         if stats_dir:
             cmd += ["--stats", str(Path(stats_dir) / f"agents-{n}.json")]
+        if keys:
+            cmd += ["--keys", keys]
+        if linger:
+            cmd += ["--linger", str(linger)]
         procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
     for p in procs:
         line = ""
@@ -266,11 +271,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--for", dest="duration", type=float, default=600.0, help="seconds before exiting")
     ap.add_argument("--stats", help="write per-agent counts as JSON here on exit")
     ap.add_argument("--rtp-base", type=int, default=46000)
+    ap.add_argument("--keys", default="", help="key exactly these digits on every call (e.g. *4*2#) instead of --mix")
+    ap.add_argument("--linger", type=float, default=0.0, help="stay this many seconds longer after keying "
+                                                                "(to hear the dialer's answer tones)")
     a = ap.parse_args(argv)
     if len(a.agent) > 4:
         ap.error("at most 4 agents per process (the wheel's call limit); use start_agents for more")
     run(a.agent, talk_mean=a.talk_mean, talk_cv=a.talk_cv, mix=a.mix, seed=a.seed, duration=a.duration,
-        stats_path=a.stats, rtp_base=a.rtp_base)
+        stats_path=a.stats, rtp_base=a.rtp_base, keys=a.keys, linger=a.linger)
     return 0
 
 

@@ -23,7 +23,9 @@ from dialer.agents import BUSY, AgentBoard, AgentView, sync_agents
 from dialer.config import Config, TrunkConfig
 from dialer.control import expiry_reason
 from dialer.domain import preview
-from dialer.domain.dtmf import DtmfCollector, DtmfDecodeError, decode
+from dialer.domain.callbacks import callback_slot
+from dialer.domain.calling_hours import contact_zones
+from dialer.domain.dtmf import CALLBACK_MOVED_TONE, DtmfCollector, DtmfDecodeError, decode
 from dialer.domain.vocabulary import AgentState, AttemptState, CampaignState, Mode, RunnerEvent
 from dialer.journal import Journal, JournalOp, Record, StoreGuard, apply_record, journal_path
 from dialer.settings import campaign_settings
@@ -929,6 +931,12 @@ class CampaignRunner:
             self._event("dtmf_error", f"attempt {call.attempt_id}: {exc}", "warning")
             return
         cb = utc(at) + timedelta(hours=d.callback_hours) if d.outcome == "callback" else None
+        if cb is not None:  # (issues 25, 27) the one callback rule; the keypad has no screen: a tone says "moved"
+            cb, moved = callback_slot(cb, self.policy.hours, contact_zones(call.phone))
+            if moved:
+                self.tel.agent_tone(call.attempt_id, CALLBACK_MOVED_TONE)
+                self._event("callback_moved", f"attempt {call.attempt_id}: keyed callback outside calling hours, "
+                                              f"booked for the next calling slot {cb.isoformat()}")
         row = self._record_disposition(Disposition(
             attempt_id=call.attempt_id, agent_id=call.agent_id, customer_id=call.customer_id,
             campaign_id=self.campaign_id, outcome=d.outcome, amount=d.amount, sku=call.sku,

@@ -120,6 +120,14 @@ class Hangup:
 
 
 @dataclass(frozen=True)
+class AgentTone:
+    """(issue 25) Play DIGITS (RFC 2833 tones) to the agent of a call: e.g. a keyed callback time was moved."""
+
+    attempt_id: int
+    digits: str
+
+
+@dataclass(frozen=True)
 class Register:
     trunk: str
 
@@ -142,7 +150,7 @@ class AgentLogout:
     agent_id: int
 
 
-Command = Originate | ConnectAgent | Hangup | Register | Stop | AgentLogin | AgentLogout
+Command = Originate | ConnectAgent | Hangup | Register | Stop | AgentLogin | AgentLogout | AgentTone
 
 
 # ---------------------------------------------------------------------------------------------- reports

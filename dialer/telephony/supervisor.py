@@ -34,6 +34,7 @@ from dialer.telephony.nailed import AgentLegs, NailedAgents, choose_agent_legs, 
 from dialer.telephony.numbers import request_uri
 from dialer.telephony.protocol import (
     AgentLegSpec,
+    AgentTone,
     Command,
     ConnectAgent,
     Dialog,
@@ -413,6 +414,12 @@ class Telephony:
         if c is None:
             return
         self._send(self.workers[c.worker], Hangup(attempt_id=attempt_id))
+
+    def agent_tone(self, attempt_id: int, digits: str) -> None:
+        """Tones to the agent of a live call (the keypad's only way to answer the agent); nothing if it is gone."""
+        c = self.calls.get(attempt_id)
+        if c is not None and c.worker in self.workers:
+            self._send(self.workers[c.worker], AgentTone(attempt_id=attempt_id, digits=digits))
 
     def _send(self, w: _Worker, msg: Command) -> bool:
         if w.conn is None or w.stopped:

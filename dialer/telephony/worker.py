@@ -34,6 +34,7 @@ from dialer.telephony.nailed import NailedLegs
 from dialer.telephony.protocol import (
     AgentLogin,
     AgentLogout,
+    AgentTone,
     CallState,
     Command,
     ConnectAgent,
@@ -171,6 +172,7 @@ class Worker:
         }
         self.nailed = NailedLegs(self)
         self.commands.update({AgentLogin: self.nailed.login, AgentLogout: self.nailed.logout})
+        self.commands[AgentTone] = self._agent_tone
         self.actions: dict[str, Callable[[Att], None]] = {
             "bridge": self._bridge, "record": self._record, "release": self._release, "amd_tap": self._amd_tap,
             "auth_failed": self._auth_failed,
@@ -316,6 +318,19 @@ class Worker:
             cur.agent_silent = True
         cur.agent_pending = (msg.agent_id, msg.uri)
         self._place_agent(cur)
+
+    def _agent_tone(self, msg: AgentTone) -> None:
+        """(issue 25) RFC 2833 tones to the call's agent leg (a keyed callback moved); a leg gone is no error."""
+        att = self.atts.get(msg.attempt_id)
+        if att is None:
+            return
+        leg = self.nailed.call_of(att) if att.nailed else (att.agent if att.agent_confirmed else None)
+        if leg is None:
+            return
+        try:
+            leg.dialDtmf(msg.digits)
+        except self.pj.Error:
+            pass  # the leg is ending: the booked time stands, the tone was a courtesy
 
     def _hangup_cmd(self, msg: Hangup) -> None:
         cur = self.atts.get(msg.attempt_id)
