@@ -70,6 +70,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]
     cfg = root / "tsunagu.toml"
     closed = (datetime.now(ZoneInfo("Asia/Tokyo")).date() + timedelta(days=2)).isoformat()
     cfg.write_text(CONFIG.format(db=db, closed=closed), encoding="utf-8")
+    (root / "talk_scripts").mkdir()
+    (root / "talk_scripts" / "winback.md").write_text(
+        "## 切り返し\n\n- 「高い」と言われたら **定期便の割引** をご案内\n\n<script>alert(1)</script>\n",
+        encoding="utf-8")
     env = run_env()
     env["TSUNAGU_CONFIG"] = str(cfg)
     assert _dialer("db", "init", cwd=root, env=env).returncode == 0
@@ -230,6 +234,11 @@ def test_agent_console_live_on_the_floor_and_a_disposition(site: dict[str, objec
         # the agent's page shows the customer, the 特商法 opening and the form without a reload
         _wait(lambda: "山田 太郎" in b.find_element(By.ID, "customer-name").text)  # type: ignore[attr-defined]
         assert "つなぐ通販" in b.find_element(By.ID, "opening").text  # type: ignore[attr-defined]
+        # the manager's Markdown talk script beside the pop, rendered, with its raw HTML shown as text
+        script = b.find_element(By.ID, "talk-script")  # type: ignore[attr-defined]
+        assert script.find_element(By.TAG_NAME, "h2").text == "切り返し"
+        assert script.find_element(By.TAG_NAME, "strong").text == "定期便の割引"
+        assert script.find_elements(By.TAG_NAME, "script") == [] and "<script>" in script.text
         Select(b.find_element(By.ID, "outcome")).select_by_value("refused")  # type: ignore[attr-defined]
         Select(b.find_element(By.ID, "reason")).select_by_value("1")  # type: ignore[attr-defined]
         b.find_element(By.ID, "voc").send_keys("価格が高い")  # type: ignore[attr-defined]

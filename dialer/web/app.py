@@ -128,7 +128,14 @@ class Web:
 
             opening = opening_lines(self.cfg.business.name, agent.get("name", ""), str(shown.get("product", "")),
                                     self.cfg.business.phone)
+        script = ""
+        if shown is not None:
+            from dialer.web.talkscript import render_script, script_dir
+
+            script = render_script(script_dir(self.cfg.source), str(shown.get("campaign") or agent.get("campaign")
+                                                                    or ""), str(shown.get("segment") or ""))
         return {"agent": agent, "since": since.isoformat() if since else "", "pop": pop, "preview": preview,
+                "script": script,
                 "opening": opening, "attempt_id": attempt_id if pop else None, "tz": ZoneInfo(self.cfg.schedules.timezone),
                 "pause_reasons": list(PAUSE_REASONS.values()), "outcomes": OUTCOMES,
                 "refusals": REFUSAL_REASONS, "busy": agent.get("state") in BUSY, "now": now}
