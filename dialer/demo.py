@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import socket
@@ -239,8 +240,26 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"simulated agents answered {answered} agent legs; carrier statistics in {work / 'carrier_stat.csv'}")
     (work / "demo.json").write_text(json.dumps({"db": store_url, "agents": agent_stats}), encoding="utf-8")
     print(f"the run is in the store {describe(store_url)}; from {Path.cwd()} look again with:\n"
-          "  dialer report campaign demo\n  dialer monitor")
+          + next_commands(os.environ.get("TSUNAGU_CALLER_PATH")))
     return r.returncode
+
+
+def next_commands(caller_path: str | None, venv_bin: Path | None = None) -> str:
+    """The README's next commands as the person's own shell can run them (issue 27: after `scripts/demo`,
+    `dialer report campaign demo` said "command not found": the demo ran inside .venv, the shell is not).
+
+    CALLER_PATH is the shell's PATH before scripts/demo activated the venv (None: not started by it)."""
+    bin_dir = venv_bin or Path(sys.executable).parent
+    cmds = "  dialer report campaign demo\n  dialer monitor"
+    found = shutil.which("dialer", path=caller_path) if caller_path is not None else "dialer"
+    if caller_path is None or (found and Path(found).resolve().parent == bin_dir.resolve()):
+        return cmds
+    try:
+        shown = bin_dir.relative_to(Path.cwd())
+    except ValueError:
+        shown = bin_dir
+    return (f"  . {shown}/activate      # `dialer` lives in {shown}, which this shell does not have on PATH yet\n"
+            f"{cmds}\n(or without activating: {shown}/dialer report campaign demo)")
 
 
 def main(argv: list[str] | None = None) -> int:
