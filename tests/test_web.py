@@ -274,6 +274,16 @@ def test_an_agent_is_refused_another_agents_console_and_the_floor(site: dict[str
     cookies = {c["name"]: c["value"] for c in b.get_cookies()}  # type: ignore[attr-defined]
     r = httpx.get(base + "/events/agent?login=a01", cookies=cookies, timeout=5)
     assert r.status_code == 403
+    # a rendering shared between viewers is never handed to one who may not see it: warm the floor's as a
+    # supervisor, then ask for it as the agent at once
+    with httpx.Client(base_url=base, timeout=10) as sv:
+        sv.get("/login")
+        token = sv.cookies.get("tsunagu_login_csrf")
+        assert sv.post("/login", data={"user": "sv", "password": PW["sv"], "csrf": token},
+                       headers={"origin": base}).status_code == 303
+        assert sv.get("/floor").status_code == 200
+        r = httpx.get(base + "/events/floor", cookies=cookies, timeout=5)
+    assert r.status_code == 403
 
 
 def test_the_agents_callback_calendar_shows_their_callbacks_and_the_closed_days(site: dict[str, object],

@@ -181,10 +181,15 @@ class Web:
 
     def fragment(self, kind: str, who: Principal, key: str, lang: str) -> str:
         """The live region of a page; pushes share one rendering per interval per (view, key, language)."""
+        # the permission check comes first, every time: a cached rendering is shared only by those who may see it
+        if kind == "agent":
+            auth.require(self.engine, who, Permission.AGENT_CONSOLE, agent_login=key)
+        else:
+            auth.require(self.engine, who, Permission.MONITOR_READ)
         cache_key = (kind, key, lang)
         hit = self._cache.get(cache_key)
         mono = time.monotonic()
-        if hit is not None and mono - hit[0] < self.push_s * 0.9 and kind != "agent":
+        if hit is not None and mono - hit[0] < self.push_s * 0.9:
             return hit[1]
         now = datetime.now(UTC)
         if kind == "agent":
