@@ -106,3 +106,59 @@ def extract_ast(fileobj: Any, keywords: Any, comment_tags: Any, options: Any) ->
             yield node.lineno, name, args[0], []
         elif name == "ngettext" and len(args) >= 2:
             yield node.lineno, name, (args[0], args[1]), []
+
+
+# ---------------------------------------------------------------------------------------- monitor commands
+# (issue 27) the monitor's confirmations and the runner's command results in the UI's language: the runner
+# stores its result in English words (the event log's language); they are said again here when shown.
+_COMMANDS = {"pause": N_("pause"), "resume": N_("resume"), "stop": N_("stop"), "stop_now": N_("stop now"),
+             "mode": N_("mode"), "target": N_("abandon target")}
+_MODES = {"preview": N_("preview"), "progressive": N_("progressive"), "power": N_("power"),
+          "predictive": N_("predictive")}
+_REGIMES = {"us": N_("US (abandoned ÷ answered by a person)"), "uk": N_("UK (machine false positives counted)")}
+
+
+def percent(fraction: float) -> str:
+    """0.015 -> '1.5 %' (a target is typed and read in percent, stored as a fraction)."""
+    return f"{round(fraction * 100, 3):g} %"
+
+
+def _argument(command: str, argument: str) -> str:
+    if command == "target":
+        try:
+            return percent(float(argument))
+        except ValueError:
+            return argument
+    if command == "mode":
+        return _(_MODES[argument]) if argument in _MODES else argument
+    return argument
+
+
+def command_text(command: str, argument: str = "") -> str:
+    """`target 0.0150` -> 'abandon target 1.5 %' / '放棄率目標 1.5 %'; `mode power` -> 'モード パワー'."""
+    word = _(_COMMANDS[command]) if command in _COMMANDS else command
+    return f"{word} {_argument(command, argument)}".strip()
+
+
+def regime_text(regime: str) -> str:
+    return _(_REGIMES[regime]) if regime in _REGIMES else regime
+
+
+def command_result(result: str) -> str:
+    """A runner's result ('abandon target 0.015', 'refused: ...', 'expired: ...') in the UI's language."""
+    import re
+
+    if result.startswith("abandon target "):
+        return command_text("target", result.removeprefix("abandon target "))
+    if result.startswith("mode "):
+        return command_text("mode", result.removeprefix("mode "))
+    fixed = {"accepted": N_("accepted"), "running": N_("running"),
+             "paused: no new dials; calls in progress continue": N_("paused: no new dials; calls in progress continue")}
+    if result in fixed:
+        return _(fixed[result])
+    m = re.fullmatch(r"expired: not applied within (\d+) min", result)
+    if m:
+        return _("expired: not applied within {n} min").format(n=m.group(1))
+    if result.startswith("refused: "):
+        return _("refused: {why}").format(why=result.removeprefix("refused: "))
+    return result

@@ -150,7 +150,7 @@ def test_monitor_keys_record_commands(world: tuple[str, Path]) -> None:
     m.refresh(NOW)
     out = text_of(m.render(120, NOW), 120)
     assert "pause  19:00:00 — applied: paused: no new dials" in out or "applied: paused: no new dials" in out
-    assert "target 0.0150" in out and "requested" in out
+    assert "abandon target 1.5 %" in out and "requested" in out  # (issue 27) percent, not the raw fraction
 
 
 def test_monitor_once_cli(world: tuple[str, Path]) -> None:

@@ -31,7 +31,7 @@ from dialer.config import Config
 from dialer.control import HEARTBEAT_STALE_S, runner_live
 from dialer.domain.agent_time import agent_time, team_time
 from dialer.domain.vocabulary import Mode
-from dialer.i18n import N_, _, fmt_datetime, nfkc
+from dialer.i18n import N_, _, command_result, command_text, fmt_datetime, nfkc
 from dialer.reports import (
     abandon_trend,
     campaign_report,
@@ -266,7 +266,7 @@ def _figures(v: CampaignView) -> list[Text]:
         ab.append(pct(rate), style=style)
         ab.append("  ")
     ab.append(f"{_('target')} {pct(r['abandon_target'])} {_('limit')} {pct(r['abandon_limit'])} "
-              f"[{r['abandon_regime']}] ")
+              f"[{_('regime')} {str(r['abandon_regime']).upper()}] ")
     _budget_left(ab, ((v.status or {}).get("stats") or {}).get("budget") if v.live else None)
     ab.append(sparkline(v.trend, r["abandon_limit"]), style="cyan")
     figs = Text(f"{_('hit rate')} {pct(r['hit_rate'])}  {_('AHT')} {dur(r['aht_s'])}  "
@@ -397,13 +397,13 @@ def notices(v: CampaignView, tz: str, width: int, n_events: int, n_commands: int
     for c in v.commands[:n_commands]:
         created = aware(c["created_at"]) or now
         if c["applied_at"]:
-            state = f"{_('applied')}: {c['result']}"
+            state = f"{_('applied')}: {command_result(c['result'])}"
             style = "dim" if c["result"].startswith("expired") else "green"
         elif (now - created).total_seconds() > ttl_s or not v.live:
             state, style = _("expired: no runner applied it"), "dim"
         else:
             state, style = _("requested"), "bold yellow"
-        out.append(Text(f"{_('cmd')} #{c['id']} {c['command']} {c['argument']} {fmt_datetime(created, tz, 'time')}"
+        out.append(Text(f"{_('cmd')} #{c['id']} {command_text(c['command'], c['argument'])} {fmt_datetime(created, tz, 'time')}"
                         f" — {state}"[: width - 4], style=style))
     return out
 
@@ -531,11 +531,11 @@ class Monitor:
         if not live:
             when = fmt_datetime(beat, self.cfg.schedules.timezone, "datetime") if beat else _("never")
             self.message = _("{name}: no live runner (last heartbeat {when}); {command} not sent").format(
-                name=name, when=when, command=command)
+                name=name, when=when, command=command_text(command))
             return None
         cid = add_command(self.engine, name, command, argument, self.by)
         self.message = _("requested #{id}: {command} on {name}").format(
-            id=cid, command=f"{command} {argument}".strip(), name=name)
+            id=cid, command=command_text(command, argument), name=name)
         return cid
 
     def handle_key(self, raw: str) -> None:
@@ -681,7 +681,7 @@ class Monitor:
         if self.prompt == "confirm" and self.pending:
             cmd, arg = self.pending
             t.append(_("{command} on {name}? y = yes, any other key = no").format(
-                command=f"{cmd} {arg}".strip(), name=self.current), style="bold reverse")
+                command=command_text(cmd, arg), name=self.current), style="bold reverse")
         elif self.prompt == "mode":
             t.append(_("mode: 1 preview  2 progressive  3 power  4 predictive  (other key: cancel)"),
                      style="bold reverse")

@@ -20,7 +20,7 @@ CSV_FIELDS = ["segment", "attempts", "answered", "abandoned", "abandon_rate", "h
 def render_campaign_report(r: dict[str, Any]) -> RenderableType:
     head = Text()
     head.append(f"{_('campaign')} {r['campaign']}", style="bold")
-    head.append(f"  {_(r['state'])}  {_('mode')} {_(r['mode'])}  regime {r['abandon_regime']}  "
+    head.append(f"  {_(r['state'])}  {_('mode')} {_(r['mode'])}  {_('regime')} {str(r['abandon_regime']).upper()}  "
                 f"{_('target')} {pct(r['abandon_target'])}  {_('limit')} {pct(r['abandon_limit'])}  "
                 f"{_('window')} {r['abandon_window']}")
     t = Table(show_header=False, box=None, padding=(0, 2))

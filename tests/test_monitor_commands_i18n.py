@@ -1,0 +1,42 @@
+"""(issue 27) The monitor's confirmations and the runner's command results in the chosen language:
+`target 0.0150` reads 放棄率目標 1.5 %, never a raw fraction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from dialer.i18n import command_result, command_text, percent, regime_text, set_language
+
+
+@pytest.fixture()
+def ja() -> Iterator[None]:
+    set_language("ja")
+    yield
+    set_language("en")
+
+
+@pytest.mark.parametrize(("fraction", "shown"), [(0.015, "1.5 %"), (0.02, "2 %"), (0.0125, "1.25 %"),
+                                                 (0.03, "3 %")])
+def test_percent(fraction: float, shown: str) -> None:
+    assert percent(fraction) == shown
+
+
+def test_commands_and_results_in_japanese(ja: None) -> None:
+    assert command_text("target", "0.0150") == "放棄率目標 1.5 %"
+    assert command_text("mode", "power") == "モード パワー"
+    assert command_text("pause") == "一時停止"
+    assert command_result("abandon target 0.015") == "放棄率目標 1.5 %"
+    assert command_result("mode predictive") == "モード プレディクティブ"
+    assert command_result("expired: not applied within 10 min") == "期限切れ: 10 分以内に適用されませんでした"
+    assert command_result("refused: 'x' is not a number").startswith("拒否: ")
+    assert command_result("paused: no new dials; calls in progress continue").startswith("一時停止")
+    assert regime_text("uk").startswith("英国基準")
+
+
+def test_commands_in_english_keep_percent() -> None:
+    set_language("en")
+    assert command_text("target", "0.0150") == "abandon target 1.5 %"
+    assert command_result("running") == "running"
+    assert command_result("something new") == "something new"  # unknown results pass through unchanged
