@@ -173,3 +173,73 @@ def test_customer_card_agrees_with_itself(db_url: str, tmp_path: Path, lang: str
             assert all(len(d) == 10 for d in re.findall(r"\b[\d-]{8,10}\b", flat) if d.count("-") == 2)
     finally:
         set_language("en")
+
+
+MONITOR_RATE = {"en": (r"first 1[12] min \(per-hour figures after an hour\): dials 5\s+connects 3\s+sales 1 \(¥5,980\)",
+                       "dial level"),
+                "ja": (r"開始から1[12]分 \(1時間あたりの数値は1時間経過後\): 発信 5\s+接続 3\s+成約 1 \(¥5,980\)", "発信倍率")}
+
+
+@pytest.mark.parametrize(("lang", "size"), [("en", (80, 24)), ("ja", (80, 24)), ("en", (160, 50)),
+                                            ("ja", (160, 50))])
+def test_monitor_rates_are_counts_over_a_stated_window(term: tuple[Tmux, str, Path], lang: str,
+                                                       size: tuple[int, int]) -> None:
+    """A campaign 12 minutes old with 3 connects and 1 sale: the monitor says so, and prints no per-hour rate
+    scaled up from those minutes (it showed 'connects/h 753.4' beside '35 dials, 17 connects')."""
+    import threading
+
+    from dialer.store.models import Campaign, CampaignStatus, Disposition
+
+    t, url, cfg = term
+    pattern, live_word = MONITOR_RATE[lang]
+    eng = get_engine(url)
+    now = utcnow()
+    with Session(eng) as s:
+        camp = Campaign(name="fresh", segments=["dormant"], state="running", mode="predictive", holidays="")
+        s.add(camp)
+        s.commit()
+        s.refresh(camp)
+        assert camp.id is not None
+        s.add(CampaignStatus(campaign_id=camp.id, runner="test:1", heartbeat_at=now, mode="predictive"))
+        for i, ago in enumerate((12, 10, 8, 5, 2)):
+            dialed = now - timedelta(minutes=ago)
+            a = Attempt(campaign_id=camp.id, entry_id=1, customer_id=f"C{i + 1}", segment="dormant",
+                        phone_e164="+819000000001", dialed_at=dialed, state="ended",
+                        outcome="answered" if i < 3 else "no_answer", ended_at=dialed + timedelta(seconds=70))
+            if i < 3:
+                a.answered_at = a.agent_connected_at = dialed + timedelta(seconds=5)
+            s.add(a)
+            s.commit()
+            s.refresh(a)
+            if i == 0:
+                s.add(Disposition(attempt_id=a.id, customer_id=a.customer_id, campaign_id=camp.id, outcome="sale",
+                                  amount=5980, created_at=dialed + timedelta(seconds=80)))
+        s.commit()
+        camp_id = camp.id
+    stop = threading.Event()
+
+    def beat() -> None:  # the live runner's part
+        while not stop.is_set():
+            with Session(eng) as s:
+                st = s.get(CampaignStatus, camp_id)
+                if st is not None:
+                    st.heartbeat_at = utcnow()
+                    s.add(st)
+                    s.commit()
+            stop.wait(0.5)
+
+    th = threading.Thread(target=beat, daemon=True)
+    th.start()
+    try:
+        t.start("mon", _cmd("monitor", "--campaign", "fresh", "--config", str(with_language(cfg, lang))), size)
+        screen = t.wait_screen("mon", live_word)
+        flat = " ".join(screen.replace("│", " ").split())
+        assert re.search(pattern, flat), screen
+        assert "/h" not in flat and "/時" not in flat, screen
+        lines = screen.rstrip("\n").splitlines()
+        assert len(lines) <= size[1] and TEXT[lang]["legend"] in lines[-1], screen
+        t.keys("mon", "q")
+        wait_for(lambda: "mon" not in t.run("list-sessions"), "monitor exit")
+    finally:
+        stop.set()
+        th.join(timeout=5)
