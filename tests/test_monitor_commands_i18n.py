@@ -40,3 +40,30 @@ def test_commands_in_english_keep_percent() -> None:
     assert command_text("target", "0.0150") == "abandon target 1.5 %"
     assert command_result("running") == "running"
     assert command_result("something new") == "something new"  # unknown results pass through unchanged
+
+
+def _segments_view() -> object:
+    from types import SimpleNamespace
+
+    pen = {s: {"dialled": 1234, "remaining": 56789, "exhausted": 12, "entries": 70000}
+           for s in ("dormant", "pre_churn", "upsell", "cross_sell")}
+    held = {"groups": {s: {"control": 7000} for s in pen},
+            "lift": {"segments": {s: {"enough_data": True, "purchase_rate_lift": 0.031} for s in pen}}}
+    return SimpleNamespace(report={"penetration": pen, "holdout": held})
+
+
+@pytest.mark.parametrize("width", [76, 60, 44])
+def test_segment_table_chooses_columns_by_width_never_squeezes_them(ja: None, width: int) -> None:
+    from rich.console import Console
+
+    from dialer.views.monitor import segments_table
+
+    con = Console(record=True, width=width, color_system=None)
+    con.print(segments_table(_segments_view(), width))  # type: ignore[arg-type]
+    out = con.export_text()
+    assert "…" not in out and "休眠" in out and "解約予兆" in out, out
+    header = out.splitlines()[0].split()
+    assert header[:3] == ["セグメント", "架電済", "残り"] and "件数" in header, out
+    wide = Console(record=True, width=200, color_system=None)
+    wide.print(segments_table(_segments_view(), 200))  # type: ignore[arg-type]
+    assert len(wide.export_text().splitlines()[0].split()) == 7  # every column when there is room

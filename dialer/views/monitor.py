@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypedDict
 
+from rich.cells import cell_len
 from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
@@ -336,23 +337,40 @@ def agents_table(v: CampaignView, tz: str, first: int, rows: int, stats: bool, w
     return t
 
 
-def segments_table(v: CampaignView) -> Table:
-    seg = Table(box=None, padding=(0, 1), show_header=True, header_style="bold")
+def segments_table(v: CampaignView, width: int = 0) -> Table:
+    """List progress per segment. With WIDTH (the cells available), columns are chosen to fit (issue 27: at
+    80x24 in Japanese a squeezed table read `セ … 発 …`): lift, then control, then exhausted are left out
+    before any column is cut."""
     held = v.report.get("holdout") or {}  # issue 19: control-group size and lift, only when there is a hold-out
     groups, lift = held.get("groups", {}), (held.get("lift") or {}).get("segments", {})
     cols = [_("segment"), _("dialled"), _("left"), _("exhausted"), _("entries")]
     cols += [_("control")] if groups else []
     cols += [_("lift")] if lift else []
-    for col in cols:
-        seg.add_column(col, justify="left" if col == _("segment") else "right", no_wrap=True)
+    rows: list[list[str]] = []
     for name, p in v.report["penetration"].items():
-        cells = [name, str(p["dialled"]), str(p["remaining"]), str(p["exhausted"]), str(p["entries"])]
+        cells = [label("segment", name), str(p["dialled"]), str(p["remaining"]), str(p["exhausted"]),
+                 str(p["entries"])]
         if groups:
             cells.append(str(groups.get(name, {}).get("control", "—")))
         if lift:
             e = lift.get(name, {})
             cells.append(f"{e['purchase_rate_lift']:+.1%}" if e.get("enough_data") else "—")
-        row(seg, *cells)
+        rows.append(cells)
+    keep = list(range(len(cols)))
+    if width:
+        def needed(idx: list[int]) -> int:
+            return sum(max([cell_len(cols[i]), *(cell_len(r[i]) for r in rows)]) + 2 for i in idx)
+
+        for drop in (_("lift"), _("control"), _("exhausted")):
+            if needed(keep) <= width:
+                break
+            if drop in cols:
+                keep.remove(cols.index(drop))
+    seg = Table(box=None, padding=(0, 1), show_header=True, header_style="bold")
+    for i in keep:
+        seg.add_column(cols[i], justify="left" if i == 0 else "right", no_wrap=True)
+    for r in rows:
+        row(seg, *(r[i] for i in keep))
     return seg
 
 
@@ -442,7 +460,7 @@ def render_campaign(v: CampaignView, tz: str, width: int, *, agent_first: int = 
     else:
         lines += [head, agents]
         if show_segments:
-            lines.append(segments_table(v))
+            lines.append(segments_table(v, width - 4))
     lines += notices(v, tz, width, n_events, n_commands, ttl_s, now)
     return Panel(Group(*lines), title=Text(v.name, style="bold"), title_align="left", padding=(0, 1))
 
