@@ -306,10 +306,15 @@ def run(cfg: Config, campaign: CampaignConfig, hopper: Hopper, *, dry_run: bool 
     if dry_run:
         return res
     deadline = time.monotonic() + max(0.0, duration_s)
+    in_doubt_streak = 0
     with httpx.Client(timeout=cfg.sms.timeout_s, transport=transport) as client:
         while True:
             resolve_pass(cfg, hopper.engine, campaign.name, client, res, clk())
+            doubtful = res.unknown_new
             send_pass(cfg, hopper, campaign.name, client, res, clk, sleep)
+            # an ambiguous failure: let the gateway recover before the next message, or a gateway answering 5xx
+            # to everything would turn the whole outbox into `unknown` one message at a time
+            in_doubt_streak = in_doubt_streak + 1 if res.unknown_new > doubtful else 0
             receipts_pass(cfg, hopper.engine, campaign.name, client, res)
             c = store.counts(hopper.engine, campaign.name)
             res.pending = c.get(SmsStatus.PENDING, 0)
@@ -324,5 +329,7 @@ def run(cfg: Config, campaign: CampaignConfig, hopper: Hopper, *, dry_run: bool 
             wait = (min(wakes) - clk()).total_seconds() if wakes and not res.unknown else 0.2
             if sending:  # another live sender may finish (or fail ambiguously) any moment: look again soon
                 wait = min(wait, 0.5)
+            if in_doubt_streak:
+                wait = max(wait, _backoff(cfg, in_doubt_streak))
             sleep(min(max(0.02, wait), remaining))
     return res

@@ -439,3 +439,30 @@ def test_unknown_then_gateway_says_never_received_goes_again(tmp_path: Path, env
         res = run(cfg, camp, hopper, duration_s=30)
     assert res.unknown_new == 1 and res.resolved_not_sent == 1 and res.sent == 1 and res.unknown == 0
     assert gw.by_phone() == {"+819088882000": 1} and gw.posts == {next(iter(gw.posts)): 2}
+
+
+def test_a_gateway_failing_everything_does_not_turn_the_outbox_unknown(tmp_path: Path, env: None) -> None:
+    """503 to every POST and no status API: each ambiguous failure backs the sender off (retry_base_s doubling), so
+    a bounded run leaves most messages pending (sendable later) instead of making them all `unknown`."""
+    port = free_tcp_port()
+    text = "\n".join(ln for ln in config_text("unused", port).splitlines() if not ln.startswith("status_url"))
+    cfg = parse_config(text.replace("retry_base_s = 0.05", "retry_base_s = 0.5").replace("retry_max_s = 0.2",
+                                                                                         "retry_max_s = 10"))
+    engine, _ = init_db(f"sqlite:///{tmp_path / 'f.db'}")
+    with Session(engine) as s:
+        for i in range(10):
+            s.add(Customer(customer_id=f"障害{i}", name="伊藤"))
+            s.add(CallListEntry(customer_id=f"障害{i}", segment="unpaid", phones=[f"+81908888300{i}"],
+                                timezone="Asia/Tokyo", callable_from=NOON - timedelta(days=1),
+                                callable_until=datetime.now(UTC) + timedelta(days=9)))
+            s.add(UnpaidBalance(customer_id=f"障害{i}", order_ids=f"O{i}", amount=700))
+        s.commit()
+    camp = cfg.campaign("pay")
+    gw = Gateway()
+    gw.fail_next = 1000
+    with gw.serving(port):
+        res = run(cfg, camp, Hopper(engine, camp, respect_calling_hours=False), duration_s=1.2)
+    c = store.counts(engine, "pay")
+    # 0.5 s + 1.0 s of back-off fit in 1.2 s: at most 3 passes (fewer on a slow host), each ending at its failure
+    assert 1 <= c.get("unknown", 0) <= 3 and c.get("pending", 0) >= 7 and res.unknown == c.get("unknown", 0)
+    assert gw.requests == c.get("unknown", 0) and not gw.texts
