@@ -34,6 +34,7 @@ from typing import Any
 import dialer.commands
 from dialer import __version__
 from dialer.errors import UserError
+from dialer.privacy import private_umask
 from dialer.i18n import _, set_language
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 3
@@ -179,11 +180,17 @@ def _language_from_config(argv: Sequence[str]) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # every file the dialer and its workers create (store, caches, exports, recordings, journals) is private,
+    # whatever umask the shell or the service manager gave us (issue 28); restored on return only for callers
+    # that run commands in-process, such as tests
+    previous = private_umask()
     try:
         return _main(list(sys.argv[1:] if argv is None else argv))
     except BrokenPipeError:  # e.g. `dialer --help | head`
         _quiet_stdout()
         return EXIT_OK
+    finally:
+        os.umask(previous)
 
 
 def _main(argv: list[str]) -> int:
