@@ -521,7 +521,7 @@ def _suppress(con: duckdb.DuckDBPyConnection, s: ListSettings, as_of: date) -> N
     # file names the number, not this customer); blocked by their own id, the block's line already says so
     con.execute("""
         INSERT INTO rejects SELECT p.__file, p.__line, p.col, p.raw,
-               'customer ' || p.customer_id || ' not listed: number ' || b.kind || ' (' || b.ref || ')', 'flag'
+               'number blocked: customer ' || p.customer_id || ' not listed (' || b.kind || ', ' || b.ref || ')', 'flag'
           FROM pre_supp ps JOIN phones p USING (customer_id) JOIN blocked_numbers b USING (e164)
          WHERE ps.reason IN ('dnc', 'refusal', 'no_consent')
            AND ps.customer_id NOT IN (SELECT customer_id FROM hard WHERE customer_id <> '')

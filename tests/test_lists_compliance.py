@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -308,9 +309,13 @@ def test_block_kinds_japanese_defaults_mapping_table_and_unknown_blocks(tmp_path
     unknown = {(x["file"], x["line"], x["column"]) for x in rej if x["reason"].startswith("unknown block kind")}
     assert unknown == {("kinshi.csv", "8", "区分"), ("kinshi.csv", "9", "区分")}
     # customers dropped for a number on the list: a line on their own phone cell saying which block
-    by_num = {x["line"]: x for x in rej if x["file"] == "kaiin.csv" and "not listed: number" in x["reason"]}
+    by_num = {x["line"]: x for x in rej if x["file"] == "kaiin.csv" and x["reason"].startswith("number blocked: customer ")}
     assert set(by_num) == {"2", "4", "6", "8"}
-    assert by_num["2"]["column"] == "電話番号" and "kinshi.csv line 2" in by_num["2"]["reason"]
+    assert by_num["2"]["column"] == "電話番号" and by_num["2"]["reason"] == \
+        "number blocked: customer K00 not listed (dnc, kinshi.csv line 2)"
+    # summary.json counts them under one reason, not one per customer
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["rejected"]["number blocked"] == 4
 
 
 def test_bad_kind_in_mapping_fails_naming_the_key(tmp_path: Path) -> None:
