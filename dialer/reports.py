@@ -352,7 +352,12 @@ def compliance_report(engine: Engine, cfg: Config | None = None, *, now: datetim
             windows[w] = count_abandons(attempts, window_start(w, now, default_tz)).as_dict(fp_share)
         conf = windows[camp.abandon_window]
         configured_rate = conf["uk" if camp.abandon_regime == "uk" else "us"]
-        hours = CallingHours.from_campaign((camp.calling_hours_start, camp.calling_hours_end), camp.holidays)
+        configured = [c for c in cfg.campaigns if c.name == camp.name] if cfg else []
+        # the run's own hours and holidays (the row) plus the centre's calendar from config (issue 27): hours per
+        # weekday and closure days
+        hours = CallingHours.from_campaign((camp.calling_hours_start, camp.calling_hours_end), camp.holidays,
+                                           configured[0].weekday_hours if configured else None,
+                                           configured[0].closed_days if configured else ())
         outside: list[dict[str, Any]] = []
         sandbox_outside = 0
         for a in attempts:

@@ -7,6 +7,7 @@ the hours or on a closed day, and the callback form reads what agents type."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -181,3 +182,20 @@ def test_closed_span_wraps_the_year_end() -> None:
     s = ClosedSpan.parse("12-29..01-03 年末年始")
     assert s.covers(date(2026, 12, 30)) and s.covers(date(2027, 1, 3)) and not s.covers(date(2027, 1, 4))
     assert s.describe() == "12-29..01-03 年末年始"
+
+
+def test_compliance_report_counts_calls_on_a_closure_day(db_url: str, tmp_path: Path) -> None:
+    """The report obeys the centre's calendar too: the demo store's calls (2026-11-22/23) were inside hours;
+    declared a closure day, the 23rd's calls are calls outside hours."""
+    from dialer.reports import compliance_report
+    from dialer.store.db import get_engine
+    from tests.test_reports import NOW, build_store, write_config
+
+    build_store(db_url)
+    text = write_config(tmp_path, db_url).read_text(encoding="utf-8")
+    base = compliance_report(get_engine(db_url), parse_config(text, "t.toml"), now=NOW)["campaigns"]["demo"]
+    assert base["calls_outside_hours"] == 0
+    closed = parse_config(text + '\n[calendar]\nclosed_days = ["11-23 臨時休業"]\n', "t.toml")
+    demo = compliance_report(get_engine(db_url), closed, now=NOW)["campaigns"]["demo"]
+    assert demo["calls_outside_hours"] > 0
+    assert all("company closure" in o["why"] and "臨時休業" in o["why"] for o in demo["outside_hours"])

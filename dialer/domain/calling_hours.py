@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays as holidays_lib
@@ -176,7 +177,7 @@ class CallingHours:
 
     @classmethod
     def from_campaign(cls, calling_hours: tuple[str, str], holidays: str,
-                      weekday_hours: Mapping[str, Sequence[str] | str] | None = None,
+                      weekday_hours: Mapping[Any, Sequence[str] | str] | None = None,
                       closed_days: Sequence[str] = ()) -> CallingHours:
         start, end = parse_hhmm(calling_hours[0]), parse_hhmm(calling_hours[1])
         weekly: tuple[tuple[time, time] | None, ...] = ()
