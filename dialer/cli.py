@@ -34,8 +34,8 @@ from typing import Any
 import dialer.commands
 from dialer import __version__
 from dialer.errors import UserError
-from dialer.privacy import private_umask
 from dialer.i18n import _, set_language
+from dialer.privacy import private_umask
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 3
 
