@@ -22,6 +22,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -34,7 +35,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 from dialer.config import CampaignConfig, Config, ConfigError, load_config, parse_duration
-from dialer.domain.calling_hours import parse_hhmm
+from dialer.domain.calling_hours import WEEKDAYS, parse_hhmm
 from dialer.domain.policy import CampaignPolicy
 from dialer.store import campaigns as campaigns_store
 from dialer.store import entries as entries_store
@@ -73,8 +74,10 @@ def job_specs(cfg: Config, config_path: str) -> list[JobSpec]:
         common: dict[str, Any] = {"day_of_week": cc.active_days, "timezone": tz,
                                   "start_date": cc.active_from, "end_date": _end_date(cc)}
         try:
-            t_start = CronTrigger(hour=start.hour, minute=start.minute, **common)
-            t_stop = CronTrigger(hour=end.hour, minute=end.minute, **common)
+            t_start: BaseTrigger = CronTrigger(hour=start.hour, minute=start.minute, **common)
+            t_stop: BaseTrigger = CronTrigger(hour=end.hour, minute=end.minute, **common)
+            if cc.weekday_hours:  # (issue 27) a short Saturday stops at its own hour, a closed Sunday not at all
+                t_start, t_stop = _weekday_triggers(cc, common)
             last_hour = end.hour - 1 if end.minute == 0 else end.hour
             t_win = CronTrigger(hour=f"{start.hour}-{max(start.hour, last_hour)}", minute=0, **common)
         except ValueError as exc:
@@ -88,6 +91,37 @@ def job_specs(cfg: Config, config_path: str) -> list[JobSpec]:
                     f"window openings for {cc.name}", 3600),
         ]
     return specs
+
+
+def _weekday_triggers(cc: CampaignConfig, common: dict[str, Any]) -> tuple[BaseTrigger, BaseTrigger]:
+    """Start and stop triggers when hours differ by weekday: one cron per distinct window, on the weekdays that
+    have it AND are in `active_days` (an OrTrigger of them)."""
+    from apscheduler.triggers.combining import OrTrigger
+
+    hours = CampaignPolicy.of(cc).hours
+    active = set(_active_weekdays(cc.active_days))
+    groups: dict[tuple[dtime, dtime], list[str]] = {}
+    for i, w in enumerate(hours.weekly):
+        if w is not None and WEEKDAYS[i] in active:
+            groups.setdefault(w, []).append(WEEKDAYS[i])
+    base = {k: v for k, v in common.items() if k != "day_of_week"}
+    starts: list[BaseTrigger] = []
+    stops: list[BaseTrigger] = []
+    for (a, b), days in groups.items():
+        starts.append(CronTrigger(day_of_week=",".join(days), hour=a.hour, minute=a.minute, **base))
+        stops.append(CronTrigger(day_of_week=",".join(days), hour=b.hour, minute=b.minute, **base))
+    if not starts:  # every active weekday closed: triggers that never fire before the end of time
+        never = CronTrigger(year="2999", month=1, day=1, **base)
+        return never, never
+    return (starts[0] if len(starts) == 1 else OrTrigger(starts)), (stops[0] if len(stops) == 1 else OrTrigger(stops))
+
+
+def _active_weekdays(active_days: str) -> list[str]:
+    """The weekday names a cron day_of_week expression selects ("mon-fri" -> mon..fri)."""
+    monday = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday
+    probe = CronTrigger(day_of_week=active_days, hour=0, minute=0, timezone=UTC)
+    return [WEEKDAYS[k] for k in range(7)
+            if probe.get_next_fire_time(None, monday + timedelta(days=k)) == monday + timedelta(days=k)]
 
 
 def _end_date(cc: CampaignConfig) -> datetime | None:
@@ -225,7 +259,8 @@ def reconcile(cfg: Config, name: str, at: datetime, config_path: str = "") -> di
 def _launch_runner(cfg: Config, cc: CampaignConfig, at: datetime, config_path: str) -> bool:
     tz = ZoneInfo(cfg.schedules.timezone)
     local = at.astimezone(tz)
-    end = datetime.combine(local.date(), parse_hhmm(cc.calling_hours[1]), tz)
+    window = CampaignPolicy.of(cc).hours.window(local.date())  # that weekday's own end (a short Saturday)
+    end = datetime.combine(local.date(), window[1] if window else parse_hhmm(cc.calling_hours[1]), tz)
     seconds = int((end - local).total_seconds())
     if seconds <= 60:
         return False

@@ -199,3 +199,22 @@ def test_compliance_report_counts_calls_on_a_closure_day(db_url: str, tmp_path: 
     demo = compliance_report(get_engine(db_url), closed, now=NOW)["campaigns"]["demo"]
     assert demo["calls_outside_hours"] > 0
     assert all("company closure" in o["why"] and "臨時休業" in o["why"] for o in demo["outside_hours"])
+
+
+def test_scheduler_stops_a_short_saturday_at_its_own_hour_and_skips_closed_days() -> None:
+    from dialer.schedule import job_specs
+
+    cfg = parse_config('[[campaigns]]\nname = "c"\nactive_days = "mon-sat"\n'
+                       'weekday_hours = { sat = ["09:00", "17:00"], wed = "closed" }\n', "f.toml")
+    specs = {s.id: s for s in job_specs(cfg, "")}
+    fires = []
+    at = jst(2026, 12, 7, 0, 0)  # Monday
+    for _ in range(6):
+        at = specs["campaign_stop:c"].trigger.get_next_fire_time(None, at)
+        fires.append(at.astimezone(JST).strftime("%a %H:%M"))
+        at = at + timedelta(minutes=1)
+    assert fires == ["Mon 20:00", "Tue 20:00", "Thu 20:00", "Fri 20:00", "Sat 17:00", "Mon 20:00"]
+    start = specs["campaign_start:c"].trigger.get_next_fire_time(None, jst(2026, 12, 9, 0, 0))  # Wednesday
+    assert start == jst(2026, 12, 10, 9, 0)
+    plain = {s.id: s for s in job_specs(parse_config('[[campaigns]]\nname = "c"\n', "f.toml"), "")}
+    assert "cron[" in str(plain["campaign_stop:c"].trigger) and "or[" not in str(plain["campaign_stop:c"].trigger)
