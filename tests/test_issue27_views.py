@@ -236,6 +236,8 @@ def test_monitor_rates_are_counts_over_a_stated_window(term: tuple[Tmux, str, Pa
         flat = " ".join(screen.replace("│", " ").split())
         assert re.search(pattern, flat), screen
         assert "/h" not in flat and "/時" not in flat, screen
+        if size == (160, 50):  # the large layout defines its occupancy term (ja: 占有率)
+            assert ("占有率 = (通話 + 後処理)" if lang == "ja" else "occupancy = (talk + wrap-up)") in flat, screen
         lines = screen.rstrip("\n").splitlines()
         assert len(lines) <= size[1] and TEXT[lang]["legend"] in lines[-1], screen
         t.keys("mon", "q")

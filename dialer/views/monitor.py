@@ -167,7 +167,9 @@ def gather(engine: Engine, name: str, cfg: Config, now: datetime) -> CampaignVie
                              until=open_until(st, camp.state, now))
     segments = list(rep["penetration"])
     remaining = sum(p["remaining"] for p in rep["penetration"].values())
-    eta = remaining / dials_h if dials_h and live else None
+    lh = rep.get("last_hour") or {}
+    window_h = float(lh.get("window_s") or 3600.0) / 3600.0  # (issue 27) the real window, under an hour at first
+    eta = remaining / (dials_h / window_h) if dials_h and live and window_h > 0 else None
     return CampaignView(name, rep, status, agents, events, commands, trend,
                         {"connects": float(connects_h), "dials": float(dials_h)}, live=live,
                         hopper=hopper_level(engine, segments, now), quarters=quarters, eta_h=eta)
@@ -280,6 +282,13 @@ def _figures(v: CampaignView) -> list[Text]:
     return [ab, figs, counts]
 
 
+def window_words(h: dict[str, Any]) -> str:
+    """'last 60 min', or 'first 12 min' while the campaign is younger than an hour."""
+    if h.get("full_hour", True):
+        return _("last 60 min")
+    return _("first {minutes} min").format(minutes=int(float(h.get("window_s", 0)) // 60))
+
+
 def last_hour_text(h: dict[str, Any]) -> str:
     """Counts in the last 60 minutes — per-hour figures — or, while the campaign is younger than an hour, the
     counts since it began and for how long (never a rate scaled up from a few minutes; issue 27)."""
@@ -385,7 +394,8 @@ def hopper_line(v: CampaignView) -> Text:
     else:
         hours, minutes = divmod(int(v.eta_h * 60 + 0.5), 60)
         t.append("≥ " + _("{h} h {m} min").format(h=hours, m=minutes)
-                 + f" ({v.last_hour['dials']:.0f} {_('dials')}/h)")
+                 + f" ({_('at the pace of')} {window_words(v.report.get('last_hour') or {})}: "
+                 + f"{v.last_hour['dials']:.0f} {_('dials')})")
     return t
 
 
@@ -443,7 +453,9 @@ def render_campaign(v: CampaignView, tz: str, width: int, *, agent_first: int = 
     head = agents_head(v, agent_first, shown)
     agents = agents_table(v, tz, agent_first, agent_rows, large, width)
     if large:
-        right = Group(segments_table(v), Text(""), hopper_line(v), Text(""), quarters_table(v, tz))
+        right = Group(segments_table(v), Text(""), hopper_line(v), Text(""), quarters_table(v, tz),
+                      Text(_("occupancy = (talk + wrap-up) ÷ logged-in time (agent state log); per-hour figures only "
+                             "after an hour of activity"), style="dim"))  # issue 27: the term, defined
         grid = Table.grid(padding=(0, 3), expand=True)
         grid.add_column(ratio=11)
         grid.add_column(ratio=9)
