@@ -57,7 +57,7 @@ FORM_FIELDS: dict[str, list[tuple[str, str, bool]]] = {
     "sale": [("amount", N_("amount ¥"), True), ("sku", N_("product SKU"), True), ("note", N_("note"), False)],
     "upsell": [("amount", N_("amount ¥"), True), ("sku", N_("product SKU"), True), ("note", N_("note"), False)],
     "cross_sell": [("amount", N_("amount ¥"), True), ("sku", N_("product SKU"), True), ("note", N_("note"), False)],
-    "callback": [("when", N_("call back at (HH:MM, YYYY-MM-DD HH:MM, +2h, +1d)"), True), ("note", N_("note"), False)],
+    "callback": [("when", N_("call back at (14:30, 14時30分, 明日 14:00, 12/8 10:00, +2h)"), True), ("note", N_("note"), False)],
     "refused": [("reason", N_("reason code (1-9)"), True), ("expected", N_("VOC: what they expected"), False),
                 ("experienced", N_("VOC: what they got"), False)],
     "dnc": [("note", N_("note"), False)],
