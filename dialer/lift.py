@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from scipy import stats
 from dialer.config import Config
 from dialer.store import Engine
 from dialer.store.holdout import HoldoutGroup, assignments
-from dialer.store.lift import call_totals, recorded_sales, sms_contacted
+from dialer.store.lift import call_totals, contacted_since, recorded_sales, sms_contacted
 from lists.mapping import Mapping
 from lists.readback import read_outcomes
 
@@ -165,13 +165,17 @@ def lift_report(engine: Engine, cfg: Config, campaign: str, mapping: Mapping, af
     totals = call_totals(engine, campaign, now or datetime.now(UTC))
     sales = recorded_sales(engine, campaign)
     texted = sms_contacted(engine, campaign)
-    control_ids = {cid for cid, _s, g, _p, _f, _l in rows if g == HoldoutGroup.CONTROL}
-    called_any = set().union(*totals.called_customers.values()) if totals.called_customers else set()
-    contacted_controls = control_ids & (called_any | texted)
+    # any campaign's call or SMS to a control customer after their assignment breaks the hold-out
+    first: dict[str, date] = {}
+    for cid, _s, g, _p, f, _l in rows:
+        if g == HoldoutGroup.CONTROL:
+            first[cid] = min(f, first.get(cid, f))
+    contacted_controls = contacted_since(engine, first)
     out["control_contacted"] = len(contacted_controls)
     if contacted_controls:
-        out["notes"].insert(0, f"warning: {len(contacted_controls)} control customer(s) were called or texted by this "
-                               "campaign: the hold-out was broken, the lift below is biased toward zero")
+        how = sorted({v for v in contacted_controls.values()})
+        out["notes"].insert(0, f"warning: {len(contacted_controls)} control customer(s) were contacted ({', '.join(how)}) "
+                               "after their assignment: the hold-out was broken, the lift below is biased toward zero")
     c = cfg.costs
     agent_talk_all = sum(totals.agent_talk_seconds.values())
     by_seg: dict[str, dict[str, list[tuple[str, Any]]]] = {}

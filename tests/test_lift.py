@@ -385,7 +385,21 @@ def test_no_calls_no_verdict_and_a_called_control_is_a_warning(tmp_path: Path, c
     assert "raised" not in text and "incremental revenue" not in text
     cfg2, after2 = _strata_setup(tmp_path / "b", planted=0.0, call_control=True)
     rep2, text2 = _mix_report(cfg2, after2, capsys)
-    assert rep2["control_contacted"] == 1 and "warning: 1 control customer(s) were called or texted" in text2
+    assert rep2["control_contacted"] == 1 and "warning: 1 control customer(s) were contacted (call)" in text2
+    # another campaign's call after the assignment counts, one before it does not; an SMS in doubt counts
+    from dialer.store.sms import SmsMessage
+
+    engine = get_engine(f"sqlite:///{tmp_path / 'b' / 's.db'}")
+    with Session(engine) as s:
+        s.add(Attempt(campaign_id=None, customer_id="dormant-00001", segment="dormant", phone_e164="+819012340001",
+                      dialed_at=CALL_DAY + timedelta(days=3)))
+        s.add(Attempt(campaign_id=None, customer_id="dormant-00002", segment="dormant", phone_e164="+819012340002",
+                      dialed_at=CALL_DAY - timedelta(days=10)))
+        s.add(SmsMessage(campaign="other", entry_id=1, customer_id="upsell-00001", phone_e164="+819012340003",
+                         text="t", idempotency_key="k-upsell-1", status="unknown", created_at=CALL_DAY))
+        s.commit()
+    rep3, text3 = _mix_report(cfg2, after2, capsys)
+    assert rep3["control_contacted"] == 3 and "warning: 3 control customer(s) were contacted (SMS, call)" in text3
 
 
 def test_stratified_statistics_keep_5_percent_and_95_coverage_with_unequal_shares() -> None:

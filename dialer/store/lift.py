@@ -4,10 +4,10 @@ agent time, and sales recorded by agents per customer; and the last lift compute
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, select
+from sqlalchemy import JSON, Column, func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, SQLModel
 
@@ -76,6 +76,27 @@ def sms_contacted(engine: Engine, campaign: str) -> set[str]:
     with engine.connect() as conn:
         return {str(c) for c in conn.execute(select(SMS_T.c.customer_id).distinct().where(
             SMS_T.c.campaign == campaign, SMS_T.c.status.in_(maybe))).scalars().all()}
+
+
+def contacted_since(engine: Engine, since: dict[str, date]) -> dict[str, str]:
+    """customer -> how they were contacted (by any campaign: a call attempt, or an SMS sent or in doubt) on or
+    after their date in SINCE (their hold-out assignment): a control customer here broke the hold-out."""
+    out: dict[str, str] = {}
+    cids = sorted(since)
+    maybe = (SmsStatus.SENDING, SmsStatus.UNKNOWN, SmsStatus.SENT, SmsStatus.DELIVERED, SmsStatus.FAILED)
+    with engine.connect() as conn:
+        for i in range(0, len(cids), 500):
+            chunk = cids[i:i + 500]
+            for cid, at in conn.execute(select(AT.c.customer_id, AT.c.dialed_at).where(AT.c.customer_id.in_(chunk))):
+                a = _aware(at)
+                if a is not None and a.date() >= since[cid]:
+                    out.setdefault(cid, "call")
+            for cid, at in conn.execute(select(SMS_T.c.customer_id, func.coalesce(SMS_T.c.sent_at, SMS_T.c.created_at))
+                                        .where(SMS_T.c.customer_id.in_(chunk), SMS_T.c.status.in_(maybe))):
+                a = _aware(at)
+                if a is not None and a.date() >= since[cid]:
+                    out.setdefault(cid, "SMS")
+    return out
 
 
 def recorded_sales(engine: Engine, campaign: str) -> dict[str, float]:
