@@ -41,6 +41,9 @@ class HoldoutSettings:
     experiment: str = ""  # a named experiment: the draw's key instead of the calendar period
     start: date | None = None
     end: date | None = None
+    # customers still measured as control by ANOTHER period or experiment (the store knows): not listed and
+    # not drawn again, so a new period neither calls them nor counts them as treatment that was never called
+    held: frozenset[str] = frozenset()
 
     def key_for(self, as_of: date) -> str:
         """What the draw is keyed by on AS_OF: the experiment's name, else the calendar period."""
@@ -97,9 +100,19 @@ def apply_holdout(con: duckdb.DuckDBPyConnection, h: HoldoutSettings, as_of: dat
     returns the counts per segment and group for summary.json.
     """
     period = h.key_for(as_of)
+    held = 0
+    if h.held:
+        con.execute("CREATE OR REPLACE TEMP TABLE held_out AS SELECT unnest(?::VARCHAR[]) AS customer_id",
+                    [sorted(h.held)])
+        held = int((con.execute("SELECT count(*) FROM entries WHERE customer_id IN (SELECT customer_id FROM held_out)")
+                    .fetchone() or (0,))[0])
+        con.execute("INSERT INTO suppressed SELECT customer_id, segment, 'holdout' FROM entries "
+                    "WHERE customer_id IN (SELECT customer_id FROM held_out)")
+        con.execute("DELETE FROM entries WHERE customer_id IN (SELECT customer_id FROM held_out)")
     if not h.drawing_on(as_of):
         empty_holdout(con)
         return {"period": period, "experiment": h.experiment, "drawing": False, "segments": {},
+                "held_from_earlier": held,
                 "note": f"experiment {h.experiment} draws from {h.start} to {h.end}: no hold-out on {as_of}"}
     share_case = "CASE segment " + " ".join(
         f"WHEN '{seg.replace(chr(39), '')}' THEN {float(v)!r}" for seg, v in sorted(h.segments.items())
@@ -117,7 +130,7 @@ def apply_holdout(con: duckdb.DuckDBPyConnection, h: HoldoutSettings, as_of: dat
     for seg, grp, n in con.execute("SELECT segment, grp, count(*) FROM holdout GROUP BY 1, 2 ORDER BY 1, 2").fetchall():
         counts.setdefault(str(seg), {"treatment": 0, "control": 0})[str(grp)] = int(n)
     return {"period": period, "seed_hash": hashlib.sha256(h.seed.encode()).hexdigest()[:12], "share": h.share,
-            "segments": counts, **({"experiment": h.experiment, "start": str(h.start), "end": str(h.end)}
+            "segments": counts, "held_from_earlier": held, **({"experiment": h.experiment, "start": str(h.start), "end": str(h.end)}
                                    if h.experiment else {})}
 
 

@@ -261,9 +261,22 @@ def test_month_boundary_does_not_release_november_controls(tmp_path: Path, db_ur
     rec = assignments(engine, ["dormant", "pre_churn", "upsell", "cross_sell"])
     nov_ctl = {r[0] for r in rec if r[3] == "2026-11" and r[2] == "control"}
     dec = {r[0]: r[2] for r in rec if r[3] == "2026-12"}
-    released = {c for c in nov_ctl if dec.get(c) == "treatment"}
-    assert released, "the December draw must put some November controls in treatment for this test to bite"
+    # December's lottery alone would have moved some of them to treatment (what released them before issue 26)...
+    assert [c for c in nov_ctl if group_of("歳末", "2026-12", c, 0.3) == "treatment"]
+    # ...but they are neither drawn again nor listed while November is measured
+    assert dec and not nov_ctl & set(dec)
+    assert not nov_ctl & {r["customer_id"] for r in read_csv(tmp_path / "o2" / "call_list.csv")}
+    summ = json.loads((tmp_path / "o2" / "summary.json").read_text(encoding="utf-8"))
+    assert summ["holdout"]["held_from_earlier"] > 0
+    # and an entry for one of them that is in the store anyway (an older build, a hand edit) is never dialled
     at = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)  # 12:00 in Tokyo
+    stray = sorted(nov_ctl)[:5]
+    with Session(engine) as s:
+        for i, cid in enumerate(stray):
+            s.add(CallListEntry(customer_id=cid, segment="upsell", phones=[f"+8190555{i:05d}"], timezone=TOKYO,
+                                callable_from=at - timedelta(days=1), callable_until=at + timedelta(days=3),
+                                priority=10**9))
+        s.commit()
     hopper = Hopper(engine, CampaignConfig(name="all"), respect_calling_hours=False)
     preview = {p.customer_id for p in hopper.preview(at, limit=5000)}
     leased = {x.customer_id for x in hopper.lease(5000, "t", at)}

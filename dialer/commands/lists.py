@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -32,7 +33,7 @@ from dialer.store.crm import (
     upsert_entries,
 )
 from dialer.store.db import init_db, resolve_url
-from dialer.store.holdout import record_assignments, record_experiment
+from dialer.store.holdout import held_customers, record_assignments, record_experiment
 from dialer.store.sms import record_unpaid
 from lists import ListsError, ListSettings, build_lists, load_mapping
 from lists.build import SEGMENTS
@@ -125,7 +126,11 @@ def _build(args: argparse.Namespace) -> int:
                 say("reading the dialer's blocks")
                 sup = store_suppressions(engine, tz)
                 cache = Path(args.phone_cache) if args.phone_cache else out / "phone_cache.parquet"
-                result = build_lists(mapping, input_dir, out, as_of, settings_from(cfg, enc), sup, phone_cache=cache,
+                ls = settings_from(cfg, enc)
+                if ls.holdout.enabled:  # controls another measurement still holds: neither listed nor drawn (issue 26)
+                    ls = replace(ls, holdout=replace(ls.holdout, held=frozenset(
+                        held_customers(engine, as_of, ls.holdout.key_for(as_of)))))
+                result = build_lists(mapping, input_dir, out, as_of, ls, sup, phone_cache=cache,
                                      table_cache=cache.parent / "table_cache", memory_limit=args.memory_limit, log=say)
             except ListsError as exc:
                 raise UserError(mask_text(str(exc))) from None

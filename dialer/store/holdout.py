@@ -74,6 +74,12 @@ def record_experiment(engine: Engine, name: str, start: date, end: date) -> None
             "start": stmt.excluded.start, "end": stmt.excluded.end, "updated_at": stmt.excluded.updated_at}))
 
 
+def _hold_end(period: str, first: date, last: date, ends: dict[str, date]) -> date:
+    """The last day a control assignment is measured: its experiment's end, else HOLD_DAYS after the first
+    assignment of the calendar period (or its last build, while builds still list it)."""
+    return ends[period] if period in ends else max(first + timedelta(days=HOLD_DAYS), last)
+
+
 def held_until(conn: Connection, customer_ids: Iterable[str]) -> dict[str, date]:
     """customer -> the last day any of their control assignments is still being measured."""
     cids = sorted(set(customer_ids))
@@ -83,7 +89,7 @@ def held_until(conn: Connection, customer_ids: Iterable[str]) -> dict[str, date]
         for cid, period, first, last in conn.execute(
                 select(HT.c.customer_id, HT.c.period, HT.c.first_build, HT.c.last_build)
                 .where(HT.c.customer_id.in_(cids[i:i + 500]), HT.c.group == HoldoutGroup.CONTROL)).all():
-            until = ends[period] if period in ends else max(first + timedelta(days=HOLD_DAYS), last)
+            until = _hold_end(period, first, last, ends)
             if cid not in out or until > out[cid]:
                 out[cid] = until
     return out
@@ -106,6 +112,20 @@ def record_assignments(engine: Engine, batches: Iterable[list[tuple[str, str, st
             conn.execute(stmt, values)
             n += len(values)
     return n
+
+
+def held_customers(engine: Engine, day: date, except_period: str) -> set[str]:
+    """Every customer held as control on DAY by a period or experiment other than EXCEPT_PERIOD (the one a build
+    is drawing): the build lists and draws them no more until that measurement ends."""
+    with engine.connect() as conn:
+        ends = {str(n): e for n, e in conn.execute(select(XT.c.name, XT.c.end)).all()}
+        out: set[str] = set()
+        for cid, period, first, last in conn.execute(
+                select(HT.c.customer_id, HT.c.period, HT.c.first_build, HT.c.last_build)
+                .where(HT.c.group == HoldoutGroup.CONTROL, HT.c.period != except_period)).all():
+            if day <= _hold_end(period, first, last, ends):
+                out.add(str(cid))
+    return out
 
 
 def latest_groups(conn: Connection, customer_ids: Iterable[str], skip_periods: Iterable[str] = ()
