@@ -222,7 +222,7 @@ def _sip_base() -> int:
 
 
 def make_node(tmp: Path, node_id: str, url: str, n_agents: int, lines: int, rtp_base: int, *,
-              two_campaigns: bool = False) -> NodeProc:
+              two_campaigns: bool = False, agent_s: float = 300) -> NodeProc:
     carrier_port = free_udp_port(6000, 6499)
     agent_base = free_udp_port(6500, 6899, span=n_agents)
     sip_base = _sip_base()
@@ -237,7 +237,7 @@ def make_node(tmp: Path, node_id: str, url: str, n_agents: int, lines: int, rtp_
     carrier = Sipp(REPO / "config" / "sipp" / "demo-carrier.xml", port=carrier_port, workdir=work,
                    rtp_echo=True).start()
     specs = [AgentSpec(lg, "127.0.0.1", p) for lg, p in logins]
-    agents = start_agents(specs, talk_mean=4.0, talk_cv=0.3, duration=300, stats_dir=str(work),
+    agents = start_agents(specs, talk_mean=4.0, talk_cv=0.3, duration=agent_s, stats_dir=str(work),
                           rtp_base=rtp_base + 6000)
     return NodeProc(node_id, cfg, carrier, agents, tmp / f"node-{node_id}.log")
 
