@@ -238,6 +238,10 @@ class CampaignRunner:
         self.drain_until: float | None = None
         self.drain_why = ""
         self.hard_stop = False  # stop_now, a second SIGTERM, or the drain time ran out: hang up what is left
+        # (issue 25) refusing agents' phones get a real call now and then: agent id -> monotonic time of the next,
+        # and the probes in flight (agent id -> answered yet)
+        self.next_probe: dict[int, float] = {}
+        self.probing: dict[int, bool] = {}
 
     # ---------------------------------------------------------------- set-up and recovery
     def _restore_pacer(self) -> Pacer:
@@ -440,6 +444,7 @@ class CampaignRunner:
             self.dial(now)
         if self.cfg.telephony.agent_check_s and self.mono() - self.last_agent_check >= self.cfg.telephony.agent_check_s:
             self._check_agents(wait=False)
+        self._probe_refusing()
         if self.mono() - self.last_status >= 1.0:
             self.publish(now)
             self.last_status = self.mono()
@@ -684,6 +689,8 @@ class CampaignRunner:
         if kind in ("agent_leg_up", "agent_leg_down"):
             if self.legs is not None:
                 self.legs.on_event(ev, self.board, utc(ev.at))
+            else:
+                self._on_probe(ev)
             return
         if kind in ("trunk_down", "trunk_up", "worker_down"):
             self._event(kind, ev.detail, "warning" if kind != "trunk_up" else "info")
@@ -781,6 +788,45 @@ class CampaignRunner:
             self.waiting.insert(0, call.attempt_id)
         self.route_waiting(ev.at)
 
+    def _probe_refusing(self) -> None:
+        """(issue 25) OPTIONS 200 is no proof, a real call is: each `refusing_probe_s` a refusing agent's phone is
+        called once (a session-leg call, no auto-answer: the phone rings). Nailed legs need none: their own
+        re-dial after a drop is that call."""
+        every = self.cfg.telephony.refusing_probe_s
+        login = getattr(self.tel, "agent_login", None)
+        if every <= 0 or self.legs is not None or not callable(login):
+            return
+        now = time.monotonic()
+        for a in self.board.agents.values():
+            if a.state != AgentState.REFUSING:
+                self.next_probe.pop(a.id, None)
+                continue
+            due = self.next_probe.setdefault(a.id, now + every)
+            if a.id not in self.probing and now >= due:
+                self.probing[a.id] = False
+                self.next_probe[a.id] = now + every
+                login(a.id, a.sip_uri)
+
+    def _on_probe(self, ev: CallEvent) -> None:
+        """A probe call's news: answered -> hang it up, and once it is gone the agent is ready; refused or not
+        answered -> stop it (no re-dial) and wait for the next probe."""
+        aid = ev.agent_id
+        if aid is None or aid not in self.probing:
+            return
+        if ev.kind == "agent_leg_up":
+            self.probing[aid] = True
+            self.tel.agent_logout(aid)  # agent_leg_down "logged out" follows once the leg is gone
+            return
+        answered = self.probing.pop(aid)
+        self.tel.agent_logout(aid)  # a refused probe is not dialled again by the leg's own back-off
+        a = self.board.agents.get(aid)
+        if answered and a is not None and a.state == AgentState.REFUSING:
+            self._event(RunnerEvent.AGENT_BACK, f"agent {a.login}: the phone took a call again; ready")
+            self.board.set_state(aid, AgentState.READY, utc(ev.at))
+            self.next_probe.pop(aid, None)
+        else:
+            self._count("probe_refused")
+
     def _agent_refused(self, agent_id: int, ev: CallEvent) -> None:
         """(issue 25) The phone said no to a real call (486/603/600 -- DND behind a PBX, which still answers
         OPTIONS 200): the agent is `refusing` -- out of routing and of the pacer's agents at once, and no OPTIONS
@@ -789,7 +835,7 @@ class CampaignRunner:
         login = a.login if a is not None else str(agent_id)
         self._event(RunnerEvent.AGENT_REFUSING, f"agent {login}: the phone refused a call ({ev.sip_status} "
                                                 f"{ev.detail}); out of routing until the agent is ready again "
-                                                "on the console", "warning")
+                                                "on the console or the phone takes a call", "warning")
         self._count("agent_refused")
         if a is not None and a.state in (AgentState.RESERVED, AgentState.READY):  # not if the console moved them
             self.board.set_state(agent_id, AgentState.REFUSING, utc(ev.at), force=True)

@@ -104,6 +104,9 @@ class TelephonyConfig(_Section):
     # bridged (a dead PBX or NAT binding: no BYE ever comes). 0 = off
     agent_rescue_s: Annotated[float, Field(ge=0, le=10)] = 1.0
     agent_silence_s: Annotated[float, Field(ge=0, le=60)] = 2.0
+    # (issue 25) a refusing agent's phone (DND) gets one real call this often: answered = the agent is back (their
+    # phone rings; picking it up says so), refused = still out of routing. 0 = only the console brings them back
+    refusing_probe_s: Annotated[float, Field(ge=0)] = 60.0
     # (issue 25) the runner's loop running later than this (a starved host) stops new dials until it catches up
     max_tick_lag_s: Annotated[float, Field(ge=0)] = 1.0
 

@@ -218,3 +218,40 @@ def test_silent_nailed_leg_is_noticed_and_its_customer_rescued(tmp_path: Path) -
     print(f"silent nailed leg: detected {(lost_at - saved.answered_at).total_seconds():.2f} s after answer; "
           f"customer answered -> second agent connected in "
           f"{(saved.agent_connected_at - saved.answered_at).total_seconds():.3f} s")
+
+
+def test_refusing_agent_is_back_once_its_phone_takes_a_real_call(tmp_path: Path) -> None:
+    """DND goes off (the PBX now lets calls through): the next probe call is answered, the agent is ready again
+    and takes customers. OPTIONS could not have told: the phone answered them all along."""
+    url = f"sqlite:///{tmp_path / 'back.db'}"
+    init_db(url)
+    port = free_udp_port(6500, 6899)
+    later: list[Sipp] = []
+    with Sipp("carrier_callee_bye", port=free_udp_port(6000, 6499), workdir=tmp_path, duration_ms=1500,
+              rtp_echo=True) as carrier, \
+            Sipp("agent_uas_options", port=free_udp_port(6500, 6899), workdir=tmp_path, rtp_echo=True) as ok:
+        dnd = Sipp("agent_dnd", port=port, workdir=tmp_path).start()
+        text = config_text(url, carrier.port, {"dnd": f"sip:dnd@127.0.0.1:{port}", "ok": ok.uri("ok")},
+                           free_udp_port(6900, 6990, span=8), extra="refusing_probe_s = 1")
+        seed(url, 10)
+
+        def until(r: CampaignRunner) -> bool:
+            if r.counts.get("agent_refused") and not later:
+                dnd.stop(grace_s=0.3)  # DND off: the same phone now answers
+                later.append(Sipp("agent_uas_options", port=port, workdir=tmp_path / "after",
+                                  rtp_echo=True).start())
+            back = next((a for a in r.board.agents.values() if a.login == "dnd"), None)
+            return bool(later) and back is not None and back.state == "wrap_up"
+
+        try:
+            runner, rows, events, agents = _run(tmp_path, text, url, until)
+        finally:
+            for p in later:
+                p.stop()
+    kinds = [e.kind for e in events]
+    assert "agent_refusing" in kinds and "agent_back" in kinds
+    assert kinds.index("agent_refusing") < kinds.index("agent_back")
+    # the probe was a real call the phone answered; then it took a customer
+    assert later and later[0].invites() >= 2
+    assert any(r.agent_id == agents["dnd"].id and r.agent_connected_at is not None for r in rows)
+    assert runner.counts.get("abandoned", 0) == 0

@@ -119,6 +119,7 @@ class RunnerEvent(StrEnum):
     AGENT_REFUSING = "agent_refusing"  # an agent's phone refused a real call: out of routing
     AGENT_REROUTED = "agent_rerouted"  # an answered customer went to another agent inside the connect limit
     AGENT_LEG_LOST = "agent_leg_lost"  # an agent leg died under a customer (BYE at once, or silent)
+    AGENT_BACK = "agent_back"  # a refusing agent's phone took a real call again (the probe): ready
 
 
 class CampaignState(StrEnum):
