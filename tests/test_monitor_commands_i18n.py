@@ -67,3 +67,27 @@ def test_segment_table_chooses_columns_by_width_never_squeezes_them(ja: None, wi
     wide = Console(record=True, width=200, color_system=None)
     wide.print(segments_table(_segments_view(), 200))  # type: ignore[arg-type]
     assert len(wide.export_text().splitlines()[0].split()) == 7  # every column when there is room
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_campaign_report_at_terminal_width_never_squeezes_a_header(ja: None, db_url: str, width: int) -> None:
+    from rich.console import Console
+
+    from dialer.reports import campaign_report
+    from dialer.store.db import get_engine
+    from dialer.views.report_view import render_campaign_report
+    from tests.test_reports import NOW, build_store
+
+    build_store(db_url)
+    rep = campaign_report(get_engine(db_url), "demo", now=NOW)
+    con = Console(record=True, width=width, color_system=None)
+    con.print(render_campaign_report(rep, width))
+    out = con.export_text()
+    assert "…" not in out, out
+    assert all(len(line) <= width for line in out.splitlines())
+    assert "セグメント" in out and "休眠" in out and "アップセル" in out  # segment names in Japanese
+    assert "効果を実感できない" in out and "話中" in out and "成約" in out  # refusal reasons and outcomes too
+    wide = Console(record=True, width=200, color_system=None)
+    wide.print(render_campaign_report(rep))  # piped (width 0): every column
+    full = wide.export_text()
+    assert "架電済" in full and "終了" in full

@@ -300,7 +300,7 @@ def test_report_cli_json_csv_and_compliance(store: str, tmp_path: Path) -> None:
     assert r["attempts"] == 16 and r["by_segment"]["dormant"]["attempts"] == 10
     table = subprocess.run([*py, "report", "campaign", "demo", "--config", str(cfg)], cwd=REPO, env=run_env(),
                            capture_output=True, text=True, timeout=60)
-    assert table.returncode == 0 and "¥11,960" in table.stdout and "no_effect_felt" in table.stdout
+    assert table.returncode == 0 and "¥11,960" in table.stdout and "no effect felt" in table.stdout
     comp = subprocess.run([*py, "report", "compliance", "--config", str(cfg)], cwd=REPO, env=run_env(),
                           capture_output=True, text=True, timeout=60)
     assert comp.returncode == 1  # other has calls outside hours and an unhonoured DNC

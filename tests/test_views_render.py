@@ -167,7 +167,7 @@ def test_report_views(world: tuple[str, Path]) -> None:
     url, cfgp = world
     cfg = parse_config(cfgp.read_text(encoding="utf-8"))
     out = text_of(render_campaign_report(campaign_report(get_engine(url), "demo", now=NOW)), 120)
-    assert "22.22%" in out and "¥11,960" in out and "2:42" in out and "no_effect_felt" in out
+    assert "22.22%" in out and "¥11,960" in out and "2:42" in out and "no effect felt" in out  # (issue 27) words, not codes
     comp = text_of(render_compliance(compliance_report(get_engine(url), cfg, now=NOW)), 140)
     assert "calls outside calling hours: 2" in comp
     assert "do-not-call requests: 2 requested, 1 blocked, 1 honoured, 1 called again" in comp

@@ -92,7 +92,8 @@ def _campaign(args: argparse.Namespace) -> int:
     elif args.csv_segments:
         write_report_csv(rep, sys.stdout)
     elif not (args.html or args.png) or sys.stdout.isatty():
-        body = Group(Text(period_title(rep, series), style="bold"), render_campaign_report(rep))
+        width = console().width if sys.stdout.isatty() else 0  # (issue 27) columns chosen to fit a terminal
+        body = Group(Text(period_title(rep, series), style="bold"), render_campaign_report(rep, width))
         if sys.stdout.isatty():
             console().print(body)
         else:  # piped (cron, | less): as wide as the data, never truncated headers

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import IO, Any
 
+from rich.cells import cell_len
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from dialer.i18n import N_, _
+from dialer.views.labels import label
 from dialer.views.nodes import health_label
 from dialer.views.render import dur, num, pct, row, yen
 from lists.csvsafe import SafeDictWriter
@@ -17,7 +19,29 @@ CSV_FIELDS = ["segment", "attempts", "answered", "abandoned", "abandon_rate", "h
               "sales", "revenue", "dialled", "remaining", "exhausted", "logged_in_s", "talk_s", "wrap_s", "occupancy"]
 
 
-def render_campaign_report(r: dict[str, Any]) -> RenderableType:
+def fitted_table(title: str, cols: list[str], rows: list[list[str]], width: int, drop: tuple[int, ...] = ()
+                 ) -> Table:
+    """A boxed table whose columns are chosen by WIDTH (0 = all): the columns in DROP are left out one by one,
+    in that order, until every remaining header and cell fits whole (issue 27: at 80 columns a Japanese
+    header squeezed to `セ …` says nothing). Column 0 (the row's name) always stays."""
+    def needed(idx: list[int]) -> int:  # a boxed table: 1 border + per column 2 padding + 1 border
+        return 1 + sum(max([cell_len(cols[i]), *(cell_len(r[i]) for r in rows)]) + 3 for i in idx)
+
+    keep = list(range(len(cols)))
+    for i in drop:
+        if not width or needed(keep) <= width:
+            break
+        keep.remove(i)
+    t = Table(title=title, title_justify="left", header_style="bold")
+    for i in keep:
+        t.add_column(cols[i], justify="left" if i == 0 else "right")
+    for r in rows:
+        row(t, *(r[i] for i in keep))
+    return t
+
+
+def render_campaign_report(r: dict[str, Any], width: int = 0) -> RenderableType:
+    """The report for a terminal; WIDTH (a terminal's, 0 = piped: as wide as the data) chooses table columns."""
     head = Text()
     head.append(f"{_('campaign')} {r['campaign']}", style="bold")
     head.append(f"  {_(r['state'])}  {_('mode')} {_(r['mode'])}  {_('regime')} {str(r['abandon_regime']).upper()}  "
@@ -46,15 +70,16 @@ def render_campaign_report(r: dict[str, Any]) -> RenderableType:
     ]
     for cells in rows:
         row(t, *cells)
-    seg = Table(title=_("by segment"), title_justify="left", header_style="bold")
-    for i, col in enumerate((N_("segment"), N_("attempts"), N_("answered"), N_("abandon"), N_("hit"),
-                             N_("to agent"), N_("sales"), N_("revenue"), N_("dialled"), N_("left"), N_("exhausted"))):
-        seg.add_column(_(col), justify="left" if i == 0 else "right")
+    seg_cols = [_(c) for c in (N_("segment"), N_("attempts"), N_("answered"), N_("abandon"), N_("hit"),
+                               N_("to agent"), N_("sales"), N_("revenue"), N_("dialled"), N_("left"), N_("exhausted"))]
+    seg_rows = []
     for name, s in r["by_segment"].items():
         p = s.get("penetration") or {}
-        row(seg, name, str(s["attempts"]), str(s["answered"]), pct(s["abandon_rate"]), pct(s["hit_rate"]),
-                    str(s["connected_to_agent"]), str(s["sales"]), yen(s["revenue"]), str(p.get("dialled", "—")),
-                    str(p.get("remaining", "—")), str(p.get("exhausted", "—")))
+        seg_rows.append([label("segment", name), str(s["attempts"]), str(s["answered"]), pct(s["abandon_rate"]),
+                         pct(s["hit_rate"]), str(s["connected_to_agent"]), str(s["sales"]), yen(s["revenue"]),
+                         str(p.get("dialled", "—")), str(p.get("remaining", "—")), str(p.get("exhausted", "—"))])
+    # (issue 27) at 80 columns: leave out list progress, then hit rate and agent connects, before squeezing
+    seg = fitted_table(_("by segment"), seg_cols, seg_rows, width, drop=(10, 9, 8, 4, 5))
     out = Table(title=_("outcomes"), title_justify="left", header_style="bold", box=None)
     out.add_column(_("attempt outcome"))
     out.add_column("n", justify="right")
@@ -65,7 +90,7 @@ def render_campaign_report(r: dict[str, Any]) -> RenderableType:
     for i in range(max(len(a_items), len(d_items))):
         ak, av = a_items[i] if i < len(a_items) else ("", "")
         dk, dv = d_items[i] if i < len(d_items) else ("", "")
-        row(out, ak, str(av), dk, str(dv))
+        row(out, label("outcome", ak) if ak else "", str(av), label("outcome", dk) if dk else "", str(dv))
     legend = Text(_("occupancy = (talk + wrap-up) ÷ logged-in time (agent state log); per-hour figures only "
                     "after an hour of activity"), style="dim")
     parts: list[RenderableType] = [head, t, legend, seg, out]
@@ -74,21 +99,20 @@ def render_campaign_report(r: dict[str, Any]) -> RenderableType:
         ref.add_column(_("reason"))
         ref.add_column("n", justify="right")
         for k, v in r["refusals"]["by_reason"].items():
-            row(ref, k, str(v))
+            code, _sep, name = str(k).partition(" ")
+            row(ref, f"{code} {label('refusal', name)}" if name else label("refusal", code), str(v))
         parts.append(ref)
     if r.get("holdout"):
         parts.append(holdout_table(r["holdout"]))
     if r.get("by_node"):
         parts.append(nodes_report_table(r["by_node"]))
     if r["agents"]:
-        ag = Table(title=_("agents"), title_justify="left", header_style="bold")
-        for i, col in enumerate((N_("agent"), N_("calls"), N_("talk"), N_("wrap"), N_("AHT"), N_("logged in"),
-                                 N_("occupancy"), N_("sales"), N_("revenue"))):
-            ag.add_column(_(col), justify="left" if i == 0 else "right")
-        for login, a in r["agents"].items():
-            row(ag, login, str(a["calls"]), dur(a["talk_s"]), dur(a["wrap_s"]), dur(a.get("aht_s")),
-                dur(a["logged_in_s"]), pct(a["occupancy"]), str(a["sales"]), yen(a["revenue"]))
-        parts.append(ag)
+        ag_cols = [_(c) for c in (N_("agent"), N_("calls"), N_("talk"), N_("wrap"), N_("AHT"), N_("logged in"),
+                                  N_("occupancy"), N_("sales"), N_("revenue"))]
+        ag_rows = [[login, str(a["calls"]), dur(a["talk_s"]), dur(a["wrap_s"]), dur(a.get("aht_s")),
+                    dur(a["logged_in_s"]), pct(a["occupancy"]), str(a["sales"]), yen(a["revenue"])]
+                   for login, a in r["agents"].items()]
+        parts.append(fitted_table(_("agents"), ag_cols, ag_rows, width, drop=(3, 2, 5)))
     return Group(*parts)
 
 
