@@ -682,15 +682,17 @@ def secret_problems(cfg: Config) -> tuple[list[str], list[str]]:
     errors: list[str] = []
     notes: list[str] = []
     for t in cfg.trunks:
-        if t.username and not t.password_env:
-            errors.append(f"trunk {t.name!r} has username {t.username!r} but no password_env: set password_env to "
+        user = t.username or t.auth_username  # a trunk that authenticates needs its password
+        if user and not t.password_env:
+            errors.append(f"trunk {t.name!r} has username {user!r} but no password_env: set password_env to "
                           f"the NAME of the environment variable that holds its password")
         elif t.password_env and not t.password():
             msg = f"trunk {t.name!r}: environment variable {t.password_env} (password_env) is not set or empty"
-            if t.username:
+            if user:
                 errors.append(f"{msg}; {_export_hint(t.password_env)}")
             else:
-                notes.append(f"{msg} (unused: the trunk has no username)")
+                notes.append(f"{msg} (unused while the trunk has no username; if the carrier asks for "
+                             f"authentication, {_export_hint(t.password_env)})")
     tc = cfg.telephony
     if tc.agent_username and not tc.agent_password():
         name = tc.agent_password_env or "AGENT_PASSWORD"

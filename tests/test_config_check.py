@@ -132,3 +132,10 @@ def test_abandon_target_as_percent_is_explained(value: str, meant: str) -> None:
 def test_abandon_target_above_ceiling_says_percent() -> None:
     with pytest.raises(ConfigError, match=r"0.05 \(5 %\) is above the legal ceiling 0.03 \(3 %\)"):
         parse_config('[[campaigns]]\nname = "c"\nabandon_target = 0.05\n', "f.toml")
+
+
+def test_auth_username_alone_also_needs_its_password() -> None:
+    cfg = parse_config('[[trunks]]\nname = "t"\nproxy = "sip:192.0.2.1:5060"\nauth_username = "u"\n'
+                       'password_env = "H27B_NOPE"\n', "f")
+    errors, _ = secret_problems(cfg)
+    assert len(errors) == 1 and "H27B_NOPE" in errors[0] and "export H27B_NOPE=" in errors[0]
