@@ -866,11 +866,18 @@ class CampaignRunner:
             self._not_an_attempt(call.attempt_id, call.entry_id, utc(ev.at))
             self._count("not_attempted_trunk_error")
             return
+        if ev.outcome == "anonymous_rejected":  # (issue 24) the manager must see that the trunk hides the number
+            self._event(RunnerEvent.CALLER_ID_HIDDEN, f"attempt {call.attempt_id}: the callee refuses calls without caller ID "
+                                            f"({ev.sip_status}); trunk {ev.trunk or '?'} is not presenting the "
+                                            "campaign's number (check caller_id / P-Asserted-Identity)", "warning")
         self.finish(call, ev.outcome or "failed", ev.at, ev.sip_status, by="", detail=ev.detail)
 
     def _on_hangup(self, call: Live, ev: CallEvent) -> None:
         if call.answered:
             outcome = "answered"
+        elif ev.cause == "announcement":  # (issue 24) the network's recording: never a person, never an abandon
+            outcome = ev.outcome or "unreachable"
+            self._update_attempt(call.attempt_id, machine=False, **_amd_fields(ev.amd))
         elif call.machine:
             outcome = "machine_message_left" if ev.cause == "machine_message_left" else "machine"
         elif ev.amd is not None:  # the callee hung up while AMD listened: answered, by whom we cannot say

@@ -185,9 +185,13 @@ class RetryConfig(_Section):
     cancelled: str = "10m"
     interrupted: str = "30m"
     machine_shift: str = "3h"  # machine -> next day, this much later in the local calling day (wraps)
+    # (issue 24) the network announced the number (early media or a "fake answer"); 非通知拒否; unusable codec
+    unreachable: str = "1d"
+    anonymous_rejected: str = "1h"
+    failed_codec: str = "1h"
 
     @field_validator("busy", "no_answer", "congestion", "rejected", "abandoned", "answered", "failed", "cancelled",
-                     "interrupted", "machine_shift")
+                     "interrupted", "machine_shift", "unreachable", "anonymous_rejected", "failed_codec")
     @classmethod
     def _dur(cls, v: str) -> str:
         parse_duration(v)

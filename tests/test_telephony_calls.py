@@ -256,7 +256,7 @@ def test_agent_bridge_audio_both_ways(tmp_path: Path, telephony: Callable[[Confi
     with Sipp("carrier_talk", port=free_udp_port(), workdir=tmp_path, keys={"audio_pcap": audio, **dtmf}) as carrier, \
             Sipp("agent_uas", port=free_udp_port(), workdir=tmp_path, rtp_echo=True) as agent:
         tel = telephony(make_config(carrier.port, lines=n))
-        evs, latency = _agent_round(tel, list(range(1, n + 1)), agent.uri("agent"), hold_s=2.5)
+        evs, latency = _agent_round(tel, list(range(1, n + 1)), agent.uri("agent"), hold_s=3.5)
     connected = [e for e in evs if e.kind == "agent_connected"]
     assert len(connected) == n == agent.invites() == agent.received("BYE")
     # agent legs placed by whichever worker holds the customer: as many workers as the read capacity needs

@@ -32,6 +32,9 @@ class CallOutcome(StrEnum):
     FAILED = "failed"
     INTERRUPTED = "interrupted"
     MACHINE_MESSAGE_LEFT = "machine_message_left"  # AMD heard a machine and the campaign left its message
+    UNREACHABLE = "unreachable"  # (issue 24) the network announced (early media or a "fake answer")
+    ANONYMOUS_REJECTED = "anonymous_rejected"  # 433: the callee refuses calls without caller ID (非通知拒否)
+    FAILED_CODEC = "failed_codec"  # answered with a codec the dialer did not offer
 
 
 MACHINE_OUTCOMES = frozenset({CallOutcome.MACHINE, CallOutcome.MACHINE_MESSAGE_LEFT})
@@ -119,6 +122,7 @@ class RunnerEvent(StrEnum):
     AGENT_REFUSING = "agent_refusing"  # an agent's phone refused a real call: out of routing
     AGENT_REROUTED = "agent_rerouted"  # an answered customer went to another agent inside the connect limit
     AGENT_LEG_LOST = "agent_leg_lost"  # an agent leg died under a customer (BYE at once, or silent)
+    CALLER_ID_HIDDEN = "caller_id_hidden"  # (issue 24) a callee refused the call for want of caller ID (433)
     AGENT_BACK = "agent_back"  # a refusing agent's phone took a real call again (the probe): ready
 
 

@@ -15,7 +15,8 @@ import ctypes
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from dialer.amd import AmdParams, Decision, Detector
+from dialer.amd import AmdParams, Decision
+from dialer.amd.announce import AnnounceKind, AnswerCheck, CheckResult, CheckVerdict, EarlyMedia
 
 ACTIONS = ("hangup", "leave_message")
 
@@ -75,14 +76,59 @@ class WorkerHooks(Protocol):
     def _aud(self, leg: Any) -> Any: ...
 
 
-class AmdSession:
-    """AMD for one answered call: listening -> (human: connect) | (machine: hang up or wait, play, hang up)."""
+class EarlySession:
+    """Early media (183 with SDP) before any answer: is the network announcing instead of ringing?"""
 
-    def __init__(self, order: AmdOrder, ring_s: float | None, answered_at: float, params: AmdParams | None = None):
+    def __init__(self) -> None:
+        self.early = EarlyMedia()
+        self.port: Any = None
+        self.error: str | None = None
+
+    @property
+    def kind(self) -> AnnounceKind | None:
+        return self.early.kind
+
+    def on_audio(self, pcm: bytes) -> None:
+        """Clock thread: feed the early-media check (never touches pjsua2)."""
+        if pcm and self.early.kind is None:
+            self.early.feed(pcm)
+
+    def attach(self, pj: Any, aud: Any) -> bool:
+        try:
+            if self.port is None:
+                fmt = pj.MediaFormatAudio()
+                fmt.init(pj.PJMEDIA_FORMAT_PCM, 8000, 1, 20000, 16)
+                port = _tap_class(pj)(self)
+                port.createPort("early", fmt)
+                self.port = port
+            aud.startTransmit(self.port)
+            return True
+        except pj.Error as exc:
+            self.error = str(getattr(exc, "reason", exc))
+            return False
+
+    def close(self) -> None:
+        self.port = None
+
+
+class AmdSession:
+    """The check after every 200 OK, and AMD when the campaign asked for it.
+
+    listening -> (person: connect) | (the network's announcement: hang up, never an agent) |
+    (machine, AMD asked: hang up or wait, play, hang up). Without an AMD order the session only screens for
+    announcements (`amd_wanted` False): a machine that is not the network's is connected as before.
+    """
+
+    def __init__(self, order: AmdOrder, ring_s: float | None, answered_at: float, params: AmdParams | None = None,
+                 *, amd_wanted: bool = True, early: AnnounceKind | None = None):
         self.order = order
         self.ring_s = ring_s
         self.answered_at = answered_at
-        self.detector = Detector((params or AmdParams()).replace(total_budget_s=order.budget_s), ring_s=ring_s)
+        self.amd_wanted = amd_wanted
+        self.check = AnswerCheck(ring_s=ring_s, early=early, amd_wanted=amd_wanted,
+                                 amd_params=(params or AmdParams()).replace(total_budget_s=order.budget_s))
+        self.detector = self.check.det
+        self.announcement: CheckResult | None = None
         self.port: Any = None
         self.player: Any = None
         self.phase = "listening"  # listening | awaiting_cue | playing | done
@@ -97,7 +143,7 @@ class AmdSession:
         """Clock thread: feed the detector (never touches pjsua2)."""
         if pcm:
             self.frames += 1
-            self.detector.feed(pcm)
+            self.check.feed(pcm)
 
     def attach(self, pj: Any, aud: Any) -> bool:
         """Main thread: connect the customer's audio to a new tap port (again after a media change)."""
@@ -121,18 +167,34 @@ class AmdSession:
         self.player = None
 
     def decision(self, now: float) -> Decision | None:
-        """The detector's verdict, or `unsure` when its budget passed without audio to decide on."""
-        d = self.detector.decision
-        if d is None and now - self.answered_at >= self.order.budget_s + 1.0:
-            d = Decision("unsure", now - self.answered_at, "no_audio" if self.frames == 0 else "budget",
-                         self.detector.features("no_audio" if self.frames == 0 else "budget"))
-        return d
+        """The check's verdict as an AMD decision (`announcement` for the network's recording), or `unsure`
+        when its budget passed without audio to decide on."""
+        r = self.check.result
+        if r is not None:
+            if r.verdict is CheckVerdict.ANNOUNCEMENT:
+                self.announcement = r
+                return Decision("announcement", r.decided_after_s, r.reason,
+                                {**self.detector.features(r.reason), "announcement": r.kind})
+            d = r.amd
+            if r.verdict is CheckVerdict.MACHINE and d is not None:
+                return d
+            verdict = d.verdict if d is not None and d.verdict != "machine" else "unsure"
+            return Decision(verdict, r.decided_after_s, r.reason, self.detector.features(r.reason))
+        # no audio at all: nothing to wait for beyond the AMD budget (or the silent pass); audio: the check decides
+        # by itself within its own cap
+        budget = self.order.budget_s if self.amd_wanted else self.check.p.silent_pass_s
+        limit = budget if self.frames == 0 else max(budget, self.check.p.max_s)
+        if now - self.answered_at >= limit + 1.0:
+            why = "no_audio" if self.frames == 0 else "budget"
+            return Decision("unsure", now - self.answered_at, why, self.detector.features(why))
+        return None
 
     def summary(self) -> dict[str, Any]:
         d = self.result
         assert d is not None
         return {"verdict": d.verdict, "decided_after_s": round(d.decided_after_s, 3), "reason": d.reason,
-                "features": d.features, "action": self.order.action if d.verdict == "machine" else "connect",
+                "features": d.features, "action": self.order.action if d.verdict == "machine" else
+                "hangup" if d.verdict == "announcement" else "connect",
                 "frames": self.frames}
 
     def step(self, w: WorkerHooks, att: Any, now: float) -> bool:
@@ -140,24 +202,34 @@ class AmdSession:
         if self.phase == "listening":
             d = self.decision(now)
             if d is None:
+                ad = self.detector.decision
+                if self.amd_wanted and ad is not None and ad.verdict == "machine":
+                    # AMD heard a machine; whether it is voicemail or the network's recording is told by how the
+                    # greeting ends (beep or not). The campaign learns "machine" now (no agent, pacer), the
+                    # action waits for the check.
+                    self.result = ad
+                    w.emit("machine", att, detail=f"AMD: machine ({ad.reason}) after {ad.decided_after_s:.2f} s",
+                           amd=self.summary())
+                    self.phase = "confirming"
                 return True
             self.result = d
+            if d.verdict == "announcement":
+                return self._announced(w, att, d)
             if d.verdict != "machine":
                 self.phase = "done"
                 self.close()
                 return False  # the worker now treats the call as a person's: "answered", agent, connect limit
             w.emit("machine", att, detail=f"AMD: machine ({d.reason}) after {d.decided_after_s:.2f} s",
                    amd=self.summary())
-            if self.order.action == "leave_message" and self.order.message_wav:
-                self.phase = "awaiting_cue"
-                self.cue_deadline = now + self.order.cue_wait_s
+            return self._machine(w, att, now, d)
+        if self.phase == "confirming":
+            d = self.decision(now)
+            if d is None:
                 return True
-            self.phase = "done"
-            self.close()
-            att.cause = "machine"
-            self.note = f"AMD machine ({d.reason}) after {d.decided_after_s:.2f} s: hung up"
-            w._end(att, "dialer")
-            return True
+            if d.verdict == "announcement":
+                self.result = d
+                return self._announced(w, att, d)
+            return self._machine(w, att, now, self.result or d)
         if self.phase == "awaiting_cue":
             if self.detector.message_cue_s is not None or now >= self.cue_deadline:
                 self._play(w, att, now)
@@ -166,6 +238,26 @@ class AmdSession:
             self.phase = "done"
             self.close()
             w._end(att, "dialer")
+        return True
+
+    def _announced(self, w: WorkerHooks, att: Any, d: Decision) -> bool:
+        self.phase = "done"
+        self.close()
+        att.cause = "announcement"
+        self.note = f"carrier announcement ({d.reason}) after {d.decided_after_s:.2f} s: hung up"
+        w._end(att, "dialer")
+        return True
+
+    def _machine(self, w: WorkerHooks, att: Any, now: float, d: Decision) -> bool:
+        if self.order.action == "leave_message" and self.order.message_wav:
+            self.phase = "awaiting_cue"
+            self.cue_deadline = now + self.order.cue_wait_s
+            return True
+        self.phase = "done"
+        self.close()
+        att.cause = "machine"
+        self.note = f"AMD machine ({d.reason}) after {d.decided_after_s:.2f} s: hung up"
+        w._end(att, "dialer")
         return True
 
     def _play(self, w: WorkerHooks, att: Any, now: float) -> None:
@@ -204,4 +296,4 @@ def ring_seconds(answered_at: float, ringing_at: float, sent_at: float) -> float
     return max(0.0, answered_at - start)
 
 
-__all__ = ["ACTIONS", "AmdOrder", "AmdSession", "ring_seconds", "vector_bytes"]
+__all__ = ["ACTIONS", "AmdOrder", "AmdSession", "EarlySession", "ring_seconds", "vector_bytes"]

@@ -50,6 +50,11 @@ class Outcome(StrEnum):
     INTERRUPTED = "interrupted"
     REDIRECTED = "redirected"  # 3xx: never followed (the target was not checked against DNC or hours)
     TRUNK_ERROR = "trunk_error"  # the trunk's own fault (credentials refused): NOT an attempt on the contact
+    # (issue 24) the network announced instead of the callee: in early media then no answer / 480 / a timeout,
+    # or a 200 OK that played a recording ("fake answer"). Never a person, never an abandon.
+    UNREACHABLE = "unreachable"
+    ANONYMOUS_REJECTED = "anonymous_rejected"  # 433 (or 403 after an announcement): the callee refuses 非通知
+    FAILED_CODEC = "failed_codec"  # 200 OK with a codec we did not offer: ACKed, then BYE
 
 
 @dataclass
@@ -86,6 +91,7 @@ _BY_STATUS: dict[int, str] = {
     408: "no_answer", 480: "no_answer", 487: "cancelled",
     404: "invalid", 484: "invalid", 604: "invalid", 410: "invalid", 414: "invalid", 416: "invalid",
     603: "rejected", 403: "rejected",
+    433: "anonymous_rejected",
     503: "congestion", 500: "congestion", 502: "congestion", 504: "congestion",
 }
 

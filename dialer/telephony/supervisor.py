@@ -538,7 +538,7 @@ class Telephony:
             self._trunk_down(t, f"authentication failed ({ev.detail})")
         elif failed and ev.sip_status == 503 and ev.retry_after_s:
             self._trunk_down(t, f"503 with Retry-After: {ev.retry_after_s:g} s", rest_s=ev.retry_after_s)
-        elif failed and ev.sip_status == 403:
+        elif failed and ev.sip_status == 403 and ev.outcome != "anonymous_rejected":
             t.consecutive_403 += 1
             if t.consecutive_403 >= self.tc.trunk_403_limit or probe:
                 self._trunk_down(t, f"{t.consecutive_403} consecutive 403 Forbidden (account or caller ID "

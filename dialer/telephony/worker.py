@@ -26,9 +26,10 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from dialer.amd.announce import AnnounceKind
 from dialer.privacy import mask_text
 from dialer.telephony import rawsip
-from dialer.telephony.amdtap import AmdSession, ring_seconds
+from dialer.telephony.amdtap import AmdOrder, AmdSession, EarlySession, ring_seconds
 from dialer.telephony.events import CallEvent, outcome_for_status
 from dialer.telephony.nailed import NailedLegs
 from dialer.telephony.protocol import (
@@ -149,6 +150,7 @@ class Att:
     silence_s: float = 0.0
     connected_at: float = 0.0  # monotonic time of the current agent's bridge
     agent_rx: tuple[int, float] = (-1, 0.0)  # the agent leg's RTP packets received, and when that last changed
+    early: Any = None  # EarlySession: listening to early media (183 with SDP) for the network's announcement
 
 
 class Worker:
@@ -175,6 +177,7 @@ class Worker:
         self.commands[AgentTone] = self._agent_tone
         self.actions: dict[str, Callable[[Att], None]] = {
             "bridge": self._bridge, "record": self._record, "release": self._release, "amd_tap": self._amd_tap,
+            "early_tap": self._early_tap,
             "auth_failed": self._auth_failed,
             "agent_dropped": self._agent_dropped,
         }
@@ -495,8 +498,20 @@ class Worker:
         self.atts.pop(att.attempt_id, None)
         if status == 503 and att.last_msg:
             att.retry_after_s = rawsip.retry_after_s(rawsip.parse(att.last_msg))
+        early = att.early.kind if att.early is not None else None
+        if att.early is not None:
+            att.early.close()
+            att.early = None
         if att.await_media:
             outcome, detail = "failed", f"200 OK without a codec we accept (then {status} {reason})"
+        elif status == 433 or (status == 403 and early is not None):
+            outcome, detail = "anonymous_rejected", f"{status} {reason}: the callee refuses calls without caller ID" \
+                + (" (after an announcement in early media)" if early is not None else "")
+        elif early is not None and status not in (404, 410, 484, 604, 486, 600) and not 300 <= status < 400 \
+                and status not in (401, 407) and not (att.dialer_cancel and not att.ring_timed_out):
+            outcome = "invalid" if early is AnnounceKind.SIT else "unreachable"
+            detail = f"the network announced ({early}) in early media, then " + (
+                "nothing until the ring timeout" if att.ring_timed_out else f"{status} {reason}")
         elif att.ring_timed_out and not att.provisional:
             outcome, detail = "congestion", "no response from the trunk before the ring timeout"
         elif att.ring_timed_out and not att.rang:
@@ -578,14 +593,16 @@ class Worker:
         att.await_media = False
         att.state = CallState.ANSWERED
         att.answered_at = time.monotonic()
-        att.connect_deadline = att.answered_at + att.connect_limit
-        if att.amd_order is not None:  # a person or a machine? "answered" waits for the verdict
-            att.amd = AmdSession(att.amd_order, ring_seconds(att.answered_at, att.ringing_at, att.sent_at),
-                                 att.answered_at)
-            att.connect_deadline = float("inf")
-            self.todo.append(("amd_tap", att.attempt_id))
-        else:
-            self.emit("answered", att, sip_status=200)
+        early = att.early.kind if att.early is not None else None
+        if att.early is not None:
+            att.early.close()
+            att.early = None
+        # (issue 24) every 200 is checked before an agent hears it: a person, a machine (AMD asked) or the
+        # network's announcement ("fake answer"). "answered" waits for the verdict; the connect limit runs from it.
+        att.amd = AmdSession(att.amd_order or AmdOrder(), ring_seconds(att.answered_at, att.ringing_at, att.sent_at),
+                             att.answered_at, amd_wanted=att.amd_order is not None, early=early)
+        att.connect_deadline = float("inf")
+        self.todo.append(("amd_tap", att.attempt_id))
         if att.record_path:
             self.todo.append(("record", att.attempt_id))
 
@@ -598,6 +615,8 @@ class Worker:
             self.todo.append(("record", att.attempt_id))  # media re-negotiated after answer
         if role == "customer" and att.amd is not None and att.amd.phase == "listening":
             self.todo.append(("amd_tap", att.attempt_id))
+        if role == "customer" and att.state is CallState.CALLING and not att.await_media:
+            self.todo.append(("early_tap", att.attempt_id))  # 183 with SDP: early media
         if role == "agent" or att.state is CallState.CONNECTED:
             att.bridged = False  # a re-INVITE may have given the leg a new conference port: bridge again
             self.todo.append(("bridge", att.attempt_id))
@@ -677,6 +696,16 @@ class Worker:
             if a is not None:
                 att.amd.attach(self.pj, a)
 
+    def _early_tap(self, att: Att) -> None:
+        if att.state is not CallState.CALLING or att.cust is None:
+            return
+        a = self._aud(att.cust)
+        if a is None:
+            return
+        if att.early is None:
+            att.early = EarlySession()
+        att.early.attach(self.pj, a)
+
     def _amd_step(self, att: Att, now: float) -> bool:
         """AMD owns an answered call until its verdict; a person's (or unsure) is then announced as answered."""
         s = att.amd
@@ -685,7 +714,7 @@ class Worker:
         if s.step(self, att, now):
             return True
         att.connect_deadline = now + att.connect_limit  # the connect limit runs from the verdict
-        self.emit("answered", att, sip_status=200, amd=s.summary())
+        self.emit("answered", att, sip_status=200, amd=s.summary() if s.amd_wanted else None)
         return False
 
     def _bridge(self, att: Att) -> None:
@@ -726,19 +755,32 @@ class Worker:
         att.player = None
         amd = None
         note = ""
+        outcome = None
+        if att.early is not None:
+            att.early.close()
+            att.early = None
         if att.amd is not None:
             note = att.amd.note
-            if att.amd.result is None:  # hung up while we listened
+            ann = att.amd.announcement
+            if ann is not None and att.cause == "announcement":
+                # (issue 24) the network's recording, never a person: a dead (SIT) or unreachable number
+                outcome = "invalid" if ann.kind is AnnounceKind.SIT else "unreachable"
+                amd = att.amd.summary()
+            elif att.amd.result is None:  # hung up while we listened
                 att.cause = att.cause or "hangup_during_amd"
-                amd = {"verdict": "hangup", "decided_after_s": round(time.monotonic() - att.answered_at, 3),
-                       "reason": "hangup", "features": att.amd.detector.features("hangup"), "frames": att.amd.frames}
+                if att.amd.amd_wanted:
+                    amd = {"verdict": "hangup", "decided_after_s": round(time.monotonic() - att.answered_at, 3),
+                           "reason": "hangup", "features": att.amd.detector.features("hangup"),
+                           "frames": att.amd.frames}
+                else:  # no AMD asked: the callee ended the call during the announcement check: a person's answer
+                    self.emit("answered", att, sip_status=200)
             att.amd.close()
             att.amd = None
         rec_path = att.record_path if att.recorder is not None else None
         att.recorder = None  # closes the WAV (header written on destroy)
         self.emit("hangup", att, by=att.hangup_by or "dialer", agent_id=att.agent_id, recording_path=rec_path,
                   stats=dict(att.stats) or None, sip_status=att.ended_status or None, cause=att.cause, amd=amd,
-                  detail="; ".join(x for x in (note, att.rtp_detail) if x))
+                  outcome=outcome, detail="; ".join(x for x in (note, att.rtp_detail) if x))
 
     def _abandon(self, att: Att, now: float) -> None:
         if att.agent is not None and not att.agent_confirmed:
