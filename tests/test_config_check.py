@@ -26,6 +26,7 @@ name = "carrier"
 proxy = "sip:192.0.2.10:5060"
 username = "acct01"
 password_env = "H27B_TRUNK_PW"
+caller_id = "0312345678"
 
 [[agents]]
 login = "a01"
