@@ -28,10 +28,12 @@ from dialer.store import (
 )
 from dialer.store.db import SCHEMA_VERSION, StoreError, current_version, dispose_engines, table_counts
 from dialer.store.holdout import HoldoutAssignment, HoldoutExperiment
+from dialer.store.journal import JournalApplied
 from dialer.store.lift import LiftResult
 from dialer.store.models import AgentStateLog, OutboxItem
 from dialer.store.nodes import Node, NodeCommandAck, NodeRole
 from dialer.store.sms import SmsClaim, SmsMessage, UnpaidBalance
+from dialer.store.users import AuditEntry, User, UserSession
 
 T0 = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)
 
@@ -74,6 +76,10 @@ def _rows() -> list[SQLModel]:
         Node(node_id="n1", host="host-1", campaigns=["demo"], epoch=2, stats={"demo": {"live": 1}}),
         NodeRole(role="coordinator:demo", node_id="n1", epoch=2, fence=1),
         NodeCommandAck(command_id=1, node_id="n1", result="paused"),
+        User(login="a01", role="agent", agent_login="a01", password_hash="$argon2id$v=19$x"),
+        UserSession(token_sha256="0" * 64, user_id=1, expires_at=T0),
+        AuditEntry(actor="a01", role="agent", action="agent.console", target="a02", allowed=False),
+        JournalApplied(key="runner:demo:1", op="attempt", source="var/journal/demo.jsonl"),
     ]
 
 
