@@ -105,7 +105,7 @@ def _run_and_stop(tmp_path: Path, command: str) -> tuple[CampaignRunner, Sipp, l
                     s.add(ControlCommand(campaign="drain", command=command, requested_by="test"))
                     s.commit()
                 asked.append(1)
-            if runner.state == "draining" and runner.live and "DRAINING" not in FRAMES.get(command, ""):
+            if runner.state == "draining" and runner.live and "call(s) left" not in FRAMES.get(command, ""):
                 FRAMES[command] = _frame(engine, cfg)  # what the manager sees while the call goes on
             return False
 
