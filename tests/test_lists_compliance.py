@@ -56,6 +56,7 @@ def test_call_list_rejects_and_excel_file_escape_formulas(tmp_path: Path) -> Non
     custs = [customer(f"C{i}", f"090-3100-{i:04d}", name=raw) for i, raw in enumerate(evil)]
     custs.append(customer("=C9", "090-3100-0099", name="山田 花子"))
     orders = [order(f"O{i}", c["customer_id"], ago(200)) for i, c in enumerate(custs)]
+    orders[-1]["total"] = 0  # worth less than a call: a negative priority, written as a number
     lines = [line(f"O{i}", "REG-A") for i in range(len(custs))]
     d = write_export(tmp_path / "in", customers=custs, orders=orders, order_lines=lines)
     # a bad cell whose raw value is a formula lands in rejects.csv: escaped there too
@@ -71,6 +72,8 @@ def test_call_list_rejects_and_excel_file_escape_formulas(tmp_path: Path) -> Non
         assert row["phones"] == row["phone_e164"]  # E.164 kept as is
         assert not row["phone_e164"].startswith("'")
     assert by_phone["+819031000099"]["customer_id"] == "'=C9"
+    negative = by_phone["+819031000099"]["priority"]
+    assert negative.startswith("-") and float(negative) < 0  # a number column is not text: no quote
     rej = read_csv(tmp_path / "out" / "rejects.csv")
     bad = [x for x in rej if x["line"] == str(len(custs) + 2) and x["column"] == "created_at"]
     assert bad and bad[0]["value"] == "'=1+cmd|x"
