@@ -71,16 +71,18 @@ def test_an_agent_cannot_read_another_agents_screen_pop(world: tuple[Engine, dic
 
 def test_an_agent_cannot_dispose_another_agents_call(world: tuple[Engine, dict[str, int]]) -> None:
     engine, ids = world
-    d = Disposition(attempt_id=ids["a02_call"], customer_id="C1", campaign_id=ids["campaign"], outcome="no_interest")
+    d = {"attempt_id": ids["a02_call"], "customer_id": "C1", "campaign_id": ids["campaign"], "outcome": "no_interest"}
     with pytest.raises(PermissionDenied):
         console.dispose(engine, A01, "a01", d)
+    with pytest.raises(PermissionDenied):  # an agent may not use the floor's "any call" form either
+        console.dispose(engine, A01, None, d)
     with Session(engine) as s:
         assert s.exec(select(Disposition)).all() == []
-    saved = console.dispose(engine, A02, "a02", Disposition(attempt_id=ids["a02_call"], customer_id="C1",
-                                                            campaign_id=ids["campaign"], outcome="no_interest"))
-    assert saved.id is not None
+    saved = console.dispose(engine, A02, "a02", d)
+    with Session(engine) as s:
+        assert [r.id for r in s.exec(select(Disposition)).all()] == [saved]
     with pytest.raises(PermissionDenied):  # a disposition must name a call
-        console.dispose(engine, A02, "a02", Disposition(customer_id="C1", outcome="sale"))
+        console.dispose(engine, A02, "a02", {"customer_id": "C1", "outcome": "sale"})
 
 
 def test_an_agent_cannot_take_or_dial_another_agents_preview_card(world: tuple[Engine, dict[str, int]]) -> None:

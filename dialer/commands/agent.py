@@ -21,7 +21,7 @@ def _run(args: argparse.Namespace) -> int:
     # an agent opens only their own console (issue 28): log in first, then the permission table decides
     who = terminal_principal(engine, args, default_user=args.login)
     require(engine, who, Permission.AGENT_CONSOLE, agent_login=args.login)
-    view = AgentConsole(engine, cfg, args.login)
+    view = AgentConsole(engine, cfg, args.login, who=who)
     if args.once:
         view.refresh()
         con = console(args.width)

@@ -10,3 +10,7 @@ rule about access lives here once, not in every view.
 | `roles` | roles, permissions and the table of which role may do what |
 | `auth` | passwords (argon2), log-in with lock-out, sessions with expiry, the local-admin seat, audit |
 """
+
+from dialer.store import Engine  # the one type a screen needs to hold a store handle (no ORM beyond it)
+
+__all__ = ["Engine"]

@@ -20,9 +20,8 @@ from dialer.store import agents as agents_store
 from dialer.store import callbacks as callbacks_store
 from dialer.store import preview as preview_store
 from dialer.store import users as users_store
-from dialer.store.attempts import attempt_agent_login
-from dialer.store.models import Disposition
-from dialer.store.outbox import record_disposition
+from dialer.store.attempts import attempt_belongs_to
+from dialer.store.outbox import save_disposition
 from dialer.store.screen_pop import screen_pop_rows
 
 
@@ -31,21 +30,26 @@ def _refuse(engine: Engine, who: Principal, perm: Permission, target: str, why: 
     return PermissionDenied(f"user {who.login} may not {perm.value} {target}: {why}")
 
 
-def _owns_call(engine: Engine, who: Principal, perm: Permission, agent_login: str, attempt_id: int) -> None:
+def _owns_call(engine: Engine, who: Principal, perm: Permission, agent_login: str | None, attempt_id: int) -> None:
+    """AGENT_LOGIN's own call (agents only their own); without an agent login: the floor's right to any call."""
+    if agent_login is None:
+        require(engine, who, Permission.MONITOR_READ, target=f"attempt {attempt_id}")
+        return
     require(engine, who, perm, agent_login=agent_login)
-    owner = attempt_agent_login(engine, attempt_id)
-    if owner != agent_login:
+    if not attempt_belongs_to(engine, attempt_id, agent_login):
         raise _refuse(engine, who, perm, f"attempt {attempt_id}", f"that call is not agent {agent_login}'s")
 
 
-def open_seat(engine: Engine, who: Principal, agent_login: str, configured: list[agents_store.AgentSource]) -> None:
+def open_seat(engine: Engine, who: Principal, agent_login: str, configured: list[agents_store.AgentSource],
+              source: str = "the config") -> None:
     """Make sure the agent's row exists (first start on a new store: the config names the agent)."""
     require(engine, who, Permission.AGENT_CONSOLE, agent_login=agent_login)
     if agents_store.agent_exists(engine, agent_login):
         return
     known = {a.login: a for a in configured}
     if agent_login not in known:
-        raise UserError(f"no agent {agent_login!r} in the store or the config")
+        have = ", ".join(sorted(known)) or "none"
+        raise UserError(f"no agent {agent_login!r} in the store or in {source} (configured: {have})")
     agents_store.ensure_agent(engine, known[agent_login])
 
 
@@ -56,8 +60,9 @@ def snapshot(engine: Engine, who: Principal, agent_login: str, disposed_attempt:
     return agents_store.console_snapshot(engine, agent_login, disposed_attempt)
 
 
-def screen_pop(engine: Engine, who: Principal, agent_login: str, attempt_id: int) -> dict[str, Any] | None:
-    """The customer of a call connected to this agent (never of another agent's call)."""
+def screen_pop(engine: Engine, who: Principal, agent_login: str | None, attempt_id: int) -> dict[str, Any] | None:
+    """The customer of a call connected to this agent (never of another agent's call); with no agent login,
+    any call for those who may read the floor."""
     _owns_call(engine, who, Permission.AGENT_CONSOLE, agent_login, attempt_id)
     return screen_pop_rows(engine, attempt_id)
 
@@ -101,14 +106,28 @@ def set_after_call(engine: Engine, who: Principal, agent_login: str, pending: st
     agents_store.set_pending(engine, agent_login, pending)
 
 
-def dispose(engine: Engine, who: Principal, agent_login: str, disposition: Disposition) -> Disposition:
-    """Record the agent's verdict on one of their own calls (with its outbox row, in one transaction)."""
-    if disposition.attempt_id is None:
+def dispose(engine: Engine, who: Principal, agent_login: str | None, fields: dict[str, Any]) -> int:
+    """Record a verdict on one of the agent's own calls (with its CRM outbox row, in one transaction).
+    FIELDS are the disposition's columns (attempt_id, outcome, amount, ...); returns the new row's id."""
+    attempt_id = fields.get("attempt_id")
+    if attempt_id is None:
         raise _refuse(engine, who, Permission.DISPOSITION, "a disposition", "it names no call")
-    _owns_call(engine, who, Permission.DISPOSITION, agent_login, disposition.attempt_id)
-    saved = record_disposition(engine, disposition)
-    record(engine, who, Permission.DISPOSITION, f"attempt {disposition.attempt_id}", disposition.outcome)
+    _owns_call(engine, who, Permission.DISPOSITION, agent_login, int(attempt_id))
+    saved = save_disposition(engine, dict(fields))
+    record(engine, who, Permission.DISPOSITION, f"attempt {attempt_id}", str(fields.get("outcome", "")))
     return saved
+
+
+def preview_result(engine: Engine, who: Principal, agent_login: str, since: datetime) -> str | None:
+    """What the runner answered to this agent's last preview dial/skip (since SINCE), or None yet."""
+    require(engine, who, Permission.PREVIEW, agent_login=agent_login)
+    return preview_store.last_result(engine, agent_login, since)
+
+
+def dialled_call(engine: Engine, who: Principal, agent_login: str, attempt_id: int) -> dict[str, Any] | None:
+    """Where the call this agent dialled from a preview card is (state, SIP status, timings)."""
+    require(engine, who, Permission.PREVIEW, agent_login=agent_login)
+    return preview_store.attempt_result(engine, attempt_id)
 
 
 def my_callbacks(engine: Engine, who: Principal, agent_login: str, since: datetime, until: datetime

@@ -105,3 +105,18 @@ def attempt_agent_login(engine: Engine, attempt_id: int) -> str | None:
         row = s.exec(select(Agent.login).join(Attempt, col(Attempt.agent_id) == col(Agent.id))
                      .where(col(Attempt.id) == attempt_id)).first()
     return row
+
+
+def attempt_belongs_to(engine: Engine, attempt_id: int, login: str) -> bool:
+    """Is ATTEMPT_ID this agent's call: connected to them, or the call the runner is handing them right now
+    (their current attempt, before the attempt row names its agent)?"""
+    from dialer.store.models import Agent
+
+    with Session(engine) as s:
+        agent = s.exec(select(Agent).where(col(Agent.login) == login)).first()
+        if agent is None:
+            return False
+        if agent.current_attempt_id == attempt_id:
+            return True
+        att = s.get(Attempt, attempt_id)
+        return att is not None and att.agent_id is not None and att.agent_id == agent.id

@@ -84,6 +84,13 @@ def record_disposition(engine: Engine, d: Disposition) -> Disposition:
     return d
 
 
+def save_disposition(engine: Engine, fields: dict[str, Any]) -> int:
+    """`record_disposition` from plain data (the service layer never builds ORM rows); returns the new id."""
+    d = record_disposition(engine, Disposition(**fields))
+    assert d.id is not None
+    return d.id
+
+
 def dispositions_after(engine: Engine, last_id: int) -> list[Disposition]:
     with Session(engine, expire_on_commit=False) as s:
         return list(s.exec(select(Disposition).where(col(Disposition.id) > last_id)

@@ -37,14 +37,10 @@ from dialer.domain.dtmf import OUTCOME_BY_DIGIT, REFUSAL_REASONS
 from dialer.domain.policy import CampaignPolicy
 from dialer.domain.preview import SKIP_REASONS
 from dialer.domain.vocabulary import LIVE_ATTEMPT
-from dialer.errors import UserError
 from dialer.i18n import N_, _, fmt_datetime, nfkc
-from dialer.store import Engine
-from dialer.store import agents as agents_store
-from dialer.store import preview as preview_store
-from dialer.store.models import Disposition
-from dialer.store.outbox import record_disposition
-from dialer.store.screen_pop import screen_pop_rows
+from dialer.service import Engine
+from dialer.service import console as console_service
+from dialer.service.auth import Principal, local_admin
 from dialer.views.labels import label
 from dialer.views.render import LineField, aware, dur, last4, row, wrap_japanese, yen
 
@@ -129,18 +125,22 @@ def opening_lines(business: str, agent_name: str, product: str, phone: str = "")
 
 
 def screen_pop(engine: Engine, attempt_id: int, agent_name: str, business: str,
-               business_phone: str = "") -> dict[str, Any] | None:
+               business_phone: str = "", *, who: Principal | None = None,
+               login: str | None = None) -> dict[str, Any] | None:
     """The record the agent needs the moment the call connects (plain data; rendered by `render_pop`).
 
-    The rows come from the store's read model (dialer.store.screen_pop); the depletion date is the list
-    builder's own rule (lists.depletion)."""
-    return _decorate(screen_pop_rows(engine, attempt_id), agent_name, business, business_phone)
+    Read through the service layer (`dialer.service.console`): an agent sees only their own call's pop;
+    without LOGIN, any call for those who may read the floor (the local admin of a single-seat install).
+    The depletion date is the list builder's own rule (lists.depletion)."""
+    return _decorate(console_service.screen_pop(engine, who or local_admin(), login, attempt_id), agent_name,
+                     business, business_phone)
 
 
 def preview_pop(engine: Engine, login: str, agent_name: str, business: str,
-                business_phone: str = "") -> dict[str, Any] | None:
+                business_phone: str = "", *, who: Principal | None = None) -> dict[str, Any] | None:
     """Preview mode: the pop of the entry the runner reserved for LOGIN, before anything is dialled."""
-    return _decorate(preview_store.reserved_pop(engine, login), agent_name, business, business_phone)
+    return _decorate(console_service.preview_card(engine, who or local_admin(), login), agent_name, business,
+                     business_phone)
 
 
 def _decorate(pop: dict[str, Any] | None, agent_name: str, business: str, business_phone: str
@@ -314,14 +314,11 @@ class AgentConsole:
     asked_mono: float = 0.0
     dialled: dict[str, Any] | None = None  # preview: the card dialled, shown until its call connects or ends
     guard: Any = None  # (issue 25) dialer.journal.StoreGuard: dispositions kept locally while the store is away
+    # (issue 28) who is at this console: every read and write goes through the service layer as this user
+    who: Principal = field(default_factory=local_admin)
 
     def __post_init__(self) -> None:
-        if not agents_store.agent_exists(self.engine, self.login):
-            known = {a.login: a for a in self.cfg.agents}
-            if self.login not in known:
-                have = ", ".join(sorted(known)) or "none"
-                raise UserError(f"no agent {self.login!r} in the store or in {self.cfg.source} (configured: {have})")
-            agents_store.ensure_agent(self.engine, known[self.login])
+        console_service.open_seat(self.engine, self.who, self.login, list(self.cfg.agents), str(self.cfg.source))
 
     # ------------------------------------------------------------------ the store away (issue 25)
     def _store_guard(self) -> Any:
@@ -365,7 +362,7 @@ class AgentConsole:
     def _refresh(self, now: datetime | None = None) -> None:
         now = now or datetime.now(UTC)
         check = self.pop_attempt if self.pop_attempt is not None and self.pop_attempt not in self.disposed else None
-        self.agent, disposed = agents_store.console_snapshot(self.engine, self.login, check)
+        self.agent, disposed = console_service.snapshot(self.engine, self.who, self.login, check)
         self.agent["since"] = aware(self.agent["since"])
         if check is not None and disposed:
             self.disposed.add(check)
@@ -380,7 +377,7 @@ class AgentConsole:
             self.pop_attempt = aid
             self.saved_id = None
         if self.asked_at is not None:
-            result = preview_store.last_result(self.engine, self.login, self.asked_at)
+            result = console_service.preview_result(self.engine, self.who, self.login, self.asked_at)
             if result is not None:
                 self.asked_at = None
                 if result.startswith("refused"):
@@ -395,10 +392,10 @@ class AgentConsole:
         self.preview = None
         if self.agent["state"] == "ready":
             self.preview = preview_pop(self.engine, self.login, self.agent["name"], self.cfg.business.name,
-                                       self.cfg.business.phone)
+                                       self.cfg.business.phone, who=self.who)
         if self.pop_attempt is not None:
             self.pop = screen_pop(self.engine, self.pop_attempt, self.agent["name"], self.cfg.business.name,
-                                  self.cfg.business.phone)
+                                  self.cfg.business.phone, who=self.who, login=self.login)
 
     def _follow_dial(self, now: datetime) -> None:
         """Preview (issue 27): keep the dialled card until its call reaches this agent (the screen pop takes over)
@@ -411,7 +408,7 @@ class AgentConsole:
             return
         if d.get("attempt_id") is None:
             return
-        res = preview_store.attempt_result(self.engine, d["attempt_id"])
+        res = console_service.dialled_call(self.engine, self.who, self.login, d["attempt_id"])
         if res is None:
             return
         d["result"] = res
@@ -441,7 +438,7 @@ class AgentConsole:
     def _set_idle(self, new: str, now: datetime, reason: str = "", expect: str | None = None) -> bool:
         """Idle transition guarded by the state we saw: False (and a message) if the runner got there first."""
         seen = expect or self.agent["state"]
-        now_in = agents_store.set_idle(self.engine, self.login, seen, new, now, reason)
+        now_in = console_service.set_idle_state(self.engine, self.who, self.login, seen, new, now, reason)
         if now_in is None:
             return True
         self.message = (_("state changed to {state} meanwhile; try again").format(state=label("state", now_in))
@@ -449,7 +446,7 @@ class AgentConsole:
         return False
 
     def _set_pending(self, pending: str) -> None:
-        agents_store.set_pending(self.engine, self.login, pending)
+        console_service.set_after_call(self.engine, self.who, self.login, pending)
 
     # ------------------------------------------------------------------ keys
     def _handle_key(self, k: str, now: datetime | None = None) -> None:
@@ -510,7 +507,7 @@ class AgentConsole:
         elif k in ("c", "s", "n") and state == "ready" and self.preview is not None:
             if k == "c":
                 p = self.preview
-                preview_store.request_dial(self.engine, p["campaign"], self.login, p["entry_id"])
+                console_service.preview_dial(self.engine, self.who, self.login, p["entry_id"])
                 self.asked_at, self.asked_mono = datetime.now(UTC), time.monotonic()
                 self.dialled = {"pop": p, "name": p["name"] or p["customer_id"], "attempt_id": None, "result": None}
                 self.message = ""  # the dialled card says where the call is (dial_status), until it ends
@@ -539,7 +536,7 @@ class AgentConsole:
         if self.preview is None:
             return
         p = self.preview
-        preview_store.request_skip(self.engine, p["campaign"], self.login, p["entry_id"], reason)
+        console_service.preview_skip(self.engine, self.who, self.login, p["entry_id"], reason)
         self.asked_at, self.asked_mono = datetime.now(UTC), time.monotonic()
         self.message = _("skipped ({reason}); the next entry comes up").format(reason=label("skip", reason))
         self.preview = None
@@ -606,22 +603,23 @@ class AgentConsole:
             raise FormError(_("reason code must be one of") + " " + ", ".join(
                 f"{c} {label('refusal', n)}" for c, n in REFUSAL_REASONS.items()))
 
-    def build_disposition(self, now: datetime) -> Disposition:
+    def build_disposition(self, now: datetime) -> dict[str, Any]:
+        """The disposition's columns from the form (plain data: the service layer writes it)."""
         v = self.values
         voc = v.get("note", "")
         if self.outcome == "refused":
             exp, got = v.get("expected", ""), v.get("experienced", "")
             voc = " / ".join(x for x in ((f"期待: {exp}" if exp else ""), (f"実際: {got}" if got else "")) if x)
         assert self.pop is not None
-        return Disposition(
-            attempt_id=self.pop_attempt, agent_id=self.agent["id"], customer_id=self.pop["customer_id"],
-            campaign_id=self.pop["campaign_id"], outcome=self.outcome,
-            amount=parse_amount(v["amount"]) if "amount" in v else 0.0,
-            sku=v.get("sku", "") or str(self.pop.get("sku") or ""),
-            reason_code=v.get("reason", ""), voc_text=voc,
-            callback_at=parse_callback(v["when"], now, self.cfg.schedules.timezone, self.calling_hours())
+        return {
+            "attempt_id": self.pop_attempt, "agent_id": self.agent["id"], "customer_id": self.pop["customer_id"],
+            "campaign_id": self.pop["campaign_id"], "outcome": self.outcome,
+            "amount": parse_amount(v["amount"]) if "amount" in v else 0.0,
+            "sku": v.get("sku", "") or str(self.pop.get("sku") or ""),
+            "reason_code": v.get("reason", ""), "voc_text": voc,
+            "callback_at": parse_callback(v["when"], now, self.cfg.schedules.timezone, self.calling_hours())
             if "when" in v else None,
-            source="console", created_at=now)
+            "source": "console", "created_at": now}
 
     def _save(self, now: datetime) -> None:
         try:
@@ -632,18 +630,17 @@ class AgentConsole:
             return
         from dialer.journal import JournalOp
 
-        saving = d
-        d = self._store_guard().write(JournalOp.DISPOSITION, saving.model_dump(exclude={"id"}),
-                                      lambda: record_disposition(self.engine, saving), saving)
-        self.saved_id = d.id
+        saved: int | None = self._store_guard().write(
+            JournalOp.DISPOSITION, d, lambda: console_service.dispose(self.engine, self.who, self.login, d), None)
+        self.saved_id = saved
         assert self.pop_attempt is not None
         self.disposed.add(self.pop_attempt)
         self.mode = "main"
-        if d.id is None:  # (issue 25) journalled: replayed once when the store answers again
+        if saved is None:  # (issue 25) journalled: replayed once when the store answers again
             self.message = _("disposition kept on this computer (store unreachable): {outcome}; sent when it is "
                              "back").format(outcome=label("outcome", self.outcome))
             return
-        self.message = _("saved disposition #{id}: {outcome}").format(id=d.id, outcome=label("outcome", self.outcome))
+        self.message = _("saved disposition #{id}: {outcome}").format(id=saved, outcome=label("outcome", self.outcome))
 
     # ------------------------------------------------------------------ drawing
     def render(self, width: int = 80, now: datetime | None = None) -> RenderableType:

@@ -38,7 +38,6 @@ from dialer.service import auth, console, floor
 from dialer.service.auth import Principal
 from dialer.service.roles import Permission, PermissionDenied, Role
 from dialer.store import Engine
-from dialer.store.models import Disposition
 from dialer.web.security import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -175,7 +174,12 @@ class Web:
             for login, a in (v.report.get("agents") or {}).items():
                 ranking.append({"campaign": v.name, "login": login, **a})
         ranking.sort(key=lambda a: (-(a.get("revenue") or 0), -(a.get("sales") or 0), a["login"]))
+        from dialer.store.listen import connected_calls
+
+        calls = connected_calls(self.engine) if who.may(Permission.RECORDING_PLAY) else []  # (issue 29) to join
         return {"views": views, "ranking": ranking, "now": now, "tz": ZoneInfo(self.cfg.schedules.timezone),
+                "calls": calls, "may_listen": who.may(Permission.RECORDING_PLAY) and who.may(
+                    Permission.CAMPAIGN_COMMAND),
                 "may_command": who.may(Permission.CAMPAIGN_COMMAND), "modes": ["preview", "progressive", "power",
                                                                                "predictive"]}
 
@@ -450,13 +454,13 @@ def create_app(cfg: Config, engine: Engine, *, secure_cookies: bool = True, push
             if outcome == "callback":
                 when = parse_callback(form.get("when", ""), now, web.cfg.schedules.timezone,
                                       web.calling_hours(str(pop.get("campaign", ""))))
-            d = Disposition(attempt_id=attempt_id, agent_id=agent["id"], customer_id=pop["customer_id"],
-                            campaign_id=pop.get("campaign_id"), outcome=outcome,
-                            amount=parse_amount(form["amount"]) if form.get("amount") else 0.0,
-                            sku=str(pop.get("sku") or ""), reason_code=form.get("reason", "") if outcome == "refused"
-                            else "", voc_text=form.get("voc", ""), callback_at=when, source="web", created_at=now)
-            saved = console.dispose(engine, who, login, d)
-            return str(saved.id)
+            fields = {"attempt_id": attempt_id, "agent_id": agent["id"], "customer_id": pop["customer_id"],
+                      "campaign_id": pop.get("campaign_id"), "outcome": outcome,
+                      "amount": parse_amount(form["amount"]) if form.get("amount") else 0.0,
+                      "sku": str(pop.get("sku") or ""),
+                      "reason_code": form.get("reason", "") if outcome == "refused" else "",
+                      "voc_text": form.get("voc", ""), "callback_at": when, "source": "web", "created_at": now}
+            return str(console.dispose(engine, who, login, fields))
 
         try:
             await run_in_threadpool(save)
@@ -483,6 +487,27 @@ def create_app(cfg: Config, engine: Engine, *, secure_cookies: bool = True, push
             return page(request, "error.html", status=400, message=str(exc), back="/floor")
         return RedirectResponse("/floor", status_code=303)
 
+    async def floor_listen(request: Request) -> Response:
+        """(issue 29) Join a call in progress on the supervisor's own phone: listen, whisper or barge."""
+        from dialer.service.listen import join_call
+
+        got = await _posted(request)
+        if isinstance(got, Response):
+            return got
+        who, form = got
+        try:
+            attempt_id = int(form.get("attempt", ""))
+        except ValueError:
+            return page(request, "error.html", status=400, message=i18n._("not a call"), back="/floor")
+        try:
+            await run_in_threadpool(join_call, engine, who, attempt_id,
+                                    form.get("mode", ""), form.get("phone", ""), origin="web")
+        except PermissionDenied as exc:
+            return forbidden(request, exc)
+        except UserError as exc:
+            return page(request, "error.html", status=400, message=str(exc), back="/floor")
+        return RedirectResponse("/floor", status_code=303)
+
     routes = [
         Route("/", home),
         Route("/login", login_form, methods=["GET"]),
@@ -496,6 +521,7 @@ def create_app(cfg: Config, engine: Engine, *, secure_cookies: bool = True, push
         Route("/agent/{login}/disposition", agent_dispose, methods=["POST"]),
         Route("/floor", floor_page),
         Route("/floor/command", floor_command, methods=["POST"]),
+        Route("/floor/listen", floor_listen, methods=["POST"]),
         Route("/wallboard", wallboard_page),
         Route("/events/{kind}", events),
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
