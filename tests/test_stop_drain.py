@@ -152,3 +152,52 @@ def test_stop_now_hangs_up_and_says_so(tmp_path: Path) -> None:
     assert byes_received(carrier) == 1 and call.hangup_by == "dialer"
     assert call.outcome == "answered" and call.state == "ended" and not call.abandoned
     assert "stop_now" in kinds and "calls_cut" in kinds and runner.counts.get("cut_at_stop") == 1
+
+
+def test_sigterm_drains_the_cli_runner(tmp_path: Path) -> None:
+    """`dialer campaign run` (what systemd or the scheduler starts) gets SIGTERM while a customer talks: it dials
+    no more, lets the customer finish, records everything and exits 0."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import run_env
+
+    url = f"sqlite:///{tmp_path / 'term.db'}"
+    init_db(url)
+    with Sipp("carrier_callee_bye", port=free_udp_port(6000, 6499), workdir=tmp_path, duration_ms=3000,
+              rtp_echo=True, trace_msg=True) as carrier, \
+            Sipp("agent_uas", port=free_udp_port(6500, 6899), workdir=tmp_path, rtp_echo=True) as phone:
+        cfgp = tmp_path / "term.toml"
+        cfgp.write_text(config_text(url, carrier.port, phone.uri("d1"), free_udp_port(6900, 6990, span=8)),
+                        encoding="utf-8")
+        seed(url, 5)
+        proc = subprocess.Popen([sys.executable, "-m", "dialer", "campaign", "run", "drain", "--for", "60s",
+                                 "--headless", "--auto-login", "--config", str(cfgp)], cwd=REPO, env=run_env(),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            engine = get_engine(url)
+            end = time.monotonic() + 40
+            talking = False
+            while time.monotonic() < end and proc.poll() is None and not talking:
+                time.sleep(0.2)
+                with Session(engine) as s:
+                    talking = any(a.agent_connected_at is not None and a.ended_at is None
+                                  for a in s.exec(select(Attempt)).all())
+            assert talking, "no conversation to stop"
+            proc.send_signal(signal.SIGTERM)
+            out, _ = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        with Session(engine) as s:
+            rows = list(s.exec(select(Attempt)).all())
+            events = list(s.exec(select(CampaignEvent)).all())
+        dispose_engines()
+    assert proc.returncode == 0, out[-2000:]
+    assert len(rows) == 1 and rows[0].hangup_by == "customer" and rows[0].outcome == "answered"
+    assert byes_received(carrier) == 0 and carrier.sent("BYE") == 1
+    kinds = [e.kind for e in events]
+    assert "draining" in kinds and "calls_cut" not in kinds and "SIGTERM" in out
