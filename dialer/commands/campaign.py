@@ -84,9 +84,12 @@ class _StopSignals:
 
     def _on(self, signum: int, _frame: Any) -> None:
         self.count += 1
-        what = "draining: no new dials, calls end by themselves (again to hang up now)" if self.count == 1 \
-            else "hanging up the calls left"
-        print(f"  signal {signal.Signals(signum).name}: {what}", file=sys.stderr, flush=True)
+        from dialer.i18n import _
+
+        name = signal.Signals(signum).name
+        what = _("signal {name}: draining: no new dials, calls end by themselves (again to hang up now)") \
+            if self.count == 1 else _("signal {name}: hanging up the calls left")
+        print("  " + what.format(name=name), file=sys.stderr, flush=True)
 
     def install(self) -> None:
         if threading.current_thread() is not threading.main_thread():
