@@ -119,6 +119,7 @@ def test_headless_status_line_is_words() -> None:
     from dialer.commands.campaign import status_line
 
     agents = {AgentState.READY: 8, AgentState.ON_CALL: 2, AgentState.WRAP_UP: 0}
+    set_language("en")  # whatever language an earlier test left switched on
     try:
         line = status_line("predictive", {"dialled": 40, "answered": 12, "connected": 10}, 3, agents)
         assert "AgentState" not in line and "{" not in line and "<" not in line

@@ -22,6 +22,7 @@ def _run(args: argparse.Namespace) -> int:
     who = terminal_principal(engine, args)
     require(engine, who, Permission.MONITOR_READ)
     mon = Monitor(engine, cfg, campaign=args.campaign, store=where)
+    mon.who = who
     if not who.local:
         mon.by = f"monitor:{who.login}"
     mon.refresh()

@@ -28,13 +28,15 @@ class FloorCommand(StrEnum):
 
 
 def send_command(engine: Engine, who: Principal, campaign: str, command: str, argument: str = "",
-                 *, origin: str = "monitor") -> int:
-    """Queue COMMAND for CAMPAIGN on behalf of WHO; refused (and audited) for agents."""
+                 *, origin: str = "monitor", requested_by: str | None = None) -> int:
+    """Queue COMMAND for CAMPAIGN on behalf of WHO; refused (and audited) for agents. REQUESTED_BY names the
+    seat when the caller knows it better (the local admin's terminal: user@host)."""
     require(engine, who, Permission.CAMPAIGN_COMMAND, target=campaign)
     try:
         FloorCommand(command)
     except ValueError:
         raise UserError(f"unknown command {command!r}: {', '.join(c.value for c in FloorCommand)}") from None
-    row = add_command(engine, campaign, command, argument, f"{origin}:{who.login}")
+    by = requested_by if requested_by and who.local else f"{origin}:{who.login}"
+    row = add_command(engine, campaign, command, argument, by)
     record(engine, who, Permission.CAMPAIGN_COMMAND, campaign, f"{command} {argument}".strip())
     return row

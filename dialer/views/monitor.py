@@ -41,9 +41,11 @@ from dialer.reports import (
     open_until,
     team_spans,
 )
+from dialer.service import floor as floor_service
+from dialer.service.auth import Principal, local_admin
 from dialer.store import Engine
 from dialer.store import campaigns as campaigns_store
-from dialer.store.dashboard import add_command, attempts_since, hopper_level, live_runner, state_stretches
+from dialer.store.dashboard import attempts_since, hopper_level, live_runner, state_stretches
 from dialer.store.models import Attempt
 from dialer.store.monitor import monitor_rows
 from dialer.store.nodes import NodeRow, list_nodes
@@ -493,6 +495,8 @@ class Monitor:
     campaign: str | None = None
     store: str = ""  # which store this is, shown when it holds nothing
     by: str = field(default_factory=requester)
+    # (issue 28) who sends the commands: the service layer checks and records it
+    who: Principal = field(default_factory=local_admin)
     selected: int = 0
     agent_first: int = 0
     agent_page: int = 4
@@ -563,7 +567,7 @@ class Monitor:
             self.message = _("{name}: no live runner (last heartbeat {when}); {command} not sent").format(
                 name=name, when=when, command=command_text(command))
             return None
-        cid = add_command(self.engine, name, command, argument, self.by)
+        cid = floor_service.send_command(self.engine, self.who, name, command, argument, requested_by=self.by)
         self.message = _("requested #{id}: {command} on {name}").format(
             id=cid, command=command_text(command, argument), name=name)
         return cid
