@@ -146,8 +146,24 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                           env=run_env(), timeout=120)
 
 
+def _night_zone(now: datetime) -> str:
+    """A fixed-offset zone where it is night now (local 01:00-07:59): the windows job (hourly 10:00-18:00 there)
+    then has no run in the last three hours whatever time of day the suite runs, so its 3 h late run is missed
+    for certain (in Tokyo during calling hours its last hourly run is minutes old and rightly runs)."""
+    from zoneinfo import ZoneInfo
+
+    for off in range(-12, 15):
+        name = "Etc/GMT" if off == 0 else f"Etc/GMT{-off:+d}"
+        if 1 <= now.astimezone(ZoneInfo(name)).hour <= 7:
+            return name
+    raise AssertionError("no fixed-offset zone is at night now")
+
+
 def test_schedule_commands(tmp_path: Path) -> None:
     path, url = _cfg(tmp_path)
+    text = path.read_text(encoding="utf-8").replace(
+        'timezone = "Asia/Tokyo"', f'timezone = "{_night_zone(datetime.now(UTC) - timedelta(minutes=1))}"')
+    path.write_text(text.replace("active_until = 2026-12-18", "active_until = 2099-12-31"), encoding="utf-8")
     res = _cli("schedule", "show", "--json", "--config", str(path), cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)
