@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -188,7 +189,7 @@ def run_demo(args: argparse.Namespace) -> int:
         fresh_store(store_url, db)
     print(f"==> working in {work}; store {describe(store_url)}")
     sh("db", "init", "--config", str(cfg_path), cwd=REPO)
-    as_of = business_today(load_config(cfg_path).schedules.timezone).isoformat()  # the business date, not the host's
+    as_of = business_today(load_config(cfg_path).schedules.timezone, datetime.now(UTC)).isoformat()  # the business date, not the host's
     crm = work / "crm"
     print(f"==> generating a sample CRM export ({args.customers} customers) in {crm}")
     sh("lists", "sample", "--out", str(crm), "--customers", str(args.customers), "--as-of", as_of, cwd=REPO)

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -81,7 +82,7 @@ def run_nodes_demo(args: argparse.Namespace) -> int:
             path.write_text(node_config(work, i, n, args, url, lines), encoding="utf-8")
             cfgs.append(path)
         sh("db", "init", "--config", str(cfgs[0]), cwd=REPO)
-        as_of = business_today(load_config(cfgs[0]).schedules.timezone).isoformat()  # business date, not the host's
+        as_of = business_today(load_config(cfgs[0]).schedules.timezone, datetime.now(UTC)).isoformat()  # business date, not the host's
         crm = work / "crm"
         print(f"==> generating a sample CRM export ({args.customers} customers) and building the call lists")
         sh("lists", "sample", "--out", str(crm), "--customers", str(args.customers), "--as-of", as_of, cwd=REPO)

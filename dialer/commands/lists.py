@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -99,7 +99,7 @@ def _as_of(text: str | None, tz_name: str = "Asia/Tokyo", now: datetime | None =
     if not text:
         from dialer.domain.calling_hours import business_today
 
-        return business_today(tz_name, now)
+        return business_today(tz_name, now or datetime.now(UTC))
     try:
         return date.fromisoformat(text)
     except ValueError:

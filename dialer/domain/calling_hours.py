@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -282,10 +282,11 @@ class CallingHours:
         return None
 
 
-def business_today(tz_name: str, now: datetime | None = None) -> date:
-    """Today's date in the business time zone, whatever the host's zone (a UTC host is 9 h behind Tokyo)."""
+def business_today(tz_name: str, now: datetime) -> date:
+    """Today's date in the business time zone, whatever the host's zone (a UTC host is 9 h behind Tokyo).
+    NOW comes from the caller: the domain reads no clock."""
     tz = zone(tz_name) or ZoneInfo(DEFAULT_ZONE)
-    return (now or datetime.now(UTC)).astimezone(tz).date()
+    return now.astimezone(tz).date()
 
 
 def local_midnight(at: datetime, tz_name: str) -> datetime:
