@@ -32,8 +32,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from sqlalchemy.engine import Connection, Engine
-
+from dialer.store import Connection, Engine
 from dialer.store import attempts as attempts_store
 from dialer.store import campaigns as campaigns_store
 from dialer.store import outbox as outbox_store

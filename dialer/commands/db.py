@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from dialer.commands._common import add_config_arg, config_from, group
-from dialer.store.db import SCHEMA_VERSION, StoreError, current_version, get_engine, init_db, resolve_url
+from dialer.store.db import SCHEMA_VERSION, StoreError, init_db, readable_version, resolve_url
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -18,8 +18,6 @@ def _init(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     """(issue 25) Is the store usable: reachable, not damaged (SQLite `PRAGMA quick_check`), a known schema."""
-    from sqlalchemy.exc import SQLAlchemyError
-
     cfg = config_from(args)
     url = resolve_url(args.url or cfg.database.url)
     if url.startswith("sqlite") and "///" in url:
@@ -28,14 +26,7 @@ def _check(args: argparse.Namespace) -> int:
 
         if path != ":memory:" and not Path(path).exists():
             raise StoreError(f"database {path} does not exist: create it with `dialer db init`")
-    try:
-        engine = get_engine(url)  # a damaged SQLite file is refused here (StoreError, one line with the fix)
-        version = current_version(engine)
-    except SQLAlchemyError as exc:
-        orig = getattr(exc, "orig", None) or exc
-        first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
-        raise StoreError(f"database {_safe(url)} cannot be read ({first[:200]}): check that it is running and "
-                         "reachable, then run `dialer db check` again") from None
+    version = readable_version(url, _safe(url))  # a damaged SQLite file: StoreError, one line with the fix
     if version is None:
         raise StoreError(f"database {_safe(url)} has no tsunagu schema: create it with `dialer db init`")
     check = "quick_check ok" if url.startswith("sqlite") else "reachable"

@@ -16,7 +16,7 @@
 `Engine` is re-exported so the shell can type a handle without importing the ORM.
 """
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from dialer.store.db import SCHEMA_VERSION, StoreError, get_engine, init_db, resolve_url, session_scope
 from dialer.store.models import (
@@ -40,6 +40,7 @@ from dialer.store.models import (
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Connection",
     "Engine",
     "Agent",
     "Attempt",

@@ -191,6 +191,20 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
             raise
 
 
+def readable_version(url: str, safe_url: str) -> int | None:
+    """Open URL and read its schema version; StoreError with one line (the driver's first line) when the
+    server is unreachable or the file unreadable. `dialer db check` asks this."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return current_version(get_engine(url))  # a damaged SQLite file is refused in get_engine
+    except SQLAlchemyError as exc:
+        orig = getattr(exc, "orig", None) or exc
+        first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+        raise StoreError(f"database {safe_url} cannot be read ({first[:200]}): check that it is running and "
+                         "reachable, then run `dialer db check` again") from None
+
+
 def table_counts(engine: Engine) -> dict[str, int]:
     out: dict[str, int] = {}
     with engine.connect() as conn:
