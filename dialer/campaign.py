@@ -1065,6 +1065,8 @@ class CampaignRunner:
         return stale or self._command(command, arg)
 
     def _command(self, command: str, arg: str) -> str:
+        if command == "listen":
+            return self._listen(arg)  # (issue 29) also while draining: the conversations go on
         if command == "stop_now":
             return self.request_stop("stop_now command", now=True)
         if self.state == CampaignState.DRAINING:
@@ -1098,6 +1100,20 @@ class CampaignRunner:
             self.pacer.set_target(value)
             return f"abandon target {value:.3f}"
         return f"refused: unknown command {command!r}"
+
+    def _listen(self, arg: str) -> str:
+        """(issue 29) A supervisor's phone joins a live call on the worker that holds it."""
+        from dialer.domain.listen import parse_listen
+        from dialer.errors import UserError
+
+        try:
+            order = parse_listen(arg)
+        except UserError as exc:
+            return f"refused: {exc}"
+        join = getattr(self.tel, "listen", None)
+        if join is None or not join(order.attempt_id, order.mode.value, order.uri, order.by):
+            return f"refused: call {order.attempt_id} is not in progress here"
+        return f"{order.mode.value}: call {order.attempt_id} by {order.by}"
 
     # ---------------------------------------------------------------- status for monitors
     def publish(self, now: float) -> None:

@@ -606,6 +606,13 @@ class UiConfig(_Section):
         return parse_duration(self.command_ttl)
 
 
+class RecordingsConfig(_Section):
+    """`[recordings]` (issue 29): how long call recordings are kept (a daily job and `dialer recordings purge`
+    delete older ones and clear their paths); 0 = keep every recording."""
+
+    keep_days: Annotated[int, Field(ge=0)] = 0
+
+
 class CalendarConfig(_Section):
     """`[calendar]`: the centre's own closure days, for every campaign (public holidays: a campaign's `holidays`).
 
@@ -636,6 +643,7 @@ class Config(_Section):
     sms: SmsConfig = Field(default_factory=SmsConfig)
     costs: CostsConfig = Field(default_factory=CostsConfig)
     calendar: CalendarConfig = Field(default_factory=CalendarConfig)
+    recordings: RecordingsConfig = Field(default_factory=RecordingsConfig)
     source: str = Field(default="", exclude=True)
 
     @model_validator(mode="after")

@@ -44,7 +44,7 @@ from dialer.store.jobs import job_store
 
 log = logging.getLogger("dialer.schedule")
 
-MANAGED = ("list_build", "campaign_start:", "campaign_stop:", "windows:")
+MANAGED = ("list_build", "campaign_start:", "campaign_stop:", "windows:", "recordings_purge")
 RUNNER_STALE_S = 10.0
 
 
@@ -69,6 +69,10 @@ def job_specs(cfg: Config, config_path: str) -> list[JobSpec]:
         raise ConfigError(f"{cfg.source}: [schedules].nightly_list_build: {exc}") from None
     specs = [JobSpec("list_build", "dialer.schedule:run_list_build", nightly, [config_path],
                      "nightly list build", int(parse_duration(cfg.schedules.list_build_grace)))]
+    if cfg.recordings.keep_days > 0:  # (issue 29) the retention policy, enforced daily (a missed day runs late)
+        specs.append(JobSpec("recordings_purge", "dialer.schedule:purge_recordings",
+                             CronTrigger(hour=3, minute=30, timezone=tz), [config_path],
+                             f"delete recordings older than {cfg.recordings.keep_days} days", 20 * 3600))
     for cc in cfg.campaigns:
         start, end = parse_hhmm(cc.calling_hours[0]), parse_hhmm(cc.calling_hours[1])
         common: dict[str, Any] = {"day_of_week": cc.active_days, "timezone": tz,
@@ -300,6 +304,21 @@ def run_list_build(config_path: str) -> int:
     _event(cfg, None, "list_build", f"nightly list build exited {rc}" + (": " + " | ".join(tail) if tail else ""),
            "info" if rc == 0 else "error")
     return rc
+
+
+def purge_recordings(config_path: str) -> int:
+    """(issue 29) `[recordings] keep_days`: delete older recordings, clear their paths, say so in the events."""
+    from dialer.service.recordings import purge
+
+    cfg = _load(config_path)
+    url = resolve_url(cfg.database.url)
+    init_db(url)
+    res = purge(get_engine(url), cfg.recordings.keep_days, datetime.now(UTC))
+    msg = f"recordings older than {cfg.recordings.keep_days} days: {res.deleted} deleted, {res.missing} already gone"
+    if res.failed:
+        msg += f", {len(res.failed)} NOT deleted (tried again tomorrow): " + " | ".join(res.failed[:3])
+    _event(cfg, None, "recordings_purge", msg, "error" if res.failed else "info")
+    return len(res.failed)
 
 
 def reconcile_campaign(config_path: str, name: str) -> dict[str, Any]:

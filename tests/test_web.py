@@ -7,6 +7,7 @@ write (an agent on a call) are written with the store's own functions."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -342,6 +344,127 @@ def test_forms_need_the_csrf_token_and_the_same_origin(site: dict[str, object]) 
         # a logged-in state change without the form's token is refused
         r = c.post("/agent/a01/state", data={"action": "pause"}, headers={"origin": base})
         assert r.status_code == 403
+
+
+def _client_as(base: str, user: str) -> httpx.Client:
+    c = httpx.Client(base_url=base, timeout=10)
+    c.get("/login")
+    token = c.cookies.get("tsunagu_login_csrf")
+    assert c.post("/login", data={"user": user, "password": PW[user], "csrf": token},
+                  headers={"origin": base}).status_code == 303
+    return c
+
+
+def test_a_supervisor_joins_a_call_in_progress_and_an_agent_may_not(site: dict[str, object], browser: object) -> None:
+    """(issue 29) The floor lists calls in progress with listen / whisper / barge; a press queues the runner's
+    `listen` command with the supervisor's phone and login, and the join is in the audit trail. An agent's
+    post is refused (and audited as refused); nothing is queued for them."""
+    from selenium.webdriver.common.by import By
+    from sqlmodel import Session, select
+
+    from dialer.store.db import get_engine
+    from dialer.store.models import ControlCommand
+    from dialer.store.users import audit_trail
+
+    base, db = str(site["base"]), site["db"]
+    with closing(_client_as(base, "a02")) as c:
+        c.get("/agent/a02")  # the agent's console exists once they have opened it
+    attempt = _put_agent_on_a_call(db, "a02")  # type: ignore[arg-type]
+    b = browser
+    _login(b, base, "sv")
+    b.get(base + "/floor")  # type: ignore[attr-defined]
+    row = f'#calls tr[data-attempt="{attempt}"]'
+    _wait(lambda: "山田 太郎" in b.find_element(By.CSS_SELECTOR, row).text)  # type: ignore[attr-defined]
+    b.find_element(By.CSS_SELECTOR, row + " .listen-phone").send_keys("sip:sv01@127.0.0.1:5999")  # type: ignore
+    b.find_element(By.CSS_SELECTOR, row + " .listen-whisper").click()  # type: ignore[attr-defined]
+    engine = get_engine(f"sqlite:///{db}")
+
+    def queued() -> list[tuple[str, str, str]]:
+        with Session(engine) as s:
+            return [(c.command, c.argument, c.requested_by) for c in s.exec(
+                select(ControlCommand).where(ControlCommand.command == "listen")).all()]
+
+    _wait(lambda: queued() != [])
+    assert queued() == [("listen", f"whisper {attempt} sip:sv01@127.0.0.1:5999 sv", "web:sv")]
+    joins = [a for a in audit_trail(engine, actor="sv") if a.action == "recording.play"]
+    assert joins and joins[0].allowed and joins[0].target == f"winback:call {attempt}"
+    assert "whisper" in joins[0].detail
+    # an agent: refused, audited, nothing queued
+    with httpx.Client(base_url=base, timeout=10) as c:
+        c.get("/login")
+        token = c.cookies.get("tsunagu_login_csrf")
+        assert c.post("/login", data={"user": "a01", "password": PW["a01"], "csrf": token},
+                      headers={"origin": base}).status_code == 303
+        page = c.get("/agent/a01")
+        m = re.search(r'data-csrf="([^"]+)"', page.text)
+        assert m, "no csrf token on the agent page"
+        r = c.post("/floor/listen", data={"csrf": m.group(1), "campaign": "winback", "attempt": str(attempt),
+                                          "mode": "listen", "phone": "sip:a01@127.0.0.1:5998"},
+                   headers={"origin": base})
+    assert r.status_code == 403
+    assert len(queued()) == 1
+    refused = [a for a in audit_trail(engine, actor="a01") if a.action == "recording.play"]
+    assert refused and not refused[0].allowed
+
+
+def test_recordings_are_found_and_played_by_supervisors_only(site: dict[str, object], browser: object) -> None:
+    """(issue 29) /recordings searches by customer (kana too), agent, date and outcome; the file is served as
+    audio/wav after the permission check (and audited); an agent is refused both; a path outside
+    [telephony] recordings_dir is never served."""
+    import wave
+
+    from selenium.webdriver.common.by import By
+    from sqlmodel import Session
+
+    from dialer.store.db import get_engine
+    from dialer.store.models import Attempt
+    from dialer.store.users import audit_trail
+
+    base, db, root = str(site["base"]), site["db"], site["root"]
+    with closing(_client_as(base, "a02")) as c:
+        c.get("/agent/a02")  # the agent's console exists once they have opened it
+    attempt = _put_agent_on_a_call(db, "a02")  # type: ignore[arg-type]
+    wav = root / "var" / "recordings" / "winback" / f"{attempt}.wav"  # type: ignore[operator]
+    wav.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(b"\x00\x10" * 8000)
+    outside = root / f"elsewhere-{attempt}.wav"  # type: ignore[operator]
+    outside.write_bytes(wav.read_bytes())
+    engine = get_engine(f"sqlite:///{db}")
+    with Session(engine) as s:
+        att = s.get(Attempt, attempt)
+        assert att is not None
+        att.recording_path, att.outcome = str(wav), "answered"
+        stray = Attempt(campaign_id=att.campaign_id, customer_id="C9", recording_path=str(outside), outcome="answered")
+        s.add(att)
+        s.add(stray)
+        s.commit()
+        stray_id = stray.id
+    with closing(_client_as(base, "sv")) as sv:
+        page = sv.get("/recordings", params={"customer": "ヤマダ", "agent": "a02"})
+        assert page.status_code == 200 and f'data-attempt="{attempt}"' in page.text
+        assert f'data-attempt="{attempt}"' not in sv.get("/recordings", params={"agent": "a01"}).text
+        assert f'data-attempt="{attempt}"' not in sv.get("/recordings", params={"outcome": "sale"}).text
+        assert f'data-attempt="{attempt}"' not in sv.get("/recordings", params={"date": "2001-01-01"}).text
+        r = sv.get(f"/recordings/{attempt}.wav")
+        assert r.status_code == 200 and r.headers["content-type"] == "audio/wav" and r.content == wav.read_bytes()
+        assert sv.get(f"/recordings/{stray_id}.wav").status_code == 404
+    plays = [a for a in audit_trail(engine, actor="sv") if a.action == "recording.play" and a.detail == "playback"]
+    assert plays and plays[0].target == f"call {attempt}"
+    with closing(_client_as(base, "a01")) as ag:
+        assert ag.get("/recordings").status_code == 403
+        assert ag.get(f"/recordings/{attempt}.wav").status_code == 403
+    # the page's player really plays it in Chromium (duration read from the served WAV)
+    b = browser
+    _login(b, base, "sv")
+    _wait(lambda: b.current_url.endswith("/floor"))  # type: ignore[attr-defined]
+    b.get(base + "/recordings?customer=C9")  # type: ignore[attr-defined]
+    audio = b.find_element(By.CSS_SELECTOR, f'tr[data-attempt="{attempt}"] audio')  # type: ignore[attr-defined]
+    b.execute_script("arguments[0].preload = 'auto'; arguments[0].load();", audio)  # type: ignore[attr-defined]
+    _wait(lambda: (b.execute_script("return arguments[0].duration;", audio) or 0) > 0.9)  # type: ignore
 
 
 @pytest.mark.skipif(not os.environ.get("TSUNAGU_WEB_SHOTS"), reason="screenshots on demand (TSUNAGU_WEB_SHOTS=dir)")

@@ -151,6 +151,15 @@ class Command(StrEnum):
     STOP_NOW = "stop_now"  # hard stop: hang up what is still up (conversations included) and exit
     MODE = "mode"
     TARGET = "target"
+    LISTEN = "listen"  # (issue 29) argument "MODE ATTEMPT_ID SIP_URI": a supervisor joins a live call
+
+
+class ListenMode(StrEnum):
+    """(issue 29) How a supervisor joins a live call on their own phone."""
+
+    LISTEN = "listen"  # hears customer and agent, speaks to nobody
+    WHISPER = "whisper"  # hears both; only the agent hears them (coaching)
+    BARGE = "barge"  # three-way: both hear them
 
 
 class AbandonWindow(StrEnum):
@@ -188,6 +197,7 @@ __all__ = [
     "Disposition",
     "DispositionSource",
     "EntryStatus",
+    "ListenMode",
     "Mode",
     "Regime",
     "RunnerEvent",

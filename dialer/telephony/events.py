@@ -35,6 +35,12 @@ class EventKind(StrEnum):
     # (issue 25) the agent's leg died under a bridged customer (a BYE at once, or no RTP): the customer is up,
     # unbridged, with a fresh connect limit for another agent (agent_id = the lost agent, detail = why)
     AGENT_LOST = "agent_lost"
+    # (issue 29) a supervisor's phone on a live call (dialer.telephony.listen): detail = mode and who; on _mode and
+    # _left, stats = the max conference levels per leg over the stretch that ended ({"customer": {"in", "out"}, ...})
+    SUPERVISOR_JOINED = "supervisor_joined"
+    SUPERVISOR_MODE = "supervisor_mode"
+    SUPERVISOR_LEFT = "supervisor_left"
+    SUPERVISOR_FAILED = "supervisor_failed"  # not joined: the call is not in progress here, or the phone did not answer
 
 
 class Outcome(StrEnum):

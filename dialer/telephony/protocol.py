@@ -128,6 +128,18 @@ class AgentTone:
 
 
 @dataclass(frozen=True)
+class Listen:
+    """(issue 29) A supervisor joins a live call on their own phone (dialer.telephony.listen): `mode` is a
+    ListenMode value (listen: hears both, speaks to nobody; whisper: only the agent hears them; barge: three-way).
+    Sent again for a call already joined, it changes the mode on the same leg."""
+
+    attempt_id: int
+    uri: str
+    mode: str
+    by: str = ""  # the user's login, echoed in the worker's supervisor_* events
+
+
+@dataclass(frozen=True)
 class Register:
     trunk: str
 
@@ -150,7 +162,7 @@ class AgentLogout:
     agent_id: int
 
 
-Command = Originate | ConnectAgent | Hangup | Register | Stop | AgentLogin | AgentLogout | AgentTone
+Command = Originate | ConnectAgent | Hangup | Register | Stop | AgentLogin | AgentLogout | AgentTone | Listen
 
 
 # ---------------------------------------------------------------------------------------------- reports

@@ -42,6 +42,7 @@ from dialer.telephony.protocol import (
     Event,
     Fatal,
     Hangup,
+    Listen,
     Originate,
     Ready,
     Register,
@@ -420,6 +421,14 @@ class Telephony:
         c = self.calls.get(attempt_id)
         if c is not None and c.worker in self.workers:
             self._send(self.workers[c.worker], AgentTone(attempt_id=attempt_id, digits=digits))
+
+    def listen(self, attempt_id: int, mode: str, uri: str, by: str = "") -> bool:
+        """(issue 29) A supervisor's phone joins a live call on the worker that holds it (listen/whisper/barge);
+        False when the call is not up here (the worker reports supervisor_joined / _failed / _left)."""
+        c = self.calls.get(attempt_id)
+        if c is None or c.worker not in self.workers:
+            return False
+        return self._send(self.workers[c.worker], Listen(attempt_id=attempt_id, uri=uri, mode=mode, by=by))
 
     def _send(self, w: _Worker, msg: Command) -> bool:
         if w.conn is None or w.stopped:

@@ -31,6 +31,7 @@ from dialer.privacy import mask_text
 from dialer.telephony import rawsip
 from dialer.telephony.amdtap import AmdOrder, AmdSession, EarlySession, ring_seconds
 from dialer.telephony.events import CallEvent, outcome_for_status
+from dialer.telephony.listen import Listeners
 from dialer.telephony.nailed import NailedLegs
 from dialer.telephony.protocol import (
     AgentLogin,
@@ -44,6 +45,7 @@ from dialer.telephony.protocol import (
     Event,
     Fatal,
     Hangup,
+    Listen,
     Originate,
     Ready,
     Register,
@@ -175,6 +177,8 @@ class Worker:
         self.nailed = NailedLegs(self)
         self.commands.update({AgentLogin: self.nailed.login, AgentLogout: self.nailed.logout})
         self.commands[AgentTone] = self._agent_tone
+        self.listen = Listeners(self)  # (issue 29) supervisors' phones on live calls
+        self.commands[Listen] = self.listen.join
         self.actions: dict[str, Callable[[Att], None]] = {
             "bridge": self._bridge, "record": self._record, "release": self._release, "amd_tap": self._amd_tap,
             "early_tap": self._early_tap,
@@ -682,7 +686,11 @@ class Worker:
         if a is None:
             return
         try:
-            Path(att.record_path).parent.mkdir(parents=True, exist_ok=True)
+            Path(att.record_path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # (issue 29) a recording is the customer's conversation: 0600 from the first byte (created before
+            # pjmedia opens it; its fopen "wb" keeps the mode), whatever the process umask
+            os.close(os.open(att.record_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+            os.chmod(att.record_path, 0o600)
             rec = self.pj.AudioMediaRecorder()
             rec.createRecorder(att.record_path)
             a.startTransmit(rec)
@@ -849,6 +857,7 @@ class Worker:
                 elif att.cust is None and att.agent is None:
                     self._finish(att)
         self.nailed.timers(now)
+        self.listen.timers(now)
 
     # ------------------------------------------------------------------ (issue 25) agent legs that die
     def _rescuable(self, att: Att) -> bool:
@@ -940,6 +949,7 @@ class Worker:
     def report_slots(self) -> None:
         used = _call_count(self.pj)
         live = sum((a.cust is not None) + (a.agent is not None) for a in self.atts.values()) + self.nailed.live()
+        live += self.listen.live()
         if (used, live) != self.last_slots:
             self.last_slots = (used, live)
             self.send(Slots(used=used, live=live))
@@ -963,6 +973,7 @@ class Worker:
 
     def shutdown(self) -> None:
         self.nailed.hangup_all()
+        self.listen.hangup_all()
         for att in list(self.atts.values()):
             if att.state is CallState.PLACING:
                 del self.atts[att.attempt_id]
@@ -983,6 +994,7 @@ class Worker:
                       by="dialer", detail="telephony stopped before the call ended")
         self.atts.clear()
         self.nailed.drop_all()
+        self.listen.drop_all()
         self.todo.clear()
         self.accounts.clear()
         self.local_acc = None

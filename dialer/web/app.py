@@ -508,6 +508,50 @@ def create_app(cfg: Config, engine: Engine, *, secure_cookies: bool = True, push
             return page(request, "error.html", status=400, message=str(exc), back="/floor")
         return RedirectResponse("/floor", status_code=303)
 
+    async def recordings_page(request: Request) -> Response:
+        """(issue 29) Search recordings (customer, agent, date, outcome) and play them: supervisors only."""
+        from datetime import timedelta
+
+        from dialer.service.recordings import find
+
+        who = web.principal(request)
+        if who is None or who.token is None:
+            return to_login()
+        q = {k: request.query_params.get(k, "").strip() for k in ("customer", "agent", "date", "outcome")}
+        tz = ZoneInfo(web.cfg.schedules.timezone)
+        since = until = None
+        if q["date"]:
+            try:
+                since = datetime.fromisoformat(q["date"]).replace(tzinfo=tz)
+            except ValueError:
+                return page(request, "error.html", status=400, message=i18n._("not a date: {d}").format(d=q["date"]),
+                            back="/recordings")
+            until = since + timedelta(days=1)
+        try:
+            rows = await run_in_threadpool(find, engine, who, customer=q["customer"], agent=q["agent"], since=since,
+                                           until=until, outcome=q["outcome"])
+        except PermissionDenied as exc:
+            return forbidden(request, exc)
+        return page(request, "recordings.html", who=who, csrf=csrf_for(who.token), rows=rows, q=q, tz=tz)
+
+    async def recording_file(request: Request) -> Response:
+        """One recording as audio/wav, after the permission check (and the audit) of the service."""
+        from starlette.responses import FileResponse
+
+        from dialer.service.recordings import playback_path
+
+        who = web.principal(request)
+        if who is None or who.token is None:
+            return PlainTextResponse("log in first", status_code=401)
+        try:
+            path = await run_in_threadpool(playback_path, engine, who, int(request.path_params["attempt_id"]),
+                                           web.cfg.telephony.recordings_dir)
+        except PermissionDenied as exc:
+            return forbidden(request, exc)
+        except UserError as exc:
+            return PlainTextResponse(str(exc), status_code=404)
+        return FileResponse(path, media_type="audio/wav", headers={"Cache-Control": "no-store"})
+
     routes = [
         Route("/", home),
         Route("/login", login_form, methods=["GET"]),
@@ -523,6 +567,8 @@ def create_app(cfg: Config, engine: Engine, *, secure_cookies: bool = True, push
         Route("/floor/command", floor_command, methods=["POST"]),
         Route("/floor/listen", floor_listen, methods=["POST"]),
         Route("/wallboard", wallboard_page),
+        Route("/recordings", recordings_page),
+        Route("/recordings/{attempt_id:int}.wav", recording_file),
         Route("/events/{kind}", events),
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
