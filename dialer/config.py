@@ -136,6 +136,10 @@ class TrunkConfig(_Section):
     auth_username: str = ""
     outbound_proxy: str = ""
     session_expires_s: Annotated[int, Field(ge=90)] = 600  # session timer offered on every call
+    # (issue 24) the presented number also in P-Asserted-Identity (pai), P-Preferred-Identity (ppi) or neither,
+    # with `Privacy: none`; an optional display name in From
+    identity_header: Literal["pai", "ppi", "none"] = "pai"
+    display_name: str = ""
     max_channels: Annotated[int, Field(ge=1)] = 30
     max_cps: Annotated[float, Field(gt=0)] = 10.0
     codecs: list[str] = Field(default_factory=lambda: ["PCMU/8000", "PCMA/8000"])
@@ -270,6 +274,10 @@ class CampaignConfig(_Section):
     active_days: str = "mon-sun"  # cron day_of_week: the days the scheduler starts the campaign
     active_from: date | None = None  # the campaign's calendar: first and last day it runs (inclusive)
     active_until: date | None = None
+    # (issue 24) the number this campaign presents (From / P-Asserted-Identity; "" = the trunk's caller_id) and
+    # an optional display name
+    caller_id: str = ""
+    caller_name: str = ""
     # answering-machine detection (dialer.amd): off = every answer goes to an agent
     amd: Literal["off", "detect"] = "off"
     amd_machine_action: Literal["hangup", "leave_message"] = "hangup"  # hangup -> the machine retry rule

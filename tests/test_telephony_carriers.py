@@ -381,11 +381,14 @@ def test_hold_suspends_the_rtp_timeout(tmp_path: Path, telephony: Callable[[Conf
 
 def test_200_without_an_acceptable_codec_is_failed(tmp_path: Path,
                                                    telephony: Callable[[Config], Telephony]) -> None:  # noqa: F811
-    with Sipp("carrier_g729_only", port=free_udp_port(), workdir=tmp_path, duration_ms=50) as carrier:
+    with Sipp("carrier_g729_only", port=free_udp_port(), workdir=tmp_path, duration_ms=50,
+              trace_msg=True) as carrier:
         tel = telephony(make_config(carrier.port, lines=1))
         assert tel.originate(1, "+81312345678", "carrier", connect_limit_s=3600)
         evs = collect(tel, finished(1), 10)
     end = evs[-1]
     assert not [e for e in evs if e.kind == "answered"]
-    assert (end.kind, end.outcome) == ("failed", "failed") and "codec" in end.detail.lower()
-    assert carrier.invites() == 1
+    # (issue 24) its own outcome (retried after retry.failed_codec, 1 h), the 200 ended with BYE (pjsip still
+    # sends that BYE before its ACK: a known gap, see dialer/telephony/README.md)
+    assert (end.kind, end.outcome) == ("failed", "failed_codec") and "codec" in end.detail.lower()
+    assert carrier.invites() == 1 and "BYE sip:" in carrier.messages()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from dialer.config import TrunkConfig
@@ -39,3 +41,19 @@ def test_request_uri() -> None:
     assert request_uri("+81312345678", _trunk(proxy="sip:carrier.example;lr", transport="tcp")) == \
         "sip:+81312345678@carrier.example;lr;transport=tcp"
     assert request_uri("sip:echo@127.0.0.1:5999", _trunk()) == "sip:echo@127.0.0.1:5999"
+
+
+def test_pj_log_dir_is_created_or_refused_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """(issue 24) a missing TSUNAGU_PJ_LOG_DIR is created; one that cannot be is a TelephonyError, no traceback."""
+    from dialer.telephony.supervisor import TelephonyError, pj_log_dir
+
+    monkeypatch.delenv("TSUNAGU_PJ_LOG_DIR", raising=False)
+    assert pj_log_dir() == ""
+    want = tmp_path / "a" / "b"
+    monkeypatch.setenv("TSUNAGU_PJ_LOG_DIR", str(want))
+    assert pj_log_dir() == str(want) and want.is_dir()
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("TSUNAGU_PJ_LOG_DIR", str(tmp_path / "file" / "logs"))
+    with pytest.raises(TelephonyError) as e:
+        pj_log_dir()
+    assert "TSUNAGU_PJ_LOG_DIR=" in str(e.value) and "\n" not in str(e.value)

@@ -18,6 +18,26 @@ def opening_problems(cfg: Config) -> tuple[list[str], list[str]]:
     return (problems, []) if real else ([], problems)
 
 
+def caller_id_problems(cfg: Config) -> list[str]:
+    """(issue 24) A real trunk must present a number: without one the carrier shows 非通知 (or the account name),
+    and Japanese customers refuse or ignore such calls. Each campaign on a real trunk needs its own `caller_id`
+    or the trunk's `caller_id` / `from_user`."""
+    out: list[str] = []
+    for t in cfg.trunks:
+        if t.sandbox:
+            continue
+        users = [c for c in cfg.campaigns if c.trunk == t.name or not c.trunk and t is cfg.trunks[0]]
+        if t.caller_id.strip() or t.from_user.strip():
+            continue
+        if not users:
+            out.append(f"trunk {t.name!r} has no caller_id (from_user): calls would go out without a number")
+        for c in users:
+            if not c.caller_id.strip():
+                out.append(f"campaign {c.name!r} on trunk {t.name!r} presents no number: set caller_id on the "
+                           "campaign or the trunk")
+    return out
+
+
 def program_problems(cfg: Config) -> list[str]:
     """Build what the programs build from the config (each campaign's rules, the scheduler's jobs) and return
     what fails: a config `check` passes is one `campaign run` and `schedule show` accept."""
@@ -42,7 +62,8 @@ def _check(args: argparse.Namespace) -> int:
     secret_errors, notes = secret_problems(cfg)
     opening, warnings = opening_problems(cfg)
     real = ", ".join(t.name for t in cfg.trunks if not t.sandbox)
-    errors = secret_errors + [f"with the real trunk(s) {real}: {e}" for e in opening] + program_problems(cfg)
+    errors = secret_errors + [f"with the real trunk(s) {real}: {e}" for e in opening] + program_problems(cfg) \
+        + caller_id_problems(cfg)
     print(
         f"{cfg.source}: {'NOT OK' if errors else 'OK'} — {len(cfg.trunks)} trunk(s), {len(cfg.agents)} agent(s), "
         f"{len(cfg.campaigns)} campaign(s)"

@@ -13,6 +13,7 @@ from enum import StrEnum
 
 from dialer.telephony.amdtap import AmdOrder
 from dialer.telephony.events import CallEvent
+from dialer.telephony.rawsip import Early
 
 
 class CallState(StrEnum):
@@ -58,6 +59,8 @@ class TrunkSpec:
     outbound_proxy: str = ""
     codecs: tuple[str, ...] = ("PCMU/8000", "PCMA/8000")
     session_expires_s: int = 600
+    identity_header: str = "pai"  # (issue 24) pai | ppi | none: the presented number in P-Asserted/Preferred-Identity
+    display_name: str = ""  # shown with the number in From (and the identity header)
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,7 @@ class Originate:
     record_path: str | None = None
     amd: AmdOrder | None = None  # answering-machine detection for this call (None = every answer is a person)
     from_user: str = ""  # per-campaign caller ID (the From user part at the trunk's from_domain); "" = trunk's
+    display_name: str = ""  # per-campaign display name with the caller ID; "" = the trunk's
 
 
 @dataclass(frozen=True)
@@ -237,4 +241,12 @@ class Stopped:
     pass
 
 
-Report = Ready | Fatal | WorkerError | Event | Slots | RegState | Dialog | DialogGone | Stopped
+@dataclass(frozen=True)
+class EarlyDialog:
+    """(issue 24) A customer INVITE that got a provisional answer: if the worker dies while it rings, the
+    supervisor CANCELs it (and ends a 200 that crosses the CANCEL with ACK + BYE)."""
+
+    early: Early
+
+
+Report = Ready | Fatal | WorkerError | Event | Slots | RegState | Dialog | DialogGone | EarlyDialog | Stopped

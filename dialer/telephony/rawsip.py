@@ -241,3 +241,122 @@ def options(uri: str, *, bind: str, outbound_proxy: str = "", credentials: tuple
                   1, route=(f"<{outbound_proxy};lr>",) if outbound_proxy else ())
     dest = host_port(outbound_proxy or uri)
     return transact(req, dest, bind=bind, credentials=credentials, timeout_s=timeout_s)
+
+
+# ---------------------------------------------------------------------------------------------- dead worker: ringing
+@dataclass(frozen=True)
+class Early:
+    """An INVITE still ringing (a provisional answer seen), as sent: enough to CANCEL it from outside the worker
+    (RFC 3261 9.1: the CANCEL copies the INVITE's Request-URI, top Via with its branch, Call-ID, From, To, CSeq
+    number and Route) and to answer whatever final response it still gets."""
+
+    attempt_id: int
+    request_uri: str
+    via: str  # the INVITE's top Via, branch included
+    from_value: str
+    to_value: str  # without the far end's tag (the INVITE had none)
+    call_id: str
+    cseq: int
+    dest: tuple[str, int]
+    route: tuple[str, ...] = ()
+
+
+@dataclass
+class _Ringing:
+    e: Early
+    cancel: bytes = b""
+    cancel_status: int | None = None
+    final: int | None = None  # the INVITE's final status (487 = cancelled, 2xx = answered late)
+    bye_status: int | None = None
+    next_tx: float = 0.0
+    interval: float = 0.5
+
+
+def _head(lines: list[str]) -> bytes:
+    return "\r\n".join(lines + ["User-Agent: tsunagu", "Content-Length: 0", "", ""]).encode()
+
+
+def cancel_all(ringing: list[Early], *, bind: str = "127.0.0.1", port: int = 0,
+               timeout_s: float = 10.0) -> dict[int, tuple[int, int, int]]:
+    """CANCEL every ringing INVITE of a dead worker from its own SIP port, ACK each final response, and end a
+    2xx that crossed the CANCEL (the callee picked up) with ACK + BYE, so nobody is left in dead air.
+
+    Returns attempt_id -> (CANCEL status, INVITE final status, BYE status); 0 = no answer."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        bind_end = time.monotonic() + 0.5
+        while True:
+            try:
+                sock.bind((bind, port))
+                break
+            except OSError:
+                if time.monotonic() >= bind_end:
+                    sock.bind((bind, 0))
+                    break
+                time.sleep(0.02)
+        local = sock.getsockname()
+        work: list[_Ringing] = []
+        for e in ringing:
+            lines = [f"CANCEL {e.request_uri} SIP/2.0", f"Via: {e.via}", "Max-Forwards: 70", f"From: {e.from_value}",
+                     f"To: {e.to_value}", f"Call-ID: {e.call_id}", f"CSeq: {e.cseq} CANCEL"]
+            lines += [f"Route: {r}" for r in e.route]
+            work.append(_Ringing(e, cancel=_head(lines)))
+        byes: dict[str, _Ringing] = {}  # BYE branch -> call
+        bye_data: dict[str, tuple[bytes, tuple[str, int]]] = {}
+        end = time.monotonic() + timeout_s
+
+        def pending() -> bool:
+            return any(r.final is None or (r.final >= 200 and r.final < 300 and r.bye_status is None) for r in work)
+
+        while pending() and time.monotonic() < end:
+            now = time.monotonic()
+            for r in work:
+                if r.cancel_status is None and r.final is None and now >= r.next_tx:
+                    sock.sendto(r.cancel, r.e.dest)
+                    r.next_tx, r.interval = now + r.interval, min(r.interval * 2, 4.0)
+            for br, (data, dest) in bye_data.items():
+                if byes[br].bye_status is None:
+                    sock.sendto(data, dest)
+            sock.settimeout(0.25)
+            try:
+                raw, _ = sock.recvfrom(65535)
+            except OSError:
+                continue
+            msg = parse(raw.decode("utf-8", "replace"))
+            cseq = msg.get("cseq") or ""
+            call_id = msg.get("call-id") or ""
+            via = msg.get("via") or ""
+            for br, r in byes.items():
+                if f"z9hG4bK{br}" in via and msg.status >= 200:
+                    r.bye_status = msg.status
+            for r in work:
+                if call_id != r.e.call_id or msg.status < 200:
+                    continue
+                if cseq.upper().endswith("CANCEL"):
+                    r.cancel_status = msg.status
+                elif cseq.upper().endswith("INVITE"):
+                    r.final = msg.status
+                    to = msg.get("to") or r.e.to_value
+                    if msg.status >= 300:  # ACK for a non-2xx: same branch, hop by hop
+                        lines = [f"ACK {r.e.request_uri} SIP/2.0", f"Via: {r.e.via}", "Max-Forwards: 70",
+                                 f"From: {r.e.from_value}", f"To: {to}", f"Call-ID: {r.e.call_id}",
+                                 f"CSeq: {r.e.cseq} ACK"] + [f"Route: {x}" for x in r.e.route]
+                        sock.sendto(_head(lines), r.e.dest)
+                    else:  # answered as the CANCEL crossed: ACK it (a new transaction), then BYE
+                        target = uri_of(msg.get("contact") or "") or r.e.request_uri
+                        rr = tuple(reversed(msg.all("record-route"))) or r.e.route
+                        dest = host_port(uri_of(rr[0])) if rr else host_port(target)
+                        for method, n in (("ACK", r.e.cseq), ("BYE", r.e.cseq + 1)):
+                            br = os.urandom(8).hex()
+                            lines = [f"{method} {target} SIP/2.0",
+                                     f"Via: SIP/2.0/UDP {local[0]}:{local[1]};branch=z9hG4bK{br};rport",
+                                     "Max-Forwards: 70", f"From: {r.e.from_value}", f"To: {to}",
+                                     f"Call-ID: {r.e.call_id}", f"CSeq: {n} {method}"] + [f"Route: {x}" for x in rr]
+                            data = _head(lines)
+                            sock.sendto(data, dest)
+                            if method == "BYE" and r.bye_status is None and not any(b is r for b in byes.values()):
+                                byes[br] = r
+                                bye_data[br] = (data, dest)
+        return {r.e.attempt_id: (r.cancel_status or 0, r.final or 0, r.bye_status or 0) for r in work}
+    finally:
+        sock.close()

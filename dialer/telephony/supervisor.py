@@ -39,6 +39,7 @@ from dialer.telephony.protocol import (
     ConnectAgent,
     Dialog,
     DialogGone,
+    EarlyDialog,
     Event,
     Fatal,
     Hangup,
@@ -61,6 +62,21 @@ log = logging.getLogger("dialer.telephony")
 MIN_RING_S = 15.0
 MAX_RESTARTS_PER_MIN = 5
 EADDRINUSE = 120098  # PJ_STATUS_FROM_OS(EADDRINUSE)
+
+
+def pj_log_dir() -> str:
+    """`TSUNAGU_PJ_LOG_DIR` (debug logs), created (mode 0700) when missing; one clear error when it cannot be."""
+    d = os.environ.get("TSUNAGU_PJ_LOG_DIR", "")
+    if not d:
+        return ""
+    try:
+        Path(d).mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not os.access(d, os.W_OK):
+            raise PermissionError(13, "not writable")
+    except OSError as exc:
+        raise TelephonyError(f"TSUNAGU_PJ_LOG_DIR={d}: cannot use it for the debug logs ({exc.strerror or exc})") \
+            from None
+    return d
 
 
 class TelephonyError(RuntimeError):
@@ -159,6 +175,9 @@ class Telephony:
         self.bye_sent_at: list[float] = []
         self.probe_results: list[CallEvent] = []  # agent OPTIONS results from the probe thread  # when each dead worker's BYEs first left (monotonic)  # (attempt, leg, final status) of BYEs sent for dead workers
         self.dialogs: dict[tuple[int, str], Dialog] = {}  # confirmed dialogs, by (attempt, leg)
+        self.early: dict[int, rawsip.Early] = {}  # (issue 24) ringing customer INVITEs, by attempt
+        self.cancels: list[tuple[int, tuple[int, int, int]]] = []  # dead workers' CANCELs: (attempt, statuses)
+        self.cancelled_ringing: set[int] = set()  # the last dead worker's ringing attempts (CANCEL sent)
         self.agent_legs: AgentLegs = "on_connect"  # decided at start() from the capacity read
         self.nailed = NailedAgents()
         self._reports = self._report_table()
@@ -166,7 +185,7 @@ class Telephony:
     # ------------------------------------------------------------------ lifecycle
     def _spec(self, i: int, rtp_stride: int) -> WorkerSpec:
         tc = self.tc
-        log_dir = os.environ.get("TSUNAGU_PJ_LOG_DIR", "")
+        log_dir = pj_log_dir()
         return WorkerSpec(
             name=f"w{i}", sip_port=tc.sip_port_base + i, rtp_port=tc.rtp_port_base + i * rtp_stride,
             rtp_range=rtp_stride, bind=tc.bind, public=tc.public_address, clock_rate=tc.clock_rate,
@@ -177,7 +196,8 @@ class Telephony:
                                    registration=t.registration, register_here=i == 0, registrar=t.registrar,
                                    caller_id=t.caller_id, from_user=t.from_user, from_domain=t.from_domain,
                                    outbound_proxy=t.outbound_proxy, codecs=tuple(t.codecs),
-                                   session_expires_s=t.session_expires_s) for t in self.cfg.trunks),
+                                   session_expires_s=t.session_expires_s, identity_header=t.identity_header,
+                                   display_name=t.display_name) for t in self.cfg.trunks),
             agent_leg=AgentLegSpec(username=tc.agent_username, password=tc.agent_password(),
                                    outbound_proxy=tc.agent_outbound_proxy),
             rtp_timeout_s=tc.rtp_timeout_s,
@@ -188,8 +208,8 @@ class Telephony:
         would re-import the caller's __main__ and everything it imports into every worker)."""
         parent, child = socket.socketpair()
         err: Any = subprocess.DEVNULL
-        if os.environ.get("TSUNAGU_PJ_LOG_DIR"):
-            path = Path(os.environ["TSUNAGU_PJ_LOG_DIR"]) / f"worker-{w.name}.stderr"
+        if pj_log_dir():
+            path = Path(pj_log_dir()) / f"worker-{w.name}.stderr"
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             os.fchmod(fd, 0o600)
             err = os.fdopen(fd, "ab")
@@ -361,7 +381,7 @@ class Telephony:
     # ------------------------------------------------------------------ calls
     def originate(self, attempt_id: int, number: str, trunk: str, *, ring_timeout_s: float = 24.0,
                   connect_limit_s: float = 2.0, info_wav: str | None = None, record_path: str | None = None,
-                  amd: AmdOrder | None = None, caller_id: str = "") -> bool:
+                  amd: AmdOrder | None = None, caller_id: str = "", caller_name: str = "") -> bool:
         """Send the INVITE from the least loaded worker. False = no free slot or setup budget right now."""
         if attempt_id in self.calls:
             raise ValueError(f"attempt {attempt_id} is already in progress")
@@ -377,7 +397,7 @@ class Telephony:
                         ring_timeout_s=max(MIN_RING_S, float(ring_timeout_s)), connect_limit_s=float(connect_limit_s),
                         info_wav=str(Path(info_wav).resolve()) if info_wav else None,
                         record_path=str(Path(record_path).resolve()) if record_path else None, amd=amd,
-                        from_user=caller_id)
+                        from_user=caller_id, display_name=caller_name)
         if not self._send(w, msg):
             return False
         t.tokens -= 1.0
@@ -488,7 +508,8 @@ class Telephony:
     def _report_table(self) -> dict[type[Any], Callable[[_Worker, Any], None]]:
         return {Event: lambda w, m: self._event(m.event), Slots: self._on_slots, Ready: self._on_ready,
                 RegState: lambda w, m: self._registration(m), Stopped: self._on_stopped, Fatal: self._on_fatal,
-                WorkerError: self._on_error, Dialog: self._on_dialog, DialogGone: self._on_dialog_gone}
+                WorkerError: self._on_error, Dialog: self._on_dialog, DialogGone: self._on_dialog_gone,
+                EarlyDialog: lambda w, m: self.early.__setitem__(m.early.attempt_id, m.early)}
 
     def _on_slots(self, w: _Worker, m: Slots) -> None:
         w.used, w.live = m.used, m.live
@@ -522,6 +543,8 @@ class Telephony:
 
     def _on_dialog(self, w: _Worker, m: Dialog) -> None:
         self.dialogs[(m.attempt_id, m.leg)] = m
+        if m.leg == "customer":
+            self.early.pop(m.attempt_id, None)  # answered: no longer ringing
 
     def _on_dialog_gone(self, w: _Worker, m: DialogGone) -> None:
         self.dialogs.pop((m.attempt_id, m.leg), None)
@@ -570,6 +593,7 @@ class Telephony:
         if c is None:
             return None
         self.trunks[c.trunk].active.discard(attempt_id)
+        self.early.pop(attempt_id, None)
         for leg in ("customer", "agent"):
             self.dialogs.pop((attempt_id, leg), None)
         w = self.workers.get(c.worker)
@@ -605,7 +629,9 @@ class Telephony:
             if c is not None:
                 self.pending.append(CallEvent(kind="failed", attempt_id=attempt_id, outcome="interrupted",
                                               worker=w.name, trunk=c.trunk,
-                                              detail=f"worker {w.name} died; not re-dialled"))
+                                              detail=f"worker {w.name} died" + (
+                                                  " while it rang: CANCEL sent from its port" if attempt_id in
+                                                  self.cancelled_ringing else "") + "; not re-dialled"))
         if w.conn is not None:
             try:
                 w.conn.close()
@@ -647,17 +673,28 @@ class Telephony:
             dest = rawsip.host_port(rawsip.uri_of(d.route_set[0]) if d.route_set else d.remote_target)
             jobs.append((req, dest, creds))
             keys.append(key)
-        if not jobs:
+        ringing = [self.early.pop(a) for a in sorted(w.attempts) if a in self.early]
+        self.cancelled_ringing = {e.attempt_id for e in ringing}
+        if not jobs and not ringing:
             return None
-        th = threading.Thread(target=self._send_byes, args=(jobs, keys, w.spec.sip_port), name=f"bye-{w.name}",
-                              daemon=True)
+        th = threading.Thread(target=self._send_byes, args=(jobs, keys, w.spec.sip_port, ringing),
+                              name=f"bye-{w.name}", daemon=True)
         th.start()
         self.bye_threads.append(th)
         return th
 
     def _send_byes(self, jobs: list[tuple[rawsip.Request, tuple[str, int], tuple[str, str] | None]],
-                   keys: list[tuple[int, str]], port: int) -> None:
+                   keys: list[tuple[int, str]], port: int, ringing: list[rawsip.Early] | None = None) -> None:
         self.bye_sent_at.append(time.monotonic())
+        if ringing:  # (issue 24) calls still ringing: CANCEL them; a 200 that crosses gets ACK + BYE
+            try:
+                got = rawsip.cancel_all(ringing, bind=self.tc.bind, port=port, timeout_s=10.0)
+            except OSError as exc:
+                log.warning("telephony: CANCELs for a dead worker's ringing calls failed: %s", exc)
+                got = {e.attempt_id: (0, 0, 0) for e in ringing}
+            self.cancels.extend(sorted(got.items()))
+        if not jobs:
+            return
         try:
             statuses = rawsip.transact_all(jobs, bind=self.tc.bind, port=port, timeout_s=8.0)
         except OSError as exc:

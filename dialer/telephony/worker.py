@@ -42,6 +42,7 @@ from dialer.telephony.protocol import (
     ConnectAgent,
     Dialog,
     DialogGone,
+    EarlyDialog,
     Event,
     Fatal,
     Hangup,
@@ -153,6 +154,8 @@ class Att:
     connected_at: float = 0.0  # monotonic time of the current agent's bridge
     agent_rx: tuple[int, float] = (-1, 0.0)  # the agent leg's RTP packets received, and when that last changed
     early: Any = None  # EarlySession: listening to early media (183 with SDP) for the network's announcement
+    early_sent: bool = False  # the supervisor knows this INVITE (it CANCELs it if this process dies)
+    identity: tuple[tuple[str, str], ...] = ()  # P-Asserted-/P-Preferred-Identity and Privacy headers to send
 
 
 class Worker:
@@ -306,8 +309,10 @@ class Worker:
                   ring_deadline=now + msg.ring_timeout_s, connect_limit=msg.connect_limit_s,
                   info_wav=msg.info_wav, record_path=msg.record_path, place_until=now + 5.0, amd_order=msg.amd,
                   sent_at=now)
-        if msg.from_user and msg.trunk in self.trunk_specs:
-            att.from_uri = trunk_from_uri(self.trunk_specs[msg.trunk], self.host, msg.from_user)
+        if msg.trunk in self.trunk_specs:
+            # (issue 24) the number the customer sees: From (with the display name), the identity header, Privacy
+            att.from_uri, att.identity = presented_identity(self.trunk_specs[msg.trunk], self.host, msg.from_user,
+                                                            msg.display_name)
         self.atts[att.attempt_id] = att
         self._place(att)
 
@@ -364,6 +369,11 @@ class Worker:
         prm.opt.videoCount = 0
         if att.from_uri:
             prm.txOption.localUri = att.from_uri  # the campaign's caller ID at the carrier's domain
+        for name, value in att.identity:
+            h = pj.SipHeader()
+            h.hName = name
+            h.hValue = value
+            prm.txOption.headers.append(h)
         try:
             leg.makeCall(att.uri, prm)
         except pj.Error as exc:
@@ -507,7 +517,7 @@ class Worker:
             att.early.close()
             att.early = None
         if att.await_media:
-            outcome, detail = "failed", f"200 OK without a codec we accept (then {status} {reason})"
+            outcome, detail = "failed_codec", f"200 OK without a codec we offered (then {status} {reason})"
         elif status == 433 or (status == 403 and early is not None):
             outcome, detail = "anonymous_rejected", f"{status} {reason}: the callee refuses calls without caller ID" \
                 + (" (after an announcement in early media)" if early is not None else "")
@@ -547,6 +557,8 @@ class Worker:
         if not msg or method != "INVITE":
             return
         m = rawsip.parse(msg)
+        if role == "customer" and 100 <= code < 200 and not att.early_sent and att.state is CallState.CALLING:
+            self._report_early(att, m)
         if code == 503 and role == "customer":
             att.retry_after_s = rawsip.retry_after_s(m)
         elif 300 <= code < 400 and role == "customer":
@@ -561,6 +573,22 @@ class Worker:
                              transport=(tspec.transport if tspec and role == "customer" else "udp"),
                              trunk=att.trunk if role == "customer" else None))
             att.dialogs.add(role)
+
+    def _report_early(self, att: Att, m: rawsip.SipMessage) -> None:
+        """The ringing INVITE as the far end knows it (from its provisional answer): a dead worker's CANCEL."""
+        tspec = self.trunk_specs.get(att.trunk)
+        if tspec is None or tspec.transport != "udp" or not m.get("call-id"):
+            return
+        to = re.sub(r";\s*tag=[^;>\s]*", "", m.get("to") or "")
+        # our Via as we sent it: the far end may have added received= / rport=N to the copy it returned
+        via = re.sub(r";\s*rport=\d+", ";rport", re.sub(r";\s*received=[^;]*", "", (m.all("via") or [""])[0]))
+        hop = tspec.outbound_proxy or tspec.proxy
+        att.early_sent = True
+        self.send(EarlyDialog(rawsip.Early(
+            attempt_id=att.attempt_id, request_uri=att.uri, via=via, from_value=m.get("from") or "",
+            to_value=to, call_id=m.get("call-id") or "", cseq=rawsip.cseq_number(m.get("cseq")),
+            dest=rawsip.host_port(rawsip.uri_of(hop)),
+            route=(f"<{_loose(tspec.outbound_proxy)}>",) if tspec.outbound_proxy else ())))
 
     def _auth_failed(self, att: Att) -> None:
         """Report now; the leg may wait for its INVITE transaction to time out (no CANCEL before a 1xx)."""
@@ -1015,6 +1043,25 @@ def trunk_from_uri(t: TrunkSpec, host: str, from_user: str = "") -> str:
     if user.startswith(("sip:", "sips:", "<", '"')):
         return user
     return f"sip:{user}@{t.from_domain or host}"
+
+
+def presented_identity(t: TrunkSpec, host: str, from_user: str = "",
+                       display_name: str = "") -> tuple[str, tuple[tuple[str, str], ...]]:
+    """From (name-addr with the display name) and the identity headers for one call (issue 24).
+
+    Japanese customers refuse or ignore 非通知 calls: the number goes in From, in P-Asserted-Identity (trusted
+    trunks, RFC 3325) or P-Preferred-Identity as the trunk says, with `Privacy: none` (RFC 3323).
+    """
+    uri = trunk_from_uri(t, host, from_user)
+    name = (display_name or t.display_name).replace('"', "").replace("\\", "")
+    addr = uri if uri.startswith(("<", '"')) else f"<{uri}>"
+    shown = f'"{name}" {addr}' if name else addr
+    headers: list[tuple[str, str]] = []
+    number = from_user or t.from_user or t.caller_id
+    if number and t.identity_header in ("pai", "ppi"):
+        hdr = "P-Asserted-Identity" if t.identity_header == "pai" else "P-Preferred-Identity"
+        headers += [(hdr, shown), ("Privacy", "none")]
+    return (shown if name else uri), tuple(headers)
 
 
 _AUTH_LINE = re.compile(r"(?im)^(\s*(?:proxy-)?authorization\s*:).*$")
