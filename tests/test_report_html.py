@@ -140,12 +140,13 @@ def _text_figures(text: str) -> dict[str, object]:
     assert outcomes
     disps: dict[str, int] = {}
     for line in outcomes.group(1).splitlines():
-        cells = line.split()
+        cells = re.split(r"\s{2,}", line.strip())  # columns are 2+ spaces apart; a label may hold one space
         if len(cells) == 4:
             disps[cells[2]] = int(cells[3])
         elif len(cells) == 2 and line.startswith(" " * 20):
             disps[cells[0]] = int(cells[1])
-    refusals = dict((m.group(1), int(m.group(2))) for m in re.finditer(r"^ \d (\w+)\s+(\d+)\s*$", text, re.M))
+    refusals = dict((m.group(1), int(m.group(2)))
+                    for m in re.finditer(r"^ \d (\S.*?)\s{2,}(\d+)\s*$", text, re.M))
     segs = {m.group(1): [int(x) for x in m.group(2, 3, 4)] for m in re.finditer(
         r"│ (\w+)\s+│(?:[^│]*│){7}\s*(\d+) │\s*(\d+) │\s*(\d+) │", text)}
     agents = {m.group(1): (int(m.group(2)), m.group(3)) for m in re.finditer(
