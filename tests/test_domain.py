@@ -197,3 +197,24 @@ def test_a_callback_accepted_is_one_the_campaign_will_dial(h: int, m: int) -> No
         assert not POLICY.hours.contains(time(h, m))
         return
     assert POLICY.hours.is_open(when, ("Asia/Tokyo",))
+
+
+def test_every_refusal_of_judge_carries_its_typed_cause() -> None:
+    """Issue 28: callers decide on `Verdict.cause` (an enum), never on the wording of `why`."""
+    from dialer.domain.entry import Ineligible
+
+    e = _entry()
+    lock = BlockFacts("abandon_lock", phone_e164="+81312345678", until=AT + timedelta(hours=2))
+    cases = [
+        (lifecycle.judge(e, AT, None, [], POLICY, in_control_group=True), Ineligible.HOLDOUT),
+        (lifecycle.judge(e, AT, CustomerFacts(tel_ok=False), [], POLICY), Ineligible.CUSTOMER),
+        (lifecycle.judge(_entry(attempts=99), AT, None, [], POLICY), Ineligible.MAX_ATTEMPTS),
+        (lifecycle.judge(_entry(phones=()), AT, None, [], POLICY), Ineligible.NO_NUMBER),
+        (lifecycle.judge(e, AT, None, [BlockFacts("dnc", customer_id="C1")], POLICY), Ineligible.BLOCKED),
+        (lifecycle.judge(_entry(phones=("+81312345678",)), AT, None, [lock], POLICY), Ineligible.ABANDON_LOCK),
+        (lifecycle.judge(e, AT.replace(hour=22), None, [], POLICY), Ineligible.CLOSED),
+    ]
+    for verdict, cause in cases:
+        assert not verdict.ok and verdict.cause is cause, (verdict, cause)
+    ok = lifecycle.judge(e, AT, None, [], POLICY)
+    assert ok.ok and ok.cause is None

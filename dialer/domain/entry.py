@@ -74,14 +74,28 @@ class CustomerFacts:
     prefecture: str = ""
 
 
+class Ineligible(StrEnum):
+    """Why an entry may not be dialled now, as a type: callers decide on this, never on `why`'s wording."""
+
+    HOLDOUT = "holdout"  # the customer is in a hold-out control group being measured
+    CUSTOMER = "customer"  # tel_ok=0, withdrawn or caution on the customer
+    MAX_ATTEMPTS = "max_attempts"
+    NO_NUMBER = "no_number"  # every number used up or blocked
+    BLOCKED = "blocked"  # a do-not-call / refusal / no-consent block for the customer
+    ABANDON_LOCK = "abandon_lock"  # abandoned recently: not again until the lock ends
+    CLOSED = "closed"  # outside calling hours, a holiday or the centre's closure day
+
+
 @dataclass
 class Verdict:
-    """Dialable or not; `why` says why not; `park` is what to write so the row is not re-examined."""
+    """Dialable or not; `cause` says why not (typed), `why` in words; `park` is what to write so the row is
+    not re-examined."""
 
     ok: bool
     phone_index: int = 0
     why: str = ""
     park: dict[str, object] | None = None
+    cause: Ineligible | None = None
 
 
 def blocks_for(entry: EntryFacts, phone: str, blocks: Sequence[BlockFacts], at: datetime) -> list[BlockFacts]:
@@ -107,23 +121,23 @@ def judge(entry: EntryFacts, at: datetime, customer: CustomerFacts | None, block
     IN_CONTROL_GROUP: the customer is in the hold-out control group of the entry's segment (never dialled).
     """
     if in_control_group:
-        return Verdict(False, why="holdout: control group",
+        return Verdict(False, why="holdout: control group", cause=Ineligible.HOLDOUT,
                        park={"status": EntryStatus.WITHDRAWN.value, "status_reason": "suppressed: holdout"})
     cust = customer
     if cust is not None and (not cust.tel_ok or cust.withdrawn or cust.caution):
         flag = "tel_ok=0" if not cust.tel_ok else "withdrawn" if cust.withdrawn else "caution flag"
-        return Verdict(False, why=f"customer {flag}",
+        return Verdict(False, why=f"customer {flag}", cause=Ineligible.CUSTOMER,
                        park={"status": EntryStatus.BLOCKED.value, "status_reason": f"customer {flag}"})
     limit = entry.attempt_limit or policy.max_attempts
     if entry.attempts >= limit:
-        return Verdict(False, why=f"max attempts ({limit}) reached",
+        return Verdict(False, why=f"max attempts ({limit}) reached", cause=Ineligible.MAX_ATTEMPTS,
                        park={"status": EntryStatus.EXHAUSTED.value, "status_reason": f"max attempts ({limit}) reached"})
     counters = Counters(list(entry.phones), entry.phone_index, entry.attempts, dict(entry.attempts_by_phone),
                         dict(entry.phone_flags), entry.attempt_limit)
     while True:
         idx = usable_phone(counters, policy.max_attempts_per_phone, prefer=counters.phone_index)
         if idx is None:
-            return Verdict(False, why="no usable number left",
+            return Verdict(False, why="no usable number left", cause=Ineligible.NO_NUMBER,
                            park={"status": EntryStatus.EXHAUSTED.value, "status_reason": "no usable number left",
                                  "phone_flags": counters.phone_flags})
         phone = counters.phones[idx]
@@ -134,7 +148,7 @@ def judge(entry: EntryFacts, at: datetime, customer: CustomerFacts | None, block
         if customer_wide:
             b = customer_wide[0]
             why = f"{b.kind}" + (f" ({b.product_scope})" if b.product_scope else "")
-            return Verdict(False, why=f"blocked: {why}",
+            return Verdict(False, why=f"blocked: {why}", cause=Ineligible.BLOCKED,
                            park={"status": EntryStatus.BLOCKED.value, "status_reason": f"blocked: {why}"})
         if permanent:  # dnc / no_consent on this number only: try the next number
             counters.phone_flags[phone] = permanent[0].kind
@@ -143,12 +157,13 @@ def judge(entry: EntryFacts, at: datetime, customer: CustomerFacts | None, block
         locks = [b.until for b in hits if b.kind == BlockKind.ABANDON_LOCK and b.until is not None]
         if locks:
             until = max(aware(u) for u in locks)
-            return Verdict(False, why=f"abandon lock until {until.isoformat()}", park={"next_attempt_at": until})
+            return Verdict(False, why=f"abandon lock until {until.isoformat()}", park={"next_attempt_at": until},
+                           cause=Ineligible.ABANDON_LOCK)
         break
     if respect_calling_hours:
         closed = closed_reason(entry, phone, at, customer, policy)
         if closed:
-            return Verdict(False, why=closed)
+            return Verdict(False, why=closed, cause=Ineligible.CLOSED)
     park: dict[str, object] | None = None
     if idx != entry.phone_index or counters.phone_flags != dict(entry.phone_flags):
         park = {"phone_index": idx, "phone_flags": counters.phone_flags}

@@ -413,7 +413,9 @@ class Hopper:
                 zones = contact_zones(phone_e164, e.timezone, cust.prefecture if cust is not None else "")
                 closed = self.hours.closed_reason(at, zones)
             v = self._judge(e, at, customers, blocks)
-            if not v.ok and v.why != closed and not v.why.startswith(("max attempts", "no usable number")):
+            # exhausted entries still say when their number would be callable; a closure answers below
+            if not v.ok and v.cause not in (lifecycle.Ineligible.MAX_ATTEMPTS, lifecycle.Ineligible.NO_NUMBER) \
+                    and not (v.cause is lifecycle.Ineligible.CLOSED and closed):
                 return v.why, None
             if closed:
                 return closed, self.hours.next_open(at, zones) or at + timedelta(days=1)
