@@ -1,0 +1,150 @@
+"""Recordings hold both parties and no keyed digits (issue 29), on real calls, for both agent-leg modes.
+
+The customer (SIPp carrier) speaks (SIPp's g711a.pcap) and keys 4 then 2 as RFC 2833 events (PT 120); the agent's
+phone (SIPp) plays a steady 1400 Hz tone. The worker records the call (mixed mono). Read back:
+- the agent is in the recording (the 1400 Hz tone), and so is the customer (speech energy away from 1400 Hz);
+- no window of the recording holds a DTMF pair (a row and a column frequency): RFC 2833 digits travel as events,
+  pjmedia never turns received events into audio, so a card number keyed on the phone is not in the file. The
+  detector is shown to work on the same recording with a synthetic digit mixed in (its positive control).
+- the file is 0600.
+In-band DTMF (tones inside G.711 audio, from trunks without RFC 2833) is NOT detected or muted: README says so.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import wave
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.amd.pcap import wav_to_pcap
+from dialer.config import Config
+from dialer.telephony import CallEvent, Telephony
+from tests.sipp import PCAPS, Sipp, free_udp_port, pcap_with_payload_type
+from tests.test_telephony_calls import collect
+from tests.test_telephony_nailed import make_config
+
+pytestmark = [pytest.mark.sip, pytest.mark.slow, pytest.mark.timeout(120)]
+
+ROWS = (697.0, 770.0, 852.0, 941.0)
+COLS = (1209.0, 1336.0, 1477.0)
+RATE = 8000
+WIN = 400  # 50 ms
+
+
+def _pcm(path: Path) -> np.ndarray:
+    with wave.open(str(path), "rb") as w:
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, RATE)
+        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64)
+
+
+def _band(spec: np.ndarray, hz: float, n: int) -> float:
+    k = round(hz * n / RATE)
+    return float(spec[max(k - 1, 0):k + 2].sum())
+
+
+def dtmf_windows(pcm: np.ndarray) -> int:
+    """50 ms windows where one DTMF row and one column frequency carry most of the energy."""
+    hits = 0
+    for i in range(0, len(pcm) - WIN, WIN):
+        spec = np.abs(np.fft.rfft(pcm[i:i + WIN] * np.hanning(WIN))) ** 2
+        total = spec.sum()
+        if total <= 0 or np.sqrt(np.mean(pcm[i:i + WIN] ** 2)) < 100:
+            continue
+        row = max(_band(spec, f, WIN) for f in ROWS)
+        col = max(_band(spec, f, WIN) for f in COLS)
+        if row > 0.08 * total and col > 0.08 * total:  # speech + tone here peaked at 0.02; a digit 0.11-0.3
+            hits += 1
+    return hits
+
+
+def tone_and_rest_seconds(pcm: np.ndarray, hz: float) -> tuple[float, float]:
+    """Seconds where HZ is strong, and seconds with loud energy away from HZ (another party talking)."""
+    tone = rest = 0
+    for i in range(0, len(pcm) - WIN, WIN):
+        x = pcm[i:i + WIN]
+        spec = np.abs(np.fft.rfft(x * np.hanning(WIN))) ** 2
+        total = spec.sum()
+        if total <= 0:
+            continue
+        at = _band(spec, hz, WIN)
+        tone += at > 0.3 * total
+        # energy away from the tone, as an RMS in sample units (Parseval, Hann-windowed: rough but monotone)
+        rest += np.sqrt(max(total - at, 0.0) * 2 / WIN / WIN / 0.375) > 150
+    return tone * WIN / RATE, rest * WIN / RATE
+
+
+def _tone_pcap(tmp: Path, hz: int) -> str:
+    wav = tmp / f"tone{hz}.wav"
+    subprocess.run(["sox", "-n", "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer", str(wav),
+                    "synth", "20", "sine", str(hz), "vol", "0.25"], check=True, capture_output=True)
+    return str(wav_to_pcap(wav, tmp / f"tone{hz}.pcap"))
+
+
+@pytest.fixture
+def telephony() -> Iterator[Callable[[Config], Telephony]]:
+    made: list[Telephony] = []
+
+    def start(cfg: Config) -> Telephony:
+        tel = Telephony(cfg)
+        made.append(tel)
+        tel.start()
+        return tel
+
+    yield start
+    for tel in made:
+        tel.stop()
+        assert tel.errors == []
+
+
+@pytest.mark.parametrize("mode", ["on_connect", "nailed"])
+def test_recording_has_both_parties_and_no_keyed_digits(tmp_path: Path, mode: str,
+                                                        telephony: Callable[[Config], Telephony]) -> None:
+    dtmf = {"dtmf_a": str(pcap_with_payload_type(PCAPS / "dtmf_2833_4.pcap", tmp_path / "d4.pcap", 120)),
+            "dtmf_b": str(pcap_with_payload_type(PCAPS / "dtmf_2833_2.pcap", tmp_path / "d2.pcap", 120,
+                                                     ts_offset=80000, seq_offset=500))}
+    rec = tmp_path / "rec" / "7.wav"
+    with Sipp("carrier_talk", port=free_udp_port(), workdir=tmp_path,
+              keys={"audio_pcap": str(PCAPS / "g711a.pcap"), **dtmf}) as carrier, \
+            Sipp("phone_talk", port=free_udp_port(), workdir=tmp_path,
+                 keys={"audio_pcap": _tone_pcap(tmp_path, 1400)}) as phone:
+        tel = telephony(make_config(carrier.port, {"a1": phone.uri("a1")}, mode=mode))
+        if mode == "nailed":
+            tel.agent_login(1, phone.uri("a1"))
+            collect(tel, lambda e: any(x.kind == "agent_leg_up" for x in e), 10)
+        assert tel.originate(7, "+81312345678", "carrier", connect_limit_s=5.0, record_path=str(rec))
+
+        def on(ev: CallEvent) -> None:
+            if ev.kind == "answered":
+                tel.connect_agent(7, 1, phone.uri("a1"))
+
+        evs = collect(tel, lambda e: any(x.kind == "agent_connected" for x in e), 20, on=on)
+        # the customer talks from 1.2 s and keys 4, 2 at about 2.7 s and 3.3 s after the answer
+        evs += collect(tel, lambda e: sum(x.kind == "dtmf" for x in e) >= 2, 10, on=on, seen=evs)
+        evs += collect(tel, lambda e: False, 2.5, on=on)
+        tel.hangup(7)
+        evs += collect(tel, lambda e: any(x.kind == "hangup" for x in e), 10, on=on, seen=evs)
+        if mode == "nailed":
+            tel.agent_logout(1)
+            collect(tel, lambda e: any(x.kind == "agent_leg_down" for x in e), 10)
+    assert [e.digit for e in evs if e.kind == "dtmf"][:2] == ["4", "2"]  # the digits were keyed, and arrived
+    assert [e.recording_path for e in evs if e.kind == "hangup"] == [str(rec)]
+    assert rec.stat().st_mode & 0o777 == 0o600
+    pcm = _pcm(rec)
+    tone_s, rest_s = tone_and_rest_seconds(pcm, 1400.0)
+    assert tone_s >= 1.5, tone_s  # the agent
+    assert rest_s >= 0.5, rest_s  # the customer
+    assert dtmf_windows(pcm) == 0
+    # positive control: a 200 ms digit "4" (770 + 1209 Hz) mixed into the same recording is found
+    t = np.arange(int(0.2 * RATE)) / RATE
+    digit = 4000 * (np.sin(2 * np.pi * 770 * t) + np.sin(2 * np.pi * 1209 * t))
+    mixed = pcm.copy()
+    at = len(mixed) // 2
+    mixed[at:at + len(digit)] += digit
+    assert dtmf_windows(mixed) >= 2
+    (tmp_path / "figures.txt").write_text(f"{mode}: agent tone {tone_s:.2f} s, customer {rest_s:.2f} s, "
+                                          f"dtmf windows 0 (control {dtmf_windows(mixed)})\n")
+    print((tmp_path / "figures.txt").read_text())
