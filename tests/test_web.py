@@ -483,6 +483,8 @@ def test_screenshots(site: dict[str, object], browser: object) -> None:
         b.get(base + "/wallboard")  # type: ignore[attr-defined]
         time.sleep(1)
         b.save_screenshot(str(out / f"wallboard-{lang}.png"))  # type: ignore[attr-defined]
+        b.get(base + "/recordings")  # type: ignore[attr-defined]
+        b.save_screenshot(str(out / f"recordings-{lang}.png"))  # type: ignore[attr-defined]
         b.get(base + "/agent/a01")  # type: ignore[attr-defined]
         time.sleep(1)
         b.save_screenshot(str(out / f"agent-{lang}.png"))  # type: ignore[attr-defined]
