@@ -249,7 +249,7 @@ def main() -> int:
     ap.add_argument("--wallboards", type=int, default=2)
     ap.add_argument("--changes", type=int, default=40)
     ap.add_argument("--gap-s", type=float, default=0.5)
-    ap.add_argument("--push-s", type=float, default=0.5)
+    ap.add_argument("--push-s", type=float, default=0.3)
     ap.add_argument("--probe-s", type=float, default=20.0)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()

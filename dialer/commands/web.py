@@ -42,6 +42,6 @@ def register(sub: Subcommands) -> None:
                    help="a TLS-terminating proxy on this host forwards to us (trust its X-Forwarded-* headers)")
     p.add_argument("--insecure-loopback-cookies", action="store_true",
                    help="plain-http cookies for a browser on this machine (tests); never with a proxy")
-    p.add_argument("--push-s", type=float, default=0.5, help="how often live views are re-checked (seconds)")
+    p.add_argument("--push-s", type=float, default=0.3, help="how often live views are re-checked (seconds)")
     add_config_arg(p)
     p.set_defaults(func=_run)

@@ -31,6 +31,7 @@ LOCK_FOR = timedelta(minutes=15)
 IDLE = timedelta(hours=1)
 ABSOLUTE = timedelta(hours=12)
 MIN_PASSWORD = 10
+TOUCH_EVERY = timedelta(minutes=1)
 
 LOCAL_ADMIN = "local-admin"
 LOCAL_ADMIN_WARNING = ("no users in this store: running as the local admin (single-seat setup). "
@@ -157,7 +158,9 @@ def authenticate(engine: Engine, token: str, *, now: datetime | None = None, tou
     user = store.get_user_by_id(engine, row.user_id)
     if user is None or user.disabled:
         raise SessionInvalid("session ended: the user was disabled")
-    if touch:
+    if touch and now - row.last_seen > TOUCH_EVERY:
+        # a live page re-checks its session on every push: record the use once a minute, not on every read
+        # (fifty open pages would otherwise write to the store several times a second)
         store.touch_session(engine, _sha(token), now)
     return Principal(user.login, Role(user.role), user.agent_login, user.id, token)
 

@@ -33,7 +33,7 @@ from dialer.domain.calling_hours import CallingHours
 from dialer.domain.dtmf import OUTCOME_BY_DIGIT, REFUSAL_REASONS
 from dialer.domain.policy import CampaignPolicy
 from dialer.errors import UserError
-from dialer.i18n import N_
+from dialer.i18n import N_, _
 from dialer.service import auth, console, floor
 from dialer.service.auth import Principal
 from dialer.service.roles import Permission, PermissionDenied, Role
@@ -67,7 +67,7 @@ def _aware(dt: datetime | None) -> datetime | None:
 class Web:
     """State shared by the routes: config, store, templates, the render lock and the push cache."""
 
-    def __init__(self, cfg: Config, engine: Engine, *, secure_cookies: bool = True, push_s: float = 0.5) -> None:
+    def __init__(self, cfg: Config, engine: Engine, *, secure_cookies: bool = True, push_s: float = 0.3) -> None:
         self.cfg, self.engine = cfg, engine
         self.secure_cookies = secure_cookies
         self.push_s = push_s
@@ -146,7 +146,7 @@ class Web:
         from dialer.domain.calling_hours import business_today, local_midnight
 
         console.open_seat(self.engine, who, login, list(self.cfg.agents))
-        agent, _ = console.snapshot(self.engine, who, login, None)
+        agent, _disposed = console.snapshot(self.engine, who, login, None)
         tz = ZoneInfo(self.cfg.schedules.timezone)
         first = business_today(self.cfg.schedules.timezone, now) + timedelta(days=7 * week)
         start = local_midnight(datetime.combine(first, datetime.min.time(), tz), self.cfg.schedules.timezone)
@@ -193,7 +193,7 @@ class Web:
         cache_key = (kind, key, lang)
         hit = self._cache.get(cache_key)
         mono = time.monotonic()
-        if hit is not None and mono - hit[0] < self.push_s * 0.9:
+        if hit is not None and mono - hit[0] < self.push_s * 0.5:
             return hit[1]
         now = datetime.now(UTC)
         if kind == "agent":
@@ -218,7 +218,7 @@ class Web:
                                           closed_days=self.cfg.calendar.closed_days)
 
 
-def create_app(cfg: Config, engine: Engine, *, secure_cookies: bool = True, push_s: float = 0.5) -> Starlette:
+def create_app(cfg: Config, engine: Engine, *, secure_cookies: bool = True, push_s: float = 0.3) -> Starlette:
     web = Web(cfg, engine, secure_cookies=secure_cookies, push_s=push_s)
 
     def page(request: Request, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
@@ -244,14 +244,14 @@ def create_app(cfg: Config, engine: Engine, *, secure_cookies: bool = True, push
             return PlainTextResponse("cross-site request refused", status_code=403)
         if not web.limiter.allow(client):
             return page(request, "login.html", status=429, csrf=cookie,
-                        error=i18n._("too many log-in attempts from this address: wait a few minutes"))
+                        error=_("too many log-in attempts from this address: wait a few minutes"))
         user, password = str(form.get("user", "")), str(form.get("password", ""))
         try:
             who = await run_in_threadpool(auth.login, engine, user, password, origin="web")
         except UserError:
             web.limiter.failed(client)
             return page(request, "login.html", status=401, csrf=cookie,
-                        error=i18n._("log-in refused: wrong user or password, or the user is locked"))
+                        error=_("log-in refused: wrong user or password, or the user is locked"))
         resp = RedirectResponse("/", status_code=303)
         assert who.token is not None
         set_session_cookie(resp, who.token, secure=web.secure_cookies)
@@ -392,7 +392,7 @@ def create_app(cfg: Config, engine: Engine, *, secure_cookies: bool = True, push
 
     def seat_action(who: Principal, login: str, action: str, reason: str) -> None:
         now = datetime.now(UTC)
-        agent, _ = console.snapshot(engine, who, login, None)
+        agent, _disposed = console.snapshot(engine, who, login, None)
         state = agent["state"]
         busy = state in BUSY
         if action == "ready":
@@ -444,12 +444,12 @@ def create_app(cfg: Config, engine: Engine, *, secure_cookies: bool = True, push
             pop = console.screen_pop(engine, who, login, attempt_id)
             if pop is None:
                 raise UserError("no such call")
-            agent, _ = console.snapshot(engine, who, login, None)
+            agent, _disposed = console.snapshot(engine, who, login, None)
             outcome = form.get("outcome", "")
             if outcome not in OUTCOMES:
-                raise FormError(i18n._("choose an outcome"))
+                raise FormError(_("choose an outcome"))
             if outcome == "refused" and form.get("reason", "") not in REFUSAL_REASONS:
-                raise FormError(i18n._("reason code must be one of") + " " + ", ".join(REFUSAL_REASONS))
+                raise FormError(_("reason code must be one of") + " " + ", ".join(REFUSAL_REASONS))
             when = None
             if outcome == "callback":
                 when = parse_callback(form.get("when", ""), now, web.cfg.schedules.timezone,
@@ -476,7 +476,7 @@ def create_app(cfg: Config, engine: Engine, *, secure_cookies: bool = True, push
             return got
         who, form = got
         if form.get("confirm") != "yes":
-            return page(request, "error.html", status=400, message=i18n._("not sent: confirm the command first"),
+            return page(request, "error.html", status=400, message=_("not sent: confirm the command first"),
                         back="/floor")
         try:
             await run_in_threadpool(floor.send_command, engine, who, form.get("campaign", ""), form.get("command", ""),
@@ -498,7 +498,7 @@ def create_app(cfg: Config, engine: Engine, *, secure_cookies: bool = True, push
         try:
             attempt_id = int(form.get("attempt", ""))
         except ValueError:
-            return page(request, "error.html", status=400, message=i18n._("not a call"), back="/floor")
+            return page(request, "error.html", status=400, message=_("not a call"), back="/floor")
         try:
             await run_in_threadpool(join_call, engine, who, attempt_id,
                                     form.get("mode", ""), form.get("phone", ""), origin="web")
@@ -524,7 +524,7 @@ def create_app(cfg: Config, engine: Engine, *, secure_cookies: bool = True, push
             try:
                 since = datetime.fromisoformat(q["date"]).replace(tzinfo=tz)
             except ValueError:
-                return page(request, "error.html", status=400, message=i18n._("not a date: {d}").format(d=q["date"]),
+                return page(request, "error.html", status=400, message=_("not a date: {d}").format(d=q["date"]),
                             back="/recordings")
             until = since + timedelta(days=1)
         try:
