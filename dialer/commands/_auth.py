@@ -13,6 +13,7 @@ import getpass
 import os
 import sys
 
+from dialer.config import Config
 from dialer.errors import UserError
 from dialer.service.auth import LOCAL_ADMIN_WARNING, Principal, has_users, local_admin, login
 from dialer.store import Engine
@@ -39,3 +40,15 @@ def terminal_principal(engine: Engine, args: argparse.Namespace, *, default_user
             raise UserError(f"password for {user} needed: run on a terminal, or set $TSUNAGU_PASSWORD")
         password = getpass.getpass(f"password for {user}: ")
     return login(engine, user, password, origin="terminal")
+
+
+def store_and_user(args: argparse.Namespace, *, create: bool = False) -> tuple[Config, Engine, Principal]:
+    """The config, the store (created or upgraded when CREATE, else it must exist) and the logged-in user: the
+    start of every command that acts as someone."""
+    from dialer.commands._common import config_from
+    from dialer.store.db import init_db
+    from dialer.store.opening import open_existing
+
+    cfg = config_from(args)
+    engine = init_db(cfg.database.url)[0] if create else open_existing(cfg.database.url)[0]
+    return cfg, engine, terminal_principal(engine, args)

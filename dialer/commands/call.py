@@ -8,21 +8,16 @@ from __future__ import annotations
 
 import argparse
 
-from dialer.commands._auth import add_user_arg, terminal_principal
-from dialer.commands._common import add_config_arg, config_from, group
+from dialer.commands._auth import add_user_arg, store_and_user
+from dialer.commands._common import add_config_arg, group
 from dialer.domain.vocabulary import ListenMode
 from dialer.i18n import _
-from dialer.store.db import get_engine, init_db, resolve_url
 
 
 def _join(args: argparse.Namespace) -> int:
     from dialer.service.listen import join_call
 
-    cfg = config_from(args)
-    url = resolve_url(cfg.database.url)
-    init_db(url)
-    engine = get_engine(url)
-    who = terminal_principal(engine, args)
+    _cfg, engine, who = store_and_user(args, create=True)
     row = join_call(engine, who, args.attempt_id, args.mode, args.phone, origin="terminal")
     print(_("queued: {mode} on call {attempt} to {phone} (command {row}); the phone rings when the runner applies "
             "it").format(mode=args.mode, attempt=args.attempt_id, phone=args.phone, row=row))

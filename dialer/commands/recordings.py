@@ -7,7 +7,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from dialer.commands._auth import add_user_arg, terminal_principal
+from dialer.commands._auth import add_user_arg, store_and_user
 from dialer.commands._common import add_config_arg, config_from, group
 from dialer.errors import UserError
 from dialer.i18n import _
@@ -25,11 +25,7 @@ def _day(text: str, tz: str) -> datetime:
 def _search(args: argparse.Namespace) -> int:
     from dialer.service.recordings import find
 
-    cfg = config_from(args)
-    url = resolve_url(cfg.database.url)
-    init_db(url)
-    engine = get_engine(url)
-    who = terminal_principal(engine, args)
+    cfg, engine, who = store_and_user(args, create=True)
     tz = cfg.schedules.timezone
     since = _day(args.date, tz) if args.date else None
     rows = find(engine, who, customer=args.customer or "", agent=args.agent or "", since=since,

@@ -11,14 +11,12 @@ import argparse
 import getpass
 import sys
 
-from dialer.commands._auth import add_user_arg, terminal_principal
-from dialer.commands._common import Subcommands, add_config_arg, config_from, group
+from dialer.commands._auth import add_user_arg, store_and_user
+from dialer.commands._common import Subcommands, add_config_arg, group
 from dialer.errors import UserError
 from dialer.service import auth
 from dialer.service.roles import Permission, Role
 from dialer.store import users as users_store
-from dialer.store.db import init_db
-from dialer.store.opening import open_existing
 
 
 def _new_password(args: argparse.Namespace, login: str) -> str:
@@ -36,9 +34,7 @@ def _new_password(args: argparse.Namespace, login: str) -> str:
 
 
 def _add(args: argparse.Namespace) -> int:
-    cfg = config_from(args)
-    engine, _ = init_db(cfg.database.url)
-    actor = terminal_principal(engine, args)
+    cfg, engine, actor = store_and_user(args, create=True)
     if args.role == Role.AGENT.value and args.agent and args.agent not in {a.login for a in cfg.agents}:
         raise UserError(f"no agent {args.agent!r} in {cfg.source} ([[agents]] logins: "
                         f"{', '.join(sorted(a.login for a in cfg.agents)) or 'none'})")
@@ -49,27 +45,21 @@ def _add(args: argparse.Namespace) -> int:
 
 
 def _passwd(args: argparse.Namespace) -> int:
-    cfg = config_from(args)
-    engine, _ = open_existing(cfg.database.url)
-    actor = terminal_principal(engine, args)
+    _cfg, engine, actor = store_and_user(args)
     auth.change_password(engine, actor, args.login, _new_password(args, args.login))
     print(f"password of {args.login} changed")
     return 0
 
 
 def _disable(args: argparse.Namespace, disabled: bool) -> int:
-    cfg = config_from(args)
-    engine, _ = open_existing(cfg.database.url)
-    actor = terminal_principal(engine, args)
+    _cfg, engine, actor = store_and_user(args)
     auth.set_disabled(engine, actor, args.login, disabled)
     print(f"user {args.login} {'disabled (sessions ended)' if disabled else 'enabled'}")
     return 0
 
 
 def _list(args: argparse.Namespace) -> int:
-    cfg = config_from(args)
-    engine, _ = open_existing(cfg.database.url)
-    actor = terminal_principal(engine, args)
+    _cfg, engine, actor = store_and_user(args)
     auth.require(engine, actor, Permission.USER_ADMIN)
     for u in users_store.list_users(engine):
         state = "disabled" if u.disabled else ("locked" if u.locked_until else "active")
@@ -78,9 +68,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    cfg = config_from(args)
-    engine, _ = open_existing(cfg.database.url)
-    actor = terminal_principal(engine, args)
+    _cfg, engine, actor = store_and_user(args)
     auth.require(engine, actor, Permission.USER_ADMIN)
     for a in users_store.audit_trail(engine, args.limit, args.actor):
         print(f"{a.at.isoformat(timespec='seconds')}\t{a.actor}\t{a.role or '-'}\t{a.action}\t{a.target or '-'}\t"

@@ -12,7 +12,7 @@ import asyncio
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -378,11 +378,18 @@ def create_app(cfg: Config, engine: Engine, *, secure_cookies: bool = True, push
             return PlainTextResponse("cross-site request refused", status_code=403)
         return who, form
 
-    async def agent_state(request: Request) -> Response:
-        got = await _posted(request)
-        if isinstance(got, Response):
-            return got
-        who, form = got
+    def posted(handler: Callable[[Request, Principal, dict[str, str]], Awaitable[Response]]
+               ) -> Callable[[Request], Awaitable[Response]]:
+        """A state-changing route: logged in, same origin, the form's CSRF token; then HANDLER(request, who, form)."""
+        async def checked(request: Request) -> Response:
+            got = await _posted(request)
+            if isinstance(got, Response):
+                return got
+            return await handler(request, *got)
+        return checked
+
+    @posted
+    async def agent_state(request: Request, who: Principal, form: dict[str, str]) -> Response:
         login = request.path_params["login"]
         try:
             await run_in_threadpool(seat_action, who, login, form.get("action", ""), form.get("reason", ""))
@@ -414,11 +421,8 @@ def create_app(cfg: Config, engine: Engine, *, secure_cookies: bool = True, push
         else:
             raise UserError(f"unknown action {action!r}")
 
-    async def agent_preview(request: Request) -> Response:
-        got = await _posted(request)
-        if isinstance(got, Response):
-            return got
-        who, form = got
+    @posted
+    async def agent_preview(request: Request, who: Principal, form: dict[str, str]) -> Response:
         login = request.path_params["login"]
         try:
             entry = int(form.get("entry_id", "0"))
@@ -430,11 +434,8 @@ def create_app(cfg: Config, engine: Engine, *, secure_cookies: bool = True, push
             return forbidden(request, exc)
         return RedirectResponse(f"/agent/{login}", status_code=303)
 
-    async def agent_dispose(request: Request) -> Response:
-        got = await _posted(request)
-        if isinstance(got, Response):
-            return got
-        who, form = got
+    @posted
+    async def agent_dispose(request: Request, who: Principal, form: dict[str, str]) -> Response:
         login = request.path_params["login"]
         from dialer.views.agent_console import FormError, parse_amount, parse_callback
 
@@ -470,11 +471,8 @@ def create_app(cfg: Config, engine: Engine, *, secure_cookies: bool = True, push
             return page(request, "error.html", status=400, message=str(exc), back=f"/agent/{login}")
         return RedirectResponse(f"/agent/{login}?saved=1", status_code=303)
 
-    async def floor_command(request: Request) -> Response:
-        got = await _posted(request)
-        if isinstance(got, Response):
-            return got
-        who, form = got
+    @posted
+    async def floor_command(request: Request, who: Principal, form: dict[str, str]) -> Response:
         if form.get("confirm") != "yes":
             return page(request, "error.html", status=400, message=_("not sent: confirm the command first"),
                         back="/floor")
@@ -487,14 +485,11 @@ def create_app(cfg: Config, engine: Engine, *, secure_cookies: bool = True, push
             return page(request, "error.html", status=400, message=str(exc), back="/floor")
         return RedirectResponse("/floor", status_code=303)
 
-    async def floor_listen(request: Request) -> Response:
+    @posted
+    async def floor_listen(request: Request, who: Principal, form: dict[str, str]) -> Response:
         """(issue 29) Join a call in progress on the supervisor's own phone: listen, whisper or barge."""
         from dialer.service.listen import join_call
 
-        got = await _posted(request)
-        if isinstance(got, Response):
-            return got
-        who, form = got
         try:
             attempt_id = int(form.get("attempt", ""))
         except ValueError:
