@@ -155,7 +155,20 @@ def build_parser(argv: Sequence[str] | None = None, *, full: bool = False) -> ar
         else:
             stub = sub.add_parser(name, help=listed_help(name), add_help=False)
             stub.set_defaults(_parser=stub)
+    _describe_leaves(parser)
     return parser
+
+
+def _describe_leaves(parser: argparse.ArgumentParser) -> None:
+    """(issue 27) A subcommand's `--help` opens with what it does: a parser registered with `help=` only gets
+    that text as its description (translated by `_Formatter` like every help text)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {a.dest: a.help for a in action._choices_actions}
+            for name, child in action.choices.items():
+                if child.description is None and isinstance(helps.get(name), str):
+                    child.description = helps[name]
+                _describe_leaves(child)
 
 
 def _language_from_config(argv: Sequence[str]) -> str | None:

@@ -27,6 +27,7 @@ from dialer.commands._common import duration_arg
 from dialer.config import load_config
 from dialer.domain.calling_hours import business_today
 from dialer.errors import UserError
+from dialer.i18n import _, set_language
 from dialer.store.db import StoreError, dispose_engines, resolve_url
 from dialer.store.opening import campaign_names, describe, open_existing, sqlite_path
 
@@ -120,11 +121,12 @@ def demo_lines(agents: int) -> int:
 def fresh_store(url: str, db: Path | None) -> None:
     """Start from an empty store — but only one that holds nothing except earlier demo runs."""
     if db is None:
-        print(f"==> keeping the store {describe(url)} (not a SQLite file; the demo deletes nothing there)")
+        print("==> " + _("keeping the store {store} (not a SQLite file; the demo deletes nothing there)").format(
+            store=describe(url)))
         return
     if db.exists():
         try:
-            engine, _ = open_existing(url)
+            engine = open_existing(url)[0]
             others = [n for n in campaign_names(engine) if n != "demo"]
             engine.dispose()
         except StoreError:
@@ -187,13 +189,14 @@ def run_demo(args: argparse.Namespace) -> int:
                                     args.sip_port_base, args.mode, lines, store_url), encoding="utf-8")
     if args.fresh:
         fresh_store(store_url, db)
-    print(f"==> working in {work}; store {describe(store_url)}")
+    set_language(load_config(cfg_path).ui.language or None)  # (issue 27) the demo speaks the UI's language
+    print("==> " + _("working in {work}; store {store}").format(work=work, store=describe(store_url)))
     sh("db", "init", "--config", str(cfg_path), cwd=REPO)
     as_of = business_today(load_config(cfg_path).schedules.timezone, datetime.now(UTC)).isoformat()  # the business date, not the host's
     crm = work / "crm"
-    print(f"==> generating a sample CRM export ({args.customers} customers) in {crm}")
+    print("==> " + _("generating a sample CRM export ({n} customers) in {dir}").format(n=args.customers, dir=crm))
     sh("lists", "sample", "--out", str(crm), "--customers", str(args.customers), "--as-of", as_of, cwd=REPO)
-    print("==> building the call lists")
+    print("==> " + _("building the call lists"))
     r = sh("lists", "build", "--mapping", str(REPO / "config" / "mappings" / "canonical.toml"), "--input",
            str(crm), "--out", str(work / "lists"), "--as-of", as_of, "--config", str(cfg_path), cwd=REPO)
     print(r.stdout.strip())
@@ -207,9 +210,9 @@ def run_demo(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _sigterm)
     try:
-        print(f"==> starting the SIPp carrier on 127.0.0.1:{args.carrier_port}")
+        print("==> " + _("starting the SIPp carrier on {addr}").format(addr=f"127.0.0.1:{args.carrier_port}"))
         carrier = start_carrier(work, args.carrier_port, getattr(args, "carrier_scenario", None))
-        print(f"==> starting {args.agents} simulated agents")
+        print("==> " + _("starting {n} simulated agents").format(n=args.agents))
         specs = [AgentSpec(a.login, "127.0.0.1", int(a.sip_uri.rsplit(":", 1)[1])) for a in cfg.agents]
         stats_dir = work / "agents"
         stats_dir.mkdir(exist_ok=True)
@@ -219,7 +222,8 @@ def run_demo(args: argparse.Namespace) -> int:
                               stats_dir=str(stats_dir))
         from dialer.commands.campaign import run_campaign
 
-        print(f"==> running campaign 'demo' ({args.mode}) for {args.duration:.0f} s")
+        print("==> " + _("running campaign 'demo' ({mode}) for {s} s").format(mode=_(args.mode),
+                                                                            s=f"{args.duration:.0f}"))
         headless = args.headless or not (sys.stdout.isatty() and sys.stdin.isatty())
         run_campaign(cfg, "demo", duration_s=args.duration, headless=headless, auto_login=True,
                      should_stop=lambda: stop["now"])
@@ -233,14 +237,16 @@ def run_demo(args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 carrier.kill()
                 carrier.wait()
-    print("==> campaign report")
+    print("==> " + _("campaign report"))
     r = subprocess.run([sys.executable, "-m", "dialer", "report", "campaign", "demo", "--config", str(cfg_path)],
                        cwd=REPO, text=True)
     agent_stats = read_stats(str(work / "agents"))
     answered = sum(int(s["answered"]) for s in agent_stats.values())
-    print(f"simulated agents answered {answered} agent legs; carrier statistics in {work / 'carrier_stat.csv'}")
+    print(_("simulated agents answered {n} agent legs; carrier statistics in {path}").format(
+        n=answered, path=work / "carrier_stat.csv"))
     (work / "demo.json").write_text(json.dumps({"db": store_url, "agents": agent_stats}), encoding="utf-8")
-    print(f"the run is in the store {describe(store_url)}; from {Path.cwd()} look again with:\n"
+    print(_("the run is in the store {store}; from {dir} look again with:").format(store=describe(store_url),
+                                                                                  dir=Path.cwd()) + "\n"
           + next_commands(os.environ.get("TSUNAGU_CALLER_PATH")))
     return r.returncode
 
@@ -259,13 +265,16 @@ def next_commands(caller_path: str | None, venv_bin: Path | None = None) -> str:
         shown = bin_dir.relative_to(Path.cwd())
     except ValueError:
         shown = bin_dir
-    return (f"  . {shown}/activate      # `dialer` lives in {shown}, which this shell does not have on PATH yet\n"
-            f"{cmds}\n(or without activating: {shown}/dialer report campaign demo)")
+    return (f"  . {shown}/activate      # "
+            + _("`dialer` lives in {dir}, which this shell does not have on PATH yet").format(dir=shown)
+            + f"\n{cmds}\n(" + _("or without activating: {cmd}").format(cmd=f"{shown}/dialer report campaign demo")
+            + ")")
 
 
 def main(argv: list[str] | None = None) -> int:
     from dialer.privacy import private_umask
 
+    set_language(None)  # the locale ($LANG) until the demo's config is read
     private_umask()  # the demo's store, lists and recordings are as private as a real run's (issue 28)
     ap = argparse.ArgumentParser(prog="python -m dialer.demo", description=__doc__.splitlines()[0])
     ap.add_argument("--headless", action="store_true", help="no live view: print a status line every few seconds")

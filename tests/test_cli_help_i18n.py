@@ -78,3 +78,14 @@ def test_top_level_help_lists_every_command_from_source_without_importing_them(t
              "except SystemExit:\n    pass\nprint(sorted(m for m in sys.modules if m.startswith('dialer.commands.')))")
     r = _dialer("-c", probe, cwd=tmp_path, env={})
     assert r.stdout.strip().splitlines()[-1] == "['dialer.commands.config']", r.stdout
+
+
+def test_every_subcommand_help_opens_with_what_it_does(japanese: None) -> None:
+    """(issue 27) A leaf's `--help` had a usage line and options only: the text `dialer GROUP --help` lists it
+    with is its description too, in the UI's language."""
+    pages = list(_parsers(build_parser(full=True)))
+    bare = [p.prog for p in pages if not p.description]
+    assert bare == [], bare
+    stop = next(p for p in pages if p.prog == "dialer campaign stop")
+    lines = stop.format_help().splitlines()
+    assert lines[2] and not lines[2].isascii() and "stop a running campaign" not in stop.format_help(), lines[:4]

@@ -17,9 +17,11 @@ from dialer.i18n import set_language
 from dialer.store.campaigns import load_campaign, record_event
 from dialer.store.db import get_engine
 from dialer.store.models import Agent, Attempt, CallListEntry, ControlCommand, utcnow
+from tests.test_reports import NOW
+from tests.test_views_render import _monitor, text_of, world
 from tests.test_views_tmux import TEXT, Tmux, _cmd, term, wait_for, with_language
 
-__all__ = ["term"]  # the tmux fixture, shared with tests/test_views_tmux.py
+__all__ = ["term", "world"]  # fixtures shared with tests/test_views_tmux.py and tests/test_views_render.py
 
 RESULT = {  # (dialled card, failure line, connected pop title)
     "en": ("dialling 顧客7", "顧客7: call failed — congestion (503), after 0.11 s", "screen pop — call"),
@@ -246,3 +248,57 @@ def test_monitor_rates_are_counts_over_a_stated_window(term: tuple[Tmux, str, Pa
     finally:
         stop.set()
         th.join(timeout=5)
+
+
+EVENTS = [  # (kind, message as the runner writes it), newest last
+    ("tick_lag", "runner loop 2.5s late (limit 1s, [telephony] max_tick_lag_s): no new dials until it catches up"),
+    ("mode_drop", "abandon budget for the 24h window is spent: dialling progressive until it recovers "
+                  "(abandon 3.1 % > limit 3.0 %)"),
+]
+
+
+@pytest.mark.parametrize("lang", ["en", "ja"])
+def test_monitor_events_and_segments_in_the_ui_language(world: tuple[str, Path], lang: str) -> None:
+    """(issue 27) The monitor's event lines and the segment beside the customer in the chosen language; the
+    store keeps the runner's English."""
+    url, _cfg = world
+    eng = get_engine(url)
+    camp_id = load_campaign(eng, "demo").id
+    for i, (kind, message) in enumerate(EVENTS):
+        record_event(eng, camp_id, kind, message, "warning", at=NOW - timedelta(seconds=30 - i))
+    set_language(lang)
+    try:
+        m = _monitor(world)
+        out = text_of(m.render(160, NOW, height=50), 160)
+    finally:
+        set_language("en")
+    if lang == "ja":
+        assert "モード降格: 24h の放棄率の枠を使い切りました: 回復するまでプログレッシブで発信します" in out, out
+        assert "処理遅延: ランナーの処理が 2.5 秒遅延" in out, out
+        assert "顧客7 [アップセル]" in out and "[upsell]" not in out and "mode_drop" not in out, out
+    else:
+        assert "mode_drop: abandon budget for the 24h window is spent: dialling progressive" in out, out
+        assert "tick_lag: runner loop 2.5s late" in out and "顧客7 [upsell]" in out, out
+    with Session(eng) as s:  # what is stored stays the runner's words
+        from dialer.store.models import CampaignEvent
+        stored = {e.kind: e.message for e in s.exec(select(CampaignEvent)).all()}
+    assert stored["tick_lag"] == EVENTS[0][1]
+
+
+def test_demo_speaks_the_ui_language(tmp_path: Path) -> None:
+    """(issue 27) The demo's own lines in Japanese when it is chosen (its live view is the monitor's)."""
+    from dialer.demo import next_commands
+    from dialer.i18n import _
+
+    venv = tmp_path / "venv" / "bin"
+    venv.mkdir(parents=True)
+    set_language("ja")
+    try:
+        text = next_commands("/usr/bin:/bin", venv)
+        line = _("running campaign 'demo' ({mode}) for {s} s").format(mode=_("predictive"), s="120")
+        report = _("campaign report")
+    finally:
+        set_language("en")
+    assert "このシェルの PATH にはまだ入っていません" in text and "有効化せずに実行する場合" in text, text
+    assert "does not have on PATH" not in text
+    assert line == "キャンペーン 'demo' (プレディクティブ) を 120 秒間実行中" and report == "キャンペーンレポート"

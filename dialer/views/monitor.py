@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import getpass
 import io
+import re
 import socket
 import time
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from dialer.config import Config
 from dialer.control import HEARTBEAT_STALE_S, runner_live
 from dialer.domain.agent_time import agent_time, team_time
 from dialer.domain.vocabulary import Mode
-from dialer.i18n import N_, _, command_result, command_text, fmt_datetime, nfkc
+from dialer.i18n import N_, _, command_result, command_text, fmt_datetime, language, nfkc
 from dialer.reports import (
     abandon_trend,
     campaign_report,
@@ -73,6 +74,93 @@ BUCKET = timedelta(minutes=15)
 ISSUE25_NOTICES = ("draining", "stop_now", "drain_timeout", "calls_cut", "agent_refusing", "agent_rerouted",
                    "agent_leg_lost")
 LARGE = (140, 40)  # width, height from which the extra panels show
+# (issue 27) `campaign_events.kind` in words of the UI's language; the stored kind and message stay English
+EVENT_LABEL = {"mode_drop": N_("mode drop"), "mode_restore": N_("mode restored"), "trunk_down": N_("trunk down"),
+               "trunk_up": N_("trunk up"), "worker_down": N_("worker down"),
+               "agent_unavailable": N_("agent unavailable"), "agent_unreachable": N_("agent unreachable"),
+               "agent_reachable": N_("agent reachable"), "recovered": N_("recovered"),
+               "wrap_timeout": N_("wrap-up timeout"), "draining": N_("draining"), "stop_now": N_("stop now"),
+               "drain_timeout": N_("drain timeout"), "calls_cut": N_("calls cut"),
+               "agent_refusing": N_("agent refusing calls"), "agent_rerouted": N_("agent re-routed"),
+               "agent_leg_lost": N_("agent leg lost"), "agent_back": N_("agent back"),
+               "caller_id_hidden": N_("caller ID refused"), "tick_lag": N_("runner lagging"),
+               "tick_lag_cleared": N_("runner on time"), "store_unreachable": N_("store unreachable"),
+               "store_full": N_("store full"), "store_back": N_("store back"),
+               "store_journal_failed": N_("journal failed"), "supervisor_joined": N_("supervisor joined"),
+               "supervisor_left": N_("supervisor left"), "supervisor_failed": N_("supervisor join failed"),
+               "started": N_("started"), "stopped": N_("stopped"), "command": N_("command")}
+# the common message forms the runner writes (dialer/campaign.py), matched whole; a message of another form shows
+# as stored. Groups named `mode` are shown as mode names.
+EVENT_FORMS: tuple[tuple[str, str, str], ...] = (
+    ("mode_drop", r"abandon budget for the (?P<window>.+?) window is spent: dialling progressive until it recovers "
+                  r"\((?P<note>.*)\)",
+     N_("abandon budget for the {window} window is spent: dialling progressive until it recovers ({note})")),
+    ("mode_restore", r"abandon budget recovered: back to (?P<mode>\w+)", N_("abandon budget recovered: back to {mode}")),
+    ("draining", r"(?P<why>.+?): no new dials; waiting for (?P<calls>\d+) call\(s\) and (?P<wraps>\d+) wrap-up\(s\) "
+                 r"to end \(at most (?P<s>[\d.]+)s\)",
+     N_("{why}: no new dials; waiting for {calls} call(s) and {wraps} wrap-up(s) to end (at most {s}s)")),
+    ("stop_now", r"(?P<why>.+?): hanging up (?P<calls>\d+) call\(s\) \((?P<conv>\d+) in conversation\)",
+     N_("{why}: hanging up {calls} call(s) ({conv} in conversation)")),
+    ("drain_timeout", r"drain_s (?P<s>[\d.]+)s passed: hanging up (?P<calls>\d+) call\(s\) \((?P<conv>\d+) in "
+                      r"conversation\)",
+     N_("drain_s {s}s passed: hanging up {calls} call(s) ({conv} in conversation)")),
+    ("calls_cut", r"runner stopping: (?P<calls>\d+) call\(s\) hung up by the dialer \((?P<conv>\d+) in conversation\)",
+     N_("runner stopping: {calls} call(s) hung up by the dialer ({conv} in conversation)")),
+    ("agent_refusing", r"agent (?P<login>\S+): the phone refused a call \((?P<status>.*?)\); out of routing until the "
+                       r"agent is ready again on the console or the phone takes a call",
+     N_("agent {login}: the phone refused a call ({status}); out of routing until the agent is ready again on the "
+        "console or the phone takes a call")),
+    ("agent_back", r"agent (?P<login>\S+): the phone took a call again; ready",
+     N_("agent {login}: the phone took a call again; ready")),
+    ("agent_leg_lost", r"attempt (?P<attempt>\d+): agent (?P<login>\S+): (?P<detail>.*); the customer is handed to "
+                       r"another agent",
+     N_("attempt {attempt}: agent {login}: {detail}; the customer is handed to another agent")),
+    ("caller_id_hidden", r"attempt (?P<attempt>\d+): the callee refuses calls without caller ID \((?P<status>\d+)\); "
+                         r"trunk (?P<trunk>\S+) is not presenting the campaign's number \(check caller_id / "
+                         r"P-Asserted-Identity\)",
+     N_("attempt {attempt}: the callee refuses calls without caller ID ({status}); trunk {trunk} is not presenting "
+        "the campaign's number (check caller_id / P-Asserted-Identity)")),
+    ("tick_lag", r"runner loop (?P<late>[\d.]+)s late \(limit (?P<limit>[\d.]+)s, \[telephony\] max_tick_lag_s\): no "
+                 r"new dials until it catches up",
+     N_("runner loop {late}s late (limit {limit}s, [telephony] max_tick_lag_s): no new dials until it catches up")),
+    ("tick_lag_cleared", r"runner loop on time again \(worst (?P<late>[\d.]+)s\): dialling",
+     N_("runner loop on time again (worst {late}s): dialling")),
+    ("agent_unavailable", r"agent leg to agent (?P<agent>\S+) failed: (?P<detail>.*)",
+     N_("agent leg to agent {agent} failed: {detail}")),
+    ("agent_unreachable", r"agent leg to agent (?P<agent>\S+) failed: (?P<detail>.*)",
+     N_("agent leg to agent {agent} failed: {detail}")),
+    ("wrap_timeout", r"agent (?P<agent>\S+) wrap-up timed out without a disposition",
+     N_("agent {agent} wrap-up timed out without a disposition")),
+    ("recovered", r"previous run left (?P<n>\d+) call\(s\) in flight; closed as interrupted; hopper: (?P<hopper>.*)",
+     N_("previous run left {n} call(s) in flight; closed as interrupted; hopper: {hopper}")),
+    ("store_back", r"after (?P<s>[\d.]+)s; (?P<n>\d+) journalled write\(s\) replayed, dialling resumes",
+     N_("after {s}s; {n} journalled write(s) replayed, dialling resumes")),
+)
+_EVENT_RE = {kind: [(re.compile(rx), text) for k, rx, text in EVENT_FORMS if k == kind] for kind, _rx, _t in EVENT_FORMS}
+# (issue 27) more of what a manager must see: the runner lagging, caller ID refused, a phone back, a supervisor
+NOTICES_27 = ("tick_lag", "tick_lag_cleared", "caller_id_hidden", "agent_back", "agent_unreachable", "store_unreachable",
+              "store_full", "store_back", "store_journal_failed", "supervisor_joined")
+_SEGMENT_TAG = re.compile(r" \[(?P<code>[a-z_]+)\]$")
+
+
+def event_text(kind: str, message: str) -> str:
+    """An event line's "kind: message" in the UI's language (issue 27: the monitor showed the runner's English).
+    The store keeps what the runner wrote; a message of a form not listed here shows as stored. In English the
+    kind stays the stored code (what `campaign run` prints and scripts look for)."""
+    word = _(EVENT_LABEL[kind]) if kind in EVENT_LABEL and language() != "en" else kind
+    for rx, text in _EVENT_RE.get(kind, []):
+        m = rx.fullmatch(message)
+        if m:
+            groups = {k: (_(MODE_LABEL[v]) if k == "mode" and v in MODE_LABEL else v) for k, v in m.groupdict().items()}
+            message = _(text).format(**groups)
+            break
+    return f"{word}: {message}"
+
+
+def customer_text(who: str) -> str:
+    """The customer column: the name and its segment code (`松本 陽菜 [upsell]`) with the segment in words."""
+    m = _SEGMENT_TAG.search(who)
+    return who[:m.start()] + f" [{label('segment', m['code'])}]" if m else who
 
 
 def requester() -> str:
@@ -332,7 +420,7 @@ def agents_table(v: CampaignView, tz: str, first: int, rows: int, stats: bool, w
     t.add_column(_("customer"), no_wrap=True, overflow="ellipsis", max_width=max(12, min(40, width - 40)))
     per_agent = v.report.get("agents") or {}
     for a in sorted(v.agents, key=_agent_sort)[first:first + rows]:
-        extra = a["customer"] or (label("pause", a["pause_reason"]) if a["state"] == "paused" else "")
+        extra = customer_text(a["customer"]) or (label("pause", a["pause_reason"]) if a["state"] == "paused" else "")
         if a["pending"]:
             extra = (extra + f" → {_(STATE_LABEL.get(a['pending'], a['pending']))}").strip()
         when = dur(a["for_s"]) if a["for_s"] is not None else (
@@ -421,8 +509,8 @@ def notices(v: CampaignView, tz: str, width: int, n_events: int, n_commands: int
     out: list[Text] = []
     for e in v.events[:n_events]:
         if e["kind"] in ("mode_drop", "mode_restore", "trunk_down", "agent_unavailable", "recovered", "wrap_timeout",
-                         *ISSUE25_NOTICES):
-            out.append(Text(f"{fmt_datetime(e['at'], tz, 'time')} {e['kind']}: {e['message']}"[: width - 4],
+                         *ISSUE25_NOTICES, *NOTICES_27):
+            out.append(Text(f"{fmt_datetime(e['at'], tz, 'time')} {event_text(e['kind'], e['message'])}"[: width - 4],
                             style="yellow" if e["level"] != "info" else "dim"))
     for c in v.commands[:n_commands]:
         created = aware(c["created_at"]) or now
