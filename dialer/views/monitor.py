@@ -210,11 +210,9 @@ def quarter_hours(attempts: list[Attempt], stretches: list[Any], campaign_id: in
     return out
 
 
-def gather(engine: Engine, name: str, cfg: Config, now: datetime) -> CampaignView:
-    tz = cfg.schedules.timezone
-    rep = campaign_report(engine, name, now=now, machine_fp_share=cfg.reports.machine_false_positive_share, tz=tz,
-                          now_window=cfg.reports.now_window)
-    rows = monitor_rows(engine, name)
+def floor_state(rows: Any, now: datetime) -> tuple[dict[str, Any] | None, list[dict[str, Any]], bool]:
+    """The live part of a campaign's view (runner status, agents and their states, whether a runner is live) from
+    the monitor's rows: cheap, so a live page can read it on every push while the report figures are reused."""
     camp, st = rows.campaign, rows.status
     status = None
     live = False
@@ -239,6 +237,21 @@ def gather(engine: Engine, name: str, cfg: Config, now: datetime) -> CampaignVie
                        "for_s": (now - since).total_seconds() if since and live and state != "logged_out" else None,
                        "customer": who,
                        "pause_reason": a.pause_reason if live else "", "pending": a.pending_state if live else ""})
+    return status, agents, live
+
+
+def live_floor(engine: Engine, name: str, now: datetime) -> tuple[dict[str, Any] | None, list[dict[str, Any]], bool]:
+    """`floor_state` read fresh from the store for campaign NAME."""
+    return floor_state(monitor_rows(engine, name), now)
+
+
+def gather(engine: Engine, name: str, cfg: Config, now: datetime) -> CampaignView:
+    tz = cfg.schedules.timezone
+    rep = campaign_report(engine, name, now=now, machine_fp_share=cfg.reports.machine_false_positive_share, tz=tz,
+                          now_window=cfg.reports.now_window)
+    rows = monitor_rows(engine, name)
+    camp, st = rows.campaign, rows.status
+    status, agents, live = floor_state(rows, now)
     events = [{"at": e.at, "level": e.level, "kind": e.kind, "message": e.message} for e in rows.events]
     commands = [{"id": c.id, "command": c.command, "argument": c.argument, "created_at": c.created_at,
                  "applied_at": c.applied_at, "result": c.result, "by": c.requested_by} for c in rows.commands]

@@ -51,6 +51,7 @@ from dialer.web.security import (
 
 HERE = Path(__file__).resolve().parent
 OUTCOMES = list(OUTCOME_BY_DIGIT.values())
+FIGURES_S = 2.0  # how old the floor's report figures may be (agents' states are always read fresh)
 WEB_LABELS = {
     "role": {"agent": N_("agent"), "supervisor": N_("supervisor"), "admin": N_("admin")},
     "mode": {"preview": N_("preview"), "progressive": N_("progressive"), "power": N_("power"),
@@ -78,6 +79,7 @@ class Web:
         # the UI catalog is process-wide: one render at a time holds the language it needs
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, str, str], tuple[float, str]] = {}
+        self._figures: dict[str, tuple[float, Any]] = {}  # campaign -> (when, the monitor's CampaignView)
 
     @staticmethod
     def _label(kind: str, value: str) -> str:
@@ -164,11 +166,26 @@ class Web:
         return {"agent": agent, "login": login, "days": days, "tz": tz, "week": week, "campaign": campaign}
 
     def floor_context(self, who: Principal, now: datetime) -> dict[str, Any]:
+        """The floor's figures (the monitor's own `gather`, recounted at most every FIGURES_S) with the live part
+        — runner status and every agent's state — read fresh on each push, so a state change reaches the floor
+        and the wallboards within a push however long the report takes to recount."""
+        import dataclasses
+
         from dialer.store.campaigns import list_campaigns
-        from dialer.views.monitor import gather
+        from dialer.views.monitor import gather, live_floor
 
         auth.require(self.engine, who, Permission.MONITOR_READ)
-        views = [gather(self.engine, c.name, self.cfg, now) for c in list_campaigns(self.engine)]
+        mono = time.monotonic()
+        views = []
+        for c in list_campaigns(self.engine):
+            hit = self._figures.get(c.name)
+            if hit is None or mono - hit[0] >= FIGURES_S:
+                hit = (mono, gather(self.engine, c.name, self.cfg, now))
+                self._figures[c.name] = hit
+                views.append(hit[1])
+                continue
+            status, agents, live = live_floor(self.engine, c.name, now)
+            views.append(dataclasses.replace(hit[1], status=status, agents=agents, live=live))
         ranking = []
         for v in views:
             for login, a in (v.report.get("agents") or {}).items():
