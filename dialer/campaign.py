@@ -556,7 +556,8 @@ class CampaignRunner:
         ok = self.tel.originate(attempt_id, lease.phone_e164, self.trunk.name, ring_timeout_s=self.policy.ring_timeout_s,
                                 connect_limit_s=self.policy.connect_limit_s,
                                 info_wav=self.policy.info_message or None, record_path=record, amd=self._amd_order(),
-                                caller_id=self.cc.caller_id, caller_name=self.cc.caller_name)
+                                caller_id=self.cc.caller_id, caller_name=self.cc.caller_name,
+                                notice_wav=self.cc.recording_notice or None)
         if not ok:
             # no slot: the INVITE never left, so this is not an attempt; give the entry back untouched
             self._not_an_attempt(attempt_id, lease.entry_id, at)

@@ -266,6 +266,9 @@ class CampaignConfig(_Section):
     prior_wrap_s: Annotated[float, Field(ge=0)] = 30.0
     info_message: str = "config/sounds/info.wav"
     record_calls: bool = False
+    # (issue 29) a WAV (16-bit mono, 8 kHz) played once to the customer, the agent and the recording when the
+    # customer is bridged; "" = none. Only meaningful with record_calls (`dialer config check` warns otherwise)
+    recording_notice: str = ""
     retry: RetryConfig = Field(default_factory=RetryConfig)
     # hopper / scheduler (dialer.store.entries, dialer.schedule): callbacks and the campaign's calendar
     callback_reserve: str = "15m"  # a callback is held for the agent who set it this long after it is due
@@ -283,6 +286,18 @@ class CampaignConfig(_Section):
     amd_machine_action: Literal["hangup", "leave_message"] = "hangup"  # hangup -> the machine retry rule
     amd_message: str = ""  # leave_message: WAV played after the greeting's beep
     amd_budget_s: Annotated[float, Field(ge=1.0, le=10.0)] = 4.0  # no verdict by then = unsure (a person)
+
+    @field_validator("recording_notice")
+    @classmethod
+    def _recording_notice(cls, v: str) -> str:
+        """Fail at load (`config check`, `campaign run`): a notice the law or the client requires that silently
+        does not play is worse than a campaign that does not start."""
+        from dialer.sounds import wav_problem
+
+        problem = wav_problem(v) if v.strip() else None
+        if problem:
+            raise ValueError(f"recording_notice: {problem}")
+        return v
 
     @model_validator(mode="after")
     def _amd_message(self) -> CampaignConfig:

@@ -38,6 +38,16 @@ def caller_id_problems(cfg: Config) -> list[str]:
     return out
 
 
+def notice_warnings(cfg: Config) -> list[str]:
+    """(issue 29) A recording notice on a campaign that records nothing is still played, but says something
+    untrue: the operator probably meant record_calls = true."""
+    from dialer.i18n import _
+
+    return [_("campaign {name!r}: recording_notice is set but record_calls is false: the notice is played on "
+              "calls that are not recorded").format(name=c.name)
+            for c in cfg.campaigns if c.recording_notice and not c.record_calls]
+
+
 def program_problems(cfg: Config) -> list[str]:
     """Build what the programs build from the config (each campaign's rules, the scheduler's jobs) and return
     what fails: a config `check` passes is one `campaign run` and `schedule show` accept."""
@@ -61,6 +71,7 @@ def _check(args: argparse.Namespace) -> int:
     cfg = load_config(args.path)
     secret_errors, notes = secret_problems(cfg)
     opening, warnings = opening_problems(cfg)
+    notices = notice_warnings(cfg)
     real = ", ".join(t.name for t in cfg.trunks if not t.sandbox)
     errors = secret_errors + [f"with the real trunk(s) {real}: {e}" for e in opening] + program_problems(cfg) \
         + caller_id_problems(cfg)
@@ -72,6 +83,8 @@ def _check(args: argparse.Namespace) -> int:
         print(f"  note: {note}")
     for w in warnings:
         print(f"  warning: {w} (only sandbox trunks are configured)")
+    for w in notices:
+        print(f"  warning: {w}")
     if errors:
         raise ConfigError(f"{cfg.source}: " + "; ".join(errors))
     return 0

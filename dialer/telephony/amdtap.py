@@ -261,7 +261,7 @@ class AmdSession:
         return True
 
     def _play(self, w: WorkerHooks, att: Any, now: float) -> None:
-        from dialer.telephony.worker import wav_seconds
+        from dialer.sounds import wav_seconds
 
         pj = w.pj
         wav = self.order.message_wav or ""

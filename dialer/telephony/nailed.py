@@ -221,6 +221,8 @@ class NailedLegs:
             att.bridged = True
         except self.w.pj.Error:
             pass
+        if att.bridged:
+            self.w.play_notice(att, a, b)
 
     def release(self, att: Att) -> None:
         """The customer is gone: the agent's leg stays up, heard by nobody (silence) until the next one.

@@ -105,6 +105,7 @@ class Originate:
     amd: AmdOrder | None = None  # answering-machine detection for this call (None = every answer is a person)
     from_user: str = ""  # per-campaign caller ID (the From user part at the trunk's from_domain); "" = trunk's
     display_name: str = ""  # per-campaign display name with the caller ID; "" = the trunk's
+    notice_wav: str | None = None  # (issue 29) the spoken recording notice played when the agent is bridged
 
 
 @dataclass(frozen=True)

@@ -381,7 +381,8 @@ class Telephony:
     # ------------------------------------------------------------------ calls
     def originate(self, attempt_id: int, number: str, trunk: str, *, ring_timeout_s: float = 24.0,
                   connect_limit_s: float = 2.0, info_wav: str | None = None, record_path: str | None = None,
-                  amd: AmdOrder | None = None, caller_id: str = "", caller_name: str = "") -> bool:
+                  amd: AmdOrder | None = None, caller_id: str = "", caller_name: str = "",
+                  notice_wav: str | None = None) -> bool:
         """Send the INVITE from the least loaded worker. False = no free slot or setup budget right now."""
         if attempt_id in self.calls:
             raise ValueError(f"attempt {attempt_id} is already in progress")
@@ -397,7 +398,8 @@ class Telephony:
                         ring_timeout_s=max(MIN_RING_S, float(ring_timeout_s)), connect_limit_s=float(connect_limit_s),
                         info_wav=str(Path(info_wav).resolve()) if info_wav else None,
                         record_path=str(Path(record_path).resolve()) if record_path else None, amd=amd,
-                        from_user=caller_id, display_name=caller_name)
+                        from_user=caller_id, display_name=caller_name,
+                        notice_wav=str(Path(notice_wav).resolve()) if notice_wav else None)
         if not self._send(w, msg):
             return False
         t.tokens -= 1.0

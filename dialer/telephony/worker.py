@@ -19,7 +19,6 @@ import os
 import re
 import signal
 import time
-import wave
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -28,6 +27,7 @@ from typing import Any
 
 from dialer.amd.announce import AnnounceKind
 from dialer.privacy import mask_text
+from dialer.sounds import wav_seconds
 from dialer.telephony import rawsip
 from dialer.telephony.amdtap import AmdOrder, AmdSession, EarlySession, ring_seconds
 from dialer.telephony.events import CallEvent, outcome_for_status
@@ -89,14 +89,6 @@ def _call_count(pj: Any) -> int:
     return int(_pjsua_fn(pj, "pjsua_call_get_count")())
 
 
-def wav_seconds(path: str) -> float:
-    try:
-        with wave.open(path, "rb") as w:
-            return w.getnframes() / float(w.getframerate())
-    except (OSError, wave.Error, EOFError):
-        return 0.0
-
-
 @dataclass
 class Att:
     """Plain data about one attempt in this worker. Legs are referenced only while they are alive."""
@@ -156,6 +148,10 @@ class Att:
     early: Any = None  # EarlySession: listening to early media (183 with SDP) for the network's announcement
     early_sent: bool = False  # the supervisor knows this INVITE (it CANCELs it if this process dies)
     identity: tuple[tuple[str, str], ...] = ()  # P-Asserted-/P-Preferred-Identity and Privacy headers to send
+    # (issue 29) the campaign's spoken recording notice: played once when the customer is bridged to the agent
+    notice_wav: str | None = None
+    notice_player: Any = None
+    notice_note: str = ""  # what happened to it, in the hangup's detail (the attempt's record proves it)
 
 
 class Worker:
@@ -308,7 +304,7 @@ class Worker:
         att = Att(attempt_id=msg.attempt_id, trunk=msg.trunk, uri=msg.uri,
                   ring_deadline=now + msg.ring_timeout_s, connect_limit=msg.connect_limit_s,
                   info_wav=msg.info_wav, record_path=msg.record_path, place_until=now + 5.0, amd_order=msg.amd,
-                  sent_at=now)
+                  sent_at=now, notice_wav=msg.notice_wav)
         if msg.trunk in self.trunk_specs:
             # (issue 24) the number the customer sees: From (with the display name), the identity header, Privacy
             att.from_uri, att.identity = presented_identity(self.trunk_specs[msg.trunk], self.host, msg.from_user,
@@ -769,6 +765,33 @@ class Worker:
             att.bridged = True
         except self.pj.Error:
             pass
+        if att.bridged:
+            self.play_notice(att, a, b)
+
+    def play_notice(self, att: Att, cust: Any, agent: Any) -> None:
+        """(issue 29) The campaign's spoken recording notice, once per call, right after the bridge (on-connect
+        and nailed legs alike): to the customer, into the recording, and to the agent (who then knows not to
+        talk over it). The agent is already connected: the notice never delays the bridge, so the connect
+        limit and the abandon rule are untouched. A notice that cannot be played is said in the detail."""
+        if not att.notice_wav or att.notice_player is not None or att.notice_note:
+            return
+        secs = wav_seconds(att.notice_wav)
+        if not secs:
+            att.notice_note = f"RECORDING NOTICE NOT PLAYED: {att.notice_wav} is missing or not a WAV"
+            return
+        try:
+            p = self.pj.AudioMediaPlayer()
+            p.createPlayer(att.notice_wav, self.pj.PJMEDIA_FILE_NO_LOOP)
+            p.startTransmit(cust)
+            p.startTransmit(agent)
+            if att.recorder is not None:
+                p.startTransmit(att.recorder)
+            att.notice_player = p
+            after = time.monotonic() - att.answered_at if att.answered_at else 0.0
+            att.notice_note = f"recording notice played ({secs:.1f} s, from {after:.1f} s after the answer)"
+            att.stats["notice"] = {"seconds": round(secs, 2), "after_answer_s": round(after, 3)}
+        except self.pj.Error as exc:
+            att.notice_note = f"RECORDING NOTICE NOT PLAYED: {exc.reason}"
 
     def _release(self, att: Att) -> None:
         """One side is gone (or the agent answered too late): hang up the other, finish when both are gone."""
@@ -788,7 +811,7 @@ class Worker:
         self.atts.pop(att.attempt_id, None)
         if att.nailed:
             self.nailed.release(att)  # the agent's leg stays up
-        att.player = None
+        att.player = att.notice_player = None
         amd = None
         note = ""
         outcome = None
@@ -816,7 +839,7 @@ class Worker:
         att.recorder = None  # closes the WAV (header written on destroy)
         self.emit("hangup", att, by=att.hangup_by or "dialer", agent_id=att.agent_id, recording_path=rec_path,
                   stats=dict(att.stats) or None, sip_status=att.ended_status or None, cause=att.cause, amd=amd,
-                  outcome=outcome, detail="; ".join(x for x in (note, att.rtp_detail) if x))
+                  outcome=outcome, detail="; ".join(x for x in (note, att.rtp_detail, att.notice_note) if x))
 
     def _abandon(self, att: Att, now: float) -> None:
         if att.agent is not None and not att.agent_confirmed:
@@ -1017,7 +1040,7 @@ class Worker:
             z.cust = None
         self.zombies.clear()
         for att in list(self.atts.values()):  # legs that never finished their transaction
-            att.cust = att.agent = att.player = att.recorder = att.amd = None
+            att.cust = att.agent = att.player = att.recorder = att.amd = att.notice_player = None
             self.emit("failed" if att.state is CallState.CALLING else "hangup", att, outcome="interrupted",
                       by="dialer", detail="telephony stopped before the call ended")
         self.atts.clear()
