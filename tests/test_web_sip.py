@@ -14,6 +14,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -127,15 +128,32 @@ def test_a_call_from_the_carrier_on_the_browser_console(tmp_path: Path) -> None:
         # shows the customer without a reload
         _wait(lambda: "山田 太郎" in b.find_element(By.ID, "customer-name").text, timeout=45)
         assert "つなぐ通販" in b.find_element(By.ID, "opening").text
-        Select(b.find_element(By.ID, "outcome")).select_by_value("sale")
+        # the customer wants a call back tomorrow afternoon: booked on the page in the form agents type
+        Select(b.find_element(By.ID, "outcome")).select_by_value("callback")
         b.find_element(By.ID, "amount").send_keys("１２,０００")  # full-width digits from an IME
+        b.find_element(By.ID, "when").send_keys("明日 14:00")
         b.find_element(By.ID, "save").click()
         _wait(lambda: "saved=1" in b.current_url, timeout=20)
         with Session(get_engine(url)) as s:
             ds = s.exec(select(Disposition)).all()
             att = s.exec(select(Attempt)).all()
-        assert [(d.outcome, d.amount, d.source) for d in ds] == [("sale", 12000.0, "web")]
+        assert [(d.outcome, d.amount, d.source) for d in ds] == [("callback", 12000.0, "web")]
         assert len(att) == 1 and ds[0].attempt_id == att[0].id and att[0].agent_connected_at is not None
+        tokyo = ZoneInfo("Asia/Tokyo")
+        tomorrow = datetime.now(tokyo).date() + timedelta(days=1)
+        assert ds[0].callback_at is not None
+        assert ds[0].callback_at.astimezone(tokyo).replace(tzinfo=None) == datetime.combine(
+            tomorrow, datetime.min.time()).replace(hour=14)
+        # the runner applies it: the callback is the agent's, on their calendar, at 14:00 tomorrow
+        b.get(base + "/agent/a01/callbacks")
+        day = f"section.day[data-date='{tomorrow.isoformat()}']"
+
+        def booked() -> bool:
+            b.refresh()
+            return "山田 太郎" in b.find_element(By.CSS_SELECTOR, day).text
+
+        _wait(booked, timeout=30)
+        assert "14:00" in b.find_element(By.CSS_SELECTOR, day).text
     finally:
         if b is not None:
             b.quit()
