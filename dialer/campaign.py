@@ -67,8 +67,9 @@ def _alive(runner: str) -> bool:
 
 
 def _amd_fields(amd: dict[str, Any] | None) -> dict[str, Any]:
-    """The attempt columns for an AMD result (nothing when AMD was off)."""
-    if not amd:
+    """The attempt columns for an AMD result (nothing when AMD was off: the announcement check alone only says
+    how long it listened, which `_picked_up` uses)."""
+    if not amd or "verdict" not in amd:
         return {}
     return {"amd_verdict": str(amd.get("verdict", "")), "amd_decided_s": amd.get("decided_after_s"),
             "amd_features": json.dumps({"reason": amd.get("reason"), **(amd.get("features") or {})},

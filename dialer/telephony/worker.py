@@ -746,7 +746,10 @@ class Worker:
         if s.step(self, att, now):
             return True
         att.connect_deadline = now + att.connect_limit  # the connect limit runs from the verdict
-        self.emit("answered", att, sip_status=200, amd=s.summary() if s.amd_wanted else None)
+        # without AMD the event still says how long the announcement check listened, so the attempt's
+        # answered_at stays the moment the far end picked up (ring times, the pacer's ring estimates)
+        checked = {"decided_after_s": round(s.result.decided_after_s, 3)} if s.result is not None else None
+        self.emit("answered", att, sip_status=200, amd=s.summary() if s.amd_wanted else checked)
         return False
 
     def _bridge(self, att: Att) -> None:
