@@ -80,6 +80,7 @@ class Web:
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, str, str], tuple[float, str]] = {}
         self._figures: dict[str, tuple[float, Any]] = {}  # campaign -> (when, the monitor's CampaignView)
+        self._recounting: set[str] = set()
 
     @staticmethod
     def _label(kind: str, value: str) -> str:
@@ -165,6 +166,14 @@ class Web:
                          "callbacks": [c for c in booked if c["at"] is not None and c["at"].astimezone(tz).date() == d]})
         return {"agent": agent, "login": login, "days": days, "tz": tz, "week": week, "campaign": campaign}
 
+    def _recount(self, name: str) -> None:
+        from dialer.views.monitor import gather
+
+        try:
+            self._figures[name] = (time.monotonic(), gather(self.engine, name, self.cfg, datetime.now(UTC)))
+        finally:
+            self._recounting.discard(name)
+
     def floor_context(self, who: Principal, now: datetime) -> dict[str, Any]:
         """The floor's figures (the monitor's own `gather`, recounted at most every FIGURES_S) with the live part
         — runner status and every agent's state — read fresh on each push, so a state change reaches the floor
@@ -179,11 +188,15 @@ class Web:
         views = []
         for c in list_campaigns(self.engine):
             hit = self._figures.get(c.name)
-            if hit is None or mono - hit[0] >= FIGURES_S:
+            if hit is None:  # the first look: count now
                 hit = (mono, gather(self.engine, c.name, self.cfg, now))
                 self._figures[c.name] = hit
                 views.append(hit[1])
                 continue
+            if mono - hit[0] >= FIGURES_S and c.name not in self._recounting:
+                # recount the report in the background: no push waits for it
+                self._recounting.add(c.name)
+                threading.Thread(target=self._recount, args=(c.name,), daemon=True).start()
             status, agents, live = live_floor(self.engine, c.name, now)
             views.append(dataclasses.replace(hit[1], status=status, agents=agents, live=live))
         ranking = []
