@@ -102,9 +102,11 @@ def test_campaign_with_nailed_agents(tmp_path: Path) -> None:
     # the flaky agent's leg dropped (every 6 s) and was dialled again by itself
     assert flaky.invites() >= 2 and flaky.sent("BYE") >= 1
     assert "agent_unreachable" in kinds
-    # answered customers were bridged at once: answer -> agent connected well under the connect limit
+    # answered customers were bridged at once into the nailed legs: from the pick-up (answered_at), the only wait
+    # is the carrier-announcement check (issue 24: about a second of listening) and the bridge, inside the
+    # connect limit (2 s)
     waits = [(a.agent_connected_at - a.answered_at).total_seconds() for a in connected if a.answered_at]
-    assert waits and max(waits) < 1.0, waits
+    assert waits and max(waits) < 2.0, waits
     # the steady agent went unreachable only while its phone was first being called, never afterwards
     states = [st for _, login, st in seen if login == "n0"]
     entered = sum(1 for i, st in enumerate(states) if st == "unreachable" and (i == 0 or states[i - 1] != st))
