@@ -76,6 +76,23 @@ class WorkerHooks(Protocol):
     def _aud(self, leg: Any) -> Any: ...
 
 
+def _attach_tap(owner: Any, pj: Any, aud: Any, name: str) -> bool:
+    """Send AUD into OWNER's 8 kHz PCM tap port (made once, named NAME); on a pjsua2 error keep the reason in
+    `owner.error` and say False (the listener then decides without audio)."""
+    try:
+        if owner.port is None:
+            fmt = pj.MediaFormatAudio()
+            fmt.init(pj.PJMEDIA_FORMAT_PCM, 8000, 1, 20000, 16)
+            port = _tap_class(pj)(owner)
+            port.createPort(name, fmt)
+            owner.port = port
+        aud.startTransmit(owner.port)
+        return True
+    except pj.Error as exc:
+        owner.error = str(getattr(exc, "reason", exc))
+        return False
+
+
 class EarlySession:
     """Early media (183 with SDP) before any answer: is the network announcing instead of ringing?"""
 
@@ -94,18 +111,7 @@ class EarlySession:
             self.early.feed(pcm)
 
     def attach(self, pj: Any, aud: Any) -> bool:
-        try:
-            if self.port is None:
-                fmt = pj.MediaFormatAudio()
-                fmt.init(pj.PJMEDIA_FORMAT_PCM, 8000, 1, 20000, 16)
-                port = _tap_class(pj)(self)
-                port.createPort("early", fmt)
-                self.port = port
-            aud.startTransmit(self.port)
-            return True
-        except pj.Error as exc:
-            self.error = str(getattr(exc, "reason", exc))
-            return False
+        return _attach_tap(self, pj, aud, "early")
 
     def close(self) -> None:
         self.port = None
@@ -149,18 +155,7 @@ class AmdSession:
         """Main thread: connect the customer's audio to a new tap port (again after a media change)."""
         if self.phase == "done":
             return False
-        try:
-            if self.port is None:
-                fmt = pj.MediaFormatAudio()
-                fmt.init(pj.PJMEDIA_FORMAT_PCM, 8000, 1, 20000, 16)
-                port = _tap_class(pj)(self)
-                port.createPort("amd", fmt)
-                self.port = port
-            aud.startTransmit(self.port)
-            return True
-        except pj.Error as exc:
-            self.error = str(getattr(exc, "reason", exc))
-            return False
+        return _attach_tap(self, pj, aud, "amd")
 
     def close(self) -> None:
         self.port = None

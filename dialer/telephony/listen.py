@@ -85,16 +85,9 @@ class Listeners:
         s = Session(attempt_id=msg.attempt_id, uri=msg.uri, mode=mode, by=msg.by)
         pj = w.pj
         leg = self._leg_class()(w.local_acc, s)
-        prm = pj.CallOpParam(True)
-        prm.opt.audioCount = 1
-        prm.opt.videoCount = 0
-        from dialer.telephony.worker import AGENT_HEADERS  # the same auto-answer hints as an agent leg
+        from dialer.telephony.worker import agent_call_params  # the same auto-answer hints as an agent leg
 
-        for name, value in AGENT_HEADERS:
-            h = pj.SipHeader()
-            h.hName = name
-            h.hValue = value.format(host=w.host)
-            prm.txOption.headers.append(h)
+        prm = agent_call_params(pj, w.host)
         try:
             leg.makeCall(msg.uri, prm)
         except pj.Error as exc:

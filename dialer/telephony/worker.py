@@ -70,6 +70,20 @@ AGENT_HEADERS = (
 _FN: dict[str, Any] = {}
 
 
+def agent_call_params(pj: Any, host: str) -> Any:
+    """The call parameters of a leg to a person's own phone (an agent, a supervisor joining): audio only, with
+    the auto-answer hints softphones and PBXs honour."""
+    prm = pj.CallOpParam(True)
+    prm.opt.audioCount = 1
+    prm.opt.videoCount = 0
+    for name, value in AGENT_HEADERS:
+        h = pj.SipHeader()
+        h.hName = name
+        h.hValue = value.format(host=host)
+        prm.txOption.headers.append(h)
+    return prm
+
+
 def _pjsua_fn(pj: Any, name: str) -> Any:
     """A C function of the linked pjsua (not wrapped by SWIG), looked up once."""
     fn = _FN.get(name)
@@ -389,14 +403,7 @@ class Worker:
         pj = self.pj
         agent_id, uri = att.agent_pending
         leg = _make_call(pj, self, self.local_acc, att, "agent")
-        prm = pj.CallOpParam(True)
-        prm.opt.audioCount = 1
-        prm.opt.videoCount = 0
-        for name, value in AGENT_HEADERS:
-            h = pj.SipHeader()
-            h.hName = name
-            h.hValue = value.format(host=self.host)
-            prm.txOption.headers.append(h)
+        prm = agent_call_params(pj, self.host)
         try:
             leg.makeCall(uri, prm)
         except pj.Error as exc:
