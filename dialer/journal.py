@@ -39,7 +39,7 @@ from dialer.store import outbox as outbox_store
 from dialer.store.agents import StateLogger, move_agent
 from dialer.store.entries import Hopper
 from dialer.store.journal import StoreFault, apply_once, outage, probe_write
-from dialer.store.models import Disposition
+from dialer.store.outbox import DispositionRecord
 
 log = logging.getLogger("dialer.journal")
 
@@ -162,7 +162,7 @@ def apply_record(rec: Record, conn: Connection, *, hopper: Hopper | None, campai
                                                    callback_at=a.get("callback_at"),
                                                    agent_login=a.get("agent_login", ""), sku=a.get("sku", ""))
     elif rec.op is JournalOp.DISPOSITION:
-        outbox_store.record_disposition(bind, Disposition(**a))
+        outbox_store.record_disposition(bind, DispositionRecord(**a))
     elif rec.op is JournalOp.AGENT_STATE:
         # forced: the journal holds the moves in the order the runner made them while the store was away
         move_agent(bind, int(a["agent_id"]), a["state"], a["at"], campaign_id=campaign_id,

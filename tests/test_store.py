@@ -8,8 +8,14 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import Session, SQLModel, select
 
-from dialer.store import (
+from dialer.store import get_engine, init_db
+from dialer.store.db import SCHEMA_VERSION, StoreError, current_version, dispose_engines, table_counts
+from dialer.store.holdout import HoldoutAssignment, HoldoutExperiment
+from dialer.store.journal import JournalApplied
+from dialer.store.lift import LiftResult
+from dialer.store.models import (
     Agent,
+    AgentStateLog,
     Attempt,
     Block,
     CallListEntry,
@@ -21,16 +27,10 @@ from dialer.store import (
     Disposition,
     Order,
     OrderLine,
+    OutboxItem,
     Product,
     Subscription,
-    get_engine,
-    init_db,
 )
-from dialer.store.db import SCHEMA_VERSION, StoreError, current_version, dispose_engines, table_counts
-from dialer.store.holdout import HoldoutAssignment, HoldoutExperiment
-from dialer.store.journal import JournalApplied
-from dialer.store.lift import LiftResult
-from dialer.store.models import AgentStateLog, OutboxItem
 from dialer.store.nodes import Node, NodeCommandAck, NodeRole
 from dialer.store.sms import SmsClaim, SmsMessage, UnpaidBalance
 from dialer.store.users import AuditEntry, User, UserSession

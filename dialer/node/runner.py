@@ -27,7 +27,7 @@ from dialer.store import campaigns as campaigns_store
 from dialer.store import nodes as store
 from dialer.store import outbox as outbox_store
 from dialer.store.entries import Lease
-from dialer.store.models import Disposition
+from dialer.store.outbox import DispositionRecord
 
 NODE_TICK_S = 0.5
 
@@ -151,7 +151,7 @@ class NodeRunner(CampaignRunner):
                               {"state": self.state, "mode": self.mode, "abandon_target": self.pacer_target()})
             self._event("command", f"{cmd.command} {cmd.argument}: {result} (node {self.m.node_id})".strip())
 
-    def _apply_disposition(self, row: Disposition, now: float) -> None:
+    def _apply_disposition(self, row: DispositionRecord, now: float) -> None:
         """Each disposition is applied once, by the node holding the agent who gave it (or the call)."""
         if row.agent_id in self.board.agents or (row.attempt_id is not None and row.attempt_id in self.live):
             super()._apply_disposition(row, now)

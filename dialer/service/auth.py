@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -24,7 +24,6 @@ from dialer.errors import UserError
 from dialer.service.roles import GRANTS, OWN_DATA, Permission, PermissionDenied, Role, parse_role
 from dialer.store import Engine
 from dialer.store import users as store
-from dialer.store.models import utcnow
 
 MAX_FAILURES = 5
 LOCK_FOR = timedelta(minutes=15)
@@ -122,7 +121,7 @@ def set_disabled(engine: Engine, actor: Principal, login: str, disabled: bool) -
 def login(engine: Engine, login_name: str, password: str, *, origin: str = "terminal",
           now: datetime | None = None) -> Principal:
     """Check a password and open a session. Every failure raises the same `LoginFailed` and is audited."""
-    now = now or utcnow()
+    now = now or datetime.now(UTC)
     user = store.get_user(engine, login_name)
     refused = LoginFailed("log-in refused: wrong user or password, or the user is locked or disabled")
     if user is None:
@@ -151,7 +150,7 @@ def login(engine: Engine, login_name: str, password: str, *, origin: str = "term
 
 def authenticate(engine: Engine, token: str, *, now: datetime | None = None, touch: bool = True) -> Principal:
     """The principal of a live session token, or `SessionInvalid`."""
-    now = now or utcnow()
+    now = now or datetime.now(UTC)
     row = store.get_session(engine, _sha(token))
     if row is None or row.revoked or row.expires_at <= now or now - row.last_seen > IDLE:
         raise SessionInvalid("session ended (expired, logged out or the user was disabled): log in again")

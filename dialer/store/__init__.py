@@ -13,54 +13,21 @@
 | `reports` | the rows reports recount from |
 | `jobs` | the scheduler's job store |
 
-`Engine` is re-exported so the shell can type a handle without importing the ORM.
+Only what the shell needs is exported here (`Engine`/`Connection` to type a handle, opening the store, its
+errors); repositories are imported as modules (`from dialer.store import attempts`). Table classes and
+sessions are NOT exported: they stay inside dialer/store (tests/test_layout.py checks it).
 """
 
 from sqlalchemy.engine import Connection, Engine
 
-from dialer.store.db import SCHEMA_VERSION, StoreError, get_engine, init_db, resolve_url, session_scope
-from dialer.store.models import (
-    Agent,
-    Attempt,
-    Block,
-    CallListEntry,
-    Campaign,
-    CampaignEvent,
-    CampaignStatus,
-    ControlCommand,
-    Customer,
-    Disposition,
-    Meta,
-    Order,
-    OrderLine,
-    Product,
-    Subscription,
-    utcnow,
-)
+from dialer.store.db import SCHEMA_VERSION, StoreError, get_engine, init_db, resolve_url
 
 __all__ = [
     "SCHEMA_VERSION",
     "Connection",
     "Engine",
-    "Agent",
-    "Attempt",
-    "Block",
-    "CallListEntry",
-    "Campaign",
-    "CampaignEvent",
-    "CampaignStatus",
-    "ControlCommand",
-    "Customer",
-    "Disposition",
-    "Meta",
-    "Order",
-    "OrderLine",
-    "Product",
     "StoreError",
-    "Subscription",
     "get_engine",
     "init_db",
     "resolve_url",
-    "session_scope",
-    "utcnow",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,7 +22,40 @@ from sqlmodel import Session, col, select
 from dialer.domain.dtmf import REFUSAL_REASONS
 from dialer.domain.vocabulary import Disposition as DispositionWord
 from dialer.store.holdout import group_for
-from dialer.store.models import Agent, Attempt, Campaign, Disposition, OutboxItem
+from dialer.store.models import Agent, Attempt, Campaign, Disposition, OutboxItem, utcnow
+
+
+@dataclass(frozen=True)
+class DispositionRecord:
+    """A verdict as plain data: what the runner builds, journals and reads back (the table class stays here).
+
+    The fields are the dispositions table's, so a journal written with the table's `model_dump` replays as one.
+    """
+
+    outcome: str  # a dialer.domain.vocabulary.Disposition value
+    attempt_id: int | None = None
+    agent_id: int | None = None
+    customer_id: str = ""
+    campaign_id: int | None = None
+    amount: float = 0.0
+    sku: str = ""
+    reason_code: str = ""
+    voc_text: str = ""
+    callback_at: datetime | None = None
+    source: str = "console"
+    created_at: datetime = field(default_factory=utcnow)
+    id: int | None = None
+
+    def fields(self) -> dict[str, Any]:
+        """Every field but the id (what the journal keeps while the store is away)."""
+        out = asdict(self)
+        del out["id"]
+        return out
+
+
+def _record(d: Disposition) -> DispositionRecord:
+    return DispositionRecord(**d.model_dump())
+
 
 _NS = uuid.UUID("6f1d3c2e-5b7a-4c1e-9a43-7473756e6167")  # tsunagu's namespace for outcome ids
 
@@ -73,15 +107,16 @@ def enqueue_outcome(session: Session, disposition: Disposition) -> OutboxItem | 
     return item
 
 
-def record_disposition(engine: Engine, d: Disposition) -> Disposition:
-    """Save a verdict and its outbox row together; returns the saved row (with its id)."""
+def record_disposition(engine: Engine, verdict: DispositionRecord | Disposition) -> DispositionRecord:
+    """Save a verdict and its outbox row together; returns the saved verdict (with its id)."""
+    d = Disposition(**verdict.fields()) if isinstance(verdict, DispositionRecord) else verdict
     with Session(engine, expire_on_commit=False) as s:
         s.add(d)
         s.flush()
         enqueue_outcome(s, d)  # the CRM hears about it through the durable outbox
         s.commit()
         s.refresh(d)
-    return d
+    return _record(d)
 
 
 def save_disposition(engine: Engine, fields: dict[str, Any]) -> int:
@@ -91,10 +126,10 @@ def save_disposition(engine: Engine, fields: dict[str, Any]) -> int:
     return d.id
 
 
-def dispositions_after(engine: Engine, last_id: int) -> list[Disposition]:
+def dispositions_after(engine: Engine, last_id: int) -> list[DispositionRecord]:
     with Session(engine, expire_on_commit=False) as s:
-        return list(s.exec(select(Disposition).where(col(Disposition.id) > last_id)
-                           .order_by(col(Disposition.id))).all())
+        return [_record(d) for d in s.exec(select(Disposition).where(col(Disposition.id) > last_id)
+                                           .order_by(col(Disposition.id))).all()]
 
 
 def last_disposition_id(engine: Engine) -> int:
@@ -188,6 +223,7 @@ def revive_dead(engine: Engine) -> int:
 
 
 __all__ = [
+    "DispositionRecord",
     "campaign_dispositions",
     "count_dispositions",
     "dispositions_after",
