@@ -56,6 +56,7 @@ from dialer.store import preview as preview_store
 from dialer.store.agents import StateLogger
 from dialer.store.campaigns import RunnerBusy
 from dialer.store.entries import Hopper, Lease
+from dialer.store.outbox import DispositionRecord
 from dialer.telephony import CallEvent, Telephony
 from dialer.telephony.amdtap import AmdOrder
 from dialer.telephony.nailed import AgentLegSync
@@ -86,15 +87,15 @@ class CampaignRunner:
                  state_logger: StateLogger | None = None, on_event: Callable[[str], None] | None = None) -> None:
         self.cfg = cfg
         # the feature handlers the loop calls (dialer/runner/): each keeps its rules, the state stays here
-        self.writes = StoreWrites(self)
-        self.report = Reporting(self)
-        self.routing = Routing(self)
-        self.faults = AgentFaults(self)
-        self.previews = Previews(self)
-        self.wrapup = WrapUp(self)
-        self.commands = Commands(self)
-        self.stopping = Stopping(self)
-        self.calls = CallEvents(self)
+        self.writes: StoreWrites = StoreWrites(self)
+        self.report: Reporting = Reporting(self)
+        self.routing: Routing = Routing(self)
+        self.faults: AgentFaults = AgentFaults(self)
+        self.previews: Previews = Previews(self)
+        self.wrapup: WrapUp = WrapUp(self)
+        self.commands: Commands = Commands(self)
+        self.stopping: Stopping = Stopping(self)
+        self.calls: CallEvents = CallEvents(self)
         self.engine = engine
         self.clock = clock
         # (issue 31) the wall clock is not trusted for ages (NTP steps it, an operator sets it): every age and
@@ -467,7 +468,7 @@ class CampaignRunner:
     def _apply_command(self, command: str, arg: str, created_at: datetime, now: datetime) -> str:
         return self.commands.apply_command(command, arg, created_at, now)
 
-    def _apply_disposition(self, row: Disposition, now: float) -> None:
+    def _apply_disposition(self, row: DispositionRecord, now: float) -> None:
         self.wrapup.apply_disposition(row, now)
 
     def _after_stop(self, now: float) -> None:

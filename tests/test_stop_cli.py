@@ -100,13 +100,13 @@ def test_runner_drains_on_stop_and_refuses_pause_resume_meanwhile(tmp_path: Path
     engine = get_engine(url)
     try:
         runner = CampaignRunner(cfg, "teishi", engine)
-        assert runner._command("stop", "").startswith("draining: 0 call(s)")
-        assert runner.state == "draining" and runner._drained()  # nothing live: it can leave at once
-        assert runner._command("pause", "").startswith("refused")
-        assert runner._command("resume", "").startswith("refused") and runner.state == "draining"
-        assert runner._command("stop", "").startswith("already draining")
-        assert runner._drain_status()["hard_stop_in_s"] <= 90
-        assert runner._command("stop_now", "").startswith("stopping now") and runner.state == "stopped"
+        assert runner.commands.command("stop", "").startswith("draining: 0 call(s)")
+        assert runner.state == "draining" and runner.stopping.drained()  # nothing live: it can leave at once
+        assert runner.commands.command("pause", "").startswith("refused")
+        assert runner.commands.command("resume", "").startswith("refused") and runner.state == "draining"
+        assert runner.commands.command("stop", "").startswith("already draining")
+        assert runner.stopping.status()["hard_stop_in_s"] <= 90
+        assert runner.commands.command("stop_now", "").startswith("stopping now") and runner.state == "stopped"
         with Session(engine) as s:
             kinds = [e.kind for e in s.exec(select(CampaignEvent)).all()]
         assert kinds.count("draining") == 1 and "stop_now" in kinds
