@@ -21,7 +21,7 @@ Definitions (also in the README):
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -39,9 +39,9 @@ from dialer.privacy import mask_phone
 from dialer.settings import day_start_s
 from dialer.store import Engine
 from dialer.store.lift import holdout_status
-from dialer.store.models import AgentStateLog, Attempt, CampaignStatus, Disposition
 from dialer.store.nodes import list_nodes
 from dialer.store.reports import campaign_rows, compliance_rows
+from dialer.store.rows import AttemptRow, DispositionRow, StatusRow, StretchRow
 from pacing.abandon import WINDOWS, AbandonBook
 
 NODE_TTL_S = 5.0  # dialer.node.membership.TTL_S (a node older than this is dead)
@@ -92,7 +92,7 @@ class AbandonCount:
                 "us": self.rate("us"), "uk": self.rate("uk", machine_fp_share)}
 
 
-def count_abandons(attempts: Iterable[Attempt], since: datetime | None, until: datetime | None = None) -> AbandonCount:
+def count_abandons(attempts: Iterable[AttemptRow], since: datetime | None, until: datetime | None = None) -> AbandonCount:
     """Answers and machines are placed in time by answered_at (else dialed_at) so windows slide smoothly."""
     c = AbandonCount()
     for a in attempts:
@@ -107,10 +107,10 @@ def count_abandons(attempts: Iterable[Attempt], since: datetime | None, until: d
     return c
 
 
-def latest_dispositions(rows: Iterable[Disposition]) -> list[Disposition]:
+def latest_dispositions(rows: Iterable[DispositionRow]) -> list[DispositionRow]:
     """One disposition per attempt (the last one wins: a console correction overrides a DTMF code)."""
-    by_attempt: dict[int, Disposition] = {}
-    loose: list[Disposition] = []
+    by_attempt: dict[int, DispositionRow] = {}
+    loose: list[DispositionRow] = []
     for d in sorted(rows, key=lambda r: r.id or 0):
         if d.attempt_id is None:
             loose.append(d)
@@ -124,7 +124,7 @@ def reason_label(code: str) -> str:
     return f"{code} {name}" if name else (code or "unspecified")
 
 
-def open_until(status: CampaignStatus | None, campaign_state: str, now: datetime) -> datetime:
+def open_until(status: StatusRow | None, campaign_state: str, now: datetime) -> datetime:
     """Up to when an agent stretch still open counts: now while a runner is live, else its last heartbeat
     (a crashed runner left it open; nobody knows what the agent did after that). No status row: now."""
     if status is None:
@@ -135,7 +135,7 @@ def open_until(status: CampaignStatus | None, campaign_state: str, now: datetime
     return min(now, hb)
 
 
-def team_spans(log: Iterable[AgentStateLog], campaign_id: int | None, team: set[int]) -> list[Span]:
+def team_spans(log: Iterable[StretchRow], campaign_id: int | None, team: set[int]) -> list[Span]:
     """The stretches counted for a campaign: those tagged with it, and untagged ones (a console log-in before
     the runner tagged the agent) of agents who worked it."""
     out = []
@@ -147,13 +147,13 @@ def team_spans(log: Iterable[AgentStateLog], campaign_id: int | None, team: set[
     return out
 
 
-def campaign_team(log: Iterable[AgentStateLog], attempts: Iterable[Attempt], campaign_id: int | None) -> set[int]:
+def campaign_team(log: Iterable[StretchRow], attempts: Iterable[AttemptRow], campaign_id: int | None) -> set[int]:
     """Agents who worked a campaign: took one of its calls, or have a stretch tagged with it."""
     return ({a.agent_id for a in attempts if a.agent_id is not None}
             | {r.agent_id for r in log if r.campaign_id == campaign_id})
 
 
-def campaign_start(log: Iterable[AgentStateLog], attempts: Iterable[Attempt], campaign_id: int | None
+def campaign_start(log: Iterable[StretchRow], attempts: Iterable[AttemptRow], campaign_id: int | None
                    ) -> datetime | None:
     """Earliest of the first dial and the first stretch tagged with the campaign: untagged stretches count
     from there, not from an agent's log-in days earlier."""
@@ -162,7 +162,7 @@ def campaign_start(log: Iterable[AgentStateLog], attempts: Iterable[Attempt], ca
     return min(starts, default=None)
 
 
-def _amd_summary(engine: Engine, campaign_id: int | None, attempts: list[Attempt]) -> dict[str, Any] | None:
+def _amd_summary(engine: Engine, campaign_id: int | None, attempts: Sequence[AttemptRow]) -> dict[str, Any] | None:
     """AMD verdicts, decision time and the false-positive share in force (None when AMD never ran)."""
     judged = [a for a in attempts if a.amd_verdict]
     if not judged:
@@ -294,7 +294,7 @@ def campaign_report(engine: Engine, name: str, *, now: datetime | None = None, m
     }
 
 
-def _last_hour(attempts: list[Attempt], sales: list[Disposition], first: datetime | None, now: datetime
+def _last_hour(attempts: Sequence[AttemptRow], sales: Sequence[DispositionRow], first: datetime | None, now: datetime
                ) -> dict[str, Any]:
     """Dials, connects and sales in the last 60 minutes, and how long that window really is (shorter when the
     campaign began less than an hour ago): the monitor shows these counts, never a rate scaled up from minutes."""
@@ -308,7 +308,7 @@ def _last_hour(attempts: list[Attempt], sales: list[Disposition], first: datetim
             "dials": dials, "connects": connects, "sales": sold, "revenue": revenue}
 
 
-def _by_node(engine: Engine, attempts: list[Attempt], rate: Any) -> dict[str, dict[str, Any]]:
+def _by_node(engine: Engine, attempts: Sequence[AttemptRow], rate: Any) -> dict[str, dict[str, Any]]:
     """Issue 18: attempts, answers and abandons per node, with each node's lines, agents and health."""
     ids = sorted({a.node_id for a in attempts if a.node_id})
     if not ids:
@@ -432,7 +432,7 @@ def compliance_report(engine: Engine, cfg: Config | None = None, *, now: datetim
 # --------------------------------------------------------------------------------------------- monitor
 
 
-def abandon_trend(attempts: list[Attempt], now: datetime, *, buckets: int = 12, bucket_s: float = 300.0,
+def abandon_trend(attempts: Sequence[AttemptRow], now: datetime, *, buckets: int = 12, bucket_s: float = 300.0,
                   regime: str = "us", machine_fp_share: float = 0.0) -> list[float | None]:
     """Abandon rate per bucket over the last buckets x bucket_s seconds, oldest first (None: no answers)."""
     out: list[float | None] = []

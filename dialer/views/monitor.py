@@ -20,7 +20,7 @@ import re
 import socket
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, TypedDict
 
 from rich.cells import cell_len
@@ -30,26 +30,23 @@ from rich.table import Table
 from rich.text import Text
 
 from dialer.config import Config
-from dialer.control import HEARTBEAT_STALE_S, runner_live
-from dialer.domain.agent_time import agent_time, team_time
+from dialer.control import HEARTBEAT_STALE_S
 from dialer.domain.vocabulary import Mode
 from dialer.i18n import N_, _, command_result, command_text, fmt_datetime, language, nfkc
-from dialer.reports import (
-    abandon_trend,
-    campaign_report,
-    campaign_team,
-    count_abandons,
-    open_until,
-    team_spans,
-)
+from dialer.service import Engine
 from dialer.service import floor as floor_service
+from dialer.service import monitor as monitor_service
 from dialer.service.auth import Principal, local_admin
-from dialer.store import Engine
-from dialer.store import campaigns as campaigns_store
-from dialer.store.dashboard import attempts_since, hopper_level, live_runner, state_stretches
-from dialer.store.models import Attempt
-from dialer.store.monitor import monitor_rows
-from dialer.store.nodes import NodeRow, list_nodes
+from dialer.service.monitor import (  # noqa: F401 - gather, floor_state, ...: re-exported for the screens' callers
+    BUCKET,
+    CampaignView,
+    NodeRow,
+    floor_state,
+    gather,
+    live_floor,
+    quarter_hours,
+)
+from dialer.views import labels
 from dialer.views.labels import label
 from dialer.views.nodes import node_lines
 from dialer.views.render import LineField, aware, dur, pct, row, sparkline, yen
@@ -61,15 +58,9 @@ AGENT_ORDER = ("on_call", "reserved", "wrap_up", "ready", "paused", "refusing", 
 STATE_STYLE = {"on_call": "bold green", "reserved": "green", "wrap_up": "yellow", "ready": "cyan",
                "paused": "magenta", "unavailable": "red", "unreachable": "red", "logged_out": "dim",
                "refusing": "bold red"}
-STATE_LABEL = {"on_call": N_("on call"), "reserved": N_("reserved"), "wrap_up": N_("wrap-up"), "ready": N_("ready"),
-               "paused": N_("paused"), "unavailable": N_("unavailable"), "unreachable": N_("unreachable"),
-               "logged_out": N_("logged out"), "refusing": N_("refusing calls"),
-               "idle": N_("idle")}
-CAMPAIGN_STATE = {"running": N_("running"), "paused": N_("paused"), "stopped": N_("stopped"),
-                  "draining": N_("draining")}
-MODE_LABEL = {"preview": N_("preview"), "progressive": N_("progressive"), "power": N_("power"),
-              "predictive": N_("predictive")}
-BUCKET = timedelta(minutes=15)
+STATE_LABEL = labels.STATES  # one table of words for codes, shared with the agent console and the browser
+CAMPAIGN_STATE = labels.CAMPAIGN_STATES
+MODE_LABEL = labels.MODES
 # (issue 25) stops that drain or cut, agents' phones that refuse or die under a customer
 ISSUE25_NOTICES = ("draining", "stop_now", "drain_timeout", "calls_cut", "agent_refusing", "agent_rerouted",
                    "agent_leg_lost")
@@ -171,111 +162,7 @@ def requester() -> str:
     return f"monitor:{user}@{socket.gethostname()}"
 
 
-@dataclass
-class CampaignView:
-    """Everything one frame shows about a campaign (plain data: render tests assert on it too)."""
 
-    name: str
-    report: dict[str, Any]
-    status: dict[str, Any] | None
-    agents: list[dict[str, Any]]
-    events: list[dict[str, Any]]
-    commands: list[dict[str, Any]]
-    trend: list[float | None]
-    last_hour: dict[str, float]
-    live: bool = False
-    hopper: dict[str, int] = field(default_factory=dict)
-    quarters: list[dict[str, Any]] = field(default_factory=list)
-    eta_h: float | None = None
-
-
-def quarter_hours(attempts: list[Attempt], stretches: list[Any], campaign_id: int | None, now: datetime, *,
-                  n: int, regime: str, fp_share: float, until: datetime | None = None) -> list[dict[str, Any]]:
-    """Abandon rate, connects and occupancy per quarter hour (aligned to :00/:15/:30/:45), oldest first.
-
-    Occupancy is the report's own count (dialer.domain.agent_time) over the campaign's agents' stretches; an
-    open stretch counts up to UNTIL (now while a runner is live, else its last heartbeat)."""
-    top = now.replace(minute=now.minute - now.minute % 15, second=0, microsecond=0)
-    spans = team_spans(stretches, campaign_id, campaign_team(stretches, attempts, campaign_id))
-    out = []
-    for i in range(n - 1, -1, -1):
-        lo = top - i * BUCKET
-        hi = min(now, lo + BUCKET)
-        c = count_abandons(attempts, lo, hi)
-        connects = sum(1 for a in attempts if a.agent_connected_at is not None
-                       and lo <= (aware(a.agent_connected_at) or now) < hi)
-        t = team_time(agent_time(spans, lo, hi, until or now))
-        out.append({"at": lo, "attempts": sum(1 for a in attempts if lo <= (aware(a.dialed_at) or now) < hi),
-                    "abandon": c.rate(regime, fp_share), "connects": connects, "occupancy": t.occupancy})
-    return out
-
-
-def floor_state(rows: Any, now: datetime) -> tuple[dict[str, Any] | None, list[dict[str, Any]], bool]:
-    """The live part of a campaign's view (runner status, agents and their states, whether a runner is live) from
-    the monitor's rows: cheap, so a live page can read it on every push while the report figures are reused."""
-    camp, st = rows.campaign, rows.status
-    status = None
-    live = False
-    if st is not None:
-        hb = aware(st.heartbeat_at)
-        live = runner_live(st.runner, hb, camp.state, now)
-        status = {"mode": st.mode, "dial_level": st.dial_level, "lines_dialing": st.lines_dialing,
-                  "lines_ringing": st.lines_ringing, "waiting": st.waiting_for_agent, "runner": st.runner,
-                  "heartbeat_at": hb, "heartbeat_age_s": (now - hb).total_seconds() if hb else None,
-                  "stats": dict(st.stats or {})}
-    agents = []
-    for a, on_call_with in rows.agents:
-        if a.campaign_id not in (None, camp.id):
-            continue
-        if a.state == "logged_out" and a.campaign_id is None:
-            continue
-        who = on_call_with if live else ""
-        since = aware(a.state_since)
-        # without a live runner nobody is on a call or waiting for one: show who is logged out, else idle
-        state = a.state if live else ("logged_out" if a.state == "logged_out" else "idle")
-        agents.append({"login": a.login, "name": a.name, "state": state, "since": since,
-                       "for_s": (now - since).total_seconds() if since and live and state != "logged_out" else None,
-                       "customer": who,
-                       "pause_reason": a.pause_reason if live else "", "pending": a.pending_state if live else ""})
-    return status, agents, live
-
-
-def live_floor(engine: Engine, name: str, now: datetime) -> tuple[dict[str, Any] | None, list[dict[str, Any]], bool]:
-    """`floor_state` read fresh from the store for campaign NAME."""
-    return floor_state(monitor_rows(engine, name), now)
-
-
-def gather(engine: Engine, name: str, cfg: Config, now: datetime) -> CampaignView:
-    tz = cfg.schedules.timezone
-    rep = campaign_report(engine, name, now=now, machine_fp_share=cfg.reports.machine_false_positive_share, tz=tz,
-                          now_window=cfg.reports.now_window)
-    rows = monitor_rows(engine, name)
-    camp, st = rows.campaign, rows.status
-    status, agents, live = floor_state(rows, now)
-    events = [{"at": e.at, "level": e.level, "kind": e.kind, "message": e.message} for e in rows.events]
-    commands = [{"id": c.id, "command": c.command, "argument": c.argument, "created_at": c.created_at,
-                 "applied_at": c.applied_at, "result": c.result, "by": c.requested_by} for c in rows.commands]
-    camp_id = camp.id
-    quarters_n = 8
-    since = now - max(timedelta(hours=1, minutes=5), quarters_n * BUCKET)
-    attempts = attempts_since(engine, int(camp_id or 0), since)
-    hour_ago = now - timedelta(hours=1)
-    dials_h = sum(1 for a in attempts if (aware(a.dialed_at) or now) >= hour_ago)
-    connects_h = sum(1 for a in attempts if a.agent_connected_at is not None
-                     and (aware(a.agent_connected_at) or now) >= hour_ago)
-    fp = cfg.reports.machine_false_positive_share
-    trend = abandon_trend(attempts, now, regime=rep["abandon_regime"], machine_fp_share=fp)
-    quarters = quarter_hours(attempts, state_stretches(engine, now - quarters_n * BUCKET), camp_id, now,
-                             n=quarters_n, regime=rep["abandon_regime"], fp_share=fp,
-                             until=open_until(st, camp.state, now))
-    segments = list(rep["penetration"])
-    remaining = sum(p["remaining"] for p in rep["penetration"].values())
-    lh = rep.get("last_hour") or {}
-    window_h = float(lh.get("window_s") or 3600.0) / 3600.0  # (issue 27) the real window, under an hour at first
-    eta = remaining / (dials_h / window_h) if dials_h and live and window_h > 0 else None
-    return CampaignView(name, rep, status, agents, events, commands, trend,
-                        {"connects": float(connects_h), "dials": float(dials_h)}, live=live,
-                        hopper=hopper_level(engine, segments, now), quarters=quarters, eta_h=eta)
 
 
 def _status_line(v: CampaignView, tz: str) -> Text:
@@ -633,18 +520,9 @@ class Monitor:
     def _refresh(self, now: datetime | None = None) -> None:
         now = now or datetime.now(UTC)
         self.seen_at = now
-        camps = campaigns_store.list_campaigns(self.engine)
-        statuses = campaigns_store.statuses(self.engine)
-        if self.campaign:
-            camps = [c for c in camps if c.name == self.campaign]
-        self.names = [c.name for c in camps]
-        self.summary = []
-        for c in camps:
-            st = statuses.get(c.id) if c.id is not None else None
-            live = st is not None and runner_live(st.runner, st.heartbeat_at, c.state, now)
-            self.summary.append({"name": c.name, "state": c.state if live or c.state == "stopped" else "no_runner",
-                                 "mode": c.mode, "effective": st.mode if st is not None and live else ""})
-        self.nodes = list_nodes(self.engine)
+        self.summary = monitor_service.summaries(self.engine, self.campaign, now)
+        self.names = [c["name"] for c in self.summary]
+        self.nodes = monitor_service.nodes(self.engine)
         if self.names:
             self.selected %= len(self.names)
             name = self.names[self.selected]
@@ -662,7 +540,7 @@ class Monitor:
         name = self.current
         assert name is not None
         now = now or self.seen_at or datetime.now(UTC)
-        live, beat = live_runner(self.engine, name, now)
+        live, beat = monitor_service.runner_alive(self.engine, name, now)
         if not live:
             when = fmt_datetime(beat, self.cfg.schedules.timezone, "datetime") if beat else _("never")
             self.message = _("{name}: no live runner (last heartbeat {when}); {command} not sent").format(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from dialer.i18n import N_, _
-from dialer.store.nodes import NodeRow
+from dialer.service.monitor import NodeRow
 
 TTL_S = 5.0  # dialer.node.membership.TTL_S
 # a node's health: heartbeat fresh / late (over half the TTL) / stale (over the TTL, not yet declared) / dead /

@@ -30,7 +30,7 @@ from dialer.reports import (
     open_until,
     team_spans,
 )
-from dialer.store.report_rows import PeriodRows
+from dialer.service.reports import PeriodRows
 from dialer.views.labels import label
 from dialer.views.render import aware, dur, num, pct, yen
 from lists.csvsafe import SafeDictWriter
