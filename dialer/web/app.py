@@ -34,10 +34,9 @@ from dialer.domain.dtmf import OUTCOME_BY_DIGIT, REFUSAL_REASONS
 from dialer.domain.policy import CampaignPolicy
 from dialer.errors import UserError
 from dialer.i18n import N_, _
-from dialer.service import auth, console, floor
+from dialer.service import Engine, auth, console, floor
 from dialer.service.auth import Principal
 from dialer.service.roles import Permission, PermissionDenied, Role
-from dialer.store import Engine
 from dialer.web.security import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -167,7 +166,7 @@ class Web:
         return {"agent": agent, "login": login, "days": days, "tz": tz, "week": week, "campaign": campaign}
 
     def _recount(self, name: str) -> None:
-        from dialer.views.monitor import gather
+        from dialer.service.monitor import gather
 
         try:
             self._figures[name] = (time.monotonic(), gather(self.engine, name, self.cfg, datetime.now(UTC)))
@@ -180,31 +179,30 @@ class Web:
         and the wallboards within a push however long the report takes to recount."""
         import dataclasses
 
-        from dialer.store.campaigns import list_campaigns
-        from dialer.views.monitor import gather, live_floor
+        from dialer.service.monitor import campaign_names, gather, live_floor
 
         auth.require(self.engine, who, Permission.MONITOR_READ)
         mono = time.monotonic()
         views = []
-        for c in list_campaigns(self.engine):
-            hit = self._figures.get(c.name)
+        for name in campaign_names(self.engine):
+            hit = self._figures.get(name)
             if hit is None:  # the first look: count now
-                hit = (mono, gather(self.engine, c.name, self.cfg, now))
-                self._figures[c.name] = hit
+                hit = (mono, gather(self.engine, name, self.cfg, now))
+                self._figures[name] = hit
                 views.append(hit[1])
                 continue
-            if mono - hit[0] >= FIGURES_S and c.name not in self._recounting:
+            if mono - hit[0] >= FIGURES_S and name not in self._recounting:
                 # recount the report in the background: no push waits for it
-                self._recounting.add(c.name)
-                threading.Thread(target=self._recount, args=(c.name,), daemon=True).start()
-            status, agents, live = live_floor(self.engine, c.name, now)
+                self._recounting.add(name)
+                threading.Thread(target=self._recount, args=(name,), daemon=True).start()
+            status, agents, live = live_floor(self.engine, name, now)
             views.append(dataclasses.replace(hit[1], status=status, agents=agents, live=live))
         ranking = []
         for v in views:
             for login, a in (v.report.get("agents") or {}).items():
                 ranking.append({"campaign": v.name, "login": login, **a})
         ranking.sort(key=lambda a: (-(a.get("revenue") or 0), -(a.get("sales") or 0), a["login"]))
-        from dialer.store.listen import connected_calls
+        from dialer.service.monitor import connected_calls
 
         calls = connected_calls(self.engine) if who.may(Permission.RECORDING_PLAY) else []  # (issue 29) to join
         return {"views": views, "ranking": ranking, "now": now, "tz": ZoneInfo(self.cfg.schedules.timezone),
