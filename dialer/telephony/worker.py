@@ -30,7 +30,7 @@ from dialer.privacy import mask_text
 from dialer.sounds import wav_seconds
 from dialer.telephony import rawsip
 from dialer.telephony.amdtap import AmdOrder, AmdSession, EarlySession, ring_seconds
-from dialer.telephony.events import CallEvent, outcome_for_status
+from dialer.telephony.events import CallEvent, EventKind, outcome_for_status
 from dialer.telephony.listen import Listeners
 from dialer.telephony.nailed import NailedLegs
 from dialer.telephony.protocol import (
@@ -207,7 +207,7 @@ class Worker:
             self.stop = True
 
     def emit(self, kind: str, att: Att | None = None, **kw: Any) -> None:
-        ev = CallEvent(kind=kind, attempt_id=att.attempt_id if att else kw.pop("attempt_id", None),
+        ev = CallEvent(kind=EventKind(kind), attempt_id=att.attempt_id if att else kw.pop("attempt_id", None),
                        worker=self.name, trunk=att.trunk if att else kw.pop("trunk", None), **kw)
         ev.detail = mask_text(ev.detail)
         self.send(Event(ev))
