@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo
 
 from dialer.domain.calling_hours import DEFAULT_ZONE, CallingHours, zone
 from dialer.domain.policy import CampaignPolicy, CampaignSource, RetryRules
-from dialer.domain.vocabulary import MACHINE_OUTCOMES, CallOutcome
+from dialer.domain.vocabulary import MACHINE_OUTCOMES, NOT_RETRY_OUTCOMES, CallOutcome
 
-OUTCOMES = tuple(o.value for o in CallOutcome)
+OUTCOMES = tuple(o.value for o in CallOutcome if o not in NOT_RETRY_OUTCOMES)
 BAD_NUMBER = ("invalid", "wrong_number")
 
 

@@ -35,6 +35,12 @@ class CallOutcome(StrEnum):
     UNREACHABLE = "unreachable"  # (issue 24) the network announced (early media or a "fake answer")
     ANONYMOUS_REJECTED = "anonymous_rejected"  # 433: the callee refuses calls without caller ID (非通知拒否)
     FAILED_CODEC = "failed_codec"  # answered with a codec the dialer did not offer
+    REDIRECTED = "redirected"  # 3xx: never followed (the target was not checked against DNC or hours)
+    TRUNK_ERROR = "trunk_error"  # the trunk's own fault (credentials refused): NOT an attempt on the contact
+
+
+# what the retry rules count an attempt as: a redirect counts as "failed", a trunk error is no attempt on the contact
+NOT_RETRY_OUTCOMES = frozenset({CallOutcome.REDIRECTED, CallOutcome.TRUNK_ERROR})
 
 
 MACHINE_OUTCOMES = frozenset({CallOutcome.MACHINE, CallOutcome.MACHINE_MESSAGE_LEFT})

@@ -10,9 +10,11 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from dialer.domain.vocabulary import CallOutcome
+
 
 class EventKind(StrEnum):
-    """What a `CallEvent` reports (a str, so `ev.kind == "answered"` keeps working)."""
+    """What a `CallEvent` reports (a StrEnum: it pickles and serialises as the same string as before)."""
 
     TRYING = "trying"
     RINGING = "ringing"
@@ -41,35 +43,22 @@ class EventKind(StrEnum):
     SUPERVISOR_MODE = "supervisor_mode"
     SUPERVISOR_LEFT = "supervisor_left"
     SUPERVISOR_FAILED = "supervisor_failed"  # not joined: the call is not in progress here, or the phone did not answer
+    INCOMING = "incoming"  # an INVITE the dialer did not place (the switchboard keeps it unowned; inbound is later)
 
 
-class Outcome(StrEnum):
-    """How an unanswered attempt ended (answered ones end with `hangup`)."""
+# (issue 28) one outcome enum: the attempt row's (dialer.domain.vocabulary.CallOutcome); this name stays for callers
+Outcome = CallOutcome
 
-    BUSY = "busy"
-    NO_ANSWER = "no_answer"
-    INVALID = "invalid"
-    REJECTED = "rejected"
-    CONGESTION = "congestion"
-    CANCELLED = "cancelled"
-    FAILED = "failed"
-    INTERRUPTED = "interrupted"
-    REDIRECTED = "redirected"  # 3xx: never followed (the target was not checked against DNC or hours)
-    TRUNK_ERROR = "trunk_error"  # the trunk's own fault (credentials refused): NOT an attempt on the contact
-    # (issue 24) the network announced instead of the callee: in early media then no answer / 480 / a timeout,
-    # or a 200 OK that played a recording ("fake answer"). Never a person, never an abandon.
-    UNREACHABLE = "unreachable"
-    ANONYMOUS_REJECTED = "anonymous_rejected"  # 433 (or 403 after an announcement): the callee refuses 非通知
-    FAILED_CODEC = "failed_codec"  # 200 OK with a codec we did not offer: ACKed, then BYE
+__all__ = ["CallEvent", "CallOutcome", "EventKind", "Outcome", "outcome_for_status"]
 
 
 @dataclass
 class CallEvent:
-    kind: str  # an EventKind value
+    kind: EventKind
     attempt_id: int | None = None
     at: float = field(default_factory=time.time)
     sip_status: int | None = None
-    outcome: str | None = None  # an Outcome value
+    outcome: CallOutcome | None = None
     by: str | None = None
     agent_id: int | None = None
     digit: str | None = None
@@ -88,21 +77,30 @@ class CallEvent:
     amd: dict[str, Any] | None = None
     retry_after_s: float | None = None  # a 503's Retry-After (the supervisor rests the trunk that long)
 
+    def __post_init__(self) -> None:
+        """A kind or outcome given as its string (a test, a dict read back) becomes the member; an unknown one is
+        a programming error and fails here, where it was made, not in a consumer's comparison."""
+        self.kind = EventKind(self.kind)
+        if self.outcome is not None:
+            self.outcome = CallOutcome(self.outcome)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-_BY_STATUS: dict[int, str] = {
-    486: "busy", 600: "busy",
-    408: "no_answer", 480: "no_answer", 487: "cancelled",
-    404: "invalid", 484: "invalid", 604: "invalid", 410: "invalid", 414: "invalid", 416: "invalid",
-    603: "rejected", 403: "rejected",
-    433: "anonymous_rejected",
-    503: "congestion", 500: "congestion", 502: "congestion", 504: "congestion",
+_BY_STATUS: dict[int, CallOutcome] = {
+    486: CallOutcome.BUSY, 600: CallOutcome.BUSY,
+    408: CallOutcome.NO_ANSWER, 480: CallOutcome.NO_ANSWER, 487: CallOutcome.CANCELLED,
+    404: CallOutcome.INVALID, 484: CallOutcome.INVALID, 604: CallOutcome.INVALID, 410: CallOutcome.INVALID,
+    414: CallOutcome.INVALID, 416: CallOutcome.INVALID,
+    603: CallOutcome.REJECTED, 403: CallOutcome.REJECTED,
+    433: CallOutcome.ANONYMOUS_REJECTED,
+    503: CallOutcome.CONGESTION, 500: CallOutcome.CONGESTION, 502: CallOutcome.CONGESTION,
+    504: CallOutcome.CONGESTION,
 }
 
 
-def outcome_for_status(status: int | None, *, ring_timeout: bool = False, cancelled: bool = False) -> str:
+def outcome_for_status(status: int | None, *, ring_timeout: bool = False, cancelled: bool = False) -> CallOutcome:
     """Map the final SIP status of an unanswered call to an attempt outcome.
 
     Our own CANCEL comes back as 487: it is "no_answer" when the ring timer fired and "cancelled" when the
@@ -110,15 +108,15 @@ def outcome_for_status(status: int | None, *, ring_timeout: bool = False, cancel
     error reported as 0/5xx) is congestion: the carrier, not the callee, failed.
     """
     if ring_timeout:
-        return "no_answer"
+        return CallOutcome.NO_ANSWER
     if cancelled:
-        return "cancelled"
+        return CallOutcome.CANCELLED
     if status is None or status <= 0:
-        return "congestion"
+        return CallOutcome.CONGESTION
     if status in _BY_STATUS:
         return _BY_STATUS[status]
     if 500 <= status < 600:
-        return "congestion"
+        return CallOutcome.CONGESTION
     if 600 <= status < 700:
-        return "rejected"
-    return "failed"
+        return CallOutcome.REJECTED
+    return CallOutcome.FAILED

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from dialer.telephony.events import CallEvent
+from dialer.telephony.events import CallEvent, EventKind
 from dialer.telephony.protocol import AgentLogin, AgentLogout, CallState
 
 if TYPE_CHECKING:
@@ -291,7 +291,7 @@ class NailedAgents:
 
     def worker_lost(self, worker: str) -> list[CallEvent]:
         """Every leg died with the worker: report them down (they are dialled again once it is back)."""
-        down = [CallEvent(kind="agent_leg_down", agent_id=a, leg="agent", worker=worker,
+        down = [CallEvent(kind=EventKind.AGENT_LEG_DOWN, agent_id=a, leg="agent", worker=worker,
                           detail=f"worker {worker} died; calling again once it is restarted")
                 for a in sorted(self.up)]
         self.up.clear()

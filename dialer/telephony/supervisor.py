@@ -29,7 +29,7 @@ from dialer.privacy import mask_text
 from dialer.telephony import rawsip
 from dialer.telephony.amdtap import AmdOrder
 from dialer.telephony.capacity import HostCapacity, host_capacity
-from dialer.telephony.events import CallEvent
+from dialer.telephony.events import CallEvent, CallOutcome, EventKind
 from dialer.telephony.nailed import AgentLegs, NailedAgents, choose_agent_legs, nailed_capacity_error
 from dialer.telephony.numbers import request_uri
 from dialer.telephony.protocol import (
@@ -335,8 +335,8 @@ class Telephony:
         for attempt_id in list(self.calls):
             c = self.calls[attempt_id]
             self._release(attempt_id)
-            self.pending.append(CallEvent(kind="hangup" if c.answered else "failed", attempt_id=attempt_id,
-                                          outcome="interrupted", by="dialer", worker=c.worker, trunk=c.trunk,
+            self.pending.append(CallEvent(kind=EventKind.HANGUP if c.answered else EventKind.FAILED, attempt_id=attempt_id,
+                                          outcome=CallOutcome.INTERRUPTED, by="dialer", worker=c.worker, trunk=c.trunk,
                                           detail="telephony stopped"))
         self.started = False
 
@@ -620,7 +620,7 @@ class Telephony:
                 w.conn.close()
             w.conn = None
             return  # failed to start: reported by start() itself
-        self.pending.append(CallEvent(kind="worker_down", worker=w.name,
+        self.pending.append(CallEvent(kind=EventKind.WORKER_DOWN, worker=w.name,
                                       detail=f"worker {w.name} (pid {w.pid}) exited with {code}; "
                                              f"{len(lost)} call(s) interrupted"
                                              + ("; restarting" if restart else "")))
@@ -629,7 +629,7 @@ class Telephony:
         for attempt_id in lost:
             c = self._release(attempt_id)
             if c is not None:
-                self.pending.append(CallEvent(kind="failed", attempt_id=attempt_id, outcome="interrupted",
+                self.pending.append(CallEvent(kind=EventKind.FAILED, attempt_id=attempt_id, outcome=CallOutcome.INTERRUPTED,
                                               worker=w.name, trunk=c.trunk,
                                               detail=f"worker {w.name} died" + (
                                                   " while it rang: CANCEL sent from its port" if attempt_id in
@@ -644,7 +644,7 @@ class Telephony:
             now = time.monotonic()
             w.restart_times = [t for t in w.restart_times if now - t < 60.0] + [now]
             if len(w.restart_times) > MAX_RESTARTS_PER_MIN:
-                self.pending.append(CallEvent(kind="worker_down", worker=w.name,
+                self.pending.append(CallEvent(kind=EventKind.WORKER_DOWN, worker=w.name,
                                               detail=f"worker {w.name} died {len(w.restart_times)} times in a "
                                                      f"minute; not restarted (capacity reduced)"))
                 return
@@ -716,14 +716,15 @@ class Telephony:
         t.reg_pending = t.probing = False
         t.probe_attempt = None
         t.retry_at = time.monotonic() + rest
-        self.pending.append(CallEvent(kind="trunk_down", trunk=t.cfg.name,
+        self.pending.append(CallEvent(kind=EventKind.TRUNK_DOWN, trunk=t.cfg.name,
                                       detail=mask_text(f"trunk {t.cfg.name} down: {reason}; retry in {rest:g} s")))
 
     def _trunk_up(self, t: _Trunk, why: str) -> None:
         t.down = False
         t.consecutive_503 = t.consecutive_403 = 0
         t.reason = ""
-        self.pending.append(CallEvent(kind="trunk_up", trunk=t.cfg.name, detail=f"trunk {t.cfg.name} up: {why}"))
+        self.pending.append(CallEvent(kind=EventKind.TRUNK_UP, trunk=t.cfg.name,
+                                      detail=f"trunk {t.cfg.name} up: {why}"))
 
     def _check_trunks(self, now: float) -> None:
         for t in self.trunks.values():
@@ -793,7 +794,7 @@ class Telephony:
                 return
             for agent_id, status in zip(ids, statuses, strict=True):
                 ok = status not in (0, 404, 410, 480, 604)
-                results.append(CallEvent(kind="agent_reachable" if ok else "agent_unreachable", agent_id=agent_id,
+                results.append(CallEvent(kind=EventKind.AGENT_REACHABLE if ok else EventKind.AGENT_UNREACHABLE, agent_id=agent_id,
                                          sip_status=status or None,
                                          detail=mask_text(f"OPTIONS {uris[agent_id]}: "
                                                           f"{status or 'no answer within 2 s'}")))
