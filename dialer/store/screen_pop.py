@@ -100,18 +100,22 @@ def _pop(s: Session, customer_id: str, entry: CallListEntry | None, camp: Campai
     depl_sku = (entry.qualifying_sku if entry and entry.qualifying_sku else "") or sku
     depl, depl_how = depletion_date(s, customer_id, depl_sku)
     product_name = prod.name if prod and prod.name else (sku or "ご愛用の商品")
-    spent = s.exec(select(func.coalesce(func.sum(Order.total), 0.0)).where(
-        Order.customer_id == customer_id, Order.status != "cancelled")).one()
+    # what the customer has actually paid us: cancelled and returned orders are not purchases
+    spent = float(s.exec(select(func.coalesce(func.sum(Order.total), 0.0)).where(
+        Order.customer_id == customer_id, col(Order.status).not_in(("cancelled", "returned")))).one() or 0.0)
+    # LTV on the card: the CRM's figure when the export carries one, else what they have spent with us, with its
+    # source named so every console labels it the same way (issue 27: one rule, here, for terminal and browser)
+    crm_ltv = float(cust.ltv) if cust and cust.ltv else 0.0
     return {
         "customer_id": customer_id,
         "name": cust.name if cust else "", "kana": cust.name_kana if cust else "", "phone_e164": phone_e164,
         "caution": bool(cust and cust.caution), "notes": cust.notes if cust else "",
-        "ltv": cust.ltv if cust else None, "expected_value": entry.priority if entry else None,
+        "ltv": crm_ltv or spent, "ltv_source": "crm" if crm_ltv else "spent", "expected_value": entry.priority if entry else None,
         "segment": segment or (entry.segment if entry else ""), "sub_segment": entry.sub_segment if entry else "",
         "reason": entry.reason if entry else "", "sku": sku, "product": product_name,
         "campaign": camp.name if camp else "", "orders": orders, "subscriptions": subs,
         "depletion": depl, "depletion_how": depl_how, "depletion_sku": depl_sku, "history": history,
-        "spent": float(spent or 0.0),
+        "spent": spent,
     }
 
 

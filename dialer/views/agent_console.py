@@ -147,12 +147,8 @@ def _decorate(pop: dict[str, Any] | None, agent_name: str, business: str, busine
               ) -> dict[str, Any] | None:
     if pop is None:
         return None
-    spent = pop.pop("spent")
+    pop.pop("spent")  # already folded into pop["ltv"] / pop["ltv_source"] by the read model
     phone = pop.pop("phone_e164")
-    # LTV: the CRM's figure when the store has one, else what the customer has actually spent with us (labelled
-    # as such on the card: issue 27)
-    pop["ltv_source"] = "crm" if pop["ltv"] else "spent"
-    pop["ltv"] = pop["ltv"] if pop["ltv"] else float(spent or 0.0)
     pop["phone"] = last4(phone)
     pop["keep"] = (business, agent_name)
     pop["opening"] = opening_lines(business, agent_name, pop["product"], business_phone)

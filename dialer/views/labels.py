@@ -32,7 +32,15 @@ SEGMENTS = {"dormant": N_("dormant"), "pre_churn": N_("pre-churn"), "upsell": N_
 SKIPS = {"not_now": N_("not now"), "bad_data": N_("bad data"), "contacted_recently": N_("contacted recently"),
          "other": N_("other"), "": N_("next")}
 
-_TABLES = {"skip": SKIPS, "outcome": OUTCOMES, "refusal": REFUSALS, "state": STATES, "pause": PAUSES, "segment": SEGMENTS}
+CAMPAIGN_STATES = {"running": N_("running"), "paused": N_("paused"), "stopped": N_("stopped"),
+                   "draining": N_("draining")}
+MODES = {"preview": N_("preview"), "progressive": N_("progressive"), "power": N_("power"),
+         "predictive": N_("predictive")}
+# the abandon windows every figure is shown for (reports.abandon_windows keys)
+WINDOWS = {"now": N_("now"), "1h": N_("last hour"), "24h": N_("last 24 h"), "window": N_("window")}
+
+_TABLES = {"skip": SKIPS, "outcome": OUTCOMES, "refusal": REFUSALS, "state": STATES, "pause": PAUSES,
+           "segment": SEGMENTS, "campaign_state": CAMPAIGN_STATES, "mode": MODES, "window": WINDOWS}
 
 
 def label(kind: str, code: str) -> str:
