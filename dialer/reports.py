@@ -34,7 +34,16 @@ from dialer.domain.calling_hours import CallingHours, contact_zones
 from dialer.domain.dtmf import REFUSAL_REASONS
 from dialer.domain.durations import parse_duration
 from dialer.domain.entry import aware
-from dialer.domain.vocabulary import IN_FLIGHT_ATTEMPT, LIVE_ATTEMPT, SALES
+from dialer.domain.vocabulary import (
+    IN_FLIGHT_ATTEMPT,
+    LIVE_ATTEMPT,
+    SALES,
+    AttemptState,
+    CallOutcome,
+    CampaignState,
+    Disposition,
+    Regime,
+)
 from dialer.privacy import mask_phone
 from dialer.settings import day_start_s
 from dialer.store import Engine
@@ -99,10 +108,10 @@ def count_abandons(attempts: Iterable[AttemptRow], since: datetime | None, until
         at = _aware(a.answered_at) or _aware(a.dialed_at)
         if at is None or (since is not None and at < since) or (until is not None and at >= until):
             continue
-        if a.outcome == "answered":
+        if a.outcome == CallOutcome.ANSWERED:
             c.answered += 1
             c.abandoned += int(bool(a.abandoned))
-        elif a.outcome == "machine" or a.machine:
+        elif a.outcome == CallOutcome.MACHINE or a.machine:
             c.machine += 1
     return c
 
@@ -198,7 +207,7 @@ def campaign_report(engine: Engine, name: str, *, now: datetime | None = None, m
     times = agent_time(team_spans(rows.state_log, camp.id, team), campaign_start(rows.state_log, attempts, camp.id),
                        now, until)
     dead = rows.status is not None and until < now  # a runner held it and went silent: activity ended there
-    hi = now if (camp.state != "stopped" or in_flight) and not dead else (last or now)
+    hi = now if (camp.state != CampaignState.STOPPED or in_flight) and not dead else (last or now)
     agent_ids = team
     amd = _amd_summary(engine, camp.id, attempts)
     if amd is not None:  # AMD ran: its measured false-positive share counts (UK), if above the configured one
@@ -224,7 +233,7 @@ def campaign_report(engine: Engine, name: str, *, now: datetime | None = None, m
     hourly = span_s >= 3600.0
     sales = [d for d in disps if d.outcome in SALE_OUTCOMES]
     disp_counts = Counter(d.outcome for d in disps)
-    refusals = Counter(reason_label(d.reason_code) for d in disps if d.outcome == "refused")
+    refusals = Counter(reason_label(d.reason_code) for d in disps if d.outcome == Disposition.REFUSED)
     attempt_segment = {a.id: a.segment for a in attempts}
 
     by_segment: dict[str, dict[str, Any]] = {}
@@ -321,7 +330,7 @@ def _by_node(engine: Engine, attempts: Sequence[AttemptRow], rate: Any) -> dict[
         n = rows.get(nid)
         out[nid] = {"attempts": len(mine), "answered": c.answered, "abandoned": c.abandoned, "abandon_rate": rate(c),
                     "connected_to_agent": sum(1 for a in mine if a.agent_connected_at is not None),
-                    "interrupted": sum(1 for a in mine if a.state == "interrupted"),
+                    "interrupted": sum(1 for a in mine if a.state == AttemptState.INTERRUPTED),
                     "lines": n.lines if n else None, "agents": n.agents if n else None,
                     "health": n.health(NODE_TTL_S) if n else "unknown", "epoch": n.epoch if n else None,
                     "heartbeat_age_s": round(n.heartbeat_age_s, 1) if n else None}
@@ -351,7 +360,7 @@ def compliance_report(engine: Engine, cfg: Config | None = None, *, now: datetim
         for w in ("1h", "24h", "30d", "day", "campaign"):
             windows[w] = count_abandons(attempts, window_start(w, now, default_tz)).as_dict(fp_share)
         conf = windows[camp.abandon_window]
-        configured_rate = conf["uk" if camp.abandon_regime == "uk" else "us"]
+        configured_rate = conf["uk" if camp.abandon_regime == Regime.UK else "us"]
         configured = [c for c in cfg.campaigns if c.name == camp.name] if cfg else []
         # the run's own hours and holidays (the row) plus the centre's calendar from config (issue 27): hours per
         # weekday and closure days

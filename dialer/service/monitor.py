@@ -17,6 +17,7 @@ from typing import Any
 from dialer.config import Config
 from dialer.control import runner_live
 from dialer.domain.agent_time import agent_time, team_time
+from dialer.domain.vocabulary import AgentState, CampaignState
 from dialer.reports import (
     abandon_trend,
     campaign_report,
@@ -99,14 +100,14 @@ def floor_state(rows: Any, now: datetime) -> tuple[dict[str, Any] | None, list[d
     for a, on_call_with in rows.agents:
         if a.campaign_id not in (None, camp.id):
             continue
-        if a.state == "logged_out" and a.campaign_id is None:
+        if a.state == AgentState.LOGGED_OUT and a.campaign_id is None:
             continue
         who = on_call_with if live else ""
         since = aware(a.state_since)
         # without a live runner nobody is on a call or waiting for one: show who is logged out, else idle
-        state = a.state if live else ("logged_out" if a.state == "logged_out" else "idle")
+        state = a.state if live else (AgentState.LOGGED_OUT if a.state == AgentState.LOGGED_OUT else "idle")
         agents.append({"login": a.login, "name": a.name, "state": state, "since": since,
-                       "for_s": (now - since).total_seconds() if since and live and state != "logged_out" else None,
+                       "for_s": (now - since).total_seconds() if since and live and state != AgentState.LOGGED_OUT else None,
                        "customer": who,
                        "pause_reason": a.pause_reason if live else "", "pending": a.pending_state if live else ""})
     return status, agents, live
@@ -161,7 +162,7 @@ def summaries(engine: Engine, only: str | None, now: datetime) -> list[dict[str,
     for c in camps:
         st = statuses.get(c.id) if c.id is not None else None
         live = st is not None and runner_live(st.runner, st.heartbeat_at, c.state, now)
-        out.append({"name": c.name, "state": c.state if live or c.state == "stopped" else "no_runner",
+        out.append({"name": c.name, "state": c.state if live or c.state == CampaignState.STOPPED else "no_runner",
                     "mode": c.mode, "effective": st.mode if st is not None and live else ""})
     return out
 

@@ -31,7 +31,7 @@ from rich.text import Text
 
 from dialer.config import Config
 from dialer.control import HEARTBEAT_STALE_S
-from dialer.domain.vocabulary import Mode
+from dialer.domain.vocabulary import AgentState, CampaignState, Mode
 from dialer.i18n import N_, _, command_result, command_text, fmt_datetime, language, nfkc
 from dialer.service import Engine
 from dialer.service import floor as floor_service
@@ -169,13 +169,13 @@ def _status_line(v: CampaignView, tz: str) -> Text:
     r, st = v.report, v.status
     t = Text()
     state = r["state"]
-    if not v.live and state != "stopped":
+    if not v.live and state != CampaignState.STOPPED:
         t.append(_("NO RUNNER"), style="bold red")
         t.append(f" ({_(CAMPAIGN_STATE.get(state, state))})", style="dim")
     else:
         t.append(_(CAMPAIGN_STATE.get(state, state)).upper(),
                  style={"running": "bold green", "paused": "bold yellow"}.get(state, "bold red"))
-        if state == "draining" and st is not None:
+        if state == CampaignState.DRAINING and st is not None:
             _drain_figures(t, (st.get("stats") or {}).get("drain") or {})
         if st is not None and v.live:
             _store_and_lag(t, st.get("stats") or {})
@@ -320,7 +320,7 @@ def agents_table(v: CampaignView, tz: str, first: int, rows: int, stats: bool, w
     t.add_column(_("customer"), no_wrap=True, overflow="ellipsis", max_width=max(12, min(40, width - 40)))
     per_agent = v.report.get("agents") or {}
     for a in sorted(v.agents, key=_agent_sort)[first:first + rows]:
-        extra = customer_text(a["customer"]) or (label("pause", a["pause_reason"]) if a["state"] == "paused" else "")
+        extra = customer_text(a["customer"]) or (label("pause", a["pause_reason"]) if a["state"] == AgentState.PAUSED else "")
         if a["pending"]:
             extra = (extra + f" → {_(STATE_LABEL.get(a['pending'], a['pending']))}").strip()
         when = dur(a["for_s"]) if a["for_s"] is not None else (
