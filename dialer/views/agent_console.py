@@ -42,6 +42,7 @@ from dialer.service import Engine
 from dialer.service import console as console_service
 from dialer.service.auth import Principal, local_admin
 from dialer.views.labels import label
+from dialer.views.reasons import reason_words
 from dialer.views.render import LineField, aware, dur, last4, row, wrap_japanese, yen
 
 IDLE = IDLE_STATES
@@ -193,7 +194,7 @@ def render_pop(pop: dict[str, Any], tz: str, wide: bool, width: int = 80, *, dia
     seg.append(f"{pop['segment']}", style="bold cyan")
     if pop["sub_segment"]:
         seg.append(f"/{pop['sub_segment']}")
-    seg.append(f": {card_dates(pop['reason'] or '—')}")
+    seg.append(f": {card_dates(reason_words(pop['reason']) or '—')}")
     parts.append(seg)
     # (issue 27) two different figures, each named: the customer's value and what this call is expected to bring
     ltv_word = _("LTV (CRM)") if pop.get("ltv_source", "crm") == "crm" else _("spent to date")
