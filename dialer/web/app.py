@@ -37,6 +37,7 @@ from dialer.i18n import N_, _
 from dialer.service import Engine, auth, console, floor
 from dialer.service.auth import Principal
 from dialer.service.roles import Permission, PermissionDenied, Role
+from dialer.views.reasons import reason_words
 from dialer.web.security import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -74,7 +75,7 @@ class Web:
         self.limiter = LoginLimiter()
         self.env = Environment(loader=FileSystemLoader(str(HERE / "templates")),
                                autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
-        self.env.globals.update(_=lambda s: i18n._(s), label=self._label)
+        self.env.globals.update(_=lambda s: i18n._(s), label=self._label, reason=reason_words)
         # the UI catalog is process-wide: one render at a time holds the language it needs
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, str, str], tuple[float, str]] = {}
