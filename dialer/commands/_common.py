@@ -37,3 +37,15 @@ def duration_arg(text: str) -> float:
         return float(text) if text.replace(".", "", 1).isdigit() else parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def seconds_arg(text: str) -> float:
+    """argparse `type=` for a plain, non-negative number of seconds (ring times, holds): a usage error naming
+    what was given otherwise, never a traceback."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if v < 0 or v != v or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds, not negative: {text!r}")
+    return v

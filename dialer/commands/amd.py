@@ -7,18 +7,8 @@ import json
 import sys
 from typing import Any
 
-from dialer.commands._common import group
+from dialer.commands._common import group, seconds_arg
 from dialer.errors import UserError
-
-
-def _seconds(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
-    return v
 
 
 def classify_file(path: str, ring_s: float | None = None) -> dict[str, Any]:
@@ -64,6 +54,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                                  "behind it. Ring time before answer comes from --ring-s or a sidecar x.json "
                                  "{\"ring_s\": S} next to x.wav.")
     p.add_argument("wav", nargs="+", metavar="WAV", help="WAV file(s), 16-bit mono (8 kHz; others are resampled)")
-    p.add_argument("--ring-s", type=_seconds, metavar="S", help="ring time before answer, seconds (all files)")
+    p.add_argument("--ring-s", type=seconds_arg, metavar="S", help="ring time before answer, seconds (all files)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=_classify)

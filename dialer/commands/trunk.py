@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from dialer.commands._common import add_config_arg, config_from, group
+from dialer.commands._common import add_config_arg, config_from, group, seconds_arg
 from dialer.errors import UserError
 from dialer.privacy import mask_text
 
@@ -17,16 +17,6 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if v < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
-    return v
-
-
-def _seconds(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
     return v
 
 
@@ -67,7 +57,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--to", required=True, metavar="NUMBER_OR_URI", help="number (formatted per trunk) or SIP URI")
     p.add_argument("--calls", type=_positive, default=1, metavar="N", help="calls to place (default 1)")
     p.add_argument("--concurrency", type=_positive, default=1, metavar="C", help="at most C at a time (default 1)")
-    p.add_argument("--hold", type=_seconds, default=2.0, metavar="S",
+    p.add_argument("--hold", type=seconds_arg, default=2.0, metavar="S",
                    help="hang up answered calls after S seconds (default 2)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_check)
