@@ -175,7 +175,8 @@ def _build(args: argparse.Namespace) -> int:
     except BuildLocked as exc:
         print(f"lists: {exc}", file=sys.stderr)
         return EXIT_LOCKED
-    print(f"store: {stored['inserted']} inserted, {stored['updated']} updated, {stored['withdrawn']} withdrawn, "
+    print(f"store: {stored['inserted']} inserted, {stored['updated']} updated, {stored['unchanged']} unchanged, "
+          f"{stored['withdrawn']} withdrawn, "
           f"{stored['kept_in_progress']} in progress kept, {stored['kept_final']} finished kept; "
           f"mirrored {sum(mirrored.values())} CRM rows" + (" (forced)" if refused else ""))
     if "holdout" in s:
