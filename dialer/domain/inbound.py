@@ -35,6 +35,17 @@ class Direction(StrEnum):
     INBOUND = "inbound"
 
 
+class InboundOutcome(StrEnum):
+    """How a return call ended (the inbound attempt row's `outcome`): a closed set apart from the outbound
+    `CallOutcome`, so no retry rule or outbound figure can mistake one for a dial's result."""
+
+    ANSWERED = "answered"  # an agent took it
+    QUEUE_ABANDONED = "inbound_abandoned"  # hung up while queued: an inbound abandon, not the outbound one
+    IVR_CALLBACK = "ivr_callback"  # booked a callback in the IVR
+    IVR_DNC = "ivr_dnc"  # keyed "do not call me again"
+    IVR_LEFT = "ivr_left"  # heard the menu and chose nothing, or hung up in it
+
+
 class Priority(StrEnum):
     """Who gets the next ready agent when a return caller and an answered outbound call both wait."""
 
@@ -246,5 +257,5 @@ class Ivr:
 
 
 __all__ = ["FINAL_IVR", "NEXT_SLOT_LEAD", "AgentChoice", "AgentFacts", "CustomerFacts", "Direction", "Ivr",
-           "IvrAction", "IvrEvent", "IvrState", "OutboundFacts", "Priority", "caller_e164", "choose_agent",
+           "InboundOutcome", "IvrAction", "IvrEvent", "IvrState", "OutboundFacts", "Priority", "caller_e164", "choose_agent",
            "last_outbound", "match_customer", "normalised_phones"]

@@ -16,6 +16,7 @@ from sqlmodel import Session, SQLModel, create_engine, select
 from dialer.privacy import tighten_sqlite
 from dialer.store import amd as _amd
 from dialer.store import holdout as _holdout  # noqa: F401  (registers its tables)
+from dialer.store import inbound as _inbound
 from dialer.store import journal as _journal  # noqa: F401  (registers its table)
 from dialer.store import lift as _lift  # noqa: F401  (registers its tables)
 from dialer.store import models
@@ -24,7 +25,7 @@ from dialer.store import sms as _sms  # noqa: F401  (registers its tables)
 from dialer.store import users as _users  # noqa: F401  (registers its tables)
 from dialer.store.models import Meta
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 DEFAULT_URL = "sqlite:///tsunagu.db"
 ENV_URL = "DIALER_DATABASE_URL"
 
@@ -50,6 +51,7 @@ MIGRATIONS: dict[int, Callable[[Engine], None]] = {
     2: _amd.migrate_add_amd_columns,  # issue 15: attempts.amd_verdict / amd_decided_s / amd_features
     3: _m3_offer_and_mirror_keys,  # issue 12: entries.qualifying_sku, unique keys on the CRM mirror
     4: _nodes.migrate_add_node_columns,  # issue 18: attempts.node_id / node_epoch, agents.node_id (+ node tables)
+    5: _inbound.migrate_add_direction,  # issue 30: attempts.direction / answers_attempt_id (return calls)
 }
 
 

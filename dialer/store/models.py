@@ -244,6 +244,9 @@ class Attempt(SQLModel, table=True):
     # (issue 18) the node that dialled it and that node's membership epoch ("" / 0: single-host runner)
     node_id: str = Field(default="", index=True, sa_column_kwargs={"server_default": ""})
     node_epoch: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # (issue 30) outbound | inbound (a return call: campaign_id NULL, answers_attempt_id = the call it answers)
+    direction: str = Field(default="outbound", sa_column_kwargs={"server_default": "outbound"})
+    answers_attempt_id: int | None = Field(default=None, index=True)
 
 
 class Agent(SQLModel, table=True):

@@ -82,7 +82,9 @@ def compliance_rows(engine: Engine, campaign: str | None = None) -> ComplianceRo
         entries = s.exec(select(CallListEntry.id, CallListEntry.timezone, CallListEntry.sku)).all()
         prefs = s.exec(select(CallListEntry.id, Customer.prefecture).join(
             Customer, col(Customer.customer_id) == col(CallListEntry.customer_id))).all()
-        attempts = list(s.exec(select(Attempt).order_by(col(Attempt.dialed_at))).all())
+        # dials only: a return call (issue 30) after a DNC is the customer calling us, not a dial after the DNC
+        attempts = list(s.exec(select(Attempt).where(col(Attempt.direction) != "inbound")
+                               .order_by(col(Attempt.dialed_at))).all())
         disps = list(s.exec(select(Disposition).where(col(Disposition.outcome).in_(("dnc", "refused")))
                             .order_by(col(Disposition.id))).all())
         blocks = list(s.exec(select(Block)).all())

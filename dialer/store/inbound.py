@@ -1,0 +1,202 @@
+"""Return calls in the store (issue 30): the facts the inbound rules need, and what an inbound call writes.
+
+Why here: every SQL lives in dialer/store. The rules (who the caller is, which call they answer, who takes them,
+the IVR) are `dialer.domain.inbound`; this module only reads their facts and writes their results:
+
+- an inbound call is an `attempts` row with `direction = inbound` and `answers_attempt_id` = the outbound attempt
+  it answers. Its `campaign_id` stays NULL, so no outbound figure (the abandon rate the law counts, the pacer's
+  answer rate, the compliance checks) ever counts it; its campaign is the answered attempt's.
+- a "do not call me again" keyed in the IVR is a `dnc` block on the number and the customer, exactly as the
+  agent's DNC disposition writes it (checked at lease and again at dial), so no further outbound dial happens.
+- a callback keyed in the IVR goes through the hopper's `set_callback`, the one booking path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, inspect, text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, or_, select
+
+from dialer.domain.inbound import (
+    AgentFacts,
+    CustomerFacts,
+    Direction,
+    InboundOutcome,
+    OutboundFacts,
+    match_customer,
+)
+from dialer.domain.vocabulary import AgentState, BlockKind, Disposition, DispositionSource
+from dialer.store.models import Agent, Attempt, Block, CallListEntry, Customer
+from dialer.store.models import Disposition as DispositionRow
+
+
+def migrate_add_direction(engine: Engine) -> None:
+    """Schema 5 (issue 30): attempts say which way the call went and which outbound attempt an inbound one
+    answers. Idempotent: a column already there is left alone, whatever order the migrations ran in."""
+    cols = {c["name"] for c in inspect(engine).get_columns("attempts")}
+    with engine.begin() as conn:
+        if "direction" not in cols:
+            conn.execute(text("ALTER TABLE attempts ADD COLUMN direction VARCHAR NOT NULL DEFAULT 'outbound'"))
+        if "answers_attempt_id" not in cols:
+            conn.execute(text("ALTER TABLE attempts ADD COLUMN answers_attempt_id INTEGER"))
+        conn.execute(text("CREATE INDEX IF NOT EXISTS ix_attempts_answers_attempt_id ON attempts (answers_attempt_id)"))
+
+
+def _notations(e164: str) -> list[str]:
+    """The ways a CRM may have written E164 in `customers.phone`: +81..., 0..., 0X-XXXX-XXXX digits kept as typed
+    are confirmed afterwards by the one normaliser (match_customer), so a loose candidate costs nothing."""
+    if not e164.startswith("+81"):
+        return [e164]
+    national = "0" + e164[3:]
+    return [e164, national, e164[1:]]
+
+
+def _digits(column: Any) -> Any:
+    """The stored number without the separators CRMs write (03-1234-5678, (03) 1234 5678), in SQL."""
+    for sep in ("-", " ", "(", ")"):
+        column = func.replace(column, sep, "")
+    return column
+
+
+@dataclass(frozen=True)
+class ReturnCallFacts:
+    """Who is calling back, and the call they answer (None/empty when unknown)."""
+
+    caller_e164: str
+    customer: CustomerFacts | None
+    answers: OutboundFacts | None
+    last_agent_id: int | None  # the agent who last spoke to the customer (any direction)
+
+
+def return_call_facts(engine: Engine, caller: str) -> ReturnCallFacts:
+    """Match CALLER (E.164) to a customer among all their numbers and to the most recent outbound attempt."""
+    if not caller:
+        return ReturnCallFacts("", None, None, None)
+    with Session(engine) as s:
+        cands = _notations(caller)
+        cids: list[str] = list(s.exec(select(Attempt.customer_id).where(col(Attempt.phone_e164) == caller)
+                                      .order_by(col(Attempt.dialed_at).desc()).limit(20)).all())
+        like = [_digits(col(Customer.phone)).in_(cands), _digits(col(Customer.phone2)).in_(cands)]
+        cids += [c for c in s.exec(select(Customer.customer_id).where(or_(*like))).all()]
+        seen: list[str] = []
+        for c in cids:
+            if c and c not in seen:
+                seen.append(c)
+        known = {r.customer_id: r for r in s.exec(select(Customer).where(col(Customer.customer_id).in_(seen))).all()}
+        facts = []
+        for cid in seen:
+            row_c = known.get(cid)
+            phones = [p for p in (row_c.phone, row_c.phone2) if p] if row_c else []
+            phones += [p for e in s.exec(select(CallListEntry.phones).where(CallListEntry.customer_id == cid)).all()
+                       for p in (e or [])]
+            phones += [p for p in s.exec(select(Attempt.phone_e164).where(Attempt.customer_id == cid)).all() if p]
+            facts.append(CustomerFacts(cid, row_c.name if row_c else "", tuple(dict.fromkeys(phones))))
+        cust = match_customer(caller, facts)
+        q = select(Attempt, CallListEntry.reason).join(
+            CallListEntry, col(CallListEntry.id) == col(Attempt.entry_id), isouter=True).where(
+            col(Attempt.direction) == Direction.OUTBOUND.value)
+        q = q.where(col(Attempt.customer_id) == cust.customer_id) if cust else q.where(
+            col(Attempt.phone_e164) == caller)
+        row = s.exec(q.order_by(col(Attempt.dialed_at).desc(), col(Attempt.id).desc()).limit(1)).first()
+        answers = None
+        if row is not None:
+            a, reason = row
+            assert a.id is not None
+            answers = OutboundFacts(a.id, a.campaign_id, a.customer_id, a.phone_e164, a.dialed_at, a.agent_id,
+                                    reason or "", a.outcome)
+        last_agent = None
+        if cust is not None:
+            last_agent = s.exec(select(Attempt.agent_id).where(
+                col(Attempt.customer_id) == cust.customer_id, col(Attempt.agent_connected_at).is_not(None),
+                col(Attempt.agent_id).is_not(None)).order_by(col(Attempt.agent_connected_at).desc())).first()
+    return ReturnCallFacts(caller, cust, answers, last_agent)
+
+
+def ready_agents(engine: Engine, logins: list[str] | None = None) -> list[AgentFacts]:
+    """Agents as the inbound choice sees them (only LOGINS when given: the agents this host's workers can reach)."""
+    with Session(engine) as s:
+        q = select(Agent)
+        if logins is not None:
+            q = q.where(col(Agent.login).in_(logins))
+        return [AgentFacts(a.id, a.login, a.campaign_id, a.state == AgentState.READY, a.ready_since)
+                for a in s.exec(q.order_by(col(Agent.id))).all() if a.id is not None]
+
+
+def record_inbound(engine: Engine, *, caller: str, facts: ReturnCallFacts, at: datetime, trunk: str = "",
+                   detail: str = "") -> int:
+    """The inbound attempt row, written when the INVITE is answered (campaign NULL: see the module docstring)."""
+    with Session(engine, expire_on_commit=False) as s:
+        row = Attempt(campaign_id=None, customer_id=facts.customer.customer_id if facts.customer else "",
+                      segment="", phone_e164=caller, trunk=trunk, state="answered", dialed_at=at, answered_at=at,
+                      detail=detail)
+        row.direction = Direction.INBOUND.value
+        row.answers_attempt_id = facts.answers.attempt_id if facts.answers else None
+        s.add(row)
+        s.commit()
+        s.refresh(row)
+        assert row.id is not None
+        return row.id
+
+
+def end_inbound(engine: Engine, attempt_id: int, outcome: InboundOutcome, at: datetime, *, agent_id: int | None = None,
+                connected_at: datetime | None = None, hangup_by: str = "", detail: str = "") -> None:
+    with Session(engine, expire_on_commit=False) as s:
+        row = s.get(Attempt, attempt_id)
+        if row is None:
+            return
+        row.outcome, row.state, row.ended_at = outcome.value, "ended", at
+        row.agent_id = agent_id if agent_id is not None else row.agent_id
+        row.agent_connected_at = connected_at or row.agent_connected_at
+        row.hangup_by = hangup_by or row.hangup_by
+        row.detail = (row.detail + " " + detail).strip()
+        s.add(row)
+        s.commit()
+
+
+def record_ivr_dnc(engine: Engine, *, attempt_id: int, customer_id: str, phone_e164: str, at: datetime) -> None:
+    """'Do not call me again' keyed in the IVR: the DNC block the agent's disposition writes (number and customer,
+    at once), and a disposition row (source dtmf, reason ivr) so the compliance report lists it with its delay."""
+    with Session(engine) as s:
+        s.add(Block(customer_id=customer_id or None, phone_e164=phone_e164 or None, kind=BlockKind.DNC.value,
+                    since=at, source="ivr", reason=f"do-not-call keyed in the IVR (inbound attempt {attempt_id})"))
+        s.add(DispositionRow(attempt_id=attempt_id, customer_id=customer_id, outcome=Disposition.DNC.value,
+                             source=DispositionSource.DTMF.value, reason_code="ivr", created_at=at))
+        s.commit()
+
+
+def is_dnc(engine: Engine, customer_id: str, phone_e164: str) -> bool:
+    with Session(engine) as s:
+        cond = [col(Block.phone_e164) == phone_e164] if phone_e164 else []
+        if customer_id:
+            cond.append(col(Block.customer_id) == customer_id)
+        return bool(cond) and s.exec(select(Block.id).where(col(Block.kind) == BlockKind.DNC.value,
+                                                            or_(*cond))).first() is not None
+
+
+def inbound_rows(engine: Engine, since: datetime | None = None) -> list[dict[str, Any]]:
+    """Every inbound attempt with the campaign of the call it answers (reports)."""
+    with Session(engine) as s:
+        q = select(Attempt).where(col(Attempt.direction) == Direction.INBOUND.value)
+        if since is not None:
+            q = q.where(col(Attempt.dialed_at) >= since)
+        rows = list(s.exec(q.order_by(col(Attempt.id))).all())
+        ans_ids = [r.answers_attempt_id for r in rows if r.answers_attempt_id]
+        camp = dict(s.exec(select(Attempt.id, Attempt.campaign_id).where(col(Attempt.id).in_(ans_ids))).all())
+    return [{"id": r.id, "outcome": r.outcome, "answers": r.answers_attempt_id,
+             "campaign_id": camp.get(r.answers_attempt_id), "agent_id": r.agent_id,
+             "wait_s": _wait(r), "known": bool(r.customer_id)} for r in rows]
+
+
+def _wait(r: Attempt) -> float | None:
+    if r.answered_at is None:
+        return None
+    end = r.agent_connected_at or r.ended_at
+    return None if end is None else round((end - r.answered_at).total_seconds(), 1)
+
+
+__all__ = ["ReturnCallFacts", "end_inbound", "inbound_rows", "is_dnc", "migrate_add_direction", "ready_agents",
+           "record_inbound", "record_ivr_dnc", "return_call_facts"]

@@ -1,0 +1,103 @@
+"""Return calls in the store (issue 30): schema 5, matching a caller to the customer and the call they answer,
+the IVR's DNC stopping every further dial, inbound rows kept out of the outbound figures."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from dialer.config import CampaignConfig
+from dialer.domain.inbound import Direction, InboundOutcome
+from dialer.store.db import SCHEMA_VERSION, current_version, get_engine, init_db
+from dialer.store.entries import Hopper
+from dialer.store.inbound import (
+    end_inbound,
+    inbound_rows,
+    is_dnc,
+    record_inbound,
+    record_ivr_dnc,
+    return_call_facts,
+)
+from dialer.store.models import Agent, Attempt, CallListEntry, Customer
+from dialer.store.reports import compliance_rows
+
+T0 = datetime(2026, 12, 7, 1, 0, tzinfo=UTC)  # Monday 10:00 JST
+
+
+def _seed(engine: Engine) -> int:
+    with Session(engine) as s:
+        s.add(Customer(customer_id="C100", name="山田 花子", phone="03-1234-5678", phone2="090-8765-4321"))
+        s.add(Customer(customer_id="C200", name="鈴木 一郎", phone="06-6123-4567"))
+        s.add(Agent(login="a01", name="佐藤", state="ready"))
+        s.add(CallListEntry(customer_id="C100", segment="dormant", reason="休眠: 最終購入から200日",
+                            phones=["+81312345678", "+819087654321"], callable_from=T0 - timedelta(days=1),
+                            callable_until=T0 + timedelta(days=10)))
+        s.commit()
+        e = s.exec(select(CallListEntry)).one()
+        ag = s.exec(select(Agent)).one()
+        # an earlier answered call with agent a01, then today's unanswered one on her mobile
+        s.add(Attempt(campaign_id=1, entry_id=e.id, customer_id="C100", phone_e164="+81312345678",
+                      dialed_at=T0 - timedelta(days=3), agent_id=ag.id, agent_connected_at=T0 - timedelta(days=3),
+                      outcome="answered", state="ended"))
+        s.add(Attempt(campaign_id=1, entry_id=e.id, customer_id="C100", phone_e164="+819087654321",
+                      dialed_at=T0 - timedelta(hours=1), outcome="no_answer", state="ended"))
+        s.commit()
+        assert e.id is not None
+        return e.id
+
+
+def test_schema_5_migrates_a_version_4_database(db_url: str) -> None:
+    engine, _ = init_db(db_url)
+    with Session(engine) as s:
+        s.add(Attempt(campaign_id=1, state="ended", outcome="busy"))
+        s.commit()
+    with engine.begin() as conn:
+        conn.execute(text("DROP INDEX IF EXISTS ix_attempts_answers_attempt_id"))
+        conn.execute(text("ALTER TABLE attempts DROP COLUMN answers_attempt_id"))
+        conn.execute(text("ALTER TABLE attempts DROP COLUMN direction"))
+        conn.execute(text("UPDATE meta SET value = '4' WHERE key = 'schema_version'"))
+    engine.dispose()
+    engine, action = init_db(db_url)
+    assert action == "migrated from 4" and current_version(get_engine(db_url)) == SCHEMA_VERSION == 5
+    assert {"direction", "answers_attempt_id"} <= {c["name"] for c in inspect(engine).get_columns("attempts")}
+    with Session(engine) as s:
+        att = s.exec(select(Attempt)).one()
+        assert att.outcome == "busy" and att.direction == Direction.OUTBOUND and att.answers_attempt_id is None
+
+
+def test_a_caller_on_her_second_number_is_matched_with_the_call_she_answers(db_url: str) -> None:
+    engine = get_engine(db_url)
+    _seed(engine)
+    f = return_call_facts(engine, "+819087654321")
+    assert f.customer is not None and f.customer.customer_id == "C100" and f.customer.name == "山田 花子"
+    assert f.answers is not None and f.answers.phone_e164 == "+819087654321" and f.answers.outcome == "no_answer"
+    assert f.answers.reason == "休眠: 最終購入から200日"  # why we had called: the screen pop says it
+    ag = Session(engine).exec(select(Agent)).one()
+    assert f.last_agent_id == ag.id  # she last spoke to a01, three days ago, on her other number
+    g = return_call_facts(engine, "+81661234567")  # never dialled: known customer, nothing answered
+    assert g.customer is not None and g.customer.customer_id == "C200" and g.answers is None
+    assert return_call_facts(engine, "+81355556666").customer is None
+
+
+def test_ivr_dnc_stops_every_further_dial_and_inbound_stays_out_of_outbound_figures(db_url: str) -> None:
+    engine = get_engine(db_url)
+    eid = _seed(engine)
+    hopper = Hopper(engine, CampaignConfig(name="t", segments=["dormant"]))
+    assert [lz.entry_id for lz in hopper.lease(5, "probe", T0)] == [eid]  # dialable before
+    hopper.release(eid, T0)
+    facts = return_call_facts(engine, "+819087654321")
+    att = record_inbound(engine, caller="+819087654321", facts=facts, at=T0 + timedelta(minutes=1))
+    record_ivr_dnc(engine, attempt_id=att, customer_id="C100", phone_e164="+819087654321",
+                   at=T0 + timedelta(minutes=2))
+    end_inbound(engine, att, InboundOutcome.IVR_DNC, T0 + timedelta(minutes=2), hangup_by="dialer")
+    assert is_dnc(engine, "C100", "")
+    assert hopper.lease(5, "probe", T0 + timedelta(minutes=3)) == []
+    assert hopper.check_dialable(eid, "+81312345678", T0 + timedelta(minutes=3)) is not None
+    rows = inbound_rows(engine)
+    assert [(r["outcome"], r["campaign_id"], r["known"]) for r in rows] == [("ivr_dnc", 1, True)]
+    assert rows[0]["answers"] == facts.answers.attempt_id if facts.answers else False
+    comp = compliance_rows(engine)
+    assert att not in {a.id for a in comp.attempts}  # the return call is no dial after the DNC
