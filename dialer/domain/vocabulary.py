@@ -61,6 +61,13 @@ class Disposition(StrEnum):
     OTHER = "other"
 
 
+class NetworkDisposition(StrEnum):
+    """(issue 24) A disposition the runner records itself, never an agent's verdict (no key, not applied to the
+    entry): the network said the number is dead or unreachable, and the CRM must hear of the bad number."""
+
+    BAD_NUMBER = "bad_number"
+
+
 SALES = frozenset({Disposition.SALE, Disposition.UPSELL, Disposition.CROSS_SELL})
 
 
@@ -68,6 +75,7 @@ class DispositionSource(StrEnum):
     CONSOLE = "console"
     DTMF = "dtmf"
     TIMEOUT = "timeout"
+    NETWORK = "network"  # (issue 24) the runner's bad-number report: nothing to apply to the entry
 
 
 class EntryStatus(StrEnum):

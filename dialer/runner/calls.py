@@ -7,9 +7,20 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from dialer.domain.vocabulary import AgentState, AttemptState, RunnerEvent
+from dialer.domain.vocabulary import (
+    AgentState,
+    AttemptState,
+    CallOutcome,
+    DispositionSource,
+    NetworkDisposition,
+    RunnerEvent,
+)
 from dialer.runner.state import Live, Wrap, utc
+from dialer.store.outbox import DispositionRecord
 from dialer.telephony import CallEvent
+
+# (issue 24) outcomes that tell the CRM the number is bad (a `bad_number` disposition with the outcome as reason)
+BAD_NUMBER_OUTCOMES = frozenset({CallOutcome.INVALID, CallOutcome.UNREACHABLE})
 
 if TYPE_CHECKING:
     from dialer.campaign import CampaignRunner
@@ -166,6 +177,11 @@ class CallEvents:
             fields["recording_path"] = recording
         self.r.writes.update_attempt(call.attempt_id, **fields)
         self.r.writes.record_result(call.entry_id, outcome, utc(at), abandoned=call.abandoned, phone_e164=call.phone)
+        if outcome in BAD_NUMBER_OUTCOMES:  # (issue 24) the CRM hears of a dead or unreachable number
+            self.r.writes.record_disposition(DispositionRecord(
+                outcome=NetworkDisposition.BAD_NUMBER.value, attempt_id=call.attempt_id, customer_id=call.customer_id,
+                campaign_id=self.r.campaign_id, sku=call.sku, reason_code=outcome,
+                source=DispositionSource.NETWORK.value))
         if call.agent_id is not None and call.connected is not None:
             talk = self.r.span(at - call.connected, call.connected_mono)
             self.r.board.set_state(call.agent_id, "wrap_up", utc(at), attempt_id=call.attempt_id)

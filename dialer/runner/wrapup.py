@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from dialer.domain.callbacks import callback_slot
 from dialer.domain.calling_hours import contact_zones
 from dialer.domain.dtmf import CALLBACK_MOVED_TONE, DtmfDecodeError, decode
+from dialer.domain.vocabulary import DispositionSource
 from dialer.journal import JournalOp
 from dialer.runner.state import Live, utc
 from dialer.store import attempts as attempts_store
@@ -55,8 +56,8 @@ class WrapUp:
             if int(row.id or 0) in self.r.applied_here:
                 self.r.applied_here.discard(int(row.id or 0))
                 continue
-            if row.campaign_id not in (None, self.r.campaign_id):
-                continue
+            if row.campaign_id not in (None, self.r.campaign_id) or row.source == DispositionSource.NETWORK:
+                continue  # another campaign's, or a bad-number report (the attempt's result is already applied)
             self.r._apply_disposition(row, now)
 
     def apply_disposition(self, row: DispositionRecord, now: float) -> None:

@@ -21,6 +21,7 @@ from sqlmodel import Session, col, select
 
 from dialer.domain.dtmf import REFUSAL_REASONS
 from dialer.domain.vocabulary import Disposition as DispositionWord
+from dialer.domain.vocabulary import NetworkDisposition
 from dialer.store.holdout import group_for
 from dialer.store.models import Agent, Attempt, Campaign, Disposition, OutboxItem, utcnow
 
@@ -82,7 +83,8 @@ def outcome_payload(session: Session, d: Disposition, tz: str = "Asia/Tokyo") ->
         "campaign": camp.name if camp else "", "customer_id": d.customer_id, "attempt_id": d.attempt_id,
         "agent": agent.login if agent else "", "segment": att.segment if att else "", "outcome": d.outcome,
         "amount": d.amount, "sku": d.sku, "reason_code": d.reason_code,
-        "reason": REFUSAL_REASONS.get(d.reason_code, "") if d.outcome == DispositionWord.REFUSED else "",
+        "reason": REFUSAL_REASONS.get(d.reason_code, "") if d.outcome == DispositionWord.REFUSED else
+        d.reason_code if d.outcome == NetworkDisposition.BAD_NUMBER else "",  # (issue 24) invalid | unreachable
         "voc_text": d.voc_text, "callback_at": _iso(d.callback_at), "source": d.source,
         "group": group_for(session.connection(), d.customer_id, att.segment) if att else "",
     }

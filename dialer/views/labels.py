@@ -14,7 +14,7 @@ OUTCOMES = {"sale": N_("sale"), "upsell": N_("upsell"), "cross_sell": N_("cross-
             "answered": N_("answered"), "interrupted": N_("interrupted"),
             # (issue 24) the network announced the number; 非通知拒否; a codec we did not offer
             "unreachable": N_("unreachable (network announcement)"), "anonymous_rejected": N_("refused: number withheld"),
-            "failed_codec": N_("codec mismatch"),
+            "failed_codec": N_("codec mismatch"), "bad_number": N_("bad number (reported to the CRM)"),
             "in_flight": N_("in flight")}  # (issue 27) a report's attempts without an outcome yet
 REFUSALS = {"price": N_("price"), "no_effect_felt": N_("no effect felt"), "still_has_stock": N_("still has stock"),
             "switched_product": N_("switched product"), "too_many_calls": N_("too many calls"),
