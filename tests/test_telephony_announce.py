@@ -9,8 +9,10 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -99,22 +101,30 @@ def test_183_then_433_is_anonymous_rejected(tmp_path: Path, pcaps: dict[str, Pat
     assert "433 Anonymity Disallowed" in carrier.messages()
 
 
-@pytest.mark.slow
-def test_fake_answer_is_stored_unreachable(tmp_path: Path, pcaps: dict[str, Path]) -> None:
-    """The real runner: the attempt row says unreachable (not answered, not abandoned), no agent was used, and
-    the entry is not due again within a day."""
+@dataclass
+class OneCall:
+    """What the store holds after `run_one_call`."""
+
+    attempts: list[Any]
+    entry: Any
+    dispositions: list[Any]
+    outbox: list[Any]
+    started: datetime
+
+
+def run_one_call(tmp_path: Path, carrier: Sipp, *, timeout_s: float = 40.0, talk_mean: float = 2.0) -> OneCall:
+    """The real campaign runner dials one contact (progressive, one line, one simulated agent ready) through
+    `carrier` (already started; stopped here), until the attempt has ended; returns what the store recorded."""
     from dialer.agentsim import AgentSpec, start_agents, stop_agents
     from dialer.campaign import CampaignRunner
     from dialer.store.db import dispose_engines, get_engine, init_db
-    from dialer.store.models import Attempt, CallListEntry
+    from dialer.store.models import Attempt, CallListEntry, Disposition, OutboxItem
 
-    carrier = Sipp("carrier_fake_answer", port=free_udp_port(6000, 6499), workdir=tmp_path, trace_msg=True,
-                   keys={"announce_pcap": str(pcaps["dead"])}).start()
     agent_port = free_udp_port(6500, 6899)
-    agents = start_agents([AgentSpec("a0", "127.0.0.1", agent_port)], talk_mean=2.0, talk_cv=0.2, duration=60,
-                          stats_dir=str(tmp_path), rtp_base=47600)
+    agents = start_agents([AgentSpec("a0", "127.0.0.1", agent_port)], talk_mean=talk_mean, talk_cv=0.2,
+                          duration=60, stats_dir=str(tmp_path), rtp_base=47600)
     sip_base = free_udp_port(6900, 6990, span=8)
-    db = tmp_path / "fa.db"
+    db = tmp_path / "one.db"
     cfg = parse_config(f"""
 [database]
 url = "sqlite:///{db}"
@@ -132,13 +142,13 @@ sandbox = true
 login = "a0"
 sip_uri = "sip:a0@127.0.0.1:{agent_port}"
 [[campaigns]]
-name = "fa"
+name = "one"
 mode = "progressive"
 trunk = "loop"
 ring_timeout_s = 15
 connect_limit_s = 2.0
 info_message = "{REPO / 'config' / 'sounds' / 'info.wav'}"
-""", str(tmp_path / "fa.toml"))
+""", str(tmp_path / "one.toml"))
     url = f"sqlite:///{db}"
     init_db(url)
     now = datetime.now(UTC)
@@ -148,22 +158,34 @@ info_message = "{REPO / 'config' / 'sounds' / 'info.wav'}"
                             callable_until=now + timedelta(days=3)))
         s.commit()
     try:
-        runner = CampaignRunner(cfg, "fa", get_engine(url), auto_login=True)
+        runner = CampaignRunner(cfg, "one", get_engine(url), auto_login=True)
         t0 = time.monotonic()
 
         def done() -> bool:
             with Session(get_engine(url)) as s:
                 rows = s.exec(select(Attempt)).all()
-            return bool(rows) and all(r.state == "ended" for r in rows) or time.monotonic() - t0 > 40
+            return bool(rows) and all(r.state == "ended" for r in rows) or time.monotonic() - t0 > timeout_s
 
-        runner.run(45.0, should_stop=done)
+        runner.run(timeout_s + 5.0, should_stop=done)
     finally:
         stop_agents(agents)
         carrier.stop(grace_s=1.0)
     with Session(get_engine(url)) as s:
-        rows = list(s.exec(select(Attempt)).all())
-        entry = s.exec(select(CallListEntry)).one()
+        out = OneCall(attempts=list(s.exec(select(Attempt)).all()), entry=s.exec(select(CallListEntry)).one(),
+                      dispositions=list(s.exec(select(Disposition)).all()),
+                      outbox=list(s.exec(select(OutboxItem)).all()), started=now)
     dispose_engines()
+    return out
+
+
+@pytest.mark.slow
+def test_fake_answer_is_stored_unreachable(tmp_path: Path, pcaps: dict[str, Path]) -> None:
+    """The real runner: the attempt row says unreachable (not answered, not abandoned), no agent was used, the
+    entry is not due again within a day, and the CRM outbox holds a bad-number report."""
+    carrier = Sipp("carrier_fake_answer", port=free_udp_port(6000, 6499), workdir=tmp_path, trace_msg=True,
+                   keys={"announce_pcap": str(pcaps["dead"])}).start()
+    res = run_one_call(tmp_path, carrier, timeout_s=40)
+    rows, entry, now = res.attempts, res.entry, res.started
     assert len(rows) == 1, [(r.outcome, r.detail) for r in rows]
     r = rows[0]
     assert (r.outcome, r.abandoned, r.agent_id, r.amd_verdict) == ("unreachable", False, None, "announcement"), \
@@ -172,3 +194,9 @@ info_message = "{REPO / 'config' / 'sounds' / 'info.wav'}"
     nxt = entry.next_attempt_at if entry.next_attempt_at.tzinfo else entry.next_attempt_at.replace(tzinfo=UTC)
     assert nxt - now > timedelta(hours=20)
     assert carrier.received("BYE") == 1 and carrier.invites() == 1
+    # the CRM hears of the bad number through the outbox (not an agent's verdict: the entry is not finished by it)
+    assert [(d.outcome, d.reason_code, d.source, d.agent_id, d.attempt_id) for d in res.dispositions] == \
+        [("bad_number", "unreachable", "network", None, r.id)]
+    assert [(o.payload["outcome"], o.payload["reason"], o.payload["customer_id"], o.payload["attempt_id"])
+            for o in res.outbox] == [("bad_number", "unreachable", "C001", r.id)]
+    assert entry.status != "done"

@@ -28,7 +28,7 @@ from typing import Any
 from dialer.amd.announce import AnnounceKind
 from dialer.privacy import mask_text
 from dialer.sounds import wav_seconds
-from dialer.telephony import rawsip
+from dialer.telephony import pjinv, rawsip
 from dialer.telephony.amdtap import AmdOrder, AmdSession, EarlySession, ring_seconds
 from dialer.telephony.events import CallEvent, EventKind, outcome_for_status
 from dialer.telephony.listen import Listeners
@@ -61,6 +61,7 @@ from dialer.telephony.protocol import (
 )
 
 PJ_ETOOMANY = 70010
+BYE_WAIT_S = 4.0  # (issue 24) how long a hangup waits for the far end's answer to our BYE before it is reported
 AGENT_HEADERS = (
     ("Call-Info", "<sip:{host}>;answer-after=0"),
     ("Alert-Info", "<http://localhost>;info=alert-autoanswer"),
@@ -166,6 +167,27 @@ class Att:
     notice_wav: str | None = None
     notice_player: Any = None
     notice_note: str = ""  # what happened to it, in the hangup's detail (the attempt's record proves it)
+    # (issue 24) the dialog as the far end names it (Call-ID, our tag, its tag): CANCEL/BYE/ACK through pjsip's
+    # INVITE session (dialer.telephony.pjinv) so pjsua keeps reporting what the far end answers
+    sip_ids: tuple[str, str, str] | None = None
+    cancel_sent: bool = False  # our ring-timeout CANCEL went through the session: a crossing 200 is an answer
+    bye_sent_at: float = 0.0  # our BYE went through the session: its final response ends the leg
+    bye_status: tuple[int, str] | None = None  # what the far end answered to our BYE
+    codec_acked: bool = False  # a 200 with no codec we offered, ACKed before pjsua's BYE
+
+
+def _mute_dtmf(path: str | None) -> str:
+    """(issue 29) Silence in-band DTMF (card numbers) in the finished recording before anyone is told of it;
+    what was done, for the hangup's detail (a failure is said loudly: the file may hold digits)."""
+    if not path:
+        return ""
+    from dialer.telephony.dtmfmute import mute_file
+
+    try:
+        done = mute_file(path)
+    except Exception as exc:  # noqa: BLE001 - the call's end must still be reported
+        return f"RECORDING NOT CHECKED FOR KEYED DIGITS: {exc}"
+    return f"keyed digits silenced in the recording ({len(done.spans)}, {done.seconds:.1f} s)" if done.spans else ""
 
 
 class Worker:
@@ -183,6 +205,8 @@ class Worker:
         self.host = ""
         self.log_writer: Any = None
         self.local_acc: Any = None
+        self.lingering: dict[int, Any] = {}  # customer legs whose BYE went unanswered (kept until DISCONNECTED)
+        self.offered: list[str] = []
         self.commands: dict[type[Any], Callable[[Any], None]] = {
             Originate: self._originate, ConnectAgent: self._connect_agent, Hangup: self._hangup_cmd,
             Register: self._register, Stop: self._stop_cmd,
@@ -249,7 +273,8 @@ class Worker:
             ep.transportCreate(pj.PJSIP_TRANSPORT_TCP, tc)
         ep.libStart()
         ep.audDevManager().setNullDev()
-        self._codecs([c for t in sp.trunks for c in t.codecs] or ["PCMU/8000", "PCMA/8000"])
+        self.offered = [c for t in sp.trunks for c in t.codecs] or ["PCMU/8000", "PCMA/8000"]
+        self._codecs(self.offered)
 
         def media_cfg(acfg: Any) -> None:
             acfg.mediaConfig.transportConfig.port = sp.rtp_port
@@ -419,6 +444,16 @@ class Worker:
         att.agent_silent = False
 
     def _hangup_leg(self, leg: Any, code: int = 0) -> None:
+        att = getattr(leg, "att", None)
+        if not code and getattr(leg, "role", "") == "customer" and isinstance(att, Att) and att.cust is leg \
+                and att.sip_ids is not None and att.state in (CallState.ANSWERED, CallState.CONNECTED,
+                                                               CallState.ABANDONING, CallState.ENDING):
+            # (issue 24) our BYE through the INVITE session: its final response (a 481, say) is reported
+            if att.bye_sent_at:
+                return  # already sent: its answer, or BYE_WAIT_S, ends the leg
+            if pjinv.bye(self.pj, att.sip_ids):
+                att.bye_sent_at = time.monotonic()
+                return
         prm = self.pj.CallOpParam(True)
         if code:
             prm.statusCode = code
@@ -460,7 +495,12 @@ class Worker:
         if st == pj.PJSIP_INV_STATE_DISCONNECTED and role in att.dialogs:
             att.dialogs.discard(role)
             self.send(DialogGone(attempt_id=att.attempt_id, leg=role))
+        if role == "customer" and st == pj.PJSIP_INV_STATE_DISCONNECTED and att.attempt_id in self.lingering:
+            self.lingering.pop(att.attempt_id, None)  # gotcha 1: its last reference goes here
+            return
         if role == "customer":
+            if st == pj.PJSIP_INV_STATE_CONNECTING and att.state is CallState.CALLING:
+                self._check_answer_codec(leg, att)
             if st == pj.PJSIP_INV_STATE_EARLY and not att.ringing_sent:
                 att.ringing_sent = att.provisional = att.rang = True
                 att.ringing_at = time.monotonic()
@@ -511,6 +551,19 @@ class Worker:
                     att.state = CallState.ENDING
                 self.todo.append(("release", att.attempt_id))
 
+    def _check_answer_codec(self, leg: Any, att: Att) -> None:
+        """(issue 24) A 200 whose SDP has no codec we offered: pjsua sends its BYE before its ACK (RFC 3261 wants
+        the ACK first). ACK it here, before pjsua sees the SDP; the call then ends as failed_codec."""
+        if att.codec_acked or not att.last_msg or not att.last_msg.startswith("SIP/2.0 2") or self._media_ok(leg):
+            return
+        if pjinv.sdp_has_codec(att.last_msg, self.offered) is not False:
+            return
+        att.await_media = True
+        ids = pjinv.dialog_ids(att.last_msg)
+        cseq = rawsip.cseq_number(rawsip.parse(att.last_msg).get("cseq"))
+        if ids is not None and cseq and pjinv.ack(self.pj, ids, cseq):
+            att.codec_acked = True
+
     def _unanswered(self, att: Att, status: int, reason: str) -> None:
         self.atts.pop(att.attempt_id, None)
         if status == 503 and att.last_msg:
@@ -560,6 +613,10 @@ class Worker:
         if not msg or method != "INVITE":
             return
         m = rawsip.parse(msg)
+        if role == "customer" and 100 <= code < 300:
+            ids = pjinv.dialog_ids(msg)
+            if ids is not None and (ids[2] or att.sip_ids is None):
+                att.sip_ids = ids
         if role == "customer" and 100 <= code < 200 and not att.early_sent and att.state is CallState.CALLING:
             self._report_early(att, m)
         if code == 503 and role == "customer":
@@ -756,7 +813,8 @@ class Worker:
         # without AMD the event still says how long the announcement check listened, so the attempt's
         # answered_at stays the moment the far end picked up (ring times, the pacer's ring estimates)
         checked = {"decided_after_s": round(s.result.decided_after_s, 3)} if s.result is not None else None
-        self.emit("answered", att, sip_status=200, amd=s.summary() if s.amd_wanted else checked)
+        crossed = "the 200 OK crossed our ring-timeout CANCEL (answered)" if att.cancel_sent else ""
+        self.emit("answered", att, sip_status=200, amd=s.summary() if s.amd_wanted else checked, detail=crossed)
         return False
 
     def _bridge(self, att: Att) -> None:
@@ -847,9 +905,17 @@ class Worker:
             att.amd = None
         rec_path = att.record_path if att.recorder is not None else None
         att.recorder = None  # closes the WAV (header written on destroy)
+        status = att.ended_status or None
+        notes = [note, att.rtp_detail, att.notice_note, _mute_dtmf(rec_path)]
+        if att.cancel_sent:
+            notes.append("the 200 OK crossed our ring-timeout CANCEL (answered)")
+        if att.bye_status is not None:  # (issue 24) what the far end really answered to our BYE
+            status = att.bye_status[0] or None
+            notes.append(f"our BYE: {att.bye_status[0]} {att.bye_status[1]}" if att.bye_status[0] else
+                         att.bye_status[1])
         self.emit("hangup", att, by=att.hangup_by or "dialer", agent_id=att.agent_id, recording_path=rec_path,
-                  stats=dict(att.stats) or None, sip_status=att.ended_status or None, cause=att.cause, amd=amd,
-                  outcome=outcome, detail="; ".join(x for x in (note, att.rtp_detail, att.notice_note) if x))
+                  stats=dict(att.stats) or None, sip_status=status, cause=att.cause, amd=amd, outcome=outcome,
+                  detail="; ".join(x for x in notes if x))
 
     def _abandon(self, att: Att, now: float) -> None:
         if att.agent is not None and not att.agent_confirmed:
@@ -880,6 +946,14 @@ class Worker:
     def timers(self) -> None:
         now = time.monotonic()
         for att in list(self.atts.values()):
+            if att.bye_sent_at and att.cust is not None and now - att.bye_sent_at >= BYE_WAIT_S:
+                # (issue 24) no final answer to our BYE: the call is over for us; the leg stays referenced until
+                # pjsip gives the BYE up (its slot is reported as lingering meanwhile)
+                self.lingering[att.attempt_id] = att.cust
+                att.cust = None
+                att.bye_status = (0, f"no answer to our BYE within {BYE_WAIT_S:g} s")
+                self._release(att)
+                continue
             if att.state is CallState.PLACING:
                 self._place(att)
             elif att.state is CallState.CALLING:
@@ -894,7 +968,13 @@ class Worker:
                         self.zombies[att.attempt_id] = att
                         self.emit("failed", att, outcome="congestion",
                                   detail="no response from the trunk before the ring timeout")
-                    self._hangup_leg(att.cust)
+                        self._hangup_leg(att.cust)
+                    elif att.sip_ids is not None and pjinv.cancel(self.pj, att.sip_ids):
+                        # (issue 24) CANCEL through the INVITE session: the far end's 487 is what we report,
+                        # and a 200 that crosses the CANCEL is an answer (pjsua's own CANCEL would hang it up)
+                        att.cancel_sent = True
+                    else:
+                        self._hangup_leg(att.cust)
             elif att.state is CallState.CONNECTED:
                 self._sample_levels(att, now)
                 self._check_rtp(att, now)
@@ -1049,6 +1129,7 @@ class Worker:
         for z in self.zombies.values():
             z.cust = None
         self.zombies.clear()
+        self.lingering.clear()
         for att in list(self.atts.values()):  # legs that never finished their transaction
             att.cust = att.agent = att.player = att.recorder = att.amd = att.notice_player = None
             self.emit("failed" if att.state is CallState.CALLING else "hangup", att, outcome="interrupted",
@@ -1167,6 +1248,12 @@ def _leg_class(pj: Any, worker: Worker) -> Any:
                         e.body.tsxState.type == pj.PJSIP_EVENT_RX_MSG:
                     # the final response that ended an unanswered call (pjsip reports it before the tsx callback)
                     self.att.last_msg = str(e.body.tsxState.src.rdata.wholeMsg)
+                if self.role == "customer" and e.type == pj.PJSIP_EVENT_TSX_STATE and self.att.bye_sent_at:
+                    tsx = e.body.tsxState.tsx  # (issue 24) our BYE's final response arrives with DISCONNECTED
+                    if str(tsx.method) == "BYE" and tsx.role == pj.PJSIP_ROLE_UAC and tsx.statusCode >= 200:
+                        self.att.bye_status = (int(tsx.statusCode), str(tsx.statusText)) \
+                            if e.body.tsxState.type == pj.PJSIP_EVENT_RX_MSG else \
+                            (0, f"no answer to our BYE ({tsx.statusCode} {tsx.statusText})")
                 worker.on_state(self, self.att, self.role)
             except Exception as exc:  # noqa: BLE001 - an exception into SWIG aborts the process
                 worker.send(WorkerError(where="onCallState", error=repr(exc)))
