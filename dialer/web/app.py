@@ -126,7 +126,7 @@ class Web:
         opening = ""
         shown = pop or preview
         if shown is not None:
-            from dialer.views.agent_console import opening_lines
+            from dialer.service.forms import opening_lines
 
             opening = opening_lines(self.cfg.business.name, agent.get("name", ""), str(shown.get("product", "")),
                                     self.cfg.business.phone)
@@ -466,7 +466,7 @@ def create_app(cfg: Config, engine: Engine, *, secure_cookies: bool = True, push
     @posted
     async def agent_dispose(request: Request, who: Principal, form: dict[str, str]) -> Response:
         login = request.path_params["login"]
-        from dialer.views.agent_console import FormError, parse_amount, parse_callback
+        from dialer.service.forms import FormError, parse_amount, parse_callback
 
         def save() -> str:
             now = datetime.now(UTC)
