@@ -18,6 +18,7 @@ from dialer.domain.vocabulary import (
 from dialer.runner.state import Live, Wrap, utc
 from dialer.store.outbox import DispositionRecord
 from dialer.telephony import CallEvent
+from dialer.telephony.events import EventKind
 
 # (issue 24) outcomes that tell the CRM the number is bad (a `bad_number` disposition with the outcome as reason)
 BAD_NUMBER_OUTCOMES = frozenset({CallOutcome.INVALID, CallOutcome.UNREACHABLE})
@@ -53,17 +54,17 @@ class CallEvents:
     def handle(self, ev: CallEvent) -> None:
         """Apply one telephony event: trunk/worker news to the event log, call events by `_CALL_HANDLERS`."""
         kind = ev.kind
-        if kind in ("agent_leg_up", "agent_leg_down"):
+        if kind in (EventKind.AGENT_LEG_UP, EventKind.AGENT_LEG_DOWN):
             if self.r.legs is not None:
                 self.r.legs.on_event(ev, self.r.board, utc(ev.at))
             else:
                 self.r.faults.on_probe(ev)
             return
-        if kind in ("trunk_down", "trunk_up", "worker_down"):
-            self.r._event(kind, ev.detail, "warning" if kind != "trunk_up" else "info")
+        if kind in (EventKind.TRUNK_DOWN, EventKind.TRUNK_UP, EventKind.WORKER_DOWN):
+            self.r._event(kind, ev.detail, "warning" if kind != EventKind.TRUNK_UP else "info")
             if ev.attempt_id is None:
                 return
-        if kind in ("agent_reachable", "agent_unreachable"):
+        if kind in (EventKind.AGENT_REACHABLE, EventKind.AGENT_UNREACHABLE):
             self.r.faults.reachability(ev)
             return
         call = self.r.live.get(ev.attempt_id) if ev.attempt_id is not None else None
@@ -129,7 +130,7 @@ class CallEvents:
                 self.r.wrapup.dtmf_disposition(call, keys, ev.at)
 
     def on_failed(self, call: Live, ev: CallEvent) -> None:
-        if ev.outcome == "trunk_error":
+        if ev.outcome == CallOutcome.TRUNK_ERROR:
             # (issue 13) the trunk refused our credentials: not an attempt on this contact
             self.r.live.pop(call.attempt_id, None)
             if call.attempt_id in self.r.waiting:
@@ -137,7 +138,8 @@ class CallEvents:
             self.r.writes.not_an_attempt(call.attempt_id, call.entry_id, utc(ev.at))
             self.r._count("not_attempted_trunk_error")
             return
-        if ev.outcome == "anonymous_rejected":  # (issue 24) the manager must see that the trunk hides the number
+        # (issue 24) the manager must see that the trunk hides the number
+        if ev.outcome == CallOutcome.ANONYMOUS_REJECTED:
             self.r._event(RunnerEvent.CALLER_ID_HIDDEN, f"attempt {call.attempt_id}: the callee refuses calls without caller ID "
                                             f"({ev.sip_status}); trunk {ev.trunk or '?'} is not presenting the "
                                             "campaign's number (check caller_id / P-Asserted-Identity)", "warning")
@@ -198,15 +200,15 @@ class CallEvents:
 
 
 # how each call event kind is applied (trunk and worker news are handled before: they need no call)
-_CALL_HANDLERS: dict[str, Callable[[CallEvents, Live, CallEvent], None]] = {
-    "ringing": CallEvents.on_ringing,
-    "answered": CallEvents.on_answered,
-    "machine": CallEvents.on_machine,
-    "agent_connected": CallEvents.on_agent_connected,
-    "agent_failed": lambda self, call, ev: self.r.faults.on_agent_failed(call, ev),
-    "abandoned": CallEvents.on_abandoned,
-    "dtmf": CallEvents.on_dtmf,
-    "failed": CallEvents.on_failed,
-    "hangup": CallEvents.on_hangup,
-    "agent_lost": lambda self, call, ev: self.r.faults.on_agent_lost(call, ev),
+_CALL_HANDLERS: dict[EventKind, Callable[[CallEvents, Live, CallEvent], None]] = {
+    EventKind.RINGING: CallEvents.on_ringing,
+    EventKind.ANSWERED: CallEvents.on_answered,
+    EventKind.MACHINE: CallEvents.on_machine,
+    EventKind.AGENT_CONNECTED: CallEvents.on_agent_connected,
+    EventKind.AGENT_FAILED: lambda self, call, ev: self.r.faults.on_agent_failed(call, ev),
+    EventKind.ABANDONED: CallEvents.on_abandoned,
+    EventKind.DTMF: CallEvents.on_dtmf,
+    EventKind.FAILED: CallEvents.on_failed,
+    EventKind.HANGUP: CallEvents.on_hangup,
+    EventKind.AGENT_LOST: lambda self, call, ev: self.r.faults.on_agent_lost(call, ev),
 }

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from dialer.domain.vocabulary import AgentState, AttemptState, RunnerEvent
 from dialer.runner.state import Live, utc
 from dialer.telephony import CallEvent
+from dialer.telephony.events import EventKind
 
 if TYPE_CHECKING:
     from dialer.campaign import CampaignRunner
@@ -90,7 +91,7 @@ class AgentFaults:
         aid = ev.agent_id
         if aid is None or aid not in self.r.probing:
             return
-        if ev.kind == "agent_leg_up":
+        if ev.kind == EventKind.AGENT_LEG_UP:
             self.r.probing[aid] = True
             self.r.tel.agent_logout(aid)  # agent_leg_down "logged out" follows once the leg is gone
             return
@@ -131,9 +132,9 @@ class AgentFaults:
         a = self.r.board.agents.get(ev.agent_id) if ev.agent_id is not None else None
         if a is None:
             return
-        if ev.kind == "agent_unreachable" and a.state in (AgentState.READY, AgentState.UNAVAILABLE):
+        if ev.kind == EventKind.AGENT_UNREACHABLE and a.state in (AgentState.READY, AgentState.UNAVAILABLE):
             self.r._event("agent_unreachable", f"agent {a.login}: {ev.detail}", "warning")
             self.r.board.set_state(a.id, AgentState.UNREACHABLE, utc(ev.at))
-        elif ev.kind == "agent_reachable" and a.state in (AgentState.UNREACHABLE, AgentState.UNAVAILABLE):
+        elif ev.kind == EventKind.AGENT_REACHABLE and a.state in (AgentState.UNREACHABLE, AgentState.UNAVAILABLE):
             self.r._event("agent_reachable", f"agent {a.login} reachable again: {ev.detail}")
             self.r.board.set_state(a.id, AgentState.READY, utc(ev.at))

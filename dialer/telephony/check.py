@@ -12,7 +12,7 @@ from collections import Counter
 from typing import Any
 
 from dialer.config import Config
-from dialer.telephony.events import CallEvent
+from dialer.telephony.events import CallEvent, EventKind
 from dialer.telephony.supervisor import Telephony
 
 KEYS = ("answered", "busy", "no_answer", "rejected", "invalid", "congestion", "redirected", "trunk_error", "failed")
@@ -57,19 +57,19 @@ def run_check(cfg: Config, trunk: str, to: str, *, calls: int, concurrency: int,
                 nxt += 1
             for ev in tel.events(0.02):
                 a = ev.attempt_id
-                if ev.kind == "trunk_down" and ev.trunk == trunk:
+                if ev.kind == EventKind.TRUNK_DOWN and ev.trunk == trunk:
                     trunk_down.append(ev.detail)
                 if a is None:
                     continue
-                if ev.kind == "answered":
+                if ev.kind == EventKind.ANSWERED:
                     answered_at[a] = time.monotonic()
                     setup_ms.append((answered_at[a] - placed_at[a]) * 1000)
                     hang[a] = time.monotonic() + hold_s
-                elif ev.kind in ("failed", "hangup"):
+                elif ev.kind in (EventKind.FAILED, EventKind.HANGUP):
                     done += 1
                     ends.append(ev)
                     hang.pop(a, None)
-                    if ev.kind == "hangup" or a in answered_at:
+                    if ev.kind == EventKind.HANGUP or a in answered_at:
                         counts["answered"] += 1
                         status["200"] += 1
                     else:

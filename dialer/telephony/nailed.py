@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from dialer.domain.vocabulary import AgentState
 from dialer.telephony.events import CallEvent, EventKind
 from dialer.telephony.protocol import AgentLogin, AgentLogout, CallState
 
@@ -284,9 +285,9 @@ class NailedAgents:
         return AgentLogout(agent_id=agent_id)
 
     def on_event(self, ev: CallEvent) -> None:
-        if ev.kind == "agent_leg_up" and ev.agent_id is not None:
+        if ev.kind == EventKind.AGENT_LEG_UP and ev.agent_id is not None:
             self.up.add(ev.agent_id)
-        elif ev.kind == "agent_leg_down" and ev.agent_id is not None:
+        elif ev.kind == EventKind.AGENT_LEG_DOWN and ev.agent_id is not None:
             self.up.discard(ev.agent_id)
 
     def worker_lost(self, worker: str) -> list[CallEvent]:
@@ -328,7 +329,7 @@ class AgentLegSync:
 
     def tick(self, board: _Board, now: Any) -> None:
         for a in list(board.agents.values()):
-            if a.state == "logged_out":
+            if a.state == AgentState.LOGGED_OUT:
                 if a.id in self.sessions:
                     del self.sessions[a.id]
                     self.logout(a.id)
@@ -336,16 +337,16 @@ class AgentLegSync:
             if self.sessions.get(a.id) != a.sip_uri:
                 self.sessions[a.id] = a.sip_uri
                 self.login(a.id, a.sip_uri)
-            if a.state == "ready" and not self.is_up(a.id):
+            if a.state == AgentState.READY and not self.is_up(a.id):
                 board.set_state(a.id, "unreachable", now, force=True)
 
     def on_event(self, ev: CallEvent, board: _Board, now: Any) -> None:
         a = board.agents.get(ev.agent_id) if ev.agent_id is not None else None
         if a is None:
             return
-        if ev.kind == "agent_leg_up" and a.state == "unreachable":
+        if ev.kind == EventKind.AGENT_LEG_UP and a.state == AgentState.UNREACHABLE:
             board.set_state(a.id, "ready", now, force=True)
-        elif ev.kind == "agent_leg_down" and a.id in self.sessions:
+        elif ev.kind == EventKind.AGENT_LEG_DOWN and a.id in self.sessions:
             self.note("agent_unreachable", f"agent {a.login}: nailed leg down ({ev.detail})")
             if a.state in self.IDLE:
                 board.set_state(a.id, "unreachable", now, force=True)

@@ -553,13 +553,14 @@ class Telephony:
 
     def _event(self, ev: CallEvent) -> None:
         self.nailed.on_event(ev)
-        if ev.kind in ("failed", "hangup") and ev.attempt_id is not None:
+        if ev.kind in (EventKind.FAILED, EventKind.HANGUP) and ev.attempt_id is not None:
             c = self._release(ev.attempt_id)
             if c is None:
                 return  # already reported (e.g. interrupted when its worker died)
-        if ev.kind in ("answered", "machine") and ev.attempt_id in self.calls:
+        if ev.kind in (EventKind.ANSWERED, EventKind.MACHINE) and ev.attempt_id in self.calls:
             self.calls[ev.attempt_id].answered = True
-        if ev.trunk in self.trunks and ev.kind in ("ringing", "answered", "machine", "failed"):
+        if ev.trunk in self.trunks and ev.kind in (EventKind.RINGING, EventKind.ANSWERED, EventKind.MACHINE,
+                                                   EventKind.FAILED):
             self._trunk_health(self.trunks[ev.trunk], ev)
         self.pending.append(ev)
 
@@ -567,23 +568,24 @@ class Telephony:
         """What a call's progress says about its trunk: credentials refused or a Retry-After take it down at
         once; runs of 403s or congestion take it down; a probe that fails takes it down again."""
         probe = t.probing and ev.attempt_id == t.probe_attempt
-        failed = ev.kind == "failed"
-        if failed and ev.outcome == "trunk_error":
+        failed = ev.kind == EventKind.FAILED
+        if failed and ev.outcome == CallOutcome.TRUNK_ERROR:
             self._trunk_down(t, f"authentication failed ({ev.detail})")
         elif failed and ev.sip_status == 503 and ev.retry_after_s:
             self._trunk_down(t, f"503 with Retry-After: {ev.retry_after_s:g} s", rest_s=ev.retry_after_s)
-        elif failed and ev.sip_status == 403 and ev.outcome != "anonymous_rejected":
+        elif failed and ev.sip_status == 403 and ev.outcome != CallOutcome.ANONYMOUS_REJECTED:
             t.consecutive_403 += 1
             if t.consecutive_403 >= self.tc.trunk_403_limit or probe:
                 self._trunk_down(t, f"{t.consecutive_403} consecutive 403 Forbidden (account or caller ID "
                                     f"refused by the carrier?)")
-        elif failed and (ev.sip_status == 503 or ev.outcome == "congestion"):
+        elif failed and (ev.sip_status == 503 or ev.outcome == CallOutcome.CONGESTION):
             t.consecutive_503 += 1
             if t.consecutive_503 >= self.tc.trunk_503_limit or probe:
                 self._trunk_down(t, f"{t.consecutive_503} consecutive congestion failures "
                                     f"(last: {ev.sip_status or 'no response'})")
-        elif ev.kind in ("ringing", "answered", "machine") or failed and ev.outcome in ("busy", "no_answer", "invalid",
-                                                                            "rejected", "redirected"):
+        elif ev.kind in (EventKind.RINGING, EventKind.ANSWERED, EventKind.MACHINE) or failed and ev.outcome in (
+                CallOutcome.BUSY, CallOutcome.NO_ANSWER, CallOutcome.INVALID, CallOutcome.REJECTED,
+                CallOutcome.REDIRECTED):
             t.consecutive_503 = t.consecutive_403 = 0
             if probe:
                 t.probing, t.probe_attempt = False, None  # the probe got through: the trunk is fully up
