@@ -40,3 +40,12 @@ def send_command(engine: Engine, who: Principal, campaign: str, command: str, ar
     row = add_command(engine, campaign, command, argument, by)
     record(engine, who, Permission.CAMPAIGN_COMMAND, campaign, f"{command} {argument}".strip())
     return row
+
+
+def console_signatures(engine: Engine) -> dict[str, tuple[object, ...]]:
+    """(server side, no user's data leaves it) Per agent login, what its console shows from the store's agent row
+    and preview reservation: the browser's push loop re-renders a live page only when this changes, so fifty
+    open consoles cost one read per interval, not fifty renderings."""
+    from dialer.store.agents import console_signatures as rows
+
+    return rows(engine)

@@ -155,6 +155,27 @@ def console_snapshot(engine: Engine, login: str, disposed_attempt: int | None) -
     return agent, disposed
 
 
+def console_signatures(engine: Engine) -> dict[str, tuple[Any, ...]]:
+    """Per agent login, the row's columns an agent's console shows and the preview entry reserved for the agent:
+    the browser re-renders a live console only when its tuple changes (one read for the whole floor)."""
+    from dialer.domain import preview
+    from dialer.domain.vocabulary import EntryStatus
+    from dialer.store.models import CallListEntry
+
+    with Session(engine) as s:
+        rows = [(a.login, a.state, a.state_since, a.pending_state, a.pause_reason, a.current_attempt_id,
+                 a.campaign_id, a.name) for a in s.exec(select(Agent)).all()]
+        leases = s.exec(select(CallListEntry.id, CallListEntry.lease_owner).where(
+            CallListEntry.status == EntryStatus.LEASED.value,
+            col(CallListEntry.lease_owner).startswith(preview.OWNER_PREFIX))).all()
+    reserved: dict[str, int | None] = {}
+    for eid, owner in leases:
+        who = preview.parse_owner(owner or "")
+        if who is not None:
+            reserved[who[1]] = eid
+    return {r[0]: (*r[1:], reserved.get(r[0])) for r in rows}
+
+
 def set_idle(engine: Engine, login: str, seen: str, new: str, now: datetime, reason: str = "") -> str | None:
     """Idle transition guarded by the state the console saw: None if done; else the state the agent is in
     now ("" when it changed during the update): the runner got there first."""
@@ -223,6 +244,7 @@ __all__ = [
     "StateLogger",
     "agent_exists",
     "agents_on_campaign",
+    "console_signatures",
     "console_snapshot",
     "ensure_agent",
     "log_agent_state",

@@ -81,6 +81,9 @@ class Web:
         self._cache: dict[tuple[str, str, str], tuple[float, str]] = {}
         self._figures: dict[str, tuple[float, Any]] = {}  # campaign -> (when, the monitor's CampaignView)
         self._recounting: set[str] = set()
+        from dialer.web.push import Hub
+
+        self.hub = Hub(self, push_s)  # live pushes: one rendering per view per change, shared by its watchers
 
     @staticmethod
     def _label(kind: str, value: str) -> str:
@@ -224,15 +227,17 @@ class Web:
         mono = time.monotonic()
         if hit is not None and mono - hit[0] < self.push_s * 0.5:
             return hit[1]
-        now = datetime.now(UTC)
-        if kind == "agent":
-            html = self.render(lang, "agent_live.html", **self.agent_context(who, key, now))
-        elif kind == "floor":
-            html = self.render(lang, "floor_live.html", **self.floor_context(who, now))
-        else:
-            html = self.render(lang, "wallboard_live.html", **self.floor_context(who, now))
+        html = self.render_live(kind, who, key, lang)
         self._cache[cache_key] = (mono, html)
         return html
+
+    def render_live(self, kind: str, who: Principal, key: str, lang: str) -> str:
+        """The live region of KIND rendered now (no cache): the page's first paint and the push loop's renderings."""
+        now = datetime.now(UTC)
+        if kind == "agent":
+            return self.render(lang, "agent_live.html", **self.agent_context(who, key, now))
+        template = "floor_live.html" if kind == "floor" else "wallboard_live.html"
+        return self.render(lang, template, **self.floor_context(who, now))
 
     def calling_hours(self, campaign: str) -> CallingHours:
         """The campaign's hours and calendar; without a campaign the legal window with the centre's own
@@ -370,30 +375,44 @@ def create_app(cfg: Config, engine: Engine, *, secure_cookies: bool = True, push
             return PlainTextResponse(str(exc), status_code=403)
 
         async def stream() -> AsyncIterator[bytes]:
-            last = ""
-            html = first
-            quiet = 0.0
-            while True:
-                if html != last:
-                    last = html
-                    quiet = 0.0
-                    yield ("event: update\n" + "".join(f"data: {ln}\n" for ln in html.splitlines()) + "\n").encode()
-                elif quiet >= 15.0:
-                    quiet = 0.0
-                    yield b": keep-alive\n\n"
-                await asyncio.sleep(web.push_s)
-                quiet += web.push_s
-                if await request.is_disconnected():
-                    return
-                try:
-                    # the session is re-checked on every push: a disabled user's page stops updating
-                    current = await run_in_threadpool(web.principal, request)
-                    if current is None:
-                        yield b"event: ended\ndata: session ended\n\n"
+            # the push loop renders the view once per change for every watcher; this stream only waits for a new
+            # version, re-checks its session (before each push and at least every SESSION_S) and sends the bytes
+            from dialer.web.push import SESSION_S
+
+            hub = web.hub
+            view_key = hub.key(kind, key, lang, who)
+            view = hub.watch(view_key, who, first)
+            sent, checked, quiet = first, time.monotonic(), 0.0
+            try:
+                yield ("event: update\n" + "".join(f"data: {ln}\n" for ln in first.splitlines()) + "\n").encode()
+                while True:
+                    waiting = view.changed
+                    try:
+                        await asyncio.wait_for(waiting.wait(), timeout=SESSION_S)
+                    except TimeoutError:
+                        quiet += SESSION_S
+                    if await request.is_disconnected():
                         return
-                    html = await run_in_threadpool(web.fragment, kind, current, key, lang)
-                except PermissionDenied:
-                    return
+                    html = view.html
+                    if html != sent or time.monotonic() - checked >= SESSION_S:
+                        # the session is re-checked before a push: a disabled user's page stops updating
+                        current = await run_in_threadpool(web.principal, request)
+                        checked = time.monotonic()
+                        if current is None:
+                            yield b"event: ended\ndata: session ended\n\n"
+                            return
+                        if not current.may(Permission.AGENT_CONSOLE if kind == "agent" else Permission.MONITOR_READ,
+                                           agent_login=key or None) or current.role is not who.role:
+                            return
+                    if html != sent:
+                        sent, quiet = html, 0.0
+                        yield ("event: update\n" + "".join(f"data: {ln}\n" for ln in html.splitlines())
+                               + "\n").encode()
+                    elif quiet >= 15.0:
+                        quiet = 0.0
+                        yield b": keep-alive\n\n"
+            finally:
+                hub.leave(view_key, view)
 
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
