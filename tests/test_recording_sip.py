@@ -23,58 +23,20 @@ import pytest
 from bench.amd.pcap import wav_to_pcap
 from dialer.config import Config
 from dialer.telephony import CallEvent, Telephony
+from tests.audio_checks import dtmf_windows, tone_and_rest_seconds
 from tests.sipp import PCAPS, Sipp, free_udp_port, pcap_with_payload_type
 from tests.test_telephony_calls import collect
 from tests.test_telephony_nailed import make_config
 
 pytestmark = [pytest.mark.sip, pytest.mark.slow, pytest.mark.timeout(120)]
 
-ROWS = (697.0, 770.0, 852.0, 941.0)
-COLS = (1209.0, 1336.0, 1477.0)
 RATE = 8000
-WIN = 400  # 50 ms
 
 
 def _pcm(path: Path) -> np.ndarray:
     with wave.open(str(path), "rb") as w:
         assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, RATE)
         return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64)
-
-
-def _band(spec: np.ndarray, hz: float, n: int) -> float:
-    k = round(hz * n / RATE)
-    return float(spec[max(k - 1, 0):k + 2].sum())
-
-
-def dtmf_windows(pcm: np.ndarray) -> int:
-    """50 ms windows where one DTMF row and one column frequency carry most of the energy."""
-    hits = 0
-    for i in range(0, len(pcm) - WIN, WIN):
-        spec = np.abs(np.fft.rfft(pcm[i:i + WIN] * np.hanning(WIN))) ** 2
-        total = spec.sum()
-        if total <= 0 or np.sqrt(np.mean(pcm[i:i + WIN] ** 2)) < 100:
-            continue
-        row = max(_band(spec, f, WIN) for f in ROWS)
-        col = max(_band(spec, f, WIN) for f in COLS)
-        if row > 0.08 * total and col > 0.08 * total:  # speech + tone here peaked at 0.02; a digit 0.11-0.3
-            hits += 1
-    return hits
-
-
-def tone_and_rest_seconds(pcm: np.ndarray, hz: float) -> tuple[float, float]:
-    """Seconds where HZ is strong, and seconds with loud energy away from HZ (another party talking)."""
-    tone = rest = 0
-    for i in range(0, len(pcm) - WIN, WIN):
-        x = pcm[i:i + WIN]
-        spec = np.abs(np.fft.rfft(x * np.hanning(WIN))) ** 2
-        total = spec.sum()
-        if total <= 0:
-            continue
-        at = _band(spec, hz, WIN)
-        tone += at > 0.3 * total
-        # energy away from the tone, as an RMS in sample units (Parseval, Hann-windowed: rough but monotone)
-        rest += np.sqrt(max(total - at, 0.0) * 2 / WIN / WIN / 0.375) > 150
-    return tone * WIN / RATE, rest * WIN / RATE
 
 
 def _tone_pcap(tmp: Path, hz: int) -> str:
