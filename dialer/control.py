@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from dialer.domain.vocabulary import CampaignState
+
 HEARTBEAT_STALE_S = 10.0  # a runner silent for longer is not live (the runner beats every second)
 
 
@@ -30,6 +32,6 @@ def expiry_reason(created_at: datetime, run_started_at: datetime, now: datetime,
 def runner_live(runner: str | None, heartbeat_at: datetime | None, campaign_state: str, now: datetime,
                 stale_s: float = HEARTBEAT_STALE_S) -> bool:
     """A runner holds the campaign and beat recently; a stopped campaign has none whatever its last beat."""
-    if not runner or heartbeat_at is None or campaign_state == "stopped":
+    if not runner or heartbeat_at is None or campaign_state == CampaignState.STOPPED:
         return False
     return (_aware(now) - _aware(heartbeat_at)).total_seconds() <= stale_s

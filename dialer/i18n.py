@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from dialer.domain.vocabulary import Command
+
 DOMAIN = "tsunagu"
 LOCALE_DIR = Path(__file__).resolve().parent / "locale"
 LANGUAGES = ("ja", "en")
@@ -124,12 +126,12 @@ def percent(fraction: float) -> str:
 
 
 def _argument(command: str, argument: str) -> str:
-    if command == "target":
+    if command == Command.TARGET:
         try:
             return percent(float(argument))
         except ValueError:
             return argument
-    if command == "mode":
+    if command == Command.MODE:
         return _(_MODES[argument]) if argument in _MODES else argument
     return argument
 

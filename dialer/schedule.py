@@ -37,6 +37,7 @@ from apscheduler.triggers.cron import CronTrigger
 from dialer.config import CampaignConfig, Config, ConfigError, load_config, parse_duration
 from dialer.domain.calling_hours import WEEKDAYS, parse_hhmm
 from dialer.domain.policy import CampaignPolicy
+from dialer.domain.vocabulary import CampaignState
 from dialer.store import campaigns as campaigns_store
 from dialer.store import entries as entries_store
 from dialer.store.db import get_engine, init_db, resolve_url
@@ -246,9 +247,9 @@ def reconcile(cfg: Config, name: str, at: datetime, config_path: str = "") -> di
     camp_id, state, live = campaigns_store.runner_liveness(engine, name, at, RUNNER_STALE_S)
     # commands only reach a live runner; a stale one would be applied by tomorrow's fresh runner
     if live:
-        if run and state == "paused":
+        if run and state == CampaignState.PAUSED:
             out["command"] = "resume"
-        elif not run and state == "running":
+        elif not run and state == CampaignState.RUNNING:
             out["command"] = "pause"
         if out["command"]:
             campaigns_store.request_command(engine, name, out["command"], requested_by="scheduler", at=at)

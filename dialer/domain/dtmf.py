@@ -78,12 +78,12 @@ def decode(keys: str) -> DtmfDisposition:
         raise DtmfDecodeError(f"argument must be digits, got {arg!r} in {keys!r}")
     if outcome in SALE_WORDS:
         return DtmfDisposition(outcome, amount=float(arg or 0))
-    if outcome == "callback":
+    if outcome == Disposition.CALLBACK:
         hours = float(arg) if arg else DEFAULT_CALLBACK.total_seconds() / 3600
         if hours <= 0:
             raise DtmfDecodeError(f"callback hours must be > 0 in {keys!r}")
         return DtmfDisposition(outcome, callback_hours=hours)
-    if outcome == "refused":
+    if outcome == Disposition.REFUSED:
         if arg not in REFUSAL_REASONS:
             raise DtmfDecodeError(f"refusal needs a reason code 1-9 (*5*N#), got {keys!r}")
         return DtmfDisposition(outcome, reason_code=arg)
@@ -119,8 +119,8 @@ def encode_disposition(outcome: str, rng: random.Random | None = None) -> str:
     d = DIGIT_BY_OUTCOME[outcome]
     if outcome in SALE_WORDS:
         return f"*{d}*{r.choice([2980, 3980, 5980, 9800, 12800])}#"
-    if outcome == "callback":
+    if outcome == Disposition.CALLBACK:
         return f"*{d}*{r.choice([2, 24, 48])}#"
-    if outcome == "refused":
+    if outcome == Disposition.REFUSED:
         return f"*{d}*{r.choice(list(REFUSAL_REASONS))}#"
     return f"*{d}#"

@@ -92,7 +92,7 @@ def decide(outcome: str, at: datetime, c: Counters, campaign: CampaignPolicy | C
     if outcome in BAD_NUMBER:
         if current:
             flags[current] = outcome
-        if campaign.retry.invalid_done and outcome == "invalid":
+        if campaign.retry.invalid_done and outcome == CallOutcome.INVALID:
             return Next("exhausted", None, c.phone_index, flags, "invalid number (retry.invalid = done)")
         nxt = usable_phone(Counters(c.phones, c.phone_index, c.attempts, c.attempts_by_phone, flags), per_phone)
         if nxt is None:

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from dialer.control import runner_live
+from dialer.domain.vocabulary import EntryStatus
 from dialer.store.models import (
     AgentStateLog,
     Attempt,
@@ -32,7 +33,7 @@ def hopper_level(engine: Engine, segments: list[str], now: datetime) -> dict[str
         if segments:
             q = q.where(col(CallListEntry.segment).in_(segments))
         for status, nxt, n in s.exec(q.group_by(col(CallListEntry.status), col(CallListEntry.next_attempt_at))).all():
-            if status in ("leased", "dialing"):
+            if status in (EntryStatus.LEASED, EntryStatus.DIALING):
                 out["held"] += n
             elif nxt is None or (nxt if nxt.tzinfo else nxt.replace(tzinfo=now.tzinfo)) <= now:
                 out["due"] += n

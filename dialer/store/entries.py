@@ -54,6 +54,7 @@ from dialer.domain.vocabulary import (
     LIVE_ATTEMPT,
     AttemptState,
     BlockKind,
+    CallOutcome,
     Disposition,
     EntryStatus,
 )
@@ -566,7 +567,7 @@ class Hopper:
                 outcome, abandoned = "interrupted", False
                 if att is not None:
                     abandoned = bool(att.abandoned)
-                    if att.state == AttemptState.ENDED and att.outcome in OUTCOMES and att.outcome != "interrupted":
+                    if att.state == AttemptState.ENDED and att.outcome in OUTCOMES and att.outcome != CallOutcome.INTERRUPTED:
                         outcome = att.outcome
                     elif att.state in LIVE_ATTEMPT:
                         att.state, att.outcome = AttemptState.INTERRUPTED.value, att.outcome or "interrupted"
@@ -575,7 +576,7 @@ class Hopper:
                         s.add(att)
                         s.commit()
             self.record_result(eid, outcome, at, abandoned=abandoned)
-            counts["interrupted" if outcome == "interrupted" else "settled"] += 1
+            counts["interrupted" if outcome == CallOutcome.INTERRUPTED else "settled"] += 1
         return counts
 
     def set_callback(self, customer_id: str, segment: str, at_time: datetime, agent_login: str = "",

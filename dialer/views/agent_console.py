@@ -34,7 +34,7 @@ from dialer.domain.calling_hours import CallingHours
 from dialer.domain.dtmf import OUTCOME_BY_DIGIT, REFUSAL_REASONS
 from dialer.domain.policy import CampaignPolicy
 from dialer.domain.preview import SKIP_REASONS
-from dialer.domain.vocabulary import LIVE_ATTEMPT
+from dialer.domain.vocabulary import LIVE_ATTEMPT, AgentState, AttemptState, Disposition
 from dialer.i18n import N_, _, fmt_datetime
 from dialer.service import Engine
 from dialer.service import console as console_service
@@ -162,7 +162,7 @@ def render_pop(pop: dict[str, Any], tz: str, wide: bool, width: int = 80, *, dia
     hist.add_column(overflow="fold")
     for h in pop["history"][: (5 if wide else 3)]:
         what = label("outcome", h["outcome"]) + (f" {yen(h['amount'])}" if h["amount"] else "") + (
-            f" {label('refusal', h['reason'])}" if h["outcome"] == "refused" else "")
+            f" {label('refusal', h['reason'])}" if h["outcome"] == Disposition.REFUSED else "")
         row(hist, card_date(h["at"], tz), what, h["voc"] or "")
     if pop["notes"]:
         parts.append(Text(f"{_('notes')}: {pop['notes']}", style="italic"))
@@ -217,9 +217,9 @@ def dial_status(d: dict[str, Any], now: datetime) -> Text:
     took = f" {dur((now - since).total_seconds())}" if since else ""
     if d.get("attempt_id") is None:
         words = _("dial requested: waiting for the dialer…")
-    elif state == "ringing":
+    elif state == AttemptState.RINGING:
         words = _("ringing {name}…").format(name=d["name"]) + took
-    elif state in ("answered", "connected"):
+    elif state in (AttemptState.ANSWERED, AttemptState.CONNECTED):
         words = _("{name} answered: connecting you…").format(name=d["name"]) + took
     else:
         words = _("dialling {name}…").format(name=d["name"]) + took
@@ -307,7 +307,7 @@ class AgentConsole:
             self.disposed.add(check)
         # a pause asked for during a call: the runner applies it; the console fills in the reason after (a
         # call taken on standby kept the earlier pause's reason: the one asked for since wins)
-        if self.agent["state"] == "paused" and self.want_pause_reason \
+        if self.agent["state"] == AgentState.PAUSED and self.want_pause_reason \
                 and self.agent["pause_reason"] != self.want_pause_reason:
             self._set_idle("paused", now, self.want_pause_reason, expect="paused")
             self.want_pause_reason = ""
@@ -329,7 +329,7 @@ class AgentConsole:
                         self.dialled = None
         self._follow_dial(now)
         self.preview = None
-        if self.agent["state"] == "ready":
+        if self.agent["state"] == AgentState.READY:
             self.preview = preview_pop(self.engine, self.login, self.agent["name"], self.cfg.business.name,
                                        self.cfg.business.phone, who=self.who)
         if self.pop_attempt is not None:
@@ -426,7 +426,7 @@ class AgentConsole:
         busy = state in BUSY
         if k == "q":
             self.quit = True
-        elif k == "l" and state == "logged_out":
+        elif k == "l" and state == AgentState.LOGGED_OUT:
             if self._set_idle("ready", now):
                 self.message = _("logged in: ready")
         elif k == "r":
@@ -434,16 +434,16 @@ class AgentConsole:
                 self._set_pending("")
                 self.want_pause_reason = ""
                 self.message = _("back to ready after this call")
-            elif state in ("paused", "unavailable", "unreachable", "refusing", "logged_out") \
+            elif state in (AgentState.PAUSED, AgentState.UNAVAILABLE, AgentState.UNREACHABLE, AgentState.REFUSING, AgentState.LOGGED_OUT) \
                     and self._set_idle("ready", now):
                 self.message = _("ready")
-        elif k == "p" and state != "logged_out":
+        elif k == "p" and state != AgentState.LOGGED_OUT:
             self.mode = "pause"
         elif k in ("c", "s", "n") and self.asked_at is not None and time.monotonic() - self.asked_mono < 10:
             self.message = _("waiting for the dialer to apply your last key")  # one press, one command
         elif k in ("c", "s", "n") and self.dialled is not None and self.dialled.get("attempt_id") is not None:
             self.message = _("the call to {name} is still in progress").format(name=self.dialled["name"])
-        elif k in ("c", "s", "n") and state == "ready" and self.preview is not None:
+        elif k in ("c", "s", "n") and state == AgentState.READY and self.preview is not None:
             if k == "c":
                 p = self.preview
                 console_service.preview_dial(self.engine, self.who, self.login, p["entry_id"])
@@ -460,7 +460,7 @@ class AgentConsole:
             if busy:
                 self._set_pending("logged_out")
                 self.message = _("will log out after this call")
-            elif state != "logged_out" and self._set_idle("logged_out", now):
+            elif state != AgentState.LOGGED_OUT and self._set_idle(AgentState.LOGGED_OUT, now):
                 self.message = _("logged out")
         elif k == "d" or (k in OUTCOME_BY_DIGIT and self.can_dispose()):
             if not self.can_dispose():
@@ -546,7 +546,7 @@ class AgentConsole:
         """The disposition's columns from the form (plain data: the service layer writes it)."""
         v = self.values
         voc = v.get("note", "")
-        if self.outcome == "refused":
+        if self.outcome == Disposition.REFUSED:
             exp, got = v.get("expected", ""), v.get("experienced", "")
             voc = " / ".join(x for x in ((f"期待: {exp}" if exp else ""), (f"実際: {got}" if got else "")) if x)
         assert self.pop is not None
@@ -596,7 +596,7 @@ class AgentConsole:
                                                           "reserved": "green"}.get(state, "bold"))
         since = a.get("since")
         head.append(f" {dur((now - since).total_seconds()) if since else '—'}")
-        if state == "paused" and a.get("pause_reason"):
+        if state == AgentState.PAUSED and a.get("pause_reason"):
             head.append(f" ({label('pause', a['pause_reason'])})")
         if a.get("pending"):
             head.append(f"  {_('after call')}: {label('state', a['pending'])}", style="yellow")
@@ -604,7 +604,7 @@ class AgentConsole:
             head.append(f"  {_('campaign')} {a['campaign']}")
         head.append(f"  {fmt_datetime(now, tz, 'time')}", style="dim")
         parts.append(head)
-        if state == "wrap_up" and since:
+        if state == AgentState.WRAP_UP and since:
             el = (now - since).total_seconds()
             limit = self.wrap_timeout_s()
             parts.append(Text(f"{_('wrap-up')} {dur(el)} / {dur(limit)}",
@@ -615,13 +615,13 @@ class AgentConsole:
                 saved = f" (#{self.saved_id})" if self.saved_id else ""
                 parts.append(Text(_("disposition saved{saved}; waiting for the dialer to close wrap-up").format(
                     saved=saved), style="green"))
-        elif state == "ready" and self.dialled is not None:
+        elif state == AgentState.READY and self.dialled is not None:
             parts.append(render_pop(self.dialled["pop"], tz, width >= 110, width,
                                     dialled=dial_status(self.dialled, now)))
-        elif state == "ready" and self.preview is not None:
+        elif state == AgentState.READY and self.preview is not None:
             parts.append(render_pop(self.preview, tz, width >= 110, width))
         elif state in IDLE:
-            parts.append(Text(_("waiting for a call") if state == "ready" else _("not taking calls"), style="dim"))
+            parts.append(Text(_("waiting for a call") if state == AgentState.READY else _("not taking calls"), style="dim"))
         parts.append(self._form())
         if self.error:
             parts.append(Text(f"✗ {self.error}", style="bold red"))
@@ -650,7 +650,7 @@ class AgentConsole:
                     t.append(self.line.text + "▏\n", style="reverse")
                 else:
                     t.append(f"  {_(prompt)}: {self.values.get(key, '')}\n")
-            if self.outcome == "refused" and self.mode == "field" and FORM_FIELDS["refused"][self.field_index][0] == "reason":
+            if self.outcome == Disposition.REFUSED and self.mode == "field" and FORM_FIELDS[Disposition.REFUSED][self.field_index][0] == "reason":
                 t.append("  " + " ".join(f"{c}={label('refusal', n)}" for c, n in REFUSAL_REASONS.items()) + "\n",
                          style="dim")
             if self.mode == "confirm":
@@ -664,12 +664,12 @@ class AgentConsole:
             return _("Enter next field  ↑ previous field  Backspace edit  Esc cancel")
         if self.mode != "main":
             return ""
-        if state == "logged_out":
+        if state == AgentState.LOGGED_OUT:
             return _("l log in  q quit")
         if state in BUSY:
             return _("d or 0-9 disposition  p pause after call  o log out after call  r ready after call  q quit")
         extra = "  " + _("d disposition (last call)") if self.can_dispose() else ""
-        if state == "ready" and self.preview is not None:
+        if state == AgentState.READY and self.preview is not None:
             extra = "  " + _("c dial  s skip (reason)  n next") + extra
         return _("r ready  p pause  o log out") + extra + "  " + _("q quit")
 
