@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from dialer.domain.retry import OUTCOMES
-from dialer.domain.vocabulary import LIVE_ATTEMPT, AgentState, EntryStatus
+from dialer.domain.vocabulary import LIVE_ATTEMPT, AgentState, AttemptState, CallOutcome, EntryStatus
 from dialer.store.models import Agent, ControlCommand, utcnow
 
 NOTIFY_CHANNEL = "tsunagu_commands"
@@ -321,8 +321,8 @@ def reap(engine: Engine, campaign_id: int, segments: Sequence[str], at: datetime
             f"AND {_NOT_LIVE}{only}"), params).all()
         entries = []
         for d in dialing:
-            outcome = d.outcome if d.state == "ended" and d.outcome in OUTCOMES and d.outcome != "interrupted" \
-                else "interrupted"
+            outcome = d.outcome if d.state == AttemptState.ENDED and d.outcome in OUTCOMES \
+                and d.outcome != CallOutcome.INTERRUPTED else CallOutcome.INTERRUPTED
             entries.append((int(d.id), str(outcome), bool(d.abandoned)))
         released = 0
         if seg:
