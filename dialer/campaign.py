@@ -26,6 +26,7 @@ from dialer.agents import BUSY, AgentBoard, sync_agents
 from dialer.config import Config, TrunkConfig
 from dialer.domain.vocabulary import AgentState, AttemptState, CampaignState, Mode
 from dialer.journal import Journal, StoreGuard, journal_path
+from dialer.node.budget import SiteFeed
 from dialer.runner.calls import CallEvents
 from dialer.runner.commands import Commands
 from dialer.runner.faults import AgentFaults
@@ -133,6 +134,7 @@ class CampaignRunner:
         self.lag = TickLag(float(cfg.telephony.max_tick_lag_s))
         self.auto_login = auto_login
         self.pacer = self._restore_pacer()
+        self.site = SiteFeed.for_pacer(engine, self.campaign_id, self.pacer, clock())  # (issue 31) uk_ofcom: per site
         self.live: dict[int, Live] = {}
         self.waiting: list[int] = []  # answered attempts waiting for an agent, oldest first
         self.wraps: dict[int, Wrap] = {}  # by agent id
@@ -301,6 +303,8 @@ class CampaignRunner:
         self.wrapup.end_wraps(now)
         self.routing.route_waiting(now)
         if self.state == "running":
+            if self.site is not None:
+                self.site.poll(self.pacer, self.mono())
             self.dial(now)
         if self.cfg.telephony.agent_check_s and self.mono() - self.last_agent_check >= self.cfg.telephony.agent_check_s:
             self.faults.check_agents(wait=False)

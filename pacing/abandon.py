@@ -31,6 +31,9 @@ class AbandonBook:
     amd_false_positive_rate: float = 0.0
     times: list[float] = field(default_factory=list)
     cum: list[tuple[float, float, float]] = field(default_factory=list)  # totals up to and incl. bucket
+    # (issue 31) a regime counted per call centre (uk_ofcom): the site's other campaigns, added to every count and
+    # never saved with this book (the caller rebuilds it from the store on each start, so nothing counts twice)
+    others: AbandonBook | None = None
 
     def _add(self, now: float, ans: float, ab: float, mach: float) -> None:
         b = math.floor(now / BUCKET_S) * BUCKET_S
@@ -52,6 +55,13 @@ class AbandonBook:
         self._add(now, 0.0, 0.0, 1.0)
 
     def totals_since(self, start: float | None) -> tuple[float, float, float]:
+        own = self._own_since(start)
+        if self.others is None:
+            return own
+        o = self.others.totals_since(start)
+        return own[0] + o[0], own[1] + o[1], own[2] + o[2]
+
+    def _own_since(self, start: float | None) -> tuple[float, float, float]:
         if not self.cum:
             return 0.0, 0.0, 0.0
         last = self.cum[-1]
@@ -86,8 +96,10 @@ class AbandonBook:
         return ab, ans
 
     def first_time(self) -> float | None:
-        """Start of the oldest bucket kept, None for an empty book."""
-        return self.times[0] if self.times else None
+        """Start of the oldest bucket kept (the site's other campaigns included), None for an empty book."""
+        firsts = [t for t in (self.times[0] if self.times else None,
+                              self.others.first_time() if self.others is not None else None) if t is not None]
+        return min(firsts) if firsts else None
 
     def rate(self, now: float, window: str, day_start_s: float | None = None) -> float:
         ab, ans = self.counts(now, window, day_start_s)
@@ -107,6 +119,8 @@ class AbandonBook:
 
     def prune(self, now: float) -> None:
         """Drop buckets older than 31 days (campaign totals stay in the first kept prefix)."""
+        if self.others is not None:
+            self.others.prune(now)
         cut = bisect.bisect_left(self.times, now - 31 * 86400.0)
         if cut > 1:
             del self.times[: cut - 1]

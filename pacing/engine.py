@@ -378,6 +378,18 @@ class Pacer:
         out["window"] = out[self.window]
         return out
 
+    def site_book(self) -> AbandonBook | None:
+        """The book of the call centre's other campaigns, for a regime counted per call centre (uk_ofcom: 3 % of
+        live calls per call centre per 24 h), None for one counted per campaign. The caller feeds it (answers,
+        machine verdicts, abandons of the site's other campaigns); every count of this pacer (window budget,
+        rolling-hour guard, monitor) then includes them. Not saved in `to_state`: rebuilt from the store."""
+        if self.regime is None or self.regime.scope != "call_centre":
+            return None
+        if self.book.others is None:
+            self.book.others = AbandonBook(regime=self.book.regime,
+                                           amd_false_positive_rate=self.book.amd_false_positive_rate)
+        return self.book.others
+
     def budget_exhausted(self, now: float) -> bool:
         ab, ans = self.book.counts(now, self.window, self.cfg.day_start_s)
         return ab >= 1.0 and ab >= self.limit * ans

@@ -48,7 +48,8 @@ def test_amd_false_positives_count_as_abandons_and_as_answers(name: str) -> None
 STATES = ["ready", "on_call", "on_call", "wrap_up"]
 
 
-def _drive(name: str, seed: int, abandon_share: float, fp: float, steps: int = 1500) -> tuple[int, int]:
+def _drive(name: str, seed: int, abandon_share: float, fp: float, steps: int = 1500,
+           site: float = 0.0) -> tuple[int, int]:
     """A campaign's outcomes (20 % people, a share of them abandoned, in any order the seed gives) and the
     pacer's decisions every 10 outcomes on random team states; checks every decision, returns (decisions,
     decisions with a dial beyond progressive)."""
@@ -61,6 +62,15 @@ def _drive(name: str, seed: int, abandon_share: float, fp: float, steps: int = 1
     for k in range(steps):
         now += rnd.uniform(0.0, 3.0) if rnd.random() > 0.01 else rnd.uniform(0.0, 7200.0)  # gaps: windows turn
         ev = "human" if rnd.random() < 0.2 else rnd.choice(["machine", "busy", "no_answer"])
+        others = p.site_book()
+        if others is not None and site > 0.0 and rnd.random() < site:  # another campaign of the call centre (uk_ofcom's scope)
+            if ev == "machine":
+                others.machine(now)
+            elif ev == "human":
+                others.answered(now)
+                if rnd.random() < 3 * abandon_share:  # a campaign abandoning more than this one
+                    others.abandoned(now + 2.0)
+            continue
         p.record_outcome(now, ev, 9.0 if ev == "human" else 3.0)
         if ev == "human":
             if rnd.random() < abandon_share:
@@ -92,6 +102,43 @@ def test_no_dial_beyond_progressive_once_the_window_budget_is_spent(name: str, s
     """Whatever the sequence: a dial beyond progressive needs budget in the regime's window (after the
     reserve for the longer windows), so the pacer's own dials stop before the window's budget is spent."""
     _drive(name, seed, abandon_share, fp, steps=600)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10**6), abandon_share=st.sampled_from([0.0, 0.005, 0.01, 0.03]),
+       site=st.sampled_from([0.3, 0.7]))
+def test_a_call_centre_budget_spent_by_other_campaigns_stops_predictive(seed: int, abandon_share: float,
+                                                                        site: float) -> None:
+    """uk_ofcom counts per call centre: the other campaigns' answers and abandons (the site book) count in every
+    check, so this campaign's dials beyond progressive stop when the site's day budget is spent."""
+    _drive("uk_ofcom", seed, abandon_share, 0.0, steps=1500, site=site)
+
+
+@pytest.mark.parametrize("site_abandons", [0, 37])
+def test_the_other_campaigns_abandons_spend_this_campaigns_uk_ofcom_day(site_abandons: int) -> None:
+    """The same campaign, the same team: predictive while the call centre's day has budget, progressive (and said)
+    once the other campaigns' abandons, early in the day and out of every rolling hour, spent it."""
+    p = Pacer(PacerConfig(abandon_regime="uk_ofcom", prior_answers=500.0, ring_timeout_s=26.0, prior_talk_s=300.0))
+    now = 0.0
+    for k in range(3000):
+        now += 1.5
+        ev = "human" if k % 5 == 0 else "machine" if k % 5 == 1 else "no_answer"
+        p.record_outcome(now, ev, 9.0 if ev == "human" else 3.0)
+        if ev == "human":
+            p.record_connect(now, 0.5)
+    others = p.site_book()
+    assert others is not None
+    for i in range(600):
+        others.answered(5.0 * i)
+    for i in range(site_abandons):
+        others.abandoned(20.0 * i)  # all before now - 1 h: only the day window holds them
+    team = [AgentView("ready")] * 3 + [AgentView("on_call", 400.0)] * 17 + [AgentView("wrap_up", 50.0)] * 5
+    d = p.decide(Snapshot(now=now, agents=team))
+    assert p.budget(now)["answers"] == 1200.0 and p.budget(now)["abandons"] == site_abandons
+    if site_abandons:
+        assert p.budget_exhausted(now) and d.dial == 3 and "budget spent" in d.note
+    else:
+        assert d.dial > 3 and d.mode == "predictive"
 
 
 @pytest.mark.parametrize("name", ["us_tsr", "uk_ofcom", "jp_cx"])

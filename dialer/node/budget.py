@@ -10,11 +10,14 @@ when a node dies and nothing needs a second channel.
 
 from __future__ import annotations
 
-from typing import Protocol
+import math
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from dialer.domain.vocabulary import LIVE_ATTEMPT
 from dialer.store import Engine
 from dialer.store import nodes as store
+from pacing.abandon import AbandonBook
 
 _LIVE = {s.value for s in LIVE_ATTEMPT}
 
@@ -84,4 +87,71 @@ class CampaignFeed:
         return n
 
 
-__all__ = ["CampaignFeed"]
+class _SitePacer(Protocol):
+    window: str
+
+    @property
+    def cfg(self) -> Any: ...
+    def site_book(self) -> _Book | None: ...
+
+
+SITE_POLL_S = 5.0
+
+
+class SiteFeed:
+    """(issue 31) A regime counted per call centre (uk_ofcom: 3 % of live calls per call centre per 24 h): this
+    campaign's pacer also counts every other campaign of the store (all nodes), so campaigns sharing one store
+    share one budget. Only the book is fed (window budget, rolling-hour guard, monitor): the controller's bias
+    estimate divides this pacer's abandons by its own risk, and other campaigns' abandons are not its doing.
+    The site book is never saved with the pacer: each start reads the window from the store again, from the
+    start of the regime's window, so nothing is counted twice and a campaign started late in the day still sees
+    what the site spent that morning. A store error propagates to the tick's store guard; the watermark has
+    not moved, so the facts are fed when the store is back."""
+
+    def __init__(self, engine: Engine, campaign_id: int, pacer: _SitePacer, now: float) -> None:
+        self.engine = engine
+        self.campaign_id = campaign_id
+        self.after = 0
+        start = AbandonBook.window_start(now, pacer.window, pacer.cfg.day_start_s)
+        # a call dialled up to a ring timeout before the window opened may be answered inside it
+        self.since = datetime.fromtimestamp(max(0.0, (start if start is not None else 0.0) - 300.0), UTC)
+        self.seen: dict[int, set[str]] = {}
+        self.next_poll = -math.inf
+        self.fed = {"answered": 0, "machine": 0, "abandoned": 0}
+
+    @classmethod
+    def for_pacer(cls, engine: Engine, campaign_id: int, pacer: _SitePacer, now: float) -> SiteFeed | None:
+        """A feed when the pacer's regime is counted per call centre, else None (nothing to read)."""
+        return cls(engine, campaign_id, pacer, now) if pacer.site_book() is not None else None
+
+    def poll(self, pacer: _SitePacer, mono: float) -> int:
+        """Feed the other campaigns' new facts (at most every SITE_POLL_S of MONO); returns how many were fed."""
+        book = pacer.site_book()
+        if book is None or mono < self.next_poll:
+            return 0
+        self.next_poll = mono + SITE_POLL_S
+        rows = store.site_attempts(self.engine, self.campaign_id, self.after, self.since)
+        n = 0
+        still_open: list[int] = []
+        for f in rows:
+            got = self.seen.setdefault(f.id, set())
+            if f.answered_at is not None and "answer" not in got:
+                got.add("answer")
+                (book.machine if f.machine else book.answered)(f.answered_at.timestamp())
+                self.fed["machine" if f.machine else "answered"] += 1
+                n += 1
+            if f.abandoned and "abandon" not in got:
+                got.add("abandon")
+                at = f.ended_at or f.answered_at
+                book.abandoned(at.timestamp() if at is not None else 0.0)
+                self.fed["abandoned"] += 1
+                n += 1
+            if f.state in _LIVE:
+                still_open.append(f.id)
+        if rows:
+            self.after = (min(still_open) - 1) if still_open else max(f.id for f in rows)
+            self.seen = {k: v for k, v in self.seen.items() if k > self.after}
+        return n
+
+
+__all__ = ["CampaignFeed", "SiteFeed"]

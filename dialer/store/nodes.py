@@ -23,7 +23,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 
 from dialer.domain.retry import OUTCOMES
 from dialer.domain.vocabulary import LIVE_ATTEMPT, AgentState, AttemptState, CallOutcome, EntryStatus
-from dialer.store.models import Agent, ControlCommand, utcnow
+from dialer.store.models import Agent, Attempt, ControlCommand, utcnow
 
 NOTIFY_CHANNEL = "tsunagu_commands"
 LIVE = tuple(s.value for s in LIVE_ATTEMPT)
@@ -436,6 +436,17 @@ def other_nodes_attempts(engine: Engine, campaign_id: int, node_id: str, after_i
             {"c": campaign_id, "n": node_id, "a": after_id}).all()
     return [AttemptFacts(int(r.id), str(r.node_id), str(r.state), _aware(r.answered_at), _aware(r.agent_connected_at),
                          _aware(r.ended_at), bool(r.machine), bool(r.abandoned)) for r in rows]
+
+
+def site_attempts(engine: Engine, campaign_id: int, after_id: int, since: datetime) -> list[AttemptFacts]:
+    """Attempts of every OTHER campaign of this store (the call centre) newer than AFTER_ID and dialled at or after
+    SINCE: the facts a regime counted per call centre (uk_ofcom) adds to a campaign's abandon book."""
+    q = select(Attempt).where(col(Attempt.campaign_id) != campaign_id, col(Attempt.id) > after_id,
+                              col(Attempt.dialed_at) >= since).order_by(col(Attempt.id))
+    with Session(engine) as s:
+        return [AttemptFacts(int(r.id or 0), str(r.node_id), str(r.state), _aware(r.answered_at),
+                             _aware(r.agent_connected_at), _aware(r.ended_at), bool(r.machine), bool(r.abandoned))
+                for r in s.exec(q).all()]
 
 
 def max_attempt_id(engine: Engine, campaign_id: int) -> int:
