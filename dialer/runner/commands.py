@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from dialer.control import expiry_reason
 from dialer.domain import preview
-from dialer.domain.vocabulary import CampaignState, Mode
+from dialer.domain.vocabulary import CampaignState, Command, Mode
 from dialer.runner.state import MODES
 from dialer.store import campaigns as campaigns_store
 
@@ -37,24 +37,24 @@ class Commands:
         return stale or self.command(command, arg)
 
     def command(self, command: str, arg: str) -> str:
-        if command == "listen":
+        if command == Command.LISTEN:
             return self.listen(arg)  # (issue 29) also while draining: the conversations go on
-        if command == "stop_now":
+        if command == Command.STOP_NOW:
             return self.r.stopping.request_stop("stop_now command", now=True)
         if self.r.state == CampaignState.DRAINING:
-            if command == "stop":
+            if command == Command.STOP:
                 return self.r.stopping.request_stop("stop command")
-            if command in ("pause", "resume"):
+            if command in (Command.PAUSE, Command.RESUME):
                 return f"refused: the campaign is stopping (draining); {command} does not apply"
-        if command == "pause":
+        if command == Command.PAUSE:
             self.r.state = "paused"
             return "paused: no new dials; calls in progress continue"
-        if command == "resume":
+        if command == Command.RESUME:
             self.r.state = "running"
             return "running"
-        if command == "stop":
+        if command == Command.STOP:
             return self.r.stopping.request_stop("stop command")
-        if command == "mode":
+        if command == Command.MODE:
             if arg not in MODES:
                 return f"refused: mode must be one of {', '.join(MODES)}"
             self.r.mode = arg
@@ -62,7 +62,7 @@ class Commands:
             if arg != Mode.PREVIEW.value:
                 self.r.previews.release_all(datetime.now(UTC))
             return f"mode {arg}"
-        if command == "target":
+        if command == Command.TARGET:
             try:
                 value = float(arg)
             except ValueError:
