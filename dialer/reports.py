@@ -39,6 +39,7 @@ from dialer.domain.vocabulary import (
     LIVE_ATTEMPT,
     SALES,
     AttemptState,
+    BlockKind,
     CallOutcome,
     CampaignState,
     Disposition,
@@ -396,7 +397,7 @@ def compliance_report(engine: Engine, cfg: Config | None = None, *, now: datetim
     out["calls_outside_hours"] = total_outside
 
     attempts_by_id = {a.id: a for a in all_attempts}
-    for kind in ("dnc", "refused"):
+    for kind in (Disposition.DNC, Disposition.REFUSED):
         items: list[dict[str, Any]] = []
         for d in disps:
             if d.outcome != kind or (campaign and d.campaign_id not in camp_names):
@@ -406,10 +407,11 @@ def compliance_report(engine: Engine, cfg: Config | None = None, *, now: datetim
             sku = d.sku or (entry_sku.get(att.entry_id, "") if att else "")
             at = _aware(d.created_at)
             assert at is not None
-            block_kinds = ("dnc",) if kind == "dnc" else ("refusal", "dnc")
+            block_kinds = (BlockKind.DNC,) if kind == Disposition.DNC else (BlockKind.REFUSAL, BlockKind.DNC)
             matching = [b for b in blocks if b.kind in block_kinds
                         and ((phone and b.phone_e164 == phone) or (d.customer_id and b.customer_id == d.customer_id))
-                        and (kind == "dnc" or b.kind == "dnc" or not b.product_scope or b.product_scope == sku)]
+                        and (kind == Disposition.DNC or b.kind == BlockKind.DNC or not b.product_scope
+                             or b.product_scope == sku)]
             since = min((aware(b.since) for b in matching), default=None)
             after = []
             for a in all_attempts:
@@ -420,7 +422,7 @@ def compliance_report(engine: Engine, cfg: Config | None = None, *, now: datetim
                 same = (phone and a.phone_e164 == phone) or (d.customer_id and a.customer_id == d.customer_id)
                 if not same:
                     continue
-                if kind == "refused" and sku and entry_sku.get(a.entry_id, "") not in ("", sku):
+                if kind == Disposition.REFUSED and sku and entry_sku.get(a.entry_id, "") not in ("", sku):
                     continue  # a refusal bars re-solicitation for that product, not every product
                 after.append(a)
             items.append({
@@ -428,10 +430,10 @@ def compliance_report(engine: Engine, cfg: Config | None = None, *, now: datetim
                 "campaign": camp_names.get(d.campaign_id, ""), "requested_at": at.isoformat(),
                 "blocked_since": since.isoformat() if since else None,
                 "block_delay_s": round((since - at).total_seconds(), 1) if since else None,
-                "attempts_after": len(after), "reason": reason_label(d.reason_code) if kind == "refused" else "",
+                "attempts_after": len(after), "reason": reason_label(d.reason_code) if kind == Disposition.REFUSED else "",
                 "sku": sku,
             })
-        key = "dnc" if kind == "dnc" else "refusals"
+        key = "dnc" if kind == Disposition.DNC else "refusals"
         out[key] = {"requests": len(items), "blocked": sum(1 for i in items if i["blocked_since"]),
                     "honoured": sum(1 for i in items if i["blocked_since"] and i["attempts_after"] == 0),
                     "violations": sum(1 for i in items if i["attempts_after"] > 0), "items": items}
