@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from dialer.domain import preview
-from dialer.domain.vocabulary import AgentState, Mode
+from dialer.domain.vocabulary import AgentState, CampaignState, Mode
 from dialer.runner.state import PREVIEW_LEASE_S, PREVIEW_RENEW_S, utc
 from dialer.store.entries import Lease
 
@@ -73,7 +73,7 @@ class Previews:
             self.release(agent.id, at)
             self.r.passed.setdefault(agent.id, set()).add(entry_id)
             return f"entry {entry_id} skipped: {reason or 'next'} (back to the hopper)"
-        if self.r.state != "running" or self.r.mode != Mode.PREVIEW.value or agent.state != AgentState.READY:
+        if self.r.state != CampaignState.RUNNING or self.r.mode != Mode.PREVIEW.value or agent.state != AgentState.READY:
             return f"refused: campaign {self.r.state}/{self.r.mode}, agent {agent.state}"
         self.r.reserved.pop(agent.id)
         why = self.r.place(lease, now, agent_id=agent.id)

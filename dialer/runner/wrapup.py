@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from dialer.domain.callbacks import callback_slot
 from dialer.domain.calling_hours import contact_zones
 from dialer.domain.dtmf import CALLBACK_MOVED_TONE, DtmfDecodeError, decode
-from dialer.domain.vocabulary import DispositionSource
+from dialer.domain.vocabulary import AgentState, Disposition, DispositionSource
 from dialer.journal import JournalOp
 from dialer.runner.state import Live, utc
 from dialer.store import attempts as attempts_store
@@ -33,7 +33,7 @@ class WrapUp:
         except DtmfDecodeError as exc:
             self.r._event("dtmf_error", f"attempt {call.attempt_id}: {exc}", "warning")
             return
-        cb = utc(at) + timedelta(hours=d.callback_hours) if d.outcome == "callback" else None
+        cb = utc(at) + timedelta(hours=d.callback_hours) if d.outcome == Disposition.CALLBACK else None
         if cb is not None:  # (issues 25, 27) the one callback rule; the keypad has no screen: a tone says "moved"
             cb, moved = callback_slot(cb, self.r.policy.hours, contact_zones(call.phone))
             if moved:
@@ -96,5 +96,5 @@ class WrapUp:
                 self.end_wrap(agent_id, now)
         # unavailable agents get another chance after a minute (a softphone that was restarted)
         for a in list(self.r.board.agents.values()):
-            if a.state == "unavailable" and self.r.state_age(a.id, a.state_since, now) >= 60:
+            if a.state == AgentState.UNAVAILABLE and self.r.state_age(a.id, a.state_since, now) >= 60:
                 self.r.board.set_state(a.id, "ready", utc(now))

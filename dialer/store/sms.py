@@ -27,6 +27,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, SQLModel
 
+from dialer.domain.vocabulary import EntryStatus
 from dialer.store.models import CallListEntry, Customer, utcnow
 
 ET = CallListEntry.__table__  # type: ignore[attr-defined]
@@ -155,7 +156,7 @@ def queue_message(engine: Engine, campaign: str, r: Recipient, phone: str, text:
     ins = sqlite_insert if engine.dialect.name == "sqlite" else pg_insert
     with engine.begin() as conn:
         closed = conn.execute(update(ET).where(ET.c.id == r.entry_id, ET.c.lease_token == lease_token,
-                                               ET.c.status == "leased")
+                                               ET.c.status == EntryStatus.LEASED)
                               .values(status="done", status_reason="sms queued", last_outcome="sms_queued",
                                       lease_owner="", lease_expires_at=None, updated_at=now))
         if closed.rowcount != 1:
