@@ -8,8 +8,13 @@ routes the bridge's ports:
     whisper  + supervisor -> agent                                         (the customer never hears them)
     barge    + supervisor -> customer, and into the call's recording       (three-way)
 
-A second `Listen` for a call already joined changes the routes on the same leg (no new call). The supervisor
-leaves by hanging up their phone; the leg is hung up by the worker when the customer's call ends.
+A second `Listen` for a call from the same phone changes the routes on the same leg (no new call); another phone
+is another supervisor on the same call, up to `MAX_PER_CALL` (a further one is refused with supervisor_failed).
+With several, every supervisor hears what the agent hears: the customer, the agent and each supervisor who is
+whispering or barging; a listening supervisor is heard by nobody; a whisper never reaches the customer (nor the
+recording), a barge reaches everyone and the recording. Each join, mode change and leave is its own event naming
+who (`"<mode> by <login>"`). The supervisor leaves by hanging up their phone; the legs are hung up by the worker
+when the customer's call ends.
 
 Each stretch (from a join or a mode change to the next change or the end) reports the maximum conference levels
 per leg: `in` is what the port feeds into the bridge (heard from that phone), `out` what the bridge sends to it.
@@ -33,6 +38,8 @@ if TYPE_CHECKING:
     from dialer.telephony.worker import Att, Worker
 
 SAMPLE_S = 0.05
+MAX_PER_CALL = 3  # supervisors' phones on one call (each is a conference port and a leg on this worker)
+SPEAKS = (ListenMode.WHISPER, ListenMode.BARGE)
 
 
 @dataclass
@@ -53,11 +60,11 @@ class Session:
 
 
 class Listeners:
-    """The supervisor legs of one worker, keyed by the attempt they listen to (one supervisor per call)."""
+    """The supervisor legs of one worker, keyed by (attempt, supervisor's phone): several supervisors per call."""
 
     def __init__(self, worker: Worker) -> None:
         self.w = worker
-        self.sessions: dict[int, Session] = {}
+        self.sessions: dict[tuple[int, str], Session] = {}
         self._cls: Any = None
 
     # ------------------------------------------------------------------ commands
@@ -73,7 +80,7 @@ class Listeners:
             self._emit("supervisor_failed", msg.attempt_id, att,
                        detail=f"{mode.value} by {msg.by}: the call is not in progress on this worker")
             return
-        s = self.sessions.get(msg.attempt_id)
+        s = self.sessions.get((msg.attempt_id, msg.uri))
         if s is not None and not s.gone:
             if s.mode is not mode:
                 if s.joined:
@@ -81,6 +88,11 @@ class Listeners:
                            stats=self._stats(s))
                 s.levels = {}
                 s.mode, s.by, s.routed = mode, msg.by, None
+            return
+        on_call = [o.by for o in self.sessions.values() if o.attempt_id == msg.attempt_id and not o.gone]
+        if len(on_call) >= MAX_PER_CALL:
+            w.emit("supervisor_failed", att, detail=f"{mode.value} by {msg.by}: already {len(on_call)} supervisors "
+                                                    f"on the call ({', '.join(on_call)}; at most {MAX_PER_CALL})")
             return
         s = Session(attempt_id=msg.attempt_id, uri=msg.uri, mode=mode, by=msg.by)
         pj = w.pj
@@ -94,7 +106,7 @@ class Listeners:
             w.emit("supervisor_failed", att, detail=f"{mode.value} by {msg.by}: makeCall: {exc.reason}")
             return
         s.leg = leg
-        self.sessions[msg.attempt_id] = s
+        self.sessions[(msg.attempt_id, msg.uri)] = s
 
     def _emit(self, kind: str, attempt_id: int, att: Att | None, **kw: Any) -> None:
         if att is None:
@@ -122,10 +134,10 @@ class Listeners:
 
     # ------------------------------------------------------------------ loop
     def timers(self, now: float) -> None:
-        for s in list(self.sessions.values()):
+        for key, s in list(self.sessions.items()):
             att = self.w.atts.get(s.attempt_id)
             if s.gone:
-                del self.sessions[s.attempt_id]
+                del self.sessions[key]
                 if s.joined:
                     self._emit("supervisor_left", s.attempt_id, att,
                                detail=f"{s.mode.value} by {s.by}", stats=self._stats(s))
@@ -169,6 +181,13 @@ class Listeners:
                 sup.stopTransmit(cust)
                 if att.recorder is not None:
                     sup.stopTransmit(att.recorder)
+            for o in self.sessions.values():  # the other supervisors on this call, both directions
+                other = w._aud(o.leg) if o is not s and o.attempt_id == s.attempt_id and o.leg is not None \
+                    and o.confirmed and not o.gone else None
+                if other is None:
+                    continue  # not up yet: its own routing connects the two
+                (other.startTransmit if o.mode in SPEAKS else other.stopTransmit)(sup)
+                (sup.startTransmit if s.mode in SPEAKS else sup.stopTransmit)(other)
         except w.pj.Error as exc:
             w.send(WorkerError(where="listen.route", error=repr(exc)))
             return
