@@ -32,6 +32,7 @@ from dialer.domain.agents import BUSY, PAUSE_REASONS
 from dialer.domain.calling_hours import CallingHours
 from dialer.domain.dtmf import OUTCOME_BY_DIGIT, REFUSAL_REASONS
 from dialer.domain.policy import CampaignPolicy
+from dialer.domain.vocabulary import AgentState, Disposition
 from dialer.errors import UserError
 from dialer.i18n import N_, _
 from dialer.service import Engine, auth, console, floor
@@ -453,18 +454,18 @@ def create_app(cfg: Config, engine: Engine, *, secure_cookies: bool = True, push
         if action == "ready":
             if busy:
                 console.set_after_call(engine, who, login, "")
-            elif state != "ready":
+            elif state != AgentState.READY:
                 console.set_idle_state(engine, who, login, state, "ready", now)
         elif action == "pause":
             reason = reason if reason in PAUSE_REASONS.values() else "other"
             if busy:
                 console.set_after_call(engine, who, login, "paused")
-            elif state != "logged_out":
+            elif state != AgentState.LOGGED_OUT:
                 console.set_idle_state(engine, who, login, state, "paused", now, reason)
         elif action == "logout":
             if busy:
                 console.set_after_call(engine, who, login, "logged_out")
-            elif state != "logged_out":
+            elif state != AgentState.LOGGED_OUT:
                 console.set_idle_state(engine, who, login, state, "logged_out", now)
         else:
             raise UserError(f"unknown action {action!r}")
@@ -497,17 +498,17 @@ def create_app(cfg: Config, engine: Engine, *, secure_cookies: bool = True, push
             outcome = form.get("outcome", "")
             if outcome not in OUTCOMES:
                 raise FormError(_("choose an outcome"))
-            if outcome == "refused" and form.get("reason", "") not in REFUSAL_REASONS:
+            if outcome == Disposition.REFUSED and form.get("reason", "") not in REFUSAL_REASONS:
                 raise FormError(_("reason code must be one of") + " " + ", ".join(REFUSAL_REASONS))
             when = None
-            if outcome == "callback":
+            if outcome == Disposition.CALLBACK:
                 when = parse_callback(form.get("when", ""), now, web.cfg.schedules.timezone,
                                       web.calling_hours(str(pop.get("campaign", ""))))
             fields = {"attempt_id": attempt_id, "agent_id": agent["id"], "customer_id": pop["customer_id"],
                       "campaign_id": pop.get("campaign_id"), "outcome": outcome,
                       "amount": parse_amount(form["amount"]) if form.get("amount") else 0.0,
                       "sku": str(pop.get("sku") or ""),
-                      "reason_code": form.get("reason", "") if outcome == "refused" else "",
+                      "reason_code": form.get("reason", "") if outcome == Disposition.REFUSED else "",
                       "voc_text": form.get("voc", ""), "callback_at": when, "source": "web", "created_at": now}
             return str(console.dispose(engine, who, login, fields))
 
