@@ -101,3 +101,34 @@ def test_ivr_dnc_stops_every_further_dial_and_inbound_stays_out_of_outbound_figu
     assert rows[0]["answers"] == facts.answers.attempt_id if facts.answers else False
     comp = compliance_rows(engine)
     assert att not in {a.id for a in comp.attempts}  # the return call is no dial after the DNC
+
+
+def test_the_agents_screen_pop_says_return_call_and_why_we_had_called(db_url: str) -> None:
+    from rich.console import Console
+
+    from dialer.i18n import set_language
+    from dialer.store.inbound import link_screen_pop
+    from dialer.store.screen_pop import screen_pop_rows
+    from dialer.views.agent_console import _decorate, render_pop
+
+    engine = get_engine(db_url)
+    _seed(engine)
+    facts = return_call_facts(engine, "+819087654321")
+    att = record_inbound(engine, caller="+819087654321", facts=facts, at=T0)
+    ag = Session(engine).exec(select(Agent)).one()
+    assert ag.id is not None
+    link_screen_pop(engine, att, facts, ag.id, "last_agent")
+    pop = screen_pop_rows(engine, att)
+    assert pop is not None and pop["return_call"] and pop["answers_attempt_id"] == facts.answers.attempt_id \
+        if facts.answers else False
+    assert pop["name"] == "山田 花子" and pop["reason"] == "休眠: 最終購入から200日"
+    set_language("ja")
+    try:
+        con = Console(width=100, record=True)
+        card = _decorate(pop, "佐藤", "つなぐ化粧品", "0120-000-000")
+        assert card is not None
+        con.print(render_pop(card, "Asia/Tokyo", True, 100))
+        text = con.export_text()
+    finally:
+        set_language("en")
+    assert "折り返し" in text and "最終購入から200日" in text

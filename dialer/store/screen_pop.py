@@ -51,7 +51,9 @@ def screen_pop_rows(engine: Engine, attempt_id: int) -> dict[str, Any] | None:
         camp = s.get(Campaign, att.campaign_id) if att.campaign_id is not None else None
         out = _pop(s, att.customer_id, entry, camp, att.segment, att.phone_e164)
     out.update({"attempt_id": attempt_id, "state": att.state, "campaign_id": att.campaign_id,
-                "connected_at": att.agent_connected_at, "ended_at": att.ended_at})
+                "connected_at": att.agent_connected_at, "ended_at": att.ended_at,
+                # (issue 30) a customer calling back: the entry (and its reason) is the one of the call they answer
+                "return_call": att.direction == "inbound", "answers_attempt_id": att.answers_attempt_id})
     return out
 
 

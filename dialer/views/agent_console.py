@@ -132,6 +132,8 @@ def render_pop(pop: dict[str, Any], tz: str, wide: bool, width: int = 80, *, dia
     if pop["caution"]:
         head.append(f"  ⚠ {_('caution')}", style="bold red")
     parts.append(head)
+    if pop.get("return_call"):  # (issue 30) they called us back: say so, and why we had called (the line below)
+        parts.append(Text(_("return call: the customer called back the number we called from"), style="bold magenta"))
     seg = Text()
     seg.append(f"{pop['segment']}", style="bold cyan")
     if pop["sub_segment"]:
