@@ -636,6 +636,27 @@ class RecordingsConfig(_Section):
     keep_days: Annotated[int, Field(ge=0)] = 0
 
 
+class InboundConfig(_Section):
+    """`[inbound]` (issue 30): customers calling back the number a campaign presented (折り返し).
+
+    An INVITE whose called number (Request-URI / To user) is a campaign's `caller_id` (else its trunk's) is that
+    campaign's return call; `dids` adds numbers by hand (`"+81501234567" = "campaign name"`). Any other INVITE is
+    refused 603 as before. `sip_port` is the inbound desk's own port (the trunk sends calls for the DIDs there).
+    Prompts are WAV files (8 kHz mono); empty = spoken by espeak-ng in Japanese at start-up."""
+
+    sip_port: Annotated[int, Field(ge=0, le=65535)] = 5070
+    rtp_port: Annotated[int, Field(ge=1024, le=65535)] = 41000
+    dids: dict[str, str] = Field(default_factory=dict)
+    max_wait_s: Annotated[float, Field(gt=0, le=600)] = 30.0  # queued this long at most, then the menu
+    menu_wait_s: Annotated[float, Field(gt=0, le=60)] = 8.0  # silence at the menu this long: goodbye
+    queue_wav: str = ""
+    menu_wav: str = ""
+    hour_wav: str = ""
+    callback_wav: str = ""
+    dnc_wav: str = ""
+    goodbye_wav: str = ""
+
+
 class CalendarConfig(_Section):
     """`[calendar]`: the centre's own closure days, for every campaign (public holidays: a campaign's `holidays`).
 
@@ -667,6 +688,7 @@ class Config(_Section):
     costs: CostsConfig = Field(default_factory=CostsConfig)
     calendar: CalendarConfig = Field(default_factory=CalendarConfig)
     recordings: RecordingsConfig = Field(default_factory=RecordingsConfig)
+    inbound: InboundConfig = Field(default_factory=InboundConfig)
     source: str = Field(default="", exclude=True)
 
     @model_validator(mode="after")

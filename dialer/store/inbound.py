@@ -142,6 +142,30 @@ def record_inbound(engine: Engine, *, caller: str, facts: ReturnCallFacts, at: d
         return row.id
 
 
+def link_screen_pop(engine: Engine, attempt_id: int, facts: ReturnCallFacts, agent_id: int, choice: str) -> None:
+    """The inbound attempt carries the answered attempt's entry and segment and the agent, so the agent's screen
+    pop (which reads the agent's current attempt) shows the customer, the list's reason (why we had called) and
+    that it is a return call."""
+    with Session(engine, expire_on_commit=False) as s:
+        row = s.get(Attempt, attempt_id)
+        if row is None:
+            return
+        if facts.answers is not None:
+            ans = s.get(Attempt, facts.answers.attempt_id)
+            if ans is not None:
+                row.entry_id, row.segment = ans.entry_id, ans.segment
+        row.agent_id = agent_id
+        row.detail = (row.detail + f"; to agent ({choice})").strip("; ")
+        s.add(row)
+        s.commit()
+
+
+def attempt_segment(engine: Engine, attempt_id: int) -> str:
+    with Session(engine) as s:
+        row = s.get(Attempt, attempt_id)
+        return row.segment if row else ""
+
+
 def end_inbound(engine: Engine, attempt_id: int, outcome: InboundOutcome, at: datetime, *, agent_id: int | None = None,
                 connected_at: datetime | None = None, hangup_by: str = "", detail: str = "") -> None:
     with Session(engine, expire_on_commit=False) as s:
@@ -198,5 +222,5 @@ def _wait(r: Attempt) -> float | None:
     return None if end is None else round((end - r.answered_at).total_seconds(), 1)
 
 
-__all__ = ["ReturnCallFacts", "end_inbound", "inbound_rows", "is_dnc", "migrate_add_direction", "ready_agents",
+__all__ = ["ReturnCallFacts", "attempt_segment", "link_screen_pop", "end_inbound", "inbound_rows", "is_dnc", "migrate_add_direction", "ready_agents",
            "record_inbound", "record_ivr_dnc", "return_call_facts"]
