@@ -301,6 +301,7 @@ def campaign_report(engine: Engine, name: str, *, now: datetime | None = None, m
         "by_segment": by_segment, "agents": per_agent, "penetration": pen,
         "holdout": holdout_status(engine, camp.name, list(camp.segments)),  # issue 19: control group and lift
         "by_node": by_node,  # issue 18: which node dialled what (empty for a single-host runner)
+        "inbound": inbound_summary(engine, camp.id, attempts),  # issue 30: return calls, apart from the above
     }
 
 
@@ -441,6 +442,32 @@ def compliance_report(engine: Engine, cfg: Config | None = None, *, now: datetim
 
 
 # --------------------------------------------------------------------------------------------- monitor
+
+
+def inbound_summary(engine: Engine, campaign_id: int | None, attempts: Sequence[AttemptRow] = ()) -> dict[str, Any]:
+    """(issue 30) Customers calling back CAMPAIGN_ID's calls: taken by an agent, hung up while queued (an inbound
+    abandon, kept apart from the outbound abandon rate the law counts), callbacks and DNC keyed in the IVR, waits,
+    and the return-call rate after the campaign's unanswered calls (what the pacer will need to expect)."""
+    from dialer.domain.inbound import InboundOutcome
+    from dialer.store.inbound import inbound_rows
+
+    rows = [r for r in inbound_rows(engine) if r["campaign_id"] == campaign_id]
+    n = Counter(r["outcome"] for r in rows)
+    waits = sorted(w for r in rows if (w := r["wait_s"]) is not None)
+    unanswered = sum(1 for a in attempts if a.outcome and a.outcome != CallOutcome.ANSWERED)
+    returned = len({r["answers"] for r in rows if r["answers"] is not None})
+    return {
+        "return_calls": len(rows),
+        "answered": n[InboundOutcome.ANSWERED],
+        "abandoned_in_queue": n[InboundOutcome.QUEUE_ABANDONED],
+        "inbound_abandon_rate": (n[InboundOutcome.QUEUE_ABANDONED] / len(rows)) if rows else None,
+        "ivr_callbacks": n[InboundOutcome.IVR_CALLBACK],
+        "ivr_dnc": n[InboundOutcome.IVR_DNC],
+        "ivr_left": n[InboundOutcome.IVR_LEFT],
+        "wait_p50_s": waits[len(waits) // 2] if waits else None,
+        "wait_max_s": waits[-1] if waits else None,
+        "return_call_rate": (returned / unanswered) if unanswered else None,
+    }
 
 
 def abandon_trend(attempts: Sequence[AttemptRow], now: datetime, *, buckets: int = 12, bucket_s: float = 300.0,

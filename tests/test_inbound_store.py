@@ -132,3 +132,21 @@ def test_the_agents_screen_pop_says_return_call_and_why_we_had_called(db_url: st
     finally:
         set_language("en")
     assert "折り返し" in text and "最終購入から200日" in text
+
+
+def test_report_counts_return_calls_apart_from_the_outbound_figures(db_url: str) -> None:
+    from dialer.reports import inbound_summary
+    from dialer.store.attempts import campaign_attempts
+
+    engine = get_engine(db_url)
+    _seed(engine)
+    facts = return_call_facts(engine, "+819087654321")
+    for i, outcome in enumerate([InboundOutcome.ANSWERED, InboundOutcome.QUEUE_ABANDONED, InboundOutcome.IVR_DNC]):
+        att = record_inbound(engine, caller="+819087654321", facts=facts, at=T0 + timedelta(minutes=i))
+        end_inbound(engine, att, outcome, T0 + timedelta(minutes=i, seconds=20 + i))
+    outbound = campaign_attempts(engine, 1)
+    assert len(outbound) == 2 and all(a.direction == "outbound" for a in outbound)  # inbound rows are not dials
+    r = inbound_summary(engine, 1, outbound)
+    assert (r["return_calls"], r["answered"], r["abandoned_in_queue"], r["ivr_dnc"]) == (3, 1, 1, 1)
+    assert r["inbound_abandon_rate"] == 1 / 3 and r["return_call_rate"] == 1.0  # one unanswered call, called back
+    assert inbound_summary(engine, 2, [])["return_calls"] == 0
