@@ -37,6 +37,7 @@ from lists.tablecache import TableCache
 from lists.unpaid import add_unpaid_candidates
 
 SEGMENTS = ("dormant", "pre_churn", "upsell", "cross_sell")
+TOUCHED_IDS_MAX = 50_000  # date-checked orders listed by id for the mirror; beyond it the mirror rewrites orders
 # customer-level reasons, in the order they are checked: the first that applies is the one reported
 CUSTOMER_REASONS = ("withdrawn", "tel_ng", "caution", "dnc", "refusal", "no_consent", "duplicate_phone",
                     "non_consumer_number", "invalid_phone", "no_phone")
@@ -99,6 +100,8 @@ class BuildResult:
     spill_dir: Path | None = None
     # table -> key of the exact inputs it was typed from (lists.tablecache); empty without a table cache
     table_keys: dict[str, str] = field(default_factory=dict)
+    # order ids the date checks dropped or changed (lists.build._date_sanity); None: too many to list
+    touched_orders: list[str] | None = None
 
     def entries(self, batch: int = 50_000) -> Iterator[Entry]:
         cur = self.con.execute(
@@ -322,22 +325,26 @@ def _blocks(con: duckdb.DuckDBPyConnection, sup: Suppressions, region: str, as_o
         con.executemany("INSERT INTO exhausted VALUES (?, ?)", [list(x) for x in sup.exhausted])
 
 
-def _date_sanity(con: duckdb.DuckDBPyConnection, loader: Loader, as_of: date) -> str:
+def _date_sanity(con: duckdb.DuckDBPyConnection, loader: Loader, as_of: date) -> tuple[str, list[str] | None]:
     """Order dates that cannot be true on `as_of` leave a reject line instead of silently moving a customer.
 
     An order dated after the build date has not happened: rejected. A shipped date after the build date (on a
     shipped order) or before the order date is not used (the order date is), with a cell reject. Returns a
-    digest of which orders were dropped or lost their shipped date ("" when none): the mirrored orders differ
-    from the export exactly by those, so the mirror's fingerprint includes it. (It used to include the build
-    date whenever any row was touched, so every next night re-mirrored 10M unchanged rows.)
+    digest of which orders were dropped or lost their shipped date ("" when none) and their ids (None when
+    there are more than TOUCHED_IDS_MAX): the mirrored orders differ from the export exactly by those, so the
+    mirror re-writes only them when the export itself is unchanged. (The build date itself used to be in the
+    fingerprint whenever any row was touched, so every next night re-mirrored 10M unchanged rows.)
     """
     a = lit(as_of.isoformat()) + "::DATE"
     od, sd = lit(loader._lab("orders", "ordered_at")), lit(loader._lab("orders", "shipped_at"))
+    where = f"ordered_at > {a} OR shipped_at < ordered_at OR (shipped_at > {a} AND status = 'shipped')"
     touched = con.execute(
         f"SELECT count(*), md5(coalesce(string_agg(order_id || CASE WHEN ordered_at > {a} THEN ':d' ELSE ':s' END, "
-        f"',' ORDER BY order_id, ordered_at > {a}), '')) FROM orders "
-        f"WHERE ordered_at > {a} OR shipped_at < ordered_at OR (shipped_at > {a} AND status = 'shipped')").fetchone()
-    digest = str(touched[1]) if touched and touched[0] else ""
+        f"',' ORDER BY order_id, ordered_at > {a}), '')) FROM orders WHERE {where}").fetchone()
+    n_touched = int(touched[0]) if touched else 0
+    digest = str(touched[1]) if touched and n_touched else ""
+    ids = [str(r[0]) for r in con.execute(f"SELECT DISTINCT order_id FROM orders WHERE {where} ORDER BY 1").fetchall()] \
+        if n_touched <= TOUCHED_IDS_MAX else None
     con.execute(f"INSERT INTO rejects SELECT __file, __line, {od}, CAST(ordered_at AS VARCHAR), "
                 f"'ordered_at after the build date {as_of} (an order from the future is not used)', 'row' "
                 f"FROM orders WHERE ordered_at > {a}")
@@ -347,7 +354,7 @@ def _date_sanity(con: duckdb.DuckDBPyConnection, loader: Loader, as_of: date) ->
                 f"ELSE 'shipped_at after the build date {as_of}' END || ' (not used; the order date is)', 'cell' "
                 f"FROM orders WHERE shipped_at < ordered_at OR (shipped_at > {a} AND status = 'shipped')")
     con.execute(f"UPDATE orders SET shipped_at = NULL WHERE shipped_at < ordered_at OR (shipped_at > {a} AND status = 'shipped')")
-    return digest
+    return digest, ids
 
 
 def _estimate_shipments(con: duckdb.DuckDBPyConnection, mapping: Mapping, as_of: date, loader: Loader) -> None:
@@ -698,7 +705,7 @@ def build_lists(mapping: Mapping, input_dir: str | Path, out_dir: str | Path, as
         loader = Loader(con, mapping, Path(input_dir), tmpdir, log=say)
         tcache = TableCache(Path(table_cache), log=say) if table_cache else None
         loader.load_all(tcache)
-        dated = _date_sanity(con, loader, as_of)
+        dated, touched_ids = _date_sanity(con, loader, as_of)
         t["load"] = time.perf_counter() - t0
         say("parsing phones")
         stats = _phones(con, mapping, s.region, Path(phone_cache) if phone_cache else None, tmpdir, tcache)
@@ -753,6 +760,7 @@ def build_lists(mapping: Mapping, input_dir: str | Path, out_dir: str | Path, as
             p.unlink() if p.is_file() else p.rmdir()
         tmpdir.rmdir()
     keys = dict(tcache.keys) if tcache is not None else {}
-    if dated and "orders" in keys:  # orders changed by the date checks: the mirror skips only the same change
-        keys["orders"] = hashlib.sha256(f"{keys['orders']}|{dated}".encode()).hexdigest()
-    return BuildResult(con=con, out_dir=out, summary=summary, timings=t, spill_dir=spill, table_keys=keys)
+    if "orders" in keys:  # the orders the date checks dropped or changed tonight (the mirror's orders depend on them)
+        keys["order_dates"] = dated or "none"
+    return BuildResult(con=con, out_dir=out, summary=summary, timings=t, spill_dir=spill, table_keys=keys,
+                       touched_orders=touched_ids)

@@ -90,6 +90,9 @@ def _warm_equals_cold(warm_url: str, cold_url: str, tmp: Path, monkeypatch: pyte
     next_night = capsys.readouterr().out
     moved = re.search(r"store: (\d+) inserted, (\d+) updated, (\d+) unchanged", next_night)
     assert moved is not None and int(moved.group(2)) > 0, next_night  # windows moved: rows were rewritten
+    # the export is unchanged: only the orders whose date verdicts moved are mirrored again, not the table
+    mirrored = re.search(r"mirrored (\d+) CRM rows", next_night)
+    assert mirrored is not None and 2 <= int(mirrored.group(1)) < len(day1["orders"]) // 4, next_night
     assert _cli(inp, tmp / "warm", DAY2) == 0  # same-day rerun: nothing to write
     rerun = capsys.readouterr().out
     assert "mirrored 0 CRM rows" in rerun and " 0 updated, " in rerun and " 0 withdrawn" in rerun

@@ -15,6 +15,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -68,13 +69,82 @@ def _child(step: str, data: str, out: str, as_of: str) -> dict[str, float]:
     return extra
 
 
+class _LoadSampler:
+    """The 1-minute load average every few seconds while a run goes: a contended machine's figures say so."""
+
+    def __init__(self, every_s: float = 5.0) -> None:
+        import threading
+
+        self.samples: list[float] = [os.getloadavg()[0]]
+        self._stop = threading.Event()
+        self._every = every_s
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            self.samples.append(os.getloadavg()[0])
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        self.samples.append(os.getloadavg()[0])
+        xs = self.samples
+        return {"start": round(xs[0], 2), "min": round(min(xs), 2), "mean": round(sum(xs) / len(xs), 2),
+                "max": round(max(xs), 2)}
+
+
+def _pg_cpu_s(datadir: Path | None) -> float:
+    """CPU seconds (user+sys) of the PostgreSQL server: the postmaster plus its exited backends (reaped by it)."""
+    if datadir is None:
+        return 0.0
+    try:
+        pid = int((datadir / "postmaster.pid").read_text().split()[0])
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        # after the ")" field 3 is the state: utime, stime, cutime, cstime are stat fields 14-17
+        ticks = sum(int(x) for x in fields[11:15])
+        live = 0
+        for child in Path("/proc").iterdir():  # backends still connected (not yet reaped into cutime)
+            if not child.name.isdigit():
+                continue
+            try:
+                f = (child / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(f[1]) == pid:
+                live += int(f[11]) + int(f[12])
+        return (ticks + live) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _run_child(cmd: list[str], env: dict[str, str]) -> tuple[str, float, float, float]:
+    """Run CMD; (stdout, wall s, CPU s user+sys, peak RSS MB) of that child alone (os.wait4)."""
+    t = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        p = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, cwd=REPO, env=env)
+        _pid, status, ru = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - t
+        out.seek(0)
+        err.seek(0)
+        stdout = out.read()
+        if p.returncode != 0:
+            raise subprocess.CalledProcessError(p.returncode, cmd, stdout, err.read())
+    return stdout, wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024
+
+
 def _store_runs(a: argparse.Namespace, out: str, results: dict[str, Any]) -> None:
     """The whole CLI into a fresh store (SQLite, and PostgreSQL with --postgres): the first night inserts
     (cold caches), a same-day rerun (warm: unchanged inputs, mirror skipped), the next night (warm caches,
-    every entry's window moves)."""
-    stores: list[tuple[str, str]] = [("sqlite", f"sqlite:///{Path(out) / 'bench.db'}")]
+    every entry's window moves), and the night after.
+
+    Each run reports wall time, the CLI's own CPU time (user+sys of that child, os.wait4), the PostgreSQL
+    server's CPU during the run, the child's peak RSS and the 1-minute load average sampled during the run:
+    on a shared machine wall time alone says little."""
+    stores: list[tuple[str, str]] = [("sqlite", f"sqlite:///{Path(out) / 'bench.db'}")] if a.stores != "postgresql" else []
     server = None
-    if a.postgres:
+    if (a.postgres and a.stores != "sqlite") or a.stores == "postgresql":
         sys.path.insert(0, str(REPO))
         from tests.pgserver import start_server
 
@@ -86,18 +156,25 @@ def _store_runs(a: argparse.Namespace, out: str, results: dict[str, Any]) -> Non
             env = {**os.environ, "DIALER_DATABASE_URL": url}
             lists_out = Path(out) / f"lists_{kind}"
             shutil.rmtree(lists_out, ignore_errors=True)
-            next_day = date.fromisoformat(a.as_of).toordinal() + 1
-            for run, as_of in (("first", a.as_of), ("rerun", a.as_of), ("next_day", date.fromordinal(next_day).isoformat())):
-                t = time.perf_counter()
-                p = subprocess.run([sys.executable, "-m", "dialer", "lists", "build", "--mapping",
-                                    str(REPO / "config/mappings/canonical.toml"), "--input", a.data, "--out",
-                                    str(lists_out), "--as-of", as_of, "--force"],
-                                   capture_output=True, text=True, cwd=REPO, env=env, check=True)
-                line = [x for x in p.stdout.splitlines() if x.startswith("time:")][0]
+            day0 = date.fromisoformat(a.as_of).toordinal()
+            runs = [("first", 0), ("rerun", 0), ("next_day", 1), ("day_after", 2)][:a.nights + 2]
+            for run, plus in runs:
+                as_of = date.fromordinal(day0 + plus).isoformat()
+                load = _LoadSampler()
+                pg0 = _pg_cpu_s(server.datadir if server is not None and kind == "postgresql" else None)
+                stdout, wall, cpu, rss = _run_child(
+                    [sys.executable, "-m", "dialer", "lists", "build", "--mapping",
+                     str(REPO / "config/mappings/canonical.toml"), "--input", a.data, "--out", str(lists_out),
+                     "--as-of", as_of, "--force"], env)
+                pg1 = _pg_cpu_s(server.datadir if server is not None and kind == "postgresql" else None)
+                lines = stdout.splitlines()
                 key = f"store_{kind}_{run}"
-                results[key] = {"seconds": round(time.perf_counter() - t, 2), "cli": line,
-                                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)}
-                print(key, results[key], flush=True)
+                results[key] = {"seconds": round(wall, 2), "cpu_s": round(cpu, 2),
+                                "db_server_cpu_s": round(pg1 - pg0, 2), "peak_rss_mb": round(rss, 1),
+                                "load_1m": load.stop(), "as_of": as_of,
+                                "cli": [x for x in lines if x.startswith("time:")][0],
+                                "store": [x for x in lines if x.startswith("store:")][0]}
+                print(key, json.dumps(results[key]), flush=True)
     finally:
         if server is not None:
             from tests.pgserver import stop_server
@@ -113,6 +190,10 @@ def main() -> None:
     ap.add_argument("--step", default="")
     ap.add_argument("--postgres", action="store_true", help="also run the store steps on a throwaway PostgreSQL")
     ap.add_argument("--store-only", action="store_true", help="only the whole-CLI store runs")
+    ap.add_argument("--stores", choices=("both", "sqlite", "postgresql"), default="both",
+                    help="with --store-only: which stores (two benches side by side on a shared machine)")
+    ap.add_argument("--nights", type=int, default=2, choices=(0, 1, 2),
+                    help="store runs after the first night and the same-day rerun (default 2: next day, day after)")
     a = ap.parse_args()
     out = a.out or str(Path(a.data).parent / "out")
     if a.step:

@@ -312,12 +312,13 @@ def _pg_json(v: Any) -> Any:
     return json.dumps(v) if isinstance(v, (list, dict)) else v
 
 
-def _pg_copy_upsert(engine: Engine, table: Any, key: str, cols: list[str], base: dict[str, Any], duck: Any) -> int:
+def _pg_copy_upsert(engine: Engine, table: Any, key: str, cols: list[str], base: dict[str, Any], duck: Any,
+                    where: str = "") -> int:
     """PostgreSQL bulk path: COPY into a temporary table, then one INSERT ... ON CONFLICT DO UPDATE."""
     allcols, exprs = _duck_exprs(table, cols, base, pg=True)
     names = ", ".join(allcols)
     n = 0
-    dcur = duck.execute(f"SELECT {', '.join(exprs)} FROM {table.name}")
+    dcur = duck.execute(f"SELECT {', '.join(exprs)} FROM {table.name} {where}")
     with engine.begin() as conn:
         cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         tmp = f"tmp_mirror_{table.name}"
@@ -333,19 +334,20 @@ def _pg_copy_upsert(engine: Engine, table: Any, key: str, cols: list[str], base:
 
 
 def _upsert(engine: Engine, model: Any, key: str, cols: list[str], batches: Iterable[list[tuple[Any, ...]]],
-            fix: Any = None, duck: Any = None) -> int:
+            fix: Any = None, duck: Any = None, where: str = "") -> int:
+    """Upsert a mirrored table; WHERE (DuckDB SQL, bulk paths only) narrows it to some rows."""
     table = model.__table__
     base = _defaults(model, **_REQUIRED[table.name])
     n = 0
     if engine.dialect.name == "postgresql" and duck is not None:
-        return _pg_copy_upsert(engine, table, key, cols, base, duck)
+        return _pg_copy_upsert(engine, table, key, cols, base, duck, where)
     if engine.dialect.name == "sqlite" and duck is not None:
         # bulk path: DuckDB shapes every value the way SQLAlchemy stores it on SQLite, then one executemany
         # on the driver per batch; no Python work per row
         allcols, exprs = _duck_exprs(table, cols, base, pg=False)
         sql = (f"INSERT INTO {table.name} ({', '.join(allcols)}) VALUES ({', '.join('?' for _ in allcols)}) "
                f"ON CONFLICT({key}) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in cols if c != key))
-        dcur = duck.execute(f"SELECT {', '.join(exprs)} FROM {table.name}")
+        dcur = duck.execute(f"SELECT {', '.join(exprs)} FROM {table.name} {where}")
         with engine.begin() as conn:
             cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
             while rows := dcur.fetchmany(100_000):
@@ -384,15 +386,15 @@ def _line_batches(result: BuildResult, batch: int = 100_000) -> Iterator[list[tu
 
 # what each mirrored table's content depends on (reference checks delete rows that point at nothing)
 _MIRROR_DEPS = {
-    "customers": ("customers",), "products": ("products",), "orders": ("customers", "orders"),
+    "customers": ("customers",), "products": ("products",), "orders": ("customers", "orders", "order_dates"),
     "subscriptions": ("customers", "products", "subscriptions"),
     "order_lines": ("customers", "orders", "order_lines", "products"),
 }
 
 
-def _fingerprint(result: BuildResult, table: str) -> str:
+def _fingerprint(result: BuildResult, table: str, deps: tuple[str, ...] | None = None) -> str:
     """Key of the inputs the mirrored table came from; "" when unknown (then it is always mirrored)."""
-    keys = [result.table_keys.get(t, "") for t in _MIRROR_DEPS[table]]
+    keys = [result.table_keys.get(t, "") for t in (_MIRROR_DEPS[table] if deps is None else deps)]
     if not all(keys):
         return ""
     return hashlib.sha256(json.dumps([table, *keys]).encode()).hexdigest()
@@ -405,12 +407,33 @@ def _mirrored_before(engine: Engine) -> dict[str, str]:
             select(mt.c.key, mt.c.value).where(mt.c.key.startswith("crm_mirror:")))}
 
 
-def _mark_mirrored(engine: Engine, table: str, fp: str) -> None:
+def _mark_mirrored(engine: Engine, table: str, fp: str, **extra: str | None) -> None:
+    """Record (or with "" clear) a table's mirrored fingerprint; EXTRA marks go in the same transaction."""
     mt = Meta.__table__  # type: ignore[attr-defined]
+    marks: dict[str, str | None] = {table: fp, **{f"{table}#{k}": v for k, v in extra.items()}}
     with engine.begin() as conn:
-        conn.execute(mt.delete().where(mt.c.key == f"crm_mirror:{table}"))
-        if fp:
-            conn.execute(mt.insert().values(key=f"crm_mirror:{table}", value=fp))
+        for name, value in marks.items():
+            conn.execute(mt.delete().where(mt.c.key == f"crm_mirror:{name}"))
+            if value:
+                conn.execute(mt.insert().values(key=f"crm_mirror:{name}", value=value))
+
+
+_ORDERS_BASE = ("customers", "orders")  # the export itself, before the date checks
+
+
+def _orders_to_rewrite(before: dict[str, str], result: BuildResult) -> list[str] | None:
+    """Order ids to re-mirror when only the date checks' verdicts moved (the export is byte-identical to the
+    last mirrored one): those touched last time or tonight. None: mirror the whole table."""
+    base = _fingerprint(result, "orders", _ORDERS_BASE)
+    if not base or before.get("orders#base") != base or result.touched_orders is None:
+        return None
+    try:
+        old = json.loads(before.get("orders#touched", "null"))
+    except ValueError:
+        return None
+    if not isinstance(old, list):
+        return None
+    return sorted({str(x) for x in old} | set(result.touched_orders))
 
 
 def mirror(engine: Engine, result: BuildResult) -> dict[str, int]:
@@ -424,9 +447,13 @@ def mirror(engine: Engine, result: BuildResult) -> dict[str, int]:
     before = _mirrored_before(engine)
     fps = {t: _fingerprint(result, t) for t in _MIRROR_DEPS}
     same = {t for t, fp in fps.items() if fp and before.get(t) == fp}
+    some_orders = None if "orders" in same else _orders_to_rewrite(before, result)
     for t in _MIRROR_DEPS:
         if t not in same:
-            _mark_mirrored(engine, t, "")  # a crash mid-mirror must not leave a stale "unchanged" mark
+            # a crash mid-mirror must not leave a stale "unchanged" mark; a partial orders mirror keeps the
+            # export's mark (a crash in it is repaired by the same partial mirror tomorrow)
+            clear: dict[str, str | None] = {"base": None, "touched": None} if t == "orders" and some_orders is None else {}
+            _mark_mirrored(engine, t, "", **clear)
 
     def cust_fix(d: dict[str, Any]) -> None:
         _blank("name", "name_kana", "phone", "phone2", "email", "prefecture")(d)
@@ -457,8 +484,14 @@ def mirror(engine: Engine, result: BuildResult) -> dict[str, int]:
 
     cols = ["order_id", "customer_id", "ordered_at", "shipped_at", "status", "channel", "subscription_id",
             "cycle_no", "total"]
+    where = ""
+    if some_orders is not None:  # only the orders whose date verdicts moved (see _orders_to_rewrite)
+        result.con.execute("CREATE OR REPLACE TEMP TABLE mirror_order_ids (order_id VARCHAR)")
+        if some_orders:
+            result.con.executemany("INSERT INTO mirror_order_ids VALUES (?)", [[x] for x in some_orders])
+        where = "WHERE order_id IN (SELECT order_id FROM mirror_order_ids)"
     counts["orders"] = 0 if "orders" in same else _upsert(
-        engine, Order, "order_id", cols, result.table_rows("orders"), order_fix, duck=result.con)
+        engine, Order, "order_id", cols, result.table_rows("orders"), order_fix, duck=result.con, where=where)
     cols = ["subscription_id", "customer_id", "sku", "quantity", "status", "started_at", "interval_days",
             "next_ship_date", "change_deadline", "shipments_count", "cancelled_at", "cancel_reason"]
     counts["subscriptions"] = 0 if "subscriptions" in same else _upsert(
@@ -486,7 +519,11 @@ def mirror(engine: Engine, result: BuildResult) -> dict[str, int]:
     counts["order_lines"] = n
     for t, fp in fps.items():
         if t not in same and fp:
-            _mark_mirrored(engine, t, fp)
+            extra: dict[str, str | None] = {}
+            if t == "orders":
+                extra = {"base": _fingerprint(result, "orders", _ORDERS_BASE),
+                         "touched": None if result.touched_orders is None else json.dumps(result.touched_orders)}
+            _mark_mirrored(engine, t, fp, **extra)
     bt = Block.__table__  # type: ignore[attr-defined]
     with engine.begin() as conn:
         have = {(r[0] or "", r[1] or "", r[2], r[3] or "") for r in conn.execute(
