@@ -58,9 +58,10 @@ from dialer.store.agents import StateLogger
 from dialer.store.campaigns import RunnerBusy
 from dialer.store.entries import Hopper, Lease
 from dialer.store.outbox import DispositionRecord
-from dialer.telephony import CallEvent, Telephony
+from dialer.telephony import CallEvent
 from dialer.telephony.amdtap import AmdOrder
 from dialer.telephony.nailed import AgentLegSync
+from dialer.telephony.switchboard import Switchboard
 from pacing.engine import AgentView as PacingAgent
 from pacing.engine import Decision, Pacer, Snapshot
 
@@ -82,7 +83,7 @@ def _alive(runner: str) -> bool:
 class CampaignRunner:
     """The live campaign of one host (or, as dialer.node.runner.NodeRunner, of one node): the tick loop."""
 
-    def __init__(self, cfg: Config, name: str, engine: Engine, *, telephony: Telephony | None = None,
+    def __init__(self, cfg: Config, name: str, engine: Engine, *, switchboard: Switchboard | None = None,
                  clock: Callable[[], float] = time.time, mono: Callable[[], float] | None = None,
                  auto_login: bool = False,
                  state_logger: StateLogger | None = None, on_event: Callable[[str], None] | None = None) -> None:
@@ -110,8 +111,10 @@ class CampaignRunner:
         if trunk is None:
             raise ValueError(f"campaign {name!r} has no trunk and none is configured")
         self.trunk: TrunkConfig = trunk
-        self.tel = telephony or Telephony(cfg)
-        self.owns_tel = telephony is None
+        # (issue 30) the telephony belongs to the switchboard above the campaigns (the process running them makes
+        # it); a runner made without one (a test, a one-off) gets a private one, stopped when the runner leaves
+        self.switchboard = switchboard if switchboard is not None else Switchboard(cfg)
+        self.tel = self.switchboard.attach(name)
         # config is the source of truth on every start (dialer.settings): rules and pacer come from it
         self.settings = campaign_settings(cfg, name, utc(clock()))
         self.policy = self.settings.policy
@@ -232,8 +235,7 @@ class CampaignRunner:
         nothing new is dialled, calls and wrap-ups end by themselves, then the loop ends; HARD_STOP returning
         true (or `stop_now`, or `[telephony] drain_s` running out) hangs up what is left."""
         self.claim()
-        if self.owns_tel:
-            self.tel.start()
+        self.switchboard.start()  # after the claim: a campaign another runner holds starts no workers
         if getattr(self.tel, "agent_legs", "on_connect") == "nailed":
             self.legs = AgentLegSync(self.tel.agent_login, self.tel.agent_logout, self.tel.agent_leg_up,
                                      lambda kind, msg: self._event(kind, msg, "warning"))

@@ -20,6 +20,7 @@ from dialer.views.labels import state_counts
 def run_campaign(cfg: Config, name: str, *, duration_s: float | None, headless: bool, auto_login: bool = False,
                  should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
     from dialer.campaign import CampaignRunner, RunnerBusy
+    from dialer.telephony.switchboard import Switchboard
 
     cfg.campaign(name)  # a clear error for an unknown campaign before anything starts
     secret_errors, _notes = secret_problems(cfg)  # one line and exit 3, as `config check` says, not a traceback
@@ -29,8 +30,9 @@ def run_campaign(cfg: Config, name: str, *, duration_s: float | None, headless: 
     engine = get_engine(cfg.database.url)
     logger = _state_logger()
     lines: list[str] = []
+    switchboard = Switchboard(cfg)  # (issue 30) this process's telephony, above the campaign it runs
     runner = CampaignRunner(cfg, name, engine, auto_login=auto_login, state_logger=logger,
-                            on_event=lines.append)
+                            on_event=lines.append, switchboard=switchboard)
     view = None if headless else _live_view(cfg, name)
     last_print = [0.0]
 
@@ -61,6 +63,7 @@ def run_campaign(cfg: Config, name: str, *, duration_s: float | None, headless: 
     except RunnerBusy as exc:
         raise UserError(str(exc)) from None
     finally:
+        switchboard.stop()  # the runner's leaving stopped it; this covers a run that failed before
         signals.restore()
         if view is not None:
             view.stop()

@@ -24,6 +24,7 @@ from dialer.node.runner import NodeContext, NodeRunner
 from dialer.node.signals import CommandSignals
 from dialer.store import nodes as store
 from dialer.store.db import init_db, resolve_url
+from dialer.telephony.switchboard import Switchboard
 
 log = logging.getLogger("dialer.node")
 
@@ -68,6 +69,7 @@ class Node:
         self.stop_event = threading.Event()
         self.hard_event = threading.Event()  # (issue 25) a second SIGTERM: hang up what the drain left
         self.runners: dict[str, NodeRunner] = {}
+        self.switchboards: dict[str, Switchboard] = {}  # (issue 30) the node's telephony, by campaign
         self.results: dict[str, dict[str, Any]] = {}
         self.restarts = 0
         self._join_lock = threading.Lock()
@@ -136,6 +138,9 @@ class Node:
         from dialer.store.agents import log_agent_state
 
         cfg = _campaign_cfg(self.cfg, index)
+        # (issue 30) the node owns the telephony; one switchboard per campaign, on the campaign's own ports, until
+        # one telephony's events are dispatched to several campaigns
+        switchboard = self.switchboards[name] = Switchboard(cfg)
         need_rejoin = False
         epoch_seen = self.m.epoch
         while not self.stop_event.is_set():
@@ -154,7 +159,7 @@ class Node:
                 with self._init_lock:  # campaigns start one at a time (they upsert the same agent rows)
                     runner = NodeRunner(cfg, name, self.engine, NodeContext(self.m, self.signals),
                                         auto_login=self.auto_login, state_logger=log_agent_state,
-                                        on_event=self.out)
+                                        on_event=self.out, switchboard=switchboard)
                 self.runners[name] = runner
                 counts = runner.run(None, should_stop=lambda: self.stop_event.is_set(),
                                     hard_stop=lambda: self.hard_event.is_set())
@@ -170,9 +175,9 @@ class Node:
                 self.restarts += 1
                 self.out(f"node {self.node_id} {name}: runner failed ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); stopping its calls, will rejoin")
-                if runner is not None and runner.owns_tel:
+                if runner is not None:
                     try:
-                        runner.tel.stop()
+                        switchboard.stop()  # the next runner of the campaign gets fresh workers
                     except Exception:
                         pass
                 need_rejoin = True

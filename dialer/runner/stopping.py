@@ -91,8 +91,7 @@ class Stopping:
         now = self.r.clock()
         for agent_id in list(self.r.wraps):
             self.r.wrapup.end_wrap(agent_id, now)
-        if self.r.owns_tel:
-            self.r.tel.stop()
+        self.r.switchboard.detach(self.r.policy.name)  # the last campaign out stops the telephony
         for call in list(self.r.live.values()):
             self.r.calls.finish(call, "interrupted", now, None, by="dialer", detail="runner stopped")
         self.after_stop_guarded(now)
