@@ -12,6 +12,7 @@ from dialer.campaign import CampaignRunner
 from dialer.config import parse_config
 from dialer.store.db import get_engine
 from dialer.telephony import CallEvent
+from dialer.telephony.events import EventKind
 from dialer.telephony.switchboard import Switchboard
 from tests.test_campaign_e2e import seed
 from tests.test_pause_standby import config_text
@@ -44,7 +45,7 @@ def test_a_runner_made_without_a_switchboard_gets_a_private_one(db_url: str) -> 
 
 def test_a_call_that_belongs_to_no_campaign_is_kept_not_dropped(db_url: str) -> None:
     board = Switchboard(parse_config(config_text(db_url), "sb.toml"))
-    ev = CallEvent("incoming", detail="INVITE from +8190****5678 to the campaign's number")
+    ev = CallEvent(EventKind.INCOMING, detail="INVITE from +8190****5678 to the campaign's number")
     board.unowned(ev)
     assert list(board.unowned_events) == [ev]
 
@@ -58,3 +59,14 @@ def test_production_code_builds_telephony_only_in_the_switchboard() -> None:
                   if "Telephony(" in p.read_text(encoding="utf-8")]
     assert not offenders, offenders
     assert "Telephony(" in (REPO / "dialer/telephony/switchboard.py").read_text(encoding="utf-8")
+
+
+def test_the_runner_hands_an_incoming_call_up_to_its_switchboard(db_url: str) -> None:
+    """An INVITE the campaign did not place is not the runner's: it goes to the owner above, untouched."""
+    seed(db_url, 2)
+    cfg = parse_config(config_text(db_url), "sb.toml")
+    board = Switchboard(cfg)
+    runner = CampaignRunner(cfg, "c", get_engine(db_url), switchboard=board)
+    ev = CallEvent(EventKind.INCOMING, detail="折り返し: INVITE from +8190****5678")
+    runner.handle(ev)
+    assert list(board.unowned_events) == [ev] and not runner.live and not runner.counts

@@ -46,7 +46,8 @@ def _picked_up(ev: CallEvent) -> float:
 class CallEvents:
     """Why apart from the loop: every state change of a call comes from the telephony as an event, and the
     rules for each kind (what the pacer learns, what the attempt row records, who is routed next) read best side by
-    side. Agent-leg faults are `faults.AgentFaults`'; this class dispatches them there."""
+    side. Agent-leg faults are `faults.AgentFaults`'s; this class dispatches them there; a call
+    this campaign did not place goes up to the switchboard."""
 
     def __init__(self, r: CampaignRunner) -> None:
         self.r = r
@@ -54,6 +55,9 @@ class CallEvents:
     def handle(self, ev: CallEvent) -> None:
         """Apply one telephony event: trunk/worker news to the event log, call events by `_CALL_HANDLERS`."""
         kind = ev.kind
+        if kind == EventKind.INCOMING:  # (issue 30) a call this campaign did not place belongs to the owner above
+            self.r.switchboard.unowned(ev)
+            return
         if kind in (EventKind.AGENT_LEG_UP, EventKind.AGENT_LEG_DOWN):
             if self.r.legs is not None:
                 self.r.legs.on_event(ev, self.r.board, utc(ev.at))
