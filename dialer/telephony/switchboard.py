@@ -86,9 +86,9 @@ class Switchboard:
     def unowned(self, ev: CallEvent) -> None:
         """Where a call that belongs to no campaign is delivered: this is the hook issue 30's inbound fills.
 
-        Today nothing calls it for a real call -- the workers answer an incoming INVITE with 603 themselves. The
-        inbound step makes the worker report the INVITE (caller, called DID) as an event and the runner hand any
-        event that is not its own up here; from here the switchboard matches the caller to a customer and the
+        A runner hands up every `incoming` event (an INVITE it did not place: dialer/runner/calls.py); today the
+        campaign workers answer an incoming INVITE with 603 themselves and report none. The inbound step makes the
+        INVITE (caller, called DID) such an event; from here the switchboard matches the caller to a customer and the
         most recent outbound attempt and offers the call to a campaign with a ready agent (the agent who last
         spoke to the customer first), or queues it. Until then an event handed here is logged (no number: the
         detail is already masked) and kept in `unowned_events`, never dropped silently."""
