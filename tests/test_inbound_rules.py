@@ -129,3 +129,21 @@ def test_other_digit_silence_or_hangup_leaves() -> None:
         acts = ivr.digit(step, _at(10)) if isinstance(step, str) else ivr.event(step, _at(10))
         assert ivr.state is IvrState.LEFT and IvrAction.RECORD_DNC not in acts
         assert ivr.callback_at is None
+
+
+def test_the_desk_knows_each_campaigns_presented_number(tmp_path: object) -> None:
+    """DIDs: a campaign's caller_id (any notation), else its trunk's; [inbound] dids add numbers by hand."""
+    from pathlib import Path
+
+    from dialer.config import parse_config
+    from dialer.telephony.inbound_leg import desk_spec
+
+    wavs = "".join(f'{k}_wav = "/x/{k}.wav"\n' for k in ("queue", "menu", "hour", "callback", "dnc", "goodbye"))
+    cfg = parse_config(
+        '[[trunks]]\nname = "t1"\nproxy = "sip:127.0.0.1:5060"\ncaller_id = "0312345678"\n\n'
+        '[[campaigns]]\nname = "dormant"\ntrunk = "t1"\ncaller_id = "050-1234-5678"\n\n'
+        '[[campaigns]]\nname = "upsell"\ntrunk = "t1"\n\n'
+        f'[inbound]\nsip_port = 5070\nmax_wait_s = 20\ndids = {{ "0120-123-456" = "upsell" }}\n{wavs}')
+    spec = desk_spec(cfg, Path(str(tmp_path)))
+    assert spec.dids == {"+815012345678": "dormant", "+81312345678": "upsell", "+81120123456": "upsell"}
+    assert spec.max_wait_s == 20 and spec.prompts["menu"] == "/x/menu.wav"

@@ -94,6 +94,9 @@ def test_ivr_dnc_stops_every_further_dial_and_inbound_stays_out_of_outbound_figu
                    at=T0 + timedelta(minutes=2))
     end_inbound(engine, att, InboundOutcome.IVR_DNC, T0 + timedelta(minutes=2), hangup_by="dialer")
     assert is_dnc(engine, "C100", "")
+    from dialer.store.outbox import pending_count
+
+    assert pending_count(engine) == 1  # the CRM hears of it through the outbox, like an agent's DNC
     assert hopper.lease(5, "probe", T0 + timedelta(minutes=3)) == []
     assert hopper.check_dialable(eid, "+81312345678", T0 + timedelta(minutes=3)) is not None
     rows = inbound_rows(engine)

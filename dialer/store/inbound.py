@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, inspect, text
+from sqlalchemy import func, inspect, text, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, or_, select
 
@@ -126,6 +126,15 @@ def ready_agents(engine: Engine, logins: list[str] | None = None) -> list[AgentF
                 for a in s.exec(q.order_by(col(Agent.id))).all() if a.id is not None]
 
 
+def claim_ready_agent(engine: Engine, agent_id: int) -> bool:
+    """Take AGENT_ID for a return call only if still ready, in one conditional UPDATE: a runner (or another desk)
+    that reserved them a moment ago keeps them. The caller then moves them with `move_agent` (logged)."""
+    with engine.begin() as conn:
+        res = conn.execute(update(Agent).where(col(Agent.id) == agent_id, col(Agent.state) == AgentState.READY.value)
+                           .values(state=AgentState.RESERVED.value))
+        return int(res.rowcount or 0) == 1
+
+
 def record_inbound(engine: Engine, *, caller: str, facts: ReturnCallFacts, at: datetime, trunk: str = "",
                    detail: str = "") -> int:
     """The inbound attempt row, written when the INVITE is answered (campaign NULL: see the module docstring)."""
@@ -181,14 +190,22 @@ def end_inbound(engine: Engine, attempt_id: int, outcome: InboundOutcome, at: da
         s.commit()
 
 
-def record_ivr_dnc(engine: Engine, *, attempt_id: int, customer_id: str, phone_e164: str, at: datetime) -> None:
+def record_ivr_dnc(engine: Engine, *, attempt_id: int, customer_id: str, phone_e164: str, at: datetime,
+                   campaign_id: int | None = None) -> None:
     """'Do not call me again' keyed in the IVR: the DNC block the agent's disposition writes (number and customer,
-    at once), and a disposition row (source dtmf, reason ivr) so the compliance report lists it with its delay."""
+    at once), and a disposition row (source dtmf, reason ivr) with its outbox row in the same transaction, so the
+    compliance report lists it with its delay and the CRM hears of it like an agent's DNC."""
+    from dialer.store.outbox import enqueue_outcome
+
     with Session(engine) as s:
         s.add(Block(customer_id=customer_id or None, phone_e164=phone_e164 or None, kind=BlockKind.DNC.value,
                     since=at, source="ivr", reason=f"do-not-call keyed in the IVR (inbound attempt {attempt_id})"))
-        s.add(DispositionRow(attempt_id=attempt_id, customer_id=customer_id, outcome=Disposition.DNC.value,
-                             source=DispositionSource.DTMF.value, reason_code="ivr", created_at=at))
+        d = DispositionRow(attempt_id=attempt_id, customer_id=customer_id, campaign_id=campaign_id,
+                           outcome=Disposition.DNC.value, source=DispositionSource.DTMF.value, reason_code="ivr",
+                           created_at=at)
+        s.add(d)
+        s.flush()
+        enqueue_outcome(s, d)
         s.commit()
 
 
@@ -222,5 +239,5 @@ def _wait(r: Attempt) -> float | None:
     return None if end is None else round((end - r.answered_at).total_seconds(), 1)
 
 
-__all__ = ["ReturnCallFacts", "attempt_segment", "link_screen_pop", "end_inbound", "inbound_rows", "is_dnc", "migrate_add_direction", "ready_agents",
+__all__ = ["ReturnCallFacts", "attempt_segment", "claim_ready_agent", "link_screen_pop", "end_inbound", "inbound_rows", "is_dnc", "migrate_add_direction", "ready_agents",
            "record_inbound", "record_ivr_dnc", "return_call_facts"]
