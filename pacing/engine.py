@@ -88,6 +88,14 @@ class PacerConfig:
     # not control: pauses, AMD false positives, a late estimate of them)
     hour_soft_limit: float | None = None
     budget_reserve: float = 0.2
+    # (issue 31) cold start in a self-imposed day budget (jp_cx; never a statutory one): hours of the logged team's
+    # answers, counted on the low side (a 5 % quantile at 0.6 x logged / AHT a second), that the window budget counts
+    # before they come, until the day's first abandon; 0: off. The first hour is then not progressive-only, the loan
+    # is that first abandon at most, and a window past its ceiling is progressive until answers make room
+    day_ahead_h: float = 1.0
+    # (issue 31) under a soft hour cap (a named regime with a day or 30-day window) the controller's volume margin
+    # aims so P(an hour above the cap) stays about this: the cap smooths the spending, the window is the rule
+    soft_hour_risk: float = 0.05
 
     def __post_init__(self) -> None:
         for k, v in asdict(self).items():  # a backstop: the settings step names the config key first
@@ -165,11 +173,14 @@ class Pacer:
         self.cluster = cfg.guard_cluster if strict else 1.0
         fp = "uk" if (r.count_amd_fp if r else cfg.abandon_regime == "uk") else "us"
         self.book = AbandonBook(regime=fp, amd_false_positive_rate=cfg.amd_false_positive_rate)
-        self.ctl = AbandonController(target=self.target, limit=self.limit, hour_risk=cfg.hour_risk,
-                                     hour_limit=soft if (r is not None and not strict) else None)
+        soft_cap = r is not None and not strict
+        self.ctl = AbandonController(target=self.target, limit=self.limit,
+                                     hour_risk=cfg.soft_hour_risk if soft_cap else cfg.hour_risk,
+                                     hour_limit=soft if soft_cap else None)
         self.hs = horizons(cfg.ring_timeout_s)
         self._handle_h = self.hs + max(0.0, cfg.connect_limit_s - cfg.bridge_s)
         self.dials = 0
+        self._ahead = 0.0  # answers the day window's budget counts before they come (day_ahead_h), last decision
         self.answers = float(cfg.prior_answers)  # people answered so far: the evidence behind the estimates
         self._pruned = -math.inf
         self.surge = SurgeWatch(calm_s=cfg.calm_s)
@@ -272,8 +283,13 @@ class Pacer:
             if room < aim:
                 allowed *= room / aim
                 cnote += f" hour budget {budget} cap {room:.4f}"
+        self._ahead = 0.0
+        if self.regime is not None and not self.regime.statutory and self.window == "day" and w_ab < 1.0:
+            self._ahead = low_count(0.6 * logged / max(aht, 1.0) * 3600.0 * self.cfg.day_ahead_h)
         left = self.budget_left(snap.now)
-        if self.regime is not None and self.window != "1h" and left < 1.0:
+        # (the second test matters only with day_ahead_h: answers counted before they come never excuse a window
+        # already past its ceiling, e.g. an AMD false-positive estimate at the first answers of the day)
+        if self.regime is not None and self.window != "1h" and (left < 1.0 or w_ab > self.limit * w_ans):
             self.ctl.current = 0.0
             return min(prog, cap), f"window budget left {left:.1f} (reserve kept): progressive"
         self.ctl.current = allowed
@@ -396,9 +412,10 @@ class Pacer:
 
     def budget_left(self, now: float) -> float:
         """Abandons the pacer may still spend in the regime's window: limit x (1 - reserve) x person answers
-        (AMD false-positive estimate included where the regime counts it) - abandons so far. Can be < 0."""
+        (AMD false-positive estimate included where the regime counts it; plus, in a self-imposed day budget before
+        its first abandon, the low-side answers of the next `day_ahead_h`, as of the last decision) - abandons. Can be < 0."""
         ab, ans = self.book.counts(now, self.window, self.cfg.day_start_s)
-        return self.limit * (1.0 - self.cfg.budget_reserve) * ans - ab
+        return self.limit * (1.0 - self.cfg.budget_reserve) * (ans + self._ahead) - ab
 
     def budget(self, now: float) -> dict[str, Any]:
         """What the monitor shows: the regime, its window, abandons and answers in it, the ceiling's abandons

@@ -168,3 +168,26 @@ def test_a_spent_day_budget_makes_predictive_progressive_and_says_so() -> None:
     agents = [AgentView("ready")] * 2 + [AgentView("on_call", 280.0)] * 10
     d = p.decide(Snapshot(now=300.0, agents=agents, ringing=[]))
     assert d.dial == 2 and "window budget left" in d.note
+
+
+def _cold(name: str, abandons: int = 0, **kw: float) -> tuple[Pacer, int]:
+    p = Pacer(PacerConfig(abandon_regime=name, warmup_answers=0, ramp_answers=0, prior_talk_s=300.0, **kw))
+    for k in range(150):  # the first 30 people of the day, a 20 % hit rate as the prior says
+        p.record_outcome(100.0 + k * 2.0, "human" if k % 5 == 0 else "busy", 8.0 if k % 5 == 0 else 3.0)
+    for _ in range(abandons):
+        p.record_abandon(300.0, 2.0)
+    agents = [AgentView("ready")] * 2 + [AgentView("on_call", 500.0)] * 16 + [AgentView("wrap_up", 25.0)] * 4
+    return p, p.decide(Snapshot(now=420.0, agents=agents, ringing=[])).dial
+
+
+def test_a_self_imposed_day_budget_counts_the_next_hour_before_its_first_abandon() -> None:
+    """jp_cx's cold start (day_ahead_h): 30 answers earn 0.48 abandons of a 2 % day after the reserve, so the
+    earned budget alone is progressive; counting the logged team's next hour (low side) is not. A statutory day
+    (uk_ofcom), day_ahead_h = 0, or the day's first abandon: progressive, as before."""
+    p, n = _cold("jp_cx")
+    assert n > 2 and p.budget_left(420.0) >= 1.0
+    assert p.book.counts(420.0, "day")[1] == 30.0
+    assert _cold("jp_cx", day_ahead_h=0.0)[1] == 2
+    assert _cold("uk_ofcom")[1] == 2
+    q, n = _cold("jp_cx", abandons=1)
+    assert n == 2 and q.budget_left(420.0) < 1.0
