@@ -10,6 +10,10 @@ phone, out = sent to it), so the test sees where the loud supervisor went:
     whisper  the agent hears the supervisor; the customer still hears only the agent
     barge    both hear the supervisor
 and in every mode the supervisor hears the call.
+
+A second supervisor (sv02, its phone a loud 600 Hz tone) listens on the same call the whole time, on its own leg:
+it hears sv01 while sv01 whispers or barges (what the agent hears), nobody hears it (its port is never read),
+its tone is never in the recording, and its join and leave are events of their own naming it.
 """
 
 from __future__ import annotations
@@ -40,10 +44,10 @@ def _speech(tmp: Path, name: str, text: str, voice: str, vol: float) -> str:
     return str(wav_to_pcap(wav, tmp / f"{name}.pcap"))
 
 
-def _tone(tmp: Path, name: str) -> str:
+def _tone(tmp: Path, name: str, hz: int = 1000) -> str:
     wav = tmp / f"{name}.wav"
     subprocess.run(["sox", "-n", "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer", str(wav),
-                    "synth", "20", "sine", "1000", "vol", "0.7"], check=True, capture_output=True)
+                    "synth", "20", "sine", str(hz), "vol", "0.7"], check=True, capture_output=True)
     return str(wav_to_pcap(wav, tmp / f"{name}.pcap"))
 
 
@@ -88,9 +92,11 @@ def test_listen_whisper_barge_levels_per_leg(tmp_path: Path, telephony: Callable
     customer = _speech(tmp_path, "customer", "もしもし、山田です。はい、先月の注文の件ですね。", "ja", 0.08)
     agent = _speech(tmp_path, "agent", "お電話ありがとうございます。つなぐ通販の佐藤でございます。", "ja", 0.08)
     sup = _tone(tmp_path, "supervisor")
+    sup2 = _tone(tmp_path, "supervisor2", 600)
     with Sipp("phone_talk", port=free_udp_port(), workdir=tmp_path, keys={"audio_pcap": customer}) as carrier, \
             Sipp("phone_talk", port=free_udp_port(), workdir=tmp_path, keys={"audio_pcap": agent}) as phone, \
-            Sipp("phone_talk", port=free_udp_port(), workdir=tmp_path, keys={"audio_pcap": sup}) as boss:
+            Sipp("phone_talk", port=free_udp_port(), workdir=tmp_path, keys={"audio_pcap": sup}) as boss, \
+            Sipp("phone_talk", port=free_udp_port(), workdir=tmp_path, keys={"audio_pcap": sup2}) as boss2:
         tel = telephony(make_config(carrier.port, lines=1))
         rec = tmp_path / "rec" / "1.wav"
         assert tel.originate(1, "+81312345678", "carrier", connect_limit_s=5.0, record_path=str(rec))
@@ -100,8 +106,9 @@ def test_listen_whisper_barge_levels_per_leg(tmp_path: Path, telephony: Callable
                 tel.connect_agent(1, 7, phone.uri("a01"))
             elif ev.kind == "agent_connected":
                 assert tel.listen(1, "listen", boss.uri("sv01"), by="sv01")
+                assert tel.listen(1, "listen", boss2.uri("sv02"), by="sv02")  # a second supervisor, own leg
 
-        evs = collect(tel, lambda e: any(x.kind == "supervisor_joined" for x in e), 30, on=on)
+        evs = collect(tel, lambda e: sum(x.kind == "supervisor_joined" for x in e) == 2, 30, on=on)
         # listen -> whisper -> barge on the same leg, STRETCH_S each (a measuring window, not a synchronisation)
         for mode in ("whisper", "barge"):
             evs += collect(tel, lambda e: False, STRETCH_S, on=on)
@@ -110,11 +117,15 @@ def test_listen_whisper_barge_levels_per_leg(tmp_path: Path, telephony: Callable
                            10, on=on, seen=evs)
         evs += collect(tel, lambda e: False, STRETCH_S, on=on)
         tel.hangup(1)
-        evs += collect(tel, lambda e: finished(1)(e) and any(x.kind == "supervisor_left" for x in e), 15, on=on,
-                       seen=evs)
-    kinds = [e.kind for e in evs if e.kind.startswith("supervisor")]
+        evs += collect(tel, lambda e: finished(1)(e) and sum(x.kind == "supervisor_left" for x in e) == 2, 15,
+                       on=on, seen=evs)
+    kinds = [e.kind for e in evs if e.kind.startswith("supervisor") and e.detail.endswith(" by sv01")]
     assert kinds == ["supervisor_joined", "supervisor_mode", "supervisor_mode", "supervisor_left"], kinds
-    stretches = {s["mode"]: s for s in (e.stats or {} for e in evs if e.kind in ("supervisor_mode", "supervisor_left"))}
+    second = [e for e in evs if e.kind.startswith("supervisor") and e.detail.endswith(" by sv02")]
+    assert [(e.kind, e.detail) for e in second] == [("supervisor_joined", "listen by sv02"),
+                                                    ("supervisor_left", "listen by sv02")], second
+    stretches = {s["mode"]: s for s in (e.stats or {} for e in evs if e.kind in ("supervisor_mode", "supervisor_left")
+                                        and e.detail.endswith(" by sv01"))}
     lv = {m: {f"{r}_{d}": stretches[m][r][d] for r in ("customer", "agent", "supervisor") for d in ("in", "out")}
           for m in ("listen", "whisper", "barge")}
     (tmp_path / "levels.txt").write_text(repr(lv))
@@ -135,11 +146,16 @@ def test_listen_whisper_barge_levels_per_leg(tmp_path: Path, telephony: Callable
     assert lv["whisper"]["agent_out"] >= loud and lv["whisper"]["customer_out"] < loud, lv["whisper"]
     # barge: both hear them
     assert lv["barge"]["agent_out"] >= loud and lv["barge"]["customer_out"] >= loud, lv["barge"]
-    # the call itself was the customer's and the agent's: one INVITE each way, the supervisor's phone one call
-    assert carrier.invites() == 1 and phone.invites() == 1 and boss.invites() == 1
-    assert boss.received("BYE") == 1
+    # the second supervisor: heard sv01 whispering and barging (loud on its out), was heard by nobody (its port
+    # never read: level 0, and the listen stretch above stayed quiet for customer and agent with its tone playing)
+    lv2 = second[-1].stats or {}
+    assert lv2["supervisor"]["out"] >= loud and lv2["supervisor"]["in"] == 0, lv2
+    # the call itself was the customer's and the agent's: one INVITE each way, each supervisor's phone one call
+    assert carrier.invites() == 1 and phone.invites() == 1 and boss.invites() == 1 and boss2.invites() == 1
+    assert boss.received("BYE") == 1 and boss2.received("BYE") == 1
     # the recording: 0600 whatever the umask, and the supervisor is in it only while barging (not whispering)
     assert [e.recording_path for e in evs if e.kind == "hangup"] == [str(rec)]
     assert rec.stat().st_mode & 0o777 == 0o600
     tone_s = _tone_seconds(rec, 1000.0)
     assert STRETCH_S - 1.0 <= tone_s <= STRETCH_S + 1.5, tone_s  # the barge stretch, not whisper + barge
+    assert _tone_seconds(rec, 600.0) == 0  # the listening supervisor is never in the recording

@@ -110,3 +110,55 @@ def test_recording_has_both_parties_and_no_keyed_digits(tmp_path: Path, mode: st
     (tmp_path / "figures.txt").write_text(f"{mode}: agent tone {tone_s:.2f} s, customer {rest_s:.2f} s, "
                                           f"dtmf windows 0 (control {dtmf_windows(mixed)})\n")
     print((tmp_path / "figures.txt").read_text())
+
+
+def test_in_band_digits_are_silenced_in_the_recording(tmp_path: Path, telephony: Callable[[Config], Telephony]
+                                                      ) -> None:
+    """(issue 29) Tones keyed inside the audio (no telephone-event) reach the recording through the bridge like
+    speech; the worker silences them when the call ends, before the hangup names the file. The tones come from
+    the agent's phone here (the bridge mixes both legs into the recording the same way): a 1400 Hz tone, the
+    digits 4 9 8 0 in-band, the tone again."""
+    from dialer.telephony.dtmfmute import COLS, ROWS
+
+    t = lambda s: np.arange(int(s * RATE)) / RATE  # noqa: E731
+    keys = {"4": (1, 0), "9": (2, 2), "8": (2, 1), "0": (3, 1)}
+    parts = [0.25 * np.sin(2 * np.pi * 1400 * t(1.5))]
+    for k in "4980":
+        r, c = keys[k]
+        parts += [0.3 * (np.sin(2 * np.pi * ROWS[r] * t(0.12)) + np.sin(2 * np.pi * COLS[c] * t(0.12))),
+                  np.zeros(int(0.1 * RATE))]
+    parts.append(0.25 * np.sin(2 * np.pi * 1400 * t(15.0)))
+    wav = tmp_path / "keyed.wav"
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes((np.concatenate(parts) * 32767).astype("<i2").tobytes())
+    rec = tmp_path / "rec" / "8.wav"
+    with Sipp("carrier_talk", port=free_udp_port(), workdir=tmp_path,
+              keys={"audio_pcap": str(PCAPS / "g711a.pcap"),
+                    "dtmf_a": str(pcap_with_payload_type(PCAPS / "dtmf_2833_4.pcap", tmp_path / "d4.pcap", 120)),
+                    "dtmf_b": str(pcap_with_payload_type(PCAPS / "dtmf_2833_2.pcap", tmp_path / "d2.pcap", 120,
+                                                         ts_offset=80000, seq_offset=500))}) as carrier, \
+            Sipp("phone_talk", port=free_udp_port(), workdir=tmp_path,
+                 keys={"audio_pcap": str(wav_to_pcap(wav, tmp_path / "keyed.pcap"))}) as phone:
+        tel = telephony(make_config(carrier.port, {"a1": phone.uri("a1")}, mode="on_connect"))
+        assert tel.originate(8, "+81312345678", "carrier", connect_limit_s=5.0, record_path=str(rec))
+
+        def on(ev: CallEvent) -> None:
+            if ev.kind == "answered":
+                tel.connect_agent(8, 1, phone.uri("a1"))
+
+        evs = collect(tel, lambda e: any(x.kind == "agent_connected" for x in e), 20, on=on)
+        # the phone talks from 1.2 s after its answer: tone 1.5 s, the digits ~0.9 s, the tone again
+        evs += collect(tel, lambda e: False, 5.0, on=on)
+        tel.hangup(8)
+        evs += collect(tel, lambda e: any(x.kind == "hangup" for x in e), 10, on=on, seen=evs)
+    hangup = [e for e in evs if e.kind == "hangup"]
+    assert [e.recording_path for e in hangup] == [str(rec)]
+    assert "keyed digits silenced in the recording" in hangup[0].detail, hangup[0].detail
+    assert rec.stat().st_mode & 0o777 == 0o600
+    pcm = _pcm(rec)
+    assert dtmf_windows(pcm) == 0
+    tone_s, _rest = tone_and_rest_seconds(pcm, 1400.0)
+    assert tone_s >= 1.5, tone_s  # the agent's audio around the digits is kept

@@ -90,6 +90,7 @@ def test_a_call_from_the_carrier_on_the_browser_console(tmp_path: Path) -> None:
     auth._hasher = cheap
     try:
         auth.add_user(engine, auth.local_admin(), "a01", "agent", PW)
+        auth.add_user(engine, auth.local_admin(), "sv", "supervisor", PW)  # watches the wallboard
     finally:
         auth._hasher = orig
     dispose_engines()
@@ -105,7 +106,7 @@ def test_a_call_from_the_carrier_on_the_browser_console(tmp_path: Path) -> None:
                                "--headless"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
-    b = None
+    b = board = None
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -123,17 +124,36 @@ def test_a_call_from_the_carrier_on_the_browser_console(tmp_path: Path) -> None:
         b.find_element(By.ID, "password").send_keys(PW)
         b.find_element(By.ID, "submit").click()
         _wait(lambda: b.current_url.endswith("/agent/a01"))
+        # a supervisor's wallboard is open before the call (it must follow the call live, without a reload)
+        board = _browser()
+        board.get(base + "/login")
+        board.find_element(By.ID, "user").send_keys("sv")
+        board.find_element(By.ID, "password").send_keys(PW)
+        board.find_element(By.ID, "submit").click()
+        _wait(lambda: board.current_url.endswith("/floor"))
+        board.get(base + "/wallboard")
+        on_board = "span.agent[data-login='a01']"
+
+        def board_state() -> str:
+            found = board.find_elements(By.CSS_SELECTOR, on_board)
+            return found[0].get_attribute("class") if found else ""
+
         b.find_element(By.ID, "ready").click()
         # the runner sees a ready agent, dials, the carrier answers, the agent's phone is bridged: the page
         # shows the customer without a reload
         _wait(lambda: "山田 太郎" in b.find_element(By.ID, "customer-name").text, timeout=45)
         assert "つなぐ通販" in b.find_element(By.ID, "opening").text
+        # the wallboard shows the agent on the carrier's call (pushed over SSE from the runner's own rows)
+        _wait(lambda: "state-on_call" in board_state(), timeout=15)
+        assert "webcall" in board.find_element(By.ID, "live").text
         # the customer wants a call back tomorrow afternoon: booked on the page in the form agents type
         Select(b.find_element(By.ID, "outcome")).select_by_value("callback")
         b.find_element(By.ID, "amount").send_keys("１２,０００")  # full-width digits from an IME
         b.find_element(By.ID, "when").send_keys("明日 14:00")
         b.find_element(By.ID, "save").click()
         _wait(lambda: "saved=1" in b.current_url, timeout=20)
+        # and follows the agent off the call once the disposition is in and the call is over
+        _wait(lambda: board_state() != "" and "state-on_call" not in board_state(), timeout=30)
         with Session(get_engine(url)) as s:
             ds = s.exec(select(Disposition)).all()
             att = s.exec(select(Attempt)).all()
@@ -155,8 +175,9 @@ def test_a_call_from_the_carrier_on_the_browser_console(tmp_path: Path) -> None:
         _wait(booked, timeout=30)
         assert "14:00" in b.find_element(By.CSS_SELECTOR, day).text
     finally:
-        if b is not None:
-            b.quit()
+        for browser in (b, board):
+            if browser is not None:
+                browser.quit()
         runner.send_signal(signal.SIGTERM)  # drain: the customer's own BYE ends the call
         try:
             runner.wait(timeout=60)
