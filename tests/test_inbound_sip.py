@@ -152,13 +152,20 @@ def test_a_return_call_reaches_the_agent_who_last_spoke_to_the_customer(
     try:
         with Sipp("agent_bye", port=a01, workdir=tmp, duration_ms=800, rtp_echo=True) as ag1, \
                 Sipp("agent_uas", port=a02, workdir=tmp, rtp_echo=True) as ag2p:
+            stranger = Sipp("customer_call", port=free_udp_port(), workdir=tmp / "stranger", max_calls=1,
+                            timeout_s=10, keys={"caller": "09087654321"},
+                            extra=("-s", "0399999999", f"127.0.0.1:{port}")).start()  # no campaign's number
+            stranger.wait(15)
             cust = Sipp("customer_call", port=free_udp_port(), workdir=tmp, max_calls=1, timeout_s=20,
                         keys={"caller": "09087654321"}, extra=("-s", "0501234567", f"127.0.0.1:{port}")).start()
             cust.wait(25)
             att = _inbound(engine)
     finally:
         _stop(proc)
+    assert stranger.stat("FailedCall(C)") == 1 and stranger.stat("SuccessfulCall(C)") == 0  # refused 603
     assert cust.stat("SuccessfulCall(C)") == 1
+    with Session(engine) as s:
+        assert len(s.exec(select(Attempt).where(Attempt.direction == Direction.INBOUND.value)).all()) == 1
     assert ag1.invites() == 1 and ag2p.invites() == 0
     with Session(engine) as s:
         a01_row = s.exec(select(Agent).where(Agent.login == "a01")).one()

@@ -46,11 +46,12 @@ from dialer.domain.policy import CampaignPolicy
 from dialer.domain.vocabulary import AgentState
 from dialer.privacy import mask_phone
 from dialer.sounds import wav_seconds
-from dialer.store.agents import move_agent
+from dialer.store.agents import log_agent_state, move_agent
 from dialer.store.db import get_engine
 from dialer.store.entries import Hopper
 from dialer.store.inbound import (
     ReturnCallFacts,
+    claim_ready_agent,
     end_inbound,
     link_screen_pop,
     ready_agents,
@@ -158,6 +159,8 @@ class InCall:
     next_poll: float = 0.0
     media: bool = False
     ended: bool = False
+    booked: bool = False
+    we_hung_up: bool = False
     notes: list[str] = field(default_factory=list)
 
 
@@ -265,11 +268,10 @@ class Desk:
         if agent is None:
             return False
         now = datetime.now(UTC)
-        try:
-            move_agent(self.engine, agent.agent_id, AgentState.RESERVED.value, now, campaign_id=agent.campaign_id,
-                       attempt_id=call.attempt_id)
-        except ValueError:
+        if not claim_ready_agent(self.engine, agent.agent_id):
             return False  # taken meanwhile by a runner: try again at the next poll
+        move_agent(self.engine, agent.agent_id, AgentState.RESERVED.value, now, campaign_id=agent.campaign_id,
+                   attempt_id=call.attempt_id, state_logger=log_agent_state)
         call.agent_id, call.agent_login, call.choice = agent.agent_id, agent.login, choice
         link_screen_pop(self.engine, call.attempt_id, call.facts, agent.agent_id, choice.value)
         pj = self.pj
@@ -279,7 +281,13 @@ class Desk:
         call.agent = leg
         from dialer.telephony.worker import agent_call_params
 
-        leg.makeCall(self.spec.agents[agent.login], agent_call_params(pj, self.host))
+        try:
+            leg.makeCall(self.spec.agents[agent.login], agent_call_params(pj, self.host))
+        except pj.Error as exc:  # no slot, bad URI: the agent goes back, the caller stays queued
+            call.notes.append(f"agent leg to {agent.login} not placed ({exc.status})")
+            leg.call, call.agent = None, None
+            self._agent_back(call)
+            return False
         return True
 
     def _campaign_id(self, call: InCall) -> int | None:
@@ -299,16 +307,18 @@ class Desk:
             call.ivr.event(IvrEvent.AGENT_FREE, now)
             assert call.agent_id is not None
             move_agent(self.engine, call.agent_id, AgentState.ON_CALL.value, now, campaign_id=self._agent_camp(call),
-                       attempt_id=call.attempt_id)
+                       attempt_id=call.attempt_id, state_logger=log_agent_state)
             self._bridge(call)
         elif ci.state == pj.PJSIP_INV_STATE_DISCONNECTED:
             if agent_leg:
                 call.agent = None
                 if call.connected_at is None and not call.ended:  # the agent's phone did not answer: queue again
-                    self._agent_back(call)
+                    call.notes.append(f"agent {call.agent_login}'s phone did not answer")
+                    self._agent_back(call, unanswered=True)
                     call.next_poll = time.monotonic() + POLL_AGENTS_S
                     self._play(call, "queue", loop=True)
                 elif not call.ended:
+                    call.notes.append("the agent hung up")
                     self._hangup_cust(call)
             else:
                 call.cust = None
@@ -350,12 +360,13 @@ class Desk:
             elif a is IvrAction.RECORD_DNC:
                 cid = call.facts.customer.customer_id if call.facts.customer else ""
                 record_ivr_dnc(self.engine, attempt_id=call.attempt_id, customer_id=cid, phone_e164=call.caller,
-                               at=now)
+                               at=now, campaign_id=self._campaign_id(call))
                 call.notes.append("do-not-call keyed")
             elif a is IvrAction.BOOK_CALLBACK:
                 self._book(call)
             elif a in (IvrAction.PLAY_CALLBACK_CONFIRM, IvrAction.PLAY_DNC_CONFIRM, IvrAction.PLAY_GOODBYE):
-                name = {IvrAction.PLAY_CALLBACK_CONFIRM: "callback", IvrAction.PLAY_DNC_CONFIRM: "dnc"}.get(a, "goodbye")
+                name = {IvrAction.PLAY_CALLBACK_CONFIRM: "callback" if call.booked else "goodbye",
+                        IvrAction.PLAY_DNC_CONFIRM: "dnc"}.get(a, "goodbye")  # never promise a call not booked
                 self._play(call, name)
                 call.hangup_at = time.monotonic() + wav_seconds(self.spec.prompts[name]) + 0.2
             elif a is IvrAction.HANG_UP:
@@ -372,6 +383,7 @@ class Desk:
         segment = (call.facts.answers and self._segment(call)) or (cc.segments[0] if cc.segments else "callback")
         try:
             Hopper(self.engine, cc).set_callback(cust.customer_id, segment, at, "")
+            call.booked = True
             call.notes.append(f"callback booked for {at.isoformat()}" + (" (moved into calling hours)"
                                                                          if call.ivr.callback_moved else ""))
         except ValueError as exc:
@@ -432,6 +444,7 @@ class Desk:
 
     # ------------------------------------------------------------------ endings
     def _hangup_cust(self, call: InCall) -> None:
+        call.we_hung_up = True
         if call.cust is not None:
             op = self.pj.CallOpParam()
             try:
@@ -447,14 +460,21 @@ class Desk:
             except self.pj.Error:
                 pass
 
-    def _agent_back(self, call: InCall) -> None:
+    def _agent_back(self, call: InCall, *, unanswered: bool = False) -> None:
+        """The agent's part is over: after a conversation through wrap-up to ready (a pause asked for meanwhile
+        wins, as after an outbound call); a phone that did not answer is unavailable, as the runner marks it, so
+        the queue does not ring it again every half second."""
         if call.agent_id is None:
             return
-        try:
-            move_agent(self.engine, call.agent_id, AgentState.READY.value, datetime.now(UTC),
-                       campaign_id=self._agent_camp(call), force=True)
-        except (KeyError, ValueError):
-            pass
+        now = datetime.now(UTC)
+        steps = [AgentState.WRAP_UP, AgentState.READY] if call.connected_at else \
+            [AgentState.UNAVAILABLE if unanswered else AgentState.READY]
+        for st in steps:
+            try:
+                move_agent(self.engine, call.agent_id, st.value, now, campaign_id=self._agent_camp(call),
+                           state_logger=log_agent_state)
+            except (KeyError, ValueError):
+                break  # moved meanwhile by its console (logged out, paused): theirs to keep
         if call.connected_at is None:
             call.agent_id, call.agent_login = None, ""
 
@@ -469,7 +489,7 @@ class Desk:
             outcome = InboundOutcome.ANSWERED
         elif st is IvrState.DNC:
             outcome = InboundOutcome.IVR_DNC
-        elif st is IvrState.CALLBACK_BOOKED:
+        elif st is IvrState.CALLBACK_BOOKED and call.booked:
             outcome = InboundOutcome.IVR_CALLBACK
         elif st is IvrState.QUEUED:
             outcome = InboundOutcome.QUEUE_ABANDONED
@@ -483,7 +503,7 @@ class Desk:
         agent_id = call.agent_id
         self._agent_back(call)
         end_inbound(self.engine, call.attempt_id, outcome, now, agent_id=agent_id, connected_at=call.connected_at,
-                    hangup_by="customer" if not call.hangup_at else "dialer",
+                    hangup_by="dialer" if call.we_hung_up else "customer",
                     detail="; ".join([f"agent {call.agent_login} ({call.choice.value})" if call.connected_at else "",
                                       *call.notes]).strip("; "))
         self.calls.remove(call)
