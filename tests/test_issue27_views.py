@@ -164,7 +164,8 @@ def test_customer_card_agrees_with_itself(db_url: str, tmp_path: Path, lang: str
         flat = " ".join(out.replace("│", " ").split())
         if lang == "ja":
             assert "残量切れ予測: 2026年11月1日 SKU-A" in flat
-            assert "SKU-A bought 2026年10月2日, runs out 2026年11月1日" in flat  # the list's reason, same format
+            # the list's reason, in Japanese and in the same date format
+            assert "SKU-A を 2026年10月2日 に購入、2026年11月1日 ごろ使い切り見込み" in flat
             assert "購入日 2026年10月1日" in flat and "出荷日 2026年10月2日" in flat
             assert "次回出荷 2026年12月1日" in flat
             assert "LTV（CRM） ¥100,001" in flat and "架電価値（この架電の期待額） ¥48,373" in flat

@@ -32,9 +32,11 @@ def _pre_churn(m: re.Match[str]) -> str:
 
 
 def _upsell(m: re.Match[str]) -> str:
-    text = _("{sku} bought {day}, runs out {out}; offer the {target} subscription").format(
-        sku=m["sku"], day=m["day"], out=m["out"], target=m["target"])
-    return text + (" " + _("(their own rhythm)") if m["own"] else "")
+    if m["own"]:  # the run-out date comes from the customer's own repurchase rhythm, not the product's
+        text = _("{sku} bought {day}, runs out {out} (their own rhythm); offer the {target} subscription")
+    else:
+        text = _("{sku} bought {day}, runs out {out}; offer the {target} subscription")
+    return text.format(sku=m["sku"], day=m["day"], out=m["out"], target=m["target"])
 
 
 def _cross_sell(m: re.Match[str]) -> str:
