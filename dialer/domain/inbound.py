@@ -158,6 +158,31 @@ def _ready_key(a: AgentFacts) -> tuple[float, int]:
     return (a.ready_since.timestamp() if a.ready_since else float("inf"), a.agent_id)
 
 
+# ------------------------------------------------------------------------------- what the pacer should expect
+RETURN_WINDOW_S = 7200.0
+"""Return calls come within about two hours of the missed call (the issue's 10-20 % within 2 h)."""
+
+
+def expected_return_calls(unanswered_ages_s: Iterable[float], rate: float, *, horizon_s: float = 60.0,
+                          window_s: float = RETURN_WINDOW_S) -> float:
+    """Return calls to expect in the next HORIZON_S: each outbound call left unanswered AGE seconds ago comes back
+    with probability RATE (the measured return-call rate), at a time spread evenly over the WINDOW_S after it;
+    a call older than the window is spent. A simple model, for the pacer to keep agents for the callers."""
+    total = 0.0
+    for age in unanswered_ages_s:
+        if 0 <= age < window_s:
+            total += rate * min(horizon_s, window_s - age) / window_s
+    return total
+
+
+def agents_kept_for_inbound(queued: int, expected: float, priority: Priority = Priority.INBOUND_FIRST) -> int:
+    """Ready agents the outbound pacer should not count: with inbound first (the default) every queued return
+    caller, plus the expected arrivals rounded to the nearest agent; with outbound first, only those queued."""
+    if priority is Priority.OUTBOUND_FIRST:
+        return max(0, queued)
+    return max(0, queued) + int(expected + 0.5)
+
+
 # ------------------------------------------------------------------------------------------------ the IVR
 class IvrState(StrEnum):
     QUEUED = "queued"  # hearing the queue message, waiting for an agent (at most `max_wait`)
@@ -256,6 +281,6 @@ class Ivr:
         return [IvrAction.BOOK_CALLBACK, IvrAction.PLAY_CALLBACK_CONFIRM, IvrAction.HANG_UP]
 
 
-__all__ = ["FINAL_IVR", "NEXT_SLOT_LEAD", "AgentChoice", "AgentFacts", "CustomerFacts", "Direction", "Ivr",
+__all__ = ["FINAL_IVR", "NEXT_SLOT_LEAD", "RETURN_WINDOW_S", "agents_kept_for_inbound", "expected_return_calls", "AgentChoice", "AgentFacts", "CustomerFacts", "Direction", "Ivr",
            "InboundOutcome", "IvrAction", "IvrEvent", "IvrState", "OutboundFacts", "Priority", "caller_e164", "choose_agent",
            "last_outbound", "match_customer", "normalised_phones"]
