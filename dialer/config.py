@@ -649,6 +649,7 @@ class InboundConfig(_Section):
     dids: dict[str, str] = Field(default_factory=dict)
     max_wait_s: Annotated[float, Field(gt=0, le=600)] = 30.0  # queued this long at most, then the menu
     menu_wait_s: Annotated[float, Field(gt=0, le=60)] = 8.0  # silence at the menu this long: goodbye
+    business_wav: str = ""  # unknown callers first: the business's name and why we call ([business] name)
     queue_wav: str = ""
     menu_wav: str = ""
     hour_wav: str = ""

@@ -72,6 +72,8 @@ PROMPTS = {
     "dnc": "かしこまりました。今後、お電話を差し上げることはございません。お電話ありがとうございました。",
     "goodbye": "お電話ありがとうございました。失礼いたします。",
 }
+BUSINESS_PROMPT = "お電話ありがとうございます。こちらは{name}です。当社の商品のご案内のため、お電話を差し上げました。"
+"""For a caller we cannot match to a customer (特定商取引法: the business's name and the purpose of our call)."""
 POLL_AGENTS_S = 0.5  # how often a queued caller's desk looks for a ready agent in the store
 
 
@@ -103,9 +105,10 @@ def desk_spec(cfg: Config, workdir: Path) -> DeskSpec:
     for num, camp in ib.dids.items():
         e = caller_e164(num) or num
         dids[e] = camp
-    given = {"queue": ib.queue_wav, "menu": ib.menu_wav, "hour": ib.hour_wav, "callback": ib.callback_wav,
+    texts = {**PROMPTS, "business": BUSINESS_PROMPT.format(name=cfg.business.name or "当社")}
+    given = {"business": ib.business_wav, "queue": ib.queue_wav, "menu": ib.menu_wav, "hour": ib.hour_wav, "callback": ib.callback_wav,
              "dnc": ib.dnc_wav, "goodbye": ib.goodbye_wav}
-    prompts = {k: v or speak(PROMPTS[k], workdir / f"inbound_{k}.wav") for k, v in given.items()}
+    prompts = {k: v or speak(texts[k], workdir / f"inbound_{k}.wav") for k, v in given.items()}
     return DeskSpec(db_url=cfg.database.url, sip_port=ib.sip_port, rtp_port=ib.rtp_port, dids=dids,
                     campaigns={c.name: c for c in cfg.campaigns}, agents={a.login: a.sip_uri for a in cfg.agents},
                     prompts=prompts, max_wait_s=ib.max_wait_s, menu_wait_s=ib.menu_wait_s)
@@ -156,6 +159,7 @@ class InCall:
     player: Any = None
     deadline: float = 0.0  # monotonic: queue max wait / menu silence / hang up after a confirmation
     hangup_at: float = 0.0
+    queue_after: float = 0.0  # the business message ends: the queue message starts
     next_poll: float = 0.0
     media: bool = False
     ended: bool = False
@@ -257,7 +261,8 @@ class Desk:
         op = pj.CallOpParam()
         op.statusCode = 200
         leg.answer(op)
-        call.deadline = time.monotonic() + self.spec.max_wait_s
+        call.deadline = time.monotonic() + self.spec.max_wait_s + (
+            wav_seconds(self.spec.prompts["business"]) if facts.customer is None else 0.0)
         self._offer(call)
 
     def _offer(self, call: InCall) -> bool:
@@ -337,7 +342,12 @@ class Desk:
         if not call.media:
             call.media = True
             if call.agent is None and call.ivr.state is IvrState.QUEUED:
-                self._play(call, "queue", loop=True)
+                if call.facts.customer is None:  # a caller we cannot place: who we are and why we call, first
+                    self._play(call, "business")
+                    call.queue_after = time.monotonic() + wav_seconds(self.spec.prompts["business"])
+                    call.notes.append("business message played (unknown caller)")
+                else:
+                    self._play(call, "queue", loop=True)
             elif call.connected_at is not None:
                 self._bridge(call)
 
@@ -433,6 +443,10 @@ class Desk:
                 call.hangup_at = 0.0
                 self._hangup_cust(call)
                 continue
+            if call.queue_after and now_m >= call.queue_after:
+                call.queue_after = 0.0
+                if call.ivr.state is IvrState.QUEUED and call.agent is None:
+                    self._play(call, "queue", loop=True)
             if call.ivr.state is IvrState.QUEUED and call.agent is None and now_m >= call.next_poll:
                 call.next_poll = now_m + POLL_AGENTS_S
                 if self._offer(call):
