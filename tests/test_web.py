@@ -491,6 +491,32 @@ def test_screenshots(site: dict[str, object], browser: object) -> None:
         b.delete_all_cookies()  # type: ignore[attr-defined]
 
 
+def test_a_live_page_ends_when_its_session_does(site: dict[str, object]) -> None:
+    """Live pages share one rendering per view (dialer/web/push.py), but each stream re-checks its own session:
+    when the session is revoked (log-out elsewhere, a disabled user) the stream says so and stops updating."""
+    from dialer.service import auth
+    from dialer.service.roles import Role
+    from dialer.store.db import get_engine
+
+    base = str(site["base"])
+    with httpx.Client(base_url=base, timeout=20) as c:
+        c.get("/login")
+        token = c.cookies.get("tsunagu_login_csrf")
+        assert c.post("/login", data={"user": "a02", "password": PW["a02"], "csrf": token},
+                      headers={"origin": base}).status_code == 303
+        session = c.cookies.get("tsunagu_session")
+        assert session
+        with c.stream("GET", "/events/agent?login=a02") as r:
+            assert r.status_code == 200
+            events = (ln for ln in r.iter_lines() if ln.startswith("event:"))
+            assert next(events) == "event: update"
+            auth.logout(get_engine(f"sqlite:///{site['db']}"),
+                        auth.Principal("a02", Role.AGENT, agent_login="a02", token=session))
+            # the next line of the stream (within the 2 s re-check; the client's read timeout bounds the wait)
+            # is the end, not another update
+            assert next(events) == "event: ended"
+
+
 def test_log_in_attempts_are_rate_limited(site: dict[str, object]) -> None:
     base = str(site["base"])
     codes = []
