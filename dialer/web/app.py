@@ -55,8 +55,6 @@ OUTCOMES = list(OUTCOME_BY_DIGIT.values())
 FIGURES_S = 2.0  # how old the floor's report figures may be (agents' states are always read fresh)
 WEB_LABELS = {
     "role": {"agent": N_("agent"), "supervisor": N_("supervisor"), "admin": N_("admin")},
-    "mode": {"preview": N_("preview"), "progressive": N_("progressive"), "power": N_("power"),
-             "predictive": N_("predictive")},
 }
 
 
