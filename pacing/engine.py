@@ -94,8 +94,10 @@ class PacerConfig:
     # is that first abandon at most, and a window past its ceiling is progressive until answers make room
     day_ahead_h: float = 1.0
     # (issue 31) under a soft hour cap (a named regime with a day or 30-day window) the controller's volume margin
-    # aims so P(an hour above the cap) stays about this: the cap smooths the spending, the window is the rule
-    soft_hour_risk: float = 0.05
+    # aims so P(an hour above the cap) stays about this. 0.05 lets the cap smooth rather than brake (8 agents, 300 s,
+    # 20 seeds, with day_ahead_h: x1.123 progressive) but 3 of 20 seeds then had an hour over 5 % (bench/RESULTS.md):
+    # the hour goal wins, so the default stays the strict hour's 0.005
+    soft_hour_risk: float = 0.005
 
     def __post_init__(self) -> None:
         for k, v in asdict(self).items():  # a backstop: the settings step names the config key first
