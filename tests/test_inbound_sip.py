@@ -43,12 +43,13 @@ pytestmark = [pytest.mark.sip,
 DID = "+81501234567"
 CALLER = "+819087654321"
 CAMPAIGN = "dormant-jp"
+STRANGER = "+81355556666"
 
 
 @pytest.fixture(scope="module")
 def prompts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     d = tmp_path_factory.mktemp("prompts")
-    short = {"queue": "お待ちください", "menu": "1か2を押してください", "hour": "時間を押してください",
+    short = {"business": "こちらはつなぐ化粧品です", "queue": "お待ちください", "menu": "1か2を押してください", "hour": "時間を押してください",
              "callback": "かしこまりました", "dnc": "承りました", "goodbye": "失礼します"}
     return {k: speak(v, d / f"{k}.wav") for k, v in short.items()}
 
@@ -132,9 +133,10 @@ def _inbound(engine: Engine, timeout_s: float = 15.0) -> Attempt:
 
 
 def _digits(tmp: Path, digit: str) -> dict[str, str]:
-    """Fourteen RFC 2833 presses of DIGIT, each its own RTP event (own timestamps and sequence numbers)."""
+    """Twenty RFC 2833 presses of DIGIT (one every 0.7 s until the desk hangs up), each its own RTP event (own
+    timestamps and sequence numbers)."""
     return {f"d{i}": str(pcap_with_payload_type(PCAPS / f"dtmf_2833_{digit}.pcap", tmp / f"d{digit}_{i}.pcap", 101,
-                                                ts_offset=i * 16000, seq_offset=i * 200)) for i in range(14)}
+                                                ts_offset=i * 16000, seq_offset=i * 200)) for i in range(20)}
 
 
 def test_a_return_call_reaches_the_agent_who_last_spoke_to_the_customer(
@@ -175,11 +177,12 @@ def test_a_return_call_reaches_the_agent_who_last_spoke_to_the_customer(
     assert a01_row.state == "ready" and a01_row.current_attempt_id is None  # free again for the campaigns
 
 
-@pytest.mark.parametrize("digit", ["2", "1"])
+@pytest.mark.parametrize(("digit", "caller"), [("2", CALLER), ("1", CALLER), ("2", STRANGER)])
 def test_nobody_free_queue_then_menu_dnc_or_callback(desk: tuple[Path, int, Engine], prompts: dict[str, str],
-                                                    digit: str) -> None:
+                                                    digit: str, caller: str) -> None:
     """2 -> DNC at once, the customer is never leased again; 1, 1, 1 -> a callback at 11時 (moved into the
-    campaign's hours when it cannot call then)."""
+    campaign's hours when it cannot call then); a caller we cannot match hears the business's name first and
+    their 2 blocks their number only."""
     tmp, port, engine = desk
     agents = {"a01": f"sip:a01@127.0.0.1:{free_udp_port()}"}
     _, entry_id = _seed(engine, agents, ready=False)  # every agent paused: the caller queues
@@ -187,10 +190,10 @@ def test_nobody_free_queue_then_menu_dnc_or_callback(desk: tuple[Path, int, Engi
     before = datetime.now(UTC)
     proc = _start_desk(tmp, port, str(engine.url), agents, prompts)
     try:
-        cust = Sipp("customer_keys", port=free_udp_port(), workdir=tmp, max_calls=1, timeout_s=25,
-                    keys={"caller": "+819087654321", **_digits(tmp, digit)},
+        cust = Sipp("customer_keys", port=free_udp_port(), workdir=tmp, max_calls=1, timeout_s=40,
+                    keys={"caller": caller, **_digits(tmp, digit)},
                     extra=("-s", DID, f"127.0.0.1:{port}")).start()
-        cust.wait(30)
+        cust.wait(45)
         att = _inbound(engine)
     finally:
         _stop(proc)
@@ -202,7 +205,13 @@ def test_nobody_free_queue_then_menu_dnc_or_callback(desk: tuple[Path, int, Engi
         entry = s.get(CallListEntry, entry_id)
         disps = list(s.exec(select(Disposition)).all())
     assert entry is not None
-    if digit == "2":
+    if caller == STRANGER:
+        assert att.outcome == InboundOutcome.IVR_DNC and att.customer_id == "" and att.answers_attempt_id is None
+        assert "business message played" in att.detail
+        assert [(b.kind, b.customer_id, b.phone_e164) for b in blocks] == [("dnc", None, STRANGER)]
+        hopper = Hopper(engine, cc, respect_calling_hours=False)
+        assert [lz.entry_id for lz in hopper.lease(5, "probe", datetime.now(UTC))] == [entry_id]  # she is not
+    elif digit == "2":
         assert att.outcome == InboundOutcome.IVR_DNC
         assert [(b.kind, b.customer_id, b.phone_e164, b.source) for b in blocks] == [
             ("dnc", "C100", CALLER, "ivr")]

@@ -369,6 +369,9 @@ class Desk:
                 call.deadline = time.monotonic() + wav_seconds(self.spec.prompts["hour"]) + self.spec.menu_wait_s
             elif a is IvrAction.RECORD_DNC:
                 cid = call.facts.customer.customer_id if call.facts.customer else ""
+                if not cid and not call.caller:  # a withheld number matched to nobody: nothing to block
+                    call.notes.append("do-not-call keyed by a withheld number: nothing to block")
+                    continue
                 record_ivr_dnc(self.engine, attempt_id=call.attempt_id, customer_id=cid, phone_e164=call.caller,
                                at=now, campaign_id=self._campaign_id(call))
                 call.notes.append("do-not-call keyed")
