@@ -17,9 +17,9 @@ from dialer.demo_compare import RING_STEP_S, TALK_STEP_S, WRAP_S, attempts_of, c
 from tests.conftest import run_env
 from tests.sipp import free_udp_port
 
-pytestmark = [pytest.mark.sip, pytest.mark.slow]
-
 AGENTS, SECONDS = 4, 75
+# two timed runs of SECONDS plus list builds and start-ups: the test may take as long as its own subprocess bound
+pytestmark = [pytest.mark.sip, pytest.mark.slow, pytest.mark.timeout(8 * SECONDS + 300)]
 
 
 def test_compare_runs_both_modes_on_one_world(tmp_path: Path) -> None:
