@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import signal
 import subprocess
 import time
@@ -508,12 +509,22 @@ def test_registration_retried_brings_trunk_up(tmp_path: Path, telephony: Callabl
 
 
 def test_tcp_trunk(tmp_path: Path, telephony: Callable[[Config], Telephony]) -> None:
-    with Sipp("carrier_answer", port=free_udp_port(), workdir=tmp_path, duration_ms=50, extra=("-t", "t1")) as carrier:
+    with Sipp("carrier_answer", port=free_udp_port(), workdir=tmp_path, duration_ms=50, extra=("-t", "t1"),
+              trace_msg=True) as carrier:
         tel = telephony(make_config(carrier.port, extra_trunk='transport = "tcp"'))
         assert tel.originate(1, "+81312345678", "carrier")
         evs = collect(tel, finished(1), 10, on=lambda ev: tel.hangup(1) if ev.kind == "answered" else None)
+        ports = {w.spec.sip_port for w in tel.workers.values()}
     assert [e.kind for e in evs] == ["trying", "ringing", "answered", "hangup"]
     assert carrier.invites() == 1 and carrier.received("BYE") == 1
+    # (issue 24) Via and Contact carry the worker's configured SIP port (where its TCP listener is), not the
+    # connection's ephemeral source port: the carrier's requests and responses come back to it
+    log = carrier.messages()
+    vias = re.findall(r"(?im)^Via: SIP/2.0/TCP 127\.0\.0\.1:(\d+)", log)
+    contacts = re.findall(r"(?im)^Contact: <sip:[^@>]*@?127\.0\.0\.1:(\d+);transport=tcp", log)
+    assert vias and contacts, log[:2000]
+    assert {int(p) for p in vias} <= ports and {int(p) for p in contacts if int(p) != carrier.port} <= ports, \
+        (vias, contacts, ports)
 
 
 def test_second_agent_after_first_rejects_and_call_is_recorded(tmp_path: Path,

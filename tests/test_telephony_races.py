@@ -37,7 +37,8 @@ def test_200_crossing_the_ring_timeout_cancel_is_answered_then_abandoned(
     ans = next(e for e in evs if e.kind == "answered")
     end = evs[-1]
     assert "crossed our ring-timeout CANCEL" in ans.detail
-    assert (end.by, end.sip_status) == ("dialer", 200) and "crossed our ring-timeout CANCEL" in end.detail
+    assert (end.by, end.sip_status) == ("dialer", 200) and "crossed our ring-timeout CANCEL" in end.detail, \
+        (end.by, end.sip_status, end.detail)
     assert end.at - ans.at >= 1.0  # the connect limit ran: not hung up at once
     # the carrier: CANCEL (200, no 487), our ACK, and only later our BYE
     assert carrier.received("CANCEL") == 1 and carrier.sent(487) == 0
@@ -60,10 +61,10 @@ def test_200_crossing_the_ring_timeout_cancel_reaches_an_agent_and_is_stored(tmp
     assert r.answered_at is not None and r.agent_connected_at is not None and r.agent_id is not None
     assert "crossed our ring-timeout CANCEL" in r.detail
     assert not [d for d in res.dispositions if d.outcome == "bad_number"]
-    assert carrier.received("CANCEL") == 1 and carrier.sent(487) == 0 and carrier.received("ACK") == 1
+    # what the carrier saw (its message log: SIPp's counts file may be cut short when it is stopped mid-call)
     log = carrier.messages()
-    ack, bye = _order(log, "ACK sip:", "BYE sip:")
-    assert 0 <= ack and (bye == -1 or ack < bye)
+    cancel, ack, bye = _order(log, "CANCEL sip:", "ACK sip:", "BYE sip:")
+    assert 0 <= cancel < ack and (bye == -1 or ack < bye) and "SIP/2.0 487" not in log, log[-3000:]
 
 
 def test_hangup_reports_the_481_our_bye_got(tmp_path: Path,

@@ -299,6 +299,9 @@ class Worker:
         for t in sp.trunks:
             acfg = pj.AccountConfig()
             acfg.idUri = trunk_from_uri(t, host)
+            if t.transport == "tcp" and acfg.idUri.startswith("sip:") and "transport=" not in acfg.idUri:
+                # (issue 24) pjsua picks the Via address from the account's URI: TCP names our TCP listener
+                acfg.idUri += ";transport=tcp"
             media_cfg(acfg)
             if t.username:
                 cred = pj.AuthCredInfo("digest", "*", t.auth_username or t.username, 0, t.password)
@@ -309,6 +312,9 @@ class Worker:
             acfg.callConfig.timerUse = pj.PJSUA_SIP_TIMER_ALWAYS
             acfg.callConfig.timerSessExpiresSec = max(90, t.session_expires_s)
             acfg.callConfig.timerMinSESec = 90
+            # (issue 24) on TCP, Contact names our listener (the configured SIP port), not the connection's
+            # ephemeral source port (pjsua's default)
+            acfg.natConfig.contactUseSrcPort = False
             if t.registration:
                 acfg.regConfig.registrarUri = t.registrar or t.proxy
                 acfg.regConfig.registerOnAdd = t.register_here  # one binding per host, not one per worker
