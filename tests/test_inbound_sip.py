@@ -97,7 +97,7 @@ def _start_desk(tmp: Path, port: int, url: str, agents: dict[str, str], prompts:
                    f'rtp_port = {free_udp_port(42000, 48000, step=64, span=64)}\nmax_wait_s = 1.0\n'
                    f'menu_wait_s = 4.0\n{wavs}', encoding="utf-8")
     log = (tmp / "desk.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "dialer.telephony.inbound_leg", str(cfg)], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "dialer", "inbound", "run", "--config", str(cfg)], cwd=REPO,
                             stdout=log, stderr=subprocess.STDOUT)
     end = time.monotonic() + 20
     while time.monotonic() < end:  # ready when it says so (bounded)

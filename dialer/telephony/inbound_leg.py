@@ -579,8 +579,13 @@ def main(argv: list[str] | None = None) -> int:
     from dialer.config import load_config
 
     args = sys.argv[1:] if argv is None else argv
+    return serve(load_config(args[0] if args else None))
+
+
+def serve(cfg: Config) -> int:
+    """Run the desk until SIGTERM/SIGINT (`dialer inbound run`): hangs up its calls and exits 0. Its log lines
+    (numbers masked) go to stderr: the operator sees the desk start and each caller routed."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    cfg = load_config(args[0] if args else None)
     work = Path(tempfile.mkdtemp(prefix="tsunagu-inbound-"))
     desk = Desk(desk_spec(cfg, work))
     signal.signal(signal.SIGTERM, lambda *_: setattr(desk, "stop", True))
