@@ -47,6 +47,14 @@ def next_state(current: str, requested: str, pending: str, *, force: bool = Fals
     return requested
 
 
+def taken_by_another(current: str, current_attempt: int | None, attempt: int | None) -> bool:
+    """Whether an agent in CURRENT (holding CURRENT_ATTEMPT) is already someone else's: reserved for, or on,
+    another call. Two owners share the agents' rows (each campaign's runner and the inbound desk, issue 30); a
+    runner acting on its last read of the board must not take over an agent the other has just claimed."""
+    return (current in (AgentState.RESERVED, AgentState.ON_CALL) and current_attempt is not None
+            and attempt is not None and current_attempt != attempt)
+
+
 def pending_after(current: str, entered: str, pending: str) -> str:
     """pending_state once the agent moved from CURRENT to ENTERED: spent once idle; a paused agent taken off
     standby is due back in their pause."""
@@ -57,4 +65,4 @@ def pending_after(current: str, entered: str, pending: str) -> str:
     return pending
 
 
-__all__ = ["ALLOWED", "BUSY", "IDLE", "PAUSE_REASONS", "next_state", "pending_after"]
+__all__ = ["ALLOWED", "BUSY", "IDLE", "PAUSE_REASONS", "next_state", "pending_after", "taken_by_another"]

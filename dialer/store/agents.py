@@ -17,7 +17,7 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from dialer.domain.agents import BUSY, next_state, pending_after
+from dialer.domain.agents import BUSY, next_state, pending_after, taken_by_another
 from dialer.domain.vocabulary import AgentState
 from dialer.store.models import Agent, AgentStateLog, Attempt, Campaign, Customer
 
@@ -114,6 +114,8 @@ def move_agent(engine: Engine, agent_id: int, new: str, at: datetime, *, campaig
         row = s.get(Agent, agent_id)
         if row is None:
             raise KeyError(agent_id)
+        if new in BUSY and not force and taken_by_another(row.state, row.current_attempt_id, attempt_id):
+            raise ValueError(f"agent {row.login}: already {row.state} for attempt {row.current_attempt_id}")
         try:
             new = next_state(row.state, new, row.pending_state, force=force)
         except ValueError as exc:
