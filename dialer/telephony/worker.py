@@ -9,6 +9,11 @@ deferred to the loop body (never done inside a SWIG callback).
 Commands arrive and events leave over one multiprocessing Connection (a pipe per worker, so a killed
 worker breaks only its own pipe). Messages are the dataclasses of `protocol` (commands in, reports out),
 dispatched by type through a table.
+
+The code is split by leg (issue 28): `customer_leg.CustomerLeg` and `agent_leg.AgentLeg` (mixins over
+`legs.WorkerCore`, which also holds the per-attempt record `Att`), the nailed-up agent sessions in
+`nailed.NailedLegs`, supervisors' listen legs in `listen.Listeners`. This module keeps the endpoint, the
+pjsua2 callbacks (which only record facts), the deferred actions, the timers and the loop.
 """
 
 from __future__ import annotations
@@ -20,17 +25,16 @@ import re
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 from dialer.amd.announce import AnnounceKind
 from dialer.privacy import mask_text
-from dialer.sounds import wav_seconds
 from dialer.telephony import pjinv, rawsip
-from dialer.telephony.amdtap import AmdOrder, AmdSession, EarlySession, ring_seconds
-from dialer.telephony.events import CallEvent, EventKind, outcome_for_status
+from dialer.telephony.agent_leg import AGENT_HEADERS, AgentLeg, agent_call_params
+from dialer.telephony.customer_leg import CustomerLeg, _loose, presented_identity, trunk_from_uri
+from dialer.telephony.legs import BYE_WAIT_S, PJ_ETOOMANY, Att
 from dialer.telephony.listen import Listeners
 from dialer.telephony.nailed import NailedLegs
 from dialer.telephony.protocol import (
@@ -42,8 +46,6 @@ from dialer.telephony.protocol import (
     ConnectAgent,
     Dialog,
     DialogGone,
-    EarlyDialog,
-    Event,
     Fatal,
     Hangup,
     Listen,
@@ -51,7 +53,6 @@ from dialer.telephony.protocol import (
     Ready,
     Register,
     RegState,
-    Report,
     Slots,
     Stop,
     Stopped,
@@ -60,29 +61,7 @@ from dialer.telephony.protocol import (
     WorkerSpec,
 )
 
-PJ_ETOOMANY = 70010
-BYE_WAIT_S = 4.0  # (issue 24) how long a hangup waits for the far end's answer to our BYE before it is reported
-AGENT_HEADERS = (
-    ("Call-Info", "<sip:{host}>;answer-after=0"),
-    ("Alert-Info", "<http://localhost>;info=alert-autoanswer"),
-)
-
-
 _FN: dict[str, Any] = {}
-
-
-def agent_call_params(pj: Any, host: str) -> Any:
-    """The call parameters of a leg to a person's own phone (an agent, a supervisor joining): audio only, with
-    the auto-answer hints softphones and PBXs honour."""
-    prm = pj.CallOpParam(True)
-    prm.opt.audioCount = 1
-    prm.opt.videoCount = 0
-    for name, value in AGENT_HEADERS:
-        h = pj.SipHeader()
-        h.hName = name
-        h.hValue = value.format(host=host)
-        prm.txOption.headers.append(h)
-    return prm
 
 
 def _pjsua_fn(pj: Any, name: str) -> Any:
@@ -104,76 +83,21 @@ def _call_count(pj: Any) -> int:
     return int(_pjsua_fn(pj, "pjsua_call_get_count")())
 
 
-@dataclass
-class Att:
-    """Plain data about one attempt in this worker. Legs are referenced only while they are alive."""
+RECORDING_CLOSE_S = 3.0  # how long a hangup waits for pjmedia to close its recording (normally one clock tick)
 
-    attempt_id: int
-    trunk: str
-    uri: str
-    ring_deadline: float
-    connect_limit: float
-    info_wav: str | None
-    record_path: str | None
-    state: CallState = CallState.PLACING
-    cust: Any = None
-    agent: Any = None
-    agent_id: int | None = None
-    agent_confirmed: bool = False
-    agent_silent: bool = False  # we cancelled the agent leg ourselves (abandon/hangup): no agent_failed
-    agent_pending: tuple[int, str] | None = None  # waiting for a free slot
-    provisional: bool = False  # any 1xx (a CANCEL can be sent)
-    rang: bool = False  # a 1xx above 100 (the callee's side is alerting): ring timeout = no_answer, not congestion
-    redirect_to: str = ""  # a 3xx we refused to follow
-    retry_after_s: float | None = None  # Retry-After on a 503
-    from_uri: str = ""
-    rtp_seen: dict[str, tuple[int, int, float, float]] = field(default_factory=dict)  # leg -> rx, tx, changed at
-    next_rtp_check: float = 0.0
-    dialogs: set[str] = field(default_factory=set)  # legs whose confirmed dialog the supervisor knows
-    challenges: int = 0
-    await_media: bool = False  # CONFIRMED, but no usable audio (yet): not answered
-    last_msg: str = ""
-    rtp_detail: str = ""
-    ringing_sent: bool = False
-    answered_at: float = 0.0
-    connect_deadline: float = 0.0
-    ring_timed_out: bool = False
-    dialer_cancel: bool = False
-    hangup_by: str | None = None
-    place_until: float = 0.0
-    play_until: float = 0.0
-    recorder: Any = None
-    player: Any = None
-    bridged: bool = False
-    stats: dict[str, Any] = field(default_factory=dict)
-    levels: dict[str, int] = field(default_factory=dict)  # max conference levels seen while bridged/playing
-    next_sample: float = 0.0
-    ended_status: int | None = None
-    amd_order: Any = None  # AmdOrder: listen before treating the answer as a person's
-    amd: Any = None  # AmdSession while answering-machine detection runs on the customer leg
-    sent_at: float = 0.0
-    ringing_at: float = 0.0
-    cause: str | None = None  # why the dialer ended the call, on "hangup" (machine, machine_message_left)
-    nailed: bool = False  # bridged to the agent's nailed-up leg (dialer.telephony.nailed), not an own leg
-    # (issue 25) an agent leg that dies under the customer hands them back (ConnectAgent.rescue_s / silence_s)
-    rescue_s: float = 0.0
-    silence_s: float = 0.0
-    connected_at: float = 0.0  # monotonic time of the current agent's bridge
-    agent_rx: tuple[int, float] = (-1, 0.0)  # the agent leg's RTP packets received, and when that last changed
-    early: Any = None  # EarlySession: listening to early media (183 with SDP) for the network's announcement
-    early_sent: bool = False  # the supervisor knows this INVITE (it CANCELs it if this process dies)
-    identity: tuple[tuple[str, str], ...] = ()  # P-Asserted-/P-Preferred-Identity and Privacy headers to send
-    # (issue 29) the campaign's spoken recording notice: played once when the customer is bridged to the agent
-    notice_wav: str | None = None
-    notice_player: Any = None
-    notice_note: str = ""  # what happened to it, in the hangup's detail (the attempt's record proves it)
-    # (issue 24) the dialog as the far end names it (Call-ID, our tag, its tag): CANCEL/BYE/ACK through pjsip's
-    # INVITE session (dialer.telephony.pjinv) so pjsua keeps reporting what the far end answers
-    sip_ids: tuple[str, str, str] | None = None
-    cancel_sent: bool = False  # our ring-timeout CANCEL went through the session: a crossing 200 is an answer
-    bye_sent_at: float = 0.0  # our BYE went through the session: its final response ends the leg
-    bye_status: tuple[int, str] | None = None  # what the far end answered to our BYE
-    codec_acked: bool = False  # a 200 with no codec we offered, ACKed before pjsua's BYE
+
+def wav_closed(path: str) -> bool:
+    """Whether pjmedia has finished the WAV at PATH: its RIFF size is written when the recorder's port is freed
+    (0 until then; the header itself may not be on disk yet). A file that cannot be opened, or is not a RIFF
+    file, has nothing to wait for (the digit check then says what is wrong with it)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return True
+    if len(head) < 8:
+        return False
+    return head[:4] != b"RIFF" or int.from_bytes(head[4:8], "little") > 0
 
 
 def _mute_dtmf(path: str | None) -> str:
@@ -190,7 +114,7 @@ def _mute_dtmf(path: str | None) -> str:
     return f"keyed digits silenced in the recording ({len(done.spans)}, {done.seconds:.1f} s)" if done.spans else ""
 
 
-class Worker:
+class Worker(CustomerLeg, AgentLeg):
     def __init__(self, spec: WorkerSpec, conn: Connection) -> None:
         self.spec = spec
         self.conn = conn
@@ -205,6 +129,7 @@ class Worker:
         self.host = ""
         self.log_writer: Any = None
         self.local_acc: Any = None
+        self.closing: dict[int, tuple[Att, list[str], dict[str, Any], float]] = {}  # hangups awaiting their WAV
         self.lingering: dict[int, Any] = {}  # customer legs whose BYE went unanswered (kept until DISCONNECTED)
         self.offered: list[str] = []
         self.commands: dict[type[Any], Callable[[Any], None]] = {
@@ -223,18 +148,9 @@ class Worker:
             "agent_dropped": self._agent_dropped,
         }
 
-    # ------------------------------------------------------------------ messaging
-    def send(self, msg: Report) -> None:
-        try:
-            self.conn.send(msg)
-        except (OSError, EOFError, BrokenPipeError):
-            self.stop = True
-
-    def emit(self, kind: str, att: Att | None = None, **kw: Any) -> None:
-        ev = CallEvent(kind=EventKind(kind), attempt_id=att.attempt_id if att else kw.pop("attempt_id", None),
-                       worker=self.name, trunk=att.trunk if att else kw.pop("trunk", None), **kw)
-        ev.detail = mask_text(ev.detail)
-        self.send(Event(ev))
+    # ------------------------------------------------------------------ legs
+    def new_leg(self, acc: Any, att: Att, role: str) -> Any:
+        return _make_call(self.pj, self, acc, att, role)
 
     # ------------------------------------------------------------------ endpoint
     def start(self) -> None:
@@ -344,46 +260,6 @@ class Worker:
     def handle(self, msg: Command) -> None:
         self.commands[type(msg)](msg)
 
-    def _originate(self, msg: Originate) -> None:
-        now = time.monotonic()
-        att = Att(attempt_id=msg.attempt_id, trunk=msg.trunk, uri=msg.uri,
-                  ring_deadline=now + msg.ring_timeout_s, connect_limit=msg.connect_limit_s,
-                  info_wav=msg.info_wav, record_path=msg.record_path, place_until=now + 5.0, amd_order=msg.amd,
-                  sent_at=now, notice_wav=msg.notice_wav)
-        if msg.trunk in self.trunk_specs:
-            # (issue 24) the number the customer sees: From (with the display name), the identity header, Privacy
-            att.from_uri, att.identity = presented_identity(self.trunk_specs[msg.trunk], self.host, msg.from_user,
-                                                            msg.display_name)
-        self.atts[att.attempt_id] = att
-        self._place(att)
-
-    def _connect_agent(self, msg: ConnectAgent) -> None:
-        cur = self.atts.get(msg.attempt_id)
-        if cur is None or cur.state is not CallState.ANSWERED or cur.cust is None:
-            return  # customer gone or already abandoning: the campaign sees that from other events
-        cur.rescue_s, cur.silence_s = msg.rescue_s, msg.silence_s
-        if self.nailed.has(msg.agent_id):
-            self.nailed.connect(cur, msg.agent_id)
-            return
-        if cur.agent is not None:
-            # the campaign moved on to another agent while this leg is still pending: cancel it quietly
-            self._hangup_leg(cur.agent)
-            cur.agent_silent = True
-        cur.agent_pending = (msg.agent_id, msg.uri)
-        self._place_agent(cur)
-
-    def _agent_tone(self, msg: AgentTone) -> None:
-        """(issue 25) RFC 2833 tones to the call's agent leg (a keyed callback moved); a leg gone is no error."""
-        att = self.atts.get(msg.attempt_id)
-        if att is None:
-            return
-        leg = self.nailed.call_of(att) if att.nailed else (att.agent if att.agent_confirmed else None)
-        if leg is None:
-            return
-        try:
-            leg.dialDtmf(msg.digits)
-        except self.pj.Error:
-            pass  # the leg is ending: the booked time stands, the tone was a courtesy
 
     def _hangup_cmd(self, msg: Hangup) -> None:
         cur = self.atts.get(msg.attempt_id)
@@ -402,91 +278,6 @@ class Worker:
     def _stop_cmd(self, msg: Stop) -> None:
         self.stop = True
 
-    def _place(self, att: Att) -> None:
-        pj = self.pj
-        leg = _make_call(pj, self, self.accounts[att.trunk], att, "customer")
-        prm = pj.CallOpParam(True)
-        prm.opt.audioCount = 1
-        prm.opt.videoCount = 0
-        if att.from_uri:
-            prm.txOption.localUri = att.from_uri  # the campaign's caller ID at the carrier's domain
-        for name, value in att.identity:
-            h = pj.SipHeader()
-            h.hName = name
-            h.hValue = value
-            prm.txOption.headers.append(h)
-        try:
-            leg.makeCall(att.uri, prm)
-        except pj.Error as exc:
-            if exc.status == PJ_ETOOMANY and time.monotonic() < att.place_until:
-                return  # slot still held by a finishing transaction: retry from the loop
-            del self.atts[att.attempt_id]
-            outcome = "invalid" if "uri" in str(exc.reason).lower() else "failed"
-            self.emit("failed", att, outcome=outcome, detail=f"makeCall: {exc.reason}")
-            return
-        att.cust = leg
-        att.state = CallState.CALLING
-        self.emit("trying", att)
-
-    def _place_agent(self, att: Att) -> None:
-        if att.agent_pending is None or att.agent is not None:
-            return
-        pj = self.pj
-        agent_id, uri = att.agent_pending
-        leg = _make_call(pj, self, self.local_acc, att, "agent")
-        prm = agent_call_params(pj, self.host)
-        try:
-            leg.makeCall(uri, prm)
-        except pj.Error as exc:
-            if exc.status == PJ_ETOOMANY:
-                return  # retried by the loop until the connect limit
-            att.agent_pending = None
-            self.emit("agent_failed", att, agent_id=agent_id, leg="agent", detail=f"makeCall: {exc.reason}")
-            return
-        att.agent_pending = None
-        att.agent = leg
-        att.agent_id = agent_id
-        att.agent_confirmed = False
-        att.agent_silent = False
-
-    def _hangup_leg(self, leg: Any, code: int = 0) -> None:
-        att = getattr(leg, "att", None)
-        if not code and getattr(leg, "role", "") == "customer" and isinstance(att, Att) and att.cust is leg \
-                and att.sip_ids is not None and att.state in (CallState.ANSWERED, CallState.CONNECTED,
-                                                               CallState.ABANDONING, CallState.ENDING):
-            # (issue 24) our BYE through the INVITE session: its final response (a 481, say) is reported
-            if att.bye_sent_at:
-                return  # already sent: its answer, or BYE_WAIT_S, ends the leg
-            if pjinv.bye(self.pj, att.sip_ids):
-                att.bye_sent_at = time.monotonic()
-                return
-        prm = self.pj.CallOpParam(True)
-        if code:
-            prm.statusCode = code
-        try:
-            leg.hangup(prm)
-        except self.pj.Error:
-            pass
-
-    def _end(self, att: Att, by: str) -> None:
-        """Hang up both legs of an attempt (the dialer's decision, or the release of the other side)."""
-        if att.state is CallState.PLACING:
-            del self.atts[att.attempt_id]
-            self.emit("failed", att, outcome="cancelled", detail="hung up before the INVITE left")
-            return
-        if att.state is CallState.CALLING:
-            att.dialer_cancel = att.dialer_cancel or by == "dialer"
-        elif att.hangup_by is None:
-            att.hangup_by = by
-        if att.state is not CallState.CALLING:
-            att.state = CallState.ENDING
-        if att.agent is not None:
-            if not att.agent_confirmed:
-                att.agent_silent = True
-            self._hangup_leg(att.agent)
-        att.agent_pending = None
-        if att.cust is not None:
-            self._hangup_leg(att.cust)
 
     # ------------------------------------------------------------------ callbacks (record facts only)
     def on_state(self, leg: Any, att: Att, role: str) -> None:
@@ -557,51 +348,6 @@ class Worker:
                     att.state = CallState.ENDING
                 self.todo.append(("release", att.attempt_id))
 
-    def _check_answer_codec(self, leg: Any, att: Att) -> None:
-        """(issue 24) A 200 whose SDP has no codec we offered: pjsua sends its BYE before its ACK (RFC 3261 wants
-        the ACK first). ACK it here, before pjsua sees the SDP; the call then ends as failed_codec."""
-        if att.codec_acked or not att.last_msg or not att.last_msg.startswith("SIP/2.0 2") or self._media_ok(leg):
-            return
-        if pjinv.sdp_has_codec(att.last_msg, self.offered) is not False:
-            return
-        att.await_media = True
-        ids = pjinv.dialog_ids(att.last_msg)
-        cseq = rawsip.cseq_number(rawsip.parse(att.last_msg).get("cseq"))
-        if ids is not None and cseq and pjinv.ack(self.pj, ids, cseq):
-            att.codec_acked = True
-
-    def _unanswered(self, att: Att, status: int, reason: str) -> None:
-        self.atts.pop(att.attempt_id, None)
-        if status == 503 and att.last_msg:
-            att.retry_after_s = rawsip.retry_after_s(rawsip.parse(att.last_msg))
-        early = att.early.kind if att.early is not None else None
-        if att.early is not None:
-            att.early.close()
-            att.early = None
-        if att.await_media:
-            outcome, detail = "failed_codec", f"200 OK without a codec we offered (then {status} {reason})"
-        elif status == 433 or (status == 403 and early is not None):
-            outcome, detail = "anonymous_rejected", f"{status} {reason}: the callee refuses calls without caller ID" \
-                + (" (after an announcement in early media)" if early is not None else "")
-        elif early is not None and status not in (404, 410, 484, 604, 486, 600) and not 300 <= status < 400 \
-                and status not in (401, 407) and not (att.dialer_cancel and not att.ring_timed_out):
-            outcome = "invalid" if early is AnnounceKind.SIT else "unreachable"
-            detail = f"the network announced ({early}) in early media, then " + (
-                "nothing until the ring timeout" if att.ring_timed_out else f"{status} {reason}")
-        elif att.ring_timed_out and not att.provisional:
-            outcome, detail = "congestion", "no response from the trunk before the ring timeout"
-        elif att.ring_timed_out and not att.rang:
-            outcome, detail = "congestion", "100 Trying, then nothing until the ring timeout (no ringing)"
-        elif 300 <= status < 400:
-            outcome, detail = "redirected", f"{status} {reason}: not followed" + (
-                f" (to {att.redirect_to})" if att.redirect_to else "")
-        elif status in (401, 407):
-            outcome, detail = "trunk_error", f"{status} {reason}: the trunk refused our credentials"
-        else:
-            outcome = outcome_for_status(status, ring_timeout=att.ring_timed_out, cancelled=att.dialer_cancel)
-            detail = f"{status} {reason}"
-        self.emit("failed", att, outcome=outcome, sip_status=status or None, detail=detail,
-                  retry_after_s=att.retry_after_s if status == 503 else None)
 
     def on_tsx(self, att: Att, role: str, method: str, code: int, msg: str) -> None:
         """A transaction of this leg changed state; `msg` is the SIP message that caused it (if received)."""
@@ -640,32 +386,6 @@ class Worker:
                              trunk=att.trunk if role == "customer" else None))
             att.dialogs.add(role)
 
-    def _report_early(self, att: Att, m: rawsip.SipMessage) -> None:
-        """The ringing INVITE as the far end knows it (from its provisional answer): a dead worker's CANCEL."""
-        tspec = self.trunk_specs.get(att.trunk)
-        if tspec is None or tspec.transport != "udp" or not m.get("call-id"):
-            return
-        to = re.sub(r";\s*tag=[^;>\s]*", "", m.get("to") or "")
-        # our Via as we sent it: the far end may have added received= / rport=N to the copy it returned
-        via = re.sub(r";\s*rport=\d+", ";rport", re.sub(r";\s*received=[^;]*", "", (m.all("via") or [""])[0]))
-        hop = tspec.outbound_proxy or tspec.proxy
-        att.early_sent = True
-        self.send(EarlyDialog(rawsip.Early(
-            attempt_id=att.attempt_id, request_uri=att.uri, via=via, from_value=m.get("from") or "",
-            to_value=to, call_id=m.get("call-id") or "", cseq=rawsip.cseq_number(m.get("cseq")),
-            dest=rawsip.host_port(rawsip.uri_of(hop)),
-            route=(f"<{_loose(tspec.outbound_proxy)}>",) if tspec.outbound_proxy else ())))
-
-    def _auth_failed(self, att: Att) -> None:
-        """Report now; the leg may wait for its INVITE transaction to time out (no CANCEL before a 1xx)."""
-        if att.state is not CallState.CALLING or att.cust is None:
-            return
-        del self.atts[att.attempt_id]
-        att.state = CallState.ZOMBIE
-        self.zombies[att.attempt_id] = att
-        self.emit("failed", att, outcome="trunk_error", sip_status=401,
-                  detail=f"challenged {att.challenges} times: the trunk refused our credentials")
-        self._hangup_leg(att.cust)
 
     def on_refer(self, att: Any, role: str, target: str) -> None:
         """A REFER would make us call someone the campaign never chose (no attempt, no DNC or hours check)."""
@@ -677,32 +397,6 @@ class Worker:
         self.emit("refer_refused", att, leg=role, agent_id=att.agent_id if role == "agent" else None,
                   sip_status=603, detail=detail)
 
-    def _media_ok(self, leg: Any) -> bool:
-        pj = self.pj
-        try:
-            ci = leg.getInfo()  # kept referenced while its media vector is read (SWIG)
-            return any(m.type == pj.PJMEDIA_TYPE_AUDIO and m.status in (
-                pj.PJSUA_CALL_MEDIA_ACTIVE, pj.PJSUA_CALL_MEDIA_LOCAL_HOLD, pj.PJSUA_CALL_MEDIA_REMOTE_HOLD)
-                for m in ci.media)
-        except pj.Error:
-            return False
-
-    def _answer(self, att: Att) -> None:
-        att.await_media = False
-        att.state = CallState.ANSWERED
-        att.answered_at = time.monotonic()
-        early = att.early.kind if att.early is not None else None
-        if att.early is not None:
-            att.early.close()
-            att.early = None
-        # (issue 24) every 200 is checked before an agent hears it: a person, a machine (AMD asked) or the
-        # network's announcement ("fake answer"). "answered" waits for the verdict; the connect limit runs from it.
-        att.amd = AmdSession(att.amd_order or AmdOrder(), ring_seconds(att.answered_at, att.ringing_at, att.sent_at),
-                             att.answered_at, amd_wanted=att.amd_order is not None, early=early)
-        att.connect_deadline = float("inf")
-        self.todo.append(("amd_tap", att.attempt_id))
-        if att.record_path:
-            self.todo.append(("record", att.attempt_id))
 
     def on_media(self, leg: Any, att: Att, role: str) -> None:
         if role == "nailed":
@@ -760,11 +454,6 @@ class Worker:
             att.levels[f"{role}_out"] = max(att.levels.get(f"{role}_out", 0), lout)
 
     # ------------------------------------------------------------------ deferred actions and timers
-    def _aud(self, leg: Any) -> Any:
-        try:
-            return leg.getAudioMedia(-1)
-        except self.pj.Error:
-            return None
 
     def run_todo(self) -> None:
         todo, self.todo = self.todo, []
@@ -792,80 +481,6 @@ class Worker:
         except (self.pj.Error, OSError):
             att.record_path = None  # reported as recording_path=None on hangup
 
-    def _amd_tap(self, att: Att) -> None:
-        if att.amd is not None and att.cust is not None:
-            a = self._aud(att.cust)
-            if a is not None:
-                att.amd.attach(self.pj, a)
-
-    def _early_tap(self, att: Att) -> None:
-        if att.state is not CallState.CALLING or att.cust is None:
-            return
-        a = self._aud(att.cust)
-        if a is None:
-            return
-        if att.early is None:
-            att.early = EarlySession()
-        att.early.attach(self.pj, a)
-
-    def _amd_step(self, att: Att, now: float) -> bool:
-        """AMD owns an answered call until its verdict; a person's (or unsure) is then announced as answered."""
-        s = att.amd
-        if s.result is not None and s.phase == "done":
-            return False
-        if s.step(self, att, now):
-            return True
-        att.connect_deadline = now + att.connect_limit  # the connect limit runs from the verdict
-        # without AMD the event still says how long the announcement check listened, so the attempt's
-        # answered_at stays the moment the far end picked up (ring times, the pacer's ring estimates)
-        checked = {"decided_after_s": round(s.result.decided_after_s, 3)} if s.result is not None else None
-        crossed = "the 200 OK crossed our ring-timeout CANCEL (answered)" if att.cancel_sent else ""
-        self.emit("answered", att, sip_status=200, amd=s.summary() if s.amd_wanted else checked, detail=crossed)
-        return False
-
-    def _bridge(self, att: Att) -> None:
-        if att.nailed:
-            return self.nailed.bridge(att)
-        if att.bridged or att.state is not CallState.CONNECTED or att.cust is None or att.agent is None:
-            return
-        a, b = self._aud(att.cust), self._aud(att.agent)
-        if a is None or b is None:
-            return  # media not ready yet: on_media will ask again
-        try:
-            a.startTransmit(b)
-            b.startTransmit(a)
-            if att.recorder is not None:
-                b.startTransmit(att.recorder)
-            att.bridged = True
-        except self.pj.Error:
-            pass
-        if att.bridged:
-            self.play_notice(att, a, b)
-
-    def play_notice(self, att: Att, cust: Any, agent: Any) -> None:
-        """(issue 29) The campaign's spoken recording notice, once per call, right after the bridge (on-connect
-        and nailed legs alike): to the customer, into the recording, and to the agent (who then knows not to
-        talk over it). The agent is already connected: the notice never delays the bridge, so the connect
-        limit and the abandon rule are untouched. A notice that cannot be played is said in the detail."""
-        if not att.notice_wav or att.notice_player is not None or att.notice_note:
-            return
-        secs = wav_seconds(att.notice_wav)
-        if not secs:
-            att.notice_note = f"RECORDING NOTICE NOT PLAYED: {att.notice_wav} is missing or not a WAV"
-            return
-        try:
-            p = self.pj.AudioMediaPlayer()
-            p.createPlayer(att.notice_wav, self.pj.PJMEDIA_FILE_NO_LOOP)
-            p.startTransmit(cust)
-            p.startTransmit(agent)
-            if att.recorder is not None:
-                p.startTransmit(att.recorder)
-            att.notice_player = p
-            after = time.monotonic() - att.answered_at if att.answered_at else 0.0
-            att.notice_note = f"recording notice played ({secs:.1f} s, from {after:.1f} s after the answer)"
-            att.stats["notice"] = {"seconds": round(secs, 2), "after_answer_s": round(after, 3)}
-        except self.pj.Error as exc:
-            att.notice_note = f"RECORDING NOTICE NOT PLAYED: {exc.reason}"
 
     def _release(self, att: Att) -> None:
         """One side is gone (or the agent answered too late): hang up the other, finish when both are gone."""
@@ -910,44 +525,38 @@ class Worker:
             att.amd.close()
             att.amd = None
         rec_path = att.record_path if att.recorder is not None else None
-        att.recorder = None  # closes the WAV (header written on destroy)
+        att.recorder = None  # closes the WAV: pjmedia writes its header when the conference lets the port go
         status = att.ended_status or None
-        notes = [note, att.rtp_detail, att.notice_note, _mute_dtmf(rec_path)]
+        notes = [note, att.rtp_detail, att.notice_note]
         if att.cancel_sent:
             notes.append("the 200 OK crossed our ring-timeout CANCEL (answered)")
         if att.bye_status is not None:  # (issue 24) what the far end really answered to our BYE
             status = att.bye_status[0] or None
             notes.append(f"our BYE: {att.bye_status[0]} {att.bye_status[1]}" if att.bye_status[0] else
                          att.bye_status[1])
-        self.emit("hangup", att, by=att.hangup_by or "dialer", agent_id=att.agent_id, recording_path=rec_path,
-                  stats=dict(att.stats) or None, sip_status=status, cause=att.cause, amd=amd, outcome=outcome,
-                  detail="; ".join(x for x in notes if x))
+        fields = {"by": att.hangup_by or "dialer", "agent_id": att.agent_id, "recording_path": rec_path,
+                  "stats": dict(att.stats) or None, "sip_status": status, "cause": att.cause, "amd": amd,
+                  "outcome": outcome}
+        if rec_path and not wav_closed(rec_path):
+            # (issue 29) the conference frees the recorder's port on its own clock (later on a busy host): the
+            # hangup, which hands the file over, waits until the file is whole and its digits are silenced
+            self.closing[att.attempt_id] = (att, notes, fields, time.monotonic() + RECORDING_CLOSE_S)
+            return
+        self._hangup_event(att, notes, fields)
 
-    def _abandon(self, att: Att, now: float) -> None:
-        if att.agent is not None and not att.agent_confirmed:
-            att.agent_silent = True
-            self.emit("agent_failed", att, agent_id=att.agent_id, leg="agent",
-                      detail=f"agent did not answer within the {att.connect_limit:g} s connect limit")
-            self._hangup_leg(att.agent)
-        att.agent_pending = None
-        att.state = CallState.ABANDONING
-        att.hangup_by = "dialer"
-        secs = wav_seconds(att.info_wav) if att.info_wav else 0.0
-        note = "" if secs or not att.info_wav else f"; MESSAGE NOT PLAYED: {att.info_wav} is missing or not a WAV"
-        self.emit("abandoned", att, by="dialer", detail=f"no agent within {att.connect_limit:g} s{note}")
-        att.play_until = now + (secs + 0.3 if secs else 0.0)
-        if secs and att.cust is not None:
-            a = self._aud(att.cust)
-            try:
-                p = self.pj.AudioMediaPlayer()
-                p.createPlayer(att.info_wav, self.pj.PJMEDIA_FILE_NO_LOOP)
-                if a is not None:
-                    p.startTransmit(a)
-                if att.recorder is not None:
-                    p.startTransmit(att.recorder)
-                att.player = p
-            except self.pj.Error:
-                att.play_until = now
+    def _hangup_event(self, att: Att, notes: list[str], fields: dict[str, Any]) -> None:
+        """The attempt's last event, once its recording (if any) is closed and checked for keyed digits."""
+        notes.insert(3, _mute_dtmf(fields["recording_path"]))
+        self.emit("hangup", att, detail="; ".join(x for x in notes if x), **fields)
+
+    def _closed_recordings(self, now: float, *, all_now: bool = False) -> None:
+        """Hangups waiting for their recording to close: sent when the WAV is whole (or at the deadline, when
+        the digit check then says loudly that the file could not be checked)."""
+        for attempt_id, (att, notes, fields, deadline) in list(self.closing.items()):
+            if all_now or now >= deadline or wav_closed(fields["recording_path"]):
+                del self.closing[attempt_id]
+                self._hangup_event(att, notes, fields)
+
 
     def timers(self) -> None:
         now = time.monotonic()
@@ -1003,59 +612,9 @@ class Worker:
                     self._hangup_leg(att.cust)
                 elif att.cust is None and att.agent is None:
                     self._finish(att)
+        self._closed_recordings(now)
         self.nailed.timers(now)
         self.listen.timers(now)
-
-    # ------------------------------------------------------------------ (issue 25) agent legs that die
-    def _rescuable(self, att: Att) -> bool:
-        """The agent's leg ended this soon after the bridge: a phone that answered and dropped, not a call."""
-        return att.rescue_s > 0 and time.monotonic() - att.connected_at <= att.rescue_s
-
-    def _agent_dropped(self, att: Att) -> None:
-        """A nailed leg ended under its customer: at once after the bridge = hand the customer back; later = the
-        agent ended the call (hanging up the phone is how a nailed agent ends one)."""
-        if att.state is CallState.CONNECTED and att.cust is not None and self._rescuable(att):
-            self._hand_back(att, f"the agent's leg dropped {time.monotonic() - att.connected_at:.1f} s after "
-                                 "the bridge")
-        else:
-            self._end(att, "agent")
-
-    def _hand_back(self, att: Att, why: str) -> None:
-        """The customer stays up, unbridged, with a fresh connect limit: the campaign routes them to another
-        agent (or the limit runs out and they hear the message, as any answered call nobody took)."""
-        agent_id = att.agent_id
-        if att.nailed:
-            self.nailed.release(att)  # the stretch's RTP counters; the leg is no longer this customer's
-        att.nailed = att.agent_confirmed = att.bridged = False
-        att.state = CallState.ANSWERED
-        att.agent_id = None
-        att.agent_rx = (-1, 0.0)
-        att.rtp_seen.pop("agent", None)
-        att.connect_deadline = time.monotonic() + att.connect_limit
-        self.emit("agent_lost", att, agent_id=agent_id, leg="agent", detail=why)
-
-    def _check_agent_silent(self, att: Att, now: float) -> None:
-        """No RTP from a bridged agent for silence_s (a dead PBX or NAT binding sends no BYE): the customer would
-        hear dead air. Hang that leg up (a nailed one is called again after its back-off) and hand them back."""
-        if att.silence_s <= 0 or att.state is not CallState.CONNECTED or att.cust is None or not att.bridged:
-            return
-        leg = self.nailed.call_of(att) if att.nailed else att.agent
-        if leg is None:
-            return
-        try:
-            rx = int(leg.getStreamStat(0).rtcp.rxStat.pkt)
-        except self.pj.Error:
-            return
-        seen, since = att.agent_rx
-        if rx != seen:
-            att.agent_rx = (rx, now)
-            return
-        if now - since < att.silence_s:
-            return
-        if not att.nailed:
-            att.agent_silent = True  # its DISCONNECTED reports nothing more
-        self._hand_back(att, f"no RTP from the agent for {now - since:.1f} s while bridged (no BYE)")
-        self._hangup_leg(leg)
 
     def _check_rtp(self, att: Att, now: float) -> None:
         """Dead-call detection: RTP counters of a confirmed leg that stop moving for rtp_timeout_s (either
@@ -1128,10 +687,11 @@ class Worker:
             else:
                 self._end(att, "dialer")
         end = time.monotonic() + 5.0
-        while (self.atts or self.nailed.live()) and time.monotonic() < end:
+        while (self.atts or self.nailed.live() or self.closing) and time.monotonic() < end:
             self.ep.libHandleEvents(10)
             self.run_todo()
             self.timers()
+        self._closed_recordings(time.monotonic(), all_now=True)
         for z in self.zombies.values():
             z.cust = None
         self.zombies.clear()
@@ -1150,38 +710,6 @@ class Worker:
         self.ep.libHandleEvents(10)
         self.ep.libDestroy()
         self.send(Stopped())
-
-
-def _loose(uri: str) -> str:
-    """An outbound proxy is a loose router (RFC 3261 16.12): pjsip wants ';lr' on it."""
-    return uri if ";lr" in uri else uri + ";lr"
-
-
-def trunk_from_uri(t: TrunkSpec, host: str, from_user: str = "") -> str:
-    """The From URI presented to the carrier: the campaign's (or the trunk's) number at the carrier's domain."""
-    user = from_user or t.from_user or t.caller_id or t.username or "dialer"
-    if user.startswith(("sip:", "sips:", "<", '"')):
-        return user
-    return f"sip:{user}@{t.from_domain or host}"
-
-
-def presented_identity(t: TrunkSpec, host: str, from_user: str = "",
-                       display_name: str = "") -> tuple[str, tuple[tuple[str, str], ...]]:
-    """From (name-addr with the display name) and the identity headers for one call (issue 24).
-
-    Japanese customers refuse or ignore 非通知 calls: the number goes in From, in P-Asserted-Identity (trusted
-    trunks, RFC 3325) or P-Preferred-Identity as the trunk says, with `Privacy: none` (RFC 3323).
-    """
-    uri = trunk_from_uri(t, host, from_user)
-    name = (display_name or t.display_name).replace('"', "").replace("\\", "")
-    addr = uri if uri.startswith(("<", '"')) else f"<{uri}>"
-    shown = f'"{name}" {addr}' if name else addr
-    headers: list[tuple[str, str]] = []
-    number = from_user or t.from_user or t.caller_id
-    if number and t.identity_header in ("pai", "ppi"):
-        hdr = "P-Asserted-Identity" if t.identity_header == "pai" else "P-Preferred-Identity"
-        headers += [(hdr, shown), ("Privacy", "none")]
-    return (shown if name else uri), tuple(headers)
 
 
 _AUTH_LINE = re.compile(r"(?im)^(\s*(?:proxy-)?authorization\s*:).*$")
@@ -1338,6 +866,11 @@ def main(spec: WorkerSpec, conn: Connection) -> None:
             pass
         return
     w.loop()
+
+
+# what other modules and tests import from here (the split of issue 28 kept these names)
+__all__ = ["AGENT_HEADERS", "BYE_WAIT_S", "PJ_ETOOMANY", "Att", "Worker", "agent_call_params", "main",
+           "presented_identity", "probe_capacity", "scrub_log", "trunk_from_uri"]
 
 
 if __name__ == "__main__":
