@@ -304,7 +304,7 @@ class CampaignRunner:
         self.wrapup.apply_dispositions(now)
         self.wrapup.end_wraps(now)
         self.routing.route_waiting(now)
-        if self.state == "running":
+        if self.state == CampaignState.RUNNING:
             if self.site is not None:
                 self.site.poll(self.pacer, self.mono())
             self.dial(now)

@@ -156,7 +156,8 @@ class CallEvents:
             outcome = ev.outcome or "unreachable"
             self.r.writes.update_attempt(call.attempt_id, machine=False, **_amd_fields(ev.amd))
         elif call.machine:
-            outcome = "machine_message_left" if ev.cause == "machine_message_left" else "machine"
+            outcome = CallOutcome.MACHINE_MESSAGE_LEFT if ev.cause == CallOutcome.MACHINE_MESSAGE_LEFT \
+                else CallOutcome.MACHINE
         elif ev.amd is not None:  # the callee hung up while AMD listened: answered, by whom we cannot say
             outcome = "answered"
             self.r.writes.update_attempt(call.attempt_id, **_amd_fields(ev.amd))

@@ -181,7 +181,7 @@ def console_signatures(engine: Engine) -> dict[str, tuple[Any, ...]]:
 def set_idle(engine: Engine, login: str, seen: str, new: str, now: datetime, reason: str = "") -> str | None:
     """Idle transition guarded by the state the console saw: None if done; else the state the agent is in
     now ("" when it changed during the update): the runner got there first."""
-    values: dict[str, Any] = {"state": new, "state_since": now, "pause_reason": reason if new == "paused" else "",
+    values: dict[str, Any] = {"state": new, "state_since": now, "pause_reason": reason if new == AgentState.PAUSED else "",
                               "pending_state": ""}
     if new == AgentState.READY:
         values["ready_since"] = now

@@ -30,6 +30,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 
+from dialer.domain.vocabulary import EntryStatus
 from dialer.store.models import (
     Block,
     CallListEntry,
@@ -132,7 +133,7 @@ def store_suppressions(engine: Engine, tz: ZoneInfo) -> Suppressions:
                                    source=r["source"] or "dialer"))
         t = CallListEntry.__table__  # type: ignore[attr-defined]
         exhausted = [(r[0], r[1]) for r in conn.execute(
-            select(t.c.customer_id, t.c.segment).where(t.c.status == "exhausted"))]
+            select(t.c.customer_id, t.c.segment).where(t.c.status == EntryStatus.EXHAUSTED.value))]
     return Suppressions(blocks=blocks, exhausted=exhausted)
 
 
@@ -163,7 +164,7 @@ def plan_build(engine: Engine, result: BuildResult) -> Plan:
         before = {m.__tablename__: int(conn.execute(select(func.count()).select_from(m.__table__)).scalar() or 0)
                   for m in models}
     plan = Plan(mirror_before=before)
-    plan.pending_before = sum(1 for s in existing.values() if s == "pending")
+    plan.pending_before = sum(1 for s in existing.values() if s == EntryStatus.PENDING)
     built = result.con.execute("SELECT customer_id, segment FROM entries").fetchall()
     seen: set[tuple[str, str]] = set()
     for cid, seg in built:
@@ -175,7 +176,7 @@ def plan_build(engine: Engine, result: BuildResult) -> Plan:
     held = {(r[0], r[1]) for r in result.con.execute(
         "SELECT customer_id, segment FROM suppressed WHERE reason = 'holdout'").fetchall()}
     for (_cid, seg), status in existing.items():
-        if status == "pending" and (_cid, seg) not in seen:
+        if status == EntryStatus.PENDING and (_cid, seg) not in seen:
             plan.withdrawn[seg] = plan.withdrawn.get(seg, 0) + 1
             if (_cid, seg) in held:
                 plan.withdrawn_holdout += 1
