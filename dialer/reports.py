@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from dialer.amd.detector import AmdVerdict
 from dialer.config import Config
 from dialer.control import runner_live
 from dialer.domain.agent_time import AgentTime, Span, agent_time, team_time
@@ -182,7 +183,7 @@ def _amd_summary(engine: Engine, campaign_id: int | None, attempts: Sequence[Att
 
     c = amd_counts(engine, campaign_id)
     times = sorted(a.amd_decided_s for a in judged if a.amd_decided_s is not None)
-    human_times = sorted(a.amd_decided_s for a in judged if a.amd_decided_s is not None and a.amd_verdict != "machine")
+    human_times = sorted(a.amd_decided_s for a in judged if a.amd_decided_s is not None and a.amd_verdict != AmdVerdict.MACHINE)
     return {"verdicts": {k: c[k] for k in ("human", "machine", "unsure", "hangup")},
             "decided_s_p50": times[len(times) // 2] if times else None,
             "human_decided_s_p50": human_times[len(human_times) // 2] if human_times else None,

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from dialer.amd.detector import AmdParams, Decision, Detector
+from dialer.amd.detector import AmdParams, AmdVerdict, Decision, Detector
 from dialer.amd.frames import FRAME_S, FRAME_SAMPLES, FrameAnalyzer, FrameInfo
 
 SIT_HZ = (913.8, 985.2, 1370.6, 1428.5, 1776.7)
@@ -229,7 +229,7 @@ class AnswerCheck:
             return self._set(CheckVerdict.ANNOUNCEMENT, "ring-back/busy tone after the answer", AnnounceKind.TONE)
         if d is not None and d.reason == "beep" and self._maybe_sit(t):
             return None  # a SIT segment looks like a beep: wait for the next one
-        if d is not None and d.verdict == "machine":
+        if d is not None and d.verdict == AmdVerdict.MACHINE:
             if d.reason != "beep" and self.quick and self.det.beep_at_s is None and self.det.message_cue_s is None \
                     and t < self.p.max_s - 1e-9:
                 return None  # a voicemail greeting ends in a beep; the network's recording does not: wait for the end

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -52,6 +53,17 @@ class AmdParams:
         d = asdict(self)
         d.update(kw)
         return AmdParams(**d)
+
+
+class AmdVerdict(StrEnum):
+    """What the listening concluded (stored as these strings with the attempt): `unsure` is treated as a person;
+    `announcement` is the network's recording (dialer.amd.announce), never a person."""
+
+    HUMAN = "human"
+    MACHINE = "machine"
+    UNSURE = "unsure"
+    ANNOUNCEMENT = "announcement"
+    HANGUP = "hangup"
 
 
 @dataclass
@@ -145,7 +157,7 @@ class Detector:
         self._track_tone(info)
         if self.decision is None:
             self._decide()
-        elif self.decision.verdict == "machine" and self.message_cue_s is None:
+        elif self.decision.verdict == AmdVerdict.MACHINE and self.message_cue_s is None:
             if self.beep_end_s is not None:
                 self.message_cue_s = self.beep_end_s
             elif self._silence_run >= self.p.message_silence_s and self.words > 0:
@@ -199,18 +211,18 @@ class Detector:
     def _decide(self) -> None:
         t = self.t
         if self.beep_at_s is not None:
-            self._set("machine", "beep")
+            self._set(AmdVerdict.MACHINE, "beep")
         elif self.greeting_start is None:
             if t >= self.p.initial_silence_s - 1e-9:
-                self._set("machine" if self.long_ring else "unsure", "initial_silence")
+                self._set(AmdVerdict.MACHINE if self.long_ring else AmdVerdict.UNSURE, "initial_silence")
         elif self._in_word and t - self.greeting_start > self.greeting_max:
-            self._set("machine", "long_greeting")
+            self._set(AmdVerdict.MACHINE, "long_greeting")
         elif self.words > self.p.max_words:
-            self._set("machine", "max_words")
+            self._set(AmdVerdict.MACHINE, "max_words")
         elif not self._in_word and self._silence_run >= self.after_silence - 1e-9:
-            self._set("human", "after_greeting_silence")
+            self._set(AmdVerdict.HUMAN, "after_greeting_silence")
         if self.decision is None and t >= self.p.total_budget_s - 1e-9:
-            self._set("unsure", "budget")
+            self._set(AmdVerdict.UNSURE, "budget")
 
     def _set(self, verdict: str, reason: str) -> None:
         self.decision = Decision(verdict, self.t, reason, self.features(reason))

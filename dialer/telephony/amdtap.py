@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from dialer.amd import AmdParams, Decision
 from dialer.amd.announce import AnnounceKind, AnswerCheck, CheckResult, CheckVerdict, EarlyMedia
+from dialer.amd.detector import AmdVerdict
 
 ACTIONS = ("hangup", "leave_message")
 
@@ -168,12 +169,12 @@ class AmdSession:
         if r is not None:
             if r.verdict is CheckVerdict.ANNOUNCEMENT:
                 self.announcement = r
-                return Decision("announcement", r.decided_after_s, r.reason,
+                return Decision(AmdVerdict.ANNOUNCEMENT, r.decided_after_s, r.reason,
                                 {**self.detector.features(r.reason), "announcement": r.kind})
             d = r.amd
             if r.verdict is CheckVerdict.MACHINE and d is not None:
                 return d
-            verdict = d.verdict if d is not None and d.verdict != "machine" else "unsure"
+            verdict = d.verdict if d is not None and d.verdict != AmdVerdict.MACHINE else AmdVerdict.UNSURE
             return Decision(verdict, r.decided_after_s, r.reason, self.detector.features(r.reason))
         # no audio at all: nothing to wait for beyond the AMD budget (or the silent pass); audio: the check decides
         # by itself within its own cap
@@ -181,15 +182,15 @@ class AmdSession:
         limit = budget if self.frames == 0 else max(budget, self.check.p.max_s)
         if now - self.answered_at >= limit + 1.0:
             why = "no_audio" if self.frames == 0 else "budget"
-            return Decision("unsure", now - self.answered_at, why, self.detector.features(why))
+            return Decision(AmdVerdict.UNSURE, now - self.answered_at, why, self.detector.features(why))
         return None
 
     def summary(self) -> dict[str, Any]:
         d = self.result
         assert d is not None
         return {"verdict": d.verdict, "decided_after_s": round(d.decided_after_s, 3), "reason": d.reason,
-                "features": d.features, "action": self.order.action if d.verdict == "machine" else
-                "hangup" if d.verdict == "announcement" else "connect",
+                "features": d.features, "action": self.order.action if d.verdict == AmdVerdict.MACHINE else
+                "hangup" if d.verdict == AmdVerdict.ANNOUNCEMENT else "connect",
                 "frames": self.frames}
 
     def step(self, w: WorkerHooks, att: Any, now: float) -> bool:
@@ -198,7 +199,7 @@ class AmdSession:
             d = self.decision(now)
             if d is None:
                 ad = self.detector.decision
-                if self.amd_wanted and ad is not None and ad.verdict == "machine":
+                if self.amd_wanted and ad is not None and ad.verdict == AmdVerdict.MACHINE:
                     # AMD heard a machine; whether it is voicemail or the network's recording is told by how the
                     # greeting ends (beep or not). The campaign learns "machine" now (no agent, pacer), the
                     # action waits for the check.
@@ -208,9 +209,9 @@ class AmdSession:
                     self.phase = "confirming"
                 return True
             self.result = d
-            if d.verdict == "announcement":
+            if d.verdict == AmdVerdict.ANNOUNCEMENT:
                 return self._announced(w, att, d)
-            if d.verdict != "machine":
+            if d.verdict != AmdVerdict.MACHINE:
                 self.phase = "done"
                 self.close()
                 return False  # the worker now treats the call as a person's: "answered", agent, connect limit
@@ -221,7 +222,7 @@ class AmdSession:
             d = self.decision(now)
             if d is None:
                 return True
-            if d.verdict == "announcement":
+            if d.verdict == AmdVerdict.ANNOUNCEMENT:
                 self.result = d
                 return self._announced(w, att, d)
             return self._machine(w, att, now, self.result or d)
