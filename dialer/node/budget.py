@@ -39,6 +39,16 @@ class _PacerLike(Protocol):
     def ctl(self) -> _Ctl: ...
 
 
+def advance(after: int, seen: dict[int, set[str]], ids: list[int], still_open: list[int]
+            ) -> tuple[int, dict[int, set[str]]]:
+    """The next watermark of a feed that has read attempts IDS: just below the oldest attempt still open (its
+    later facts must be read again), else past the newest; and the per-attempt facts above it still to remember."""
+    if not ids:
+        return after, seen
+    after = (min(still_open) - 1) if still_open else max(ids)
+    return after, {k: v for k, v in seen.items() if k > after}
+
+
 class CampaignFeed:
     """Reads the other nodes' attempts of one campaign after a watermark and feeds each fact once."""
 
@@ -81,9 +91,7 @@ class CampaignFeed:
                 n += 1
             if f.state in _LIVE:
                 still_open.append(f.id)
-        if rows:
-            self.after = (min(still_open) - 1) if still_open else max(f.id for f in rows)
-            self.seen = {k: v for k, v in self.seen.items() if k > self.after}
+        self.after, self.seen = advance(self.after, self.seen, [f.id for f in rows], still_open)
         return n
 
 
@@ -148,9 +156,7 @@ class SiteFeed:
                 n += 1
             if f.state in _LIVE:
                 still_open.append(f.id)
-        if rows:
-            self.after = (min(still_open) - 1) if still_open else max(f.id for f in rows)
-            self.seen = {k: v for k, v in self.seen.items() if k > self.after}
+        self.after, self.seen = advance(self.after, self.seen, [f.id for f in rows], still_open)
         return n
 
 
