@@ -36,7 +36,7 @@ from lists.csvsafe import SafeDictWriter
 
 FIELDS = ["outcome_id", "disposition_id", "recorded_at", "recorded_at_local", "campaign", "customer_id",
           "attempt_id", "agent", "segment", "outcome", "amount", "sku", "reason_code", "reason", "voc_text",
-          "callback_at", "source", "group"]
+          "callback_at", "source", "group", "direction", "answers_attempt_id"]
 
 
 def export_csv(engine: Engine, since: datetime, out: IO[str], tz: str = "Asia/Tokyo") -> int:

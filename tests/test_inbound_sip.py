@@ -29,9 +29,12 @@ from dialer.config import CampaignConfig
 from dialer.domain.calling_hours import contact_zones
 from dialer.domain.inbound import Direction, InboundOutcome
 from dialer.domain.policy import CampaignPolicy
+from dialer.service import console
+from dialer.service.auth import Principal
+from dialer.service.roles import Role
 from dialer.store.db import dispose_engines, init_db
 from dialer.store.entries import Hopper
-from dialer.store.models import Agent, Attempt, Block, CallListEntry, Customer, Disposition
+from dialer.store.models import Agent, Attempt, Block, CallListEntry, Customer, Disposition, OutboxItem
 from dialer.telephony.inbound_leg import speak
 from tests.conftest import REPO
 from tests.sipp import PCAPS, Sipp, free_udp_port, pcap_with_payload_type
@@ -132,6 +135,23 @@ def _inbound(engine: Engine, timeout_s: float = 15.0) -> Attempt:
         time.sleep(0.1)
 
 
+def _agent(engine: Engine, login: str) -> Agent:
+    with Session(engine) as s:
+        return s.exec(select(Agent).where(Agent.login == login)).one()
+
+
+def _wait_agent(engine: Engine, login: str, state: str, timeout_s: float = 10.0) -> Agent:
+    """LOGIN's row once in STATE (bounded wait on the store)."""
+    end = time.monotonic() + timeout_s
+    while True:
+        row = _agent(engine, login)
+        if row.state == state:
+            return row
+        if time.monotonic() > end:
+            raise AssertionError(f"agent {login} not {state}: {row.state}")
+        time.sleep(0.1)
+
+
 def _digits(tmp: Path, digit: str) -> dict[str, str]:
     """Twenty RFC 2833 presses of DIGIT (one every 0.7 s until the desk hangs up), each its own RTP event (own
     timestamps and sequence numbers)."""
@@ -162,19 +182,33 @@ def test_a_return_call_reaches_the_agent_who_last_spoke_to_the_customer(
                         keys={"caller": "09087654321"}, extra=("-s", "0501234567", f"127.0.0.1:{port}")).start()
             cust.wait(25)
             att = _inbound(engine)
+            wrapping = _agent(engine, "a01")
+            # the agent's verdict through the service layer, as the browser console saves it: the desk sees it
+            # and frees the agent for the campaigns
+            assert att.id is not None
+            disp = console.dispose(engine, Principal("a01", Role.AGENT, agent_login="a01"), "a01", {
+                "attempt_id": att.id, "agent_id": wrapping.id, "customer_id": "C100", "campaign_id": 1,
+                "outcome": "callback", "callback_at": datetime.now(UTC) + timedelta(days=1), "source": "web",
+                "created_at": datetime.now(UTC)})
+            freed = _wait_agent(engine, "a01", "ready")
     finally:
         _stop(proc)
+    # wrap-up on the return call (the pop stays up for the disposition) until the agent's verdict is saved
+    assert (wrapping.state, wrapping.current_attempt_id) == ("wrap_up", att.id)
+    assert freed.current_attempt_id is None and disp > 0
     assert stranger.stat("FailedCall(C)") == 1 and stranger.stat("SuccessfulCall(C)") == 0  # refused 603
     assert cust.stat("SuccessfulCall(C)") == 1
     with Session(engine) as s:
         assert len(s.exec(select(Attempt).where(Attempt.direction == Direction.INBOUND.value)).all()) == 1
     assert ag1.invites() == 1 and ag2p.invites() == 0
     with Session(engine) as s:
-        a01_row = s.exec(select(Agent).where(Agent.login == "a01")).one()
+        a01_row = wrapping
+        item = s.exec(select(OutboxItem)).one()
+    assert (item.payload["direction"], item.payload["answers_attempt_id"], item.payload["outcome"]) == (
+        "inbound", out_id, "callback")  # the CRM hears of it like an outbound outcome
     assert att.outcome == InboundOutcome.ANSWERED and att.agent_id == a01_row.id and att.campaign_id is None
     assert att.answers_attempt_id == out_id and att.customer_id == "C100" and att.agent_connected_at is not None
     assert "last_agent" in att.detail and "休眠: 最終購入から200日" in att.detail
-    assert a01_row.state == "ready" and a01_row.current_attempt_id is None  # free again for the campaigns
 
 
 @pytest.mark.parametrize(("digit", "caller"), [("2", CALLER), ("1", CALLER), ("2", STRANGER)])

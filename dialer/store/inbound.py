@@ -209,6 +209,22 @@ def record_ivr_dnc(engine: Engine, *, attempt_id: int, customer_id: str, phone_e
         s.commit()
 
 
+def disposed_attempts(engine: Engine, attempt_ids: list[int]) -> set[int]:
+    """Which of ATTEMPT_IDS have a disposition (the agent's verdict on a return call ends their wrap-up)."""
+    if not attempt_ids:
+        return set()
+    with Session(engine) as s:
+        return {int(a) for a in s.exec(select(DispositionRow.attempt_id).where(
+            col(DispositionRow.attempt_id).in_(attempt_ids))).all() if a is not None}
+
+
+def still_wrapping(engine: Engine, agent_id: int, attempt_id: int) -> bool:
+    """Is the agent still in wrap-up on ATTEMPT_ID (not moved by a console or taken by a runner since)?"""
+    with Session(engine) as s:
+        a = s.get(Agent, agent_id)
+        return a is not None and a.state == AgentState.WRAP_UP and a.current_attempt_id == attempt_id
+
+
 def is_dnc(engine: Engine, customer_id: str, phone_e164: str) -> bool:
     with Session(engine) as s:
         cond = [col(Block.phone_e164) == phone_e164] if phone_e164 else []
@@ -239,5 +255,5 @@ def _wait(r: Attempt) -> float | None:
     return None if end is None else round((end - r.answered_at).total_seconds(), 1)
 
 
-__all__ = ["ReturnCallFacts", "attempt_segment", "claim_ready_agent", "link_screen_pop", "end_inbound", "inbound_rows", "is_dnc", "migrate_add_direction", "ready_agents",
-           "record_inbound", "record_ivr_dnc", "return_call_facts"]
+__all__ = ["ReturnCallFacts", "attempt_segment", "claim_ready_agent", "disposed_attempts", "link_screen_pop", "end_inbound", "inbound_rows", "is_dnc", "migrate_add_direction", "ready_agents",
+           "record_inbound", "record_ivr_dnc", "return_call_facts", "still_wrapping"]

@@ -87,6 +87,8 @@ def outcome_payload(session: Session, d: Disposition, tz: str = "Asia/Tokyo") ->
         d.reason_code if d.outcome == NetworkDisposition.BAD_NUMBER else "",  # (issue 24) invalid | unreachable
         "voc_text": d.voc_text, "callback_at": _iso(d.callback_at), "source": d.source,
         "group": group_for(session.connection(), d.customer_id, att.segment) if att else "",
+        # (issue 30) a return call's outcome says so, and which of our calls it answered
+        "direction": att.direction if att else "", "answers_attempt_id": att.answers_attempt_id if att else None,
     }
 
 

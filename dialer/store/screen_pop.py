@@ -6,7 +6,7 @@ list, so the pop never contradicts the list.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import func
@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from dialer.domain.dtmf import REFUSAL_REASONS
+from dialer.domain.inbound import Direction
 from dialer.store.models import (
     Agent,
     Attempt,
@@ -48,13 +49,28 @@ def screen_pop_rows(engine: Engine, attempt_id: int) -> dict[str, Any] | None:
         if att is None:
             return None
         entry = s.get(CallListEntry, att.entry_id) if att.entry_id is not None else None
-        camp = s.get(Campaign, att.campaign_id) if att.campaign_id is not None else None
+        answered = s.get(Attempt, att.answers_attempt_id) if att.answers_attempt_id is not None else None
+        # (issue 30) an inbound call has no campaign of its own (no outbound figure counts it): its campaign is the
+        # one of the call it answers, so the pop, the script and the disposition's campaign are that campaign's
+        campaign_id = att.campaign_id if att.campaign_id is not None else (answered.campaign_id if answered else None)
+        camp = s.get(Campaign, campaign_id) if campaign_id is not None else None
         out = _pop(s, att.customer_id, entry, camp, att.segment, att.phone_e164)
-    out.update({"attempt_id": attempt_id, "state": att.state, "campaign_id": att.campaign_id,
+    inbound = att.direction == Direction.INBOUND
+    out.update({"attempt_id": attempt_id, "state": att.state, "campaign_id": campaign_id,
                 "connected_at": att.agent_connected_at, "ended_at": att.ended_at,
                 # (issue 30) a customer calling back: the entry (and its reason) is the one of the call they answer
-                "return_call": att.direction == "inbound", "answers_attempt_id": att.answers_attempt_id})
+                "return_call": inbound, "answers_attempt_id": att.answers_attempt_id,
+                # why we had called: the list's reason is the entry's (above); when and what came of that call
+                "answers": {"at": _utc(answered.dialed_at), "outcome": answered.outcome or answered.state,
+                            "campaign": camp.name if camp else ""} if answered is not None else None,
+                # a caller matched to no customer: the pop says so instead of showing an empty card
+                "unknown_caller": inbound and not att.customer_id})
     return out
+
+
+def _utc(dt: datetime | None) -> datetime | None:
+    """SQLite hands datetimes back naive; the store writes UTC."""
+    return dt.replace(tzinfo=UTC) if dt is not None and dt.tzinfo is None else dt
 
 
 def entry_pop_rows(engine: Engine, entry_id: int, campaign: str) -> dict[str, Any] | None:

@@ -52,12 +52,14 @@ from dialer.store.entries import Hopper
 from dialer.store.inbound import (
     ReturnCallFacts,
     claim_ready_agent,
+    disposed_attempts,
     end_inbound,
     link_screen_pop,
     ready_agents,
     record_inbound,
     record_ivr_dnc,
     return_call_facts,
+    still_wrapping,
 )
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,18 @@ PROMPTS = {
 BUSINESS_PROMPT = "お電話ありがとうございます。こちらは{name}です。当社の商品のご案内のため、お電話を差し上げました。"
 """For a caller we cannot match to a customer (特定商取引法: the business's name and the purpose of our call)."""
 POLL_AGENTS_S = 0.5  # how often a queued caller's desk looks for a ready agent in the store
+DEFAULT_WRAP_S = 60.0  # wrap-up's limit for a caller matched to no campaign (the campaigns' own default)
+
+
+@dataclass
+class Wrap:
+    """An agent in wrap-up after a return call: free again when their disposition is saved (any console: the
+    browser, the terminal) or when the campaign's wrap-up limit runs out, as after an outbound call."""
+
+    agent_id: int
+    attempt_id: int
+    campaign_id: int | None
+    until: float  # monotonic
 
 
 @dataclass
@@ -173,6 +187,8 @@ class Desk:
         self.spec = spec
         self.engine = get_engine(spec.db_url)
         self.calls: list[InCall] = []
+        self.wraps: dict[int, Wrap] = {}  # agent id -> their wrap-up after a return call
+        self.next_wrap_check = 0.0
         self.stop = False
         self.pj: Any = None
 
@@ -225,6 +241,8 @@ class Desk:
         while self.calls and time.monotonic() < end:
             self.ep.libHandleEvents(20)
         self.calls.clear()
+        for w in list(self.wraps.values()):  # nobody would end these wrap-ups once the desk is gone
+            self._end_wrap(w)
         self.acc = None
         gc.collect()
         self.ep.libDestroy()
@@ -439,6 +457,12 @@ class Desk:
     # ------------------------------------------------------------------ time
     def timers(self) -> None:
         now_m = time.monotonic()
+        if self.wraps and now_m >= self.next_wrap_check:
+            self.next_wrap_check = now_m + POLL_AGENTS_S
+            done = disposed_attempts(self.engine, [w.attempt_id for w in self.wraps.values()])
+            for w in list(self.wraps.values()):
+                if w.attempt_id in done or now_m >= w.until:
+                    self._end_wrap(w)
         for call in list(self.calls):
             if call.ended:
                 continue
@@ -484,16 +508,34 @@ class Desk:
         if call.agent_id is None:
             return
         now = datetime.now(UTC)
-        steps = [AgentState.WRAP_UP, AgentState.READY] if call.connected_at else \
-            [AgentState.UNAVAILABLE if unanswered else AgentState.READY]
-        for st in steps:
+        if call.connected_at is not None:  # wrap-up on this call (the pop stays up for the disposition)
             try:
-                move_agent(self.engine, call.agent_id, st.value, now, campaign_id=self._agent_camp(call),
-                           state_logger=log_agent_state)
+                move_agent(self.engine, call.agent_id, AgentState.WRAP_UP.value, now, campaign_id=self._agent_camp(call),
+                           attempt_id=call.attempt_id, state_logger=log_agent_state)
             except (KeyError, ValueError):
-                break  # moved meanwhile by its console (logged out, paused): theirs to keep
-        if call.connected_at is None:
-            call.agent_id, call.agent_login = None, ""
+                return  # moved meanwhile by its console (logged out, paused): theirs to keep
+            cc = self.spec.campaigns.get(call.campaign)
+            limit = CampaignPolicy.of(cc).wrap_up_timeout_s if cc else DEFAULT_WRAP_S
+            self.wraps[call.agent_id] = Wrap(call.agent_id, call.attempt_id, self._agent_camp(call),
+                                             time.monotonic() + limit)
+            return
+        try:
+            move_agent(self.engine, call.agent_id, (AgentState.UNAVAILABLE if unanswered else AgentState.READY).value,
+                       now, campaign_id=self._agent_camp(call), state_logger=log_agent_state)
+        except (KeyError, ValueError):
+            pass  # moved meanwhile by its console (logged out, paused): theirs to keep
+        call.agent_id, call.agent_login = None, ""
+
+    def _end_wrap(self, w: Wrap) -> None:
+        """Wrap-up over: ready, or what the agent asked for meanwhile (a pause, a log-out: `next_state`)."""
+        self.wraps.pop(w.agent_id, None)
+        if not still_wrapping(self.engine, w.agent_id, w.attempt_id):
+            return  # moved meanwhile (a console's log-out, a runner's restart): theirs to keep
+        try:
+            move_agent(self.engine, w.agent_id, AgentState.READY.value, datetime.now(UTC), campaign_id=w.campaign_id,
+                       state_logger=log_agent_state)
+        except (KeyError, ValueError):
+            pass  # moved meanwhile (logged out from another console): theirs to keep
 
     def _finish(self, call: InCall) -> None:
         if call.ended:
