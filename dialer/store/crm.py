@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from dialer.domain.vocabulary import EntryStatus
 from dialer.store.models import (
@@ -308,49 +308,96 @@ def _pg_value(v: Any) -> Any:
     return _sqlite_value(v)
 
 
+# SQLite page cache for a bulk load (KiB): the default 2 MB re-reads index pages from the OS on every insert
+BULK_CACHE_KIB = 200_000
+
+
+@contextmanager
+def _bulk_load(conn: Connection, table: Any) -> Iterator[bool]:
+    """Around a bulk write into TABLE inside CONN's transaction; yields whether the table was empty.
+
+    Into an empty table (a first night, or order lines replaced whole) the secondary indexes are dropped and
+    built again after the load, in the same transaction: one sort per index instead of millions of random
+    B-tree inserts. SQLite and PostgreSQL both roll DDL back, so a crash or an error mid-load leaves the table
+    and its indexes as they were. SQLite also gets a bigger page cache for the load (restored after)."""
+    raw: Any = conn.connection.driver_connection
+    cur = raw.cursor()
+    sqlite = conn.dialect.name == "sqlite"
+    if sqlite and not raw.in_transaction:
+        cur.execute("BEGIN")  # pysqlite begins only before DML: the DROP INDEX must be inside the transaction
+    cur.execute(f"SELECT 1 FROM {table.name} LIMIT 1")
+    empty = cur.fetchone() is None
+    cache = None
+    if sqlite:
+        cache = int(cur.execute("PRAGMA cache_size").fetchone()[0])
+        cur.execute(f"PRAGMA cache_size = {-BULK_CACHE_KIB}")
+    indexes = sorted(table.indexes, key=lambda i: i.name) if empty else []
+    try:
+        for idx in indexes:
+            idx.drop(bind=conn)
+        yield empty
+        for idx in indexes:
+            idx.create(bind=conn)
+    finally:
+        if cache is not None:
+            cur.execute(f"PRAGMA cache_size = {cache}")
+
+
 def _pg_json(v: Any) -> Any:
     """JSON columns go through COPY as JSON text (psycopg would send a list as a PostgreSQL array)."""
     return json.dumps(v) if isinstance(v, (list, dict)) else v
 
 
+def _copy_from_duck(cur: Any, duck: Any, sql: str, target: str, cols: list[str], tmp: Path | None) -> int:
+    """PostgreSQL: the rows of DuckDB query SQL into TARGET through COPY, as a CSV DuckDB writes (no Python per
+    row; psycopg's write_row per row was most of a first night's mirror). Returns the row count."""
+    with tempfile.TemporaryDirectory(prefix="copy_", dir=tmp) as d:
+        path = Path(d) / "rows.csv"
+        row = duck.execute(f"COPY ({sql}) TO {_duck_literal(str(path))} (HEADER false)").fetchone()
+        with cur.copy(f"COPY {target} ({', '.join(cols)}) FROM STDIN (FORMAT csv)") as cp, path.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                cp.write(chunk)
+    return int(row[0]) if row else 0
+
+
 def _pg_copy_upsert(engine: Engine, table: Any, key: str, cols: list[str], base: dict[str, Any], duck: Any,
-                    where: str = "") -> int:
-    """PostgreSQL bulk path: COPY into a temporary table, then one INSERT ... ON CONFLICT DO UPDATE."""
+                    where: str = "", tmp: Path | None = None) -> int:
+    """PostgreSQL bulk path: COPY into a temporary table, then one INSERT ... ON CONFLICT DO UPDATE; into an
+    empty table (a first night) COPY straight into it, its secondary indexes built after (_bulk_load)."""
     allcols, exprs = _duck_exprs(table, cols, base, pg=True)
     names = ", ".join(allcols)
-    n = 0
-    dcur = duck.execute(f"SELECT {', '.join(exprs)} FROM {table.name} {where}")
-    with engine.begin() as conn:
+    with engine.begin() as conn, _bulk_load(conn, table) as empty:
         cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        tmp = f"tmp_mirror_{table.name}"
-        cur.execute(f"CREATE TEMP TABLE {tmp} (LIKE {table.name} INCLUDING DEFAULTS) ON COMMIT DROP")
-        with cur.copy(f"COPY {tmp} ({names}) FROM STDIN") as cp:
-            while rows := dcur.fetchmany(100_000):
-                for r in rows:
-                    cp.write_row(r)
-                n += len(rows)
-        cur.execute(f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {tmp} ON CONFLICT ({key}) DO UPDATE SET "
+        if empty:
+            return _copy_from_duck(cur, duck, f"SELECT {', '.join(exprs)} FROM {table.name} {where} ORDER BY {key}",
+                                   table.name, allcols, tmp)
+        tmp_table = f"tmp_mirror_{table.name}"
+        cur.execute(f"CREATE TEMP TABLE {tmp_table} (LIKE {table.name} INCLUDING DEFAULTS) ON COMMIT DROP")
+        n = _copy_from_duck(cur, duck, f"SELECT {', '.join(exprs)} FROM {table.name} {where}", tmp_table, allcols, tmp)
+        cur.execute(f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {tmp_table} ON CONFLICT ({key}) DO UPDATE SET "
                     + ", ".join(f"{c} = excluded.{c}" for c in cols if c != key))
     return n
 
 
 def _upsert(engine: Engine, model: Any, key: str, cols: list[str], batches: Iterable[list[tuple[Any, ...]]],
-            fix: Any = None, duck: Any = None, where: str = "") -> int:
+            fix: Any = None, duck: Any = None, where: str = "", tmp: Path | None = None) -> int:
     """Upsert a mirrored table; WHERE (DuckDB SQL, bulk paths only) narrows it to some rows."""
     table = model.__table__
     base = _defaults(model, **_REQUIRED[table.name])
     n = 0
     if engine.dialect.name == "postgresql" and duck is not None:
-        return _pg_copy_upsert(engine, table, key, cols, base, duck, where)
+        return _pg_copy_upsert(engine, table, key, cols, base, duck, where, tmp)
     if engine.dialect.name == "sqlite" and duck is not None:
         # bulk path: DuckDB shapes every value the way SQLAlchemy stores it on SQLite, then one executemany
         # on the driver per batch; no Python work per row
         allcols, exprs = _duck_exprs(table, cols, base, pg=False)
         sql = (f"INSERT INTO {table.name} ({', '.join(allcols)}) VALUES ({', '.join('?' for _ in allcols)}) "
                f"ON CONFLICT({key}) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in cols if c != key))
-        dcur = duck.execute(f"SELECT {', '.join(exprs)} FROM {table.name} {where}")
-        with engine.begin() as conn:
+        with engine.begin() as conn, _bulk_load(conn, table) as empty:
             cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            # into an empty table in key order: the primary key's B-tree grows at its right edge
+            dcur = duck.execute(f"SELECT {', '.join(exprs)} FROM {table.name} {where}"
+                                + (f" ORDER BY {key}" if empty else ""))
             while rows := dcur.fetchmany(100_000):
                 cur.executemany(sql, rows)
                 n += len(rows)
@@ -377,10 +424,13 @@ def _blank(*names: str) -> Any:
     return fix
 
 
+_LINES_SQL = ("SELECT order_id, sku, CAST(sum(quantity) AS BIGINT), coalesce(max(unit_price), 0.0) "
+              "FROM order_lines GROUP BY 1, 2 ORDER BY 1, 2")
+
+
 def _line_batches(result: BuildResult, batch: int = 100_000) -> Iterator[list[tuple[Any, ...]]]:
     """Order lines keyed (order_id, sku): a product on two lines of one order is one mirrored line."""
-    cur = result.con.execute("SELECT order_id, sku, CAST(sum(quantity) AS BIGINT), coalesce(max(unit_price), 0.0) "
-                             "FROM order_lines GROUP BY 1, 2")
+    cur = result.con.execute(_LINES_SQL)
     while rows := cur.fetchmany(batch):
         yield rows
 
@@ -466,7 +516,7 @@ def mirror(engine: Engine, result: BuildResult) -> dict[str, int]:
     cols = ["customer_id", "name", "name_kana", "phone", "phone2", "email", "prefecture", "created_at", "tel_ok",
             "withdrawn", "caution"]
     counts["customers"] = 0 if "customers" in same else _upsert(
-        engine, Customer, "customer_id", cols, result.table_rows("customers"), cust_fix, duck=result.con)
+        engine, Customer, "customer_id", cols, result.table_rows("customers"), cust_fix, duck=result.con, tmp=result.out_dir)
 
     def prod_fix(d: dict[str, Any]) -> None:
         _blank("name", "upgrade_sku")(d)
@@ -477,7 +527,7 @@ def mirror(engine: Engine, result: BuildResult) -> dict[str, int]:
 
     cols = ["sku", "name", "days_per_unit", "is_trial", "upgrade_sku", "related_skus", "price", "unit_cost"]
     counts["products"] = 0 if "products" in same else _upsert(
-        engine, Product, "sku", cols, result.table_rows("products"), prod_fix, duck=result.con)
+        engine, Product, "sku", cols, result.table_rows("products"), prod_fix, duck=result.con, tmp=result.out_dir)
 
     def order_fix(d: dict[str, Any]) -> None:
         _blank("channel", "subscription_id")(d)
@@ -492,31 +542,29 @@ def mirror(engine: Engine, result: BuildResult) -> dict[str, int]:
             result.con.executemany("INSERT INTO mirror_order_ids VALUES (?)", [[x] for x in some_orders])
         where = "WHERE order_id IN (SELECT order_id FROM mirror_order_ids)"
     counts["orders"] = 0 if "orders" in same else _upsert(
-        engine, Order, "order_id", cols, result.table_rows("orders"), order_fix, duck=result.con, where=where)
+        engine, Order, "order_id", cols, result.table_rows("orders"), order_fix, duck=result.con, where=where, tmp=result.out_dir)
     cols = ["subscription_id", "customer_id", "sku", "quantity", "status", "started_at", "interval_days",
             "next_ship_date", "change_deadline", "shipments_count", "cancelled_at", "cancel_reason"]
     counts["subscriptions"] = 0 if "subscriptions" in same else _upsert(
         engine, Subscription, "subscription_id", cols, result.table_rows("subscriptions"), _blank("cancel_reason"),
-        duck=result.con)
+        duck=result.con, tmp=result.out_dir)
     lt = OrderLine.__table__  # type: ignore[attr-defined]
     n = 0
     if "order_lines" not in same:
         with engine.begin() as conn:
             # lines have no key of their own in the exports: the mirror of the exported orders' lines is replaced
-            # as a whole, (order_id, sku) unique
+            # as a whole, (order_id, sku) unique; written in key order into the emptied table (_bulk_load)
             conn.execute(lt.delete())
-            sqlite = engine.dialect.name == "sqlite"
-            cur = conn.connection.driver_connection.cursor() if sqlite else None  # type: ignore[union-attr]
-            for rows in _line_batches(result):
-                if cur is not None:
-                    cur.executemany("INSERT INTO order_lines (order_id, sku, quantity, unit_price) VALUES (?, ?, ?, ?)",
-                                    rows)
+            with _bulk_load(conn, lt):
+                cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                if engine.dialect.name == "sqlite":
+                    for rows in _line_batches(result):
+                        cur.executemany("INSERT INTO order_lines (order_id, sku, quantity, unit_price) "
+                                        "VALUES (?, ?, ?, ?)", rows)
+                        n += len(rows)
                 else:
-                    pcur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-                    with pcur.copy("COPY order_lines (order_id, sku, quantity, unit_price) FROM STDIN") as cp:
-                        for r in rows:
-                            cp.write_row(r)
-                n += len(rows)
+                    n = _copy_from_duck(cur, result.con, _LINES_SQL, "order_lines",
+                                        ["order_id", "sku", "quantity", "unit_price"], result.out_dir)
     counts["order_lines"] = n
     for t, fp in fps.items():
         if t not in same and fp:
@@ -678,17 +726,18 @@ def upsert_entries(engine: Engine, result: BuildResult, tz: ZoneInfo, build_date
                     cur.executemany(ins, rows)
             cur.execute("CREATE UNIQUE INDEX temp.tmp_entries_key ON tmp_entries (customer_id, segment)")
             cur.execute("CREATE INDEX temp.tmp_supp_key ON tmp_supp (customer_id, segment)")
-        cur.execute(count_sql)
-        for kind, n in cur.fetchall():
-            counts[kind] = counts.get(kind, 0) + int(n)
-        matched = counts.pop("matched", 0)
-        cur.execute(update, up_p)
-        counts["updated"] = max(int(cur.rowcount or 0), 0)
-        counts["unchanged"] = matched - counts["updated"]
-        cur.execute(insert, in_p)
-        counts["inserted"] = max(int(cur.rowcount or 0), 0)
-        cur.execute(withdraw, wd_p)
-        counts["withdrawn"] = max(int(cur.rowcount or 0), 0)
+        with _bulk_load(conn, t):  # a first night: indexes built after the insert; a bigger SQLite cache
+            cur.execute(count_sql)
+            for kind, n in cur.fetchall():
+                counts[kind] = counts.get(kind, 0) + int(n)
+            matched = counts.pop("matched", 0)
+            cur.execute(update, up_p)
+            counts["updated"] = max(int(cur.rowcount or 0), 0)
+            counts["unchanged"] = matched - counts["updated"]
+            cur.execute(insert, in_p)
+            counts["inserted"] = max(int(cur.rowcount or 0), 0)
+            cur.execute(withdraw, wd_p)
+            counts["withdrawn"] = max(int(cur.rowcount or 0), 0)
         if not pg:
             cur.execute("DROP TABLE temp.tmp_entries")
             cur.execute("DROP TABLE temp.tmp_supp")
