@@ -15,6 +15,8 @@ from dialer.store.db import init_db
 from dialer.store.models import CallListEntry, Order, OrderLine
 from tests.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
 
+ORDERS: Any = Order.__table__  # type: ignore[attr-defined]
+
 
 def _indexes(engine: Any, table: str) -> set[str]:
     return {str(i["name"]) for i in inspect(engine).get_indexes(table)}
@@ -27,21 +29,21 @@ def _check(url: str) -> None:
     before = {t: _indexes(engine, t) for t in declared}
     assert all(declared[t] <= before[t] for t in declared)
     # an error mid-load: rolled back, DDL included
-    with pytest.raises(RuntimeError), engine.begin() as conn, _bulk_load(conn, Order.__table__) as empty:
+    with pytest.raises(RuntimeError), engine.begin() as conn, _bulk_load(conn, ORDERS) as empty:
         assert empty
         assert _indexes_in(conn, "orders") < before["orders"]  # really dropped inside the transaction
-        conn.execute(Order.__table__.insert(), [{"order_id": "O1", "customer_id": "C1"}])
+        conn.execute(ORDERS.insert(), [{"order_id": "O1", "customer_id": "C1"}])
         raise RuntimeError("crash mid-load")
     assert _indexes(engine, "orders") == before["orders"]
     with engine.connect() as c:
-        assert c.execute(Order.__table__.select()).first() is None
+        assert c.execute(ORDERS.select()).first() is None
     # a finished load: rows in, every declared index back
-    with engine.begin() as conn, _bulk_load(conn, Order.__table__) as empty:
+    with engine.begin() as conn, _bulk_load(conn, ORDERS) as empty:
         assert empty
-        conn.execute(Order.__table__.insert(), [{"order_id": f"O{i}", "customer_id": f"C{i % 7}"} for i in range(50)])
+        conn.execute(ORDERS.insert(), [{"order_id": f"O{i}", "customer_id": f"C{i % 7}"} for i in range(50)])
     assert _indexes(engine, "orders") == before["orders"]
     # a table with rows is left alone (its indexes stay while rows are upserted)
-    with engine.begin() as conn, _bulk_load(conn, Order.__table__) as empty:
+    with engine.begin() as conn, _bulk_load(conn, ORDERS) as empty:
         assert not empty
         assert _indexes_in(conn, "orders") == before["orders"]
     engine.dispose()
