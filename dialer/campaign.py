@@ -448,6 +448,7 @@ class CampaignRunner:
         return None
 
     def _count(self, key: str) -> None:
+        key = str(key)  # an outcome enum counts under its value: the counts are printed and saved as JSON
         self.counts[key] = self.counts.get(key, 0) + 1
 
     def _lagging(self) -> bool:

@@ -109,3 +109,18 @@ def test_the_scan_sees_each_form(tmp_path: Path) -> None:
     kinds, outcomes = _literals(probe)
     assert sorted(k for _, k in kinds) == ["answred", "x", "y"]
     assert sorted(o for _, o in outcomes) == ["bussy", "p", "q", "r"]
+
+
+def test_runner_counts_an_outcome_under_its_value() -> None:
+    """The node prints and saves a runner's counts: an outcome counted as its enum showed up as
+    `<CallOutcome.NO_ANSWER: 'no_answer'>` in the stop line."""
+    from types import SimpleNamespace
+
+    from dialer.campaign import CampaignRunner
+
+    r = SimpleNamespace(counts={})
+    CampaignRunner._count(r, CallOutcome.NO_ANSWER)  # type: ignore[arg-type]
+    CampaignRunner._count(r, "no_answer")  # type: ignore[arg-type]
+    assert r.counts == {"no_answer": 2}
+    assert all(type(k) is str for k in r.counts)
+    assert "CallOutcome" not in repr(r.counts) and json.loads(json.dumps(r.counts)) == {"no_answer": 2}
