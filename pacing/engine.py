@@ -17,6 +17,7 @@ from pacing.abandon import WINDOWS, AbandonBook, AbandonController
 from pacing.decision import MODES, horizons, power_count, predictive_count, progressive_count
 from pacing.estimators import HandleTimes, HitRate, RingTimes
 from pacing.guard import SurgeWatch, hour_budget, low_count, rate_cap
+from pacing.inbound import NO_INBOUND, InboundLoad
 from pacing.regimes import NAMES as REGIME_NAMES
 from pacing.regimes import Regime, regime
 
@@ -128,6 +129,7 @@ class AgentView:
     state: str
     elapsed_s: float = 0.0
     leaving: bool = False  # will pause / log out after this call: not counted on to take the next one
+    inbound: bool = False  # (issue 30) on a return call: busy, not counted on to free up for outbound
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,7 @@ class Snapshot:
     waiting: int = 0
     trunk_free: int = BIG
     cps_headroom: int = BIG
+    inbound: InboundLoad = NO_INBOUND  # (issue 30) return callers queued and to come (pacing/inbound.py)
 
 
 @dataclass(frozen=True)
@@ -203,7 +206,7 @@ class Pacer:
                 ready += 1
             elif st == "paused":
                 paused += 1
-            elif st == "reserved" or a.leaving:
+            elif st == "reserved" or a.leaving or a.inbound:
                 reserved += 1  # busy and not expected to free up within the horizon
             elif st == "wrap_up":
                 wrap.append(max(0.0, a.elapsed_s))
@@ -217,7 +220,8 @@ class Pacer:
         in_progress = nr + waiting + len(on_call) + reserved
         line_cap = math.floor(self.cfg.max_lines_per_agent * logged + 1e-9) - in_progress
         cap = max(0, min(int(snap.trunk_free), int(snap.cps_headroom), line_cap))
-        prog = progressive_count(ready, nr, waiting)
+        kept = snap.inbound.kept  # (issue 30) ready agents kept for return callers (pacing/inbound.py)
+        prog = progressive_count(max(0, ready - kept), nr, waiting)
         note = ""
         if mode in ("power", "predictive") and self.budget_exhausted(snap.now):
             ab, ans = self.book.counts(snap.now, self.window, self.cfg.day_start_s)
@@ -230,11 +234,11 @@ class Pacer:
         elif mode == "progressive":
             n = min(prog, cap)
         elif mode == "power":
-            n = min(power_count(self.cfg.power_ratio, logged, in_progress), cap)
+            n = min(power_count(self.cfg.power_ratio, max(0, logged - kept), in_progress), cap)
         else:
             if self.cfg.hour_guard:
                 self.surge.agents(snap.now, logged)
-            n, note = self._predictive(snap, ready, waiting, on_call, wrap, logged, cap, prog)
+            n, note = self._predictive(snap, ready - kept, waiting, on_call, wrap, logged, cap, prog)
         level = (in_progress + n) / logged
         return Decision(n, mode, level, note)
 

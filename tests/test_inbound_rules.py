@@ -148,16 +148,3 @@ def test_the_desk_knows_each_campaigns_presented_number(tmp_path: object) -> Non
     spec = desk_spec(cfg, Path(str(tmp_path)))
     assert spec.dids == {"+815012345678": "dormant", "+81312345678": "upsell", "+81120123456": "upsell"}
     assert spec.max_wait_s == 20 and spec.prompts["menu"] == "/x/menu.wav"
-
-
-def test_expected_return_calls_and_agents_kept_for_them() -> None:
-    from dialer.domain.inbound import Priority, agents_kept_for_inbound, expected_return_calls
-
-    # 600 calls left unanswered in the last two hours, 15 % call back within 2 h: 0.75 in the next minute
-    ages = [i * 12.0 for i in range(600)]
-    assert abs(expected_return_calls(ages, 0.15) - 600 * 0.15 * 60 / 7200) < 0.01  # the oldest have < 60 s left
-    assert expected_return_calls([7300.0, -1.0], 0.15) == 0.0  # spent, or not yet made
-    assert expected_return_calls([7170.0], 1.0) == 30 / 7200  # only the window's last 30 s are left
-    assert agents_kept_for_inbound(2, 0.75) == 3
-    assert agents_kept_for_inbound(2, 0.75, Priority.OUTBOUND_FIRST) == 2
-    assert agents_kept_for_inbound(0, 0.4) == 0

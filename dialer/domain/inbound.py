@@ -9,8 +9,8 @@ telephony plays the prompts.
 - `match_customer` / `last_outbound`: the customer with that number among ALL their numbers, and the most recent
   outbound attempt to them (or to that number) -- the attempt the inbound call answers and the screen pop's "why".
 - `choose_agent`: the agent who last spoke to the customer when ready, else a ready agent of that campaign, else
-  any ready agent (longest ready first); `Priority.INBOUND_FIRST` (the default) gives a return caller the next
-  ready agent before any outbound connect.
+  any ready agent (longest ready first). What the outbound pacer keeps agents for (the expected return calls, the
+  priority setting) is pacing's rule: `pacing.inbound`.
 - `Ivr`: the queue and DTMF menu as a state machine. 1 = a callback at the next free slot in calling hours, or
   the hour keyed (1, then 14#); 2 = do not call me again (DNC at once, confirmed by voice); anything else or
   silence = leave. The callback time goes through the one callback rule (`dialer.domain.callbacks`).
@@ -44,13 +44,6 @@ class InboundOutcome(StrEnum):
     IVR_CALLBACK = "ivr_callback"  # booked a callback in the IVR
     IVR_DNC = "ivr_dnc"  # keyed "do not call me again"
     IVR_LEFT = "ivr_left"  # heard the menu and chose nothing, or hung up in it
-
-
-class Priority(StrEnum):
-    """Who gets the next ready agent when a return caller and an answered outbound call both wait."""
-
-    INBOUND_FIRST = "inbound_first"  # default: the caller chose to call us; the outbound call is ours to pace
-    OUTBOUND_FIRST = "outbound_first"
 
 
 class AgentChoice(StrEnum):
@@ -158,31 +151,6 @@ def _ready_key(a: AgentFacts) -> tuple[float, int]:
     return (a.ready_since.timestamp() if a.ready_since else float("inf"), a.agent_id)
 
 
-# ------------------------------------------------------------------------------- what the pacer should expect
-RETURN_WINDOW_S = 7200.0
-"""Return calls come within about two hours of the missed call (the issue's 10-20 % within 2 h)."""
-
-
-def expected_return_calls(unanswered_ages_s: Iterable[float], rate: float, *, horizon_s: float = 60.0,
-                          window_s: float = RETURN_WINDOW_S) -> float:
-    """Return calls to expect in the next HORIZON_S: each outbound call left unanswered AGE seconds ago comes back
-    with probability RATE (the measured return-call rate), at a time spread evenly over the WINDOW_S after it;
-    a call older than the window is spent. A simple model, for the pacer to keep agents for the callers."""
-    total = 0.0
-    for age in unanswered_ages_s:
-        if 0 <= age < window_s:
-            total += rate * min(horizon_s, window_s - age) / window_s
-    return total
-
-
-def agents_kept_for_inbound(queued: int, expected: float, priority: Priority = Priority.INBOUND_FIRST) -> int:
-    """Ready agents the outbound pacer should not count: with inbound first (the default) every queued return
-    caller, plus the expected arrivals rounded to the nearest agent; with outbound first, only those queued."""
-    if priority is Priority.OUTBOUND_FIRST:
-        return max(0, queued)
-    return max(0, queued) + int(expected + 0.5)
-
-
 # ------------------------------------------------------------------------------------------------ the IVR
 class IvrState(StrEnum):
     QUEUED = "queued"  # hearing the queue message, waiting for an agent (at most `max_wait`)
@@ -281,6 +249,6 @@ class Ivr:
         return [IvrAction.BOOK_CALLBACK, IvrAction.PLAY_CALLBACK_CONFIRM, IvrAction.HANG_UP]
 
 
-__all__ = ["FINAL_IVR", "NEXT_SLOT_LEAD", "RETURN_WINDOW_S", "agents_kept_for_inbound", "expected_return_calls", "AgentChoice", "AgentFacts", "CustomerFacts", "Direction", "Ivr",
-           "InboundOutcome", "IvrAction", "IvrEvent", "IvrState", "OutboundFacts", "Priority", "caller_e164", "choose_agent",
+__all__ = ["FINAL_IVR", "NEXT_SLOT_LEAD", "AgentChoice", "AgentFacts", "CustomerFacts", "Direction", "Ivr",
+           "InboundOutcome", "IvrAction", "IvrEvent", "IvrState", "OutboundFacts", "caller_e164", "choose_agent",
            "last_outbound", "match_customer", "normalised_phones"]
