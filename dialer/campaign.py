@@ -32,6 +32,7 @@ from dialer.runner.commands import Commands
 from dialer.runner.faults import AgentFaults
 from dialer.runner.previews import Previews
 from dialer.runner.report import Reporting
+from dialer.runner.return_calls import ReturnCalls
 from dialer.runner.routing import Routing
 from dialer.runner.state import (
     HEARTBEAT_STALE_S,
@@ -138,6 +139,7 @@ class CampaignRunner:
         self.auto_login = auto_login
         self.pacer = self._restore_pacer()
         self.site = SiteFeed.for_pacer(engine, self.campaign_id, self.pacer, clock())  # (issue 31) uk_ofcom: per site
+        self.returns: ReturnCalls = ReturnCalls(self)  # (issue 30) the inbound desk's agents and the return calls to come
         self.live: dict[int, Live] = {}
         self.waiting: list[int] = []  # answered attempts waiting for an agent, oldest first
         self.wraps: dict[int, Wrap] = {}  # by agent id
@@ -316,18 +318,22 @@ class CampaignRunner:
             self.last_status = self.mono()
 
     def snapshot(self, now: float) -> Snapshot:
+        self.returns.refresh(now)
         agents = []
         for a in self.board.agents.values():
             if a.state in (AgentState.LOGGED_OUT, AgentState.UNAVAILABLE, AgentState.UNREACHABLE,
                            AgentState.REFUSING):  # (issue 25) a refusing phone is no agent to dial for
                 continue
             state = "on_call" if a.state in ("on_call",) else a.state
-            agents.append(PacingAgent(state=state, elapsed_s=self.state_age(a.id, a.state_since, now)))
+            # (issue 31) an agent who asked to pause or log out after this call is not counted on to take the next one
+            leaving = a.state in BUSY and a.pending in (AgentState.PAUSED, AgentState.LOGGED_OUT)
+            agents.append(PacingAgent(state=state, elapsed_s=self.state_age(a.id, a.state_since, now),
+                                      inbound=a.id in self.returns.on_return, leaving=leaving))
         ringing = [self.age(c.dialed_mono, now - c.dialed) for c in self.live.values()
                    if c.answered is None and not c.machine]
         free = self.tel.free_lines(self.trunk.name)
         return Snapshot(now=now, agents=agents, ringing=ringing, waiting=len(self.waiting), trunk_free=free,
-                        cps_headroom=self.tel.cps_headroom(self.trunk.name))
+                        cps_headroom=self.tel.cps_headroom(self.trunk.name), inbound=self.returns.load())
 
     def mono(self) -> float:
         """The monotonic clock (the wall clock when a test fakes it and gives none)."""

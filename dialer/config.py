@@ -286,6 +286,12 @@ class CampaignConfig(_Section):
     amd_machine_action: Literal["hangup", "leave_message"] = "hangup"  # hangup -> the machine retry rule
     amd_message: str = ""  # leave_message: WAV played after the greeting's beep
     amd_budget_s: Annotated[float, Field(ge=1.0, le=10.0)] = 4.0  # no verdict by then = unsure (a person)
+    # (issue 30) return calls (折り返し): what the pacer keeps agents for (README "Return calls", pacing.inbound)
+    inbound_priority: Literal["inbound_first", "blended", "outbound_first"] = "inbound_first"
+    return_call_prior_rate: Annotated[float, Field(ge=0, le=1)] = 0.10  # until the campaign measured its own
+    return_call_mean_s: Annotated[float, Field(gt=0)] = 1800.0  # mean delay of a return call
+    return_call_window_s: Annotated[float, Field(gt=0)] = 7200.0  # later than this after the missed call: none
+    return_call_answer_s: Annotated[float, Field(ge=0)] = 20.0  # a return caller finds an agent within this
 
     @field_validator("recording_notice")
     @classmethod

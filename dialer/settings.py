@@ -8,14 +8,15 @@ pacer and the rules need is taken from config here, once per start; config is th
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from dialer.config import Config, ConfigError
+from dialer.config import CampaignConfig, Config, ConfigError
 from dialer.domain.calling_hours import local_midnight
 from dialer.domain.policy import CampaignPolicy
 from pacing.engine import PacerConfig
+from pacing.inbound import Priority, ReturnCallModel
 
 
 def day_start_s(tz_name: str, now: datetime) -> float:
@@ -49,12 +50,14 @@ class CampaignSettings:
     timezone: str
     machine_fp_share: float
     retry_rules: dict[str, Any]  # the config's own words, kept on the campaign row for operators
+    returns: ReturnCallModel = field(default_factory=ReturnCallModel)  # (issue 30) what the pacer keeps agents for
 
 
 # every number the pacer reads, by where it sits in config (issue 31: NaN / infinity is refused here, with the
 # key named, never raised deep in the engine mid-shift; TOML writes them `nan`, `inf`)
 PACING_KEYS = ("abandon_target", "abandon_limit", "connect_limit_s", "ring_timeout_s", "max_lines_per_agent",
-               "power_ratio", "prior_hit_rate", "prior_talk_s", "prior_wrap_s", "wrap_up_timeout_s")
+               "power_ratio", "prior_hit_rate", "prior_talk_s", "prior_wrap_s", "wrap_up_timeout_s",
+               "return_call_prior_rate", "return_call_mean_s", "return_call_window_s", "return_call_answer_s")
 
 
 def check_pacing_inputs(cfg: Config, name: str) -> None:
@@ -87,7 +90,16 @@ def campaign_settings(cfg: Config, name: str, now: datetime, *, measured_fp_shar
     if measured_fp_share is not None:
         fp = max(fp, measured_fp_share)
     return CampaignSettings(policy=policy, pacer=pacer_config(policy, timezone=tz, now=now, machine_fp_share=fp),
-                            timezone=tz, machine_fp_share=fp, retry_rules=cc.retry.model_dump())
+                            timezone=tz, machine_fp_share=fp, retry_rules=cc.retry.model_dump(),
+                            returns=return_call_model(cc))
 
 
-__all__ = ["CampaignSettings", "campaign_settings", "check_pacing_inputs", "day_start_s", "pacer_config"]
+def return_call_model(cc: CampaignConfig) -> ReturnCallModel:
+    """(issue 30) The campaign's return-call settings for `pacing.inbound` (checked finite by check_pacing_inputs)."""
+    return ReturnCallModel(priority=Priority(cc.inbound_priority), prior_rate=cc.return_call_prior_rate,
+                           mean_s=cc.return_call_mean_s, window_s=cc.return_call_window_s,
+                           answer_s=cc.return_call_answer_s)
+
+
+__all__ = ["CampaignSettings", "campaign_settings", "check_pacing_inputs", "day_start_s", "pacer_config",
+           "return_call_model"]

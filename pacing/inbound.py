@@ -60,6 +60,41 @@ class Priority(StrEnum):
     OUTBOUND_FIRST = "outbound_first"
 
 
+@dataclass(frozen=True)
+class ReturnCallModel:
+    """A campaign's return-call settings (config: `inbound_priority`, `return_call_prior_rate`,
+    `return_call_mean_s`, `return_call_window_s`, `return_call_answer_s`). Refuses NaN, infinity, negatives."""
+
+    priority: Priority = Priority.INBOUND_FIRST
+    prior_rate: float = PRIOR_RATE
+    mean_s: float = RETURN_MEAN_S
+    window_s: float = RETURN_WINDOW_S
+    answer_s: float = ANSWER_S
+    risk: float = RISK
+    prior_weight: float = PRIOR_WEIGHT
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "priority", Priority(self.priority))
+        _check("prior_rate", self.prior_rate, top=1.0)
+        _check("mean_s", self.mean_s, positive=True)
+        _check("window_s", self.window_s, positive=True)
+        _check("answer_s", self.answer_s)
+        _check("risk", self.risk, top=1.0)
+        _check("prior_weight", self.prior_weight)
+
+    def rate(self, all_ages_s: Iterable[float], returned: int) -> float:
+        """The measured return-call rate (`measured_rate`) from the ages of every unanswered call of the
+        measuring period and the return calls that came for them."""
+        return measured_rate(all_ages_s, returned, prior_rate=self.prior_rate, prior_weight=self.prior_weight,
+                             mean_s=self.mean_s, window_s=self.window_s)
+
+    def load(self, queued: int, open_ages_s: Iterable[float], rate: float) -> InboundLoad:
+        """The load the pacer counts (`inbound_load`) from the callers queued and the ages of the unanswered calls
+        that have not come back yet."""
+        return inbound_load(queued=queued, unanswered_ages_s=open_ages_s, rate=rate, priority=self.priority,
+                            mean_s=self.mean_s, window_s=self.window_s, answer_s=self.answer_s, risk=self.risk)
+
+
 def _count(name: str, n: int) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"{name} must be a count >= 0, got {n!r}")
@@ -206,5 +241,5 @@ def inbound_load(*, queued: int, unanswered_ages_s: Iterable[float], rate: float
 
 
 __all__ = ["ANSWER_S", "NO_INBOUND", "PRIOR_RATE", "PRIOR_WEIGHT", "RETURN_MEAN_S", "RETURN_WINDOW_S", "RISK",
-           "InboundLoad", "Priority", "agents_kept_for_inbound", "arrival_rate", "expected_return_calls",
+           "InboundLoad", "Priority", "ReturnCallModel", "agents_kept_for_inbound", "arrival_rate", "expected_return_calls",
            "inbound_load", "measured_rate", "poisson_quantile", "return_cdf"]
