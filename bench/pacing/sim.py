@@ -242,10 +242,15 @@ class Sim:
                 self.break_start(arg // 100000, float(arg % 100000))
             elif kind == BREAK_END:
                 self.available(arg)
+            else:  # a world built on this one (bench/pacing/inbound.py: return calls)
+                self.other(kind, arg)
         for a in range(sc.agents):
             self.now = max(self.now, sc.shift_s)
             self.set_state(a, OUT)
         return self.r
+
+    def other(self, kind: int, arg: int) -> None:
+        """An event kind this world does not know: a subclass's (issue 30, the return-call world)."""
 
     def request_decision(self) -> None:
         if not self.policy.on_events or self.now >= self.sc.shift_s:
