@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from dialer.amd.detector import AmdVerdict
 from dialer.domain.vocabulary import (
     AgentState,
     AttemptState,
@@ -152,7 +153,7 @@ class CallEvents:
     def on_hangup(self, call: Live, ev: CallEvent) -> None:
         if call.answered:
             outcome = "answered"
-        elif ev.cause == "announcement":  # (issue 24) the network's recording: never a person, never an abandon
+        elif ev.cause == AmdVerdict.ANNOUNCEMENT:  # (issue 24) the network's recording: never a person, never an abandon
             outcome = ev.outcome or "unreachable"
             self.r.writes.update_attempt(call.attempt_id, machine=False, **_amd_fields(ev.amd))
         elif call.machine:

@@ -239,7 +239,7 @@ class AmdSession:
     def _announced(self, w: WorkerHooks, att: Any, d: Decision) -> bool:
         self.phase = "done"
         self.close()
-        att.cause = "announcement"
+        att.cause = AmdVerdict.ANNOUNCEMENT
         self.note = f"carrier announcement ({d.reason}) after {d.decided_after_s:.2f} s: hung up"
         w._end(att, "dialer")
         return True

@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from dialer.amd.announce import AnnounceKind
+from dialer.amd.detector import AmdVerdict
+from dialer.domain.vocabulary import CallOutcome
 from dialer.privacy import mask_text
 from dialer.telephony import pjinv, rawsip
 from dialer.telephony.agent_leg import AGENT_HEADERS, AgentLeg, agent_call_params
@@ -510,14 +512,14 @@ class Worker(CustomerLeg, AgentLeg):
         if att.amd is not None:
             note = att.amd.note
             ann = att.amd.announcement
-            if ann is not None and att.cause == "announcement":
+            if ann is not None and att.cause == AmdVerdict.ANNOUNCEMENT:
                 # (issue 24) the network's recording, never a person: a dead (SIT) or unreachable number
-                outcome = "invalid" if ann.kind is AnnounceKind.SIT else "unreachable"
+                outcome = CallOutcome.INVALID if ann.kind is AnnounceKind.SIT else CallOutcome.UNREACHABLE
                 amd = att.amd.summary()
             elif att.amd.result is None:  # hung up while we listened
                 att.cause = att.cause or "hangup_during_amd"
                 if att.amd.amd_wanted:
-                    amd = {"verdict": "hangup", "decided_after_s": round(time.monotonic() - att.answered_at, 3),
+                    amd = {"verdict": AmdVerdict.HANGUP, "decided_after_s": round(time.monotonic() - att.answered_at, 3),
                            "reason": "hangup", "features": att.amd.detector.features("hangup"),
                            "frames": att.amd.frames}
                 else:  # no AMD asked: the callee ended the call during the announcement check: a person's answer
