@@ -662,6 +662,10 @@ class InboundConfig(_Section):
     callback_wav: str = ""
     dnc_wav: str = ""
     goodbye_wav: str = ""
+    # several nodes (one desk per node on one shared store): the address the desk listens on, and the host:port
+    # other desks redirect a caller to (SIP 302) when only this desk's agents are free ("" = bind:sip_port)
+    bind: str = "127.0.0.1"
+    address: str = ""
 
 
 class CalendarConfig(_Section):

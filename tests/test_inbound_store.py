@@ -153,3 +153,47 @@ def test_report_counts_return_calls_apart_from_the_outbound_figures(db_url: str)
     assert (r["return_calls"], r["answered"], r["abandoned_in_queue"], r["ivr_dnc"]) == (3, 1, 1, 1)
     assert r["inbound_abandon_rate"] == 1 / 3 and r["return_call_rate"] == 1.0  # one unanswered call, called back
     assert inbound_summary(engine, 2, [])["return_calls"] == 0
+
+
+def test_a_dead_desks_callers_are_recorded_as_cut_and_its_agents_freed_by_another_desk(db_url: str) -> None:
+    """Several nodes: desk A stops beating with one caller queued and one talking to a01; desk B, still beating,
+    reaps A once (a second reap does nothing), closes both with the reason and frees a01; A is no longer offered
+    for redirects, B still is."""
+    from dialer.domain.vocabulary import AgentState
+    from dialer.store.agents import move_agent
+    from dialer.store.inbound import dead_desks, desk_beat, live_desks, reap_desk
+
+    engine, _ = init_db(db_url)
+    _seed(engine)
+    facts = return_call_facts(engine, "+819087654321")
+    desk_beat(engine, "10.0.0.1:5070", "10.0.0.1:5070", ["a01"], T0)
+    desk_beat(engine, "10.0.0.2:5070", "10.0.0.2:5070", ["a02"], T0)
+    queued = record_inbound(engine, caller="+819087654321", facts=facts, at=T0, desk_id="10.0.0.1:5070")
+    talking = record_inbound(engine, caller="+819087654321", facts=facts, at=T0, desk_id="10.0.0.1:5070")
+    with Session(engine) as s:
+        a01 = s.exec(select(Agent)).one()
+        row = s.get(Attempt, talking)
+        assert row is not None and a01.id is not None
+        row.agent_connected_at, row.agent_id = T0, a01.id
+        s.add(row)
+        s.commit()
+        a01_id = a01.id
+    move_agent(engine, a01_id, AgentState.RESERVED.value, T0, campaign_id=1, attempt_id=talking)
+    move_agent(engine, a01_id, AgentState.ON_CALL.value, T0, campaign_id=1, attempt_id=talking)
+    later = T0 + timedelta(seconds=30)
+    desk_beat(engine, "10.0.0.2:5070", "10.0.0.2:5070", ["a02"], later)  # B beats, A does not
+    assert dead_desks(engine, later) == ["10.0.0.1:5070"]
+    assert sorted(reap_desk(engine, "10.0.0.1:5070", later)) == sorted([queued, talking])
+    assert reap_desk(engine, "10.0.0.1:5070", later) == []  # reaped once
+    assert list(live_desks(engine, later)) == ["10.0.0.2:5070"] and dead_desks(engine, later) == []
+    with Session(engine) as s:
+        q, t = s.get(Attempt, queued), s.get(Attempt, talking)
+        a01 = s.exec(select(Agent)).one()
+    assert q is not None and t is not None
+    assert (q.outcome, q.state, q.hangup_by, q.ended_at is not None) == (
+        InboundOutcome.QUEUE_ABANDONED, "ended", "dialer", True)
+    assert "desk 10.0.0.1:5070 stopped" in q.detail and "waiting" in q.detail
+    assert t.outcome == InboundOutcome.ANSWERED and "talking to the agent" in t.detail
+    assert (a01.state, a01.current_attempt_id) == (AgentState.READY, None)
+    rows = {r["id"]: r for r in inbound_rows(engine)}
+    assert rows[queued]["outcome"] == InboundOutcome.QUEUE_ABANDONED  # reported as an inbound abandon

@@ -14,10 +14,10 @@ the IVR) are `dialer.domain.inbound`; this module only reads their facts and wri
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, inspect, text, update
+from sqlalchemy import delete, func, inspect, text, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, or_, select
 
@@ -30,7 +30,7 @@ from dialer.domain.inbound import (
     match_customer,
 )
 from dialer.domain.vocabulary import AgentState, BlockKind, Disposition, DispositionSource
-from dialer.store.models import Agent, Attempt, Block, CallListEntry, Customer
+from dialer.store.models import Agent, Attempt, Block, CallListEntry, Customer, InboundDesk
 from dialer.store.models import Disposition as DispositionRow
 
 
@@ -136,12 +136,12 @@ def claim_ready_agent(engine: Engine, agent_id: int) -> bool:
 
 
 def record_inbound(engine: Engine, *, caller: str, facts: ReturnCallFacts, at: datetime, trunk: str = "",
-                   detail: str = "") -> int:
+                   detail: str = "", desk_id: str = "") -> int:
     """The inbound attempt row, written when the INVITE is answered (campaign NULL: see the module docstring)."""
     with Session(engine, expire_on_commit=False) as s:
         row = Attempt(campaign_id=None, customer_id=facts.customer.customer_id if facts.customer else "",
                       segment="", phone_e164=caller, trunk=trunk, state="answered", dialed_at=at, answered_at=at,
-                      detail=detail)
+                      detail=detail, worker=desk_id)  # the desk holding the caller (reap_desk if it dies)
         row.direction = Direction.INBOUND.value
         row.answers_attempt_id = facts.answers.attempt_id if facts.answers else None
         s.add(row)
@@ -225,6 +225,82 @@ def still_wrapping(engine: Engine, agent_id: int, attempt_id: int) -> bool:
         return a is not None and a.state == AgentState.WRAP_UP and a.current_attempt_id == attempt_id
 
 
+# ------------------------------------------------------------------ several desks (several nodes) on one store
+DESK_STALE_S = 10.0  # a desk whose beat is older than this is dead (it beats every DESK_BEAT_S)
+DESK_BEAT_S = 2.0
+
+
+def desk_beat(engine: Engine, desk_id: str, address: str, logins: list[str], at: datetime) -> None:
+    """This desk is alive, reachable at ADDRESS, ringing LOGINS (an insert the first time, then its beat)."""
+    with Session(engine) as s:
+        row = s.get(InboundDesk, desk_id)
+        if row is None:
+            row = InboundDesk(desk_id=desk_id, address=address, agents=list(logins), started_at=at, beat_at=at)
+        else:
+            row.address, row.agents, row.beat_at = address, list(logins), at
+        s.add(row)
+        s.commit()
+
+
+def desk_leave(engine: Engine, desk_id: str) -> None:
+    """A desk stopping cleanly (its calls hung up and closed): nobody is redirected to it any more."""
+    with engine.begin() as conn:
+        conn.execute(delete(InboundDesk).where(col(InboundDesk.desk_id) == desk_id))
+
+
+def live_desks(engine: Engine, now: datetime, stale_s: float = DESK_STALE_S) -> dict[str, tuple[str, list[str]]]:
+    """Desks beating within STALE_S: desk id -> (address, agent logins)."""
+    cutoff = now - timedelta(seconds=stale_s)
+    with Session(engine) as s:
+        return {d.desk_id: (d.address, list(d.agents or []))
+                for d in s.exec(select(InboundDesk).where(col(InboundDesk.beat_at) >= cutoff)).all()}
+
+
+def reap_desk(engine: Engine, desk_id: str, at: datetime, *, stale_s: float | None = DESK_STALE_S) -> list[int]:
+    """Close the return calls a dead desk left open and free the agents it held; returns the attempts closed.
+
+    Why: a desk (a node) that dies cuts its callers; their inbound attempts were written when answered, so they
+    are closed here with the reason (a caller still queued = an inbound abandon, reported as one) instead of
+    staying open for ever, and an agent it had reserved, bridged or kept in wrap-up goes back to ready. The desk's
+    row is deleted first by a conditional DELETE (still stale), so of two desks reaping at once one does it.
+    STALE_S None: reap whatever its beat (a desk restarting on the same address reaps its predecessor)."""
+    with engine.begin() as conn:
+        q = delete(InboundDesk).where(col(InboundDesk.desk_id) == desk_id)
+        if stale_s is not None:
+            q = q.where(col(InboundDesk.beat_at) < at - timedelta(seconds=stale_s))
+        gone = int(conn.execute(q).rowcount or 0) == 1
+    if not gone and stale_s is not None:
+        return []
+    closed: list[int] = []
+    with Session(engine) as s:
+        rows = s.exec(select(Attempt).where(col(Attempt.direction) == Direction.INBOUND.value,
+                                            col(Attempt.worker) == desk_id, col(Attempt.ended_at).is_(None))).all()
+        for r in rows:
+            talking = r.agent_connected_at is not None
+            r.outcome = (InboundOutcome.ANSWERED if talking else InboundOutcome.QUEUE_ABANDONED).value
+            r.state, r.ended_at, r.hangup_by = "ended", at, "dialer"
+            r.detail = (r.detail + f" the desk {desk_id} stopped (node failure) while the caller was "
+                        + ("talking to the agent" if talking else "waiting") + ": cut; the trunk may re-deliver").strip()
+            s.add(r)
+            assert r.id is not None
+            closed.append(r.id)
+        s.commit()
+        held = list(s.exec(select(Agent).where(col(Agent.current_attempt_id).in_(closed))).all()) if closed else []
+    from dialer.store.agents import log_agent_state, move_agent
+
+    for a in held:
+        if a.id is not None and a.state in (AgentState.RESERVED, AgentState.ON_CALL, AgentState.WRAP_UP):
+            move_agent(engine, a.id, AgentState.READY.value, at, campaign_id=a.campaign_id, force=True,
+                       state_logger=log_agent_state)
+    return closed
+
+
+def dead_desks(engine: Engine, now: datetime, stale_s: float = DESK_STALE_S) -> list[str]:
+    with Session(engine) as s:
+        return list(s.exec(select(InboundDesk.desk_id).where(
+            col(InboundDesk.beat_at) < now - timedelta(seconds=stale_s))).all())
+
+
 def is_dnc(engine: Engine, customer_id: str, phone_e164: str) -> bool:
     with Session(engine) as s:
         cond = [col(Block.phone_e164) == phone_e164] if phone_e164 else []
@@ -255,5 +331,6 @@ def _wait(r: Attempt) -> float | None:
     return None if end is None else round((end - r.answered_at).total_seconds(), 1)
 
 
-__all__ = ["ReturnCallFacts", "attempt_segment", "claim_ready_agent", "disposed_attempts", "link_screen_pop", "end_inbound", "inbound_rows", "is_dnc", "migrate_add_direction", "ready_agents",
+__all__ = ["DESK_BEAT_S", "DESK_STALE_S", "ReturnCallFacts", "dead_desks", "desk_beat", "desk_leave", "live_desks",
+           "reap_desk", "attempt_segment", "claim_ready_agent", "disposed_attempts", "link_screen_pop", "end_inbound", "inbound_rows", "is_dnc", "migrate_add_direction", "ready_agents",
            "record_inbound", "record_ivr_dnc", "return_call_facts", "still_wrapping"]

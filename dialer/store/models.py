@@ -368,3 +368,16 @@ class OutboxItem(SQLModel, table=True):
     last_error: str = ""
     created_at: datetime = Field(default_factory=utcnow)
     delivered_at: datetime | None = None
+
+
+class InboundDesk(SQLModel, table=True):
+    """(issue 30) A running inbound desk (`dialer inbound run`): the SIP address a trunk can be redirected to (302)
+    to reach the agents it serves, and its heartbeat. A desk whose beat stops is dead: another desk closes the
+    return calls it left open (recorded, never lost silently) and frees the agents it held."""
+
+    __tablename__ = "inbound_desks"
+    desk_id: str = Field(primary_key=True)  # host:port of its SIP transport
+    address: str = ""  # host:port the trunk is redirected to
+    agents: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))  # logins it rings
+    started_at: datetime = Field(default_factory=utcnow)
+    beat_at: datetime = Field(default_factory=utcnow, index=True)

@@ -50,12 +50,17 @@ from dialer.store.agents import log_agent_state, move_agent
 from dialer.store.db import get_engine
 from dialer.store.entries import Hopper
 from dialer.store.inbound import (
+    DESK_BEAT_S,
     ReturnCallFacts,
     claim_ready_agent,
+    dead_desks,
+    desk_beat,
     disposed_attempts,
     end_inbound,
     link_screen_pop,
+    live_desks,
     ready_agents,
+    reap_desk,
     record_inbound,
     record_ivr_dnc,
     return_call_facts,
@@ -76,6 +81,7 @@ PROMPTS = {
 }
 BUSINESS_PROMPT = "お電話ありがとうございます。こちらは{name}です。当社の商品のご案内のため、お電話を差し上げました。"
 """For a caller we cannot match to a customer (特定商取引法: the business's name and the purpose of our call)."""
+REDIRECTED = "tsunagu-redirected"  # a URI parameter on the 302's Contact: the receiving desk never redirects again
 POLL_AGENTS_S = 0.5  # how often a queued caller's desk looks for a ready agent in the store
 DEFAULT_WRAP_S = 60.0  # wrap-up's limit for a caller matched to no campaign (the campaigns' own default)
 
@@ -103,6 +109,7 @@ class DeskSpec:
     max_wait_s: float = 30.0
     menu_wait_s: float = 8.0
     bind: str = "127.0.0.1"
+    address: str = ""  # host:port other desks redirect callers to ("" = bind:sip_port)
 
 
 def desk_spec(cfg: Config, workdir: Path) -> DeskSpec:
@@ -125,7 +132,8 @@ def desk_spec(cfg: Config, workdir: Path) -> DeskSpec:
     prompts = {k: v or speak(texts[k], workdir / f"inbound_{k}.wav") for k, v in given.items()}
     return DeskSpec(db_url=cfg.database.url, sip_port=ib.sip_port, rtp_port=ib.rtp_port, dids=dids,
                     campaigns={c.name: c for c in cfg.campaigns}, agents={a.login: a.sip_uri for a in cfg.agents},
-                    prompts=prompts, max_wait_s=ib.max_wait_s, menu_wait_s=ib.menu_wait_s)
+                    prompts=prompts, max_wait_s=ib.max_wait_s, menu_wait_s=ib.menu_wait_s, bind=ib.bind,
+                    address=ib.address)
 
 
 def speak(text: str, out: Path) -> str:
@@ -189,6 +197,9 @@ class Desk:
         self.calls: list[InCall] = []
         self.wraps: dict[int, Wrap] = {}  # agent id -> their wrap-up after a return call
         self.next_wrap_check = 0.0
+        self.next_beat = 0.0
+        self.parked: list[Any] = []  # legs being redirected (302), kept until their DISCONNECTED
+        self.desk_id = ""
         self.stop = False
         self.pj: Any = None
 
@@ -228,6 +239,24 @@ class Desk:
         acfg.mediaConfig.lockCodecEnabled = False
         self.acc = _account(pj, self)
         self.acc.create(acfg, True)
+        # several desks on one store (several nodes): this one's address and agents for the others' redirects; a
+        # predecessor on the same address that died left its callers open: closed now, with the reason
+        self.desk_id = self.host
+        closed = reap_desk(self.engine, self.desk_id, datetime.now(UTC), stale_s=None)
+        if closed:
+            log.warning("inbound: %d return call(s) left open by the previous desk on %s closed as cut",
+                        len(closed), self.desk_id)
+        self._beat()
+
+    def _beat(self) -> None:
+        """The desk's heartbeat in the store; a desk that stopped beating has its open callers recorded as cut."""
+        now = datetime.now(UTC)
+        self.next_beat = time.monotonic() + DESK_BEAT_S
+        desk_beat(self.engine, self.desk_id, self.spec.address or self.host, list(self.spec.agents), now)
+        for dead in dead_desks(self.engine, now):
+            closed = reap_desk(self.engine, dead, now)
+            log.warning("inbound: desk %s stopped beating: %d return call(s) it held recorded as cut", dead,
+                        len(closed))
 
     def loop(self, until: float | None = None) -> None:
         while not self.stop and (until is None or time.monotonic() < until):
@@ -243,6 +272,8 @@ class Desk:
         self.calls.clear()
         for w in list(self.wraps.values()):  # nobody would end these wrap-ups once the desk is gone
             self._end_wrap(w)
+        if self.desk_id:  # no redirects to it any more; a call whose BYE did not complete is closed as cut
+            reap_desk(self.engine, self.desk_id, datetime.now(UTC), stale_s=None)
         self.acc = None
         gc.collect()
         self.ep.libDestroy()
@@ -264,13 +295,29 @@ class Desk:
         caller = caller_e164(_user(_header(msg, "P-Asserted-Identity")) or _user(_header(msg, "From", "f")))
         now = datetime.now(UTC)
         facts = return_call_facts(self.engine, caller)
+        target = None if REDIRECTED in msg.split("\n", 1)[0] else self._elsewhere(facts)
+        if target is not None:  # only another desk's agent is free: the trunk re-sends the INVITE there
+            op = pj.CallOpParam()
+            op.statusCode = 302
+            op.reason = "Moved Temporarily"
+            h = pj.SipHeader()
+            h.hName, h.hValue = "Contact", f"<sip:{did}@{target};{REDIRECTED}>"
+            op.txOption.headers.append(h)
+            try:  # answer(302), not hangup: pjsua keeps an answer's headers until the call's media is set up
+                leg.answer(op)
+                self.parked.append(leg)  # until DISCONNECTED: a Call dropped earlier would hang up with 603
+            except pj.Error:
+                pass
+            log.info("inbound: return call from %s redirected to the desk on %s (a free agent there)",
+                     mask_phone(caller), target)
+            return
         cc = self.spec.campaigns.get(campaign)
         hours = CampaignPolicy.of(cc).hours if cc else CallingHours.legal()
         zones = contact_zones(caller) or ("Asia/Tokyo",)
         why = facts.answers.reason if facts.answers else ""
         detail = (f"return call to {campaign}" + (f" (answers attempt {facts.answers.attempt_id}: {why})"
                                                  if facts.answers else " (no earlier call found)"))
-        att = record_inbound(self.engine, caller=caller, facts=facts, at=now, detail=detail)
+        att = record_inbound(self.engine, caller=caller, facts=facts, at=now, detail=detail, desk_id=self.desk_id)
         call = InCall(cust=leg, caller=caller, did=did, campaign=campaign, facts=facts, attempt_id=att,
                       ivr=Ivr(hours, zones), answered_at=now)
         leg.call = call
@@ -313,6 +360,19 @@ class Desk:
             return False
         return True
 
+    def _elsewhere(self, facts: ReturnCallFacts) -> str | None:
+        """The address of another live desk holding the agent the caller should get, when none of this desk's
+        agents is ready (the same choice as `_offer`, over every live desk's agents); None: answer here."""
+        campaign_id = facts.answers.campaign_id if facts.answers else None
+        if choose_agent(ready_agents(self.engine, list(self.spec.agents)), facts.last_agent_id, campaign_id)[0]:
+            return None
+        others = {login: addr for desk, (addr, logins) in live_desks(self.engine, datetime.now(UTC)).items()
+                  if desk != self.desk_id for login in logins if login not in self.spec.agents}
+        if not others:
+            return None
+        agent, _choice = choose_agent(ready_agents(self.engine, list(others)), facts.last_agent_id, campaign_id)
+        return others[agent.login] if agent is not None else None
+
     def _campaign_id(self, call: InCall) -> int | None:
         return call.facts.answers.campaign_id if call.facts.answers else None
 
@@ -321,6 +381,8 @@ class Desk:
         pj = self.pj
         call: InCall | None = getattr(leg, "call", None)
         if call is None:
+            if leg in self.parked and leg.getInfo().state == pj.PJSIP_INV_STATE_DISCONNECTED:
+                self.parked.remove(leg)
             return
         ci = leg.getInfo()
         agent_leg = getattr(leg, "is_agent", False)
@@ -457,6 +519,8 @@ class Desk:
     # ------------------------------------------------------------------ time
     def timers(self) -> None:
         now_m = time.monotonic()
+        if now_m >= self.next_beat:
+            self._beat()
         if self.wraps and now_m >= self.next_wrap_check:
             self.next_wrap_check = now_m + POLL_AGENTS_S
             done = disposed_attempts(self.engine, [w.attempt_id for w in self.wraps.values()])
