@@ -148,3 +148,12 @@ def test_the_desk_knows_each_campaigns_presented_number(tmp_path: object) -> Non
     spec = desk_spec(cfg, Path(str(tmp_path)))
     assert spec.dids == {"+815012345678": "dormant", "+81312345678": "upsell", "+81120123456": "upsell"}
     assert spec.max_wait_s == 20 and spec.prompts["menu"] == "/x/menu.wav"
+
+
+def test_a_return_caller_takes_an_agent_no_answered_outbound_call_is_waiting_for() -> None:
+    from dialer.domain.inbound import may_take_agent
+
+    assert may_take_agent(ready=1, outbound_waiting=0)
+    assert not may_take_agent(ready=1, outbound_waiting=1)  # that agent was dialled for: taking them = an abandon
+    assert may_take_agent(ready=3, outbound_waiting=2)
+    assert not may_take_agent(ready=0, outbound_waiting=0)

@@ -99,14 +99,19 @@ def _start_desk(tmp: Path, port: int, url: str, agents: dict[str, str], prompts:
                    f'caller_id = "{DID}"\nsegments = ["dormant"]\n\n[inbound]\nsip_port = {port}\n'
                    f'rtp_port = {free_udp_port(42000, 48000, step=64, span=64)}\nmax_wait_s = 1.0\n'
                    f'menu_wait_s = 4.0\n{wavs}', encoding="utf-8")
-    log = (tmp / "desk.log").open("wb")
+    return _start_desk_cfg(cfg, tmp / "desk.log")
+
+
+def _start_desk_cfg(cfg: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    """`dialer inbound run --config CFG`, logging to LOG_PATH; returns once it says it is up (bounded)."""
+    log = log_path.open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "dialer", "inbound", "run", "--config", str(cfg)], cwd=REPO,
                             stdout=log, stderr=subprocess.STDOUT)
     end = time.monotonic() + 20
     while time.monotonic() < end:  # ready when it says so (bounded)
         if proc.poll() is not None:
-            raise RuntimeError((tmp / "desk.log").read_text(errors="replace"))
-        if b"inbound desk on" in (tmp / "desk.log").read_bytes():
+            raise RuntimeError(log_path.read_text(errors="replace"))
+        if b"inbound desk on" in log_path.read_bytes():
             return proc
         time.sleep(0.05)
     proc.kill()

@@ -147,6 +147,15 @@ def choose_agent(agents: Iterable[AgentFacts], last_agent_id: int | None,
     return min(ready, key=_ready_key), AgentChoice.ANY
 
 
+def may_take_agent(ready: int, outbound_waiting: int) -> bool:
+    """Whether a return caller may take one of READY agents while OUTBOUND_WAITING answered outbound calls wait
+    for an agent. Those calls were dialled counting on the ready agents: taking one makes an abandon the law
+    counts (a customer who picked up to silence), while the return caller hears the queue message. So inbound
+    first means the next agent nobody was dialled for; the pacer keeps such agents free for return callers
+    (pacing.inbound), and an agent freeing up goes to the queued caller when no answered call waits."""
+    return ready > outbound_waiting
+
+
 def _ready_key(a: AgentFacts) -> tuple[float, int]:
     return (a.ready_since.timestamp() if a.ready_since else float("inf"), a.agent_id)
 

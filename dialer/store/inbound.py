@@ -126,6 +126,20 @@ def ready_agents(engine: Engine, logins: list[str] | None = None) -> list[AgentF
                 for a in s.exec(q.order_by(col(Agent.id))).all() if a.id is not None]
 
 
+def outbound_waiting(engine: Engine, now: datetime, logins: list[str] | None = None) -> int:
+    """Answered outbound calls waiting for an agent right now (answered, no agent yet, not ended or abandoned),
+    dialled in the last 10 minutes (older rows are a dead runner's, closed by its successor). Agents of a runner
+    and of the desk are the same rows: every campaign's waiting call counts (LOGINS: unused, kept for a later
+    per-agent split)."""
+    _ = logins
+    with Session(engine) as s:
+        return int(s.exec(select(func.count()).select_from(Attempt).where(
+            col(Attempt.direction) == Direction.OUTBOUND.value, col(Attempt.state) == "answered",
+            col(Attempt.agent_connected_at).is_(None), col(Attempt.ended_at).is_(None),
+            col(Attempt.abandoned).is_(False), col(Attempt.machine).is_(False),
+            col(Attempt.dialed_at) >= now - timedelta(minutes=10))).one())
+
+
 def claim_ready_agent(engine: Engine, agent_id: int) -> bool:
     """Take AGENT_ID for a return call only if still ready, in one conditional UPDATE: a runner (or another desk)
     that reserved them a moment ago keeps them. The caller then moves them with `move_agent` (logged)."""
@@ -332,5 +346,5 @@ def _wait(r: Attempt) -> float | None:
 
 
 __all__ = ["DESK_BEAT_S", "DESK_STALE_S", "ReturnCallFacts", "dead_desks", "desk_beat", "desk_leave", "live_desks",
-           "reap_desk", "attempt_segment", "claim_ready_agent", "disposed_attempts", "link_screen_pop", "end_inbound", "inbound_rows", "is_dnc", "migrate_add_direction", "ready_agents",
+           "outbound_waiting", "reap_desk", "attempt_segment", "claim_ready_agent", "disposed_attempts", "link_screen_pop", "end_inbound", "inbound_rows", "is_dnc", "migrate_add_direction", "ready_agents",
            "record_inbound", "record_ivr_dnc", "return_call_facts", "still_wrapping"]

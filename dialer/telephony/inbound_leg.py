@@ -41,6 +41,7 @@ from dialer.domain.inbound import (
     IvrState,
     caller_e164,
     choose_agent,
+    may_take_agent,
 )
 from dialer.domain.policy import CampaignPolicy
 from dialer.domain.vocabulary import AgentState
@@ -59,6 +60,7 @@ from dialer.store.inbound import (
     end_inbound,
     link_screen_pop,
     live_desks,
+    outbound_waiting,
     ready_agents,
     reap_desk,
     record_inbound,
@@ -241,7 +243,7 @@ class Desk:
         self.acc.create(acfg, True)
         # several desks on one store (several nodes): this one's address and agents for the others' redirects; a
         # predecessor on the same address that died left its callers open: closed now, with the reason
-        self.desk_id = self.host
+        self.desk_id = self.spec.address or self.host  # unique per node: set [inbound] address when bind is 0.0.0.0
         closed = reap_desk(self.engine, self.desk_id, datetime.now(UTC), stale_s=None)
         if closed:
             log.warning("inbound: %d return call(s) left open by the previous desk on %s closed as cut",
@@ -333,11 +335,13 @@ class Desk:
     def _offer(self, call: InCall) -> bool:
         """Give the call to the chosen ready agent; False when nobody is ready."""
         logins = list(self.spec.agents)
-        agent, choice = choose_agent(ready_agents(self.engine, logins), call.facts.last_agent_id,
-                                     self._campaign_id(call))
+        agents = ready_agents(self.engine, logins)
+        agent, choice = choose_agent(agents, call.facts.last_agent_id, self._campaign_id(call))
         if agent is None:
             return False
         now = datetime.now(UTC)
+        if not may_take_agent(sum(a.ready for a in agents), outbound_waiting(self.engine, now)):
+            return False  # an answered outbound call was dialled for that agent: theirs; the caller stays queued
         if not claim_ready_agent(self.engine, agent.agent_id):
             return False  # taken meanwhile by a runner: try again at the next poll
         move_agent(self.engine, agent.agent_id, AgentState.RESERVED.value, now, campaign_id=agent.campaign_id,
