@@ -11,10 +11,14 @@ then ending the wrap-up on the disposition) is tests/test_inbound_sip.py.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -29,6 +33,7 @@ from dialer.store.inbound import claim_ready_agent, link_screen_pop, record_inbo
 from dialer.store.models import Agent, Attempt, CallListEntry, Campaign, Customer, Disposition, OutboxItem
 from dialer.web.app import create_app
 from dialer.web.security import LOGIN_CSRF_COOKIE, SESSION_COOKIE, csrf_for
+from tests.conftest import run_env
 
 CALLER = "+819087654321"
 STRANGER = "+81355556666"
@@ -185,3 +190,57 @@ def test_an_unknown_callers_pop_says_so_and_another_agent_may_not_dispose_it(
         item = s.exec(select(OutboxItem).where(OutboxItem.disposition_id == d.id)).one()
     assert (d.attempt_id, d.customer_id, d.campaign_id, d.outcome) == (att, "", None, "wrong_number")
     assert item.payload["direction"] == "inbound" and item.payload["answers_attempt_id"] is None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("chromedriver") is None or shutil.which("chromium") is None,
+                    reason="chromium-driver not installed (scripts/_setup installs it)")
+def test_the_pop_appears_live_in_chromium_and_the_disposition_is_saved(
+        world: tuple[TestClient, Engine, int, int], tmp_path: Path) -> None:
+    """The same over `dialer web` in headless Chromium: the agent's open page shows the return call without a
+    reload (SSE) as soon as the desk bridges the caller, and the form saves the verdict."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from tests.test_web import _browser, _free_port, _login, _wait
+
+    _client, engine, camp_id, _out_id = world
+    env = run_env()
+    env["TSUNAGU_CONFIG"] = str(tmp_path / "tsunagu.toml")
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "dialer", "web", "--port", str(port), "--push-s", "0.3",
+                             "--insecure-loopback-cookies"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    b = None
+    try:
+        _wait(lambda: httpx.get(base + "/login", timeout=2).status_code == 200, timeout=60)
+        b = _browser()
+        b.set_page_load_timeout(30)
+        _login(b, base, "a01")
+        _wait(lambda: b.current_url.endswith("/agent/a01"))
+        b.get(base + "/lang/ja")  # the console in Japanese (the language cookie), back on the agent's page
+        _wait(lambda: b.current_url.endswith("/agent/a01"))
+        _wait(lambda: b.find_element(By.ID, "waiting") is not None)
+        att = _bridge(engine, "a01", CALLER)  # the desk bridges the caller: the open page updates by itself
+        _wait(lambda: b.find_element(By.ID, "return-call-tag").text == "折り返し")
+        why = b.find_element(By.ID, "return-call-why").text
+        assert "dormant-jp" in why and "不応答" in why
+        assert "山田 花子" in b.find_element(By.ID, "customer-name").text
+        Select(b.find_element(By.ID, "outcome")).select_by_value("sale")
+        b.find_element(By.ID, "amount").send_keys("3980")
+        b.find_element(By.ID, "save").click()
+        _wait(lambda: "saved=1" in b.current_url)
+    finally:
+        if b is not None:
+            b.quit()
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    with Session(engine) as s:
+        d = s.exec(select(Disposition)).one()
+        item = s.exec(select(OutboxItem).where(OutboxItem.disposition_id == d.id)).one()
+    assert (d.attempt_id, d.campaign_id, d.outcome, d.amount, d.source) == (att, camp_id, "sale", 3980.0, "web")
+    assert item.payload["direction"] == "inbound"
