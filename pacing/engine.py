@@ -7,6 +7,7 @@ its clock (`now`) in every call; nothing here reads a clock, a file or a socket.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -99,6 +100,9 @@ class PacerConfig:
     # 20 seeds, with day_ahead_h: x1.123 progressive) but 3 of 20 seeds then had an hour over 5 % (bench/RESULTS.md):
     # the hour goal wins, so the default stays the strict hour's 0.005
     soft_hour_risk: float = 0.005
+    # (issue 31) the rolling-hour guard counts the answers to come at the team's measured rate (answers per logged
+    # agent-second over the last hour, x AHT) within [0.6, this], instead of a flat 0.6; 0.6: off (the flat rate)
+    hour_rate_top: float = 0.8
 
     def __post_init__(self) -> None:
         for k, v in asdict(self).items():  # a backstop: the settings step names the config key first
@@ -130,6 +134,9 @@ class AgentView:
     elapsed_s: float = 0.0
     leaving: bool = False  # will pause / log out after this call: not counted on to take the next one
     inbound: bool = False  # (issue 30) on a return call: busy, not counted on to free up for outbound
+    # (issue 31) a paused agent's scheduled return (a break of known length, a shift start), seconds from now; None:
+    # not known. Only the rolling-hour guard uses it: the answers of the hour to come count them from their return
+    back_in_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -187,6 +194,8 @@ class Pacer:
         self.dials = 0
         self._ahead = 0.0  # answers the day window's budget counts before they come (day_ahead_h), last decision
         self.answers = float(cfg.prior_answers)  # people answered so far: the evidence behind the estimates
+        self._staffed: deque[tuple[float, int]] = deque()  # (time, logged) at each decision, the last hour
+        self._answered: deque[float] = deque()             # this campaign's answer times, the last hour
         self._pruned = -math.inf
         self.surge = SurgeWatch(calm_s=cfg.calm_s)
         self.handle.refresh(self._handle_h)
@@ -197,17 +206,22 @@ class Pacer:
         if not math.isfinite(snap.now):
             return Decision(0, self.mode, 0.0, "clock reading not finite: no dial")
         snap = self.clamp(snap)
-        ready = reserved = paused = 0
+        ready = reserved = paused = leaving = 0
         on_call: list[float] = []
         wrap: list[float] = []
+        back: list[float] = []
         for a in snap.agents:
             st = a.state
             if st == "ready":
                 ready += 1
             elif st == "paused":
                 paused += 1
+                b = a.back_in_s
+                if b is not None and b == b and b < MAX_ELAPSED_S:  # NaN, +inf, beyond a day: not known
+                    back.append(max(0.0, b))
             elif st == "reserved" or a.leaving or a.inbound:
                 reserved += 1  # busy and not expected to free up within the horizon
+                leaving += int(a.leaving and st != "reserved")
             elif st == "wrap_up":
                 wrap.append(max(0.0, a.elapsed_s))
             else:  # on_call, or a state we do not know: busy, the safe reading
@@ -238,7 +252,9 @@ class Pacer:
         else:
             if self.cfg.hour_guard:
                 self.surge.agents(snap.now, logged)
-            n, note = self._predictive(snap, ready - kept, waiting, on_call, wrap, logged, cap, prog)
+                self._staff(snap.now, logged)
+            n, note = self._predictive(snap, ready - kept, waiting, on_call, wrap, logged, cap, prog,
+                                       staying=logged - leaving, back=back)
         level = (in_progress + n) / logged
         return Decision(n, mode, level, note)
 
@@ -256,7 +272,8 @@ class Pacer:
                        trunk_free=_count(snap.trunk_free, BIG), cps_headroom=_count(snap.cps_headroom, BIG))
 
     def _predictive(self, snap: Snapshot, ready: int, waiting: int, on_call: list[float], wrap: list[float],
-                    logged: int, cap: int, prog: int) -> tuple[int, str]:
+                    logged: int, cap: int, prog: int, staying: int | None = None,
+                    back: Sequence[float] = ()) -> tuple[int, str]:
         if snap.now - self._pruned > 3600.0:
             self.book.prune(snap.now)
             self._pruned = snap.now
@@ -281,7 +298,7 @@ class Pacer:
             if self.surge.calm(snap.now):
                 self.ctl.current = 0.0  # the risk index in force is what the bias estimator divides by
                 return min(prog, cap), f"calm: progressive after {self.surge.reason}"
-            budget, room = self.hour_room(snap.now, logged, aht)
+            budget, room = self.hour_room(snap.now, logged, aht, staying, back)
             if budget < self.min_budget:
                 self.ctl.current = 0.0
                 return min(prog, cap), f"rolling-hour budget {budget}: progressive"
@@ -313,7 +330,8 @@ class Pacer:
         n = min(cap, max(n, prog))
         return n, f"hit {p:.3f} aht {aht:.0f}s risk {allowed:.4f} cred {cred:.2f} ({cnote})"
 
-    def hour_room(self, now: float, logged: int, aht: float) -> tuple[int, float]:
+    def hour_room(self, now: float, logged: int, aht: float, staying: int | None = None,
+                  back: Sequence[float] = ()) -> tuple[int, float]:
         """(abandons the rolling hours can still take, largest realised rate that keeps the next
         `guard_horizon_s` within them with probability 1 - guard_risk).
 
@@ -321,18 +339,55 @@ class Pacer:
         0..3600 (x >= 3600 - what the book holds: the first hour of a campaign is one window). Each keeps
         the book's answers and abandons since its start and gains new answers until its end, counted
         on the low side (a 5 % quantile at 0.6 x logged / AHT a second: a break or a thin team is the
-        strict case). The budget is the thinnest window's floor(limit x answers) - abandons."""
+        strict case). The budget is the thinnest window's floor(limit x answers) - abandons. STAYING (default: all
+        LOGGED) and BACK (paused agents' scheduled returns, seconds from now) refine the answers to come (`_future`)."""
         c = self.cfg
-        lam = 0.6 * logged / max(aht, 1.0)
+        lam = self.answer_rate(now, aht) * logged / max(aht, 1.0)
+        staying = logged if staying is None else max(0, min(staying, logged))
         first = self.book.first_time()
         span = 0.0 if first is None else max(0.0, now - first)
         x0 = max(0.0, 3600.0 - span)
         budget = BIG
         for x in (x0, *(x for x in _HOUR_GRID if x > x0)):
             ab, ans = self.book.counts_since(now - 3600.0 + x) if x < 3600.0 else (0.0, 0.0)
-            budget = min(budget, hour_budget(self.hour_limit, ab, ans, low_count(lam * x), whole=self.min_budget > 1))
+            budget = min(budget, hour_budget(self.hour_limit, ab, ans, low_count(self._future(lam, logged, staying, back, x)),
+                                             whole=self.min_budget > 1))
         room = rate_cap(budget, logged * c.guard_horizon_s / max(aht, 1.0), c.guard_risk, self.cluster)
         return budget, room
+
+    def _staff(self, now: float, logged: int) -> None:
+        q = self._staffed
+        if not q or q[-1][1] != logged or now - q[-1][0] >= 60.0:
+            q.append((now, logged))
+        while len(q) > 1 and q[1][0] <= now - 3600.0:
+            q.popleft()
+
+    def answer_rate(self, now: float, aht: float) -> float:
+        """Answers per logged agent-second x AHT over the last hour (the team's measured utilisation), within
+        [0.6, `hour_rate_top`]; 0.6 (the flat strict rate) before half an hour of decisions is seen. Why: at
+        0.6 a lunch hour of 4 agents on 300 s calls counts ~30 answers to come, 24 on the low side, and 4 % of
+        that is no abandon at all; a team measured busier than that has the answers the guard was missing."""
+        top = self.cfg.hour_rate_top
+        q, a = self._staffed, self._answered
+        while a and a[0] <= now - 3600.0:
+            a.popleft()
+        if top <= 0.6 or len(q) < 2 or now - max(q[0][0], now - 3600.0) < 1800.0:
+            return 0.6
+        agent_s, pts = 0.0, list(q)
+        for (t0, n0), (t1, _) in zip(pts, [*pts[1:], (now, 0)], strict=True):
+            agent_s += n0 * max(0.0, t1 - max(t0, now - 3600.0))
+        if agent_s <= 0.0:
+            return 0.6
+        return min(top, max(0.6, len(a) * aht / agent_s))
+
+    @staticmethod
+    def _future(lam: float, logged: int, staying: int, back: Sequence[float], x: float) -> float:
+        """Mean answers of the next X seconds, LAM a second being the LOGGED team's rate (issue 31: what is known about the agents):
+        an agent leaving after this call (pause after this call) gives none; a paused agent due back in b seconds
+        gives them from b on. Nothing known (every agent staying, none due back): LAM x LOGGED x X, as before."""
+        if staying == logged and not back:
+            return lam * x
+        return lam / max(1, logged) * (staying * x + sum(x - b for b in back if b < x))
 
     def credibility(self) -> float:
         """0 before `warmup_answers` people answered, then a linear ramp to 1 over `ramp_answers`.
@@ -360,6 +415,7 @@ class Pacer:
         self.hit.observe(now, outcome == "human")
         if outcome == "human":
             self.answers += 1.0
+            self._answered.append(now)
         self.ring.observe(outcome, ring_s)
         if self.ring.stale:
             self.ring.refresh(self.hs)  # between ticks: decide() only reads the tables

@@ -5,6 +5,8 @@ reserve)."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -49,7 +51,7 @@ STATES = ["ready", "on_call", "on_call", "wrap_up"]
 
 
 def _drive(name: str, seed: int, abandon_share: float, fp: float, steps: int = 1500,
-           site: float = 0.0) -> tuple[int, int]:
+           site: float = 0.0, known: bool = True) -> tuple[int, int]:
     """A campaign's outcomes (20 % people, a share of them abandoned, in any order the seed gives) and the
     pacer's decisions every 10 outcomes on random team states; checks every decision, returns (decisions,
     decisions with a dial beyond progressive)."""
@@ -79,7 +81,11 @@ def _drive(name: str, seed: int, abandon_share: float, fp: float, steps: int = 1
                 p.record_connect(now, 0.5)
         if k % 10:
             continue
-        agents = [AgentView(rnd.choice(STATES), rnd.uniform(0.0, 900.0)) for _ in range(rnd.randint(3, 20))]
+        # (issue 31) some agents leave after this call, some paused ones are due back (odd values included)
+        agents = [AgentView(rnd.choice(STATES), rnd.uniform(0.0, 900.0), leaving=known and rnd.random() < 0.1,
+                            back_in_s=rnd.choice([None, rnd.uniform(-60.0, 5000.0), math.nan, math.inf]) if known
+                            else None)
+                  for _ in range(rnd.randint(3, 20))]
         ringing = [rnd.uniform(0.0, 26.0) for _ in range(rnd.randint(0, 3))]
         d = p.decide(Snapshot(now=now, agents=agents, ringing=ringing, waiting=0))
         ready = sum(1 for a in agents if a.state == "ready")
@@ -144,8 +150,9 @@ def test_the_other_campaigns_abandons_spend_this_campaigns_uk_ofcom_day(site_aba
 @pytest.mark.parametrize("name", ["us_tsr", "uk_ofcom", "jp_cx"])
 def test_the_budget_property_is_not_vacuous(name: str) -> None:
     """With few abandons the longer windows do dial beyond progressive (so the property above is tested)."""
-    n, extra = _drive(name, 1, 0.002, 0.0)
+    n, extra = _drive(name, 1, 0.002, 0.0, known=False)
     assert extra > 0.02 * n
+    assert _drive(name, 1, 0.002, 0.0)[1] > 0  # agents leaving or due back (issue 31) do not stop it either
 
 
 def test_the_reserve_and_the_hour_cap_are_configurable() -> None:

@@ -4,6 +4,7 @@ the same object the live dialer uses; the others are baselines and a ceiling."""
 from __future__ import annotations
 
 import heapq
+import math
 import time
 from collections import deque
 from typing import Any
@@ -74,8 +75,8 @@ def pacer_config(sc: Scenario, mode: str, ratio: float = 1.5, warm: bool = False
 
 class EnginePolicy:
     """Drives pacing.engine.Pacer exactly as the live dialer does: it sees agent states and elapsed
-    times, ringing lines and waiting answers; not who will pause after the call (the live runner
-    cannot know that either)."""
+    times, ringing lines and waiting answers, who will pause after this call (the live runner reads the agent's
+    pending state) and when a paused agent on a scheduled break is due back (the bench's schedule)."""
 
     on_events = True
 
@@ -86,8 +87,12 @@ class EnginePolicy:
         self.last_wall_ms = 0.0
 
     def decide(self, sim: Sim, now: float) -> int:
-        since = sim.since
-        agents = [AgentView(STATE_NAMES[s], now - since[a]) for a, s in enumerate(sim.state) if s in STATE_NAMES]
+        since, pend, back = sim.since, sim.break_pending, sim.back_at
+        # (issue 31) what the live runner knows of its agents too: who pressed "pause after this call" (pending) and,
+        # for a scheduled break under way, when the agent is due back
+        agents = [AgentView(STATE_NAMES[s], now - since[a], leaving=s in (ON_CALL, WRAP) and pend[a] > 0.0,
+                            back_in_s=back[a] - now if s == PAUSED and back[a] < math.inf else None)
+                  for a, s in enumerate(sim.state) if s in STATE_NAMES]
         snap = Snapshot(now=now, agents=agents, ringing=[now - t for t in sim.ringing.values()],
                         waiting=len(sim.waiting), trunk_free=BIG, cps_headroom=sim.caps())
         # CPU time of the pacer call alone: on a machine shared by many processes wall time measures

@@ -79,6 +79,10 @@ class Break:
     duration_s: float
     spread_s: float
     share: float = 1.0  # share of agents taking it (drawn per seed); a duration past the shift is a logout
+    # (issue 31) a share of the agents taking it press "pause after this call" announce_s before it: on a call or in
+    # wrap-up then, they leave when that call ends (the pacer is told: AgentView.leaving); ready then, nothing changes
+    announce_s: float = 0.0
+    announce_share: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -184,7 +188,8 @@ def scenario_from_dict(raw: dict[str, Any], src: str = "<scenario>") -> Scenario
             raise ScenarioError(f"{src}: list_change #{i + 1} needs at_s")
         changes.append((float(ch["at_s"]), _shares(src, f"list_change #{i + 1}", ch)))
     breaks = tuple(Break(float(b["at_s"]), float(b["duration_s"]), float(b.get("spread_s", 0.0)),
-                         float(b.get("share", 1.0)))
+                         float(b.get("share", 1.0)), float(b.get("announce_s", 0.0)),
+                         float(b.get("announce_share", 0.0)))
                    for b in raw.get("breaks", []))
     a = raw.get("amd", {})
     if not isinstance(a, dict):

@@ -18,7 +18,7 @@ import numpy as np
 from bench.pacing.scenario import Scenario
 
 CHUNK = 4096
-LINE_END, ABANDON, TALK_END, WRAP_END, TICK, LOGIN, BREAK_START, BREAK_END, DECIDE = range(9)
+LINE_END, ABANDON, TALK_END, WRAP_END, TICK, LOGIN, BREAK_START, BREAK_END, DECIDE, ANNOUNCE = range(10)
 OUT, READY, ON_CALL, WRAP, PAUSED = range(5)
 STATE_NAMES = {READY: "ready", ON_CALL: "on_call", WRAP: "wrap_up", PAUSED: "paused"}
 
@@ -133,6 +133,7 @@ class Sim:
         self.free_at = [0.0] * n        # when the current call + wrap ends (oracle uses it)
         self.cur = [-1] * n             # lead on the agent's current call
         self.break_pending = [0.0] * n
+        self.back_at = [math.inf] * n   # a paused agent's scheduled return (a break under way, its end known)
         self.ready: set[int] = set()
         self.ringing: dict[int, float] = {}   # lead -> dial time
         self.fate: dict[int, tuple[str, float]] = {}   # lead -> (reported outcome, verdict time)
@@ -208,6 +209,7 @@ class Sim:
     def run(self) -> RunResult:
         sc = self.sc
         rng = np.random.default_rng([self.seed, 55, 20261123])
+        ann = np.random.default_rng([self.seed, 56, 20261123])
         for a in range(sc.agents):
             self.push(sc.login_over_s * a / sc.agents, LOGIN, a)
             for b in sc.breaks:
@@ -215,6 +217,9 @@ class Sim:
                 takes = float(rng.random()) < b.share
                 if takes:
                     self.push(max(0.0, start), BREAK_START, a * 100000 + int(min(b.duration_s, 99999)))
+                    # its own stream: a scenario without announcements keeps every draw it had
+                    if b.announce_s > 0 and float(ann.random()) < b.announce_share:
+                        self.push(max(0.0, start - b.announce_s), ANNOUNCE, a * 100000 + int(min(b.duration_s, 99999)))
         self.push(0.0, TICK)
         while self.heap:
             t, _, kind, arg = heapq.heappop(self.heap)
@@ -242,6 +247,8 @@ class Sim:
                 self.break_start(arg // 100000, float(arg % 100000))
             elif kind == BREAK_END:
                 self.available(arg)
+            elif kind == ANNOUNCE:
+                self.announce(arg // 100000, float(arg % 100000))
             else:  # a world built on this one (bench/pacing/inbound.py: return calls)
                 self.other(kind, arg)
         for a in range(sc.agents):
@@ -360,6 +367,7 @@ class Sim:
             self._standby(a, self.break_pending[a])
             return
         self.break_pending[a] = 0.0
+        self.back_at[a] = math.inf
         if self.waiting:
             i = next(iter(self.waiting))
             answered = self.waiting.pop(i)
@@ -384,6 +392,7 @@ class Sim:
         """Paused agent a stays on standby for the calls ringing now; the break starts when they resolve."""
         if not self.ringing or not self.sc.pause_after_calls:
             self.push(self.now + dur, BREAK_END, a)
+            self.back_at[a] = self.now + dur
             self.break_pending[a] = 0.0
             return
         self.break_pending[a] = dur
@@ -399,6 +408,7 @@ class Sim:
                 hs.remove(a)
         if start_break:
             self.push(self.now + self.break_pending[a], BREAK_END, a)
+            self.back_at[a] = self.now + self.break_pending[a]
             self.break_pending[a] = 0.0
 
     def break_start(self, a: int, dur: float) -> None:
@@ -414,3 +424,9 @@ class Sim:
             self.break_pending[a] = dur
         elif st == OUT:  # not logged in yet: the break is skipped
             pass
+
+    def announce(self, a: int, dur: float) -> None:
+        """Agent a presses "pause after this call" some minutes before a break: on a call or in wrap-up, the break
+        starts when that call ends (the pacer sees `leaving`); ready, nothing changes (the break comes at its time)."""
+        if self.now < self.sc.shift_s and self.state[a] in (ON_CALL, WRAP) and self.break_pending[a] == 0.0:
+            self.break_pending[a] = dur
