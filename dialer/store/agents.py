@@ -49,6 +49,7 @@ class AgentView:
     state_since: datetime
     ready_since: datetime | None
     attempt_id: int | None
+    pending: str = ""  # the state asked for after this call (the console's "pause / log out after this call")
 
 
 def log_agent_state(session: Session, agent: Agent, new_state: str, at: datetime, detail: str = "") -> None:
@@ -103,7 +104,7 @@ def read_agents(engine: Engine, logins: Iterable[str]) -> dict[int, AgentView]:
     with Session(engine, expire_on_commit=False) as s:
         rows = s.exec(select(Agent).where(col(Agent.login).in_(list(logins)))).all()
         return {r.id: AgentView(r.id, r.login, r.sip_uri, list(r.segments), r.state, r.state_since, r.ready_since,
-                                r.current_attempt_id)
+                                r.current_attempt_id, r.pending_state)
                 for r in rows if r.id is not None}
 
 
