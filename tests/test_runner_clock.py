@@ -56,3 +56,30 @@ def test_spans_between_event_times_are_checked_against_the_monotonic_clock(db_ur
     assert runner.span(3600.0, 100.0) == 12.0    # stepped forward
     assert runner.span(float("nan"), 100.0) == 12.0
     assert runner.span(-5.0, None) == 0.0 and runner.age(None, float("nan")) == 0.0
+
+
+def test_an_agent_pausing_after_this_call_is_passed_to_the_pacer_as_leaving(db_url: str) -> None:
+    """(issue 31) The console's 'pause / log out after this call' (the agent row's pending state) reaches the
+    pacer's snapshot as AgentView.leaving for that busy agent only; 'back to ready after this call' does not."""
+    from dialer.store.agents import move_agent, set_pending
+
+    seed(db_url, 8)
+    cfg = parse_config(config_text(db_url), "leaving.toml")
+    now = float(int(time.time()))
+    runner = CampaignRunner(cfg, "c", get_engine(db_url), clock=lambda: now, mono=lambda: 100.0,
+                            state_logger=log_agent_state)
+    for login in LOGINS:
+        assert set_idle(runner.engine, login, "logged_out", "ready", utc(now), "") is None
+    runner.board.refresh()
+    ids = {a.login: a.id for a in runner.board.agents.values()}
+    for login in LOGINS[:3]:
+        move_agent(runner.engine, ids[login], "on_call", utc(now), campaign_id=runner.campaign_id, force=True)
+    set_pending(runner.engine, LOGINS[0], "paused")
+    set_pending(runner.engine, LOGINS[1], "logged_out")
+    set_pending(runner.engine, LOGINS[2], "")
+    runner.board.refresh()
+    snap = runner.snapshot(now)
+    by_login = dict(zip([a.login for a in runner.board.agents.values()], snap.agents, strict=True))
+    assert by_login[LOGINS[0]].leaving and by_login[LOGINS[1]].leaving
+    assert not by_login[LOGINS[2]].leaving and by_login[LOGINS[2]].state == "on_call"
+    assert not any(by_login[x].leaving for x in LOGINS[3:])
