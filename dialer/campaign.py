@@ -220,7 +220,12 @@ class CampaignRunner:
                 agent_time_store.close_after_crash(self.engine, self.campaign_id, self.board.logins, beat, now)
             agent_time_store.reopen_stretches(self.engine, self.campaign_id, self.board.logins, now)
         self.board.refresh()
+        from dialer.store.inbound import held_by_live_desk
+
+        desk = held_by_live_desk(self.engine, list(self.board.agents), now)  # (issue 30) the desk's, not ours
         for a in self.board.agents.values():
+            if a.id in desk:
+                continue
             if a.state in BUSY or a.state in (AgentState.UNAVAILABLE, AgentState.UNREACHABLE):
                 self.board.set_state(a.id, AgentState.READY, now, force=True)
             elif self.auto_login and a.state == AgentState.LOGGED_OUT:

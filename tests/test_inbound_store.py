@@ -197,3 +197,39 @@ def test_a_dead_desks_callers_are_recorded_as_cut_and_its_agents_freed_by_anothe
     assert (a01.state, a01.current_attempt_id) == (AgentState.READY, None)
     rows = {r["id"]: r for r in inbound_rows(engine)}
     assert rows[queued]["outcome"] == InboundOutcome.QUEUE_ABANDONED  # reported as an inbound abandon
+
+
+def test_a_runner_restarting_leaves_the_agent_a_live_desk_holds(tmp_path: object) -> None:
+    """A campaign runner starting (recover: every busy agent back to ready, a crash left them so) must not take
+    back the agent a live desk has on a return call; an agent of a dead desk's call it frees as before."""
+    from pathlib import Path
+
+    from dialer.campaign import CampaignRunner
+    from dialer.config import parse_config
+    from dialer.domain.vocabulary import AgentState
+    from dialer.store.agents import move_agent
+    from dialer.store.inbound import desk_beat, held_by_live_desk
+
+    db = Path(str(tmp_path)) / "recover.db"
+    cfg = parse_config(f'[database]\nurl = "sqlite:///{db}"\n[[trunks]]\nname = "loop"\nproxy = "sip:127.0.0.1:5999"\n'
+                       'sandbox = true\n[[agents]]\nlogin = "a01"\nsip_uri = "sip:a01@127.0.0.1:5301"\n'
+                       '[[agents]]\nlogin = "a02"\nsip_uri = "sip:a02@127.0.0.1:5302"\n'
+                       '[[campaigns]]\nname = "rc"\ntrunk = "loop"\n', "recover.toml")
+    engine, _ = init_db(cfg.database.url)
+    runner = CampaignRunner(cfg, "rc", engine)
+    now = datetime.now(UTC)
+    desk_beat(engine, "127.0.0.1:5070", "127.0.0.1:5070", ["a01", "a02"], now)
+    facts = return_call_facts(engine, "+819087654321")
+    live_call = record_inbound(engine, caller="+819087654321", facts=facts, at=now, desk_id="127.0.0.1:5070")
+    dead_call = record_inbound(engine, caller="+819087654321", facts=facts, at=now, desk_id="127.0.0.1:5999")
+    with Session(engine) as s:
+        ids = {a.login: a.id for a in s.exec(select(Agent)).all()}
+    for login, att in (("a01", live_call), ("a02", dead_call)):
+        move_agent(engine, ids[login], AgentState.READY.value, now, campaign_id=None, force=True)
+        move_agent(engine, ids[login], AgentState.RESERVED.value, now, campaign_id=None, attempt_id=att)
+        move_agent(engine, ids[login], AgentState.ON_CALL.value, now, campaign_id=None, attempt_id=att)
+    assert held_by_live_desk(engine, [i for i in ids.values() if i is not None], now) == {ids["a01"]}
+    runner.recover()
+    with Session(engine) as s:
+        states = {a.login: (a.state, a.current_attempt_id) for a in s.exec(select(Agent)).all()}
+    assert states == {"a01": (AgentState.ON_CALL, live_call), "a02": (AgentState.READY, None)}

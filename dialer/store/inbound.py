@@ -309,6 +309,21 @@ def reap_desk(engine: Engine, desk_id: str, at: datetime, *, stale_s: float | No
     return closed
 
 
+def held_by_live_desk(engine: Engine, agent_ids: list[int], now: datetime, stale_s: float = DESK_STALE_S) -> set[int]:
+    """Which of AGENT_IDS a live desk holds (reserved, on or wrapping up a return call it has open or just ended):
+    a runner restarting must not take them back to ready. A dead desk's agents are not: `reap_desk` frees them,
+    and a runner's restart may too."""
+    live = set(live_desks(engine, now, stale_s))
+    if not agent_ids or not live:
+        return set()
+    with Session(engine) as s:
+        rows = s.exec(select(Agent.id, Attempt.worker).join(Attempt, col(Attempt.id) == col(Agent.current_attempt_id))
+                      .where(col(Agent.id).in_(agent_ids), col(Attempt.direction) == Direction.INBOUND.value,
+                             col(Agent.state).in_([AgentState.RESERVED.value, AgentState.ON_CALL.value,
+                                                   AgentState.WRAP_UP.value]))).all()
+    return {int(a) for a, w in rows if a is not None and w in live}
+
+
 def dead_desks(engine: Engine, now: datetime, stale_s: float = DESK_STALE_S) -> list[str]:
     with Session(engine) as s:
         return list(s.exec(select(InboundDesk.desk_id).where(
@@ -346,5 +361,5 @@ def _wait(r: Attempt) -> float | None:
 
 
 __all__ = ["DESK_BEAT_S", "DESK_STALE_S", "ReturnCallFacts", "dead_desks", "desk_beat", "desk_leave", "live_desks",
-           "outbound_waiting", "reap_desk", "attempt_segment", "claim_ready_agent", "disposed_attempts", "link_screen_pop", "end_inbound", "inbound_rows", "is_dnc", "migrate_add_direction", "ready_agents",
+           "held_by_live_desk", "outbound_waiting", "reap_desk", "attempt_segment", "claim_ready_agent", "disposed_attempts", "link_screen_pop", "end_inbound", "inbound_rows", "is_dnc", "migrate_add_direction", "ready_agents",
            "record_inbound", "record_ivr_dnc", "return_call_facts", "still_wrapping"]
