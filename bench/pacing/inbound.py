@@ -237,6 +237,7 @@ def scenario(agents: int, shift_s: float) -> Scenario:
     }, "bench.pacing.inbound")
 
 
+PACERS = ("predictive", "predictive-inbound")
 KEYS = ("abandon_rate", "occupancy", "outbound_occupancy", "connects_per_agent_hour", "inbound_calls",
         "inbound_wait_p50_s", "inbound_wait_p95_s", "inbound_abandon", "worst_hour_abandon")
 
@@ -255,12 +256,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mean-min", type=float, default=30.0, help="mean delay of a return call, minutes")
     ap.add_argument("--max-wait-s", type=float, default=30.0)
     ap.add_argument("--priority", choices=[p.value for p in Priority], default=Priority.INBOUND_FIRST.value)
+    ap.add_argument("--pacers", nargs="+", choices=PACERS, default=list(PACERS))
     ap.add_argument("--procs", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("bench/pacing/last_run/inbound.json"))
     a = ap.parse_args(argv)
     ret = Returns(rate=a.rate, mean_s=a.mean_min * 60.0, max_wait_s=a.max_wait_s, priority=Priority(a.priority))
-    jobs = [(n, a.shift_h * 3600.0, p, s, ret) for n in a.agents for p in ("predictive", "predictive-inbound")
-            for s in range(a.seeds)]
+    jobs = [(n, a.shift_h * 3600.0, p, s, ret) for n in a.agents for p in a.pacers for s in range(a.seeds)]
     t0 = time.time()
     if a.procs > 1:
         with Pool(a.procs) as pool:
@@ -275,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
           f" queue {ret.max_wait_s:g} s, {ret.priority.value}; {a.seeds} seeds, {a.shift_h:g} h shift")
     print(f"{'agents':>6} {'pacer':<19} " + " ".join(f"{k[:18]:>18}" for k in KEYS))
     for n in a.agents:
-        for p in ("predictive", "predictive-inbound"):
+        for p in a.pacers:
             ms = [m for (nn, pp, _, m) in rows if nn == n and pp == p]
             agg = {k: statistics.fmean(m[k] for m in ms) for k in KEYS}
             agg["abandon_rate_max_seed"] = max(m["abandon_rate"] for m in ms)
