@@ -216,6 +216,38 @@ def test_a_return_call_reaches_the_agent_who_last_spoke_to_the_customer(
     assert "last_agent" in att.detail and "休眠: 最終購入から200日" in att.detail
 
 
+def test_a_return_call_goes_to_another_agent_when_the_last_one_is_busy(
+        desk: tuple[Path, int, Engine], prompts: dict[str, str]) -> None:
+    """The agent who last spoke to the customer is on another call: the caller does not wait for them, a ready
+    agent takes the call, and the busy agent's phone never rings."""
+    tmp, port, engine = desk
+    a01, a02 = free_udp_port(), free_udp_port()
+    agents = {"a01": f"sip:a01@127.0.0.1:{a01}", "a02": f"sip:a02@127.0.0.1:{a02}"}
+    _seed(engine, agents, ready=True)
+    with Session(engine) as s:  # a01 spoke to the customer last, and is on a call now
+        ag1 = s.exec(select(Agent).where(Agent.login == "a01")).one()
+        ag1.state = "on_call"
+        s.add(ag1)
+        s.commit()
+    proc = _start_desk(tmp, port, str(engine.url), agents, prompts)
+    try:
+        with Sipp("agent_uas", port=a01, workdir=tmp / "a01", rtp_echo=True) as phone1, \
+                Sipp("agent_bye", port=a02, workdir=tmp / "a02", duration_ms=800, rtp_echo=True) as phone2:
+            cust = Sipp("customer_call", port=free_udp_port(), workdir=tmp, max_calls=1, timeout_s=20,
+                        keys={"caller": "09087654321"}, extra=("-s", "0501234567", f"127.0.0.1:{port}")).start()
+            cust.wait(25)
+            att = _inbound(engine)
+    finally:
+        _stop(proc)
+    assert cust.stat("SuccessfulCall(C)") == 1
+    a02_row = _agent(engine, "a02")
+    assert att.outcome == InboundOutcome.ANSWERED and att.agent_id == a02_row.id, (att.outcome, att.detail)
+    assert att.customer_id == "C100" and att.agent_connected_at is not None
+    assert "last_agent" not in att.detail, att.detail
+    assert phone1.invites() == 0 and phone2.invites() == 1
+    assert _agent(engine, "a01").state == "on_call"  # the busy agent was left alone
+
+
 @pytest.mark.parametrize(("digit", "caller"), [("2", CALLER), ("1", CALLER), ("2", STRANGER)])
 def test_nobody_free_queue_then_menu_dnc_or_callback(desk: tuple[Path, int, Engine], prompts: dict[str, str],
                                                     digit: str, caller: str) -> None:
