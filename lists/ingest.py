@@ -248,19 +248,22 @@ MAX_FIELD = 2 << 20  # 2 MiB: a bigger cell is a broken export (an unterminated 
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\n|\r)|[^\r\n]+$")
 
 
-def needs_sanitize(src: Path) -> bool:
-    """Line endings DuckDB would count differently from a text editor: mixed CRLF/LF, lone CR, blank lines."""
+def needs_sanitize(src: Path, chunk_size: int = 1 << 24) -> bool:
+    """Line endings DuckDB would count differently from a text editor: mixed CRLF/LF, lone CR, blank lines.
+
+    Read in chunks; the blank-line patterns are up to 3 bytes long, so the last 2 bytes of a chunk are carried
+    into the next (with 1, a CRLF blank line split as `\\r\\n\\r` | `\\n` on a chunk boundary went unseen)."""
     crlf = lf = cr = 0
     blank = False
     tail = b""
     with src.open("rb") as fh:
-        while chunk := fh.read(1 << 24):
+        while chunk := fh.read(chunk_size):
             data = tail + chunk
-            crlf += chunk.count(b"\r\n") + (1 if tail == b"\r" and chunk.startswith(b"\n") else 0)
+            crlf += chunk.count(b"\r\n") + (1 if tail[-1:] == b"\r" and chunk.startswith(b"\n") else 0)
             lf += chunk.count(b"\n")
             cr += chunk.count(b"\r")
             blank = blank or b"\n\n" in data or b"\n\r\n" in data or b"\r\r" in data
-            tail = chunk[-1:]
+            tail = data[-2:]
     return blank or (crlf and crlf != lf) or cr != crlf
 
 
