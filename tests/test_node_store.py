@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import text
@@ -147,22 +148,25 @@ def test_callback_reserved_for_an_agent_on_node_b_is_left_to_b(pg_url: str) -> N
         s.add(Agent(login="b01", name="鈴木", node_id="B"))
         s.add(Agent(login="a01", name="佐藤", node_id="A"))
         s.commit()
-    cc = CampaignConfig(name="t")
+    cc = CampaignConfig(name="t", holidays="")  # no public holiday moves the callback either
     h = Hopper(engine, cc, respect_calling_hours=False)
     cust = f"C{0:03d}"
-    h.set_callback(cust, "dormant", NOW - timedelta(minutes=1), agent_login="b01", reserve_s=900)
+    # noon in Tokyo: a callback booked outside the campaign's calling hours moves to the next slot (one rule), so a
+    # time taken from the wall clock made this test fail every evening
+    at = NOW.astimezone(ZoneInfo("Asia/Tokyo")).replace(hour=12, minute=0, second=0, microsecond=0).astimezone(UTC)
+    h.set_callback(cust, "dormant", at - timedelta(minutes=1), agent_login="b01", reserve_s=900)
     ha, hb = Hopper(engine, cc, respect_calling_hours=False), Hopper(engine, cc, respect_calling_hours=False)
     ha.fence, hb.fence = a.fence, b.fence
     ha.foreign_agents = frozenset(store.foreign_reserved_agents(engine, "A"))
     hb.foreign_agents = frozenset(store.foreign_reserved_agents(engine, "B"))
     assert ha.foreign_agents == {"b01"} and hb.foreign_agents == {"a01"}
-    got_a = ha.lease(3, a.fence.owner, NOW)
+    got_a = ha.lease(3, a.fence.owner, at)
     assert ids[0] not in {x.entry_id for x in got_a}  # A skips it while the reservation holds
-    got_b = hb.lease(3, b.fence.owner, NOW)
+    got_b = hb.lease(3, b.fence.owner, at)
     assert [x.entry_id for x in got_b] == [ids[0]] and got_b[0].callback_agent == "b01"
     # after the reservation, anyone may make it
-    hb.release(ids[0], NOW)
-    later = NOW + timedelta(minutes=16)
+    hb.release(ids[0], at)
+    later = at + timedelta(minutes=16)
     assert store.heartbeat(engine, "A", a.epoch, agents=0, stats={})
     assert ids[0] in {x.entry_id for x in ha.lease(3, a.fence.owner, later)}
     # moving an agent is explicit and checked
