@@ -203,8 +203,8 @@ class CampaignRunner:
     def claim(self) -> None:
         """Refuse to run beside another live runner; take over from a dead one (stale heartbeat)."""
         self.prior_beat = agent_time_store.last_heartbeat(self.engine, self.campaign_id)[1]  # issue 27: see recover
-        campaigns_store.claim(self.engine, self.campaign_id, self.runner_id, self.mode, self.policy.name,
-                              stale_s=HEARTBEAT_STALE_S, alive=_alive)
+        self.prior_runner = campaigns_store.claim(self.engine, self.campaign_id, self.runner_id, self.mode,
+                                                  self.policy.name, stale_s=HEARTBEAT_STALE_S, alive=_alive)
 
     def recover(self) -> dict[str, int]:
         """Close what a previous runner left in flight; nothing is dialled again because of it."""
@@ -213,6 +213,8 @@ class CampaignRunner:
         self.last_disposition_id = outbox_store.last_disposition_id(self.engine)
         self.last_command_id = campaigns_store.last_applied_command_id(self.engine, self.policy.name)
         counts = self.hopper.recover(now)
+        # a killed runner's unexpired leases (taken for the dial it never made) are released now, not at expiry
+        counts["leases_released"] += self.hopper.release_owner(getattr(self, "prior_runner", ""), now)
         counts["preview_released"] = preview_store.release_all(self.engine, self.policy.name, now)
         beat = getattr(self, "prior_beat", None)
         if self.board.state_logger is not None:  # issue 27: a crash left stretches open; a stop closed them

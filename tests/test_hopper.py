@@ -433,3 +433,22 @@ def test_naive_datetimes_are_refused(engine: Engine, cc: CampaignConfig) -> None
     h = Hopper(engine, cc)
     with pytest.raises(ValueError, match="aware"):
         h.preview(datetime(2026, 11, 24, 11, 0))
+
+
+def test_a_dead_runners_unexpired_leases_go_back_at_once(db_url: str, cc: CampaignConfig) -> None:
+    """The runner restarted after a kill -9 takes over from the dead one: the leases it took for dials it never
+    made go back to pending at once (expired or not); another owner's lease is left alone."""
+    engine = get_engine(db_url)
+    at = jst(2026, 11, 24, 10, 0)
+    mine = add_entry(engine, "c1")
+    theirs = add_entry(engine, "c2")
+    h = Hopper(engine, cc)
+    assert [lz.entry_id for lz in h.lease(1, "host:111", at, lease_s=600)] == [mine]
+    assert [lz.entry_id for lz in h.lease(1, "preview:agent", at, lease_s=600)] == [theirs]
+    assert h.release_owner("", at) == 0
+    assert h.release_owner("host:111", at + timedelta(seconds=5)) == 1  # 595 s before its lease would expire
+    with Session(engine) as s:
+        e1, e2 = s.get(CallListEntry, mine), s.get(CallListEntry, theirs)
+        assert e1 is not None and e2 is not None
+        assert (e1.status, e1.lease_owner) == ("pending", "") and (e2.status, e2.lease_owner) == ("leased", "preview:agent")
+    assert [lz.entry_id for lz in h.lease(1, "host:222", at + timedelta(seconds=6))] == [mine]  # dialable again

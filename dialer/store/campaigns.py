@@ -124,15 +124,18 @@ def recent_events(engine: Engine, campaign_id: int | None, limit: int = 3, kind:
 
 # ------------------------------------------------------------------------------ live status
 def claim(engine: Engine, campaign_id: int, runner_id: str, mode: str, name: str, *, stale_s: float,
-          alive: Callable[[str], bool]) -> None:
-    """Refuse to run beside another live runner; take over from a dead one (stale heartbeat)."""
+          alive: Callable[[str], bool]) -> str:
+    """Refuse to run beside another live runner; take over from a dead one (stale heartbeat). Returns the id of
+    the runner taken over from ("" if none): what it still held (leases) is ours to release."""
     now = datetime.now(UTC)
+    prior = ""
     with Session(engine, expire_on_commit=False) as s:
         st = s.get(CampaignStatus, campaign_id)
         if st is not None and st.runner and st.runner != runner_id:
             age = (now - _utc(st.heartbeat_at)).total_seconds()
             if age < stale_s and alive(st.runner):
                 raise RunnerBusy(f"campaign {name!r} is already run by {st.runner} (heartbeat {age:.1f}s ago)")
+            prior = st.runner
         if st is None:
             st = CampaignStatus(campaign_id=campaign_id)
         st.runner, st.heartbeat_at, st.mode = runner_id, now, mode
@@ -142,6 +145,7 @@ def claim(engine: Engine, campaign_id: int, runner_id: str, mode: str, name: str
             camp.state = CampaignState.RUNNING.value
             s.add(camp)
         s.commit()
+    return prior
 
 
 def saved_stats(engine: Engine, campaign_id: int) -> dict[str, Any]:

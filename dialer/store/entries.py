@@ -538,6 +538,18 @@ class Hopper:
             s.add(e)
             s.commit()
 
+    def release_owner(self, owner: str, at: datetime) -> int:
+        """Leases OWNER (a runner that is gone: killed, taken over from) still holds go back to pending at once,
+        expired or not; they were never dialled (a dialled entry is `dialing`, settled by `recover`)."""
+        if not owner:
+            return 0
+        with self.engine.begin() as conn:
+            res = conn.execute(update(T).where(T.c.status == EntryStatus.LEASED, T.c.lease_owner == owner,
+                                               T.c.segment.in_(self.segments))
+                               .values(status=EntryStatus.PENDING.value, lease_owner="", lease_token="",
+                                       lease_expires_at=None, updated_at=at))
+            return int(res.rowcount or 0)
+
     def recover(self, at: datetime) -> dict[str, int]:
         """After a crash: expired leases go back to pending; entries left `dialing` are settled, never redialled.
 
