@@ -13,6 +13,7 @@ the IVR) are `dialer.domain.inbound`; this module only reads their facts and wri
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +22,7 @@ from sqlalchemy import delete, func, inspect, text, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, or_, select
 
+from dialer.domain.agents import BUSY
 from dialer.domain.inbound import (
     AgentFacts,
     CustomerFacts,
@@ -126,12 +128,10 @@ def ready_agents(engine: Engine, logins: list[str] | None = None) -> list[AgentF
                 for a in s.exec(q.order_by(col(Agent.id))).all() if a.id is not None]
 
 
-def outbound_waiting(engine: Engine, now: datetime, logins: list[str] | None = None) -> int:
+def outbound_waiting(engine: Engine, now: datetime) -> int:
     """Answered outbound calls waiting for an agent right now (answered, no agent yet, not ended or abandoned),
     dialled in the last 10 minutes (older rows are a dead runner's, closed by its successor). Agents of a runner
-    and of the desk are the same rows: every campaign's waiting call counts (LOGINS: unused, kept for a later
-    per-agent split)."""
-    _ = logins
+    and of the desk are the same rows: every campaign's waiting call counts."""
     with Session(engine) as s:
         return int(s.exec(select(func.count()).select_from(Attempt).where(
             col(Attempt.direction) == Direction.OUTBOUND.value, col(Attempt.state) == "answered",
@@ -303,7 +303,7 @@ def reap_desk(engine: Engine, desk_id: str, at: datetime, *, stale_s: float | No
     from dialer.store.agents import log_agent_state, move_agent
 
     for a in held:
-        if a.id is not None and a.state in (AgentState.RESERVED, AgentState.ON_CALL, AgentState.WRAP_UP):
+        if a.id is not None and a.state in BUSY:
             move_agent(engine, a.id, AgentState.READY.value, at, campaign_id=a.campaign_id, force=True,
                        state_logger=log_agent_state)
     return closed
@@ -316,12 +316,20 @@ def held_by_live_desk(engine: Engine, agent_ids: list[int], now: datetime, stale
     live = set(live_desks(engine, now, stale_s))
     if not agent_ids or not live:
         return set()
+    return {a for a, w in held_by_desks(engine, agent_ids) if w in live}
+
+
+def held_by_desks(engine: Engine, agent_ids: Collection[int]) -> list[tuple[int, str]]:
+    """(agent id, desk id) for each of AGENT_IDS a desk holds: busy (reserved, on or wrapping up) on an inbound
+    attempt. The one reading of "the desk holds this agent", for the pacer (`return_calls.desk_now`) and for a
+    runner's restart (`held_by_live_desk`)."""
+    if not agent_ids:
+        return []
     with Session(engine) as s:
         rows = s.exec(select(Agent.id, Attempt.worker).join(Attempt, col(Attempt.id) == col(Agent.current_attempt_id))
-                      .where(col(Agent.id).in_(agent_ids), col(Attempt.direction) == Direction.INBOUND.value,
-                             col(Agent.state).in_([AgentState.RESERVED.value, AgentState.ON_CALL.value,
-                                                   AgentState.WRAP_UP.value]))).all()
-    return {int(a) for a, w in rows if a is not None and w in live}
+                      .where(col(Agent.id).in_(list(agent_ids)), col(Attempt.direction) == Direction.INBOUND.value,
+                             col(Agent.state).in_(sorted(BUSY)))).all()
+    return [(int(a), str(w or "")) for a, w in rows if a is not None]
 
 
 def dead_desks(engine: Engine, now: datetime, stale_s: float = DESK_STALE_S) -> list[str]:
@@ -361,5 +369,5 @@ def _wait(r: Attempt) -> float | None:
 
 
 __all__ = ["DESK_BEAT_S", "DESK_STALE_S", "ReturnCallFacts", "dead_desks", "desk_beat", "desk_leave", "live_desks",
-           "held_by_live_desk", "outbound_waiting", "reap_desk", "attempt_segment", "claim_ready_agent", "disposed_attempts", "link_screen_pop", "end_inbound", "inbound_rows", "is_dnc", "migrate_add_direction", "ready_agents",
+           "held_by_desks", "held_by_live_desk", "outbound_waiting", "reap_desk", "attempt_segment", "claim_ready_agent", "disposed_attempts", "link_screen_pop", "end_inbound", "inbound_rows", "is_dnc", "migrate_add_direction", "ready_agents",
            "record_inbound", "record_ivr_dnc", "return_call_facts", "still_wrapping"]

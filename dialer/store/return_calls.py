@@ -16,15 +16,15 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists
+from sqlalchemy import exists, func
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, or_, select
 
-from dialer.domain.agents import BUSY
 from dialer.domain.inbound import Direction
 from dialer.domain.vocabulary import CallOutcome
-from dialer.store.models import Agent, Attempt
+from dialer.store.inbound import held_by_desks
+from dialer.store.models import Attempt
 
 # a missed call shows on the customer's phone: what may come back as a return call
 UNANSWERED = (CallOutcome.NO_ANSWER.value, CallOutcome.BUSY.value, CallOutcome.MACHINE.value,
@@ -62,14 +62,11 @@ def desk_now(engine: Engine, agent_ids: Collection[int], now: datetime, max_wait
     """Callers queued at the inbound desk (answered within MAX_WAIT_S, no agent, not ended: after the maximum wait
     they are in the menu, no longer waiting for an agent), and which of AGENT_IDS the desk holds."""
     with Session(engine) as s:
-        queued = len(s.exec(select(Attempt.id).where(
+        queued = int(s.exec(select(func.count()).select_from(Attempt).where(
             col(Attempt.direction) == Direction.INBOUND.value, col(Attempt.answered_at).is_not(None),
             col(Attempt.answered_at) >= now - timedelta(seconds=max_wait_s), col(Attempt.agent_id).is_(None),
-            col(Attempt.ended_at).is_(None))).all())
-        held = s.exec(select(Agent.id).join(Attempt, col(Attempt.id) == col(Agent.current_attempt_id)).where(
-            col(Agent.id).in_(list(agent_ids)), col(Agent.state).in_(sorted(BUSY)),
-            col(Attempt.direction) == Direction.INBOUND.value)).all()
-    return DeskNow(queued, frozenset(i for i in held if i is not None))
+            col(Attempt.ended_at).is_(None))).one())
+    return DeskNow(queued, frozenset(a for a, _desk in held_by_desks(engine, agent_ids)))
 
 
 __all__ = ["UNANSWERED", "DeskNow", "Unanswered", "desk_now", "unanswered_calls"]
