@@ -541,11 +541,12 @@ class Hopper:
     def release_owner(self, owner: str, at: datetime) -> int:
         """Leases OWNER (a runner that is gone: killed, taken over from) still holds go back to pending at once,
         expired or not; they were never dialled (a dialled entry is `dialing`, settled by `recover`)."""
-        if not owner:
-            return 0
+        return self._release_leases(T.c.lease_owner == owner, at) if owner else 0
+
+    def _release_leases(self, which: Any, at: datetime) -> int:
+        """Leased entries of this campaign's segments matching WHICH go back to pending, unowned."""
         with self.engine.begin() as conn:
-            res = conn.execute(update(T).where(T.c.status == EntryStatus.LEASED, T.c.lease_owner == owner,
-                                               T.c.segment.in_(self.segments))
+            res = conn.execute(update(T).where(T.c.status == EntryStatus.LEASED, which, T.c.segment.in_(self.segments))
                                .values(status=EntryStatus.PENDING.value, lease_owner="", lease_token="",
                                        lease_expires_at=None, updated_at=at))
             return int(res.rowcount or 0)
@@ -559,12 +560,7 @@ class Hopper:
         """
         need_aware(at)
         counts = {"leases_released": 0, "interrupted": 0, "settled": 0}
-        with self.engine.begin() as conn:
-            res = conn.execute(update(T).where(T.c.status == EntryStatus.LEASED, T.c.lease_expires_at <= at,
-                                               T.c.segment.in_(self.segments))
-                               .values(status=EntryStatus.PENDING.value, lease_owner="", lease_token="",
-                                       lease_expires_at=None, updated_at=at))
-            counts["leases_released"] = int(res.rowcount or 0)
+        counts["leases_released"] = self._release_leases(T.c.lease_expires_at <= at, at)
         with Session(self.engine) as s:
             ids = list(s.exec(orm_select(CallListEntry.id).where(
                 CallListEntry.status == EntryStatus.DIALING, col(CallListEntry.segment).in_(self.segments))).all())
