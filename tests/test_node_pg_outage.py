@@ -20,7 +20,15 @@ from pathlib import Path
 
 import pytest
 
-from dialer.node.scratch_pg import PG_BIN, PgServer, _run_as, pg_bin, start_server, stop_server
+from dialer.node.scratch_pg import (
+    PG_BIN,
+    PgServer,
+    _run_as,
+    pg_bin,
+    server_options,
+    start_server,
+    stop_server,
+)
 from dialer.store.db import dispose_engines, init_db
 from tests.node_world import NodeProc, make_node, q, seed, teardown, wait_for
 
@@ -37,7 +45,7 @@ def own_pg() -> Iterator[PgServer]:
         pytest.skip(f"PostgreSQL binaries not found in {PG_BIN}")
     pytest.importorskip("psycopg")
     base = Path(tempfile.mkdtemp(prefix="tsunagu-pg-outage-"))
-    server = start_server(base)
+    server = start_server(base, durable=True)  # the crash must not undo commits the nodes were told of
     try:
         yield server
     finally:
@@ -51,8 +59,7 @@ def restart(server: PgServer) -> None:
     bin_dir = pg_bin() or PG_BIN
     prefix, _ = _run_as()
     base = server.datadir.parent
-    opts = (f"-p {server.port} -h 127.0.0.1 -k {base} -c fsync=off -c synchronous_commit=off "
-            "-c full_page_writes=off -c max_connections=60 -c shared_buffers=32MB")
+    opts = server_options(server.port, base, durable=True)
     res = subprocess.run([*prefix, str(bin_dir / "pg_ctl"), "-D", str(server.datadir), "-l", str(base / "log"),
                           "-o", opts, "-w", "-t", "30", "start"], capture_output=True, text=True, cwd=base)
     assert res.returncode == 0, res.stderr + res.stdout

@@ -74,7 +74,21 @@ def _run_as() -> tuple[list[str], str | None]:
     return ["runuser", "-u", "postgres", "--"], "postgres"
 
 
-def start_server(base: Path, bin_dir: Path | None = None) -> PgServer:
+def server_options(port: int, base: Path, *, durable: bool = False) -> str:
+    """The postgres command-line settings of a throwaway server.
+
+    Throwaway data needs no durability, so commits do not wait for the WAL (fast tests). A test that crashes
+    the server on purpose asks for `durable`: with `synchronous_commit=off` a commit the client was told had
+    happened can vanish in the crash, which no production server is set to do, so such a test would see
+    losses the product never causes. `fsync` stays off either way: the server process dies, the host does not,
+    and what was written to the kernel survives.
+    """
+    sync = "on" if durable else "off"
+    return (f"-p {port} -h 127.0.0.1 -k {base} -c fsync=off -c synchronous_commit={sync} "
+            "-c full_page_writes=off -c max_connections=60 -c shared_buffers=32MB")
+
+
+def start_server(base: Path, bin_dir: Path | None = None, *, durable: bool = False) -> PgServer:
     bin_dir = bin_dir or pg_bin() or PG_BIN
     prefix, account = _run_as()
     if account is not None:
@@ -88,8 +102,7 @@ def start_server(base: Path, bin_dir: Path | None = None) -> PgServer:
     last_err = ""
     for _try in range(5):
         port = _free_port()
-        opts = (f"-p {port} -h 127.0.0.1 -k {base} -c fsync=off -c synchronous_commit=off "
-                "-c full_page_writes=off -c max_connections=60 -c shared_buffers=32MB")
+        opts = server_options(port, base, durable=durable)
         res = subprocess.run([*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(base / "log"),
                               "-o", opts, "-w", "-t", "30", "start"], capture_output=True, text=True, env=env,
                              cwd=base)
@@ -108,4 +121,4 @@ def stop_server(server: PgServer, bin_dir: Path | None = None) -> None:
                    capture_output=True, cwd=server.datadir.parent)
 
 
-__all__ = ["PgServer", "pg_bin", "start_server", "stop_server"]
+__all__ = ["PgServer", "pg_bin", "server_options", "start_server", "stop_server"]

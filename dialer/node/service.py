@@ -76,7 +76,6 @@ class Node:
         self._init_lock = threading.Lock()
         init_db(self.url)
         self.engine = store.node_engine(self.url)
-        store.ensure_pg_objects(self.engine)
         info = store.NodeInfo(self.node_id, socket.gethostname(), os.getpid(), cfg.telephony.sip_port_base,
                               cfg.telephony.rtp_port_base, tuple(self.names), cfg.telephony.lines)
         self.m = Membership(self.engine, info)

@@ -146,9 +146,40 @@ def current_version(engine: Engine) -> int | None:
         return int(row.value) if row else None
 
 
+# the key of the PostgreSQL advisory lock that serialises schema set-up (any fixed 64-bit number of our own)
+SCHEMA_LOCK_KEY = 0x7473756E61677501  # "tsunagu" + 1
+
+
+@contextmanager
+def schema_lock(engine: Engine) -> Iterator[None]:
+    """Hold the store's schema lock for the block (PostgreSQL; SQLite needs none).
+
+    Nodes of a site start together and each sets the schema up; PostgreSQL does not serialise concurrent
+    `CREATE TABLE` or `CREATE OR REPLACE FUNCTION` of one object (a duplicate pg_type row, "tuple concurrently
+    updated"), so without the lock all but one node died at start-up. A session lock on its own connection:
+    released at the end of the block, or by the server if the process dies.
+    """
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as conn:
+        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": SCHEMA_LOCK_KEY})
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": SCHEMA_LOCK_KEY})
+            conn.commit()
+
+
 def init_db(url: str | None = None) -> tuple[Engine, str]:
     """Create or upgrade the schema; idempotent. Returns the engine and what was done."""
     engine = get_engine(url)
+    with schema_lock(engine):
+        return _init_db(engine)
+
+
+def _init_db(engine: Engine) -> tuple[Engine, str]:
     _ = models  # every table is registered on SQLModel.metadata by importing models
     version = current_version(engine)
     if version is not None and version > SCHEMA_VERSION:
@@ -163,6 +194,8 @@ def init_db(url: str | None = None) -> tuple[Engine, str]:
                 raise StoreError(f"no migration from schema version {v - 1} to {v}")
             step(engine)
     SQLModel.metadata.create_all(engine)
+    if engine.dialect.name == "postgresql":
+        _nodes.ensure_pg_objects(engine)  # the nodes' command trigger is part of the schema, under the same lock
     db_file = _sqlite_file(engine)
     if db_file is not None:
         tighten_sqlite(db_file)

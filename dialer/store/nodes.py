@@ -121,7 +121,11 @@ def libpq_dsn(url: str) -> dict[str, Any]:
 
 
 def ensure_pg_objects(engine: Engine) -> None:
-    """The trigger that NOTIFYs every listening node when a manager's command is inserted (idempotent)."""
+    """The trigger that NOTIFYs every listening node when a manager's command is inserted (idempotent).
+
+    Part of the schema: `init_db` calls it under the schema lock (concurrent `CREATE OR REPLACE` of one function
+    fails with "tuple concurrently updated").
+    """
     with engine.begin() as conn:
         conn.execute(text(
             "CREATE OR REPLACE FUNCTION tsunagu_command_notify() RETURNS trigger AS $$ BEGIN "
