@@ -634,8 +634,13 @@ def _stage_entries(result: BuildResult, tz: ZoneInfo, build_date: date, pg: bool
 
 
 def _entry_statements(pg: bool, now: Any, build_date: date, defaults: dict[str, Any], types: dict[str, str]
-                      ) -> tuple[tuple[str, str], list[Any], str, list[Any], str, list[Any], str]:
-    """((update SQLs), params, insert SQL, params, withdraw SQL, params, counts SQL) over tmp_entries/tmp_supp.
+                      ) -> tuple[tuple[str, str], list[Any], str, list[Any], str, list[Any], str, str]:
+    """((update SQLs), params, insert SQL, params, withdraw SQL, params, counts SQL, match SQL) over
+    tmp_entries/tmp_supp.
+
+    The match runs first and writes into each built entry the id of the stored entry with its key (`eid`,
+    NULL for a new one): the count and the updates then reach the stored row by its id and the insert takes
+    the rows with no id, instead of each looking the ~530k keys up again in the store's index.
 
     Two updates: the pending entries (nearly all of them: every night moves their window and build date) get
     a SET list without `status`, the others (withdrawn, or pending again after a reset) one with it. SQLite
@@ -654,7 +659,7 @@ def _entry_statements(pg: bool, now: Any, build_date: date, defaults: dict[str, 
         differs = "(" + " OR ".join(f"{o} IS NOT {n}" for o, n in zip(old, new, strict=True)) + \
             " OR e.status IS NOT 'pending' OR e.status_reason IS NOT '')"
     sets = ", ".join(f"{c} = t.{c}" for c in _ENTRY_VALUES)
-    where = (f"FROM tmp_entries t WHERE e.customer_id = t.customer_id AND e.segment = t.segment "
+    where = (f"FROM tmp_entries t WHERE e.id = t.eid "
              f"AND e.segment IN ({segs}) AND e.status NOT IN ({keep}) AND {differs}")
     update = (f"UPDATE call_list_entries AS e SET {sets}, status_reason = '', updated_at = {ph} "
               f"{where} AND e.status = 'pending'",
@@ -667,8 +672,7 @@ def _entry_statements(pg: bool, now: Any, build_date: date, defaults: dict[str, 
     exprs = [f"t.{c}" for c in ("customer_id", "segment", *_ENTRY_VALUES)] + [
         (f"CAST({ph} AS {types[c]})" if pg else ph) for c in fixed]
     insert = (f"INSERT INTO call_list_entries ({', '.join(cols)}) SELECT {', '.join(exprs)} FROM tmp_entries t "
-              f"WHERE NOT EXISTS (SELECT 1 FROM call_list_entries e WHERE e.customer_id = t.customer_id "
-              f"AND e.segment = t.segment) ORDER BY t.ord")
+              f"WHERE t.eid IS NULL ORDER BY t.ord")
     withdraw = (f"UPDATE call_list_entries AS e SET status = 'withdrawn', updated_at = {ph}, status_reason = "
                 f"coalesce('suppressed: ' || (SELECT min(s.reason) FROM tmp_supp s WHERE s.customer_id = e.customer_id "
                 f"AND s.segment = e.segment), {ph}) "
@@ -676,10 +680,11 @@ def _entry_statements(pg: bool, now: Any, build_date: date, defaults: dict[str, 
                 f"WHERE t.customer_id = e.customer_id AND t.segment = e.segment)")
     counts = (f"SELECT CASE WHEN e.status IN ({', '.join(repr(x) for x in IN_PROGRESS)}) THEN 'kept_in_progress' "
               f"WHEN e.status IN ({', '.join(repr(x) for x in FINAL)}) THEN 'kept_final' ELSE 'matched' END, count(*) "
-              f"FROM tmp_entries t JOIN call_list_entries e ON e.customer_id = t.customer_id AND e.segment = t.segment "
-              f"GROUP BY 1")
+              f"FROM tmp_entries t JOIN call_list_entries e ON e.id = t.eid GROUP BY 1")
+    match = ("UPDATE tmp_entries AS t SET eid = e.id FROM call_list_entries e "
+             "WHERE e.customer_id = t.customer_id AND e.segment = t.segment")
     return (update, [_pg_value(now) if pg else _sqlite_value(now)], insert, [shape(v) for v in fixed.values()],
-            withdraw, [shape(now), f"no longer eligible ({build_date})"], counts)
+            withdraw, [shape(now), f"no longer eligible ({build_date})"], counts, match)
 
 
 def upsert_entries(engine: Engine, result: BuildResult, tz: ZoneInfo, build_date: date) -> dict[str, int]:
@@ -699,7 +704,8 @@ def upsert_entries(engine: Engine, result: BuildResult, tz: ZoneInfo, build_date
     _stage_entries(result, tz, build_date, pg)
     defaults = _defaults(CallListEntry, customer_id="", segment="")
     types = {c.name: c.type.compile(dialect=engine.dialect) for c in t.columns}
-    update, up_p, insert, in_p, withdraw, wd_p, count_sql = _entry_statements(pg, now, build_date, defaults, types)
+    update, up_p, insert, in_p, withdraw, wd_p, count_sql, match = _entry_statements(pg, now, build_date, defaults,
+                                                                                     types)
     stage_cols = ["ord", "customer_id", "segment", *_ENTRY_VALUES]
     counts = dict.fromkeys(("inserted", "updated", "unchanged", "kept_in_progress", "kept_final", "withdrawn"), 0)
     with engine.begin() as conn:
@@ -708,7 +714,7 @@ def upsert_entries(engine: Engine, result: BuildResult, tz: ZoneInfo, build_date
             cur.execute("DROP TABLE IF EXISTS tmp_entries")
             cur.execute("DROP TABLE IF EXISTS tmp_supp")
             cur.execute(f"CREATE TEMP TABLE tmp_entries ON COMMIT DROP AS SELECT 0::bigint AS ord, customer_id, "
-                        f"segment, {', '.join(_ENTRY_VALUES)} FROM call_list_entries WITH NO DATA")
+                        f"segment, {', '.join(_ENTRY_VALUES)}, id AS eid FROM call_list_entries WITH NO DATA")
             cur.execute("CREATE TEMP TABLE tmp_supp (customer_id text, segment text, reason text) ON COMMIT DROP")
             with tempfile.TemporaryDirectory(prefix="entries_", dir=result.out_dir) as d:
                 for table, sql in (("tmp_entries", f"SELECT {', '.join(stage_cols)} FROM stage_entries"),
@@ -726,17 +732,18 @@ def upsert_entries(engine: Engine, result: BuildResult, tz: ZoneInfo, build_date
         else:
             cur.execute("DROP TABLE IF EXISTS temp.tmp_entries")
             cur.execute("DROP TABLE IF EXISTS temp.tmp_supp")
-            cur.execute(f"CREATE TEMP TABLE tmp_entries ({', '.join(stage_cols)})")
+            cur.execute(f"CREATE TEMP TABLE tmp_entries ({', '.join(stage_cols)}, eid INTEGER)")
             cur.execute("CREATE TEMP TABLE tmp_supp (customer_id, segment, reason)")
             for table, sql, n in (("tmp_entries", f"SELECT {', '.join(stage_cols)} FROM stage_entries", len(stage_cols)),
                                   ("tmp_supp", "SELECT customer_id, segment, reason FROM suppressed", 3)):
                 dcur = result.con.execute(sql)
-                ins = f"INSERT INTO {table} VALUES ({', '.join('?' for _ in range(n))})"
+                ins = f"INSERT INTO {table} VALUES ({', '.join('?' for _ in range(n))}{', NULL' * (table == 'tmp_entries')})"
                 while rows := dcur.fetchmany(100_000):
                     cur.executemany(ins, rows)
             cur.execute("CREATE UNIQUE INDEX temp.tmp_entries_key ON tmp_entries (customer_id, segment)")
             cur.execute("CREATE INDEX temp.tmp_supp_key ON tmp_supp (customer_id, segment)")
         with _bulk_load(conn, t):  # a first night: indexes built after the insert; a bigger SQLite cache
+            cur.execute(match)
             cur.execute(count_sql)
             for kind, n in cur.fetchall():
                 counts[kind] = counts.get(kind, 0) + int(n)
