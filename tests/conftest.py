@@ -13,6 +13,18 @@ from dialer.store.db import dispose_engines, init_db
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _language_restored() -> Iterator[None]:
+    """A test that switches the UI language (dialer.i18n is process-wide) leaves it as it found it, so no later
+    test depends on the order it runs in (a `ja` left behind failed English render checks run after it)."""
+    from dialer.i18n import language, set_language
+
+    before = language()
+    yield
+    if language() != before:
+        set_language(before)
+
+
 @pytest.fixture()
 def db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.delenv("DIALER_DATABASE_URL", raising=False)

@@ -23,6 +23,7 @@ from dialer.store.inbound import (
 )
 from dialer.store.models import Agent, Attempt, CallListEntry, Customer
 from dialer.store.reports import compliance_rows
+from tests.pgserver import pg_server, pg_url  # noqa: F401  (fixtures)
 
 T0 = datetime(2026, 12, 7, 1, 0, tzinfo=UTC)  # Monday 10:00 JST
 
@@ -233,3 +234,58 @@ def test_a_runner_restarting_leaves_the_agent_a_live_desk_holds(tmp_path: object
     with Session(engine) as s:
         states = {a.login: (a.state, a.current_attempt_id) for a in s.exec(select(Agent)).all()}
     assert states == {"a01": (AgentState.ON_CALL, live_call), "a02": (AgentState.READY, None)}
+
+
+def _desk_takes_while_runner_reads(url: str) -> tuple[bool, str, int | None]:
+    """The runner has read agent a01 `ready`; the desk's claim is in flight (uncommitted) when the runner writes.
+
+    Returns whether the desk won, what the runner's move said, and the attempt the agent's row names at the end.
+    """
+    import threading
+
+    from dialer.store.agents import move_agent
+
+    engine, _ = init_db(url)
+    _seed(engine)
+    with Session(engine) as s:
+        agent = s.exec(select(Agent).where(Agent.login == "a01")).one()
+        assert agent.id is not None
+        agent_id = agent.id
+    desk_call = record_inbound(engine, caller="+81312345678", facts=return_call_facts(engine, "+81312345678"),
+                               at=T0, detail="return call")
+    runner_said: list[str] = []
+    with engine.connect() as desk:  # the desk's conditional UPDATE, held open while the runner acts
+        trans = desk.begin()
+        desk.execute(text("UPDATE agents SET state = 'reserved', current_attempt_id = :a WHERE id = :i "
+                          "AND state = 'ready'"), {"a": desk_call, "i": agent_id})
+
+        def runner() -> None:
+            try:
+                move_agent(engine, agent_id, "reserved", T0, campaign_id=1, attempt_id=999)
+                runner_said.append("took the agent")
+            except ValueError as exc:
+                runner_said.append(str(exc))
+
+        t = threading.Thread(target=runner)
+        t.start()
+        t.join(1.5)  # PostgreSQL: the runner waits on the desk's row lock
+        trans.commit()
+    t.join(30)
+    assert not t.is_alive()
+    with Session(engine) as s:
+        final = s.get(Agent, agent_id)
+        assert final is not None
+        return final.current_attempt_id == desk_call, runner_said[0], final.current_attempt_id
+
+
+def test_a_runner_that_read_an_agent_ready_loses_it_to_the_desks_claim_on_postgres(pg_url: str) -> None:  # noqa: F811
+    """Issue 30: one agent, one owner. The runner's take is guarded by what it read, so the desk's claim that
+    committed meanwhile wins and the runner is told (it routes the call to someone else)."""
+    desk_won, runner_said, _ = _desk_takes_while_runner_reads(pg_url)
+    assert desk_won and "taken" in runner_said, runner_said
+
+
+def test_a_runner_that_read_an_agent_ready_loses_it_to_the_desks_claim_on_sqlite(db_url: str) -> None:
+    """The same race on one SQLite file (the runner and the desk as separate connections)."""
+    desk_won, runner_said, _ = _desk_takes_while_runner_reads(db_url)
+    assert desk_won and "taken" in runner_said, runner_said

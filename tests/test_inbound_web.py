@@ -116,7 +116,7 @@ def _bridge(engine: Engine, login: str, caller: str) -> int:
         assert agent.id is not None
         agent_id = agent.id
     camp = facts.answers.campaign_id if facts.answers else None
-    assert claim_ready_agent(engine, agent_id)
+    assert claim_ready_agent(engine, agent_id, att)
     move_agent(engine, agent_id, AgentState.RESERVED.value, now, campaign_id=camp, attempt_id=att,
                state_logger=log_agent_state)
     link_screen_pop(engine, att, facts, agent_id, "last_agent")

@@ -108,6 +108,24 @@ def read_agents(engine: Engine, logins: Iterable[str]) -> dict[int, AgentView]:
                 for r in rows if r.id is not None}
 
 
+def _hold_as_read(s: Session, row: Agent) -> None:
+    """Lock the agent's row for this transaction, provided it is still as read; ValueError if it changed.
+
+    A runner and an inbound desk (another process, perhaps another node) may both take a ready agent; the desk's
+    take is one conditional UPDATE (store.inbound.claim_ready_agent). Read-then-write here would let both win
+    (each read `ready`), so the take starts with a no-op UPDATE guarded by what was read: on PostgreSQL it waits
+    for a concurrent take and then finds the row changed; on SQLite it takes the write lock over the newest data.
+    """
+    seen = col(Agent.current_attempt_id)
+    res = s.execute(update(Agent).where(col(Agent.id) == row.id, col(Agent.state) == row.state,
+                                        seen.is_(None) if row.current_attempt_id is None
+                                        else seen == row.current_attempt_id)
+                    .values(state=row.state).execution_options(synchronize_session=False))
+    if int(getattr(res, "rowcount", 0) or 0) != 1:
+        s.rollback()
+        raise ValueError(f"agent {row.login}: taken by another owner meanwhile")
+
+
 def move_agent(engine: Engine, agent_id: int, new: str, at: datetime, *, campaign_id: int | None,
                attempt_id: int | None = None, force: bool = False, state_logger: StateLogger | None = None) -> str:
     """The runner moves an agent; returns the state actually entered (dialer.domain.agents.next_state)."""
@@ -115,8 +133,10 @@ def move_agent(engine: Engine, agent_id: int, new: str, at: datetime, *, campaig
         row = s.get(Agent, agent_id)
         if row is None:
             raise KeyError(agent_id)
-        if new in BUSY and not force and taken_by_another(row.state, row.current_attempt_id, attempt_id):
-            raise ValueError(f"agent {row.login}: already {row.state} for attempt {row.current_attempt_id}")
+        if new in BUSY and not force:
+            if taken_by_another(row.state, row.current_attempt_id, attempt_id):
+                raise ValueError(f"agent {row.login}: already {row.state} for attempt {row.current_attempt_id}")
+            _hold_as_read(s, row)
         try:
             new = next_state(row.state, new, row.pending_state, force=force)
         except ValueError as exc:

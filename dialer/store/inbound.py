@@ -140,12 +140,14 @@ def outbound_waiting(engine: Engine, now: datetime) -> int:
             col(Attempt.dialed_at) >= now - timedelta(minutes=10))).one())
 
 
-def claim_ready_agent(engine: Engine, agent_id: int) -> bool:
-    """Take AGENT_ID for a return call only if still ready, in one conditional UPDATE: a runner (or another desk)
-    that reserved them a moment ago keeps them. The caller then moves them with `move_agent` (logged)."""
+def claim_ready_agent(engine: Engine, agent_id: int, attempt_id: int) -> bool:
+    """Take AGENT_ID for the return call ATTEMPT_ID only if still ready, in one conditional UPDATE: a runner (or
+    another desk) that reserved them a moment ago keeps them. The row names the call at once, so a runner that
+    read `ready` before this commit is refused (store.agents.move_agent). The caller then moves them with
+    `move_agent` (logged)."""
     with engine.begin() as conn:
         res = conn.execute(update(Agent).where(col(Agent.id) == agent_id, col(Agent.state) == AgentState.READY.value)
-                           .values(state=AgentState.RESERVED.value))
+                           .values(state=AgentState.RESERVED.value, current_attempt_id=attempt_id))
         return int(res.rowcount or 0) == 1
 
 

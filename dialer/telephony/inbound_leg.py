@@ -342,7 +342,7 @@ class Desk:
         now = datetime.now(UTC)
         if not may_take_agent(sum(a.ready for a in agents), outbound_waiting(self.engine, now)):
             return False  # an answered outbound call was dialled for that agent: theirs; the caller stays queued
-        if not claim_ready_agent(self.engine, agent.agent_id):
+        if not claim_ready_agent(self.engine, agent.agent_id, call.attempt_id):
             return False  # taken meanwhile by a runner: try again at the next poll
         move_agent(self.engine, agent.agent_id, AgentState.RESERVED.value, now, campaign_id=agent.campaign_id,
                    attempt_id=call.attempt_id, state_logger=log_agent_state)
