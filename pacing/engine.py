@@ -68,7 +68,7 @@ class PacerConfig:
     hour_risk: float = 0.005              # aim so P(an hour's abandon rate > limit) stays about this
     # (0.005: an 8-hour shift has ~8 independent hours, so P(any hour over) stays near 4 %)
     amd_false_positive_rate: float = 0.0  # UK regime: share of machine verdicts assumed to be people
-    model_bias_prior: float | None = None  # prior of realised/model abandons; None: 2 + 8/sqrt(agents)
+    model_bias_prior: float | None = None  # prior of realised/model abandons; None: the regime's, else 2 + 8/sqrt(agents)
     # conservative start: progressive until `warmup_answers` people have answered, then the allowed
     # risk ramps linearly with the answers seen, reaching full credibility at warmup + ramp answers.
     warmup_answers: int = 20
@@ -89,7 +89,7 @@ class PacerConfig:
     # and the share of the window's budget the pacer never spends on predictive dials (kept for what it does
     # not control: pauses, AMD false positives, a late estimate of them)
     hour_soft_limit: float | None = None
-    budget_reserve: float = 0.2
+    budget_reserve: float | None = None  # None: the regime's own (pacing/regimes.py), else 0.2
     # (issue 31) cold start in a self-imposed day budget (jp_cx; never a statutory one): hours of the logged team's
     # answers, counted on the low side (a 5 % quantile at 0.6 x logged / AHT a second), that the window budget counts
     # before they come, until the day's first abandon; 0: off. The first hour is then not progressive-only, the loan
@@ -103,6 +103,10 @@ class PacerConfig:
     # (issue 31) the rolling-hour guard counts the answers to come at the team's measured rate (answers per logged
     # agent-second over the last hour, x AHT) within [0.6, this], instead of a flat 0.6; 0.6: off (the flat rate)
     hour_rate_top: float = 0.8
+    # (issue 31) the day_ahead_h loan also after the day's first abandon, while the abandons so far are within what
+    # the answers so far earned (limit x (1 - reserve) x answers): it extends an earned budget, never repays a debt.
+    # Off, one early abandon (1 of ~90 answers at 8 agents) made the day progressive for 1-2 hours
+    day_ahead_rolling: bool = True
 
     def __post_init__(self) -> None:
         for k, v in asdict(self).items():  # a backstop: the settings step names the config key first
@@ -114,7 +118,7 @@ class PacerConfig:
             raise ValueError(f"abandon_window must be one of {', '.join(WINDOWS)}, got {self.abandon_window!r}")
         if self.abandon_regime not in REGIME_NAMES:
             raise ValueError(f"abandon_regime must be one of {', '.join(REGIME_NAMES)}, got {self.abandon_regime!r}")
-        if not 0.0 <= self.budget_reserve < 1.0:
+        if self.budget_reserve is not None and not 0.0 <= self.budget_reserve < 1.0:
             raise ValueError("budget_reserve must be in [0, 1)")
         if self.hour_soft_limit is not None and not 0.0 < self.hour_soft_limit <= 1.0:
             raise ValueError("hour_soft_limit must be in (0, 1]")
@@ -182,7 +186,10 @@ class Pacer:
         # in the tightest hour still allows predictive, and abandons are not counted in bursts of 2 against it;
         # the window's own budget (budget_left) is what bounds the spending
         self.min_budget = cfg.guard_min_budget if strict else 1
-        self.cluster = cfg.guard_cluster if strict else 1.0
+        self.cluster = cfg.guard_cluster if strict else (r.hour_cluster if r is not None and r.hour_cluster else 1.0)
+        # the share of the window's budget never spent on predictive dials: the setting, else the regime's, else 0.2
+        self.reserve = cfg.budget_reserve if cfg.budget_reserve is not None else (
+            r.reserve if r is not None and r.reserve is not None else 0.2)
         fp = "uk" if (r.count_amd_fp if r else cfg.abandon_regime == "uk") else "us"
         self.book = AbandonBook(regime=fp, amd_false_positive_rate=cfg.amd_false_positive_rate)
         soft_cap = r is not None and not strict
@@ -286,7 +293,8 @@ class Pacer:
         # reported): measured ratios 0.9-7.9, least-squares fit 0.20 + 11.3/sqrt(agents). The prior
         # below lies above that fit from 8 agents up (the cautious side) and is kept: it only
         # matters until the controller's online bias estimate takes over.
-        mb = self.cfg.model_bias_prior
+        mb = self.cfg.model_bias_prior if self.cfg.model_bias_prior is not None else (
+            self.regime.bias_prior if self.regime is not None else None)
         self.ctl.prior_bias = mb if mb is not None else 2.0 + 8.0 / math.sqrt(logged)
         allowed, cnote = self.ctl.allowed(per_hour, w_ab, w_ans)
         cred = self.credibility()
@@ -307,7 +315,8 @@ class Pacer:
                 allowed *= room / aim
                 cnote += f" hour budget {budget} cap {room:.4f}"
         self._ahead = 0.0
-        if self.regime is not None and not self.regime.statutory and self.window == "day" and w_ab < 1.0:
+        if self.regime is not None and not self.regime.statutory and self.window == "day" and (
+                w_ab < 1.0 or (self.cfg.day_ahead_rolling and w_ab <= self.spendable(w_ans))):
             self._ahead = low_count(0.6 * logged / max(aht, 1.0) * 3600.0 * self.cfg.day_ahead_h)
         left = self.budget_left(snap.now)
         # (the second test matters only with day_ahead_h: answers counted before they come never excuse a window
@@ -472,12 +481,16 @@ class Pacer:
         ab, ans = self.book.counts(now, self.window, self.cfg.day_start_s)
         return ab >= 1.0 and ab >= self.limit * ans
 
+    def spendable(self, answers: float) -> float:
+        """Abandons that ANSWERS earn in the regime's window after the reserve: limit x (1 - reserve) x answers."""
+        return self.limit * (1.0 - self.reserve) * answers
+
     def budget_left(self, now: float) -> float:
         """Abandons the pacer may still spend in the regime's window: limit x (1 - reserve) x person answers
         (AMD false-positive estimate included where the regime counts it; plus, in a self-imposed day budget before
         its first abandon, the low-side answers of the next `day_ahead_h`, as of the last decision) - abandons. Can be < 0."""
         ab, ans = self.book.counts(now, self.window, self.cfg.day_start_s)
-        return self.limit * (1.0 - self.cfg.budget_reserve) * (ans + self._ahead) - ab
+        return self.limit * (1.0 - self.reserve) * (ans + self._ahead) - ab
 
     def budget(self, now: float) -> dict[str, Any]:
         """What the monitor shows: the regime, its window, abandons and answers in it, the ceiling's abandons
@@ -485,7 +498,7 @@ class Pacer:
         ab, ans = self.book.counts(now, self.window, self.cfg.day_start_s)
         return {"regime": self.cfg.abandon_regime, "window": self.window, "limit": self.limit,
                 "target": self.target, "abandons": ab, "answers": ans, "allowed": self.limit * ans,
-                "left": self.limit * ans - ab, "reserve": self.cfg.budget_reserve, "hour_cap": self.hour_limit}
+                "left": self.limit * ans - ab, "reserve": self.reserve, "hour_cap": self.hour_limit}
 
     def hit_rate(self) -> float:
         return self.hit.mean()

@@ -50,6 +50,12 @@ class Regime:
     source: str
     proves: str
     statutory: bool = True  # the ceiling is a law: the pacer never counts on answers still to come (day_ahead_h)
+    # (issue 31) the regime's own defaults, where PacerConfig leaves them None: the model-bias prior (None: 2 + 8 /
+    # sqrt(agents), calibrated on short-call worlds under a 3 % limit) and the share of the window's budget kept
+    bias_prior: float | None = None
+    reserve: float | None = None
+    # abandons per burst the soft rolling-hour cap's rate cap assumes (pacing.guard.rate_cap); None: 1
+    hour_cluster: float | None = None
 
 
 REGIMES: dict[str, Regime] = {
@@ -72,7 +78,11 @@ REGIMES: dict[str, Regime] = {
         "jp_cx", "day", 0.02, 0.01, 0.04, True, "campaign",
         "no statute in Japan (特定商取引法: disclosure, no re-solicitation): a customer-experience budget",
         "abandoned / answered by a person (AMD false-positive estimate included) per local day <= 2 %, aimed "
-        "at 1 %, and no rolling hour above 4 %", statutory=False),
+        "at 1 %, and no rolling hour above 4 %", statutory=False,
+        # a self-imposed day, guarded hour by hour at 4 %: the cautious bias prior (4.8 at 8 agents) and a 20 %
+        # reserve kept a small team at a tenth of its 1 % aim all day (0.1 % abandon, bench/RESULTS.md issue 31);
+        # 1.5 and 10 % were chosen on bench seeds 100-103 and reported on seeds 0-19
+        bias_prior=1.5, reserve=0.1, hour_cluster=2.0),
 }
 LEGACY = ("us", "uk")  # the window comes from abandon_window; "uk" counts AMD false positives
 NAMES = (*REGIMES, *LEGACY)

@@ -169,12 +169,44 @@ def test_the_reserve_and_the_hour_cap_are_configurable() -> None:
 
 def test_a_spent_day_budget_makes_predictive_progressive_and_says_so() -> None:
     p = Pacer(PacerConfig(abandon_regime="jp_cx", prior_answers=500.0))
-    for k in range(500):  # a 20 % hit rate, as the prior says (no surge alarm)
+    for k in range(525):  # a 20 % hit rate, as the prior says (no surge alarm)
         p.record_outcome(100.0 + k * 0.2, "human" if k % 5 == 0 else "busy", 8.0 if k % 5 == 0 else 3.0)
-    p.record_abandon(250.0, 2.0)   # 1 of 100: under 2 %, but 2 % x 0.8 x 100 - 1 = 0.6 < 1 abandon left
+    p.record_abandon(250.0, 2.0)   # 2 of 105: under 2 %, over what 105 answers earn (2 % x 0.9 x 105 = 1.89 after
+    p.record_abandon(251.0, 2.0)   # the reserve), so no answer to come is counted either (day_ahead_rolling)
     agents = [AgentView("ready")] * 2 + [AgentView("on_call", 280.0)] * 10
     d = p.decide(Snapshot(now=300.0, agents=agents, ringing=[]))
     assert d.dial == 2 and "window budget left" in d.note
+
+
+def _one_early_abandon(**kw: bool) -> tuple[Pacer, str]:
+    p = Pacer(PacerConfig(abandon_regime="jp_cx", prior_answers=500.0, **kw))
+    for k in range(500):
+        p.record_outcome(100.0 + k * 0.2, "human" if k % 5 == 0 else "busy", 8.0 if k % 5 == 0 else 3.0)
+    p.record_abandon(250.0, 2.0)   # 1 of 100: within the 1.8 the answers earned, but 1.8 - 1 < 1 abandon left
+    agents = [AgentView("ready")] * 2 + [AgentView("on_call", 280.0)] * 10
+    return p, p.decide(Snapshot(now=300.0, agents=agents, ringing=[])).note
+
+
+def test_one_early_abandon_within_what_the_answers_earned_keeps_the_next_hour_counted() -> None:
+    """(issue 31) jp_cx after its first abandon: the next hour's low-side answers still count while the abandons
+    are within what the answers so far earned (an early abandon at 8 agents made the day progressive for 1-2 h);
+    with day_ahead_rolling off, progressive as before."""
+    p, note = _one_early_abandon()
+    assert "window budget left" not in note and p.budget_left(300.0) >= 1.0
+    q, note = _one_early_abandon(day_ahead_rolling=False)
+    assert "window budget left" in note and q.budget_left(300.0) < 1.0
+
+
+def test_the_regime_brings_its_reserve_and_bias_prior_and_a_setting_wins() -> None:
+    assert Pacer(PacerConfig(abandon_regime="jp_cx")).reserve == 0.1
+    assert Pacer(PacerConfig(abandon_regime="us_tsr")).reserve == 0.2
+    assert Pacer(PacerConfig(abandon_regime="jp_cx", budget_reserve=0.3)).reserve == 0.3
+    p = Pacer(PacerConfig(abandon_regime="jp_cx", warmup_answers=0, ramp_answers=0))
+    p.decide(Snapshot(now=1.0, agents=[AgentView("ready")] * 8, ringing=[]))
+    assert p.ctl.prior_bias == 1.5
+    q = Pacer(PacerConfig(abandon_regime="us_tsr", warmup_answers=0, ramp_answers=0))
+    q.decide(Snapshot(now=1.0, agents=[AgentView("ready")] * 16, ringing=[]))
+    assert q.ctl.prior_bias == 4.0
 
 
 def _cold(name: str, abandons: int = 0, **kw: float) -> tuple[Pacer, int]:
