@@ -6,6 +6,7 @@ reserve)."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -197,16 +198,21 @@ def test_one_early_abandon_within_what_the_answers_earned_keeps_the_next_hour_co
     assert "window budget left" in note and q.budget_left(300.0) < 1.0
 
 
-def test_the_regime_brings_its_reserve_and_bias_prior_and_a_setting_wins() -> None:
+def test_the_regime_brings_its_reserve_and_bias_prior_and_a_setting_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Pacer(PacerConfig(abandon_regime="jp_cx")).reserve == 0.1
     assert Pacer(PacerConfig(abandon_regime="us_tsr")).reserve == 0.2
     assert Pacer(PacerConfig(abandon_regime="jp_cx", budget_reserve=0.3)).reserve == 0.3
+    eight = Snapshot(now=1.0, agents=[AgentView("ready")] * 8, ringing=[])
     p = Pacer(PacerConfig(abandon_regime="jp_cx", warmup_answers=0, ramp_answers=0))
-    p.decide(Snapshot(now=1.0, agents=[AgentView("ready")] * 8, ringing=[]))
-    assert p.ctl.prior_bias == 1.5
-    q = Pacer(PacerConfig(abandon_regime="us_tsr", warmup_answers=0, ramp_answers=0))
-    q.decide(Snapshot(now=1.0, agents=[AgentView("ready")] * 16, ringing=[]))
-    assert q.ctl.prior_bias == 4.0
+    p.decide(eight)
+    assert p.ctl.prior_bias == 2.0 + 8.0 / 8 ** 0.5 and p.cluster == 1.0
+    monkeypatch.setitem(REGIMES, "jp_cx", replace(REGIMES["jp_cx"], bias_prior=1.5, hour_cluster=2.0))
+    q = Pacer(PacerConfig(abandon_regime="jp_cx", warmup_answers=0, ramp_answers=0))
+    q.decide(eight)
+    assert q.ctl.prior_bias == 1.5 and q.cluster == 2.0
+    r = Pacer(PacerConfig(abandon_regime="jp_cx", warmup_answers=0, ramp_answers=0, model_bias_prior=3.0))
+    r.decide(eight)
+    assert r.ctl.prior_bias == 3.0
 
 
 def _cold(name: str, abandons: int = 0, **kw: float) -> tuple[Pacer, int]:
