@@ -18,19 +18,20 @@ import json
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from dialer.domain.vocabulary import EntryStatus
+from dialer.store.db import advisory_lock
 from dialer.store.models import (
     Block,
     CallListEntry,
@@ -72,20 +73,12 @@ def build_lock(engine: Engine, wait_s: float = 60.0) -> Iterator[None]:
     url = engine.url.render_as_string(hide_password=True)
     if engine.dialect.name == "postgresql":
         key = int.from_bytes(hashlib.sha256(b"tsunagu:lists-build").digest()[:8], "big", signed=True)
-        conn = engine.connect()
-        try:
-            while not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
-                if time.monotonic() >= deadline:
-                    raise BuildLocked(f"another list build is running on {url} (waited {wait_s:g} s); try later")
-                time.sleep(0.2)
-            conn.commit()
+        with ExitStack() as held:  # a TimeoutError of the build itself is not the lock's
             try:
-                yield
-            finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                conn.commit()
-        finally:
-            conn.close()
+                held.enter_context(advisory_lock(engine, key, max(0.0, deadline - time.monotonic())))
+            except TimeoutError:
+                raise BuildLocked(f"another list build is running on {url} (waited {wait_s:g} s); try later") from None
+            yield
         return
     db = engine.url.database or ""
     if db and db != ":memory:":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -151,25 +152,41 @@ SCHEMA_LOCK_KEY = 0x7473756E61677501  # "tsunagu" + 1
 
 
 @contextmanager
+def advisory_lock(engine: Engine, key: int, wait_s: float | None = None) -> Iterator[None]:
+    """Hold PostgreSQL's session advisory lock KEY for the block, on a connection of its own: released at the end
+    of the block, or by the server if the process dies. WAIT_S None: wait as long as it takes; otherwise
+    TimeoutError when another holder keeps it longer than WAIT_S (raised before the block runs)."""
+    deadline = None if wait_s is None else time.monotonic() + wait_s
+    with engine.connect() as conn:
+        if deadline is None:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        else:
+            while not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"advisory lock {key} held elsewhere for over {wait_s:g} s")
+                time.sleep(0.2)
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            conn.commit()
+
+
+@contextmanager
 def schema_lock(engine: Engine) -> Iterator[None]:
     """Hold the store's schema lock for the block (PostgreSQL; SQLite needs none).
 
     Nodes of a site start together and each sets the schema up; PostgreSQL does not serialise concurrent
     `CREATE TABLE` or `CREATE OR REPLACE FUNCTION` of one object (a duplicate pg_type row, "tuple concurrently
-    updated"), so without the lock all but one node died at start-up. A session lock on its own connection:
-    released at the end of the block, or by the server if the process dies.
+    updated"), so without the lock all but one node died at start-up. It waits as long as another node's set-up
+    takes (a second or so).
     """
     if engine.dialect.name != "postgresql":
         yield
         return
-    with engine.connect() as conn:
-        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": SCHEMA_LOCK_KEY})
-        conn.commit()
-        try:
-            yield
-        finally:
-            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": SCHEMA_LOCK_KEY})
-            conn.commit()
+    with advisory_lock(engine, SCHEMA_LOCK_KEY):
+        yield
 
 
 def init_db(url: str | None = None) -> tuple[Engine, str]:
