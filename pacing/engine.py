@@ -490,7 +490,7 @@ class Pacer:
         (AMD false-positive estimate included where the regime counts it; plus, in a self-imposed day budget before
         its first abandon, the low-side answers of the next `day_ahead_h`, as of the last decision) - abandons. Can be < 0."""
         ab, ans = self.book.counts(now, self.window, self.cfg.day_start_s)
-        return self.limit * (1.0 - self.reserve) * (ans + self._ahead) - ab
+        return self.spendable(ans + self._ahead) - ab
 
     def budget(self, now: float) -> dict[str, Any]:
         """What the monitor shows: the regime, its window, abandons and answers in it, the ceiling's abandons
