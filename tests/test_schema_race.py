@@ -36,19 +36,25 @@ def test_nodes_starting_together_all_set_the_schema_up(pg_url: str, fresh: bool)
         from dialer.store.db import dispose_engines, init_db
 
         init_db(pg_url)
-        with create_engine(pg_url).begin() as conn:  # as an older release left it: tables, no trigger
+        older = create_engine(pg_url)
+        with older.begin() as conn:  # as an older release left it: tables, no trigger
             conn.execute(text("DROP TRIGGER tsunagu_command_notify ON control_commands"))
+        older.dispose()
         dispose_engines()
     ctx = mp.get_context("spawn")
     go = ctx.Event()
     out: mp.Queue[str] = ctx.Queue()
     procs = [ctx.Process(target=_set_up, args=(pg_url, go, out)) for _ in range(4)]
-    for p in procs:
-        p.start()
-    go.set()
-    errors = [out.get(timeout=120) for _ in procs]
-    for p in procs:
-        p.join(30)
+    try:
+        for p in procs:
+            p.start()
+        go.set()
+        errors = [out.get(timeout=120) for _ in procs]
+    finally:  # a failing run stops the processes it started
+        for p in (p for p in procs if p.pid is not None):
+            p.join(30)
+            if p.is_alive():
+                p.kill()
     assert errors == [""] * len(procs), errors
     engine = create_engine(pg_url)
     try:
