@@ -49,18 +49,22 @@ def small_fs(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def fill(path: Path) -> int:
-    """Write PATH until the filesystem is full; returns the bytes written."""
+    """Write PATH until the filesystem is full; returns the bytes written.
+
+    Unbuffered on purpose: a buffered file keeps the tail of a short write in its buffer and raises ENOSPC
+    again when it is closed (CI saw that once, attributed to the `with` line)."""
     n = 0
     block = b"\0" * 65536
-    with path.open("wb") as f:
-        try:
-            while True:
-                f.write(block)
-                f.flush()
-                n += len(block)
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-    return n
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        while True:
+            try:
+                n += os.write(fd, block)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC, exc
+                return n
+    finally:
+        os.close(fd)
 
 
 def test_sqlite_on_a_full_disk_keeps_the_calls_and_loses_no_outcome(small_fs: Path, tmp_path: Path) -> None:

@@ -51,18 +51,55 @@ def _tap_class(pj: Any) -> Any:
         return cls
 
     class Tap(pj.AudioMediaPort):  # type: ignore[misc]
-        def __init__(self, session: AmdSession) -> None:
+        """A PCM sink on the conference bridge that hands each frame to its session (clock thread).
+
+        Freed only through `free()` (drop_tap, or `__del__` for a tap the collector finds): never by letting
+        the binding delete it from a dying object. Why: the clock thread may be inside `onFrameReceived`, and
+        pjsua2's Python binding releases the GIL while it deletes the C++ port, so a port deleted from its
+        object's deallocation ran the callback on a Python object already torn down. That killed a worker with
+        SIGSEGV right after an AMD verdict (CI, site build; the fault handler showed it inside the cyclic
+        collector, a session and its tap refer to each other). Deleting the C++ port while the Python object
+        is whole makes a callback in flight meet a live object; pjsua2's destructor waits for it (the port's
+        group lock) and clears the port's back-pointer, so none follows.
+        """
+
+        def __init__(self, session: Any) -> None:
             super().__init__()
             self.session = session
+            self.freed = False
 
         def onFrameReceived(self, frame: Any) -> None:  # noqa: N802 - pjsua2's name
+            session = getattr(self, "session", None)  # None once freed
+            if session is None:
+                return
             try:
-                self.session.on_audio(vector_bytes(frame.buf))
+                session.on_audio(vector_bytes(frame.buf))
             except Exception as exc:  # noqa: BLE001 - an exception into SWIG aborts the process
-                self.session.error = repr(exc)
+                session.error = repr(exc)
+
+        def free(self) -> None:
+            """Delete the C++ port now (once), while this object is alive; it is disowned afterwards."""
+            if getattr(self, "freed", True):
+                return
+            self.freed = True
+            self.session = None
+            try:
+                type(self).__swig_destroy__(self)
+            except Exception:  # noqa: BLE001 - a port already gone (library stopped): nothing left to free
+                pass
+
+        def __del__(self) -> None:
+            self.free()
 
     _TAP[id(pj)] = Tap
     return Tap
+
+
+def drop_tap(owner: Any) -> None:
+    """Main thread: free OWNER's tap port now (see `Tap`: never by dropping the last reference)."""
+    port, owner.port = owner.port, None
+    if port is not None:
+        port.free()
 
 
 class WorkerHooks(Protocol):
@@ -115,7 +152,7 @@ class EarlySession:
         return _attach_tap(self, pj, aud, "early")
 
     def close(self) -> None:
-        self.port = None
+        drop_tap(self)
 
 
 class AmdSession:
@@ -159,7 +196,7 @@ class AmdSession:
         return _attach_tap(self, pj, aud, "amd")
 
     def close(self) -> None:
-        self.port = None
+        drop_tap(self)
         self.player = None
 
     def decision(self, now: float) -> Decision | None:
@@ -266,7 +303,7 @@ class AmdSession:
         cue = "beep" if det.beep_end_s is not None else "silence" if det.message_cue_s is not None else "timeout"
         self.note = (f"AMD machine ({self.result.reason if self.result else '?'}); message after the greeting's "
                      f"{cue} at {now - self.answered_at:.1f} s" + (f" (beep {det.beep_hz:.0f} Hz)" if det.beep_hz else ""))
-        self.port = None  # stop listening
+        drop_tap(self)  # stop listening
         self.phase = "playing"
         self.play_until = now + secs + 0.3
         att.cause = "machine_message_left" if secs else "machine"

@@ -19,6 +19,7 @@ pjsua2 callbacks (which only record facts), the deferred actions, the timers and
 from __future__ import annotations
 
 import ctypes
+import faulthandler
 import gc
 import os
 import re
@@ -699,7 +700,10 @@ class Worker(CustomerLeg, AgentLeg):
         self.zombies.clear()
         self.lingering.clear()
         for att in list(self.atts.values()):  # legs that never finished their transaction
-            att.cust = att.agent = att.player = att.recorder = att.amd = att.notice_player = None
+            for session in (att.early, att.amd):
+                if session is not None:
+                    session.close()  # its tap port freed safely (amdtap.drop_tap), not left to the collector
+            att.cust = att.agent = att.player = att.recorder = att.amd = att.early = att.notice_player = None
             self.emit("failed" if att.state is CallState.CALLING else "hangup", att, outcome="interrupted",
                       by="dialer", detail="telephony stopped before the call ended")
         self.atts.clear()
@@ -853,6 +857,7 @@ def _leg_class(pj: Any, worker: Worker) -> Any:
 def main(spec: WorkerSpec, conn: Connection) -> None:
     """Process entry point: `python -m dialer.telephony.worker FD` (FD: a socket to the supervisor)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us cleanly
+    faulthandler.enable()  # a crash inside pjsip leaves the Python stack in the worker's stderr (debug log dir)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)  # pjlib prints its banner to stdout before logConfig applies; stdout is not ours
     w = Worker(spec, conn)
