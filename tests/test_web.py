@@ -144,7 +144,8 @@ def _login(b, base: str, user: str) -> None:  # type: ignore[no-untyped-def]
     b.find_element(By.ID, "submit").click()
 
 
-def _wait(cond, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+def _wait(cond, timeout: float = 15.0, show=None) -> None:  # type: ignore[no-untyped-def]
+    """Poll COND; on a timeout the message carries SHOW() (what the page says) so a failure explains itself."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
@@ -154,7 +155,13 @@ def _wait(cond, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
         except Exception as exc:  # an element replaced by a live update mid-read
             last = exc
         time.sleep(0.1)
-    raise AssertionError(f"condition not met in {timeout} s ({last})")
+    seen = ""
+    if show is not None:
+        try:
+            seen = f"; seen: {show()}"
+        except Exception as exc:  # the page itself is gone: say so rather than hide the timeout
+            seen = f"; seen: unreadable ({exc})"
+    raise AssertionError(f"condition not met in {timeout} s ({last}){seen}")
 
 
 class _Heartbeat:

@@ -99,12 +99,15 @@ def test_a_call_from_the_carrier_on_the_browser_console(tmp_path: Path) -> None:
     phone = Sipp("agent_uas", port=agent_port, workdir=tmp_path, rtp_echo=True).start()
     env = {**run_env(), "TSUNAGU_CONFIG": str(cfg)}
     port = _free_port()
-    web = subprocess.Popen([sys.executable, "-m", "dialer", "web", "--port", str(port), "--push-s", "0.3",
-                            "--insecure-loopback-cookies"], cwd=tmp_path, env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    runner = subprocess.Popen([sys.executable, "-m", "dialer", "campaign", "run", "webcall", "--for", "90s",
-                               "--headless"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+    web_log = tmp_path / "web.log"
+    runner_log = tmp_path / "runner.log"
+    with web_log.open("wb") as wl, runner_log.open("wb") as rl:
+        web = subprocess.Popen([sys.executable, "-m", "dialer", "web", "--port", str(port), "--push-s", "0.3",
+                                "--insecure-loopback-cookies"], cwd=tmp_path, env=env,
+                               stdout=wl, stderr=subprocess.STDOUT)
+        runner = subprocess.Popen([sys.executable, "-m", "dialer", "campaign", "run", "webcall", "--for", "90s",
+                                   "--headless"], cwd=tmp_path, env=env, stdout=rl,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     b = board = None
     try:
@@ -138,22 +141,26 @@ def test_a_call_from_the_carrier_on_the_browser_console(tmp_path: Path) -> None:
             found = board.find_elements(By.CSS_SELECTOR, on_board)
             return found[0].get_attribute("class") if found else ""
 
+        def seen() -> str:  # what the agent's page, the server and the runner said (for a failure message)
+            tails = " | ".join(f"{p.name}: {p.read_text(errors='replace')[-1500:]}" for p in (web_log, runner_log))
+            return f"url={b.current_url} page={b.find_element(By.TAG_NAME, 'body').text[:600]!r} {tails}"
+
         b.find_element(By.ID, "ready").click()
         # the runner sees a ready agent, dials, the carrier answers, the agent's phone is bridged: the page
         # shows the customer without a reload
-        _wait(lambda: "山田 太郎" in b.find_element(By.ID, "customer-name").text, timeout=45)
+        _wait(lambda: "山田 太郎" in b.find_element(By.ID, "customer-name").text, timeout=45, show=seen)
         assert "つなぐ通販" in b.find_element(By.ID, "opening").text
         # the wallboard shows the agent on the carrier's call (pushed over SSE from the runner's own rows)
-        _wait(lambda: "state-on_call" in board_state(), timeout=15)
+        _wait(lambda: "state-on_call" in board_state(), timeout=15, show=seen)
         assert "webcall" in board.find_element(By.ID, "live").text
         # the customer wants a call back tomorrow afternoon: booked on the page in the form agents type
         Select(b.find_element(By.ID, "outcome")).select_by_value("callback")
         b.find_element(By.ID, "amount").send_keys("１２,０００")  # full-width digits from an IME
         b.find_element(By.ID, "when").send_keys("明日 14:00")
         b.find_element(By.ID, "save").click()
-        _wait(lambda: "saved=1" in b.current_url, timeout=20)
+        _wait(lambda: "saved=1" in b.current_url, timeout=20, show=seen)
         # and follows the agent off the call once the disposition is in and the call is over
-        _wait(lambda: board_state() != "" and "state-on_call" not in board_state(), timeout=30)
+        _wait(lambda: board_state() != "" and "state-on_call" not in board_state(), timeout=30, show=seen)
         with Session(get_engine(url)) as s:
             ds = s.exec(select(Disposition)).all()
             att = s.exec(select(Attempt)).all()
@@ -172,7 +179,7 @@ def test_a_call_from_the_carrier_on_the_browser_console(tmp_path: Path) -> None:
             b.refresh()
             return "山田 太郎" in b.find_element(By.CSS_SELECTOR, day).text
 
-        _wait(booked, timeout=30)
+        _wait(booked, timeout=30, show=seen)
         assert "14:00" in b.find_element(By.CSS_SELECTOR, day).text
     finally:
         for browser in (b, board):
