@@ -158,7 +158,9 @@ def test_a_call_from_the_carrier_on_the_browser_console(tmp_path: Path) -> None:
         b.find_element(By.ID, "amount").send_keys("１２,０００")  # full-width digits from an IME
         b.find_element(By.ID, "when").send_keys("明日 14:00")
         b.find_element(By.ID, "save").click()
-        _wait(lambda: "saved=1" in b.current_url, timeout=20, show=seen)
+        # (the save writes the disposition, its outbox row and the audit line; each write may wait out the
+        # runner's lock for up to the store's 10 s busy timeout on a loaded host)
+        _wait(lambda: "saved=1" in b.current_url, timeout=40, show=seen)
         # and follows the agent off the call once the disposition is in and the call is over
         _wait(lambda: board_state() != "" and "state-on_call" not in board_state(), timeout=30, show=seen)
         with Session(get_engine(url)) as s:
