@@ -158,16 +158,23 @@ def _one(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = No
 
 
 def _parse_into(con: duckdb.DuckDBPyConnection, keys: list[tuple[str, str, bool]], region: str, table: str,
-                tmp: Path) -> None:
+                tmp: Path, known: dict[str, list[tuple[Any, ...]]] | None = None) -> int:
     """Parse phone cells in Python and append (key, idx, e164, kind, reason, flag) rows to `table`.
 
-    keys: (cache key, text, is_digits): digits-only national numbers take the fast classifier.
+    keys: (cache key, text, is_digits): digits-only national numbers take the fast classifier. `known`: rows
+    already parsed by key (a cache), written as they are instead of parsed again, in the same order.
+    Returns how many keys were parsed now.
     """
     path = tmp / f"{table}_new.csv"
+    parsed = 0
     with path.open("w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["key", "idx", "e164", "kind", "reason", "flag"])
         for key, text, digits in keys:
+            if known is not None and key in known:
+                w.writerows(known[key])
+                continue
+            parsed += 1
             results = (classify_digits(text, region),) if digits else parse_phone_cell(text, region)
             if not results:
                 w.writerow([key, -1, "", "", "empty", ""])
@@ -178,6 +185,7 @@ def _parse_into(con: duckdb.DuckDBPyConnection, keys: list[tuple[str, str, bool]
                 "columns={'key': 'VARCHAR', 'idx': 'INTEGER', 'e164': 'VARCHAR', 'kind': 'VARCHAR', "
                 "'reason': 'VARCHAR', 'flag': 'VARCHAR'}, quote='\"', escape='\"')", [str(path)])
     path.unlink()
+    return parsed
 
 
 # SQL twin of phones._clean for the common shapes: full-width digits and dashes, a leading label, separators
@@ -271,14 +279,41 @@ def _parse_cells(con: duckdb.DuckDBPyConnection, mapping: Mapping, region: str, 
             "cached_before": cached_before, "cached_after": int(_one(con, "SELECT count(DISTINCT key) FROM pcache") or 0)}
 
 
+def _block_cache_rows(con: duckdb.DuckDBPyConnection, cache: Path | None, stamp: str) -> dict[str, list[tuple[Any, ...]]]:
+    """The block numbers parsed on an earlier night, by raw text; empty when there is no cache, it was written by
+    another parser version or region (`stamp`), or it cannot be read: then every number is parsed again."""
+    if cache is None or not cache.exists():
+        return {}
+    code = cache.with_suffix(".code")
+    if not code.exists() or code.read_text(encoding="utf-8").strip() != stamp:
+        return {}
+    known: dict[str, list[tuple[Any, ...]]] = {}
+    try:
+        rows = con.execute("SELECT key, idx, e164, kind, reason, flag FROM read_parquet(?) ORDER BY key, idx",
+                           [str(cache)]).fetchall()
+    except duckdb.Error:
+        return {}
+    for r in rows:
+        known.setdefault(str(r[0]), []).append(tuple(r))
+    return known
+
+
 def _blocks(con: duckdb.DuckDBPyConnection, sup: Suppressions, region: str, as_of: date, tmp: Path,
-            on_bad_phone: bool = True) -> None:
-    """CRM blocks (raw phones) + the dialer's blocks -> `blocks_norm`, active on `as_of` only."""
+            on_bad_phone: bool = True, cache: Path | None = None) -> int:
+    """CRM blocks (raw phones) + the dialer's blocks -> `blocks_norm`, active on `as_of` only.
+
+    `cache` (a parquet file) keeps the parsed block numbers by raw text: the block file changes by a few lines a
+    night, and parsing its ~11k numbers again took 2 CPU-s of the 1M bench's next night. It holds tonight's
+    numbers only (a removed block leaves it). Returns how many numbers were parsed now."""
     con.execute("CREATE OR REPLACE TEMP TABLE bparse (key VARCHAR, idx INTEGER, e164 VARCHAR, kind VARCHAR, "
                 "reason VARCHAR, flag VARCHAR)")
     raws = [(r[0], r[0], False) for r in con.execute("SELECT DISTINCT phone FROM blocks WHERE phone IS NOT NULL").fetchall()]
-    if raws:
-        _parse_into(con, raws, region, "bparse", tmp)
+    stamp = f"{_PHONE_CODE} {region}"
+    parsed = _parse_into(con, raws, region, "bparse", tmp, _block_cache_rows(con, cache, stamp)) if raws else 0
+    if cache is not None and parsed:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        con.execute(f"COPY bparse TO {lit(str(cache))} (FORMAT parquet)")
+        cache.with_suffix(".code").write_text(stamp, encoding="utf-8")
     # a block must never vanish without a trace: a number that cannot be read, a customer or product that
     # matches nothing are reported (the block itself is kept: it may match tomorrow)
     con.execute("""
@@ -323,6 +358,7 @@ def _blocks(con: duckdb.DuckDBPyConnection, sup: Suppressions, region: str, as_o
     con.execute("CREATE OR REPLACE TEMP TABLE exhausted (customer_id VARCHAR, segment VARCHAR)")
     if sup.exhausted:
         con.executemany("INSERT INTO exhausted VALUES (?, ?)", [list(x) for x in sup.exhausted])
+    return parsed
 
 
 def _date_sanity(con: duckdb.DuckDBPyConnection, loader: Loader, as_of: date) -> tuple[str, list[str] | None]:
@@ -709,7 +745,9 @@ def build_lists(mapping: Mapping, input_dir: str | Path, out_dir: str | Path, as
         t["load"] = time.perf_counter() - t0
         say("parsing phones")
         stats = _phones(con, mapping, s.region, Path(phone_cache) if phone_cache else None, tmpdir, tcache)
-        _blocks(con, sup, s.region, as_of, tmpdir, s.block_customer_on_bad_phone)
+        blocks_parsed = _blocks(con, sup, s.region, as_of, tmpdir, s.block_customer_on_bad_phone,
+                                Path(phone_cache).with_name(Path(phone_cache).stem + "_blocks.parquet")
+                                if phone_cache else None)
         t["phones"] = time.perf_counter() - t0 - sum(t.values())
         say("segments")
         _estimate_shipments(con, mapping, as_of, loader)
@@ -722,6 +760,7 @@ def build_lists(mapping: Mapping, input_dir: str | Path, out_dir: str | Path, as
             empty_holdout(con)
         t["rules"] = time.perf_counter() - t0 - sum(t.values())
         summary = _summary(con, loader, as_of, stats, hazard)
+        summary["blocks"]["phones_parsed_now"] = blocks_parsed
         # which compliance columns tonight's files have: the caller refuses a build that lost one (lists.compliance)
         summary["compliance_columns"] = presence(mapping, {t: loader.files_for(t) for t in COMPLIANCE_FIELDS})
         if held is not None:

@@ -40,6 +40,7 @@ def same_outputs(a: Path, b: Path) -> None:
             s.pop(k, None)
         for k in ("parsed_now", "cached_before"):  # cache statistics: a warm run parses nothing
             s["phones"].pop(k)
+        s["blocks"].pop("phones_parsed_now")
     assert sa == sb
 
 
@@ -168,3 +169,46 @@ def test_touched_file_with_same_content_is_rehashed_not_misread(sample: Path, tm
     warm = run(d, tmp_path / "warm", tmp_path / "tc")
     assert warm["table_cache"]["loaded"] == ["orders", "references"]
     same_outputs(tmp_path / "first", tmp_path / "warm")
+
+
+def _blocks_run(d: Path, out: Path, phone_cache: Path | None) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
+    with build_lists(load_mapping(CANONICAL), d, out, AS_OF, phone_cache=phone_cache) as r:
+        return dict(r.summary), sorted(tuple(map(str, x)) for b in r.table_rows("blocks") for x in b)
+
+
+def test_block_numbers_parsed_once_across_nights(sample: Path, tmp_path: Path) -> None:
+    """The blocks' numbers are cached by raw text: a night with the same blocks parses none, a new block only its
+    own number, a cache from another parser version or an unreadable one is not used; the lists never differ."""
+    d = tmp_path / "in"
+    shutil.copytree(sample, d)
+    pc = tmp_path / "pc" / "phone_cache.parquet"
+    cache = pc.with_name("phone_cache_blocks.parquet")
+    cold, cold_blocks = _blocks_run(d, tmp_path / "cold", None)
+    assert cold["blocks"]["phones_parsed_now"] > 0 and not cache.exists()
+    first, first_blocks = _blocks_run(d, tmp_path / "first", pc)
+    assert first["blocks"]["phones_parsed_now"] == cold["blocks"]["phones_parsed_now"] and cache.exists()
+    warm, warm_blocks = _blocks_run(d, tmp_path / "warm", pc)
+    assert warm["blocks"]["phones_parsed_now"] == 0
+    assert cold_blocks == first_blocks == warm_blocks
+    same_outputs(tmp_path / "cold", tmp_path / "warm")
+    # a new block: only its number is parsed, and its customer leaves the list as on a cold build
+    victim, row = next((c, r) for c, r in _listed(tmp_path / "warm").items() if r["phone_e164"])
+    raw = "0" + row["phone_e164"][3:6] + "-" + row["phone_e164"][6:]
+    with (d / "blocks.csv").open("a", encoding="utf-8", newline="") as fh:
+        csv.writer(fh).writerow([raw, "", "dnc", "", "2026-11-01"])
+    new, new_blocks = _blocks_run(d, tmp_path / "new", pc)
+    assert new["blocks"]["phones_parsed_now"] == 1
+    assert victim not in _listed(tmp_path / "new")
+    cold2, cold2_blocks = _blocks_run(d, tmp_path / "cold2", None)
+    assert new_blocks == cold2_blocks
+    same_outputs(tmp_path / "cold2", tmp_path / "new")
+    # written by another parser version (or region): not trusted; unreadable: a cold parse, same lists
+    for damage in ("stamp", "bytes"):
+        if damage == "stamp":
+            cache.with_suffix(".code").write_text("another parser", encoding="utf-8")
+        else:
+            cache.write_bytes(b"PAR1 not parquet")
+        again, again_blocks = _blocks_run(d, tmp_path / damage, pc)
+        assert again["blocks"]["phones_parsed_now"] == cold2["blocks"]["phones_parsed_now"]
+        assert again_blocks == cold2_blocks
+        same_outputs(tmp_path / "cold2", tmp_path / damage)
