@@ -192,6 +192,44 @@ def test_an_unknown_callers_pop_says_so_and_another_agent_may_not_dispose_it(
     assert item.payload["direction"] == "inbound" and item.payload["answers_attempt_id"] is None
 
 
+def test_a_save_the_store_cannot_take_says_so_and_saves_nothing_then_goes_through(
+        world: tuple[TestClient, Engine, int, int], tmp_path: Path) -> None:
+    """Another process holds the store's write lock past the wait (a stuck writer, a backup): the agent's save
+    gets a page that says the store did not answer and nothing was saved (503), not a crash; nothing half-written
+    is left; once the lock is gone the same form goes through."""
+    import sqlite3
+
+    from sqlalchemy import event
+
+    client, engine, _camp_id, _out_id = world
+    att = _bridge(engine, "a01", CALLER)
+    token = _log_in(client, "a01")
+    # the store's own wait is 10 s; this test's connections wait 0.3 s (the same lock, the same error, sooner)
+    event.listen(engine, "connect", lambda conn, _rec: conn.execute("PRAGMA busy_timeout=300"))
+    engine.dispose()
+    form = {"csrf": csrf_for(token), "attempt_id": str(att), "outcome": "no_interest", "voc": "今は不要とのこと"}
+    other = sqlite3.connect(str(tmp_path / "inbound_web.db"), isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # a writer that does not let go
+        r = client.post("/agent/a01/disposition", headers={"origin": "http://127.0.0.1"}, follow_redirects=False,
+                        data=form)
+        assert r.status_code == 503, r.text
+        assert "ストアが応答しません" in r.text and "何も保存されていません" in r.text
+        assert "Traceback" not in r.text
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+    with Session(engine) as s:
+        assert s.exec(select(Disposition)).all() == [] and s.exec(select(OutboxItem)).all() == []
+    r = client.post("/agent/a01/disposition", headers={"origin": "http://127.0.0.1"}, follow_redirects=False,
+                    data=form)
+    assert r.status_code == 303 and "saved=1" in r.headers["location"], r.text
+    with Session(engine) as s:
+        d = s.exec(select(Disposition)).one()
+        assert (d.attempt_id, d.outcome, d.voc_text) == (att, "no_interest", "今は不要とのこと")
+        assert len(s.exec(select(OutboxItem)).all()) == 1
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("chromedriver") is None or shutil.which("chromium") is None,
                     reason="chromium-driver not installed (scripts/_setup installs it)")

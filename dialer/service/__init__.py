@@ -13,4 +13,8 @@ rule about access lives here once, not in every view.
 
 from dialer.store import Engine  # the one type a screen needs to hold a store handle (no ORM beyond it)
 
-__all__ = ["Engine"]
+# what a screen needs to tell "the store is busy or down" (say so, change nothing) from a defect
+from dialer.store.journal import DB_ERRORS as STORE_ERRORS
+from dialer.store.journal import outage as store_outage
+
+__all__ = ["STORE_ERRORS", "Engine", "store_outage"]

@@ -45,6 +45,11 @@ _FULL_WORDS = ("database or disk is full", "disk i/o error", "no space left", "f
 _DAMAGE_WORDS = ("malformed", "not a database", "file is encrypted")
 
 
+# the error classes a store call may raise whose meaning `outage` decides (callers outside the store catch these,
+# never a driver's class by name)
+DB_ERRORS: tuple[type[BaseException], ...] = (exc.DBAPIError, exc.PendingRollbackError, sqlite3.OperationalError)
+
+
 def outage(error: BaseException) -> StoreFault | None:
     """The fault when ERROR says the store is down or full (wait and journal), None for anything else (a bug, a
     constraint, a damaged file: those must surface)."""

@@ -257,6 +257,24 @@ def create_app(cfg: Config, engine: Engine, *, secure_cookies: bool = True, push
     def page(request: Request, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
         return HTMLResponse(web.render(web.lang(request), template, **ctx), status_code=status)
 
+    async def who_is(request: Request) -> Principal | None:
+        """The request's principal, read off the event loop: the session check reads (and once a minute writes)
+        the store, which may wait out another process's lock; the loop meanwhile serves every other page."""
+        return await run_in_threadpool(web.principal, request)
+
+    async def store_unavailable(request: Request, exc: Exception) -> Response:
+        """A store that is busy past its wait, or down, is said on the page (503), never shown as a crash: the
+        request changed nothing (its transaction did not commit), and the form is still there on Back. Any
+        other database error is a defect and stays one (500)."""
+        from dialer.service import store_outage
+
+        if store_outage(exc) is None:
+            raise exc
+        return page(request, "error.html", status=503,
+                    message=_("the store did not answer (busy or down): nothing was saved. Use the browser's "
+                              "Back to keep what you typed, and send it again in a moment."),
+                    back="/")
+
     def to_login() -> RedirectResponse:
         return RedirectResponse("/login", status_code=303)
 
@@ -292,7 +310,7 @@ def create_app(cfg: Config, engine: Engine, *, secure_cookies: bool = True, push
         return resp
 
     async def logout(request: Request) -> Response:
-        who = web.principal(request)
+        who = await who_is(request)
         form = await request.form()
         if who is not None and who.token and same_origin(request) and csrf_ok(who.token, str(form.get("csrf", ""))):
             await run_in_threadpool(auth.logout, engine, who)
@@ -301,7 +319,7 @@ def create_app(cfg: Config, engine: Engine, *, secure_cookies: bool = True, push
         return resp
 
     async def home(request: Request) -> Response:
-        who = web.principal(request)
+        who = await who_is(request)
         if who is None:
             return to_login()
         if who.role is Role.AGENT:
@@ -316,7 +334,7 @@ def create_app(cfg: Config, engine: Engine, *, secure_cookies: bool = True, push
         return resp
 
     async def agent_page(request: Request) -> Response:
-        who = web.principal(request)
+        who = await who_is(request)
         if who is None or who.token is None:
             return to_login()
         login = request.path_params["login"]
@@ -329,7 +347,7 @@ def create_app(cfg: Config, engine: Engine, *, secure_cookies: bool = True, push
                     pause_reasons=list(PAUSE_REASONS.values()))
 
     async def calendar_page(request: Request) -> Response:
-        who = web.principal(request)
+        who = await who_is(request)
         if who is None or who.token is None:
             return to_login()
         login = request.path_params["login"]
@@ -344,7 +362,7 @@ def create_app(cfg: Config, engine: Engine, *, secure_cookies: bool = True, push
         return page(request, "callbacks.html", who=who, csrf=csrf_for(who.token), **ctx)
 
     async def floor_page(request: Request, template: str = "floor.html") -> Response:
-        who = web.principal(request)
+        who = await who_is(request)
         if who is None or who.token is None:
             return to_login()
         lang = web.lang(request)
@@ -360,7 +378,7 @@ def create_app(cfg: Config, engine: Engine, *, secure_cookies: bool = True, push
 
     async def events(request: Request) -> Response:
         """SSE: the live region of one view, pushed when it changes (checked every `push_s`)."""
-        who = web.principal(request)
+        who = await who_is(request)
         if who is None:
             return PlainTextResponse("log in first", status_code=401)
         kind = request.path_params["kind"]
@@ -417,7 +435,7 @@ def create_app(cfg: Config, engine: Engine, *, secure_cookies: bool = True, push
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     async def _posted(request: Request) -> tuple[Principal, dict[str, str]] | Response:
-        who = web.principal(request)
+        who = await who_is(request)
         if who is None or who.token is None:
             return to_login()
         form = {k: str(v) for k, v in (await request.form()).items()}
@@ -556,7 +574,7 @@ def create_app(cfg: Config, engine: Engine, *, secure_cookies: bool = True, push
 
         from dialer.service.recordings import find
 
-        who = web.principal(request)
+        who = await who_is(request)
         if who is None or who.token is None:
             return to_login()
         q = {k: request.query_params.get(k, "").strip() for k in ("customer", "agent", "date", "outcome")}
@@ -582,7 +600,7 @@ def create_app(cfg: Config, engine: Engine, *, secure_cookies: bool = True, push
 
         from dialer.service.recordings import playback_path
 
-        who = web.principal(request)
+        who = await who_is(request)
         if who is None or who.token is None:
             return PlainTextResponse("log in first", status_code=401)
         try:
@@ -614,7 +632,9 @@ def create_app(cfg: Config, engine: Engine, *, secure_cookies: bool = True, push
         Route("/events/{kind}", events),
         Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
-    app = Starlette(routes=routes)
+    from dialer.service import STORE_ERRORS
+
+    app = Starlette(routes=routes, exception_handlers=dict.fromkeys(STORE_ERRORS, store_unavailable))
     app.add_middleware(SecurityHeaders)
     app.state.web = web
     return app
