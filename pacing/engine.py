@@ -293,9 +293,7 @@ class Pacer:
         # reported): measured ratios 0.9-7.9, least-squares fit 0.20 + 11.3/sqrt(agents). The prior
         # below lies above that fit from 8 agents up (the cautious side) and is kept: it only
         # matters until the controller's online bias estimate takes over.
-        mb = self.cfg.model_bias_prior if self.cfg.model_bias_prior is not None else (
-            self.regime.bias_prior if self.regime is not None else None)
-        self.ctl.prior_bias = mb if mb is not None else 2.0 + 8.0 / math.sqrt(logged)
+        self.ctl.prior_bias = self.bias_prior(logged)
         allowed, cnote = self.ctl.allowed(per_hour, w_ab, w_ans)
         cred = self.credibility()
         if cred <= 0.0:
@@ -338,6 +336,23 @@ class Pacer:
             max_overflow=max_over)
         n = min(cap, max(n, prog))
         return n, f"hit {p:.3f} aht {aht:.0f}s risk {allowed:.4f} cred {cred:.2f} ({cnote})"
+
+    def team(self, logged: int) -> int:
+        """The team: the most agents logged in at a decision over the last hour (LOGGED at least). Why not LOGGED
+        alone: a 20-agent team at lunch with 8 logged is not an 8-agent team (its abandons come from 20 agents'
+        calls coming back)."""
+        return max(logged, max((n for _, n in self._staffed), default=0))
+
+    def bias_prior(self, logged: int) -> float:
+        """The controller's model-bias prior: the setting, else the regime's (for a team up to its
+        `bias_prior_team`), else the calibrated 2 + 8 / sqrt(LOGGED)."""
+        if self.cfg.model_bias_prior is not None:
+            return self.cfg.model_bias_prior
+        r = self.regime
+        if r is not None and r.bias_prior is not None and (
+                r.bias_prior_team is None or self.team(logged) <= r.bias_prior_team):
+            return r.bias_prior
+        return 2.0 + 8.0 / math.sqrt(max(1, logged))
 
     def hour_room(self, now: float, logged: int, aht: float, staying: int | None = None,
                   back: Sequence[float] = ()) -> tuple[int, float]:

@@ -52,15 +52,16 @@ STATES = ["ready", "on_call", "on_call", "wrap_up"]
 
 
 def _drive(name: str, seed: int, abandon_share: float, fp: float, steps: int = 1500,
-           site: float = 0.0, known: bool = True) -> tuple[int, int]:
+           site: float = 0.0, known: bool = True, calm_s: float = 300.0) -> tuple[int, int]:
     """A campaign's outcomes (20 % people, a share of them abandoned, in any order the seed gives) and the
     pacer's decisions every 10 outcomes on random team states; checks every decision, returns (decisions,
-    decisions with a dial beyond progressive)."""
+    decisions with a dial beyond progressive). CALM_S: the surge watch's hold (the random team sizes read as
+    drops of logged agents, so most decisions are calm; 0 lets every one reach the budget checks)."""
     import random
 
     rnd = random.Random(seed)
     p = Pacer(PacerConfig(abandon_regime=name, prior_answers=500.0, amd_false_positive_rate=fp,
-                          ring_timeout_s=26.0, prior_talk_s=300.0))
+                          ring_timeout_s=26.0, prior_talk_s=300.0, calm_s=calm_s))
     now, extra, n = 0.0, 0, 0
     for k in range(steps):
         now += rnd.uniform(0.0, 3.0) if rnd.random() > 0.01 else rnd.uniform(0.0, 7200.0)  # gaps: windows turn
@@ -151,8 +152,9 @@ def test_the_other_campaigns_abandons_spend_this_campaigns_uk_ofcom_day(site_aba
 @pytest.mark.parametrize("name", ["us_tsr", "uk_ofcom", "jp_cx"])
 def test_the_budget_property_is_not_vacuous(name: str) -> None:
     """With few abandons the longer windows do dial beyond progressive (so the property above is tested)."""
-    n, extra = _drive(name, 1, 0.002, 0.0, known=False)
+    n, extra = _drive(name, 1, 0.002, 0.0, known=False, calm_s=0.0)
     assert extra > 0.02 * n
+    assert _drive(name, 1, 0.002, 0.0, known=False)[1] > 0  # the surge watch's holds do not stop it either
     assert _drive(name, 1, 0.002, 0.0)[1] > 0  # agents leaving or due back (issue 31) do not stop it either
 
 
@@ -203,7 +205,7 @@ def test_the_regime_brings_its_reserve_and_bias_prior_and_a_setting_wins(monkeyp
     assert Pacer(PacerConfig(abandon_regime="us_tsr")).reserve == 0.2
     assert Pacer(PacerConfig(abandon_regime="jp_cx", budget_reserve=0.3)).reserve == 0.3
     eight = Snapshot(now=1.0, agents=[AgentView("ready")] * 8, ringing=[])
-    p = Pacer(PacerConfig(abandon_regime="jp_cx", warmup_answers=0, ramp_answers=0))
+    p = Pacer(PacerConfig(abandon_regime="us_tsr", warmup_answers=0, ramp_answers=0))
     p.decide(eight)
     assert p.ctl.prior_bias == 2.0 + 8.0 / 8 ** 0.5 and p.cluster == 1.0
     monkeypatch.setitem(REGIMES, "jp_cx", replace(REGIMES["jp_cx"], bias_prior=1.5, hour_cluster=2.0))
@@ -213,6 +215,33 @@ def test_the_regime_brings_its_reserve_and_bias_prior_and_a_setting_wins(monkeyp
     r = Pacer(PacerConfig(abandon_regime="jp_cx", warmup_answers=0, ramp_answers=0, model_bias_prior=3.0))
     r.decide(eight)
     assert r.ctl.prior_bias == 3.0
+
+
+def test_the_regimes_bias_prior_is_for_a_small_team_counted_over_the_last_hour() -> None:
+    """jp_cx's own bias prior is for a team of up to `bias_prior_team` agents; a larger team takes the calibrated
+    2 + 8 / sqrt(logged), and so does that team at lunch with 8 logged until an hour has passed with no more than
+    8 logged (the team is the most agents logged in over the last hour, not the count now)."""
+    r = REGIMES["jp_cx"]
+    assert r.bias_prior is not None and r.bias_prior_team is not None and r.hour_cluster == 2.0
+    assert r.bias_prior < 2.0 + 8.0 / math.sqrt(r.bias_prior_team)  # the bolder start, else it would not matter
+    p = Pacer(PacerConfig(abandon_regime="jp_cx", warmup_answers=0, ramp_answers=0))
+    assert p.cluster == 2.0
+
+    def prior(now: float, logged: int) -> float:
+        p.decide(Snapshot(now=now, agents=[AgentView("ready")] * logged))
+        return p.ctl.prior_bias
+
+    big = r.bias_prior_team + 8
+    assert prior(0.0, big) == 2.0 + 8.0 / math.sqrt(big)
+    assert prior(1800.0, 8) == 2.0 + 8.0 / math.sqrt(8)    # 8 logged, but the team had `big` within the hour
+    assert prior(3700.0, 8) == 2.0 + 8.0 / math.sqrt(8)    # still: `big` were logged until 1800
+    assert prior(5500.0, 8) == r.bias_prior                # an hour of 8: a small team
+    assert prior(5600.0, r.bias_prior_team) == r.bias_prior
+    assert prior(5700.0, r.bias_prior_team + 1) == 2.0 + 8.0 / math.sqrt(r.bias_prior_team + 1)
+    # a setting wins over the regime's, whatever the team
+    q = Pacer(PacerConfig(abandon_regime="jp_cx", warmup_answers=0, ramp_answers=0, model_bias_prior=3.0))
+    q.decide(Snapshot(now=0.0, agents=[AgentView("ready")] * 8))
+    assert q.ctl.prior_bias == 3.0
 
 
 def _cold(name: str, abandons: int = 0, **kw: float) -> tuple[Pacer, int]:
