@@ -83,13 +83,13 @@ REGIMES: dict[str, Regime] = {
         "abandoned / answered by a person (AMD false-positive estimate included) per local day <= 2 %, aimed "
         "at 1 %, and no rolling hour above 4 %", statutory=False,
         # a self-imposed day, guarded hour by hour at 4 %: a 10 % reserve (20 % kept a small team at a tenth of its
-        # 1 % aim all day). A team of up to 12 agents starts its bias estimate at 1.5, not 2 + 8/sqrt(agents) (4.8
+        # 1 % aim all day). A team of up to 10 agents starts its bias estimate at 1.5, not 2 + 8/sqrt(agents) (4.8
         # at 8 agents: a small team abandons about once a day, so the prior, worth 4 abandons, was the estimate all
         # day and the pacer spent a tenth of its aim), with abandons counted in pairs by the hour cap (one pair is
-        # what an hour of 8 agents can take). A larger team keeps the calibrated prior: 1.5 at every size put an
-        # hour over 5 % in 1 of 20 seeds at 20 agents; 1.0 put 2 of 20 over at 8 agents (bench/RESULTS.md issue
-        # 31, fourth and fifth passes)
-        reserve=0.1, bias_prior=1.5, bias_prior_team=12, hour_cluster=2.0),
+        # what an hour of 8 agents can take). A larger team keeps the calibrated prior: 1.5 at 12 agents put one
+        # seed's day at 1.24 % (over the 1 % aim), at every size an hour over 5 % in 1 of 20 seeds at 20 agents;
+        # 1.0 put 2 of 20 over 5 % at 8 agents (bench/RESULTS.md issue 31, fourth and fifth passes)
+        reserve=0.1, bias_prior=1.5, bias_prior_team=10, hour_cluster=2.0),
 }
 LEGACY = ("us", "uk")  # the window comes from abandon_window; "uk" counts AMD false positives
 NAMES = (*REGIMES, *LEGACY)
