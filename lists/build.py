@@ -158,23 +158,16 @@ def _one(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = No
 
 
 def _parse_into(con: duckdb.DuckDBPyConnection, keys: list[tuple[str, str, bool]], region: str, table: str,
-                tmp: Path, known: dict[str, list[tuple[Any, ...]]] | None = None) -> int:
+                tmp: Path) -> None:
     """Parse phone cells in Python and append (key, idx, e164, kind, reason, flag) rows to `table`.
 
-    keys: (cache key, text, is_digits): digits-only national numbers take the fast classifier. `known`: rows
-    already parsed by key (a cache), written as they are instead of parsed again, in the same order.
-    Returns how many keys were parsed now.
+    keys: (cache key, text, is_digits): digits-only national numbers take the fast classifier.
     """
     path = tmp / f"{table}_new.csv"
-    parsed = 0
     with path.open("w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["key", "idx", "e164", "kind", "reason", "flag"])
         for key, text, digits in keys:
-            if known is not None and key in known:
-                w.writerows(known[key])
-                continue
-            parsed += 1
             results = (classify_digits(text, region),) if digits else parse_phone_cell(text, region)
             if not results:
                 w.writerow([key, -1, "", "", "empty", ""])
@@ -185,7 +178,38 @@ def _parse_into(con: duckdb.DuckDBPyConnection, keys: list[tuple[str, str, bool]
                 "columns={'key': 'VARCHAR', 'idx': 'INTEGER', 'e164': 'VARCHAR', 'kind': 'VARCHAR', "
                 "'reason': 'VARCHAR', 'flag': 'VARCHAR'}, quote='\"', escape='\"')", [str(path)])
     path.unlink()
-    return parsed
+
+
+def _open_cache(con: duckdb.DuckDBPyConnection, table: str, cache: Path | None, stamp: str) -> None:
+    """Create `table` for parsed phone rows and fill it from the parquet CACHE when its `.code` file says STAMP
+    (the parser's code, and what else its answers depend on). A cache another parser wrote is deleted (its
+    answers may be stale); an unreadable or old-format one is just a cold start."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} (key VARCHAR, idx INTEGER, e164 VARCHAR, kind VARCHAR, "
+                "reason VARCHAR, flag VARCHAR)")
+    if cache is None or not cache.exists():
+        return
+    code = cache.with_suffix(".code")
+    if not code.exists() or code.read_text(encoding="utf-8").strip() != stamp:
+        cache.unlink()
+        return
+    try:
+        con.execute(f"INSERT INTO {table} SELECT key, idx, e164, kind, reason, flag FROM read_parquet(?)", [str(cache)])
+    except duckdb.Error:
+        pass
+
+
+def _parse_misses(con: duckdb.DuckDBPyConnection, misses: list[tuple[str, str, bool]], region: str, table: str,
+                  cache: Path | None, stamp: str, tmp: Path) -> int:
+    """Parse the keys `table` does not hold yet (MISSES) into it and, when there were any, write the whole table
+    back to CACHE under STAMP (`_open_cache` reads it next night). Returns how many were parsed."""
+    if not misses:
+        return 0
+    _parse_into(con, misses, region, table, tmp)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        con.execute(f"COPY {table} TO {lit(str(cache))} (FORMAT parquet)")
+        cache.with_suffix(".code").write_text(stamp, encoding="utf-8")
+    return len(misses)
 
 
 # SQL twin of phones._clean for the common shapes: full-width digits and dashes, a leading label, separators
@@ -245,28 +269,12 @@ def _parse_cells(con: duckdb.DuckDBPyConnection, mapping: Mapping, region: str, 
               FROM customers WHERE phone IS NOT NULL
             UNION ALL
             SELECT customer_id, 1, phone2, __file, __line, {lit(lab['phone2'])} FROM customers WHERE phone2 IS NOT NULL)))""")
-    con.execute("CREATE OR REPLACE TEMP TABLE pcache (key VARCHAR, idx INTEGER, e164 VARCHAR, kind VARCHAR, "
-                "reason VARCHAR, flag VARCHAR)")
-    stamp = cache.with_suffix(".code") if cache is not None else None
-    if cache is not None and stamp is not None and cache.exists() and (
-            not stamp.exists() or stamp.read_text(encoding="utf-8").strip() != _PHONE_CODE):
-        cache.unlink()  # parsed by another version of the parser: its answers may be stale
-    if cache is not None and cache.exists():
-        try:
-            con.execute("INSERT INTO pcache SELECT key, idx, e164, kind, reason, flag FROM read_parquet(?)", [str(cache)])
-        except duckdb.Error:
-            pass  # an unreadable or old-format cache is just a cold start
+    _open_cache(con, "pcache", cache, _PHONE_CODE)
     cached_before = int(_one(con, "SELECT count(DISTINCT key) FROM pcache") or 0)
     misses = [(k, t, bool(d)) for k, t, d in con.execute(
         "SELECT DISTINCT key, CASE WHEN simple THEN nd ELSE raw END, simple FROM cells "
         "WHERE NOT fast AND key NOT IN (SELECT key FROM pcache)").fetchall()]
-    if misses:
-        _parse_into(con, misses, region, "pcache", tmp)
-    if cache is not None and misses:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        con.execute(f"COPY pcache TO {lit(str(cache))} (FORMAT parquet)")
-        if stamp is not None:
-            stamp.write_text(_PHONE_CODE, encoding="utf-8")
+    parsed = _parse_misses(con, misses, region, "pcache", cache, _PHONE_CODE, tmp)
     con.execute("""
         CREATE OR REPLACE TEMP TABLE cell_res AS
         SELECT c.customer_id, c.cell, 0 AS idx, '+81' || substr(c.nd, 2) AS e164, 'mobile' AS kind,
@@ -275,27 +283,8 @@ def _parse_cells(con: duckdb.DuckDBPyConnection, mapping: Mapping, region: str, 
         UNION ALL
         SELECT c.customer_id, c.cell, p.idx, p.e164, p.kind, p.reason, p.flag, c.__file, c.__line, c.col, c.raw
           FROM cells c JOIN pcache p ON p.key = c.key WHERE NOT c.fast AND p.idx >= 0""")
-    return {"cells": int(_one(con, "SELECT count(*) FROM cells") or 0), "parsed_now": len(misses),
+    return {"cells": int(_one(con, "SELECT count(*) FROM cells") or 0), "parsed_now": parsed,
             "cached_before": cached_before, "cached_after": int(_one(con, "SELECT count(DISTINCT key) FROM pcache") or 0)}
-
-
-def _block_cache_rows(con: duckdb.DuckDBPyConnection, cache: Path | None, stamp: str) -> dict[str, list[tuple[Any, ...]]]:
-    """The block numbers parsed on an earlier night, by raw text; empty when there is no cache, it was written by
-    another parser version or region (`stamp`), or it cannot be read: then every number is parsed again."""
-    if cache is None or not cache.exists():
-        return {}
-    code = cache.with_suffix(".code")
-    if not code.exists() or code.read_text(encoding="utf-8").strip() != stamp:
-        return {}
-    known: dict[str, list[tuple[Any, ...]]] = {}
-    try:
-        rows = con.execute("SELECT key, idx, e164, kind, reason, flag FROM read_parquet(?) ORDER BY key, idx",
-                           [str(cache)]).fetchall()
-    except duckdb.Error:
-        return {}
-    for r in rows:
-        known.setdefault(str(r[0]), []).append(tuple(r))
-    return known
 
 
 def _blocks(con: duckdb.DuckDBPyConnection, sup: Suppressions, region: str, as_of: date, tmp: Path,
@@ -303,17 +292,14 @@ def _blocks(con: duckdb.DuckDBPyConnection, sup: Suppressions, region: str, as_o
     """CRM blocks (raw phones) + the dialer's blocks -> `blocks_norm`, active on `as_of` only.
 
     `cache` (a parquet file) keeps the parsed block numbers by raw text: the block file changes by a few lines a
-    night, and parsing its ~11k numbers again took 2 CPU-s of the 1M bench's next night. It holds tonight's
-    numbers only (a removed block leaves it). Returns how many numbers were parsed now."""
-    con.execute("CREATE OR REPLACE TEMP TABLE bparse (key VARCHAR, idx INTEGER, e164 VARCHAR, kind VARCHAR, "
-                "reason VARCHAR, flag VARCHAR)")
-    raws = [(r[0], r[0], False) for r in con.execute("SELECT DISTINCT phone FROM blocks WHERE phone IS NOT NULL").fetchall()]
+    night, and parsing its ~11k numbers again took 2 CPU-s of the 1M bench's next night. Like the customers'
+    phone cache it keeps what it parsed (rows are read by the blocks' own numbers only). Returns how many
+    numbers were parsed now."""
     stamp = f"{_PHONE_CODE} {region}"
-    parsed = _parse_into(con, raws, region, "bparse", tmp, _block_cache_rows(con, cache, stamp)) if raws else 0
-    if cache is not None and parsed:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        con.execute(f"COPY bparse TO {lit(str(cache))} (FORMAT parquet)")
-        cache.with_suffix(".code").write_text(stamp, encoding="utf-8")
+    _open_cache(con, "bparse", cache, stamp)
+    misses = [(r[0], r[0], False) for r in con.execute(
+        "SELECT DISTINCT phone FROM blocks WHERE phone IS NOT NULL AND phone NOT IN (SELECT key FROM bparse)").fetchall()]
+    parsed = _parse_misses(con, misses, region, "bparse", cache, stamp, tmp)
     # a block must never vanish without a trace: a number that cannot be read, a customer or product that
     # matches nothing are reported (the block itself is kept: it may match tomorrow)
     con.execute("""
